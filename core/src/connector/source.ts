@@ -1,0 +1,118 @@
+import type { ConfigOf, ConfigSchema } from '../config/schema.js';
+import type {
+  AirbyteCatalog,
+  AirbyteRecordMessageMetaChange,
+  AirbyteStreamStatus,
+  ConfiguredAirbyteCatalog,
+  RecordData,
+  StateBlob,
+} from '../protocol/messages.js';
+import type { RateLimitPolicy, RetryPolicy } from '../resilience/policy.js';
+import type { ConnectorContext } from './context.js';
+import type { SyncState } from './state.js';
+
+/** One record read from a stream. */
+export interface SourceRecord {
+  readonly kind: 'record';
+  readonly stream: string;
+  readonly namespace?: string;
+  readonly data: RecordData;
+  readonly changes?: AirbyteRecordMessageMetaChange[];
+}
+
+/**
+ * A per-stream checkpoint. Contract: `state` covers every record of `stream` the source
+ * yielded before this message, and reading again from `state` yields exactly the records
+ * after them (ties on the cursor included). The runtime commits it only after the
+ * destination durably acknowledged all of those records.
+ */
+export interface StreamCheckpoint {
+  readonly kind: 'checkpoint';
+  readonly stream: string;
+  readonly namespace?: string;
+  readonly state: StateBlob;
+}
+
+/**
+ * A checkpoint for sources whose position is shared by all streams (CDC: one LSN).
+ * Covers every record of every stream yielded before it.
+ */
+export interface GlobalCheckpoint {
+  readonly kind: 'global-checkpoint';
+  readonly shared: StateBlob;
+  readonly streams: ReadonlyArray<{ stream: string; namespace?: string; state: StateBlob }>;
+}
+
+/** A stream's lifecycle as reported by the source (the runtime adds RATE_LIMITED itself). */
+export interface StreamStatusEvent {
+  readonly kind: 'status';
+  readonly stream: string;
+  readonly namespace?: string;
+  readonly status: AirbyteStreamStatus;
+}
+
+export interface EstimateEvent {
+  readonly kind: 'estimate';
+  readonly stream: string;
+  readonly namespace?: string;
+  readonly rows?: number;
+  readonly bytes?: number;
+}
+
+export type SourceMessage = SourceRecord | StreamCheckpoint | GlobalCheckpoint | StreamStatusEvent | EstimateEvent;
+
+export interface SourceSpec<S extends ConfigSchema> {
+  connectionSpecification: S;
+  documentationUrl?: string;
+  supportsIncremental?: boolean;
+}
+
+/** What a connector author writes. */
+export interface SourceDefinition<S extends ConfigSchema> {
+  /** Short name used by the CLI and in sync files, e.g. `hubspot`. */
+  name: string;
+  version?: string;
+  spec: SourceSpec<S>;
+  /** Declared request budget; the runtime enforces it across all streams. */
+  rateLimit?: RateLimitPolicy;
+  retry?: RetryPolicy;
+  /**
+   * Proves the config works (credentials, reachability). Throws a TributaryError of kind
+   * `config` or `auth` with a message that says what to fix.
+   */
+  check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
+  discover(ctx: ConnectorContext, config: ConfigOf<S>): Promise<AirbyteCatalog>;
+  /**
+   * Reads the configured streams, starting from `state` (empty on a first sync).
+   * Contract: every stream yields at least one checkpoint (even when empty), so a later
+   * incremental read knows where to start; checkpoints follow the records they cover.
+   * The runtime may stop iterating at any point (via `return()`): the source must release
+   * its resources in `finally` blocks.
+   */
+  read(ctx: ConnectorContext, config: ConfigOf<S>, catalog: ConfiguredAirbyteCatalog, state: SyncState): AsyncIterable<SourceMessage>;
+  /**
+   * Called by the runtime after `state` was committed to the state store, i.e. after the
+   * destination acknowledged every record before it. CDC sources confirm their position
+   * upstream here, never earlier. Calls are sequential and in commit order.
+   */
+  ack?(ctx: ConnectorContext, config: ConfigOf<S>, state: SyncState): Promise<void>;
+}
+
+/** A source as the runtime sees it: the definition plus its kind tag. */
+export type Source<S extends ConfigSchema = ConfigSchema> = SourceDefinition<S> & { readonly kind: 'source' };
+
+export function defineSource<const S extends ConfigSchema>(definition: SourceDefinition<S>): Source<S> {
+  return Object.freeze({ ...definition, kind: 'source' as const });
+}
+
+export function record(stream: string, data: RecordData, namespace?: string): SourceRecord {
+  return namespace === undefined ? { kind: 'record', stream, data } : { kind: 'record', stream, data, namespace };
+}
+
+export function checkpoint(stream: string, state: StateBlob, namespace?: string): StreamCheckpoint {
+  return namespace === undefined ? { kind: 'checkpoint', stream, state } : { kind: 'checkpoint', stream, state, namespace };
+}
+
+export function streamStatus(stream: string, status: AirbyteStreamStatus, namespace?: string): StreamStatusEvent {
+  return namespace === undefined ? { kind: 'status', stream, status } : { kind: 'status', stream, status, namespace };
+}
