@@ -10,7 +10,9 @@ import { TributaryError } from '../errors.js';
 export type ConfigSchema = JSONSchema & object;
 
 /** The TypeScript type of a config, inferred from its schema literal. */
-export type ConfigOf<S> = S extends ConfigSchema ? FromSchema<S> : Record<string, unknown>;
+// The wide `ConfigSchema` itself (as in the default `Source`/`Writer` type) maps to a plain
+// record: instantiating FromSchema on it is both useless and too deep for the compiler.
+export type ConfigOf<S> = [ConfigSchema] extends [S] ? Record<string, unknown> : S extends ConfigSchema ? FromSchema<S> : Record<string, unknown>;
 
 // ajv-formats is CommonJS; under NodeNext its default import is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv;

@@ -1,0 +1,439 @@
+import { spawn } from 'node:child_process';
+import { dirname, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'vitest';
+import {
+  TributaryError,
+  parseConfig,
+  streamKey,
+  type ConfigSchema,
+  type DeliverySemantics,
+  type Destination,
+  type DestinationStream,
+  type DestinationSyncMode,
+  type JsonSchemaObject,
+  type RecordBatch,
+  type RecordData,
+  type WriteOutcome,
+} from '@tributary/core';
+import {
+  assertConnectionSpecification,
+  assertValidAirbyteMessage,
+  contextFor,
+  preview,
+  mapCases,
+  stableJson,
+  valueAt,
+  type ErasedCase,
+  type RawConfig,
+} from './harness.js';
+import type { CrashRunnerInput } from './destination-crash-runner.js';
+
+/** A stream the suite writes, with a generator for its records. */
+export interface DestinationConformanceStream {
+  name: string;
+  namespace?: string;
+  /** Field paths, e.g. [['id']]. The suite's replay and malformed-record cases need one. */
+  primaryKey: string[][];
+  cursorField?: string[];
+  jsonSchema: JsonSchemaObject;
+  /** The i-th record (i ≥ 0). Distinct i must give distinct primary keys; the same i, equal records. */
+  record(i: number): RecordData;
+}
+
+export interface DestinationConformanceOptions<S extends ConfigSchema = ConfigSchema> {
+  destination: Destination<S>;
+  /** A config pointing at a fresh, empty target. Called once per case. */
+  config: () => RawConfig | Promise<RawConfig>;
+  /**
+   * Every row of a stream the target holds now, as JSON values equal to what was written
+   * (extra columns the destination adds, e.g. metadata, are allowed).
+   */
+  readBack(config: RawConfig, streamName: string, namespace?: string): Promise<RecordData[]>;
+  /** Streams to write. Default: one keyed stream `conformance_people` with scalar, array and object fields. */
+  streams?: DestinationConformanceStream[];
+  /**
+   * Where the crash case's child process imports the destination from: a package name
+   * resolvable from this package (workspace packages are) or a `file:` URL.
+   */
+  module: string;
+  /** The export holding the destination. Default: the export whose value is a destination named like `destination.name`. */
+  exportName?: string;
+  /** Records per batch in every case (default 50). */
+  batchSize?: number;
+  /** Dotted paths of fields whose name looks secret but is not. */
+  notSecret?: readonly string[];
+}
+
+export interface DestinationCase {
+  readonly name: string;
+  run<S extends ConfigSchema>(options: DestinationConformanceOptions<S>): Promise<void>;
+}
+
+/** Identity cast to the config-erased options; see `erase` in source-conformance.ts for why. */
+function erase<S extends ConfigSchema>(options: DestinationConformanceOptions<S>): DestinationConformanceOptions {
+  return options as unknown as DestinationConformanceOptions;
+}
+
+/** The default stream: the shape of CRM data (ids, names, numbers, flags, timestamps, lists, nested objects). */
+export const defaultDestinationStream: DestinationConformanceStream = {
+  name: 'conformance_people',
+  primaryKey: [['id']],
+  cursorField: ['updated_at'],
+  jsonSchema: {
+    type: 'object',
+    required: ['id'],
+    properties: {
+      id: { type: 'integer' },
+      name: { type: 'string' },
+      score: { type: 'number' },
+      active: { type: 'boolean' },
+      updated_at: { type: 'string', format: 'date-time' },
+      tags: { type: 'array', items: { type: 'string' } },
+      address: { type: 'object', properties: { city: { type: 'string' }, zip: { type: ['string', 'null'] } } },
+    },
+  },
+  record: (i) => ({
+    id: i + 1,
+    name: `Person ${i + 1}`,
+    score: Math.round(i * 7.25 * 100) / 100,
+    active: i % 2 === 0,
+    updated_at: new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString(),
+    tags: i % 3 === 0 ? [] : [`tag-${i % 5}`, 'crm'],
+    address: { city: `City ${i % 7}`, zip: i % 4 === 0 ? null : `${10000 + i}` },
+  }),
+};
+
+const NEW_COLUMN = 'conformance_new_column';
+
+interface Prepared {
+  raw: RawConfig;
+  /** `raw` validated against the spec, defaults filled in. */
+  config: RawConfig;
+  streams: DestinationConformanceStream[];
+}
+
+async function prepare(options: DestinationConformanceOptions): Promise<Prepared> {
+  const raw = await options.config();
+  const config = parseConfig<RawConfig>(options.destination.spec.connectionSpecification, raw, 'config');
+  return { raw, config, streams: options.streams ?? [defaultDestinationStream] };
+}
+
+/** The sync mode the replay cases use: the keyed one when the destination promises dedupe. */
+function keyedMode(destination: { delivery: DeliverySemantics; spec: { supportedDestinationSyncModes: readonly DestinationSyncMode[] } }): DestinationSyncMode {
+  const supported = destination.spec.supportedDestinationSyncModes;
+  const preferred: DestinationSyncMode[] = destination.delivery === 'append' ? ['append', 'append_dedup'] : ['append_dedup', 'append', 'update'];
+  const mode = preferred.find((m) => supported.includes(m)) ?? supported[0];
+  if (mode === undefined) throw new Error('spec.supportedDestinationSyncModes is empty');
+  return mode;
+}
+
+function destinationStreams(streams: DestinationConformanceStream[], mode: DestinationSyncMode, resuming: boolean): DestinationStream[] {
+  return streams.map((s) => ({
+    key: streamKey(s.name, s.namespace),
+    name: s.name,
+    ...(s.namespace !== undefined ? { namespace: s.namespace } : {}),
+    syncMode: 'incremental',
+    destinationSyncMode: mode,
+    primaryKey: s.primaryKey,
+    cursorField: s.cursorField ?? [],
+    jsonSchema: s.jsonSchema,
+    resuming,
+  }));
+}
+
+function batchOf(stream: DestinationConformanceStream, from: number, to: number, map: (r: RecordData, i: number) => RecordData = (r) => r): RecordBatch {
+  const records: RecordData[] = [];
+  for (let i = from; i < to; i++) records.push(map(stream.record(i), i));
+  return { stream: streamKey(stream.name, stream.namespace), records, emittedAt: Date.now() };
+}
+
+function keyOf(stream: DestinationConformanceStream, record: RecordData): string {
+  return stableJson(stream.primaryKey.map((path) => valueAt(record, path)));
+}
+
+/** Read-back rows grouped by primary key. */
+function rowsByKey(stream: DestinationConformanceStream, rows: RecordData[]): Map<string, RecordData[]> {
+  const out = new Map<string, RecordData[]>();
+  for (const row of rows) {
+    const key = keyOf(stream, row);
+    out.set(key, [...(out.get(key) ?? []), row]);
+  }
+  return out;
+}
+
+/** Each written record must come back with every field it was written with, equal. */
+function assertPresent(stream: DestinationConformanceStream, rows: RecordData[], written: RecordData[], what: string): void {
+  const byKey = rowsByKey(stream, rows);
+  const missing: string[] = [];
+  const different: string[] = [];
+  for (const record of written) {
+    const key = keyOf(stream, record);
+    const candidates = byKey.get(key);
+    if (!candidates) {
+      missing.push(key);
+      continue;
+    }
+    const matches = candidates.some((row) => Object.entries(record).every(([field, value]) => stableJson(row[field]) === stableJson(value)));
+    if (!matches) different.push(`${key}: wrote ${stableJson(record)}, read ${stableJson(candidates[0])}`);
+  }
+  if (missing.length > 0) throw new Error(`${what}: ${missing.length} of ${written.length} record(s) missing from ${stream.name}: ${preview(missing)}`);
+  if (different.length > 0) throw new Error(`${what}: ${different.length} record(s) came back different:\n  - ${preview(different, 3)}`);
+}
+
+function assertEachKeyOnce(stream: DestinationConformanceStream, rows: RecordData[], what: string): void {
+  const duplicated = [...rowsByKey(stream, rows)].filter(([, r]) => r.length > 1).map(([key, r]) => `${key} ×${r.length}`);
+  if (duplicated.length > 0) throw new Error(`${what}: ${duplicated.length} key(s) of ${stream.name} stored more than once: ${preview(duplicated)}`);
+}
+
+async function readBack(options: DestinationConformanceOptions, raw: RawConfig, stream: DestinationConformanceStream): Promise<RecordData[]> {
+  return options.readBack(raw, stream.name, stream.namespace);
+}
+
+/** Path of the crash runner next to this module (.ts under vitest, .js once built). */
+function crashRunnerPath(): string {
+  const self = fileURLToPath(import.meta.url);
+  return fileURLToPath(new URL(`./destination-crash-runner${extname(self)}`, import.meta.url));
+}
+
+/** Runs the crash runner in a child process; resolves once it died of SIGKILL after its last step. */
+async function runCrashingChild(input: CrashRunnerInput): Promise<void> {
+  const runner = crashRunnerPath();
+  const child = spawn(process.execPath, ['--conditions=tributary-source', '--import', 'tsx', runner], {
+    cwd: dirname(dirname(runner)),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdin.end(JSON.stringify(input));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c, s) => resolve([c, s]));
+  });
+  const steps = stdout.split('\n').filter(Boolean);
+  if (signal !== 'SIGKILL' || !steps.includes('wrote-b')) {
+    throw new Error(`the crash runner did not reach its crash point (exit code ${String(code)}, signal ${String(signal)}, steps [${steps.join(', ')}]):\n${stderr.slice(-4000)}`);
+  }
+}
+
+const cases = {
+  spec: {
+    name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',
+    async run(options) {
+      const { spec } = options.destination;
+      assertConnectionSpecification(spec.connectionSpecification, options.notSecret);
+      if (spec.supportedDestinationSyncModes.length === 0) throw new Error('spec.supportedDestinationSyncModes is empty');
+      assertValidAirbyteMessage(
+        {
+          type: 'SPEC',
+          spec: {
+            connectionSpecification: spec.connectionSpecification,
+            supported_destination_sync_modes: spec.supportedDestinationSyncModes,
+            ...(spec.documentationUrl !== undefined ? { documentationUrl: spec.documentationUrl } : {}),
+          },
+        },
+        'the SPEC message',
+      );
+    },
+  },
+  check: {
+    name: 'check: succeeds on a good config',
+    async run(options) {
+      const p = await prepare(options);
+      await options.destination.check(contextFor(options.destination), p.config);
+    },
+  },
+  committedSurvivesRestart: {
+    name: 'commit is durable: committed records survive a session dropped without close',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      const mode = keyedMode(destination);
+      const first = await destination.open(contextFor(destination), p.config, destinationStreams(p.streams, mode, false));
+      for (const stream of p.streams) {
+        await first.write(batchOf(stream, 0, n));
+        await first.write(batchOf(stream, n, 2 * n));
+      }
+      await first.commit();
+      // `first` is dropped here without close(): what a crash leaves behind.
+      const second = await destination.open(contextFor(destination), p.config, destinationStreams(p.streams, mode, true));
+      await second.commit();
+      await second.close({ completed: true });
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        assertPresent(stream, rows, batchOf(stream, 0, 2 * n).records, 'after the restart');
+        if (destination.delivery !== 'append') assertEachKeyOnce(stream, rows, 'after the restart');
+      }
+    },
+  },
+  replayAfterCrash: {
+    name: 'crash (SIGKILL) after an uncommitted batch, then an at-least-once replay: nothing lost, no keyed row duplicated',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      const mode = keyedMode(destination);
+      const batchesA = p.streams.map((s) => batchOf(s, 0, n));
+      const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
+      await runCrashingChild({
+        module: options.module,
+        ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
+        destinationName: destination.name,
+        config: p.raw,
+        streams: destinationStreams(p.streams, mode, false),
+        batchesA,
+        batchesB,
+      });
+      // The runtime resumes from the last committed checkpoint, which precedes A and B here
+      // (a checkpoint is stored only after the commit returns), so it sends both again.
+      const session = await destination.open(contextFor(destination), p.config, destinationStreams(p.streams, mode, true));
+      for (const batch of [...batchesA, ...batchesB]) await session.write(batch);
+      await session.commit();
+      await session.close({ completed: true });
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        assertPresent(stream, rows, batchOf(stream, 0, 2 * n).records, 'after the crash and replay');
+        if (destination.delivery !== 'append') assertEachKeyOnce(stream, rows, 'after the crash and replay');
+      }
+    },
+  },
+  newColumn: {
+    name: 'schema drift: a field missing from the stream schema is written and read back',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      const mode = keyedMode(destination);
+      const session = await destination.open(contextFor(destination), p.config, destinationStreams(p.streams, mode, false));
+      const batches = p.streams.map((s) => batchOf(s, 0, n, (r, i) => ({ ...r, [NEW_COLUMN]: `value ${i}` })));
+      for (const batch of batches) {
+        const outcome = await session.write(batch);
+        if (outcome?.rejected?.length) throw new Error(`records with a new column were rejected: ${outcome.rejected[0]!.reason}`);
+      }
+      await session.commit();
+      await session.close({ completed: true });
+      for (const [index, stream] of p.streams.entries()) {
+        assertPresent(stream, await readBack(options, p.raw, stream), batches[index]!.records, 'with a new column');
+      }
+    },
+  },
+  malformedRecord: {
+    name: 'malformed records (missing primary key, type mismatch) are rejected with a reason or fail loudly, never dropped',
+    async run(options) {
+      const { destination } = options;
+      const mode = keyedMode(destination);
+      const stream = (options.streams ?? [defaultDestinationStream])[0]!;
+      const malformations = malformedVariants(stream);
+      for (const [what, bad] of malformations) {
+        const p = await prepare(options);
+        const session = await destination.open(contextFor(destination), p.config, destinationStreams([stream], mode, false));
+        const batch: RecordBatch = { stream: streamKey(stream.name, stream.namespace), records: [stream.record(0), bad, stream.record(2)], emittedAt: Date.now() };
+        let outcome: WriteOutcome | void;
+        try {
+          outcome = await session.write(batch);
+        } catch (error) {
+          if (!TributaryError.is(error) || error.userMessage.trim().length === 0) {
+            throw new Error(`${what}: write threw something other than a TributaryError with a message: ${String(error)}`);
+          }
+          continue;
+        }
+        await session.commit();
+        await session.close({ completed: true });
+        const rejected = outcome?.rejected ?? [];
+        for (const r of rejected) {
+          if (r.index !== 1) throw new Error(`${what}: rejected index ${r.index}, but only record 1 is malformed (${r.reason})`);
+          if (r.reason.trim().length === 0) throw new Error(`${what}: a rejection carries no reason`);
+        }
+        const rows = await readBack(options, p.raw, stream);
+        if (rows.length + rejected.length !== batch.records.length) {
+          throw new Error(`${what}: wrote ${batch.records.length} record(s), read back ${rows.length} and ${rejected.length} rejected: a record was dropped silently (or duplicated)`);
+        }
+        assertPresent(stream, rows, [stream.record(0), stream.record(2)], what);
+      }
+    },
+  },
+  overwrite: {
+    name: 'overwrite: after a completed overwrite sync only the new generation is visible',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      for (const [from, to] of [
+        [0, 2 * n],
+        [2 * n, 3 * n],
+      ] as const) {
+        const session = await destination.open(contextFor(destination), p.config, destinationStreams(p.streams, 'overwrite', false));
+        for (const stream of p.streams) await session.write(batchOf(stream, from, to));
+        await session.commit();
+        await session.close({ completed: true });
+      }
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        const generation = batchOf(stream, 2 * n, 3 * n).records;
+        assertPresent(stream, rows, generation, 'after the second overwrite');
+        const current = new Set(generation.map((r) => keyOf(stream, r)));
+        const stale = rows.map((r) => keyOf(stream, r)).filter((k) => !current.has(k));
+        if (stale.length > 0 || rows.length !== generation.length) {
+          throw new Error(`after the second overwrite ${stream.name} holds ${rows.length} row(s) for ${generation.length} written; older generation keys: ${preview(stale)}`);
+        }
+      }
+    },
+  },
+} satisfies Record<string, ErasedCase<DestinationConformanceOptions>>;
+
+/** Variants of a valid record that no keyed, typed target can store as written. */
+function malformedVariants(stream: DestinationConformanceStream): Array<[string, RecordData]> {
+  const variants: Array<[string, RecordData]> = [];
+  if (stream.primaryKey.length > 0) {
+    const record = structuredClone(stream.record(1));
+    for (const path of stream.primaryKey) {
+      let node: Record<string, unknown> = record;
+      for (const part of path.slice(0, -1)) node = (node[part] ?? {}) as Record<string, unknown>;
+      delete node[path[path.length - 1]!];
+    }
+    variants.push(['missing primary key', record]);
+  }
+  const properties = (stream.jsonSchema.properties ?? {}) as Record<string, { type?: unknown }>;
+  const keyFields = new Set(stream.primaryKey.map((p) => p[0]));
+  const field = Object.entries(properties).find(([name, s]) => !keyFields.has(name) && typeof s.type === 'string' && s.type !== 'object' && s.type !== 'array');
+  if (field) {
+    const [name, schema] = field;
+    const wrong = schema.type === 'string' ? { unexpected: 'object' } : 'not a number or boolean';
+    variants.push([`type mismatch on ${name}`, { ...stream.record(1), [name]: wrong }]);
+  }
+  return variants;
+}
+
+export type DestinationCaseName = keyof typeof cases;
+
+/** The named destination cases, in the order `destinationConformance` registers them. */
+export const destinationCases: Record<DestinationCaseName, DestinationCase> = mapCases(cases, toPublic);
+
+function toPublic(c: ErasedCase<DestinationConformanceOptions>): DestinationCase {
+  return {
+    name: c.name,
+    run<S extends ConfigSchema>(options: DestinationConformanceOptions<S>) {
+      return c.run(erase<S>(options));
+    },
+  };
+}
+
+export function applicableDestinationCases<S extends ConfigSchema>(options: DestinationConformanceOptions<S>): DestinationCaseName[] {
+  const supportsOverwrite = options.destination.spec.supportedDestinationSyncModes.includes('overwrite');
+  return (Object.keys(cases) as DestinationCaseName[]).filter((name) => name !== 'overwrite' || supportsOverwrite);
+}
+
+/** Registers the destination conformance suite: one `describe`, one named `it` per applicable case. */
+export function destinationConformance<S extends ConfigSchema>(typed: DestinationConformanceOptions<S>): void {
+  const options = erase<S>(typed);
+  const names = applicableDestinationCases<S>(typed);
+  describe(`destination conformance: ${options.destination.name}`, () => {
+    for (const name of names) {
+      const c = cases[name];
+      it(c.name, () => c.run(options));
+    }
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * Child process of the destination crash case (`node --conditions=tributary-source --import tsx`).
+ * Reads a CrashRunnerInput as JSON on stdin, opens the destination, writes and commits
+ * batch A, writes batch B without committing, then kills itself with SIGKILL: no `finally`,
+ * no exit handler, no flush runs — what a power cut or an OOM kill leaves behind.
+ * Prints one step name per line on stdout so the parent knows how far it got.
+ */
+import { createConnectorContext, parseConfig, type ConfigOf, type Destination, type DestinationStream, type RecordBatch } from '@tributary/core';
+
+export interface CrashRunnerInput {
+  /** Package name or `file:` URL to import the destination from. */
+  module: string;
+  exportName?: string;
+  /** `destination.name`, used to find the export when `exportName` is not given. */
+  destinationName: string;
+  config: Record<string, unknown>;
+  streams: DestinationStream[];
+  batchesA: RecordBatch[];
+  batchesB: RecordBatch[];
+}
+
+function isDestination(value: unknown, name: string): value is Destination {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'destination' && (value as { name?: unknown }).name === name;
+}
+
+async function main(): Promise<void> {
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  const input = JSON.parse(text) as CrashRunnerInput;
+  const exports = (await import(input.module)) as Record<string, unknown>;
+  const destination = input.exportName !== undefined ? exports[input.exportName] : Object.values(exports).find((v) => isDestination(v, input.destinationName));
+  if (!isDestination(destination, input.destinationName)) {
+    throw new Error(`${input.module} exports no destination named "${input.destinationName}"${input.exportName ? ` as ${input.exportName}` : ''}`);
+  }
+  const config = parseConfig<ConfigOf<Destination['spec']['connectionSpecification']>>(destination.spec.connectionSpecification, input.config, 'config');
+  const session = await destination.open(createConnectorContext(), config, input.streams);
+  for (const batch of input.batchesA) await session.write(batch);
+  await session.commit();
+  process.stdout.write('committed-a\n');
+  for (const batch of input.batchesB) await session.write(batch);
+  // Killed only once the step line has been handed to the pipe, so the parent sees it.
+  process.stdout.write('wrote-b\n', () => process.kill(process.pid, 'SIGKILL'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,25 @@
+// Public API of @tributary/conformance: the shared suites every connector runs with one line.
+export { validateAirbyteMessage, validateAirbyteDefinition, airbyteProtocolSchemaPath } from './airbyte-protocol.js';
+export { toWireMessage } from './wire.js';
+export { maxStartsWithin, unmarkedSecretFields, type ConfigInput, type RawConfig } from './harness.js';
+export {
+  sourceConformance,
+  sourceCases,
+  applicableSourceCases,
+  type SourceConformanceOptions,
+  type EmptyStreamsOption,
+  type SourceCase,
+  type SourceCaseName,
+} from './source-conformance.js';
+export {
+  destinationConformance,
+  destinationCases,
+  applicableDestinationCases,
+  defaultDestinationStream,
+  type DestinationConformanceOptions,
+  type DestinationConformanceStream,
+  type DestinationCase,
+  type DestinationCaseName,
+} from './destination-conformance.js';
+export { writerConformance, writerCases, type WriterConformanceOptions, type WriterCase, type WriterCaseName } from './writer-conformance.js';
+export { runtimeCrashConformance, findCli, type RuntimeCrashOptions } from './runtime-crash.js';

@@ -1,0 +1,63 @@
+import type { AirbyteMessage, AirbyteStateMessage, SourceMessage, StreamDescriptor } from '@tributary/core';
+
+function descriptor(stream: string, namespace: string | undefined): StreamDescriptor {
+  return namespace === undefined ? { name: stream } : { name: stream, namespace };
+}
+
+/**
+ * The Airbyte message a source message becomes on the wire (what `tributary read` prints).
+ * Checkpoints become STATE (STREAM or GLOBAL), statuses and estimates become TRACE.
+ */
+export function toWireMessage(message: SourceMessage, emittedAt: number): AirbyteMessage {
+  switch (message.kind) {
+    case 'record':
+      return {
+        type: 'RECORD',
+        record: {
+          stream: message.stream,
+          ...(message.namespace !== undefined ? { namespace: message.namespace } : {}),
+          data: message.data,
+          emitted_at: emittedAt,
+          ...(message.changes && message.changes.length > 0 ? { meta: { changes: message.changes } } : {}),
+        },
+      };
+    case 'checkpoint': {
+      const state: AirbyteStateMessage = {
+        type: 'STREAM',
+        stream: { stream_descriptor: descriptor(message.stream, message.namespace), stream_state: message.state },
+      };
+      return { type: 'STATE', state };
+    }
+    case 'global-checkpoint':
+      return {
+        type: 'STATE',
+        state: {
+          type: 'GLOBAL',
+          global: {
+            shared_state: message.shared,
+            stream_states: message.streams.map((s) => ({ stream_descriptor: descriptor(s.stream, s.namespace), stream_state: s.state })),
+          },
+        },
+      };
+    case 'status':
+      return {
+        type: 'TRACE',
+        trace: { type: 'STREAM_STATUS', emitted_at: emittedAt, stream_status: { stream_descriptor: descriptor(message.stream, message.namespace), status: message.status } },
+      };
+    case 'estimate':
+      return {
+        type: 'TRACE',
+        trace: {
+          type: 'ESTIMATE',
+          emitted_at: emittedAt,
+          estimate: {
+            name: message.stream,
+            type: 'STREAM',
+            ...(message.namespace !== undefined ? { namespace: message.namespace } : {}),
+            ...(message.rows !== undefined ? { row_estimate: message.rows } : {}),
+            ...(message.bytes !== undefined ? { byte_estimate: message.bytes } : {}),
+          },
+        },
+      };
+  }
+}

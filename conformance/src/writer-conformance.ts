@@ -1,0 +1,255 @@
+import { describe, it } from 'vitest';
+import {
+  idempotencyKeyOf,
+  parseConfig,
+  runWriter,
+  type ConfigSchema,
+  type WriteMode,
+  type WriteResult,
+  type WriteStatus,
+  type Writer,
+  type WriterRunSummary,
+} from '@tributary/core';
+import { assertConnectionSpecification, assertValidAirbyteMessage, contextFor, diffMultisets, maxStartsWithin, preview, mapCases, type ErasedCase, type RawConfig } from './harness.js';
+
+type RequestMode = Exclude<WriteMode, 'mirror' | 'delete'>;
+
+export interface WriterConformanceOptions<S extends ConfigSchema = ConfigSchema> {
+  writer: Writer<S>;
+  /** A config pointing at a fresh target (no rows of `object`). Called once per case. */
+  config: () => RawConfig | Promise<RawConfig>;
+  object: string;
+  idProperty: string;
+  /** Mode of every run (default `upsert`). */
+  mode?: RequestMode;
+  /** `n` valid records with distinct `idProperty` values; the same `n` gives equal records. */
+  records(n: number): Record<string, unknown>[];
+  /** A record the target refuses (a missing required field, a malformed value). */
+  invalidRecord(): Record<string, unknown>;
+  /** Records per run in the idempotency, partial-failure and dry-run cases (default 10). */
+  recordCount?: number;
+  /**
+   * Write requests the rate-limit case drives. Default: two full windows plus one
+   * (`2 * rateLimit.requests + 1`), so the limiter must hold requests back.
+   */
+  rateLimitRequests?: number;
+  /** Dotted paths of fields whose name looks secret but is not. */
+  notSecret?: readonly string[];
+}
+
+export interface WriterCase {
+  readonly name: string;
+  run<S extends ConfigSchema>(options: WriterConformanceOptions<S>): Promise<void>;
+}
+
+/** Identity cast to the config-erased options; see `erase` in source-conformance.ts for why. */
+function erase<S extends ConfigSchema>(options: WriterConformanceOptions<S>): WriterConformanceOptions {
+  return options as unknown as WriterConformanceOptions;
+}
+
+const APPLIED: readonly WriteStatus[] = ['created', 'updated', 'unchanged'];
+
+async function parsed(options: WriterConformanceOptions): Promise<RawConfig> {
+  return parseConfig<RawConfig>(options.writer.spec.connectionSpecification, await options.config(), 'config');
+}
+
+async function run(
+  options: WriterConformanceOptions,
+  config: RawConfig,
+  records: Record<string, unknown>[],
+  extra: { dryRun?: boolean; writer?: Writer } = {},
+): Promise<WriterRunSummary & { results: WriteResult[] }> {
+  const summary = await runWriter({
+    writer: extra.writer ?? options.writer,
+    config,
+    object: options.object,
+    mode: options.mode ?? 'upsert',
+    idProperty: options.idProperty,
+    records,
+    dryRun: extra.dryRun ?? false,
+  });
+  if (summary.halted) throw new Error(`the run halted (${summary.halted.kind}): ${summary.halted.message}`);
+  const results = summary.results ?? [];
+  if (results.length !== records.length) throw new Error(`${records.length} record(s) in, ${results.length} result(s) out: exactly one result per record is the contract`);
+  return { ...summary, results };
+}
+
+/** The idempotency key runWriter gives a record (its identity in results). */
+function idempotencyKeyOfRecord(options: WriterConformanceOptions, record: Record<string, unknown>): string {
+  const value = record[options.idProperty];
+  const key = typeof value === 'string' || typeof value === 'number' ? String(value) : '';
+  return idempotencyKeyOf(options.object, options.mode ?? 'upsert', key, record);
+}
+
+function statusesByKey(results: WriteResult[]): Map<string, WriteStatus[]> {
+  const out = new Map<string, WriteStatus[]>();
+  for (const r of results) out.set(r.idempotencyKey, [...(out.get(r.idempotencyKey) ?? []), r.status].sort());
+  return out;
+}
+
+function describeResults(results: WriteResult[]): string {
+  return preview(results.map((r) => `${r.key}: ${r.status}${r.reason ? ` (${r.reason})` : ''}`));
+}
+
+const cases = {
+  spec: {
+    name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',
+    async run(options) {
+      const { spec } = options.writer;
+      assertConnectionSpecification(spec.connectionSpecification, options.notSecret);
+      assertValidAirbyteMessage(
+        {
+          type: 'SPEC',
+          spec: { connectionSpecification: spec.connectionSpecification, ...(spec.documentationUrl !== undefined ? { documentationUrl: spec.documentationUrl } : {}) },
+        },
+        'the SPEC message',
+      );
+    },
+  },
+  checkAndDiscover: {
+    name: 'check succeeds; discover offers the object, its id property and the mode',
+    async run(options) {
+      const config = await parsed(options);
+      const ctx = contextFor(options.writer);
+      await options.writer.check(ctx, config);
+      const objects = await options.writer.discover(ctx, config);
+      const object = objects.find((o) => o.name === options.object);
+      if (!object) throw new Error(`discover does not offer object ${options.object} (offers ${objects.map((o) => o.name).join(', ')})`);
+      if (!object.idProperties.includes(options.idProperty)) throw new Error(`${options.object}: ${options.idProperty} is not among idProperties (${object.idProperties.join(', ')})`);
+      const mode = options.mode ?? 'upsert';
+      if (!object.modes.includes(mode)) throw new Error(`${options.object}: mode ${mode} is not among modes (${object.modes.join(', ')})`);
+      if (!Number.isInteger(options.writer.maxBatchSize) || options.writer.maxBatchSize < 1) throw new Error(`maxBatchSize must be a positive integer`);
+    },
+  },
+  sameBatchTwice: {
+    name: 'idempotency: the same batch written twice, the second run is all unchanged',
+    async run(options) {
+      const config = await parsed(options);
+      const records = options.records(options.recordCount ?? 10);
+      const first = await run(options, config, records);
+      const notApplied = first.results.filter((r) => !APPLIED.includes(r.status));
+      if (notApplied.length > 0) throw new Error(`the first run did not apply ${notApplied.length} valid record(s): ${describeResults(notApplied)}`);
+      const second = await run(options, config, records);
+      const changed = second.results.filter((r) => r.status !== 'unchanged');
+      if (changed.length > 0) throw new Error(`replaying the same batch changed ${changed.length} record(s) again: ${describeResults(changed)}`);
+    },
+  },
+  partialFailures: {
+    name: 'partial failure: one result per record; invalid records fail with a reason, valid ones are applied',
+    async run(options) {
+      const config = await parsed(options);
+      const valid = options.records(options.recordCount ?? 10);
+      const invalid = [options.invalidRecord(), options.invalidRecord()];
+      // Invalid records sit among valid ones in the same requests.
+      const mixed = [...valid.slice(0, 1), invalid[0]!, ...valid.slice(1), invalid[1]!];
+      const { results } = await run(options, config, mixed);
+      const { missing, extra } = diffMultisets(
+        mixed.map((r) => idempotencyKeyOfRecord(options, r)),
+        results.map((r) => r.idempotencyKey),
+      );
+      if (missing.length > 0 || extra.length > 0) throw new Error(`results do not match the inputs one to one: ${missing.length} without a result, ${extra.length} unmatched`);
+      const invalidKeys = new Set(invalid.map((r) => idempotencyKeyOfRecord(options, r)));
+      for (const result of results) {
+        if (invalidKeys.has(result.idempotencyKey)) {
+          if (result.status !== 'failed') throw new Error(`an invalid record came back ${result.status}, expected failed`);
+          if (!result.reason || result.reason.trim().length === 0) throw new Error('a failed record carries no reason');
+        } else if (!APPLIED.includes(result.status)) {
+          throw new Error(`a valid record next to invalid ones was not applied: ${describeResults([result])}`);
+        }
+      }
+      // Proof that the valid ones reached the target: replaying them changes nothing.
+      const again = await run(options, config, valid);
+      const changed = again.results.filter((r) => r.status !== 'unchanged');
+      if (changed.length > 0) throw new Error(`the valid records were not all applied by the mixed run: ${describeResults(changed)}`);
+    },
+  },
+  rateLimit: {
+    name: 'rate limit: no window of perMs holds more write starts than declared, in-flight never above concurrency',
+    async run(options) {
+      const { writer } = options;
+      const policy = writer.rateLimit;
+      const perMs = policy.perMs ?? 1000;
+      const requests = options.rateLimitRequests ?? (policy.requests !== undefined ? 2 * policy.requests + 1 : 10);
+      const config = await parsed(options);
+      const starts: number[] = [];
+      let inFlight = 0;
+      let maxInFlight = 0;
+      // The session is wrapped, not the target: what is measured is what runWriter lets through.
+      const measured: Writer = {
+        ...writer,
+        async open(ctx, c) {
+          const session = await writer.open(ctx, c);
+          return {
+            ...session,
+            async write(request) {
+              starts.push(Date.now());
+              inFlight++;
+              maxInFlight = Math.max(maxInFlight, inFlight);
+              try {
+                return await session.write(request);
+              } finally {
+                inFlight--;
+              }
+            },
+            close: () => session.close(),
+          };
+        },
+      };
+      const records = options.records(requests * writer.maxBatchSize);
+      const summary = await run(options, config, records, { writer: measured });
+      const failed = summary.results.filter((r) => r.status === 'failed');
+      if (failed.length > 0) throw new Error(`${failed.length} record(s) failed under the rate limit: ${describeResults(failed)}`);
+      if (starts.length < requests) throw new Error(`expected at least ${requests} write requests, saw ${starts.length}`);
+      if (policy.concurrency !== undefined && maxInFlight > policy.concurrency) {
+        throw new Error(`${maxInFlight} writes were in flight at once; the writer declares concurrency ${policy.concurrency}`);
+      }
+      if (policy.requests !== undefined) {
+        // Both the limiter and this wrapper read whole milliseconds, the wrapper just after the
+        // limiter; a window one millisecond short absorbs that rounding and nothing more.
+        const worst = maxStartsWithin(starts, perMs - 1);
+        if (worst > policy.requests) throw new Error(`${worst} write starts within ${perMs} ms; the writer declares ${policy.requests} per ${perMs} ms`);
+      }
+    },
+  },
+  dryRun: {
+    name: 'dry run: reports the statuses a real run then reports, and changes nothing',
+    async run(options) {
+      const config = await parsed(options);
+      const valid = options.records(options.recordCount ?? 10);
+      const records = [...valid, options.invalidRecord()];
+      const dry = await run(options, config, records, { dryRun: true });
+      if (dry.results.every((r) => r.status === 'unchanged' || r.status === 'failed')) {
+        throw new Error('the dry run reports nothing to change, so it cannot show it changed nothing: config() must give a fresh target');
+      }
+      // Had the dry run written anything, the real run would now answer `unchanged` for it.
+      const real = await run(options, config, records);
+      const dryStatuses = statusesByKey(dry.results);
+      const realStatuses = statusesByKey(real.results);
+      const differing = [...dryStatuses].filter(([key, s]) => JSON.stringify(s) !== JSON.stringify(realStatuses.get(key)));
+      if (differing.length > 0) {
+        throw new Error(
+          `dry and real runs disagree on ${differing.length} record(s): ${preview(differing.map(([key, s]) => `${key.slice(0, 12)}: dry ${s.join('/')} vs real ${(realStatuses.get(key) ?? []).join('/')}`))}`,
+        );
+      }
+    },
+  },
+} satisfies Record<string, ErasedCase<WriterConformanceOptions>>;
+
+export type WriterCaseName = keyof typeof cases;
+
+/** The named writer cases, in the order `writerConformance` registers them. */
+export const writerCases: Record<WriterCaseName, WriterCase> = mapCases<WriterCaseName, ErasedCase<WriterConformanceOptions>, WriterCase>(cases, (c) => ({
+  name: c.name,
+  run: <S extends ConfigSchema>(options: WriterConformanceOptions<S>) => c.run(erase<S>(options)),
+}));
+
+/** Registers the writer conformance suite: one `describe`, one named `it` per case. */
+export function writerConformance<S extends ConfigSchema>(typed: WriterConformanceOptions<S>): void {
+  const options = erase<S>(typed);
+  describe(`writer conformance: ${options.writer.name} → ${options.object}`, () => {
+    for (const name of Object.keys(cases) as WriterCaseName[]) {
+      const c = cases[name];
+      it(c.name, () => c.run(options));
+    }
+  });
+}

@@ -1,0 +1,147 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Destination } from '../connector/destination.js';
+import type { Source } from '../connector/source.js';
+import type { Connector, Writer } from '../connector/writer.js';
+import { TributaryError } from '../errors.js';
+
+export type ConnectorKind = 'source' | 'destination' | 'writer';
+
+/** An installed connector package, found by its `tributary-connector` keyword. */
+export interface InstalledConnector {
+  /** Short name from the package's `tributary.name` (e.g. `sample`). */
+  name: string;
+  kind: ConnectorKind;
+  packageName: string;
+  version: string;
+  directory: string;
+}
+
+interface PackageJson {
+  name?: string;
+  version?: string;
+  keywords?: string[];
+  tributary?: { kind?: string; name?: string };
+  exports?: unknown;
+  main?: string;
+}
+
+/**
+ * Finds connector packages in every `node_modules` from `from` up to the root, and in the
+ * CLI's own installation. A package is a connector when its package.json has the keyword
+ * `tributary-connector` and a `tributary: { kind, name }` field. Nearer packages win.
+ */
+export async function listInstalledConnectors(from: string = process.cwd()): Promise<InstalledConnector[]> {
+  const found = new Map<string, InstalledConnector>();
+  const roots = [...ancestors(resolve(from)), ...ancestors(dirname(fileURLToPath(import.meta.url)))];
+  for (const root of roots) {
+    const modules = join(root, 'node_modules');
+    for (const dir of await packageDirs(modules)) {
+      const pkg = await readPackage(dir);
+      if (!pkg?.name || !pkg.keywords?.includes('tributary-connector')) continue;
+      const kind = pkg.tributary?.kind;
+      if (kind !== 'source' && kind !== 'destination' && kind !== 'writer') continue;
+      const name = pkg.tributary?.name ?? pkg.name;
+      const id = `${kind}:${name}`;
+      if (!found.has(id)) found.set(id, { name, kind, packageName: pkg.name, version: pkg.version ?? '0.0.0', directory: dir });
+    }
+  }
+  return [...found.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+}
+
+/**
+ * Loads a connector by short name (`sample`), package name (`@acme/tributary-foo`) or a
+ * path to a module (`./my-source.js`). Throws a `config` error listing what is installed.
+ */
+export async function loadConnector(reference: string, kind: 'source', from?: string): Promise<Source>;
+export async function loadConnector(reference: string, kind: 'destination', from?: string): Promise<Destination>;
+export async function loadConnector(reference: string, kind: 'writer', from?: string): Promise<Writer>;
+export async function loadConnector(reference: string, kind: ConnectorKind, from = process.cwd()): Promise<Connector> {
+  let moduleUrl: string;
+  if (reference.startsWith('.') || isAbsolute(reference)) {
+    moduleUrl = pathToFileURL(resolve(from, reference)).href;
+  } else {
+    const installed = await listInstalledConnectors(from);
+    const match =
+      installed.find((c) => c.kind === kind && c.name === reference) ?? installed.find((c) => c.kind === kind && c.packageName === reference);
+    if (!match) {
+      const available = installed.filter((c) => c.kind === kind).map((c) => c.name);
+      throw new TributaryError('config', {
+        userMessage: `Unknown ${kind} connector "${reference}". Installed ${kind}s: ${available.length ? available.join(', ') : '(none)'}. Install its package or give a path to a module.`,
+      });
+    }
+    moduleUrl = pathToFileURL(await entryPoint(match.directory)).href;
+  }
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(moduleUrl)) as Record<string, unknown>;
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `Cannot load connector "${reference}"`, internalMessage: String(error), cause: error });
+  }
+  const candidates = [module.default, ...Object.values(module)];
+  const connector = candidates.find((c): c is Connector => isConnector(c) && c.kind === kind);
+  if (!connector) {
+    throw new TributaryError('config', { userMessage: `"${reference}" does not export a ${kind} (an object built by define${capitalize(kind)})` });
+  }
+  return connector;
+}
+
+function isConnector(value: unknown): value is Connector {
+  return typeof value === 'object' && value !== null && 'kind' in value && 'spec' in value;
+}
+
+function capitalize(text: string): string {
+  return text[0]!.toUpperCase() + text.slice(1);
+}
+
+function ancestors(start: string): string[] {
+  const out: string[] = [];
+  for (let dir = start; ; dir = dirname(dir)) {
+    out.push(dir);
+    if (dirname(dir) === dir) return out;
+  }
+}
+
+async function packageDirs(modules: string): Promise<string[]> {
+  const entries = await readdir(modules).catch(() => [] as string[]);
+  const dirs: string[] = [];
+  for (const entry of entries) {
+    if (entry.startsWith('.')) continue;
+    if (entry.startsWith('@')) {
+      for (const scoped of await readdir(join(modules, entry)).catch(() => [] as string[])) dirs.push(join(modules, entry, scoped));
+    } else dirs.push(join(modules, entry));
+  }
+  return dirs;
+}
+
+async function readPackage(dir: string): Promise<PackageJson | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as PackageJson;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The module file a package exposes as `.` for Node's default condition. */
+async function entryPoint(dir: string): Promise<string> {
+  const pkg = (await readPackage(dir)) ?? {};
+  const pick = (target: unknown): string | undefined => {
+    if (typeof target === 'string') return target;
+    if (target && typeof target === 'object') {
+      const t = target as Record<string, unknown>;
+      return pick(t['.']) ?? pick(t.import) ?? pick(t.default);
+    }
+    return undefined;
+  };
+  const relative = pick(pkg.exports) ?? pkg.main ?? 'index.js';
+  const file = join(dir, relative);
+  const built = await stat(file).then(
+    () => true,
+    () => false,
+  );
+  if (!built) {
+    throw new TributaryError('config', { userMessage: `Connector package ${pkg.name ?? dir} is not built: ${file} is missing (run \`npm run build\`)` });
+  }
+  return file;
+}

@@ -1,0 +1,502 @@
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../config/schema.js';
+import { collectSecrets, createRedactor, type Redactor } from '../config/secrets.js';
+import { createConnectorContext } from '../connector/create-context.js';
+import type { Destination } from '../connector/destination.js';
+import type { SourceMessage, Source } from '../connector/source.js';
+import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
+import { TributaryError, toTributaryError } from '../errors.js';
+import { createLogger } from '../logging/logger.js';
+import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, ConnectorSpecification } from '../protocol/messages.js';
+import { streamKey } from '../protocol/messages.js';
+import { runPipeline } from '../runtime/pipeline.js';
+import { runSync } from '../runtime/sync.js';
+import { openStateStore } from '../state/open-store.js';
+import { listInstalledConnectors, loadConnector } from './connector-registry.js';
+import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
+import { configureCatalog, readSyncFile } from './sync-file.js';
+
+const USAGE = `tributary — move CRM data reliably
+
+Usage:
+  tributary sync <file.yaml> [--json]             run a sync (source → destination, resumable)
+  tributary spec <connector> [--kind source|destination|writer]
+  tributary check <connector> --config <file.json> [--kind ...]
+  tributary discover <source> --config <file.json>
+  tributary read <source> --config <file.json> [--catalog <file.json>] [--state <file.json>]
+  tributary write <destination> --config <file.json> --catalog <file.json>   (Airbyte messages on stdin)
+  tributary state show|set|reset <connection> [--store <url> | --sync <file.yaml>] [--file <state.json>] [--stream <name>]
+  tributary connectors                            list installed connector packages
+
+spec/check/discover/read/write speak Airbyte protocol JSON lines on stdout.
+Secrets: write \${ENV_NAME} in a sync file and set the variable.`;
+
+/** Exit codes: 0 ok, 1 sync or connector failure, 2 usage/config error, 130/143 interrupted. */
+export async function main(argv: string[]): Promise<number> {
+  const out = new AirbyteWriter(process.stdout);
+  let redact: Redactor = (t) => t;
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'sync':
+        return await syncCommand(rest, (r) => (redact = r));
+      case 'spec':
+      case 'check':
+      case 'discover':
+      case 'read':
+        return await connectorCommand(command, rest, out, (r) => {
+          redact = r;
+          out.setRedactor(r);
+        });
+      case 'write':
+        return await writeCommand(rest, out, (r) => {
+          redact = r;
+          out.setRedactor(r);
+        });
+      case 'state':
+        return await stateCommand(rest);
+      case 'connectors':
+        return await connectorsCommand();
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n');
+        return command === undefined ? 2 : 0;
+      default:
+        throw new TributaryError('config', { userMessage: `Unknown command "${command}"\n\n${USAGE}` });
+    }
+  } catch (caught) {
+    const error = toTributaryError(caught);
+    const protocolCommand = command && ['spec', 'check', 'discover', 'read', 'write'].includes(command);
+    if (protocolCommand) out.error(error);
+    process.stderr.write(redact(`error: ${error.userMessage}`) + '\n');
+    if (error.internalMessage && (process.env.TRIBUTARY_DEBUG || error.kind === 'fatal')) {
+      process.stderr.write(redact(`  detail: ${error.internalMessage}`) + '\n');
+    }
+    if (process.env.TRIBUTARY_DEBUG) process.stderr.write(redact(String((error.cause as Error | undefined)?.stack ?? error.stack)) + '\n');
+    return error.kind === 'config' || error.kind === 'auth' ? 2 : 1;
+  }
+}
+
+function options(args: string[]) {
+  return usageErrors(() =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        catalog: { type: 'string' },
+        state: { type: 'string' },
+        kind: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    }),
+  );
+}
+
+function usageErrors<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `${(error as Error).message}\n\n${USAGE}` });
+  }
+}
+
+async function readJson(path: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `Cannot read ${what} ${path}: ${(error as Error).message}` });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `${what} ${path} is not valid JSON: ${(error as Error).message}` });
+  }
+}
+
+function specMessage(connector: Source | Destination | { spec: { connectionSpecification: object; documentationUrl?: string } }): ConnectorSpecification {
+  const spec: ConnectorSpecification = {
+    connectionSpecification: connector.spec.connectionSpecification as Record<string, unknown>,
+    protocol_version: '0.5.2',
+  };
+  if (connector.spec.documentationUrl) spec.documentationUrl = connector.spec.documentationUrl;
+  if ('kind' in connector && connector.kind === 'source') spec.supportsIncremental = connector.spec.supportsIncremental ?? true;
+  if ('kind' in connector && connector.kind === 'destination') spec.supported_destination_sync_modes = connector.spec.supportedDestinationSyncModes;
+  return spec;
+}
+
+async function connectorCommand(
+  command: 'spec' | 'check' | 'discover' | 'read',
+  args: string[],
+  out: AirbyteWriter,
+  setRedactor: (r: Redactor) => void,
+): Promise<number> {
+  const { values, positionals } = options(args);
+  const reference = positionals[0];
+  if (!reference) throw new TributaryError('config', { userMessage: `Usage: tributary ${command} <connector> --config <file.json>` });
+  const kind = (values.kind ?? (command === 'discover' || command === 'read' ? 'source' : undefined)) as
+    | 'source'
+    | 'destination'
+    | 'writer'
+    | undefined;
+  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadAnyConnector(reference);
+  if (command === 'spec') {
+    out.emit({ type: 'SPEC', spec: specMessage(connector) });
+    return 0;
+  }
+  if (!values.config) throw new TributaryError('config', { userMessage: `tributary ${command} needs --config <file.json>` });
+  const rawConfig = await readJson(values.config, 'config');
+  const schema = connector.spec.connectionSpecification;
+  setRedactor(createRedactor(collectSecrets(schema, rawConfig)));
+  const logger = createLogger((level, message) => out.log(level, message));
+  const ctx = createConnectorContext({ logger, ...(connector.rateLimit ? { rateLimit: connector.rateLimit } : {}) });
+
+  if (command === 'check') {
+    try {
+      const config = parseConfig(schema, rawConfig);
+      await connector.check(ctx, config as never);
+      out.emit({ type: 'CONNECTION_STATUS', connectionStatus: { status: 'SUCCEEDED' } });
+      return 0;
+    } catch (caught) {
+      const error = toTributaryError(caught);
+      if (error.kind !== 'config' && error.kind !== 'auth') throw error;
+      out.emit({ type: 'CONNECTION_STATUS', connectionStatus: { status: 'FAILED', message: error.userMessage } });
+      return 1;
+    }
+  }
+  if (connector.kind !== 'source') throw new TributaryError('config', { userMessage: `"${reference}" is not a source` });
+  const config = parseConfig(schema, rawConfig);
+  const catalog = await connector.discover(ctx, config as never);
+  if (command === 'discover') {
+    out.emit({ type: 'CATALOG', catalog });
+    return 0;
+  }
+  const configured = values.catalog
+    ? ((await readJson(values.catalog, 'catalog')) as ConfiguredAirbyteCatalog)
+    : configureCatalog(catalog, undefined, ['append', 'append_dedup', 'overwrite']);
+  const state = values.state ? fromStateMessages(asStateMessages(await readJson(values.state, 'state'), values.state)) : emptyState();
+  await readToStdout(connector, ctx, config, configured, state, out);
+  return 0;
+}
+
+async function loadAnyConnector(reference: string) {
+  for (const kind of ['source', 'destination', 'writer'] as const) {
+    try {
+      return await loadConnector(reference, kind as 'source');
+    } catch (error) {
+      if (!TributaryError.is(error, 'config') || !error.userMessage.startsWith('Unknown')) throw error;
+    }
+  }
+  const installed = await listInstalledConnectors();
+  throw new TributaryError('config', {
+    userMessage: `Unknown connector "${reference}". Installed: ${installed.map((c) => `${c.name} (${c.kind})`).join(', ') || '(none)'}`,
+  });
+}
+
+function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
+  const list = Array.isArray(value) ? value : [value];
+  for (const item of list) {
+    const type = (item as { type?: unknown } | null)?.type;
+    if (type !== 'STREAM' && type !== 'GLOBAL') {
+      throw new TributaryError('config', { userMessage: `State file ${path} must hold Airbyte STATE messages of type STREAM or GLOBAL` });
+    }
+  }
+  return list as AirbyteStateMessage[];
+}
+
+/** `read`: the source on its own, checkpoints printed as STATE messages as they come. */
+async function readToStdout(
+  source: Source,
+  ctx: ReturnType<typeof createConnectorContext>,
+  config: unknown,
+  catalog: ConfiguredAirbyteCatalog,
+  initial: SyncState,
+  out: AirbyteWriter,
+): Promise<void> {
+  const state = structuredClone(initial);
+  const counts = new Map<string, number>();
+  for await (const message of source.read(ctx, config as never, catalog, structuredClone(initial))) {
+    switch (message.kind) {
+      case 'record': {
+        const key = streamKey(message.stream, message.namespace);
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        out.emit({
+          type: 'RECORD',
+          record: {
+            stream: message.stream,
+            ...(message.namespace ? { namespace: message.namespace } : {}),
+            data: message.data,
+            emitted_at: Date.now(),
+            ...(message.changes ? { meta: { changes: message.changes } } : {}),
+          },
+        });
+        break;
+      }
+      case 'checkpoint': {
+        const key = streamKey(message.stream, message.namespace);
+        state.streams[key] = message.state;
+        out.state({ streams: { [key]: message.state } }, { [key]: counts.get(key) ?? 0 });
+        counts.set(key, 0);
+        break;
+      }
+      case 'global-checkpoint': {
+        state.shared = message.shared;
+        for (const s of message.streams) state.streams[streamKey(s.stream, s.namespace)] = s.state;
+        const total = Object.fromEntries(counts);
+        out.state(state, { ...total, __global: 0 });
+        counts.clear();
+        break;
+      }
+      case 'status': {
+        const descriptor = message.namespace ? { name: message.stream, namespace: message.namespace } : { name: message.stream };
+        out.emit({ type: 'TRACE', trace: { type: 'STREAM_STATUS', emitted_at: Date.now(), stream_status: { stream_descriptor: descriptor, status: message.status } } });
+        break;
+      }
+      case 'estimate':
+        out.emit({
+          type: 'TRACE',
+          trace: {
+            type: 'ESTIMATE',
+            emitted_at: Date.now(),
+            estimate: { name: message.stream, type: 'STREAM', ...(message.rows !== undefined ? { row_estimate: message.rows } : {}) },
+          },
+        });
+        break;
+    }
+  }
+}
+
+/** `write`: Airbyte RECORD/STATE messages on stdin → destination; STATE echoed once committed. */
+async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r: Redactor) => void): Promise<number> {
+  const { values, positionals } = options(args);
+  const reference = positionals[0];
+  if (!reference || !values.config || !values.catalog) {
+    throw new TributaryError('config', { userMessage: 'Usage: tributary write <destination> --config <file.json> --catalog <file.json> < messages.jsonl' });
+  }
+  const destination = await loadConnector(reference, 'destination');
+  const rawConfig = await readJson(values.config, 'config');
+  setRedactor(createRedactor(collectSecrets(destination.spec.connectionSpecification, rawConfig)));
+  const config = parseConfig(destination.spec.connectionSpecification, rawConfig);
+  const catalog = (await readJson(values.catalog, 'catalog')) as ConfiguredAirbyteCatalog;
+  const ctx = createConnectorContext({ logger: createLogger((level, message) => out.log(level, message)) });
+  const streams = catalog.streams.map((c) => ({
+    key: streamKey(c.stream.name, c.stream.namespace),
+    name: c.stream.name,
+    ...(c.stream.namespace ? { namespace: c.stream.namespace } : {}),
+    syncMode: c.sync_mode,
+    destinationSyncMode: c.destination_sync_mode,
+    primaryKey: c.primary_key ?? c.stream.source_defined_primary_key ?? [],
+    cursorField: c.cursor_field ?? [],
+    jsonSchema: c.stream.json_schema,
+    resuming: false,
+  }));
+  const session = await destination.open(ctx, config as never, streams);
+  const printed = new Map<string, string>();
+  const result = await runPipeline({
+    messages: stdinMessages(),
+    session,
+    streams,
+    initialState: emptyState(),
+    callDestination: (task) => ctx.call(task),
+    commitState: async ({ state, recordCounts }) => {
+      const changed: Record<string, number> = {};
+      for (const [key, blob] of Object.entries(state.streams)) {
+        const json = JSON.stringify(blob);
+        if (printed.get(key) !== json) {
+          printed.set(key, json);
+          changed[key] = recordCounts[key] ?? 0;
+        }
+      }
+      out.state(state, changed);
+    },
+  });
+  await session.close({ completed: result.outcome === 'completed' });
+  if (result.error) throw result.error;
+  return 0;
+}
+
+async function* stdinMessages(): AsyncGenerator<SourceMessage> {
+  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (!line.trim()) continue;
+    let message: AirbyteMessage;
+    try {
+      message = JSON.parse(line) as AirbyteMessage;
+    } catch {
+      throw new TributaryError('config', { userMessage: `stdin line ${n} is not a JSON Airbyte message` });
+    }
+    if (message.type === 'RECORD') {
+      const r = message.record;
+      yield r.namespace ? { kind: 'record', stream: r.stream, namespace: r.namespace, data: r.data } : { kind: 'record', stream: r.stream, data: r.data };
+    } else if (message.type === 'STATE') {
+      const s = message.state;
+      if (s.type === 'STREAM') {
+        const d = s.stream.stream_descriptor;
+        yield { kind: 'checkpoint', stream: d.name, ...(d.namespace ? { namespace: d.namespace } : {}), state: s.stream.stream_state ?? {} };
+      } else {
+        yield {
+          kind: 'global-checkpoint',
+          shared: s.global.shared_state ?? {},
+          streams: s.global.stream_states.map((x) => ({
+            stream: x.stream_descriptor.name,
+            ...(x.stream_descriptor.namespace ? { namespace: x.stream_descriptor.namespace } : {}),
+            state: x.stream_state ?? {},
+          })),
+        };
+      }
+    }
+  }
+}
+
+async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): Promise<number> {
+  const { values, positionals } = options(args);
+  const file = positionals[0];
+  if (!file) throw new TributaryError('config', { userMessage: 'Usage: tributary sync <file.yaml>' });
+  const sync = await readSyncFile(file);
+  const source = await loadConnector(sync.source.connector, 'source');
+  const destination = await loadConnector(sync.destination.connector, 'destination');
+  const redact = createRedactor([
+    ...collectSecrets(source.spec.connectionSpecification, sync.source.config),
+    ...collectSecrets(destination.spec.connectionSpecification, sync.destination.config),
+  ]);
+  setRedactor(redact);
+  const sourceConfig = parseConfig(source.spec.connectionSpecification, sync.source.config, 'source config');
+  const discovered = await source.discover(createConnectorContext({}), sourceConfig as never);
+  const catalog = configureCatalog(discovered, sync.streams, destination.spec.supportedDestinationSyncModes);
+  const stateStore = await openStateStore(sync.state);
+
+  const interactive = process.stderr.isTTY === true && !values.json;
+  const airbyte = new AirbyteWriter(process.stdout, redact);
+  const progress = interactive ? createProgressDisplay(process.stderr, redact) : undefined;
+  const onEvent = progress ? progress.onEvent : airbyteEventPrinter(airbyte);
+
+  const controller = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      process.stderr.write(`\n${signal} again: exiting without waiting for the final commit\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    signalled = signal;
+    process.stderr.write(`\n${signal}: stopping — flushing and committing what was read; ${signal} again to quit at once\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  if (interactive) {
+    process.stderr.write(`sync ${sync.connection}: ${source.name} → ${destination.name}, ${catalog.streams.length} stream(s), state in ${stateStore.location}\n`);
+  }
+  try {
+    const result = await runSync({
+      connection: sync.connection,
+      source,
+      sourceConfig: sync.source.config,
+      destination,
+      destinationConfig: sync.destination.config,
+      catalog,
+      stateStore,
+      signal: controller.signal,
+      ...(sync.batching ? { batching: sync.batching } : {}),
+      onEvent,
+    });
+    progress?.stop();
+    const total = result.streams.reduce((n, s) => n + s.committed, 0);
+    const rejected = result.streams.reduce((n, s) => n + s.rejected, 0);
+    const summary = `${result.outcome}: ${total.toLocaleString('en-US')} records committed${rejected ? `, ${rejected} quarantined` : ''} in ${(result.durationMs / 1000).toFixed(1)} s`;
+    if (result.error) {
+      if (interactive) process.stderr.write(redact(`error: ${result.error.userMessage}`) + '\n');
+      else airbyte.error(result.error);
+    }
+    if (interactive) process.stderr.write(summary + (result.outcome === 'interrupted' ? ' — run the same command again to resume' : '') + '\n');
+    else airbyte.log(result.outcome === 'failed' ? 'ERROR' : 'INFO', summary);
+    if (result.outcome === 'interrupted') return signalled === 'SIGTERM' ? 143 : 130;
+    return result.outcome === 'completed' ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await stateStore.close();
+  }
+}
+
+async function stateCommand(args: string[]): Promise<number> {
+  const { values, positionals } = usageErrors(() =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        store: { type: 'string' },
+        sync: { type: 'string' },
+        file: { type: 'string' },
+        stream: { type: 'string', multiple: true },
+      },
+    }),
+  );
+  const [action, connectionArg] = positionals;
+  if (!action || !['show', 'set', 'reset', 'list'].includes(action)) {
+    throw new TributaryError('config', { userMessage: 'Usage: tributary state show|set|reset|list <connection> [--store <url> | --sync <file.yaml>]' });
+  }
+  const syncFile = values.sync ? await readSyncFile(values.sync) : undefined;
+  const store = await openStateStore(values.store ?? syncFile?.state);
+  const connection = connectionArg ?? syncFile?.connection;
+  try {
+    if (action === 'list') {
+      for (const name of await store.list()) process.stdout.write(name + '\n');
+      return 0;
+    }
+    if (!connection) throw new TributaryError('config', { userMessage: `tributary state ${action} needs a connection name (or --sync <file.yaml>)` });
+    if (action === 'show') {
+      const state = await store.load(connection);
+      if (!state) {
+        process.stderr.write(`no state for connection "${connection}" in ${store.location}\n`);
+        return 1;
+      }
+      process.stdout.write(JSON.stringify(toStateMessages(state), null, 2) + '\n');
+      return 0;
+    }
+    if (action === 'set') {
+      const path = values.file;
+      const text = path ? await readFile(path, 'utf8') : await readStdin();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (error) {
+        throw new TributaryError('config', { userMessage: `State to set is not valid JSON: ${(error as Error).message}` });
+      }
+      await store.save(connection, fromStateMessages(asStateMessages(parsed, path ?? 'stdin')));
+      process.stderr.write(`state of "${connection}" set in ${store.location}\n`);
+      return 0;
+    }
+    const streams = values.stream;
+    await store.reset(connection, streams);
+    process.stderr.write(`state of "${connection}"${streams ? ` (streams ${streams.join(', ')})` : ''} reset in ${store.location}\n`);
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function connectorsCommand(): Promise<number> {
+  const installed = await listInstalledConnectors();
+  if (installed.length === 0) {
+    process.stdout.write('No connector packages installed (packages with the keyword "tributary-connector").\n');
+    return 0;
+  }
+  const rows = installed.map((c) => [c.kind, c.name, c.packageName, c.version]);
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['KIND', 'NAME', 'PACKAGE'][i]!.length));
+  const line = (r: string[]): string => r.map((v, i) => (i < 3 ? v.padEnd(widths[i]!) : v)).join('  ');
+  process.stdout.write([line(['KIND', 'NAME', 'PACKAGE', 'VERSION']), ...rows.map(line)].join('\n') + '\n');
+  return 0;
+}

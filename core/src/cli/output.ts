@@ -1,0 +1,147 @@
+import type { Redactor } from '../config/secrets.js';
+import type { SyncState } from '../connector/state.js';
+import { toStateMessages } from '../connector/state.js';
+import { toErrorTrace } from '../errors.js';
+import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel } from '../protocol/messages.js';
+import type { StreamProgress } from '../runtime/pipeline.js';
+import type { SyncEvent } from '../runtime/sync.js';
+
+/** Writes Airbyte messages as JSON lines. Every string passes the redactor first. */
+export class AirbyteWriter {
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private redact: Redactor = (t) => t,
+  ) {}
+
+  setRedactor(redact: Redactor): void {
+    this.redact = redact;
+  }
+
+  emit(message: AirbyteMessage): void {
+    this.out.write(this.redact(JSON.stringify(message)) + '\n');
+  }
+
+  log(level: LogLevel, message: string): void {
+    this.emit({ type: 'LOG', log: { level, message } });
+  }
+
+  error(error: unknown): void {
+    this.emit({ type: 'TRACE', trace: { type: 'ERROR', emitted_at: Date.now(), error: toErrorTrace(error) } });
+  }
+
+  status(stream: StreamProgress, status: StreamProgress['status'], reasons?: AirbyteStreamStatusReason[]): void {
+    const descriptor = stream.namespace ? { name: stream.name, namespace: stream.namespace } : { name: stream.name };
+    this.emit({
+      type: 'TRACE',
+      trace: { type: 'STREAM_STATUS', emitted_at: Date.now(), stream_status: { stream_descriptor: descriptor, status, ...(reasons ? { reasons } : {}) } },
+    });
+  }
+
+  /** STATE messages for the streams whose counts moved, with record counts as the stats. */
+  state(state: SyncState, recordCounts: Record<string, number>): void {
+    for (const message of toStateMessages(state)) {
+      if (message.type === 'STREAM') {
+        const d = message.stream.stream_descriptor;
+        const key = d.namespace ? `${d.namespace}.${d.name}` : d.name;
+        if (!(key in recordCounts)) continue;
+        const count = recordCounts[key] ?? 0;
+        this.emit({ type: 'STATE', state: { ...message, sourceStats: { recordCount: count }, destinationStats: { recordCount: count } } });
+      } else {
+        const total = Object.values(recordCounts).reduce((a, b) => a + b, 0);
+        this.emit({ type: 'STATE', state: { ...message, sourceStats: { recordCount: total }, destinationStats: { recordCount: total } } });
+      }
+    }
+  }
+}
+
+/** Maps runtime events to Airbyte messages (for pipes and log collectors). */
+export function airbyteEventPrinter(writer: AirbyteWriter): (event: SyncEvent) => void {
+  return (event) => {
+    switch (event.type) {
+      case 'log':
+        writer.log(event.level, event.fields ? `${event.message} ${JSON.stringify(event.fields)}` : event.message);
+        break;
+      case 'status':
+        writer.status(event.stream, event.status, event.reasons);
+        break;
+      case 'estimate':
+        writer.emit({
+          type: 'TRACE',
+          trace: {
+            type: 'ESTIMATE',
+            emitted_at: Date.now(),
+            estimate: {
+              name: event.stream.name,
+              type: 'STREAM',
+              ...(event.stream.namespace ? { namespace: event.stream.namespace } : {}),
+              ...(event.rows !== undefined ? { row_estimate: event.rows } : {}),
+              ...(event.bytes !== undefined ? { byte_estimate: event.bytes } : {}),
+            },
+          },
+        });
+        break;
+      case 'state':
+        writer.state(event.state, event.recordCounts);
+        break;
+    }
+  };
+}
+
+/**
+ * A live table on a terminal: per stream, records read, rate, committed and elapsed time.
+ * Redraws in place every `intervalMs`; warnings and errors scroll above it.
+ */
+export function createProgressDisplay(out: NodeJS.WriteStream, redact: Redactor, intervalMs = 250) {
+  const started = Date.now();
+  let streams: StreamProgress[] = [];
+  const estimates = new Map<string, number>();
+  let drawnLines = 0;
+  let lastRead = new Map<string, { at: number; read: number; rate: number }>();
+
+  const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const elapsed = (): string => {
+    const s = Math.floor((Date.now() - started) / 1000);
+    return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+  };
+  const clear = (): void => {
+    if (drawnLines > 0) out.write(`\x1b[${drawnLines}A\x1b[0J`);
+    drawnLines = 0;
+  };
+  const draw = (): void => {
+    clear();
+    const now = Date.now();
+    const next = new Map<string, { at: number; read: number; rate: number }>();
+    const lines = streams.map((s) => {
+      const prev = lastRead.get(s.key);
+      const rate = prev && now > prev.at ? ((s.read - prev.read) * 1000) / (now - prev.at) : 0;
+      const smoothed = prev ? prev.rate * 0.6 + rate * 0.4 : rate;
+      next.set(s.key, { at: now, read: s.read, rate: smoothed });
+      const est = estimates.get(s.key);
+      const total = est ? ` / ${fmt(est)}` : '';
+      const extra = s.rejected > 0 ? `  quarantined ${fmt(s.rejected)}` : '';
+      return `  ${s.key.padEnd(20)} ${s.status.padEnd(10)} ${(fmt(s.read) + total).padStart(22)} rec  ${fmt(smoothed).padStart(9)} rec/s  committed ${fmt(s.committed)}${extra}`;
+    });
+    lastRead = next;
+    lines.push(`  elapsed ${elapsed()}`);
+    out.write(lines.join('\n') + '\n');
+    drawnLines = lines.length;
+  };
+  const timer = setInterval(draw, intervalMs);
+  timer.unref();
+
+  return {
+    onEvent(event: SyncEvent): void {
+      if (event.type === 'status' && !streams.includes(event.stream)) streams.push(event.stream);
+      if (event.type === 'estimate' && event.rows !== undefined) estimates.set(event.stream.key, event.rows);
+      if (event.type === 'log' && (event.level === 'WARN' || event.level === 'ERROR')) {
+        clear();
+        out.write(redact(`${event.level.toLowerCase()}: ${event.message}`) + '\n');
+        draw();
+      }
+    },
+    stop(): void {
+      clearInterval(timer);
+      draw();
+    },
+  };
+}

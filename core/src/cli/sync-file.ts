@@ -1,0 +1,201 @@
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { compileSchema, describeSchemaErrors } from '../config/schema.js';
+import { TributaryError } from '../errors.js';
+import type {
+  AirbyteCatalog,
+  ConfiguredAirbyteCatalog,
+  ConfiguredAirbyteStream,
+  DestinationSyncMode,
+  SyncMode,
+} from '../protocol/messages.js';
+import type { BatchingOptions } from '../runtime/pipeline.js';
+
+/** A `tributary sync` file after validation and `${ENV}` substitution. */
+export interface SyncFile {
+  path: string;
+  /** Names the connection in the state store (default: the file's base name). */
+  connection: string;
+  source: { connector: string; config: Record<string, unknown> };
+  destination: { connector: string; config: Record<string, unknown> };
+  streams?: StreamSelection[];
+  /** State store URL; default `file:<dir of the sync file>/.tributary/state`. */
+  state?: string;
+  batching?: BatchingOptions;
+}
+
+export interface StreamSelection {
+  name: string;
+  namespace?: string;
+  sync_mode?: SyncMode;
+  destination_sync_mode?: DestinationSyncMode;
+  cursor_field?: string[];
+  primary_key?: string[][];
+}
+
+const syncFileSchema = {
+  type: 'object',
+  required: ['source', 'destination'],
+  additionalProperties: false,
+  properties: {
+    connection: { type: 'string', minLength: 1 },
+    source: { $ref: '#/definitions/connector' },
+    destination: { $ref: '#/definitions/connector' },
+    state: { type: 'string', minLength: 1 },
+    streams: {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: {
+          name: { type: 'string' },
+          namespace: { type: 'string' },
+          sync_mode: { enum: ['full_refresh', 'incremental'] },
+          destination_sync_mode: { enum: ['append', 'overwrite', 'append_dedup', 'update', 'soft_delete'] },
+          cursor_field: { type: 'array', items: { type: 'string' } },
+          primary_key: { type: 'array', items: { type: 'array', items: { type: 'string' } } },
+        },
+      },
+    },
+    batching: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        max_records: { type: 'integer', minimum: 1 },
+        max_bytes: { type: 'integer', minimum: 1 },
+        max_age_ms: { type: 'integer', minimum: 1 },
+        max_batches_in_flight: { type: 'integer', minimum: 1 },
+        commit_interval_ms: { type: 'integer', minimum: 0 },
+      },
+    },
+  },
+  definitions: {
+    connector: {
+      type: 'object',
+      required: ['connector'],
+      additionalProperties: false,
+      properties: { connector: { type: 'string', minLength: 1 }, config: { type: 'object' } },
+    },
+  },
+} as const;
+
+/**
+ * Reads a sync file. Strings of the form `${NAME}` (whole or inside a string) are replaced
+ * by environment variables, which is how secrets stay out of the file.
+ */
+export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<SyncFile> {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(absolute, 'utf8');
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `Cannot read sync file ${path}: ${(error as Error).message}` });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `${path} is not valid YAML: ${(error as Error).message}` });
+  }
+  const validate = compileSchema(syncFileSchema);
+  if (!validate(raw)) {
+    throw new TributaryError('config', {
+      userMessage: `Invalid sync file ${path}:\n  - ${describeSchemaErrors(validate.errors, 'sync').join('\n  - ')}`,
+    });
+  }
+  const file = substituteEnv(raw, env, 'sync') as {
+    connection?: string;
+    source: { connector: string; config?: Record<string, unknown> };
+    destination: { connector: string; config?: Record<string, unknown> };
+    streams?: StreamSelection[];
+    state?: string;
+    batching?: { max_records?: number; max_bytes?: number; max_age_ms?: number; max_batches_in_flight?: number; commit_interval_ms?: number };
+  };
+  const b = file.batching;
+  const batching: BatchingOptions | undefined = b && {
+    ...(b.max_records !== undefined ? { maxRecords: b.max_records } : {}),
+    ...(b.max_bytes !== undefined ? { maxBytes: b.max_bytes } : {}),
+    ...(b.max_age_ms !== undefined ? { maxAgeMs: b.max_age_ms } : {}),
+    ...(b.max_batches_in_flight !== undefined ? { maxBatchesInFlight: b.max_batches_in_flight } : {}),
+    ...(b.commit_interval_ms !== undefined ? { commitIntervalMs: b.commit_interval_ms } : {}),
+  };
+  const baseDir = dirname(absolute);
+  return {
+    path: absolute,
+    connection: file.connection ?? basename(absolute, extname(absolute)),
+    source: { connector: file.source.connector, config: resolvePaths(file.source.config ?? {}, baseDir) },
+    destination: { connector: file.destination.connector, config: resolvePaths(file.destination.config ?? {}, baseDir) },
+    ...(file.streams ? { streams: file.streams } : {}),
+    state: file.state ?? `file:${resolve(baseDir, '.tributary/state')}`,
+    ...(batching ? { batching } : {}),
+  };
+}
+
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const found = env[name];
+      if (found === undefined) {
+        throw new TributaryError('config', { userMessage: `Environment variable ${name} is not set (referenced at ${at})` });
+      }
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, `${at}[${i}]`));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, `${at}.${k}`)]));
+  }
+  return value;
+}
+
+/** Relative `directory`/`path` values in connector configs are relative to the sync file. */
+function resolvePaths(config: Record<string, unknown>, baseDir: string): Record<string, unknown> {
+  const out = { ...config };
+  for (const key of ['directory', 'path']) {
+    const value = out[key];
+    if (typeof value === 'string' && !value.includes('://')) out[key] = resolve(baseDir, value);
+  }
+  return out;
+}
+
+/**
+ * Turns a discovered catalog and a selection into a configured catalog. Without a
+ * selection every stream is synced. Defaults: incremental when supported, then
+ * `append_dedup` for keyed incremental streams, `overwrite` for full refresh, else `append`.
+ */
+export function configureCatalog(
+  discovered: AirbyteCatalog,
+  selection: StreamSelection[] | undefined,
+  supportedDestinationModes: readonly DestinationSyncMode[],
+): ConfiguredAirbyteCatalog {
+  const chosen: StreamSelection[] = selection ?? discovered.streams.map((s) => ({ name: s.name, ...(s.namespace ? { namespace: s.namespace } : {}) }));
+  const streams: ConfiguredAirbyteStream[] = chosen.map((sel) => {
+    const stream = discovered.streams.find((s) => s.name === sel.name && (sel.namespace === undefined || s.namespace === sel.namespace));
+    if (!stream) {
+      throw new TributaryError('config', {
+        userMessage: `Unknown stream "${sel.name}". The source offers: ${discovered.streams.map((s) => s.name).join(', ')}`,
+      });
+    }
+    const syncMode: SyncMode = sel.sync_mode ?? (stream.supported_sync_modes.includes('incremental') ? 'incremental' : 'full_refresh');
+    const primaryKey = sel.primary_key ?? stream.source_defined_primary_key ?? [];
+    const preferred: DestinationSyncMode =
+      syncMode === 'incremental' ? (primaryKey.length > 0 ? 'append_dedup' : 'append') : 'overwrite';
+    const destinationSyncMode =
+      sel.destination_sync_mode ?? (supportedDestinationModes.includes(preferred) ? preferred : 'append');
+    const cursorField = sel.cursor_field ?? stream.default_cursor_field;
+    if (syncMode === 'incremental' && (!cursorField || cursorField.length === 0)) {
+      throw new TributaryError('config', { userMessage: `Stream "${sel.name}": incremental sync needs a cursor_field` });
+    }
+    return {
+      stream,
+      sync_mode: syncMode,
+      destination_sync_mode: destinationSyncMode,
+      ...(cursorField ? { cursor_field: cursorField } : {}),
+      ...(primaryKey.length > 0 ? { primary_key: primaryKey } : {}),
+    };
+  });
+  return { streams };
+}

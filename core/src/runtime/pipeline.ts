@@ -1,0 +1,327 @@
+import type { DestinationSession, DestinationStream, RejectedRecord } from '../connector/destination.js';
+import type { SourceMessage } from '../connector/source.js';
+import type { SyncState } from '../connector/state.js';
+import { TributaryError, toTributaryError } from '../errors.js';
+import type { AirbyteStreamStatus, RecordData, StateBlob } from '../protocol/messages.js';
+import { streamKey } from '../protocol/messages.js';
+import { BoundedQueue } from './bounded-queue.js';
+
+/** When a partial batch is handed to the destination. */
+export interface BatchingOptions {
+  /** Records per batch (default 10 000). */
+  maxRecords?: number;
+  /** Estimated JSON bytes per batch (default 8 MiB). */
+  maxBytes?: number;
+  /** Longest a record waits in a partial batch, ms (default 1 000). Bounds latency on slow streams. */
+  maxAgeMs?: number;
+  /** Batches queued between reader and destination (default 4). Bounds memory. */
+  maxBatchesInFlight?: number;
+  /**
+   * Least time between two destination commits triggered by checkpoints, ms (default 1 000).
+   * Checkpoints arriving faster are coalesced into the next commit.
+   */
+  commitIntervalMs?: number;
+}
+
+/** Live counters of one stream. Read by progress displays; written only by the pipeline. */
+export interface StreamProgress {
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string | undefined;
+  /** Records read from the source. */
+  read: number;
+  /** Records handed to the destination (written or rejected). */
+  written: number;
+  /** Records the destination made durable. */
+  committed: number;
+  /** Records the destination set aside with a reason. */
+  rejected: number;
+  /** Estimated JSON bytes read. */
+  bytes: number;
+  checkpointsCommitted: number;
+  status: AirbyteStreamStatus;
+}
+
+export interface CommittedCheckpoint {
+  state: SyncState;
+  /** Records durably committed per stream key since the previous committed state. */
+  recordCounts: Record<string, number>;
+}
+
+export interface PipelineOptions {
+  messages: AsyncIterable<SourceMessage>;
+  session: DestinationSession;
+  streams: readonly DestinationStream[];
+  initialState: SyncState;
+  batching?: BatchingOptions;
+  /** Stop reading at the next message boundary, then flush and commit. */
+  signal?: AbortSignal;
+  /** Runs a destination call with the destination's retry policy. */
+  callDestination<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * Persists a state whose every record the destination has durably committed. Called
+   * sequentially; the next destination commit waits for it. Must be durable on resolve.
+   */
+  commitState(checkpoint: CommittedCheckpoint): Promise<void>;
+  onRejected?(stream: StreamProgress, rejected: RejectedRecord[], batch: RecordBatchOp): void;
+  onStatus?(stream: StreamProgress, status: AirbyteStreamStatus): void;
+  onEstimate?(stream: StreamProgress, rows: number | undefined, bytes: number | undefined): void;
+}
+
+export type PipelineOutcome = 'completed' | 'interrupted' | 'failed';
+
+export interface PipelineResult {
+  outcome: PipelineOutcome;
+  error?: TributaryError;
+  /** The last committed state (the initial one if nothing was committed). */
+  state: SyncState;
+  streams: Map<string, StreamProgress>;
+}
+
+export interface RecordBatchOp {
+  readonly type: 'batch';
+  readonly stream: StreamCursor;
+  readonly records: RecordData[];
+  readonly emittedAt: number;
+}
+type Op = RecordBatchOp | { readonly type: 'commit' };
+
+/** Per-stream pipeline bookkeeping (progress plus the partial batch). */
+interface StreamCursor extends StreamProgress {
+  batch: RecordData[];
+  batchBytes: number;
+  batchStartedAt: number;
+  /** JSON size of the last sampled record; every record is costed at it. */
+  sampleSize: number;
+  sampleCountdown: number;
+}
+
+/** A checkpoint waiting for the destination to make the records before it durable. */
+interface PendingCheckpoint {
+  /** Per stream, how many records must be committed first. */
+  requires: Array<[StreamCursor, number]>;
+  apply(state: SyncState): void;
+}
+
+const SAMPLE_EVERY = 64;
+
+/**
+ * Moves source messages to a destination session and commits checkpoints only after the
+ * destination durably acknowledged every record before them.
+ *
+ * Reader (this call's loop) → per-stream partial batches → bounded queue → writer loop
+ * (destination write/commit, state commit). The reader awaits only when the queue is full,
+ * so a slow destination slows the source instead of growing memory.
+ *
+ * A checkpoint of stream S requires S's records read before it to be committed; a global
+ * checkpoint requires that of every stream. Checkpoints are applied in arrival order, so the
+ * committed state never runs ahead of the data.
+ */
+export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
+  const maxRecords = options.batching?.maxRecords ?? 10_000;
+  const maxBytes = options.batching?.maxBytes ?? 8 * 1024 * 1024;
+  const maxAgeMs = options.batching?.maxAgeMs ?? 1_000;
+  const commitIntervalMs = options.batching?.commitIntervalMs ?? 1_000;
+  const queue = new BoundedQueue<Op>(options.batching?.maxBatchesInFlight ?? 4);
+
+  const streams = new Map<string, StreamCursor>();
+  for (const s of options.streams) {
+    streams.set(s.key, {
+      key: s.key,
+      name: s.name,
+      namespace: s.namespace,
+      read: 0,
+      written: 0,
+      committed: 0,
+      rejected: 0,
+      bytes: 0,
+      checkpointsCommitted: 0,
+      status: 'STARTED',
+      batch: [],
+      batchBytes: 0,
+      batchStartedAt: 0,
+      sampleSize: 0,
+      sampleCountdown: 0,
+    });
+  }
+  const state: SyncState = structuredClone(options.initialState);
+  let pending: PendingCheckpoint[] = [];
+  let lastCommitAt = Date.now();
+
+  // --- producer side -------------------------------------------------------------------
+  // Every enqueue goes through one promise chain so batches from the reader and from the
+  // age timer reach the queue in the order they were cut.
+  let producerChain: Promise<void> = Promise.resolve();
+  const enqueue = (op: Op): Promise<void> => {
+    const queued = producerChain.then(() => queue.push(op));
+    // A failed push surfaces to whoever awaits it (the reader); fire-and-forget callers
+    // (the age timer) must not turn it into an unhandled rejection.
+    queued.catch(() => {});
+    producerChain = queued;
+    return queued;
+  };
+  const cutBatch = (s: StreamCursor): Promise<void> | undefined => {
+    if (s.batch.length === 0) return undefined;
+    const op: RecordBatchOp = { type: 'batch', stream: s, records: s.batch, emittedAt: s.batchStartedAt };
+    s.batch = [];
+    s.batchBytes = 0;
+    return enqueue(op);
+  };
+  const requestCommit = (): Promise<void> => {
+    for (const s of streams.values()) void cutBatch(s);
+    lastCommitAt = Date.now();
+    return enqueue({ type: 'commit' });
+  };
+
+  // Slow streams: a timer cuts batches that waited too long and commits pending checkpoints.
+  const ageTimer = setInterval(() => {
+    const now = Date.now();
+    let cut = false;
+    for (const s of streams.values()) {
+      if (s.batch.length > 0 && now - s.batchStartedAt >= maxAgeMs) {
+        void cutBatch(s)?.catch(() => {});
+        cut = true;
+      }
+    }
+    if ((cut || pending.length > 0) && now - lastCommitAt >= commitIntervalMs) void requestCommit().catch(() => {});
+  }, Math.max(10, Math.min(maxAgeMs, commitIntervalMs) / 2));
+  ageTimer.unref?.();
+
+  // --- consumer side -------------------------------------------------------------------
+  const writer = (async () => {
+    for (let op = await queue.shift(); op !== undefined; op = await queue.shift()) {
+      if (op.type === 'batch') {
+        const batch = op;
+        const outcome = await options.callDestination(() =>
+          options.session.write({ stream: batch.stream.key, records: batch.records, emittedAt: batch.emittedAt }),
+        );
+        batch.stream.written += batch.records.length;
+        const rejected = outcome?.rejected;
+        if (rejected && rejected.length > 0) {
+          batch.stream.rejected += rejected.length;
+          options.onRejected?.(batch.stream, rejected, batch);
+        }
+        continue;
+      }
+      await options.callDestination(() => options.session.commit());
+      const before = new Map<StreamCursor, number>();
+      for (const s of streams.values()) {
+        before.set(s, s.committed);
+        s.committed = s.written;
+      }
+      const ready: PendingCheckpoint[] = [];
+      pending = pending.filter((cp) => {
+        const satisfied = cp.requires.every(([s, n]) => s.committed >= n);
+        if (satisfied) ready.push(cp);
+        return !satisfied;
+      });
+      if (ready.length === 0) continue;
+      for (const cp of ready) {
+        cp.apply(state);
+        for (const [s] of cp.requires) s.checkpointsCommitted++;
+      }
+      const recordCounts: Record<string, number> = {};
+      for (const [s, n] of before) if (s.committed > n) recordCounts[s.key] = s.committed - n;
+      await options.commitState({ state: structuredClone(state), recordCounts });
+    }
+  })();
+  writer.catch((error: unknown) => queue.fail(error));
+
+  // --- reader loop (hot path: keep per-record work minimal) -------------------------------
+  let stopping = false;
+  const onAbort = (): void => {
+    stopping = true;
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) stopping = true;
+
+  let outcome: PipelineOutcome = 'completed';
+  let error: TributaryError | undefined;
+  let last: StreamCursor | undefined;
+  const lookup = (name: string, namespace: string | undefined): StreamCursor => {
+    const key = streamKey(name, namespace);
+    const s = streams.get(key);
+    if (!s) {
+      throw new TributaryError('fatal', {
+        userMessage: `The source emitted stream "${key}", which is not in the configured catalog`,
+        stream: namespace === undefined ? { name } : { name, namespace },
+      });
+    }
+    return s;
+  };
+
+  try {
+    if (!stopping) {
+      for await (const message of options.messages) {
+        if (message.kind === 'record') {
+          let s = last;
+          if (s === undefined || s.name !== message.stream || s.namespace !== message.namespace) {
+            s = last = lookup(message.stream, message.namespace);
+          }
+          const batch = s.batch;
+          if (batch.length === 0) s.batchStartedAt = Date.now();
+          batch.push(message.data);
+          s.read++;
+          if (s.sampleCountdown-- === 0) {
+            s.sampleCountdown = SAMPLE_EVERY - 1;
+            s.sampleSize = JSON.stringify(message.data).length + 1;
+          }
+          s.batchBytes += s.sampleSize;
+          s.bytes += s.sampleSize;
+          if (batch.length >= maxRecords || s.batchBytes >= maxBytes) await cutBatch(s);
+        } else if (message.kind === 'checkpoint') {
+          const s = lookup(message.stream, message.namespace);
+          const blob: StateBlob = message.state;
+          pending.push({ requires: [[s, s.read]], apply: (st) => void (st.streams[s.key] = blob) });
+          if (Date.now() - lastCommitAt >= commitIntervalMs) await requestCommit();
+        } else if (message.kind === 'global-checkpoint') {
+          const shared = message.shared;
+          const perStream = message.streams.map((x) => [lookup(x.stream, x.namespace), x.state] as const);
+          pending.push({
+            requires: [...streams.values()].map((s) => [s, s.read] as [StreamCursor, number]),
+            apply: (st) => {
+              st.shared = shared;
+              for (const [s, blob] of perStream) st.streams[s.key] = blob;
+            },
+          });
+          if (Date.now() - lastCommitAt >= commitIntervalMs) await requestCommit();
+        } else if (message.kind === 'status') {
+          const s = lookup(message.stream, message.namespace);
+          // COMPLETE is reported by the runtime once the data is committed, not by the source.
+          if (message.status !== 'COMPLETE') {
+            s.status = message.status;
+            options.onStatus?.(s, message.status);
+          }
+        } else if (message.kind === 'estimate') {
+          options.onEstimate?.(lookup(message.stream, message.namespace), message.rows, message.bytes);
+        }
+        if (stopping) break;
+      }
+    }
+    if (stopping) outcome = 'interrupted';
+  } catch (caught) {
+    outcome = 'failed';
+    error = toTributaryError(caught, 'The sync failed');
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    clearInterval(ageTimer);
+  }
+
+  // Whatever stopped the reader, commit what was read so far: the state advances to the last
+  // checkpoint the destination acknowledged, so the next sync resumes there.
+  try {
+    await requestCommit();
+    queue.close();
+    await writer;
+  } catch (caught) {
+    queue.close();
+    const writeError = toTributaryError(caught, 'The destination failed');
+    if (!error) error = writeError;
+    outcome = 'failed';
+  }
+  for (const s of streams.values()) {
+    s.status = outcome === 'completed' ? 'COMPLETE' : 'INCOMPLETE';
+    options.onStatus?.(s, s.status);
+  }
+  return error ? { outcome, error, state, streams } : { outcome, state, streams };
+}

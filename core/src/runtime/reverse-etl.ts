@@ -1,0 +1,352 @@
+/**
+ * The reverse-ETL runner: pushes records into a target through a Writer.
+ *
+ * Guarantees:
+ * - Every input record ends with exactly one result (written, unchanged, or failed with a
+ *   reason); none is dropped, including records without a key and records of requests that
+ *   failed as a whole or were turned away by an open circuit.
+ * - Every record carries an idempotency key derived only from (object, request mode, key,
+ *   fields), so a replay of the same change is recognisable by the target.
+ * - Requests respect the writer's rate limit (shared limiter), its declared concurrency and
+ *   batch size; each request attempt passes a circuit breaker, and retryable whole-request
+ *   failures are retried with backoff.
+ * - `mirror` deletes only when the upserted key set is complete: if any input record lacked
+ *   a key, or the run was halted, the delete phase is skipped (deleting rows that a keyless
+ *   record may correspond to would lose data).
+ */
+import { createHash } from 'node:crypto';
+import { createConnectorContext } from '../connector/create-context.js';
+import type { ConnectorContext } from '../connector/context.js';
+import type { RateLimitPolicy, RetryPolicy } from '../resilience/policy.js';
+import type { WriteMode, WriteRecord, WriteRequest, WriteResult, WriterSession, WriteStatus } from '../connector/writer.js';
+import { TributaryError, toTributaryError, type ErrorKind } from '../errors.js';
+import { createCircuitBreaker, isCircuitOpenError, type CircuitBreaker } from '../resilience/circuit-breaker.js';
+import { withRetry } from '../resilience/retry.js';
+
+export interface WriteAuditEntry {
+  /** ISO 8601 time the result was known. */
+  timestamp: string;
+  object: string;
+  /** The run's mode (`mirror` for both its upserts and its deletes). */
+  mode: WriteMode;
+  key: string;
+  idempotencyKey: string;
+  status: WriteStatus;
+  reason?: string;
+  /** The target's id of the row, when the writer reported it. */
+  id?: string;
+  dryRun: boolean;
+}
+
+export interface WriterRunSummary {
+  object: string;
+  mode: WriteMode;
+  dryRun: boolean;
+  /** Results produced (input records, plus deletions of a mirror run). */
+  total: number;
+  counts: Record<WriteStatus, number>;
+  /** Write requests actually sent to the writer (attempts included, open-circuit rejections not). */
+  requests: number;
+  /** Per-record results, in completion order; omitted when they were streamed to `audit`. */
+  results?: WriteResult[];
+  /** Set when a non-recoverable error (auth, config, fatal) stopped the run early. */
+  halted?: { kind: ErrorKind; message: string };
+  /** Why a mirror run did not delete anything, when it did not. */
+  deletesSkipped?: string;
+}
+
+/**
+ * What `runWriter` needs of a writer; every `Writer<S>` is one. Typed structurally (with
+ * `config: never`) because widening a concrete `Writer<S>` to plain `Writer` makes tsc
+ * instantiate `ConfigOf<ConfigSchema>`, which fails with TS2589 ("excessively deep").
+ */
+export interface RunnableWriter {
+  readonly name: string;
+  readonly rateLimit: RateLimitPolicy;
+  readonly retry?: RetryPolicy;
+  readonly maxBatchSize: number;
+  open(ctx: ConnectorContext, config: never): Promise<WriterSession>;
+}
+
+export interface RunWriterOptions {
+  writer: RunnableWriter;
+  /** Already parsed and validated against the writer's spec. */
+  config: unknown;
+  /** Defaults to a context built from `writer.rateLimit` / `writer.retry`. */
+  ctx?: ConnectorContext;
+  object: string;
+  mode: WriteMode;
+  idProperty: string;
+  records: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>;
+  dryRun?: boolean;
+  /** Default: 5 consecutive failures, 30 s open. */
+  breaker?: { failureThreshold: number; resetAfterMs: number };
+  /** Receives every result as it is known; the summary then omits `results`. */
+  audit?: (entry: WriteAuditEntry) => void;
+}
+
+const STATUSES: readonly WriteStatus[] = ['created', 'updated', 'unchanged', 'deleted', 'failed'];
+const MAX_REASON = 500;
+
+/** JSON with object keys sorted at every level; stable for equal values. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  if (typeof value === 'bigint') return JSON.stringify(value.toString());
+  if (typeof value !== 'object') {
+    const text = JSON.stringify(value);
+    return text === undefined ? 'null' : text;
+  }
+  const withJson = value as { toJSON?: () => unknown };
+  if (typeof withJson.toJSON === 'function') return canonicalJson(withJson.toJSON());
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined && typeof v !== 'function' && typeof v !== 'symbol')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** sha256 of (object, request mode, key, canonical fields), hex. */
+export function idempotencyKeyOf(object: string, mode: Exclude<WriteMode, 'mirror'>, key: string, fields: Record<string, unknown>): string {
+  return createHash('sha256').update(JSON.stringify([object, mode, key, canonicalJson(fields)])).digest('hex');
+}
+
+function keyOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value.length > 0 ? value : undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
+  if (typeof value === 'bigint') return value.toString();
+  return undefined;
+}
+
+function reasonOf(error: TributaryError): string {
+  const text = error.internalMessage ? `${error.userMessage}: ${error.internalMessage}` : error.userMessage;
+  return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}...` : text;
+}
+
+/** Writes `records` to `object` through `writer`; see the module comment for guarantees. */
+export async function runWriter(options: RunWriterOptions): Promise<WriterRunSummary> {
+  const { writer, object, mode, idProperty, audit } = options;
+  const dryRun = options.dryRun ?? false;
+  if (!Number.isInteger(writer.maxBatchSize) || writer.maxBatchSize < 1) {
+    throw new TributaryError('config', { userMessage: `Writer ${writer.name} declares an invalid maxBatchSize (${String(writer.maxBatchSize)})` });
+  }
+  const concurrency = writer.rateLimit.concurrency ?? 1;
+  const ctx =
+    options.ctx ??
+    createConnectorContext({
+      rateLimit: writer.rateLimit,
+      ...(writer.retry ? { retry: writer.retry } : {}),
+    });
+  const breaker: CircuitBreaker = createCircuitBreaker(options.breaker ?? { failureThreshold: 5, resetAfterMs: 30_000 });
+  breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object, circuit: state }));
+
+  const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<WriteStatus, number>;
+  const results: WriteResult[] | undefined = audit ? undefined : [];
+  let requests = 0;
+  let halted: TributaryError | undefined;
+
+  function report(result: WriteResult): void {
+    counts[result.status]++;
+    if (results) results.push(result);
+    if (audit) {
+      const entry: WriteAuditEntry = {
+        timestamp: new Date().toISOString(),
+        object,
+        mode,
+        key: result.key,
+        idempotencyKey: result.idempotencyKey,
+        status: result.status,
+        dryRun,
+      };
+      if (result.reason !== undefined) entry.reason = result.reason;
+      if (result.id !== undefined) entry.id = result.id;
+      audit(entry);
+    }
+  }
+
+  function failAll(records: WriteRecord[], reason: string, retryable: boolean): void {
+    for (const r of records) report({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'failed', reason, retryable });
+  }
+
+  async function send(session: WriterSession, request: WriteRequest): Promise<void> {
+    if (halted) {
+      failAll(request.records, `not attempted: the run was halted (${halted.userMessage})`, false);
+      return;
+    }
+    let answer: WriteResult[];
+    try {
+      answer = await withRetry(
+        () =>
+          breaker.run(() =>
+            ctx.limiter.schedule(() => {
+              requests++;
+              return session.write(request);
+            }, ctx.signal),
+          ),
+        {
+          ...writer.retry,
+          signal: ctx.signal,
+          limiter: ctx.limiter,
+          // An open circuit fails the batch fast instead of waiting out the reset.
+          shouldRetry: (error) => !isCircuitOpenError(error),
+          onRetry: (error, attempt, delayMs) =>
+            ctx.logger.warn(`write to ${object} failed (${error.kind}), attempt ${attempt}; retrying in ${delayMs} ms`, { object, attempt }),
+        },
+      );
+    } catch (thrown) {
+      if (ctx.signal.aborted) throw thrown;
+      const error = toTributaryError(thrown, `Writing to ${object} failed`);
+      if (error.kind === 'auth' || error.kind === 'config' || error.kind === 'fatal') {
+        halted ??= error;
+        ctx.logger.error(`write to ${object} failed (${error.kind}); halting the run`, { object, kind: error.kind });
+      }
+      failAll(request.records, reasonOf(error), error.retryable);
+      return;
+    }
+    matchResults(request.records, Array.isArray(answer) ? answer : []);
+  }
+
+  /** Enforces "exactly one result per input record", matched by idempotency key. */
+  function matchResults(records: WriteRecord[], answer: WriteResult[]): void {
+    const byKey = new Map<string, WriteResult>();
+    let strays = 0;
+    for (const result of answer) {
+      if (result && typeof result.idempotencyKey === 'string' && !byKey.has(result.idempotencyKey)) byKey.set(result.idempotencyKey, result);
+      else strays++;
+    }
+    for (const record of records) {
+      const result = byKey.get(record.idempotencyKey);
+      byKey.delete(record.idempotencyKey);
+      if (!result) {
+        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: 'writer returned no result', retryable: true });
+      } else if (!STATUSES.includes(result.status)) {
+        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` });
+      } else {
+        report({ ...result, idempotencyKey: record.idempotencyKey, key: record.key });
+      }
+    }
+    strays += byKey.size;
+    if (strays > 0) ctx.logger.warn(`writer ${writer.name} returned ${strays} result(s) matching no record of the request`, { object });
+  }
+
+  /** Sends batches with at most `concurrency` requests in flight. */
+  function createDispatcher(session: WriterSession): {
+    submit(request: WriteRequest): Promise<void>;
+    drain(): Promise<void>;
+    settle(): Promise<void>;
+  } {
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    return {
+      async submit(request) {
+        while (inFlight.size >= concurrency) await Promise.race(inFlight);
+        if (failure !== undefined) throw failure;
+        const p: Promise<void> = send(session, request).then(
+          () => {
+            inFlight.delete(p);
+          },
+          (error: unknown) => {
+            inFlight.delete(p);
+            failure ??= error;
+          },
+        );
+        inFlight.add(p);
+      },
+      async drain() {
+        while (inFlight.size > 0) await Promise.race(inFlight);
+        if (failure !== undefined) throw failure;
+      },
+      /** Waits for in-flight requests without raising (before closing the session on an error). */
+      async settle() {
+        while (inFlight.size > 0) await Promise.race(inFlight);
+      },
+    };
+  }
+
+  const upsertMode: Exclude<WriteMode, 'mirror'> = mode === 'mirror' ? 'upsert' : mode;
+  // `config` was parsed against the writer's own schema by the caller; its type is erased here.
+  const open = writer.open as (ctx: ConnectorContext, config: unknown) => Promise<WriterSession>;
+  const session = await open.call(writer, ctx, options.config);
+  let deletesSkipped: string | undefined;
+  const dispatcher = createDispatcher(session);
+  try {
+    if (mode === 'mirror' && typeof session.listKeys !== 'function') {
+      throw new TributaryError('config', { userMessage: `Writer ${writer.name} cannot mirror ${object}: it does not list keys (listKeys)` });
+    }
+    const seenKeys = mode === 'mirror' ? new Set<string>() : undefined;
+    let keyless = 0;
+    let batch: WriteRecord[] = [];
+    let batchKeys = new Set<string>();
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const request: WriteRequest = { object, mode: upsertMode, idProperty, records: batch, dryRun };
+      batch = [];
+      batchKeys = new Set();
+      await dispatcher.submit(request);
+    };
+
+    let index = 0;
+    for await (const input of options.records) {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const position = index++;
+      const fields: Record<string, unknown> = input !== null && typeof input === 'object' && !Array.isArray(input) ? input : {};
+      const key = keyOf(fields[idProperty]);
+      const idempotencyKey = idempotencyKeyOf(object, upsertMode, key ?? '', fields);
+      if (key === undefined) {
+        keyless++;
+        report({ idempotencyKey, key: '', status: 'failed', reason: `record ${position} has no usable value for ${JSON.stringify(idProperty)}`, retryable: false });
+        continue;
+      }
+      seenKeys?.add(key);
+      // Identical records in one request would share an idempotency key; split them.
+      if (batchKeys.has(idempotencyKey)) await flush();
+      batch.push({ idempotencyKey, key, fields });
+      batchKeys.add(idempotencyKey);
+      if (batch.length >= writer.maxBatchSize) await flush();
+    }
+    await flush();
+    await dispatcher.drain();
+
+    if (mode === 'mirror' && seenKeys && session.listKeys) {
+      if (keyless > 0) deletesSkipped = `${keyless} input record(s) had no ${idProperty}, so the set of rows to keep is unknown`;
+      else if (halted) deletesSkipped = `the run was halted (${halted.userMessage})`;
+      if (deletesSkipped !== undefined) {
+        ctx.logger.warn(`mirror of ${object}: not deleting anything: ${deletesSkipped}`, { object });
+      } else {
+        // List everything first: deleting while paging could shift the peer's cursor.
+        const doomed = new Set<string>();
+        for await (const key of session.listKeys(object, idProperty)) {
+          if (ctx.signal.aborted) throw ctx.signal.reason;
+          if (!seenKeys.has(key)) doomed.add(key);
+        }
+        let deletes: WriteRecord[] = [];
+        for (const key of doomed) {
+          deletes.push({ idempotencyKey: idempotencyKeyOf(object, 'delete', key, {}), key, fields: {} });
+          if (deletes.length >= writer.maxBatchSize) {
+            await dispatcher.submit({ object, mode: 'delete', idProperty, records: deletes, dryRun });
+            deletes = [];
+          }
+        }
+        if (deletes.length > 0) await dispatcher.submit({ object, mode: 'delete', idProperty, records: deletes, dryRun });
+        await dispatcher.drain();
+      }
+    }
+  } catch (error) {
+    await dispatcher.settle();
+    throw error;
+  } finally {
+    await session.close();
+  }
+
+  const summary: WriterRunSummary = {
+    object,
+    mode,
+    dryRun,
+    total: STATUSES.reduce((sum, s) => sum + counts[s], 0),
+    counts,
+    requests,
+  };
+  if (results) summary.results = results;
+  if (halted) summary.halted = { kind: halted.kind, message: halted.userMessage };
+  if (deletesSkipped !== undefined) summary.deletesSkipped = deletesSkipped;
+  return summary;
+}

@@ -1,0 +1,224 @@
+import { parseConfig } from '../config/schema.js';
+import { collectSecrets, createRedactor, type Redactor } from '../config/secrets.js';
+import { createConnectorContext } from '../connector/create-context.js';
+import type { Destination, DestinationStream } from '../connector/destination.js';
+import type { Source } from '../connector/source.js';
+import { emptyState, type SyncState } from '../connector/state.js';
+import { TributaryError, toTributaryError } from '../errors.js';
+import { createLogger, type Logger, type LogSink } from '../logging/logger.js';
+import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
+import { streamKey } from '../protocol/messages.js';
+import type { StateStore } from '../state/store.js';
+import { runPipeline, type BatchingOptions, type PipelineOutcome, type StreamProgress } from './pipeline.js';
+
+/** Everything the runtime tells its observer (the CLI prints these). */
+export type SyncEvent =
+  | { type: 'log'; level: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'; message: string; fields?: Record<string, unknown> }
+  | { type: 'status'; stream: StreamProgress; status: AirbyteStreamStatus; reasons?: AirbyteStreamStatusReason[] }
+  | { type: 'estimate'; stream: StreamProgress; rows?: number; bytes?: number }
+  | { type: 'state'; state: SyncState; recordCounts: Record<string, number> };
+
+export interface SyncOptions {
+  /** Names the connection in the state store. */
+  connection: string;
+  source: Source;
+  /** Raw source config; validated against the source's spec here. */
+  sourceConfig: unknown;
+  destination: Destination;
+  destinationConfig: unknown;
+  catalog: ConfiguredAirbyteCatalog;
+  stateStore: StateStore;
+  batching?: BatchingOptions;
+  /** Abort to stop gracefully: stop reading, flush, commit, return `interrupted`. */
+  signal?: AbortSignal;
+  onEvent?: (event: SyncEvent) => void;
+}
+
+export interface SyncResult {
+  outcome: PipelineOutcome;
+  error?: TributaryError;
+  state: SyncState;
+  streams: StreamProgress[];
+  durationMs: number;
+}
+
+/**
+ * Runs one sync: source → destination with checkpoint-after-commit.
+ *
+ * Guarantees: a state reaches the store only after the destination's `commit()` covered
+ * every record before it; `source.ack(state)` runs only after the store saved it; a failed
+ * or interrupted sync still commits what was acknowledged, so the next run resumes there.
+ * Full-refresh streams drop their state once completed, so the next sync reads them anew.
+ */
+export async function runSync(options: SyncOptions): Promise<SyncResult> {
+  const started = Date.now();
+  const { source, destination, catalog } = options;
+  const sourceConfig = parseConfig<Record<string, unknown>>(source.spec.connectionSpecification, options.sourceConfig, 'source config');
+  const destinationConfig = parseConfig<Record<string, unknown>>(
+    destination.spec.connectionSpecification,
+    options.destinationConfig,
+    'destination config',
+  );
+  const redact = createRedactor([
+    ...collectSecrets(source.spec.connectionSpecification, sourceConfig),
+    ...collectSecrets(destination.spec.connectionSpecification, destinationConfig),
+  ]);
+  const emit = options.onEvent ?? (() => {});
+  const sink =
+    (component: string): LogSink =>
+    (level, message, fields) =>
+      emit({
+        type: 'log',
+        level: level === 'FATAL' ? 'ERROR' : level === 'TRACE' ? 'DEBUG' : level,
+        message: redact(`[${component}] ${message}`),
+        ...(fields ? { fields: JSON.parse(redact(JSON.stringify(fields))) as Record<string, unknown> } : {}),
+      });
+  const logger: Logger = createLogger(sink('runtime'));
+
+  validateCatalog(catalog, destination);
+  const initialState = (await options.stateStore.load(options.connection)) ?? emptyState();
+
+  const stopReading = new AbortController();
+  const onOuterAbort = (): void => stopReading.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  if (options.signal?.aborted) stopReading.abort(options.signal.reason);
+
+  const sourceCtx = createConnectorContext({
+    logger: createLogger(sink(source.name)),
+    signal: stopReading.signal,
+    ...(source.rateLimit ? { rateLimit: source.rateLimit } : {}),
+    ...(source.retry ? { retry: source.retry } : {}),
+  });
+  // The destination keeps its own signal: it must be able to flush and commit after the
+  // source was told to stop.
+  const destinationCtx = createConnectorContext({
+    logger: createLogger(sink(destination.name)),
+    ...(destination.rateLimit ? { rateLimit: destination.rateLimit } : {}),
+    ...(destination.retry ? { retry: destination.retry } : {}),
+  });
+
+  const streams: DestinationStream[] = catalog.streams.map((c) => {
+    const key = streamKey(c.stream.name, c.stream.namespace);
+    return {
+      key,
+      name: c.stream.name,
+      ...(c.stream.namespace ? { namespace: c.stream.namespace } : {}),
+      syncMode: c.sync_mode,
+      destinationSyncMode: c.destination_sync_mode,
+      primaryKey: c.primary_key ?? c.stream.source_defined_primary_key ?? [],
+      cursorField: c.cursor_field ?? c.stream.default_cursor_field ?? [],
+      jsonSchema: c.stream.json_schema,
+      resuming: initialState.streams[key] !== undefined,
+    };
+  });
+
+  const running = new Set<StreamProgress>();
+  const unsubscribeRateLimit = sourceCtx.limiter.onPause((until) => {
+    for (const stream of running) {
+      emit({ type: 'status', stream, status: 'RUNNING', reasons: [{ type: 'RATE_LIMITED', rate_limited: { quota_reset: until } }] });
+    }
+    logger.warn(`rate limited by the source's peer; pausing until ${new Date(until).toISOString()}`);
+  });
+
+  const session = await destination.open(destinationCtx, destinationConfig, streams);
+  let result;
+  try {
+    result = await runPipeline({
+      messages: source.read(sourceCtx, sourceConfig, catalog, structuredClone(initialState)),
+      session,
+      streams,
+      initialState,
+      ...(options.batching ? { batching: options.batching } : {}),
+      signal: stopReading.signal,
+      callDestination: (task) => destinationCtx.call(task),
+      commitState: async ({ state, recordCounts }) => {
+        assertNoSecrets(state, redact);
+        await options.stateStore.save(options.connection, state);
+        emit({ type: 'state', state, recordCounts });
+        if (source.ack) {
+          try {
+            await source.ack(sourceCtx, sourceConfig, state);
+          } catch (error) {
+            // The position stays unconfirmed upstream; the next ack (or sync) confirms it.
+            logger.warn(`source ack failed: ${toTributaryError(error).userMessage}`);
+          }
+        }
+      },
+      onStatus: (stream, status) => {
+        if (status === 'RUNNING' || status === 'STARTED') running.add(stream);
+        else running.delete(stream);
+        emit({ type: 'status', stream, status });
+      },
+      onEstimate: (stream, rows, bytes) =>
+        emit({ type: 'estimate', stream, ...(rows !== undefined ? { rows } : {}), ...(bytes !== undefined ? { bytes } : {}) }),
+      onRejected: (stream, rejected) => {
+        const sample = rejected.slice(0, 3).map((r) => r.reason).join('; ');
+        logger.warn(`${rejected.length} record(s) of ${stream.key} quarantined by the destination: ${sample}`);
+      },
+    });
+  } finally {
+    unsubscribeRateLimit();
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+
+  let state = result.state;
+  try {
+    if (result.outcome === 'completed') {
+      // Forget completed full refreshes *before* the destination publishes them: a crash in
+      // between then redoes the refresh, whereas the other order could resume a finished
+      // refresh into an empty staging area and publish that.
+      const fullRefreshKeys = streams.filter((s) => s.syncMode === 'full_refresh' && state.streams[s.key] !== undefined).map((s) => s.key);
+      if (fullRefreshKeys.length > 0) {
+        state = structuredClone(state);
+        for (const key of fullRefreshKeys) delete state.streams[key];
+        await options.stateStore.save(options.connection, state);
+      }
+    }
+    await session.close({ completed: result.outcome === 'completed' });
+  } catch (error) {
+    if (!result.error) {
+      result.error = toTributaryError(error, 'The destination failed to close');
+      result.outcome = 'failed';
+    }
+  }
+  if (result.error) logger.error(result.error.userMessage, { kind: result.error.kind });
+  return {
+    outcome: result.outcome,
+    ...(result.error ? { error: result.error } : {}),
+    state,
+    streams: [...result.streams.values()],
+    durationMs: Date.now() - started,
+  };
+}
+
+function validateCatalog(catalog: ConfiguredAirbyteCatalog, destination: Destination): void {
+  if (catalog.streams.length === 0) {
+    throw new TributaryError('config', { userMessage: 'No streams selected: the configured catalog is empty' });
+  }
+  const supported = destination.spec.supportedDestinationSyncModes;
+  for (const c of catalog.streams) {
+    if (!supported.includes(c.destination_sync_mode)) {
+      throw new TributaryError('config', {
+        userMessage: `Stream "${c.stream.name}": destination "${destination.name}" does not support destination_sync_mode ${c.destination_sync_mode} (supported: ${supported.join(', ')})`,
+      });
+    }
+    if (!c.stream.supported_sync_modes.includes(c.sync_mode)) {
+      throw new TributaryError('config', {
+        userMessage: `Stream "${c.stream.name}" does not support sync_mode ${c.sync_mode} (supported: ${c.stream.supported_sync_modes.join(', ')})`,
+      });
+    }
+    if (c.destination_sync_mode === 'append_dedup' && (c.primary_key ?? c.stream.source_defined_primary_key ?? []).length === 0) {
+      throw new TributaryError('config', { userMessage: `Stream "${c.stream.name}": append_dedup needs a primary key` });
+    }
+  }
+}
+
+/** A connector that puts a secret into its state is a bug we refuse to persist. */
+function assertNoSecrets(state: SyncState, redact: Redactor): void {
+  const text = JSON.stringify(state);
+  if (redact(text) !== text) {
+    throw new TributaryError('fatal', {
+      userMessage: 'The source put a secret value into its state; refusing to store it. This is a connector bug.',
+    });
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * The on-disk / in-database form of a connection's state, shared by every StateStore so
+ * that all of them validate exactly the same way.
+ *
+ * A stored state is a small versioned envelope around Airbyte STATE messages:
+ *   { "version": 1, "connection": "...", "updatedAt": "<ISO 8601>", "state": [<AirbyteStateMessage>...] }
+ * `state` is exactly what `toStateMessages()` produces, so it can be handed to Airbyte tools.
+ */
+import type { SyncState } from '../connector/state.js';
+import { fromStateMessages, toStateMessages } from '../connector/state.js';
+import { compileSchema, describeSchemaErrors } from '../config/schema.js';
+import { TributaryError } from '../errors.js';
+import type { AirbyteStateMessage } from '../protocol/messages.js';
+
+export const STATE_FORMAT_VERSION = 1;
+
+export interface StateEnvelope {
+  version: typeof STATE_FORMAT_VERSION;
+  connection: string;
+  updatedAt: string;
+  state: AirbyteStateMessage[];
+}
+
+const blob = { type: 'object' } as const;
+const streamState = {
+  type: 'object',
+  required: ['stream_descriptor'],
+  properties: {
+    stream_descriptor: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: { type: 'string' }, namespace: { type: 'string' } },
+    },
+    stream_state: blob,
+  },
+} as const;
+
+const stateMessage = {
+  type: 'object',
+  required: ['type'],
+  properties: { type: { enum: ['STREAM', 'GLOBAL'] } },
+  // if/then rather than oneOf, so errors point into the branch the message claims to be.
+  allOf: [
+    {
+      if: { properties: { type: { const: 'STREAM' } } },
+      then: { required: ['stream'], properties: { stream: streamState } },
+    },
+    {
+      if: { properties: { type: { const: 'GLOBAL' } } },
+      then: {
+        required: ['global'],
+        properties: {
+          global: {
+            type: 'object',
+            required: ['stream_states'],
+            properties: { shared_state: blob, stream_states: { type: 'array', items: streamState } },
+          },
+        },
+      },
+    },
+  ],
+} as const;
+
+/** Validates an envelope. LEGACY state and anything else unknown is refused. */
+const envelopeSchema = {
+  type: 'object',
+  required: ['version', 'connection', 'updatedAt', 'state'],
+  properties: {
+    version: { const: STATE_FORMAT_VERSION },
+    connection: { type: 'string' },
+    updatedAt: { type: 'string', format: 'date-time' },
+    state: { type: 'array', items: stateMessage },
+  },
+} as const;
+
+export function encodeState(connection: string, state: SyncState, now: Date = new Date()): StateEnvelope {
+  return { version: STATE_FORMAT_VERSION, connection, updatedAt: now.toISOString(), state: toStateMessages(state) };
+}
+
+/**
+ * Turns a stored envelope back into a SyncState.
+ * Throws the `config` error of `unreadableState` when it is not a valid envelope for `connection`.
+ * `where` names the place it was read from (a file, a table), for the message.
+ */
+export function decodeState(raw: unknown, connection: string, where: string): SyncState {
+  const fail = (reason: string, cause?: unknown): never => {
+    throw unreadableState(connection, where, reason, cause);
+  };
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === 'number' && version !== STATE_FORMAT_VERSION) {
+    fail(`it has format version ${version}, this Tributary reads version ${STATE_FORMAT_VERSION}`);
+  }
+  const validate = compileSchema(envelopeSchema);
+  if (!validate(raw)) {
+    // `if` errors only repeat the `then` errors below them; a few problems locate the damage.
+    const errors = validate.errors?.filter((e) => e.keyword !== 'if');
+    fail(describeSchemaErrors(errors, 'content').slice(0, 3).join('; '));
+  }
+  const envelope = raw as StateEnvelope;
+  if (envelope.connection !== connection) {
+    fail(`it belongs to connection ${JSON.stringify(envelope.connection)}`);
+  }
+  try {
+    return fromStateMessages(envelope.state);
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error), error);
+  }
+}
+
+/** Parses JSON text and decodes it (see decodeState); malformed JSON is reported the same way. */
+export function parseState(text: string, connection: string, where: string): SyncState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw unreadableState(connection, where, `it is not valid JSON (${error instanceof Error ? error.message : String(error)})`, error);
+  }
+  return decodeState(raw, connection, where);
+}
+
+/** The one error every store throws for stored state it cannot use. Never echoes state values. */
+export function unreadableState(connection: string, where: string, reason: string, cause?: unknown): TributaryError {
+  return new TributaryError('config', {
+    userMessage:
+      `State for connection ${JSON.stringify(connection)} in ${where} is unreadable: ${reason}. ` +
+      `Fix or reset it with \`tributary state reset ${shellWord(connection)}\`.`,
+    cause,
+  });
+}
+
+/**
+ * The state left after resetting some streams (by stream key), or undefined when nothing is
+ * left to keep. `shared` (the GLOBAL/CDC position) is kept while any stream remains: it is
+ * meaningless without streams, so resetting the last of them drops it too. Keys that are not
+ * in the state are ignored; when none is, the same object is returned (nothing to write).
+ */
+export function withoutStreams(state: SyncState, streams: readonly string[]): SyncState | undefined {
+  const drop = new Set(streams);
+  const entries = Object.entries(state.streams);
+  const kept = Object.fromEntries(entries.filter(([key]) => !drop.has(key)));
+  if (Object.keys(kept).length === entries.length) return state;
+  if (Object.keys(kept).length === 0) return undefined;
+  return state.shared === undefined ? { streams: kept } : { streams: kept, shared: state.shared };
+}
+
+/**
+ * Connection names are free text (they are keys, not paths), but must be storable the same
+ * way everywhere: not empty, no NUL (PostgreSQL text cannot hold it), well-formed Unicode
+ * (a lone surrogate would not survive UTF-8 and two names could become one).
+ */
+export function checkConnectionName(connection: string): void {
+  const reason =
+    connection.length === 0
+      ? 'it is empty'
+      : connection.includes('\0')
+        ? 'it contains a NUL character'
+        : /\p{Cs}/u.test(connection)
+          ? 'it is not well-formed Unicode'
+          : undefined;
+  if (reason) throw new TributaryError('config', { userMessage: `Invalid connection name ${JSON.stringify(connection)}: ${reason}` });
+}
+
+/** Quotes a connection name for the suggested shell command, only when it needs it. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,184 @@
+/**
+ * The embedded default StateStore: one JSON file per connection in a directory, no servers.
+ *
+ * File names: a connection name is encoded so that it can never leave the directory nor
+ * collide with another name, even on case-insensitive file systems: `a-z 0-9 _ -` are kept,
+ * every other UTF-8 byte (including upper-case letters, `.`, `/`, `%`) becomes `%XX` with
+ * upper-case hex. `HubSpot prod` is stored as `%48ub%53pot%20prod.json`.
+ *
+ * Durability: `save` writes a temp file in the same directory, fsyncs it, renames it over
+ * the target and fsyncs the directory, so a crash leaves the old file or the new one.
+ * Temp files a crash leaves behind start with `.` and end in `.tmp`; they are ignored.
+ * Operations on one connection run one at a time, in call order (per store instance);
+ * `close` waits for those in flight.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { SyncState } from '../connector/state.js';
+import { TributaryError } from '../errors.js';
+import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
+import { createKeyedQueue } from './keyed-queue.js';
+import type { StateStore } from './store.js';
+
+const SUFFIX = '.json';
+/** Keeps the file name and its temp sibling under the usual 255-byte limit. */
+const MAX_ENCODED_LENGTH = 200;
+const STORED_NAME = /^(?:[a-z0-9_-]|%[0-9A-F]{2})+\.json$/;
+
+/** Encodes a connection name into a file name, or throws a `config` error if it cannot be. */
+export function connectionFileName(connection: string): string {
+  checkConnectionName(connection);
+  let encoded = '';
+  for (const byte of new TextEncoder().encode(connection)) {
+    const char = String.fromCharCode(byte);
+    encoded += /[a-z0-9_-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  if (encoded.length > MAX_ENCODED_LENGTH) {
+    throw new TributaryError('config', {
+      userMessage: `Invalid connection name ${JSON.stringify(connection)}: it is too long to be a file name (${encoded.length} > ${MAX_ENCODED_LENGTH} encoded bytes)`,
+    });
+  }
+  return encoded + SUFFIX;
+}
+
+/** The connection a file name stores, or undefined for files that are not ours. */
+function connectionOfFile(fileName: string): string | undefined {
+  if (!STORED_NAME.test(fileName)) return undefined;
+  try {
+    const connection = decodeURIComponent(fileName.slice(0, -SUFFIX.length));
+    return connectionFileName(connection) === fileName ? connection : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function createFileStateStore(dir: string): StateStore {
+  const root = resolve(dir);
+  const location = `file:${root}`;
+  const queue = createKeyedQueue();
+  let closed = false;
+
+  const pathOf = (connection: string): string => {
+    const path = join(root, connectionFileName(connection));
+    // Cannot happen with the encoding above; checked anyway because escaping the dir is fatal.
+    if (dirname(path) !== root) throw new TributaryError('config', { userMessage: `Invalid connection name ${JSON.stringify(connection)}` });
+    return path;
+  };
+
+  /** Runs `task` after every earlier operation on the same connection has settled. */
+  const serial = async <T>(connection: string, task: (path: string) => Promise<T>): Promise<T> => {
+    if (closed) throw new TributaryError('fatal', { userMessage: `State store ${location} is closed` });
+    const path = pathOf(connection);
+    return queue.run(connection, () => task(path));
+  };
+
+  const read = async (connection: string, path: string): Promise<SyncState | undefined> => {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if (codeOf(error) === 'ENOENT') return undefined;
+      throw unreadableState(connection, `file:${path}`, `it cannot be read (${codeOf(error) ?? String(error)})`, error);
+    }
+    return parseState(text, connection, `file:${path}`);
+  };
+
+  const write = async (connection: string, path: string, state: SyncState): Promise<void> => {
+    const text = `${JSON.stringify(encodeState(connection, state), null, 2)}\n`;
+    const temp = join(root, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      await ensureDir(root);
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(text, 'utf8');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, path);
+      await syncDir(root);
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw ioError('write state to', path, error);
+    }
+  };
+
+  const remove = async (path: string): Promise<void> => {
+    try {
+      await unlink(path);
+      await syncDir(root);
+    } catch (error) {
+      if (codeOf(error) !== 'ENOENT') throw ioError('delete state', path, error);
+    }
+  };
+
+  return {
+    location,
+    load: (connection) => serial(connection, (path) => read(connection, path)),
+    save: (connection, state) => serial(connection, (path) => write(connection, path, state)),
+    reset: (connection, streams) =>
+      serial(connection, async (path) => {
+        if (streams === undefined) return remove(path);
+        const state = await read(connection, path);
+        if (state === undefined) return;
+        const kept = withoutStreams(state, streams);
+        if (kept === state) return;
+        return kept === undefined ? remove(path) : write(connection, path, kept);
+      }),
+    async list() {
+      let files: string[];
+      try {
+        files = await readdir(root);
+      } catch (error) {
+        if (codeOf(error) === 'ENOENT') return [];
+        throw ioError('list states in', root, error);
+      }
+      return files.flatMap((file) => connectionOfFile(file) ?? []).sort();
+    },
+    async close() {
+      closed = true;
+      await queue.drain();
+    },
+  };
+}
+
+/** Creates the directory; when it had to, makes the new entries durable in their parents. */
+async function ensureDir(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let created = dir; ; created = dirname(created)) {
+    await syncDir(dirname(created));
+    if (created === first) break;
+  }
+}
+
+/** fsync of a directory persists the renames and unlinks inside it. Not possible on Windows. */
+async function syncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** File-system problems the user must fix are `config`; anything else is a bug or worse. */
+const USER_FIXABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENOSPC', 'EDQUOT', 'ENAMETOOLONG']);
+
+function ioError(action: string, path: string, error: unknown): TributaryError {
+  if (error instanceof TributaryError) return error;
+  const code = codeOf(error);
+  const detail = error instanceof Error ? error.message : String(error);
+  return new TributaryError(code !== undefined && USER_FIXABLE.has(code) ? 'config' : 'fatal', {
+    userMessage: `Cannot ${action} ${path}${code ? ` (${code})` : ''}`,
+    internalMessage: detail,
+    cause: error,
+  });
+}

@@ -1,0 +1,372 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  checkpoint,
+  createFileStateStore,
+  defineDestination,
+  defineSource,
+  record,
+  runSync,
+  TributaryError,
+  type ConfiguredAirbyteCatalog,
+  type Destination,
+  type RecordData,
+  type SourceMessage,
+  type StateStore,
+  type SyncState,
+} from '@tributary/core';
+
+/**
+ * Runtime semantics, checked with a counting source and a destination that keeps what it
+ * was given apart from what it committed — the two quantities the checkpoint contract is
+ * about. Real files back the state store.
+ */
+
+const sourceSchema = {
+  type: 'object',
+  properties: {
+    count: { type: 'integer', default: 100 },
+    every: { type: 'integer', default: 10 },
+    failAt: { type: 'integer' },
+    token: { type: 'string', airbyte_secret: true },
+    leakToken: { type: 'boolean', default: false },
+  },
+} as const;
+
+/** Emits records {id: i} for i in [offset, count) and a checkpoint {offset} every `every`. */
+const countingSource = defineSource({
+  name: 'counting',
+  spec: { connectionSpecification: sourceSchema },
+  async check() {},
+  async discover() {
+    return {
+      streams: [
+        {
+          name: 'items',
+          json_schema: { type: 'object', properties: { id: { type: 'integer' } } },
+          supported_sync_modes: ['full_refresh', 'incremental'],
+          source_defined_primary_key: [['id']],
+        },
+      ],
+    };
+  },
+  async *read(ctx, config, _catalog, state): AsyncGenerator<SourceMessage> {
+    const start = Number(state.streams.items?.offset ?? 0);
+    for (let i = start; i < config.count; i++) {
+      if (config.failAt === i) throw new TributaryError('transient', { userMessage: `source broke at ${i}` });
+      yield record('items', { id: i });
+      if ((i + 1) % config.every === 0) {
+        yield checkpoint('items', config.leakToken ? { offset: i + 1, token: config.token ?? '' } : { offset: i + 1 });
+      }
+      if (ctx.signal.aborted) return;
+    }
+    yield checkpoint('items', config.leakToken ? { offset: config.count, token: config.token ?? '' } : { offset: config.count });
+  },
+});
+
+interface MemoryTarget {
+  written: RecordData[];
+  durable: RecordData[];
+  commits: number;
+  failCommitAt?: number;
+  slowWriteMs?: number;
+  /** Largest (records read by the source − records written) seen at a write. */
+  maxBuffered: number;
+  readCounter: { value: number };
+}
+
+function memoryDestination(target: MemoryTarget): Destination {
+  return defineDestination({
+    name: 'memory',
+    delivery: 'upsert',
+    spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append', 'append_dedup', 'overwrite'] },
+    async check() {},
+    async open() {
+      let uncommitted: RecordData[] = [];
+      return {
+        async write(batch) {
+          if (target.slowWriteMs) await new Promise((r) => setTimeout(r, target.slowWriteMs));
+          target.maxBuffered = Math.max(target.maxBuffered, target.readCounter.value - target.written.length);
+          uncommitted.push(...batch.records);
+          target.written.push(...batch.records);
+        },
+        async commit() {
+          target.commits++;
+          if (target.failCommitAt === target.commits) throw new TributaryError('fatal', { userMessage: 'disk on fire' });
+          target.durable.push(...uncommitted);
+          uncommitted = [];
+        },
+        async close() {},
+      };
+    },
+  });
+}
+
+function catalog(syncMode: 'incremental' | 'full_refresh' = 'incremental'): ConfiguredAirbyteCatalog {
+  return {
+    streams: [
+      {
+        stream: {
+          name: 'items',
+          json_schema: { type: 'object' },
+          supported_sync_modes: ['full_refresh', 'incremental'],
+          source_defined_primary_key: [['id']],
+        },
+        sync_mode: syncMode,
+        destination_sync_mode: 'append_dedup',
+        cursor_field: ['id'],
+      },
+    ],
+  };
+}
+
+let dir: string;
+let store: StateStore;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tributary-runtime-'));
+  store = createFileStateStore(dir);
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function newTarget(extra: Partial<MemoryTarget> = {}): MemoryTarget {
+  return { written: [], durable: [], commits: 0, maxBuffered: 0, readCounter: { value: 0 }, ...extra };
+}
+
+/** Wraps a store so every save is checked against what the destination made durable. */
+function auditedStore(inner: StateStore, target: MemoryTarget, violations: string[]): StateStore {
+  return {
+    ...inner,
+    location: inner.location,
+    async save(connection, state: SyncState) {
+      const offset = Number(state.streams.items?.offset ?? 0);
+      const durableIds = new Set(target.durable.map((r) => r.id));
+      for (let i = 0; i < offset; i++) if (!durableIds.has(i)) violations.push(`state offset ${offset} saved before record ${i} was durable`);
+      await inner.save(connection, state);
+    },
+    load: (c) => inner.load(c),
+    reset: (c, s) => inner.reset(c, s),
+    list: () => inner.list(),
+    close: () => inner.close(),
+  };
+}
+
+describe('runSync', () => {
+  it('commits a checkpoint only after the destination made every record before it durable', async () => {
+    const target = newTarget();
+    const violations: string[] = [];
+    const result = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 5_000, every: 7 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: auditedStore(store, target, violations),
+      batching: { maxRecords: 64, commitIntervalMs: 0 },
+    });
+    expect(result.outcome).toBe('completed');
+    expect(violations).toEqual([]);
+    expect(target.durable.map((r) => r.id)).toEqual([...Array(5_000).keys()]);
+    expect((await store.load('c'))?.streams.items).toEqual({ offset: 5_000 });
+    expect(target.commits).toBeGreaterThan(1);
+  });
+
+  it('keeps the last acknowledged state when the destination fails, and the rerun loses nothing', async () => {
+    const target = newTarget({ failCommitAt: 4 });
+    const first = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 2_000, every: 10 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+      batching: { maxRecords: 100, commitIntervalMs: 0 },
+    });
+    expect(first.outcome).toBe('failed');
+    expect(first.error?.userMessage).toBe('disk on fire');
+    const saved = Number((await store.load('c'))?.streams.items?.offset ?? 0);
+    expect(saved).toBeGreaterThan(0);
+    expect(saved).toBeLessThanOrEqual(target.durable.length);
+
+    const second = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 2_000, every: 10 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(second.outcome).toBe('completed');
+    const ids = new Set(target.durable.map((r) => r.id));
+    expect(ids.size).toBe(2_000);
+  });
+
+  it('commits what was read when the source fails mid-stream, then resumes from there', async () => {
+    const target = newTarget();
+    const first = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 1_000, every: 10, failAt: 555 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(first.outcome).toBe('failed');
+    expect(first.error?.kind).toBe('transient');
+    expect((await store.load('c'))?.streams.items).toEqual({ offset: 550 });
+
+    const second = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 1_000, every: 10 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(second.outcome).toBe('completed');
+    // 550..554 were delivered twice (at least once); nothing is missing.
+    expect(new Set(target.durable.map((r) => r.id)).size).toBe(1_000);
+    expect(target.durable.length).toBe(1_005);
+  });
+
+  it('applies backpressure: a slow destination bounds what is buffered', async () => {
+    const readCounter = { value: 0 };
+    const target = newTarget({ slowWriteMs: 2, readCounter });
+    const counted = defineSource({
+      ...countingSource,
+      async *read(ctx, config, cat, state) {
+        for await (const m of countingSource.read(ctx, config, cat, state)) {
+          if (m.kind === 'record') readCounter.value++;
+          yield m;
+        }
+      },
+    });
+    const result = await runSync({
+      connection: 'c',
+      source: counted,
+      sourceConfig: { count: 50_000, every: 1_000 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+      batching: { maxRecords: 500, maxBatchesInFlight: 2 },
+    });
+    expect(result.outcome).toBe('completed');
+    // In flight at most: the batch being written, the queued ones, the one the reader holds.
+    expect(target.maxBuffered).toBeLessThanOrEqual(500 * (2 + 3));
+  });
+
+  it('stops on abort, commits, and the next run resumes exactly where it stopped', async () => {
+    const target = newTarget();
+    const controller = new AbortController();
+    const slowSource = defineSource({
+      ...countingSource,
+      async *read(ctx, config, cat, state) {
+        for await (const m of countingSource.read(ctx, config, cat, state)) {
+          if (m.kind === 'record' && m.data.id === 3_333) controller.abort();
+          yield m;
+        }
+      },
+    });
+    const first = await runSync({
+      connection: 'c',
+      source: slowSource,
+      sourceConfig: { count: 10_000, every: 100 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+      signal: controller.signal,
+    });
+    expect(first.outcome).toBe('interrupted');
+    const offset = Number((await store.load('c'))?.streams.items?.offset);
+    expect(offset).toBe(3_300);
+    await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 10_000, every: 100 },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(new Set(target.durable.map((r) => r.id)).size).toBe(10_000);
+  });
+
+  it('drops the state of a completed full refresh so the next one starts over', async () => {
+    const target = newTarget();
+    const run = () =>
+      runSync({
+        connection: 'c',
+        source: countingSource,
+        sourceConfig: { count: 300 },
+        destination: memoryDestination(target),
+        destinationConfig: {},
+        catalog: catalog('full_refresh'),
+        stateStore: store,
+      });
+    await run();
+    expect((await store.load('c'))?.streams.items).toBeUndefined();
+    await run();
+    expect(target.durable.length).toBe(600);
+  });
+
+  it('refuses to store a state that contains a secret', async () => {
+    const target = newTarget();
+    const result = await runSync({
+      connection: 'c',
+      source: countingSource,
+      sourceConfig: { count: 100, every: 10, token: 'sup3r-s3cret', leakToken: true },
+      destination: memoryDestination(target),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.userMessage).toMatch(/secret/);
+    expect(JSON.stringify((await store.load('c')) ?? {})).not.toContain('sup3r-s3cret');
+  });
+
+  it('fails with a config error naming the field when the source config is invalid', async () => {
+    await expect(
+      runSync({
+        connection: 'c',
+        source: countingSource,
+        sourceConfig: { count: 'many' },
+        destination: memoryDestination(newTarget()),
+        destinationConfig: {},
+        catalog: catalog(),
+        stateStore: store,
+      }),
+    ).rejects.toThrow(/source config\.count must be integer/);
+  });
+
+  it('fails when the source emits a stream outside the catalog', async () => {
+    const rogue = defineSource({
+      ...countingSource,
+      async *read() {
+        yield record('ghosts', { id: 1 });
+      },
+    });
+    const result = await runSync({
+      connection: 'c',
+      source: rogue,
+      sourceConfig: {},
+      destination: memoryDestination(newTarget()),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+    });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.userMessage).toMatch(/"ghosts", which is not in the configured catalog/);
+  });
+});

@@ -1,0 +1,157 @@
+import { access, mkdir, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { defineDestination, TributaryError } from '@tributary/core';
+import { fsyncDirectory, readManifest, writeManifest, type Manifest } from './manifest.js';
+import { openStreamFile, type StreamFile } from './stream-file.js';
+
+const connectionSpecification = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'Local files destination',
+  type: 'object',
+  required: ['directory'],
+  additionalProperties: false,
+  properties: {
+    directory: {
+      type: 'string',
+      minLength: 1,
+      title: 'Directory',
+      description: 'Where `<stream>.jsonl` files are written. Created if missing.',
+    },
+    validate_records: {
+      type: 'boolean',
+      default: true,
+      title: 'Validate records',
+      description: 'Check each record against its stream schema; failures go to `_quarantine/` with the reason.',
+    },
+  },
+} as const;
+
+/**
+ * Writes each stream to `<directory>/<stream>.jsonl`, one JSON record per line.
+ *
+ * Durability: `commit()` fsyncs the files and records their committed lengths in
+ * `_tributary/manifest.json` (atomic replace). On open, anything past a committed length is
+ * cut off, so a crash never leaves half-written or unacknowledged lines behind.
+ * Replays: keyed streams drop records identical to one already stored (`append-dedupe`).
+ * Overwrite streams are staged in `_staging/` and published by rename when the sync completes.
+ * Bad records (not an object, missing primary key, schema mismatch) go to
+ * `_quarantine/<stream>.jsonl` with the reason and are reported to the runtime.
+ */
+export const localFilesDestination = defineDestination({
+  name: 'local',
+  version: '0.1.0',
+  delivery: 'append-dedupe',
+  spec: {
+    connectionSpecification,
+    supportedDestinationSyncModes: ['append', 'append_dedup', 'overwrite'],
+  },
+
+  async check(_ctx, config) {
+    const directory = resolve(config.directory);
+    try {
+      await mkdir(directory, { recursive: true });
+      await access(directory, 2 /* W_OK */);
+    } catch (error) {
+      throw new TributaryError('config', { userMessage: `Cannot write to directory ${directory}`, cause: error });
+    }
+  },
+
+  async open(ctx, config, streams) {
+    const directory = resolve(config.directory);
+    await mkdir(join(directory, '_tributary'), { recursive: true });
+    const manifest = await readManifest(directory);
+    await recoverInterruptedPublish(directory, manifest);
+
+    const files = new Map<string, StreamFile>();
+    for (const stream of streams) {
+      const finalPath = fileName(stream.key);
+      const dataPath = stream.destinationSyncMode === 'overwrite' ? join('_staging', finalPath) : finalPath;
+      const quarantinePath = join('_quarantine', finalPath);
+      if (stream.destinationSyncMode === 'overwrite' && !stream.resuming) {
+        // A new full refresh starts its generation from scratch.
+        await rm(join(directory, dataPath), { force: true });
+        manifest.files[dataPath] = 0;
+      }
+      files.set(
+        stream.key,
+        await openStreamFile({
+          directory,
+          stream,
+          dataPath,
+          quarantinePath,
+          committedData: manifest.files[dataPath] ?? 0,
+          committedQuarantine: manifest.files[quarantinePath] ?? 0,
+          validate: config.validate_records,
+        }),
+      );
+    }
+
+    const commit = async (): Promise<void> => {
+      for (const file of files.values()) {
+        const lengths = await file.sync();
+        manifest.files[file.dataPath] = lengths.data;
+        manifest.files[file.quarantinePath] = lengths.quarantine;
+      }
+      await writeManifest(directory, manifest);
+    };
+
+    return {
+      async write(batch) {
+        const file = files.get(batch.stream);
+        if (!file) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+        const rejected = await file.append(batch.records);
+        return rejected.length > 0 ? { rejected } : undefined;
+      },
+      commit,
+      async close({ completed }) {
+        await commit();
+        for (const file of files.values()) {
+          await file.close();
+          if (file.replaysSkipped > 0) ctx.logger.info(`${file.stream.key}: skipped ${file.replaysSkipped} replayed record(s) already stored`);
+        }
+        if (!completed) return;
+        for (const file of files.values()) {
+          if (file.stream.destinationSyncMode !== 'overwrite') continue;
+          await publish(directory, manifest, file.dataPath, fileName(file.stream.key));
+        }
+      },
+    };
+  },
+});
+
+export default localFilesDestination;
+
+/** `<stream>.jsonl`, with path separators in namespaced keys made safe. */
+export function fileName(streamKey: string): string {
+  return `${streamKey.replace(/[/\\]/g, '_')}.jsonl`;
+}
+
+/**
+ * Makes a staged overwrite generation the visible one. The manifest is written first,
+ * recording the move; `recoverInterruptedPublish` finishes the rename after a crash.
+ */
+async function publish(directory: string, manifest: Manifest, stagingPath: string, finalPath: string): Promise<void> {
+  manifest.files[finalPath] = manifest.files[stagingPath] ?? 0;
+  manifest.publishing = { ...(manifest.publishing ?? {}), [stagingPath]: finalPath };
+  delete manifest.files[stagingPath];
+  await writeManifest(directory, manifest);
+  await rename(join(directory, stagingPath), join(directory, finalPath));
+  await fsyncDirectory(directory);
+  delete manifest.publishing[stagingPath];
+  await writeManifest(directory, manifest);
+}
+
+async function recoverInterruptedPublish(directory: string, manifest: Manifest): Promise<void> {
+  const moves = Object.entries(manifest.publishing ?? {});
+  if (moves.length === 0) return;
+  for (const [stagingPath, finalPath] of moves) {
+    const staged = await access(join(directory, stagingPath)).then(
+      () => true,
+      () => false,
+    );
+    if (staged) await rename(join(directory, stagingPath), join(directory, finalPath));
+    delete manifest.publishing?.[stagingPath];
+  }
+  await fsyncDirectory(directory);
+  await writeManifest(directory, manifest);
+}

@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { compileSchema, describeSchemaErrors, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
+
+/**
+ * One stream's JSON lines file plus its quarantine file.
+ *
+ * Replays: for keyed streams an index of (primary key → hashes of the lines stored under it)
+ * drops a record identical to one already in the file, so records replayed after a crash
+ * add nothing. Unkeyed streams are plain append.
+ */
+export interface StreamFile {
+  readonly stream: DestinationStream;
+  /** Relative path of the file records go to (the staging file for overwrite streams). */
+  readonly dataPath: string;
+  readonly quarantinePath: string;
+  /** Appends accepted records, quarantines the rest; returns the rejected ones. */
+  append(records: RecordData[]): Promise<RejectedRecord[]>;
+  /** fsyncs both files; returns their lengths (bytes now committed). */
+  sync(): Promise<{ data: number; quarantine: number }>;
+  close(): Promise<void>;
+  /** Records skipped as exact replays of stored ones. */
+  readonly replaysSkipped: number;
+}
+
+export interface StreamFileOptions {
+  directory: string;
+  stream: DestinationStream;
+  dataPath: string;
+  quarantinePath: string;
+  /** Committed lengths from the manifest; longer files are cut back to them. */
+  committedData: number;
+  committedQuarantine: number;
+  validate: boolean;
+}
+
+export async function openStreamFile(options: StreamFileOptions): Promise<StreamFile> {
+  const { stream } = options;
+  const data = await openAt(options.directory, options.dataPath, options.committedData);
+  const quarantine = await openAt(options.directory, options.quarantinePath, options.committedQuarantine);
+  const keyPaths = stream.primaryKey;
+  const keyed = keyPaths.length > 0;
+  const index = new Map<string, string | string[]>();
+  if (keyed) await loadIndex(join(options.directory, options.dataPath), keyPaths, index);
+  const validate = options.validate ? compileSchema(stream.jsonSchema) : undefined;
+  let replaysSkipped = 0;
+
+  return {
+    stream,
+    dataPath: options.dataPath,
+    quarantinePath: options.quarantinePath,
+    get replaysSkipped() {
+      return replaysSkipped;
+    },
+    async append(records) {
+      let lines = '';
+      let quarantined = '';
+      const rejected: RejectedRecord[] = [];
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i];
+        const reason = problemWith(record, keyPaths, validate);
+        if (reason !== undefined) {
+          rejected.push({ index: i, reason });
+          quarantined += JSON.stringify({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() }) + '\n';
+          continue;
+        }
+        const line = JSON.stringify(record);
+        if (keyed) {
+          const key = keyOf(record as RecordData, keyPaths);
+          const hash = hashLine(line);
+          if (!remember(index, key, hash)) {
+            replaysSkipped++;
+            continue;
+          }
+        }
+        lines += line + '\n';
+      }
+      if (lines) data.size += (await data.handle.write(lines)).bytesWritten;
+      if (quarantined) quarantine.size += (await quarantine.handle.write(quarantined)).bytesWritten;
+      return rejected;
+    },
+    async sync() {
+      await data.handle.sync();
+      await quarantine.handle.sync();
+      return { data: data.size, quarantine: quarantine.size };
+    },
+    async close() {
+      await data.handle.close();
+      await quarantine.handle.close();
+    },
+  };
+}
+
+async function openAt(directory: string, relative: string, committed: number): Promise<{ handle: FileHandle; size: number }> {
+  const path = join(directory, relative);
+  await mkdir(dirname(path), { recursive: true });
+  const size = await stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
+  if (size < committed) {
+    throw new TributaryError('fatal', {
+      userMessage: `${path} is shorter (${size} bytes) than its committed length (${committed} bytes): committed data was removed or the manifest is wrong`,
+    });
+  }
+  const handle = await open(path, 'a+');
+  if (size > committed) await handle.truncate(committed); // bytes never acknowledged: the runtime replays them
+  return { handle, size: committed };
+}
+
+function problemWith(record: unknown, keyPaths: string[][], validate: ReturnType<typeof compileSchema> | undefined): string | undefined {
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) return 'record is not a JSON object';
+  for (const path of keyPaths) {
+    const value = valueAt(record as RecordData, path);
+    if (value === undefined || value === null) return `primary key field ${path.join('.')} is missing`;
+  }
+  if (validate && !validate(record)) return `does not match the stream schema: ${describeSchemaErrors(validate.errors, 'record').join('; ')}`;
+  return undefined;
+}
+
+function valueAt(record: RecordData, path: string[]): unknown {
+  let value: unknown = record;
+  for (const part of path) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
+  return value;
+}
+
+function keyOf(record: RecordData, keyPaths: string[][]): string {
+  return keyPaths.length === 1 ? JSON.stringify(valueAt(record, keyPaths[0]!)) : JSON.stringify(keyPaths.map((p) => valueAt(record, p)));
+}
+
+function hashLine(line: string): string {
+  return createHash('sha1').update(line).digest('base64');
+}
+
+/** Adds `hash` under `key`; false when that exact line is already stored. */
+function remember(index: Map<string, string | string[]>, key: string, hash: string): boolean {
+  const seen = index.get(key);
+  if (seen === undefined) {
+    index.set(key, hash);
+    return true;
+  }
+  if (seen === hash || (Array.isArray(seen) && seen.includes(hash))) return false;
+  index.set(key, Array.isArray(seen) ? [...seen, hash] : [seen, hash]);
+  return true;
+}
+
+async function loadIndex(path: string, keyPaths: string[][], index: Map<string, string | string[]>): Promise<void> {
+  const exists = await stat(path).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) return;
+  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!line) continue;
+    remember(index, keyOf(JSON.parse(line) as RecordData, keyPaths), hashLine(line));
+  }
+}

@@ -1,0 +1,116 @@
+import { appendFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
+import { localFilesDestination } from '../src/index.js';
+
+const schema = {
+  type: 'object',
+  properties: { id: { type: 'integer' }, name: { type: 'string' } },
+  required: ['id'],
+};
+
+function stream(extra: Partial<DestinationStream> = {}): DestinationStream {
+  return {
+    key: 'people',
+    name: 'people',
+    syncMode: 'incremental',
+    destinationSyncMode: 'append_dedup',
+    primaryKey: [['id']],
+    cursorField: ['id'],
+    jsonSchema: schema,
+    resuming: false,
+    ...extra,
+  };
+}
+
+async function lines(path: string): Promise<Record<string, unknown>[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+let directory: string;
+beforeEach(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'tributary-local-'));
+});
+afterEach(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+const ctx = createConnectorContext({});
+const open = (s: DestinationStream[]) =>
+  localFilesDestination.open(ctx, parseConfig(localFilesDestination.spec.connectionSpecification, { directory }), s);
+
+describe('local files destination', () => {
+  it('cuts off bytes written after the last commit when reopened (torn or unacknowledged lines)', async () => {
+    const session = await open([stream()]);
+    await session.write({ stream: 'people', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });
+    await session.commit();
+    await session.write({ stream: 'people', records: [{ id: 3 }], emittedAt: 0 });
+    // Simulated crash: the session is abandoned, and a torn half line sits at the end.
+    await appendFile(join(directory, 'people.jsonl'), '{"id": 4, "na');
+    const reopened = await open([stream({ resuming: true })]);
+    await reopened.close({ completed: false });
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 2]);
+  });
+
+  it('drops exact replays of stored keyed records but keeps new versions', async () => {
+    const first = await open([stream()]);
+    await first.write({ stream: 'people', records: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }], emittedAt: 0 });
+    await first.close({ completed: true });
+    const second = await open([stream({ resuming: true })]);
+    await second.write({ stream: 'people', records: [{ id: 1, name: 'a' }, { id: 2, name: 'B' }, { id: 1, name: 'a' }], emittedAt: 0 });
+    await second.close({ completed: true });
+    expect(await lines(join(directory, 'people.jsonl'))).toEqual([
+      { id: 1, name: 'a' },
+      { id: 2, name: 'b' },
+      { id: 2, name: 'B' },
+    ]);
+  });
+
+  it('quarantines malformed records with the reason and reports them', async () => {
+    const session = await open([stream()]);
+    const outcome = await session.write({
+      stream: 'people',
+      records: [{ id: 1 }, { name: 'no key' }, { id: 'x' }, { id: 4 }],
+      emittedAt: 0,
+    });
+    await session.close({ completed: true });
+    expect(outcome?.rejected?.map((r) => r.index)).toEqual([1, 2]);
+    expect(outcome?.rejected?.[0]?.reason).toMatch(/primary key field id is missing/);
+    expect(outcome?.rejected?.[1]?.reason).toMatch(/record\.id must be integer/);
+    const quarantined = await lines(join(directory, '_quarantine', 'people.jsonl'));
+    expect(quarantined.map((q) => q.record)).toEqual([{ name: 'no key' }, { id: 'x' }]);
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 4]);
+  });
+
+  it('publishes an overwrite generation only when the sync completes', async () => {
+    const overwrite = stream({ syncMode: 'full_refresh', destinationSyncMode: 'overwrite' });
+    const first = await open([overwrite]);
+    await first.write({ stream: 'people', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });
+    await first.close({ completed: true });
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 2]);
+
+    const interrupted = await open([overwrite]);
+    await interrupted.write({ stream: 'people', records: [{ id: 3 }], emittedAt: 0 });
+    await interrupted.close({ completed: false });
+    // Readers still see the previous generation.
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 2]);
+
+    const resumed = await open([{ ...overwrite, resuming: true }]);
+    await resumed.write({ stream: 'people', records: [{ id: 4 }], emittedAt: 0 });
+    await resumed.close({ completed: true });
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([3, 4]);
+    expect(await readdir(join(directory, '_staging'))).toEqual([]);
+  });
+
+  it('check fails with a config error for a directory that cannot be created', async () => {
+    await appendFile(join(directory, 'a-file'), 'x');
+    const config = parseConfig(localFilesDestination.spec.connectionSpecification, { directory: join(directory, 'a-file', 'out') });
+    await expect(localFilesDestination.check(ctx, config)).rejects.toMatchObject({ kind: 'config' });
+  });
+});
