@@ -23,6 +23,10 @@ function isDestination(value: unknown, name: string): value is Destination {
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'destination' && (value as { name?: unknown }).name === name;
 }
 
+// Should the test process die first (a timeout, a crash), a hung destination must not
+// outlive it: the IPC channel the parent opened closes, and we go.
+process.on('disconnect', () => process.exit(2));
+
 async function main(): Promise<void> {
   let text = '';
   for await (const chunk of process.stdin) text += String(chunk);

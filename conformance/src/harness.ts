@@ -4,8 +4,19 @@ import {
   createConnectorContext,
   describeSchemaErrors,
   silentLogger,
+  type AirbyteCatalog,
+  type ConfiguredAirbyteCatalog,
   type ConnectorContext,
+  type Destination,
+  type DestinationSession,
+  type DestinationStream,
   type JsonSchemaObject,
+  type Source,
+  type SourceMessage,
+  type SyncState,
+  type WritableObject,
+  type Writer,
+  type WriterSession,
   type RateLimitPolicy,
   type RetryPolicy,
 } from '@tributary/core';
@@ -94,6 +105,28 @@ export function assertConnectionSpecification(schema: JsonSchemaObject, notSecre
   }
 }
 
+/**
+ * The `spec` case of every suite: the connection specification passes
+ * `assertConnectionSpecification`, and the SPEC message built from the connector's spec
+ * (plus the kind-specific fields in `extra`) validates against the protocol.
+ */
+export function assertSpec(
+  spec: { connectionSpecification: JsonSchemaObject; documentationUrl?: string },
+  notSecret: readonly string[] | undefined,
+  extra: Record<string, unknown> = {},
+): void {
+  assertConnectionSpecification(spec.connectionSpecification, notSecret);
+  const message = {
+    type: 'SPEC',
+    spec: {
+      connectionSpecification: spec.connectionSpecification,
+      ...(spec.documentationUrl !== undefined ? { documentationUrl: spec.documentationUrl } : {}),
+      ...extra,
+    },
+  };
+  assertValidAirbyteMessage(message, 'the SPEC message');
+}
+
 /** Compiles stream schemas once per suite; validation runs on copies because ajv fills in defaults. */
 export function createSchemaValidator(): (schema: JsonSchemaObject, value: unknown, root: string) => string[] {
   const ajv: Ajv = createAjv();
@@ -166,15 +199,31 @@ export function maxStartsWithin(starts: readonly number[], windowMs: number): nu
   return worst;
 }
 
-/** A case as the suites define it internally, on options whose connector is type-erased. */
-export interface ErasedCase<O> {
-  readonly name: string;
-  run(options: O): Promise<void>;
-}
+/*
+ * The connectors as the suites drive them. Each connector's methods take its own config
+ * type (`ConfigOf<S>`); the suites pass the config validated against the connector's own
+ * spec, as the runtime does, so the config parameter is typed `never` here: every
+ * `Source<S>` / `Destination<S>` / `Writer<S>` is assignable without TypeScript expanding
+ * and comparing the inferred config types (which it gives up on, TS2589, for some specs).
+ */
+export type SourceUnderTest = Pick<Source, 'kind' | 'name' | 'spec' | 'rateLimit' | 'retry'> & {
+  check(ctx: ConnectorContext, config: never): Promise<void>;
+  discover(ctx: ConnectorContext, config: never): Promise<AirbyteCatalog>;
+  read(ctx: ConnectorContext, config: never, catalog: ConfiguredAirbyteCatalog, state: SyncState): AsyncIterable<SourceMessage>;
+};
 
-/** `cases` with every case mapped through `f` (keys and order kept). */
-export function mapCases<K extends string, A, B>(cases: Record<K, A>, f: (c: A) => B): Record<K, B> {
-  const out = {} as Record<K, B>;
-  for (const key of Object.keys(cases) as K[]) out[key] = f(cases[key]);
-  return out;
+export type DestinationUnderTest = Pick<Destination, 'kind' | 'name' | 'spec' | 'delivery' | 'rateLimit' | 'retry'> & {
+  check(ctx: ConnectorContext, config: never): Promise<void>;
+  open(ctx: ConnectorContext, config: never, streams: readonly DestinationStream[]): Promise<DestinationSession>;
+};
+
+export type WriterUnderTest = Pick<Writer, 'kind' | 'name' | 'spec' | 'rateLimit' | 'retry' | 'maxBatchSize'> & {
+  check(ctx: ConnectorContext, config: never): Promise<void>;
+  discover(ctx: ConnectorContext, config: never): Promise<WritableObject[]>;
+  open(ctx: ConnectorContext, config: never): Promise<WriterSession>;
+};
+
+/** A config validated against the connector's own spec, handed to its methods (see above). */
+export function validated(config: RawConfig): never {
+  return config as never;
 }

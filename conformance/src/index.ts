@@ -1,6 +1,5 @@
 // Public API of @tributary/conformance: the shared suites every connector runs with one line.
 export { validateAirbyteMessage, validateAirbyteDefinition, airbyteProtocolSchemaPath } from './airbyte-protocol.js';
-export { toWireMessage } from './wire.js';
 export { maxStartsWithin, unmarkedSecretFields, type ConfigInput, type RawConfig } from './harness.js';
 export {
   sourceConformance,

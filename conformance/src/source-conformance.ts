@@ -4,19 +4,18 @@ import {
   collectSecrets,
   parseConfig,
   streamKey,
+  toAirbyteMessage,
   toErrorTrace,
   type AirbyteStream,
-  type ConfigSchema,
   type ConfiguredAirbyteCatalog,
   type SourceMessage,
   type SourceRecord,
-  type Source,
   type StateBlob,
   type SyncMode,
   type SyncState,
 } from '@tributary/core';
 import {
-  assertConnectionSpecification,
+  assertSpec,
   assertValidAirbyteMessage,
   contextFor,
   createSchemaValidator,
@@ -27,11 +26,10 @@ import {
   stableJson,
   valueAt,
   type ConfigInput,
-  type ErasedCase,
   type RawConfig,
-  mapCases,
+  type SourceUnderTest,
+  validated,
 } from './harness.js';
-import { toWireMessage } from './wire.js';
 
 /** How the connector's test says whether (and how) some stream can be made empty. */
 export type EmptyStreamsOption =
@@ -40,8 +38,8 @@ export type EmptyStreamsOption =
   /** The source cannot be configured to have an empty stream: the case is not registered. */
   | { emptyStreams: false; emptyConfig?: never };
 
-export type SourceConformanceOptions<S extends ConfigSchema = ConfigSchema> = {
-  source: Source<S>;
+export type SourceConformanceOptions = {
+  source: SourceUnderTest;
   /** A working config (raw, as a user writes it; the suite validates it through the spec). */
   config: ConfigInput;
   /** A config that must be refused with a `config_error` (by the schema, or by `check`). */
@@ -60,24 +58,13 @@ export type SourceConformanceOptions<S extends ConfigSchema = ConfigSchema> = {
 /** One named conformance case, runnable on its own (composable) or through `sourceConformance`. */
 export interface SourceCase {
   readonly name: string;
-  run<S extends ConfigSchema>(options: SourceConformanceOptions<S>): Promise<void>;
-}
-
-/**
- * Connector configs are typed per connector (`ConfigOf<S>`); the suite handles validated
- * configs as plain objects, as the runtime does. The cast is an identity: comparing
- * `Source<S>` with `Source` structurally makes TypeScript expand both config types.
- */
-function erase<S extends ConfigSchema>(options: SourceConformanceOptions<S>): SourceConformanceOptions {
-  return options as unknown as SourceConformanceOptions;
+  run(options: SourceConformanceOptions): Promise<void>;
 }
 
 const DEFAULT_FUTURE_STATE = (): StateBlob => ({ cursor: '9999-12-31T23:59:59Z' });
 
-/** A read, in order, with the wire form of every message already checked. */
-interface ReadRun {
-  messages: SourceMessage[];
-}
+/** The messages of one read, in order, each already checked in its wire form. */
+type ReadRun = readonly SourceMessage[];
 
 /** Work shared by the cases of one `sourceConformance` call, computed on first use. */
 interface Baseline {
@@ -123,18 +110,18 @@ async function parsedConfig(options: SourceConformanceOptions, input: ConfigInpu
 
 /** Reads to the end; every message is checked against the protocol in its wire form as it arrives. */
 async function readAll(
-  source: Source,
+  source: SourceUnderTest,
   config: RawConfig,
   catalog: ConfiguredAirbyteCatalog,
   state: SyncState,
 ): Promise<ReadRun> {
   const messages: SourceMessage[] = [];
   const ctx = contextFor(source);
-  for await (const message of source.read(ctx, config, catalog, structuredClone(state))) {
-    assertValidAirbyteMessage(toWireMessage(message, Date.now()), `message #${messages.length} (${message.kind})`);
+  for await (const message of source.read(ctx, validated(config), catalog, structuredClone(state))) {
+    assertValidAirbyteMessage(toAirbyteMessage(message, Date.now()), `message #${messages.length} (${message.kind})`);
     messages.push(message);
   }
-  return { messages };
+  return messages;
 }
 
 function baseline(options: SourceConformanceOptions): Promise<Baseline> {
@@ -142,7 +129,7 @@ function baseline(options: SourceConformanceOptions): Promise<Baseline> {
   if (!entry) {
     entry = (async () => {
       const config = await parsedConfig(options, options.config);
-      const catalog = await options.source.discover(contextFor(options.source), config);
+      const catalog = await options.source.discover(contextFor(options.source), validated(config));
       const fullCatalog = configure(catalog.streams, (s) =>
         s.supported_sync_modes.includes('full_refresh') ? 'full_refresh' : s.supported_sync_modes.includes('incremental') ? 'incremental' : undefined,
       );
@@ -210,10 +197,12 @@ function covers(message: SourceMessage, key: string): boolean {
 
 function recordsByStream(run: ReadRun): Map<string, SourceRecord[]> {
   const out = new Map<string, SourceRecord[]>();
-  for (const m of run.messages) {
+  for (const m of run) {
     if (m.kind !== 'record') continue;
     const key = streamKey(m.stream, m.namespace);
-    out.set(key, [...(out.get(key) ?? []), m]);
+    const records = out.get(key);
+    if (records) records.push(m);
+    else out.set(key, [m]);
   }
   return out;
 }
@@ -222,14 +211,14 @@ function recordsByStream(run: ReadRun): Map<string, SourceRecord[]> {
 function assertCheckpointPerStream(run: ReadRun, catalog: ConfiguredAirbyteCatalog, what: string): void {
   const missing = catalog.streams
     .map((c) => streamKey(c.stream.name, c.stream.namespace))
-    .filter((key) => !run.messages.some((m) => covers(m, key)));
+    .filter((key) => !run.some((m) => covers(m, key)));
   if (missing.length > 0) {
     throw new Error(`${what}: no checkpoint for stream(s) ${missing.join(', ')}. Every stream must yield at least one checkpoint, even when it has no records.`);
   }
 }
 
 function assertNoRecords(run: ReadRun, what: string): void {
-  const records = run.messages.filter((m) => m.kind === 'record');
+  const records = run.filter((m) => m.kind === 'record');
   if (records.length > 0) {
     const streams = [...new Set(records.map((r) => streamKey(r.stream, r.namespace)))];
     throw new Error(`${what}: expected no records, got ${records.length} (streams ${streams.join(', ')})`);
@@ -248,30 +237,20 @@ function assertIsConfigError(error: unknown, what: string): void {
   if (error.userMessage.trim().length === 0) throw new Error(`${what}: the error has an empty user message`);
 }
 
-const cases = {
+/** The named source cases, in the order `sourceConformance` registers them. */
+export const sourceCases = {
   spec: {
     name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',
     async run(options) {
       const { spec } = options.source;
-      assertConnectionSpecification(spec.connectionSpecification, options.notSecret);
-      assertValidAirbyteMessage(
-        {
-          type: 'SPEC',
-          spec: {
-            connectionSpecification: spec.connectionSpecification,
-            ...(spec.documentationUrl !== undefined ? { documentationUrl: spec.documentationUrl } : {}),
-            ...(spec.supportsIncremental !== undefined ? { supportsIncremental: spec.supportsIncremental } : {}),
-          },
-        },
-        'the SPEC message',
-      );
+      assertSpec(spec, options.notSecret, spec.supportsIncremental !== undefined ? { supportsIncremental: spec.supportsIncremental } : {});
     },
   },
   checkGoodConfig: {
     name: 'check: succeeds on a good config',
     async run(options) {
       const config = await parsedConfig(options, options.config);
-      await options.source.check(contextFor(options.source), config);
+      await options.source.check(contextFor(options.source), validated(config));
     },
   },
   checkBadConfig: {
@@ -282,7 +261,7 @@ const cases = {
       try {
         // As the runtime does: the schema at the boundary, then check() if the schema passes.
         const config = parseConfig<RawConfig>(options.source.spec.connectionSpecification, raw, 'config');
-        await options.source.check(contextFor(options.source), config);
+        await options.source.check(contextFor(options.source), validated(config));
       } catch (e) {
         error = e;
       }
@@ -330,7 +309,7 @@ const cases = {
       for (const [what, catalog, run] of runs) {
         const configured = new Set(catalog.streams.map((c) => streamKey(c.stream.name, c.stream.namespace)));
         const problems: string[] = [];
-        run.messages.forEach((m, index) => {
+        run.forEach((m, index) => {
           if (m.kind !== 'record') return;
           const key = streamKey(m.stream, m.namespace);
           const stream = streamOf(b.streams, m.stream, m.namespace);
@@ -347,8 +326,8 @@ const cases = {
         assertCheckpointPerStream(run, catalog, what);
         // The final state must cover every record, or the next incremental read repeats the tail.
         for (const key of configured) {
-          const lastRecord = run.messages.findLastIndex((m) => m.kind === 'record' && streamKey(m.stream, m.namespace) === key);
-          const lastCheckpoint = run.messages.findLastIndex((m) => covers(m, key));
+          const lastRecord = run.findLastIndex((m) => m.kind === 'record' && streamKey(m.stream, m.namespace) === key);
+          const lastCheckpoint = run.findLastIndex((m) => covers(m, key));
           if (lastRecord > lastCheckpoint) throw new Error(`${what}: stream ${key} yields records after its last checkpoint (#${lastRecord} after #${lastCheckpoint})`);
         }
       }
@@ -373,7 +352,7 @@ const cases = {
     async run(options) {
       const b = await incrementalBaseline(options);
       const state: SyncState = { streams: {} };
-      for (const m of (await b.incrementalRun()).messages) applyCheckpoint(state, m);
+      for (const m of await b.incrementalRun()) applyCheckpoint(state, m);
       const run = await readAll(options.source, b.config, b.incrementalCatalog, state);
       assertNoRecords(run, 'incremental read from the final state');
       assertCheckpointPerStream(run, b.incrementalCatalog, 'incremental read from the final state');
@@ -383,7 +362,7 @@ const cases = {
     name: 'incremental from each intermediate checkpoint: exactly the records that followed it (no gap, no duplicate)',
     async run(options) {
       const b = await incrementalBaseline(options);
-      const original = (await b.incrementalRun()).messages;
+      const original = await b.incrementalRun();
       const lastRecord = original.findLastIndex((m) => m.kind === 'record');
       const positions = original.flatMap((m, index) => (isCheckpoint(m) && index < lastRecord ? [index] : []));
       if (positions.length === 0) {
@@ -445,21 +424,14 @@ const cases = {
       }
     },
   },
-} satisfies Record<string, ErasedCase<SourceConformanceOptions>>;
+} satisfies Record<string, SourceCase>;
 
-export type SourceCaseName = keyof typeof cases;
-
-/** The named source cases, in the order `sourceConformance` registers them. */
-export const sourceCases: Record<SourceCaseName, SourceCase> = mapCases<SourceCaseName, ErasedCase<SourceConformanceOptions>, SourceCase>(cases, (c) => ({
-  name: c.name,
-  run: <S extends ConfigSchema>(options: SourceConformanceOptions<S>) => c.run(erase<S>(options)),
-}));
+export type SourceCaseName = keyof typeof sourceCases;
 
 const INCREMENTAL_CASES: readonly SourceCaseName[] = ['incrementalFromFinalState', 'resumeFromEveryCheckpoint', 'futureState'];
 
 /** The cases that apply to these options (not applicable ones are not registered at all). */
-export function applicableSourceCases<S extends ConfigSchema>(typed: SourceConformanceOptions<S>): SourceCaseName[] {
-  const options = erase<S>(typed);
+export function applicableSourceCases(options: SourceConformanceOptions): SourceCaseName[] {
   if (options.emptyConfig === undefined && options.emptyStreams !== false) {
     throw new Error('sourceConformance: pass emptyConfig (a config with an empty stream) or declare emptyStreams: false');
   }
@@ -474,12 +446,11 @@ export function applicableSourceCases<S extends ConfigSchema>(typed: SourceConfo
  * Registers the source conformance suite: one `describe` with one named `it` per
  * applicable case. Cases share one discover and one baseline read per call.
  */
-export function sourceConformance<S extends ConfigSchema>(typed: SourceConformanceOptions<S>): void {
-  const options = erase<S>(typed);
-  const names = applicableSourceCases<S>(typed);
+export function sourceConformance(options: SourceConformanceOptions): void {
+  const names = applicableSourceCases(options);
   describe(`source conformance: ${options.source.name}`, () => {
     for (const name of names) {
-      const c = cases[name];
+      const c: SourceCase = sourceCases[name];
       it(c.name, () => c.run(options));
     }
   });

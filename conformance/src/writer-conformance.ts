@@ -3,19 +3,17 @@ import {
   idempotencyKeyOf,
   parseConfig,
   runWriter,
-  type ConfigSchema,
   type WriteMode,
   type WriteResult,
   type WriteStatus,
-  type Writer,
   type WriterRunSummary,
 } from '@tributary/core';
-import { assertConnectionSpecification, assertValidAirbyteMessage, contextFor, diffMultisets, maxStartsWithin, preview, mapCases, type ErasedCase, type RawConfig } from './harness.js';
+import { assertSpec, contextFor, diffMultisets, maxStartsWithin, preview, validated, type RawConfig, type WriterUnderTest } from './harness.js';
 
 type RequestMode = Exclude<WriteMode, 'mirror' | 'delete'>;
 
-export interface WriterConformanceOptions<S extends ConfigSchema = ConfigSchema> {
-  writer: Writer<S>;
+export interface WriterConformanceOptions {
+  writer: WriterUnderTest;
   /** A config pointing at a fresh target (no rows of `object`). Called once per case. */
   config: () => RawConfig | Promise<RawConfig>;
   object: string;
@@ -39,12 +37,7 @@ export interface WriterConformanceOptions<S extends ConfigSchema = ConfigSchema>
 
 export interface WriterCase {
   readonly name: string;
-  run<S extends ConfigSchema>(options: WriterConformanceOptions<S>): Promise<void>;
-}
-
-/** Identity cast to the config-erased options; see `erase` in source-conformance.ts for why. */
-function erase<S extends ConfigSchema>(options: WriterConformanceOptions<S>): WriterConformanceOptions {
-  return options as unknown as WriterConformanceOptions;
+  run(options: WriterConformanceOptions): Promise<void>;
 }
 
 const APPLIED: readonly WriteStatus[] = ['created', 'updated', 'unchanged'];
@@ -57,7 +50,7 @@ async function run(
   options: WriterConformanceOptions,
   config: RawConfig,
   records: Record<string, unknown>[],
-  extra: { dryRun?: boolean; writer?: Writer } = {},
+  extra: { dryRun?: boolean; writer?: WriterUnderTest } = {},
 ): Promise<WriterRunSummary & { results: WriteResult[] }> {
   const summary = await runWriter({
     writer: extra.writer ?? options.writer,
@@ -91,19 +84,12 @@ function describeResults(results: WriteResult[]): string {
   return preview(results.map((r) => `${r.key}: ${r.status}${r.reason ? ` (${r.reason})` : ''}`));
 }
 
-const cases = {
+/** The named writer cases, in the order `writerConformance` registers them. */
+export const writerCases = {
   spec: {
     name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',
     async run(options) {
-      const { spec } = options.writer;
-      assertConnectionSpecification(spec.connectionSpecification, options.notSecret);
-      assertValidAirbyteMessage(
-        {
-          type: 'SPEC',
-          spec: { connectionSpecification: spec.connectionSpecification, ...(spec.documentationUrl !== undefined ? { documentationUrl: spec.documentationUrl } : {}) },
-        },
-        'the SPEC message',
-      );
+      assertSpec(options.writer.spec, options.notSecret);
     },
   },
   checkAndDiscover: {
@@ -111,8 +97,8 @@ const cases = {
     async run(options) {
       const config = await parsed(options);
       const ctx = contextFor(options.writer);
-      await options.writer.check(ctx, config);
-      const objects = await options.writer.discover(ctx, config);
+      await options.writer.check(ctx, validated(config));
+      const objects = await options.writer.discover(ctx, validated(config));
       const object = objects.find((o) => o.name === options.object);
       if (!object) throw new Error(`discover does not offer object ${options.object} (offers ${objects.map((o) => o.name).join(', ')})`);
       if (!object.idProperties.includes(options.idProperty)) throw new Error(`${options.object}: ${options.idProperty} is not among idProperties (${object.idProperties.join(', ')})`);
@@ -175,7 +161,7 @@ const cases = {
       let inFlight = 0;
       let maxInFlight = 0;
       // The session is wrapped, not the target: what is measured is what runWriter lets through.
-      const measured: Writer = {
+      const measured: WriterUnderTest = {
         ...writer,
         async open(ctx, c) {
           const session = await writer.open(ctx, c);
@@ -233,22 +219,16 @@ const cases = {
       }
     },
   },
-} satisfies Record<string, ErasedCase<WriterConformanceOptions>>;
+} satisfies Record<string, WriterCase>;
 
-export type WriterCaseName = keyof typeof cases;
+export type WriterCaseName = keyof typeof writerCases;
 
-/** The named writer cases, in the order `writerConformance` registers them. */
-export const writerCases: Record<WriterCaseName, WriterCase> = mapCases<WriterCaseName, ErasedCase<WriterConformanceOptions>, WriterCase>(cases, (c) => ({
-  name: c.name,
-  run: <S extends ConfigSchema>(options: WriterConformanceOptions<S>) => c.run(erase<S>(options)),
-}));
 
 /** Registers the writer conformance suite: one `describe`, one named `it` per case. */
-export function writerConformance<S extends ConfigSchema>(typed: WriterConformanceOptions<S>): void {
-  const options = erase<S>(typed);
+export function writerConformance(options: WriterConformanceOptions): void {
   describe(`writer conformance: ${options.writer.name} → ${options.object}`, () => {
-    for (const name of Object.keys(cases) as WriterCaseName[]) {
-      const c = cases[name];
+    for (const name of Object.keys(writerCases) as WriterCaseName[]) {
+      const c: WriterCase = writerCases[name];
       it(c.name, () => c.run(options));
     }
   });

@@ -26,3 +26,4 @@ export * from './resilience/circuit-breaker.js';
 export * from './resilience/http.js';
 export * from './connector/create-context.js';
 export * from './runtime/reverse-etl.js';
+export * from './protocol/wire.js';

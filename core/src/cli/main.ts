@@ -11,6 +11,7 @@ import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, ConnectorSpecification } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
+import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
 import { runSync } from '../runtime/sync.js';
 import { openStateStore } from '../state/open-store.js';
@@ -209,7 +210,10 @@ function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
   return list as AirbyteStateMessage[];
 }
 
-/** `read`: the source on its own, checkpoints printed as STATE messages as they come. */
+/**
+ * `read`: the source on its own. Every message is printed as the Airbyte message it maps to;
+ * STATE messages carry the number of records since the stream's previous checkpoint.
+ */
 async function readToStdout(
   source: Source,
   ctx: ReturnType<typeof createConnectorContext>,
@@ -218,56 +222,19 @@ async function readToStdout(
   initial: SyncState,
   out: AirbyteWriter,
 ): Promise<void> {
-  const state = structuredClone(initial);
   const counts = new Map<string, number>();
   for await (const message of source.read(ctx, config as never, catalog, structuredClone(initial))) {
-    switch (message.kind) {
-      case 'record': {
-        const key = streamKey(message.stream, message.namespace);
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-        out.emit({
-          type: 'RECORD',
-          record: {
-            stream: message.stream,
-            ...(message.namespace ? { namespace: message.namespace } : {}),
-            data: message.data,
-            emitted_at: Date.now(),
-            ...(message.changes ? { meta: { changes: message.changes } } : {}),
-          },
-        });
-        break;
-      }
-      case 'checkpoint': {
-        const key = streamKey(message.stream, message.namespace);
-        state.streams[key] = message.state;
-        out.state({ streams: { [key]: message.state } }, { [key]: counts.get(key) ?? 0 });
-        counts.set(key, 0);
-        break;
-      }
-      case 'global-checkpoint': {
-        state.shared = message.shared;
-        for (const s of message.streams) state.streams[streamKey(s.stream, s.namespace)] = s.state;
-        const total = Object.fromEntries(counts);
-        out.state(state, { ...total, __global: 0 });
-        counts.clear();
-        break;
-      }
-      case 'status': {
-        const descriptor = message.namespace ? { name: message.stream, namespace: message.namespace } : { name: message.stream };
-        out.emit({ type: 'TRACE', trace: { type: 'STREAM_STATUS', emitted_at: Date.now(), stream_status: { stream_descriptor: descriptor, status: message.status } } });
-        break;
-      }
-      case 'estimate':
-        out.emit({
-          type: 'TRACE',
-          trace: {
-            type: 'ESTIMATE',
-            emitted_at: Date.now(),
-            estimate: { name: message.stream, type: 'STREAM', ...(message.rows !== undefined ? { row_estimate: message.rows } : {}) },
-          },
-        });
-        break;
+    const wire = toAirbyteMessage(message, Date.now());
+    if (message.kind === 'record') {
+      const key = streamKey(message.stream, message.namespace);
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    } else if (wire.type === 'STATE') {
+      const keys = message.kind === 'checkpoint' ? [streamKey(message.stream, message.namespace)] : [...counts.keys()];
+      const recordCount = keys.reduce((n, k) => n + (counts.get(k) ?? 0), 0);
+      for (const k of keys) counts.set(k, 0);
+      wire.state.sourceStats = { recordCount };
     }
+    out.emit(wire);
   }
 }
 

@@ -1,4 +1,5 @@
-import type { AirbyteMessage, AirbyteStateMessage, SourceMessage, StreamDescriptor } from '@tributary/core';
+import type { SourceMessage } from '../connector/source.js';
+import type { AirbyteMessage, AirbyteStateMessage, StreamDescriptor } from './messages.js';
 
 function descriptor(stream: string, namespace: string | undefined): StreamDescriptor {
   return namespace === undefined ? { name: stream } : { name: stream, namespace };
@@ -8,7 +9,7 @@ function descriptor(stream: string, namespace: string | undefined): StreamDescri
  * The Airbyte message a source message becomes on the wire (what `tributary read` prints).
  * Checkpoints become STATE (STREAM or GLOBAL), statuses and estimates become TRACE.
  */
-export function toWireMessage(message: SourceMessage, emittedAt: number): AirbyteMessage {
+export function toAirbyteMessage(message: SourceMessage, emittedAt: number): AirbyteMessage {
   switch (message.kind) {
     case 'record':
       return {
