@@ -107,7 +107,7 @@ interface Prepared {
 
 async function prepare(options: DestinationConformanceOptions): Promise<Prepared> {
   const raw = await options.config();
-  const config = parseConfig<RawConfig>(options.destination.spec.connectionSpecification, raw, 'config');
+  const config = parseConfig(options.destination.spec.connectionSpecification, raw, 'config');
   return { raw, config, streams: options.streams ?? [defaultDestinationStream] };
 }
 

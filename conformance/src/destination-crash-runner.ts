@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   if (!isDestination(destination, input.destinationName)) {
     throw new Error(`${input.module} exports no destination named "${input.destinationName}"${input.exportName ? ` as ${input.exportName}` : ''}`);
   }
-  const config = parseConfig<ConfigOf<Destination['spec']['connectionSpecification']>>(destination.spec.connectionSpecification, input.config, 'config');
+  const config = parseConfig(destination.spec.connectionSpecification, input.config, 'config');
   const session = await destination.open(createConnectorContext(), config, input.streams);
   for (const batch of input.batchesA) await session.write(batch);
   await session.commit();

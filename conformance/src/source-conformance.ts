@@ -105,7 +105,7 @@ function configure(streams: AirbyteStream[], mode: (stream: AirbyteStream) => Sy
 }
 
 async function parsedConfig(options: SourceConformanceOptions, input: ConfigInput): Promise<RawConfig> {
-  return parseConfig<RawConfig>(options.source.spec.connectionSpecification, await resolveConfig(input), 'config');
+  return parseConfig(options.source.spec.connectionSpecification, await resolveConfig(input), 'config');
 }
 
 /** Reads to the end; every message is checked against the protocol in its wire form as it arrives. */
@@ -260,7 +260,7 @@ export const sourceCases = {
       let error: unknown;
       try {
         // As the runtime does: the schema at the boundary, then check() if the schema passes.
-        const config = parseConfig<RawConfig>(options.source.spec.connectionSpecification, raw, 'config');
+        const config = parseConfig(options.source.spec.connectionSpecification, raw, 'config');
         await options.source.check(contextFor(options.source), validated(config));
       } catch (e) {
         error = e;

@@ -43,7 +43,7 @@ export interface WriterCase {
 const APPLIED: readonly WriteStatus[] = ['created', 'updated', 'unchanged'];
 
 async function parsed(options: WriterConformanceOptions): Promise<RawConfig> {
-  return parseConfig<RawConfig>(options.writer.spec.connectionSpecification, await options.config(), 'config');
+  return parseConfig(options.writer.spec.connectionSpecification, await options.config(), 'config');
 }
 
 async function run(

@@ -18,7 +18,7 @@ afterEach(async () => {
 });
 
 function configOf(extra: Record<string, unknown> = {}): SampleWriterConfig {
-  return parseConfig<SampleWriterConfig>(sampleWriter.spec.connectionSpecification, { directory, ...extra });
+  return parseConfig(sampleWriter.spec.connectionSpecification, { directory, ...extra });
 }
 
 async function withSession<T>(run: (session: WriterSession) => Promise<T>, extra: Record<string, unknown> = {}): Promise<T> {

@@ -20,7 +20,7 @@ import { createIsoFormatter } from '../src/dataset.js';
 const ALL_STREAMS: SampleStream[] = ['companies', 'contacts', 'deals', 'activities'];
 
 function configOf(raw: Record<string, unknown> = {}): SampleConfig {
-  return parseConfig<SampleConfig>(sampleSource.spec.connectionSpecification, raw);
+  return parseConfig(sampleSource.spec.connectionSpecification, raw);
 }
 
 function context(signal?: AbortSignal): ConnectorContext {

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../config/schema.js';
 import { collectSecrets, createRedactor, type Redactor } from '../config/secrets.js';
+import type { ConnectorContext } from '../connector/context.js';
 import { createConnectorContext } from '../connector/create-context.js';
 import type { Destination } from '../connector/destination.js';
 import type { SourceMessage, Source } from '../connector/source.js';
@@ -160,7 +161,7 @@ async function connectorCommand(
   if (command === 'check') {
     try {
       const config = parseConfig(schema, rawConfig);
-      await connector.check(ctx, config as never);
+      await connector.check(ctx, config);
       out.emit({ type: 'CONNECTION_STATUS', connectionStatus: { status: 'SUCCEEDED' } });
       return 0;
     } catch (caught) {
@@ -172,7 +173,7 @@ async function connectorCommand(
   }
   if (connector.kind !== 'source') throw new TributaryError('config', { userMessage: `"${reference}" is not a source` });
   const config = parseConfig(schema, rawConfig);
-  const catalog = await connector.discover(ctx, config as never);
+  const catalog = await connector.discover(ctx, config);
   if (command === 'discover') {
     out.emit({ type: 'CATALOG', catalog });
     return 0;
@@ -216,14 +217,14 @@ function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
  */
 async function readToStdout(
   source: Source,
-  ctx: ReturnType<typeof createConnectorContext>,
-  config: unknown,
+  ctx: ConnectorContext,
+  config: Record<string, unknown>,
   catalog: ConfiguredAirbyteCatalog,
   initial: SyncState,
   out: AirbyteWriter,
 ): Promise<void> {
   const counts = new Map<string, number>();
-  for await (const message of source.read(ctx, config as never, catalog, structuredClone(initial))) {
+  for await (const message of source.read(ctx, config, catalog, structuredClone(initial))) {
     const wire = toAirbyteMessage(message, Date.now());
     if (message.kind === 'record') {
       const key = streamKey(message.stream, message.namespace);
@@ -262,7 +263,7 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
     jsonSchema: c.stream.json_schema,
     resuming: false,
   }));
-  const session = await destination.open(ctx, config as never, streams);
+  const session = await destination.open(ctx, config, streams);
   const printed = new Map<string, string>();
   const result = await runPipeline({
     messages: stdinMessages(),
@@ -335,7 +336,7 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
   ]);
   setRedactor(redact);
   const sourceConfig = parseConfig(source.spec.connectionSpecification, sync.source.config, 'source config');
-  const discovered = await source.discover(createConnectorContext({}), sourceConfig as never);
+  const discovered = await source.discover(createConnectorContext({}), sourceConfig);
   const catalog = configureCatalog(discovered, sync.streams, destination.spec.supportedDestinationSyncModes);
   const stateStore = await openStateStore(sync.state);
 

@@ -56,7 +56,7 @@ export function describeSchemaErrors(errors: ErrorObject[] | null | undefined, r
  * Throws a `config` TributaryError naming every offending field; never echoes values,
  * because a wrong value may be a secret.
  */
-export function parseConfig<T>(schema: object, raw: unknown, what = 'config'): T {
+export function parseConfig<S extends object>(schema: S, raw: unknown, what = 'config'): ConfigOf<S> {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new TributaryError('config', { userMessage: `${what} must be a JSON object` });
   }
@@ -68,5 +68,5 @@ export function parseConfig<T>(schema: object, raw: unknown, what = 'config'): T
       userMessage: `Invalid ${what}:\n  - ${problems.join('\n  - ')}`,
     });
   }
-  return copy as T;
+  return copy as ConfigOf<S>;
 }

@@ -17,8 +17,7 @@
 import { createHash } from 'node:crypto';
 import { createConnectorContext } from '../connector/create-context.js';
 import type { ConnectorContext } from '../connector/context.js';
-import type { RateLimitPolicy, RetryPolicy } from '../resilience/policy.js';
-import type { WriteMode, WriteRecord, WriteRequest, WriteResult, WriterSession, WriteStatus } from '../connector/writer.js';
+import type { WriteMode, WriteRecord, WriteRequest, WriteResult, Writer, WriterSession, WriteStatus } from '../connector/writer.js';
 import { TributaryError, toTributaryError, type ErrorKind } from '../errors.js';
 import { createCircuitBreaker, isCircuitOpenError, type CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { withRetry } from '../resilience/retry.js';
@@ -55,23 +54,10 @@ export interface WriterRunSummary {
   deletesSkipped?: string;
 }
 
-/**
- * What `runWriter` needs of a writer; every `Writer<S>` is one. Typed structurally (with
- * `config: never`) because widening a concrete `Writer<S>` to plain `Writer` makes tsc
- * instantiate `ConfigOf<ConfigSchema>`, which fails with TS2589 ("excessively deep").
- */
-export interface RunnableWriter {
-  readonly name: string;
-  readonly rateLimit: RateLimitPolicy;
-  readonly retry?: RetryPolicy;
-  readonly maxBatchSize: number;
-  open(ctx: ConnectorContext, config: never): Promise<WriterSession>;
-}
-
 export interface RunWriterOptions {
-  writer: RunnableWriter;
-  /** Already parsed and validated against the writer's spec. */
-  config: unknown;
+  writer: Writer;
+  /** Already parsed and validated against the writer's spec (see `parseConfig`). */
+  config: Record<string, unknown>;
   /** Defaults to a context built from `writer.rateLimit` / `writer.retry`. */
   ctx?: ConnectorContext;
   object: string;
@@ -263,9 +249,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   }
 
   const upsertMode: Exclude<WriteMode, 'mirror'> = mode === 'mirror' ? 'upsert' : mode;
-  // `config` was parsed against the writer's own schema by the caller; its type is erased here.
-  const open = writer.open as (ctx: ConnectorContext, config: unknown) => Promise<WriterSession>;
-  const session = await open.call(writer, ctx, options.config);
+  const session = await writer.open(ctx, options.config);
   let deletesSkipped: string | undefined;
   const dispatcher = createDispatcher(session);
   try {

@@ -53,8 +53,8 @@ export interface SyncResult {
 export async function runSync(options: SyncOptions): Promise<SyncResult> {
   const started = Date.now();
   const { source, destination, catalog } = options;
-  const sourceConfig = parseConfig<Record<string, unknown>>(source.spec.connectionSpecification, options.sourceConfig, 'source config');
-  const destinationConfig = parseConfig<Record<string, unknown>>(
+  const sourceConfig = parseConfig(source.spec.connectionSpecification, options.sourceConfig, 'source config');
+  const destinationConfig = parseConfig(
     destination.spec.connectionSpecification,
     options.destinationConfig,
     'destination config',

@@ -5,7 +5,7 @@ import { sampleWriter, type SampleWriterConfig } from '@tributary/writer-sample'
 
 const directory = process.argv[2];
 if (!directory) throw new Error('usage: write-forever.ts <directory>');
-const config = parseConfig<SampleWriterConfig>(sampleWriter.spec.connectionSpecification, { directory });
+const config = parseConfig(sampleWriter.spec.connectionSpecification, { directory });
 const session = await sampleWriter.open(createConnectorContext(), config);
 for (let batch = 0; ; batch++) {
   const records = Array.from({ length: 100 }, (_, i) => {
