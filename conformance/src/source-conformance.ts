@@ -5,6 +5,7 @@ import {
   parseConfig,
   streamKey,
   toAirbyteMessage,
+  expandRecordPages,
   toErrorTrace,
   type AirbyteStream,
   type ConfiguredAirbyteCatalog,
@@ -117,7 +118,7 @@ async function readAll(
 ): Promise<ReadRun> {
   const messages: SourceMessage[] = [];
   const ctx = contextFor(source);
-  for await (const message of source.read(ctx, validated(config), catalog, structuredClone(state))) {
+  for await (const message of expandRecordPages(source.read(ctx, validated(config), catalog, structuredClone(state)))) {
     assertValidAirbyteMessage(toAirbyteMessage(message, Date.now()), `message #${messages.length} (${message.kind})`);
     messages.push(message);
   }

@@ -370,3 +370,60 @@ describe('runSync', () => {
     expect(result.error?.userMessage).toMatch(/"ghosts", which is not in the configured catalog/);
   });
 });
+
+describe('runSync rate limiting', () => {
+  it('reports RATE_LIMITED for running streams when the peer answers 429, then completes', async () => {
+    const { createServer } = await import('node:http');
+    const { createHttpClient } = await import('@tributary/core');
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      if (requests <= 2) {
+        res.writeHead(429, { 'retry-after': '1', 'content-type': 'application/json' });
+        res.end('{"message":"slow down"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ items: [{ id: 1 }, { id: 2 }] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    const httpSource = defineSource({
+      ...countingSource,
+      rateLimit: { requests: 10, perMs: 1_000 },
+      async *read(ctx) {
+        const http = createHttpClient(ctx, { baseUrl: `http://127.0.0.1:${port}` });
+        try {
+          const page = await http.request<{ items: Array<{ id: number }> }>({ method: 'GET', path: '/items' });
+          for (const item of page.body.items) yield record('items', item);
+          yield checkpoint('items', { offset: page.body.items.length });
+        } finally {
+          await http.close();
+        }
+      },
+    });
+    const target = newTarget();
+    const statuses: Array<{ status: string; reason?: string }> = [];
+    try {
+      const result = await runSync({
+        connection: 'c',
+        source: httpSource,
+        sourceConfig: {},
+        destination: memoryDestination(target),
+        destinationConfig: {},
+        catalog: catalog(),
+        stateStore: store,
+        onEvent: (e) => {
+          if (e.type === 'status') statuses.push({ status: e.status, ...(e.reasons?.[0] ? { reason: e.reasons[0].type } : {}) });
+        },
+      });
+      expect(result.outcome).toBe('completed');
+      expect(statuses).toContainEqual({ status: 'RUNNING', reason: 'RATE_LIMITED' });
+      expect(statuses.at(-1)).toEqual({ status: 'COMPLETE' });
+      expect(target.durable).toEqual([{ id: 1 }, { id: 2 }]);
+      expect(requests).toBe(3);
+    } finally {
+      server.close();
+    }
+  });
+});

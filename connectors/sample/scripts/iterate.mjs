@@ -22,7 +22,8 @@ const cpuBefore = process.cpuUsage();
 let seen = 0;
 let checkpoints = 0;
 for await (const message of sampleSource.read(ctx, config, catalog, { streams: {} })) {
-  if (message.kind === 'record') seen++;
+  if (message.kind === 'records') seen += message.records.length;
+  else if (message.kind === 'record') seen++;
   else if (message.kind === 'checkpoint') checkpoints++;
 }
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;

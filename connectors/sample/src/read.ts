@@ -2,6 +2,7 @@ import {
   TributaryError,
   checkpoint,
   record,
+  recordPage,
   streamStateOf,
   streamStatus,
   type ConfiguredAirbyteCatalog,
@@ -217,22 +218,48 @@ export function createMessageReader(plans: readonly StreamPlan[], checkpointEver
 /** Messages between two macrotask turns: lets timers and signals run under a synchronous consumer. */
 const YIELD_EVERY = 8192;
 
+/** Most records in one page (a `records` message), like an API page. */
+export const PAGE_SIZE = 1000;
+
 /**
- * Adapts a MessageReader to an AsyncIterableIterator: one settled promise per message
- * (no async-generator queue), a macrotask turn every YIELD_EVERY messages, and `return()`
- * closes the reader. `open` runs on the first `next()`, so setup errors reject it.
+ * Adapts a MessageReader to an AsyncIterableIterator of pages: consecutive records of one
+ * stream (up to PAGE_SIZE, never across a checkpoint or status message) become one
+ * `records` message, so the consumer's per-message cost is paid per page. One settled
+ * promise per message (no async-generator queue), a macrotask turn every YIELD_EVERY
+ * messages, and `return()` closes the reader. `open` runs on the first `next()`, so setup
+ * errors reject it.
  */
 export function asyncReader(open: () => MessageReader): AsyncIterableIterator<SourceMessage> {
   let reader: MessageReader | undefined;
   let closed = false;
   let calls = 0;
+  /** A non-record message read while filling a page; returned by the next call. */
+  let held: IteratorResult<SourceMessage, undefined> | undefined;
+
+  function nextPage(r: MessageReader): IteratorResult<SourceMessage, undefined> {
+    const first = held ?? r.next();
+    held = undefined;
+    if (first.done || first.value.kind !== 'record') return first;
+    const { stream, namespace } = first.value;
+    const page = [first.value.data];
+    while (page.length < PAGE_SIZE) {
+      const result = r.next();
+      if (result.done || result.value.kind !== 'record' || result.value.stream !== stream) {
+        held = result;
+        break;
+      }
+      page.push(result.value.data);
+    }
+    return { done: false, value: recordPage(stream, page, namespace) };
+  }
+
   return {
     next(): Promise<IteratorResult<SourceMessage, undefined>> {
       if (closed) return Promise.resolve(DONE);
       let result: IteratorResult<SourceMessage, undefined>;
       try {
         reader ??= open();
-        result = reader.next();
+        result = nextPage(reader);
       } catch (error) {
         closed = true;
         reader?.close();

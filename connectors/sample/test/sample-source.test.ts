@@ -4,6 +4,7 @@ import {
   collectSecrets,
   compileSchema,
   createConnectorContext,
+  expandRecordPages,
   parseConfig,
   type ConfiguredAirbyteCatalog,
   type ConnectorContext,
@@ -44,7 +45,7 @@ async function catalogOf(config: SampleConfig, streams: SampleStream[], mode: Sy
 
 async function readAll(config: SampleConfig, streams: SampleStream[], mode: SyncMode, state: SyncState = { streams: {} }): Promise<SourceMessage[]> {
   const messages: SourceMessage[] = [];
-  for await (const message of sampleSource.read(context(), config, await catalogOf(config, streams, mode), state)) messages.push(message);
+  for await (const message of expandRecordPages(sampleSource.read(context(), config, await catalogOf(config, streams, mode), state))) messages.push(message);
   return messages;
 }
 
@@ -221,11 +222,11 @@ describe('sample source: read protocol', () => {
     const config = configOf({ checkpoint_every: 4, counts: { deals: 10 } });
     const catalog = await catalogOf(config, ['deals'], 'incremental', 'crm');
     const all: SourceMessage[] = [];
-    for await (const m of sampleSource.read(context(), config, catalog, { streams: {} })) all.push(m);
+    for await (const m of expandRecordPages(sampleSource.read(context(), config, catalog, { streams: {} }))) all.push(m);
     expect(all.every((m) => m.kind !== 'global-checkpoint' && m.namespace === 'crm')).toBe(true);
     const first = checkpointsOf(all, 'deals')[0] as StateBlob;
     const resumed: SourceMessage[] = [];
-    for await (const m of sampleSource.read(context(), config, catalog, { streams: { 'crm.deals': first } })) resumed.push(m);
+    for await (const m of expandRecordPages(sampleSource.read(context(), config, catalog, { streams: { 'crm.deals': first } }))) resumed.push(m);
     expect(recordsOf(resumed)).toEqual(recordsOf(all).slice(4));
   });
 
@@ -233,10 +234,10 @@ describe('sample source: read protocol', () => {
     const config = configOf({ counts: { companies: 5 } });
     const catalog = await catalogOf(config, ['companies'], 'incremental');
     const unknown: ConfiguredAirbyteCatalog = { streams: [{ ...(catalog.streams[0] as ConfiguredAirbyteCatalog['streams'][number]), stream: { ...(catalog.streams[0]?.stream as ConfiguredAirbyteCatalog['streams'][number]['stream']), name: 'tickets' } }] };
-    await expect(collect(sampleSource.read(context(), config, unknown, { streams: {} }))).rejects.toMatchObject({ kind: 'config' });
-    await expect(collect(sampleSource.read(context(), config, catalog, { streams: { companies: { cursor: 'yesterday' } } }))).rejects.toMatchObject({ kind: 'config' });
+    await expect(collect(expandRecordPages(sampleSource.read(context(), config, unknown, { streams: {} })))).rejects.toMatchObject({ kind: 'config' });
+    await expect(collect(expandRecordPages(sampleSource.read(context(), config, catalog, { streams: { companies: { cursor: 'yesterday' } } })))).rejects.toMatchObject({ kind: 'config' });
     const full = await catalogOf(config, ['companies'], 'full_refresh');
-    await expect(collect(sampleSource.read(context(), config, full, { streams: { companies: { offset: -3 } } }))).rejects.toMatchObject({ kind: 'config' });
+    await expect(collect(expandRecordPages(sampleSource.read(context(), config, full, { streams: { companies: { offset: -3 } } })))).rejects.toMatchObject({ kind: 'config' });
   });
 });
 
@@ -315,25 +316,28 @@ describe('sample source: resume', () => {
     expect(fresh.slice(0, 20)).toEqual(recordsOf(before));
   });
 
-  it('stops at a record boundary on abort with a checkpoint covering what was emitted', async () => {
-    const config = configOf({ checkpoint_every: 100, counts: { contacts: 50, deals: 10 } });
+  it('stops at a page boundary on abort with a checkpoint covering what was emitted', async () => {
+    const config = configOf({ checkpoint_every: 20, counts: { contacts: 50, deals: 10 } });
     const all = recordsOf(await readAll(config, ['contacts', 'deals'], 'incremental'));
     const controller = new AbortController();
     const catalog = await catalogOf(config, ['contacts', 'deals'], 'incremental');
     const seen: SourceMessage[] = [];
+    // Pages end at checkpoints, so the first page holds the first 20 contacts.
     for await (const m of sampleSource.read(context(controller.signal), config, catalog, { streams: {} })) {
-      seen.push(m);
-      if (recordsOf(seen).length === 17) controller.abort();
+      if (m.kind === 'records') {
+        for (const data of m.records) seen.push({ kind: 'record', stream: m.stream, data });
+        controller.abort();
+      } else seen.push(m);
     }
-    expect(recordsOf(seen)).toEqual(all.slice(0, 17));
+    expect(recordsOf(seen)).toEqual(all.slice(0, 20));
     expect(seen.slice(-2)).toEqual([
-      { kind: 'checkpoint', stream: 'contacts', state: { cursor: all[16]?.updated_at, id: all[16]?.id } },
+      { kind: 'checkpoint', stream: 'contacts', state: { cursor: all[19]?.updated_at, id: all[19]?.id } },
       { kind: 'status', stream: 'contacts', status: 'INCOMPLETE' },
     ]);
     expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
-    const state = checkpointsOf(seen, 'contacts')[0] as StateBlob;
+    const state = checkpointsOf(seen, 'contacts').at(-1) as StateBlob;
     const rest = recordsOf(await readAll(config, ['contacts'], 'incremental', { streams: { contacts: state } }));
-    expect(rest).toEqual(all.slice(17, 50));
+    expect(rest).toEqual(all.slice(20, 50));
   });
 
   it('releases the abort listener when the consumer stops early', async () => {
@@ -341,7 +345,7 @@ describe('sample source: resume', () => {
     const config = configOf({ counts: { activities: 1000 } });
     const catalog = await catalogOf(config, ['activities'], 'incremental');
     let n = 0;
-    for await (const m of sampleSource.read(context(controller.signal), config, catalog, { streams: {} })) {
+    for await (const m of expandRecordPages(sampleSource.read(context(controller.signal), config, catalog, { streams: {} }))) {
       if (m.kind === 'record' && ++n === 3) break;
     }
     expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
@@ -358,7 +362,7 @@ describe('sample source: credentials', () => {
     expect(TributaryError.is(error, 'auth')).toBe(true);
     const e = error as TributaryError;
     for (const text of [e.message, e.userMessage, e.internalMessage ?? '', String(e), JSON.stringify(e)]) expect(text).not.toContain('invalid');
-    await expect(collect(sampleSource.read(context(), config, await catalogOf(configOf(), ['companies'], 'incremental'), { streams: {} }))).rejects.toMatchObject({ kind: 'auth' });
+    await expect(collect(expandRecordPages(sampleSource.read(context(), config, await catalogOf(configOf(), ['companies'], 'incremental'), { streams: {} })))).rejects.toMatchObject({ kind: 'auth' });
   });
 
   it('check passes with any other key or none', async () => {

@@ -6,7 +6,7 @@ import { collectSecrets, createRedactor, type Redactor } from '../config/secrets
 import type { ConnectorContext } from '../connector/context.js';
 import { createConnectorContext } from '../connector/create-context.js';
 import type { Destination } from '../connector/destination.js';
-import type { SourceMessage, Source } from '../connector/source.js';
+import { expandRecordPages, type Source, type SourceMessage } from '../connector/source.js';
 import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
@@ -224,7 +224,7 @@ async function readToStdout(
   out: AirbyteWriter,
 ): Promise<void> {
   const counts = new Map<string, number>();
-  for await (const message of source.read(ctx, config, catalog, structuredClone(initial))) {
+  for await (const message of expandRecordPages(source.read(ctx, config, catalog, structuredClone(initial)))) {
     const wire = toAirbyteMessage(message, Date.now());
     if (message.kind === 'record') {
       const key = streamKey(message.stream, message.namespace);

@@ -21,6 +21,19 @@ export interface SourceRecord {
 }
 
 /**
+ * Several records of one stream at once, in order — exactly as if each had been yielded on
+ * its own. Sources that fetch pages (APIs, bulk exports, CDC transactions) should yield
+ * pages: the runtime then pays its per-message cost once per page, not once per record.
+ * The array is handed over: the source must not touch it after yielding it.
+ */
+export interface SourceRecordPage {
+  readonly kind: 'records';
+  readonly stream: string;
+  readonly namespace?: string;
+  readonly records: RecordData[];
+}
+
+/**
  * A per-stream checkpoint. Contract: `state` covers every record of `stream` the source
  * yielded before this message, and reading again from `state` yields exactly the records
  * after them (ties on the cursor included). The runtime commits it only after the
@@ -59,7 +72,21 @@ export interface EstimateEvent {
   readonly bytes?: number;
 }
 
-export type SourceMessage = SourceRecord | StreamCheckpoint | GlobalCheckpoint | StreamStatusEvent | EstimateEvent;
+export type SourceMessage = SourceRecord | SourceRecordPage | StreamCheckpoint | GlobalCheckpoint | StreamStatusEvent | EstimateEvent;
+
+/** A source message with pages expanded into single records (see `expandRecordPages`). */
+export type FlatSourceMessage = Exclude<SourceMessage, SourceRecordPage>;
+
+/** The same messages with every record page expanded into its records, in order. */
+export async function* expandRecordPages(messages: AsyncIterable<SourceMessage>): AsyncGenerator<FlatSourceMessage> {
+  for await (const message of messages) {
+    if (message.kind !== 'records') {
+      yield message;
+      continue;
+    }
+    for (const data of message.records) yield record(message.stream, data, message.namespace);
+  }
+}
 
 export interface SourceSpec<S extends ConfigSchema> {
   connectionSpecification: S;
@@ -107,6 +134,10 @@ export function defineSource<const S extends ConfigSchema>(definition: SourceDef
 
 export function record(stream: string, data: RecordData, namespace?: string): SourceRecord {
   return namespace === undefined ? { kind: 'record', stream, data } : { kind: 'record', stream, data, namespace };
+}
+
+export function recordPage(stream: string, records: RecordData[], namespace?: string): SourceRecordPage {
+  return namespace === undefined ? { kind: 'records', stream, records } : { kind: 'records', stream, records, namespace };
 }
 
 export function checkpoint(stream: string, state: StateBlob, namespace?: string): StreamCheckpoint {

@@ -1,4 +1,4 @@
-import type { SourceMessage } from '../connector/source.js';
+import type { FlatSourceMessage } from '../connector/source.js';
 import type { AirbyteMessage, AirbyteStateMessage, StreamDescriptor } from './messages.js';
 
 function descriptor(stream: string, namespace: string | undefined): StreamDescriptor {
@@ -9,7 +9,7 @@ function descriptor(stream: string, namespace: string | undefined): StreamDescri
  * The Airbyte message a source message becomes on the wire (what `tributary read` prints).
  * Checkpoints become STATE (STREAM or GLOBAL), statuses and estimates become TRACE.
  */
-export function toAirbyteMessage(message: SourceMessage, emittedAt: number): AirbyteMessage {
+export function toAirbyteMessage(message: FlatSourceMessage, emittedAt: number): AirbyteMessage {
   switch (message.kind) {
     case 'record':
       return {

@@ -112,9 +112,11 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
     };
   });
 
-  const running = new Set<StreamProgress>();
+  // The limiter is shared by every stream of the source: a pause slows all unfinished streams.
+  let progress: ReadonlyMap<string, StreamProgress> = new Map();
   const unsubscribeRateLimit = sourceCtx.limiter.onPause((until) => {
-    for (const stream of running) {
+    for (const stream of progress.values()) {
+      if (stream.status !== 'STARTED' && stream.status !== 'RUNNING') continue;
       emit({ type: 'status', stream, status: 'RUNNING', reasons: [{ type: 'RATE_LIMITED', rate_limited: { quota_reset: until } }] });
     }
     logger.warn(`rate limited by the source's peer; pausing until ${new Date(until).toISOString()}`);
@@ -144,11 +146,11 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
           }
         }
       },
-      onStatus: (stream, status) => {
-        if (status === 'RUNNING' || status === 'STARTED') running.add(stream);
-        else running.delete(stream);
-        emit({ type: 'status', stream, status });
+      onStart: (streams) => {
+        progress = streams;
+        for (const stream of streams.values()) emit({ type: 'status', stream, status: 'STARTED' });
       },
+      onStatus: (stream, status) => emit({ type: 'status', stream, status }),
       onEstimate: (stream, rows, bytes) =>
         emit({ type: 'estimate', stream, ...(rows !== undefined ? { rows } : {}), ...(bytes !== undefined ? { bytes } : {}) }),
       onRejected: (stream, rejected) => {
