@@ -5,7 +5,7 @@
  * no exit handler, no flush runs — what a power cut or an OOM kill leaves behind.
  * Prints one step name per line on stdout so the parent knows how far it got.
  */
-import { createConnectorContext, parseConfig, type ConfigOf, type Destination, type DestinationStream, type RecordBatch } from '@tributary/core';
+import { createConnectorContext, parseConfig, type Destination, type DestinationStream, type RecordBatch } from '@tributary/core';
 
 export interface CrashRunnerInput {
   /** Package name or `file:` URL to import the destination from. */

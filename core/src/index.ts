@@ -27,3 +27,5 @@ export * from './resilience/http.js';
 export * from './connector/create-context.js';
 export * from './runtime/reverse-etl.js';
 export * from './protocol/wire.js';
+export * from './concurrency/keyed-queue.js';
+export * from './fs/atomic-file.js';

@@ -457,8 +457,8 @@ describe('tributary write: Airbyte messages on stdin → local files', () => {
     const violations: string[] = [];
     let statesSeen = 0;
     writer.onLine((line) => {
-      const message = JSON.parse(line) as AirbyteMessage;
-      if (message.type !== 'STATE' || message.state.type !== 'STREAM') return;
+      const [message] = parseMessages([line]); // non-JSON lines fail expectValidAirbyte below
+      if (message?.type !== 'STATE' || message.state.type !== 'STREAM') return;
       statesSeen++;
       const stream = message.state.stream.stream_descriptor.name as StreamName;
       const upTo = expectedIds(stream).indexOf(String(message.state.stream.stream_state?.id));
@@ -639,6 +639,20 @@ describe('secrets from ${ENV} never leave the process', () => {
       // Non-vacuous: the path did reach the output, masked.
       expect(result.stdout + result.stderr).toContain(`blocked-${MASK}`);
     }
+
+    // A protocol command reports errors on stdout too (TRACE): a catalog naming a stream
+    // after the secret makes the source's error message echo it.
+    const configPath = await writeJson(join(dir, 'source.json'), { ...SOURCE_CONFIG, api_key: SECRET });
+    const catalog = await incrementalCatalog(dir, configPath);
+    catalog.streams[0]!.stream.name = SECRET;
+    const catalogPath = await writeJson(join(dir, 'catalog.json'), catalog);
+    const read = await runCli(['read', 'sample', '--config', configPath, '--catalog', catalogPath], { cwd: dir });
+    expect(read.code).not.toBe(0);
+    expectValidAirbyte(read);
+    expect(read.stdout).not.toContain(SECRET);
+    expect(read.stderr).not.toContain(SECRET);
+    const errors = ofType(read.messages, 'TRACE').flatMap((m) => (m.trace.type === 'ERROR' ? [m.trace.error.message] : []));
+    expect(errors).toEqual([expect.stringContaining(`"${MASK}"`)]);
   });
 
   it('a missing environment variable exits 2 naming the variable', async () => {
@@ -712,6 +726,12 @@ describe('errors: one clear message on stderr, non-zero exit, no stack trace', (
   it('an unknown command', async () => {
     const result = await runCli(['frobnicate'], { cwd: dir });
     expectCleanError(result, 2, /^error: Unknown command "frobnicate"/);
+  });
+
+  it('state set with a missing --file', async () => {
+    const result = await runCli(['state', 'set', 'some-connection', '--file', 'missing-state.json'], { cwd: dir });
+    expectCleanError(result, 2, /^error: Cannot read state file missing-state\.json/);
+    expect(existsSync(join(dir, '.tributary', 'state', 'some-connection.json'))).toBe(false);
   });
 
   it('read without --config', async () => {

@@ -10,10 +10,9 @@
  * - A parsed table is cached per path and reused while the file's (inode, size, mtime)
  *   is unchanged; any other change to the file is picked up on the next operation.
  */
-import { randomUUID } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { TributaryError } from '@tributary/core';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { TributaryError, createKeyedQueue, writeFileAtomic } from '@tributary/core';
 import type { CrmObjectName } from './objects.js';
 
 /** A stored row: `id`, the key property, the fields written, `updated_at`. */
@@ -41,7 +40,7 @@ interface TableFile {
 /** Most recent deletes remembered for replay detection. */
 const MAX_TOMBSTONES = 10_000;
 
-const locks = new Map<string, Promise<unknown>>();
+const fileLocks = createKeyedQueue();
 const cache = new Map<string, { signature: string; table: Table }>();
 
 export function tablePath(directory: string, object: CrmObjectName): string {
@@ -50,17 +49,7 @@ export function tablePath(directory: string, object: CrmObjectName): string {
 
 /** Runs `task` after every earlier task on `path` settled; tasks on one path never overlap. */
 export function withFileLock<T>(path: string, task: () => Promise<T>): Promise<T> {
-  const previous = locks.get(path) ?? Promise.resolve();
-  const run = previous.then(task, task);
-  const settled = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  locks.set(path, settled);
-  void settled.then(() => {
-    if (locks.get(path) === settled) locks.delete(path);
-  });
-  return run;
+  return fileLocks.run(path, task);
 }
 
 function emptyTable(object: CrmObjectName): Table {
@@ -135,32 +124,11 @@ export async function saveTable(path: string, table: Table): Promise<void> {
     rows: [...table.rows.values()],
     deleted: Object.fromEntries(table.deleted),
   };
-  const temp = `${path}.${process.pid}.${randomUUID()}.tmp`;
   try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(`${JSON.stringify(file, null, 2)}\n`, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
+    await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`);
   } catch (error) {
-    await rm(temp, { force: true }).catch(() => undefined);
     cache.delete(path);
     throw storageError(`Could not write ${path}`, error);
-  }
-  // The rename is durable only once the directory entry is.
-  try {
-    const directory = await open(dirname(path), 'r');
-    try {
-      await directory.sync();
-    } finally {
-      await directory.close();
-    }
-  } catch (error) {
-    cache.delete(path);
-    throw storageError(`Could not sync the directory of ${path}`, error);
   }
   const signature = await signatureOf(path);
   if (signature === undefined) cache.delete(path);

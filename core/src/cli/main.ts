@@ -72,7 +72,10 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (caught) {
     const error = toTributaryError(caught);
-    const protocolCommand = command && ['spec', 'check', 'discover', 'read', 'write'].includes(command);
+    // Machine readers of stdout get the failure as an Airbyte TRACE error too.
+    const protocolCommand =
+      command !== undefined &&
+      (['spec', 'check', 'discover', 'read', 'write'].includes(command) || (command === 'sync' && (rest.includes('--json') || !process.stderr.isTTY)));
     if (protocolCommand) out.error(error);
     process.stderr.write(redact(`error: ${error.userMessage}`) + '\n');
     if (error.internalMessage && (process.env.TRIBUTARY_DEBUG || error.kind === 'fatal')) {
@@ -264,24 +267,14 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
     resuming: false,
   }));
   const session = await destination.open(ctx, config, streams);
-  const printed = new Map<string, string>();
   const result = await runPipeline({
     messages: stdinMessages(),
     session,
     streams,
     initialState: emptyState(),
     callDestination: (task) => ctx.call(task),
-    commitState: async ({ state, recordCounts }) => {
-      const changed: Record<string, number> = {};
-      for (const [key, blob] of Object.entries(state.streams)) {
-        const json = JSON.stringify(blob);
-        if (printed.get(key) !== json) {
-          printed.set(key, json);
-          changed[key] = recordCounts[key] ?? 0;
-        }
-      }
-      out.state(state, changed);
-    },
+    // Echo each STATE once its records are committed, as Airbyte destinations do.
+    commitState: async ({ state, streams: advanced }) => out.state(state, advanced),
   });
   await session.close({ completed: result.outcome === 'completed' });
   if (result.error) throw result.error;
@@ -430,12 +423,16 @@ async function stateCommand(args: string[]): Promise<number> {
     }
     if (action === 'set') {
       const path = values.file;
-      const text = path ? await readFile(path, 'utf8') : await readStdin();
       let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (error) {
-        throw new TributaryError('config', { userMessage: `State to set is not valid JSON: ${(error as Error).message}` });
+      // A missing or unreadable --file is a config error, like every other input file.
+      if (path) parsed = await readJson(path, 'state file');
+      else {
+        const text = await readStdin();
+        try {
+          parsed = JSON.parse(text);
+        } catch (error) {
+          throw new TributaryError('config', { userMessage: `State to set is not valid JSON: ${(error as Error).message}` });
+        }
       }
       await store.save(connection, fromStateMessages(asStateMessages(parsed, path ?? 'stdin')));
       process.stderr.write(`state of "${connection}" set in ${store.location}\n`);

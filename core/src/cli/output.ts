@@ -3,7 +3,8 @@ import type { SyncState } from '../connector/state.js';
 import { toStateMessages } from '../connector/state.js';
 import { toErrorTrace } from '../errors.js';
 import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel } from '../protocol/messages.js';
-import type { StreamProgress } from '../runtime/pipeline.js';
+import type { CommittedCheckpoint, StreamProgress } from '../runtime/pipeline.js';
+import { streamKey } from '../protocol/messages.js';
 import type { SyncEvent } from '../runtime/sync.js';
 
 /** Writes Airbyte messages as JSON lines. Every string passes the redactor first. */
@@ -37,18 +38,26 @@ export class AirbyteWriter {
     });
   }
 
-  /** STATE messages for the streams whose counts moved, with record counts as the stats. */
-  state(state: SyncState, recordCounts: Record<string, number>): void {
+  /**
+   * STATE messages for the streams a commit advanced. sourceStats counts the records read
+   * since the stream's previous state; destinationStats the ones stored and the ones rejected.
+   */
+  state(state: SyncState, advanced: CommittedCheckpoint['streams']): void {
+    const stats = (counts: Array<{ records: number; rejected: number }>) => {
+      const records = counts.reduce((n, c) => n + c.records, 0);
+      const rejected = counts.reduce((n, c) => n + c.rejected, 0);
+      return {
+        sourceStats: { recordCount: records },
+        destinationStats: { recordCount: records - rejected, ...(rejected > 0 ? { rejectedRecordCount: rejected } : {}) },
+      };
+    };
     for (const message of toStateMessages(state)) {
       if (message.type === 'STREAM') {
         const d = message.stream.stream_descriptor;
-        const key = d.namespace ? `${d.namespace}.${d.name}` : d.name;
-        if (!(key in recordCounts)) continue;
-        const count = recordCounts[key] ?? 0;
-        this.emit({ type: 'STATE', state: { ...message, sourceStats: { recordCount: count }, destinationStats: { recordCount: count } } });
+        const counts = advanced[streamKey(d.name, d.namespace)];
+        if (counts) this.emit({ type: 'STATE', state: { ...message, ...stats([counts]) } });
       } else {
-        const total = Object.values(recordCounts).reduce((a, b) => a + b, 0);
-        this.emit({ type: 'STATE', state: { ...message, sourceStats: { recordCount: total }, destinationStats: { recordCount: total } } });
+        this.emit({ type: 'STATE', state: { ...message, ...stats(Object.values(advanced)) } });
       }
     }
   }
@@ -81,7 +90,7 @@ export function airbyteEventPrinter(writer: AirbyteWriter): (event: SyncEvent) =
         });
         break;
       case 'state':
-        writer.state(event.state, event.recordCounts);
+        writer.state(event.state, event.streams);
         break;
     }
   };

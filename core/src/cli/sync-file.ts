@@ -129,9 +129,18 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
     source: { connector: file.source.connector, config: resolvePaths(file.source.config ?? {}, baseDir) },
     destination: { connector: file.destination.connector, config: resolvePaths(file.destination.config ?? {}, baseDir) },
     ...(file.streams ? { streams: file.streams } : {}),
-    state: file.state ?? `file:${resolve(baseDir, '.tributary/state')}`,
+    state: resolveStateUrl(file.state, baseDir),
     ...(batching ? { batching } : {}),
   };
+}
+
+/** File state paths in a sync file are relative to the file, like connector directories. */
+function resolveStateUrl(url: string | undefined, baseDir: string): string {
+  if (url === undefined) return `file:${resolve(baseDir, '.tributary/state')}`;
+  if (url.startsWith('file://')) return url;
+  if (url.startsWith('file:')) return `file:${resolve(baseDir, url.slice('file:'.length))}`;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return url;
+  return `file:${resolve(baseDir, url)}`;
 }
 
 function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string): unknown {

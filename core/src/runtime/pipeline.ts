@@ -45,8 +45,11 @@ export interface StreamProgress {
 
 export interface CommittedCheckpoint {
   state: SyncState;
-  /** Records durably committed per stream key since the previous committed state. */
-  recordCounts: Record<string, number>;
+  /**
+   * The streams whose checkpoint this state advanced, by stream key, with the records the
+   * destination committed (stored plus rejected) and rejected since that stream's previous state.
+   */
+  streams: Record<string, { records: number; rejected: number }>;
 }
 
 export interface PipelineOptions {
@@ -97,6 +100,11 @@ interface StreamCursor extends StreamProgress {
   /** JSON size of the last sampled record; every record is costed at it. */
   sampleSize: number;
   sampleCountdown: number;
+  /** Rejected records covered by the last destination commit. */
+  rejectedCommitted: number;
+  /** `committed` / `rejectedCommitted` when this stream's state last advanced. */
+  committedAtState: number;
+  rejectedAtState: number;
 }
 
 /** A checkpoint waiting for the destination to make the records before it durable. */
@@ -146,6 +154,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       batchStartedAt: 0,
       sampleSize: 0,
       sampleCountdown: 0,
+      rejectedCommitted: 0,
+      committedAtState: 0,
+      rejectedAtState: 0,
     });
   }
   options.onStart?.(streams);
@@ -209,10 +220,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         continue;
       }
       await options.callDestination(() => options.session.commit());
-      const before = new Map<StreamCursor, number>();
       for (const s of streams.values()) {
-        before.set(s, s.committed);
         s.committed = s.written;
+        s.rejectedCommitted = s.rejected;
       }
       const ready: PendingCheckpoint[] = [];
       pending = pending.filter((cp) => {
@@ -221,13 +231,21 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         return !satisfied;
       });
       if (ready.length === 0) continue;
+      const advanced = new Set<StreamCursor>();
       for (const cp of ready) {
         cp.apply(state);
-        for (const [s] of cp.requires) s.checkpointsCommitted++;
+        for (const [s] of cp.requires) {
+          s.checkpointsCommitted++;
+          advanced.add(s);
+        }
       }
-      const recordCounts: Record<string, number> = {};
-      for (const [s, n] of before) if (s.committed > n) recordCounts[s.key] = s.committed - n;
-      await options.commitState({ state: structuredClone(state), recordCounts });
+      const counts: CommittedCheckpoint['streams'] = {};
+      for (const s of advanced) {
+        counts[s.key] = { records: s.committed - s.committedAtState, rejected: s.rejectedCommitted - s.rejectedAtState };
+        s.committedAtState = s.committed;
+        s.rejectedAtState = s.rejectedCommitted;
+      }
+      await options.commitState({ state: structuredClone(state), streams: counts });
     }
   })();
   writer.catch((error: unknown) => queue.fail(error));

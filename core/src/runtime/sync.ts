@@ -9,14 +9,14 @@ import { createLogger, type Logger, type LogSink } from '../logging/logger.js';
 import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
-import { runPipeline, type BatchingOptions, type PipelineOutcome, type StreamProgress } from './pipeline.js';
+import { runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
 
 /** Everything the runtime tells its observer (the CLI prints these). */
 export type SyncEvent =
   | { type: 'log'; level: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'; message: string; fields?: Record<string, unknown> }
   | { type: 'status'; stream: StreamProgress; status: AirbyteStreamStatus; reasons?: AirbyteStreamStatusReason[] }
   | { type: 'estimate'; stream: StreamProgress; rows?: number; bytes?: number }
-  | { type: 'state'; state: SyncState; recordCounts: Record<string, number> };
+  | { type: 'state'; state: SyncState; streams: CommittedCheckpoint['streams'] };
 
 export interface SyncOptions {
   /** Names the connection in the state store. */
@@ -122,7 +122,15 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
     logger.warn(`rate limited by the source's peer; pausing until ${new Date(until).toISOString()}`);
   });
 
-  const session = await destination.open(destinationCtx, destinationConfig, streams);
+  let session;
+  try {
+    session = await destination.open(destinationCtx, destinationConfig, streams);
+  } catch (error) {
+    unsubscribeRateLimit();
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    const e = toTributaryError(error, `Destination "${destination.name}" could not open`);
+    throw TributaryError.is(error) ? e : new TributaryError(e.kind, { userMessage: `Destination "${destination.name}" could not open: ${e.internalMessage ?? e.userMessage}`, cause: error });
+  }
   let result;
   try {
     result = await runPipeline({
@@ -133,10 +141,10 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
       ...(options.batching ? { batching: options.batching } : {}),
       signal: stopReading.signal,
       callDestination: (task) => destinationCtx.call(task),
-      commitState: async ({ state, recordCounts }) => {
+      commitState: async ({ state, streams: counts }) => {
         assertNoSecrets(state, redact);
         await options.stateStore.save(options.connection, state);
-        emit({ type: 'state', state, recordCounts });
+        emit({ type: 'state', state, streams: counts });
         if (source.ack) {
           try {
             await source.ack(sourceCtx, sourceConfig, state);

@@ -123,7 +123,7 @@ export function unreadableState(connection: string, where: string, reason: strin
   return new TributaryError('config', {
     userMessage:
       `State for connection ${JSON.stringify(connection)} in ${where} is unreadable: ${reason}. ` +
-      `Fix or reset it with \`tributary state reset ${shellWord(connection)}\`.`,
+      `Fix or reset it with \`tributary state reset ${shellWord(connection)}\` (add --sync <file.yaml> or --store <url> to name this store).`,
     cause,
   });
 }

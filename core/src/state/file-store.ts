@@ -12,14 +12,14 @@
  * Operations on one connection run one at a time, in call order (per store instance);
  * `close` waits for those in flight.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { SyncState } from '../connector/state.js';
 import { TributaryError } from '../errors.js';
 import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
-import { createKeyedQueue } from './keyed-queue.js';
+import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { StateStore } from './store.js';
+import { writeFileAtomic } from '../fs/atomic-file.js';
 
 const SUFFIX = '.json';
 /** Keeps the file name and its temp sibling under the usual 255-byte limit. */
@@ -85,21 +85,10 @@ export function createFileStateStore(dir: string): StateStore {
   };
 
   const write = async (connection: string, path: string, state: SyncState): Promise<void> => {
-    const text = `${JSON.stringify(encodeState(connection, state), null, 2)}\n`;
-    const temp = join(root, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       await ensureDir(root);
-      const handle = await open(temp, 'wx');
-      try {
-        await handle.writeFile(text, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, path);
-      await syncDir(root);
+      await writeFileAtomic(path, `${JSON.stringify(encodeState(connection, state), null, 2)}\n`);
     } catch (error) {
-      await unlink(temp).catch(() => undefined);
       throw ioError('write state to', path, error);
     }
   };

@@ -17,7 +17,7 @@ import type { SyncState } from '../connector/state.js';
 import { createRedactor, type Redactor } from '../config/secrets.js';
 import { TributaryError } from '../errors.js';
 import { checkConnectionName, decodeState, encodeState, withoutStreams } from './codec.js';
-import { createKeyedQueue } from './keyed-queue.js';
+import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { StateStore } from './store.js';
 
 export interface PostgresStateStoreOptions {

@@ -1,7 +1,7 @@
 import { access, mkdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineDestination, TributaryError } from '@tributary/core';
-import { fsyncDirectory, readManifest, writeManifest, type Manifest } from './manifest.js';
+import { defineDestination, fsyncDirectory, TributaryError } from '@tributary/core';
+import { readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
 
 const connectionSpecification = {
@@ -58,7 +58,11 @@ export const localFilesDestination = defineDestination({
 
   async open(ctx, config, streams) {
     const directory = resolve(config.directory);
-    await mkdir(join(directory, '_tributary'), { recursive: true });
+    try {
+      await mkdir(join(directory, '_tributary'), { recursive: true });
+    } catch (error) {
+      throw new TributaryError('config', { userMessage: `Cannot create directory ${directory}`, internalMessage: String(error), cause: error });
+    }
     const manifest = await readManifest(directory);
     await recoverInterruptedPublish(directory, manifest);
 

@@ -1,5 +1,6 @@
-import { open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '@tributary/core';
 
 /**
  * The commit log of a local-files directory: for every data file, how many bytes are
@@ -26,26 +27,7 @@ export async function readManifest(directory: string): Promise<Manifest> {
   }
 }
 
-/** Replaces the manifest atomically and durably (temp file, fsync, rename, fsync dir). */
+/** Replaces the manifest atomically and durably. */
 export async function writeManifest(directory: string, manifest: Manifest): Promise<void> {
-  const target = join(directory, MANIFEST_PATH);
-  const temp = `${target}.${process.pid}.tmp`;
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(JSON.stringify(manifest));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, target);
-  await fsyncDirectory(dirname(target));
-}
-
-export async function fsyncDirectory(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await writeFileAtomic(join(directory, MANIFEST_PATH), JSON.stringify(manifest));
 }

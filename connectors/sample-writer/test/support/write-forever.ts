@@ -1,7 +1,7 @@
 // Child process for the crash test: upserts batches of 100 new contacts into the CRM at
 // argv[2] until it is killed, printing `batch <n>` after each batch is acknowledged.
 import { createConnectorContext, parseConfig } from '@tributary/core';
-import { sampleWriter, type SampleWriterConfig } from '@tributary/writer-sample';
+import { sampleWriter } from '@tributary/writer-sample';
 
 const directory = process.argv[2];
 if (!directory) throw new Error('usage: write-forever.ts <directory>');

@@ -1,7 +1,7 @@
 /**
- * Runs tasks one at a time per key, in call order, so that a store's operations on one
- * connection never overtake each other (two un-awaited saves: the later call wins).
- * A failed task does not block the ones queued after it.
+ * Runs tasks one at a time per key, in call order: operations on one key (a state store's
+ * connection, a writer's file) never overlap or overtake each other — of two un-awaited
+ * saves, the later call wins. A failed task does not block the ones queued after it.
  */
 export interface KeyedQueue {
   run<T>(key: string, task: () => Promise<T>): Promise<T>;

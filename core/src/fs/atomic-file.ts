@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Replaces `path` with `data` atomically and durably: after this resolves, a crash (of the
+ * process or the machine) leaves the new content; before it, the old one — never a mix.
+ * Writes a temp file beside the target, fsyncs it, renames it over the target and fsyncs
+ * the directory (a rename is durable only once the directory entry is). Errors are thrown
+ * as they come from the file system; the temp file is removed on failure.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const directory = dirname(path);
+  const temp = join(directory, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temp, 'wx');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await fsyncDirectory(directory);
+}
+
+/** Makes the entries of `directory` (creations, renames, deletions) durable. */
+export async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
