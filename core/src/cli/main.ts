@@ -43,7 +43,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'sync':
-        return await syncCommand(rest, (r) => (redact = r));
+        return await syncCommand(rest, (r) => {
+          redact = r;
+          out.setRedactor(r);
+        });
       case 'spec':
       case 'check':
       case 'discover':

@@ -20,7 +20,7 @@ import { validateAirbyteDefinition, validateAirbyteMessage } from '@tributary/co
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const CLI = join(REPO, 'core', 'bin', 'tributary.js');
 
 /** A small dataset: 14 records, a checkpoint every 2 records, so streams have several STATEs. */
