@@ -6,12 +6,13 @@ import { configureCatalog, createConnectorContext, createFileStateStore, defineD
 import { sampleSource } from '@tributary/source-sample';
 import { peakRssMb } from './measure.mjs';
 
-const [phase, recordsArg] = process.argv.slice(2);
+const [phase, recordsArg, pageSizeArg = '1000'] = process.argv.slice(2);
 const records = Number(recordsArg);
 const config = parseConfig(sampleSource.spec.connectionSpecification, {
   seed: 1,
   counts: { companies: 0, contacts: 0, deals: 0, activities: records },
   checkpoint_every: 10_000,
+  page_size: Number(pageSizeArg),
 });
 const ctx = createConnectorContext({});
 const discovered = await sampleSource.discover(ctx, config);

@@ -47,6 +47,15 @@ export const sampleConfigSchema = {
       default: 1000,
       order: 3,
     },
+    page_size: {
+      type: 'integer',
+      title: 'Page size',
+      description: 'Records per page (one `records` message), like an API page; 1 yields every record on its own.',
+      minimum: 1,
+      maximum: 100_000,
+      default: 1000,
+      order: 3,
+    },
     start_date: {
       type: 'string',
       format: 'date-time',
@@ -76,6 +85,7 @@ export interface ResolvedConfig {
   tenants: number;
   counts: Record<SampleStream, number>;
   checkpointEvery: number;
+  pageSize: number;
   startMs: number;
   startDate: string;
 }
@@ -114,6 +124,7 @@ export function resolveConfig(config: Partial<SampleConfig> | undefined): Resolv
       activities: positiveInt(counts.activities, countDefaults.activities.default, 'counts.activities', 0, MAX_RECORDS_PER_STREAM),
     },
     checkpointEvery: positiveInt(raw.checkpoint_every, sampleConfigSchema.properties.checkpoint_every.default, 'checkpoint_every', 1),
+    pageSize: positiveInt(raw.page_size, sampleConfigSchema.properties.page_size.default, 'page_size', 1, 100_000),
     startMs,
     startDate,
   };

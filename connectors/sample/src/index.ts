@@ -44,7 +44,7 @@ export const sampleSource = defineSource({
       assertApiKey(config);
       const resolved = resolveConfig(config);
       const plans = planRead(datasetOf(config), catalog, state);
-      return createMessageReader(plans, resolved.checkpointEvery, ctx.signal);
+      return createMessageReader(plans, resolved.checkpointEvery, ctx.signal, resolved.pageSize);
     });
   },
 });

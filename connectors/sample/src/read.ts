@@ -91,6 +91,8 @@ export function planRead(dataset: Dataset, catalog: ConfiguredAirbyteCatalog, st
 
 /** A synchronous message cursor: `next()` returns the next message, `close()` releases it. */
 export interface MessageReader {
+  /** Most records `asyncReader` puts in one page (1: records travel one by one). */
+  readonly pageSize: number;
   next(): IteratorResult<SourceMessage, undefined>;
   close(): void;
 }
@@ -113,7 +115,7 @@ const DONE: IteratorResult<SourceMessage, undefined> = Object.freeze({ done: tru
  * few comparisons and two allocations (the data and its message), which matters at
  * millions of records per second.
  */
-export function createMessageReader(plans: readonly StreamPlan[], checkpointEvery: number, signal: AbortSignal): MessageReader {
+export function createMessageReader(plans: readonly StreamPlan[], checkpointEvery: number, signal: AbortSignal, pageSize = 1): MessageReader {
   let aborted = signal.aborted;
   const onAbort = (): void => {
     aborted = true;
@@ -212,18 +214,16 @@ export function createMessageReader(plans: readonly StreamPlan[], checkpointEver
     }
   }
 
-  return { next, close };
+  return { pageSize, next, close };
 }
 
 /** Messages between two macrotask turns: lets timers and signals run under a synchronous consumer. */
 const YIELD_EVERY = 8192;
 
-/** Most records in one page (a `records` message), like an API page. */
-export const PAGE_SIZE = 1000;
 
 /**
  * Adapts a MessageReader to an AsyncIterableIterator of pages: consecutive records of one
- * stream (up to PAGE_SIZE, never across a checkpoint or status message) become one
+ * stream (up to `pageSize`, never across a checkpoint or status message) become one
  * `records` message, so the consumer's per-message cost is paid per page. One settled
  * promise per message (no async-generator queue), a macrotask turn every YIELD_EVERY
  * messages, and `return()` closes the reader. `open` runs on the first `next()`, so setup
@@ -239,10 +239,10 @@ export function asyncReader(open: () => MessageReader): AsyncIterableIterator<So
   function nextPage(r: MessageReader): IteratorResult<SourceMessage, undefined> {
     const first = held ?? r.next();
     held = undefined;
-    if (first.done || first.value.kind !== 'record') return first;
+    if (first.done || first.value.kind !== 'record' || r.pageSize === 1) return first;
     const { stream, namespace } = first.value;
     const page = [first.value.data];
-    while (page.length < PAGE_SIZE) {
+    while (page.length < r.pageSize) {
       const result = r.next();
       if (result.done || result.value.kind !== 'record' || result.value.stream !== stream) {
         held = result;
