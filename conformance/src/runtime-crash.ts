@@ -87,11 +87,10 @@ export function runtimeCrashConformance(options: RuntimeCrashOptions): void {
         const workDir = await mkdtemp(join(tmpdir(), 'tributary-term-'));
         try {
           const file = await options.syncFile(workDir);
-          const stopped = await runSync(cli, file, workDir, { killAfterMs: options.minDelayMs ?? 600, signal: 'SIGTERM' });
-          if (stopped.code !== 0) {
-            expect(stopped.code, stopped.stderr).toBe(143);
-            expect(stopped.stderr).toMatch(/SIGTERM: stopping/);
-          }
+          // Signal once the sync has committed something, so the stop lands mid-sync.
+          const stopped = await runSync(cli, file, workDir, { killOnStdout: '"type":"STATE"', signal: 'SIGTERM' });
+          expect(stopped.code, `expected a graceful stop mid-sync (make the dataset larger if it finished first):\n${stopped.stderr}`).toBe(143);
+          expect(stopped.stderr).toMatch(/SIGTERM: stopping/);
           const rerun = await runSync(cli, file, workDir, {});
           expect(rerun.code, rerun.stderr).toBe(0);
           await expectExactlyOnce(await options.expectedKeys(), await options.readBack(workDir), 0);
@@ -124,11 +123,23 @@ async function expectExactlyOnce(expected: Record<string, string[]>, actual: Rec
   }
 }
 
-function runSync(cli: string, file: string, cwd: string, kill: { killAfterMs?: number; signal?: NodeJS.Signals }): Promise<RunOutcome> {
+function runSync(
+  cli: string,
+  file: string,
+  cwd: string,
+  kill: { killAfterMs?: number; killOnStdout?: string; signal?: NodeJS.Signals },
+): Promise<RunOutcome> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [cli, 'sync', file, '--json'], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'sync', file, '--json'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let signalled = false;
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (!signalled && kill.killOnStdout !== undefined && chunk.toString().includes(kill.killOnStdout)) {
+        signalled = true;
+        child.kill(kill.signal ?? 'SIGKILL');
+      }
+    });
     const timer = kill.killAfterMs !== undefined ? setTimeout(() => child.kill(kill.signal ?? 'SIGKILL'), kill.killAfterMs) : undefined;
     child.on('error', reject);
     child.on('exit', (code, signal) => {

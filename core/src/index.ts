@@ -29,3 +29,5 @@ export * from './runtime/reverse-etl.js';
 export * from './protocol/wire.js';
 export * from './concurrency/keyed-queue.js';
 export * from './fs/atomic-file.js';
+export * from './runtime/writer-destination.js';
+export * from './docs/spec-table.js';

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../config/schema.js';
@@ -8,6 +9,7 @@ import { createConnectorContext } from '../connector/create-context.js';
 import type { Destination } from '../connector/destination.js';
 import { expandRecordPages, type Source, type SourceMessage } from '../connector/source.js';
 import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
+import { renderSpecTable, updateReadmeSection } from '../docs/spec-table.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, ConnectorSpecification } from '../protocol/messages.js';
@@ -15,15 +17,16 @@ import { streamKey } from '../protocol/messages.js';
 import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
 import { runSync } from '../runtime/sync.js';
+import { writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
 import { listInstalledConnectors, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
-import { configureCatalog, readSyncFile } from './sync-file.js';
+import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
 
 const USAGE = `tributary — move CRM data reliably
 
 Usage:
-  tributary sync <file.yaml> [--json]             run a sync (source → destination, resumable)
+  tributary sync <file.yaml> [--json]             run a sync (source → destination or writer, resumable)
   tributary spec <connector> [--kind source|destination|writer]
   tributary check <connector> --config <file.json> [--kind ...]
   tributary discover <source> --config <file.json>
@@ -31,6 +34,7 @@ Usage:
   tributary write <destination> --config <file.json> --catalog <file.json>   (Airbyte messages on stdin)
   tributary state show|set|reset <connection> [--store <url> | --sync <file.yaml>] [--file <state.json>] [--stream <name>]
   tributary connectors                            list installed connector packages
+  tributary docs <connector> [--kind ...] [--check <README.md> | --write <README.md>]   config parameter table (Markdown)
 
 spec/check/discover/read/write speak Airbyte protocol JSON lines on stdout.
 Secrets: write \${ENV_NAME} in a sync file and set the variable.`;
@@ -64,6 +68,8 @@ export async function main(argv: string[]): Promise<number> {
         return await stateCommand(rest);
       case 'connectors':
         return await connectorsCommand();
+      case 'docs':
+        return await docsCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -319,16 +325,42 @@ async function* stdinMessages(): AsyncGenerator<SourceMessage> {
   }
 }
 
+/** The sync's destination: a destination connector, or a writer run as one (reverse ETL). */
+async function openTarget(sync: SyncFile): Promise<{ destination: Destination; config: Record<string, unknown>; close(): Promise<void> }> {
+  if (sync.destination) {
+    const destination = await loadConnector(sync.destination.connector, 'destination');
+    return { destination, config: sync.destination.config, close: async () => {} };
+  }
+  const selection = sync.writer!;
+  const writer = await loadConnector(selection.connector, 'writer');
+  // The audit trail: one JSON line per record result, appended, flushed at the end.
+  const audit = createWriteStream(selection.audit, { flags: 'a' });
+  const destination = writerDestination(writer, {
+    object: selection.object,
+    mode: selection.mode,
+    idProperty: selection.idProperty,
+    ...(selection.fields ? { fields: selection.fields } : {}),
+    dryRun: selection.dryRun,
+    audit: (entry) => audit.write(JSON.stringify(entry) + '\n'),
+  });
+  return {
+    destination,
+    config: selection.config,
+    close: () => new Promise<void>((resolve, reject) => audit.end((error?: Error | null) => (error ? reject(error) : resolve()))),
+  };
+}
+
 async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): Promise<number> {
   const { values, positionals } = options(args);
   const file = positionals[0];
   if (!file) throw new TributaryError('config', { userMessage: 'Usage: tributary sync <file.yaml>' });
   const sync = await readSyncFile(file);
   const source = await loadConnector(sync.source.connector, 'source');
-  const destination = await loadConnector(sync.destination.connector, 'destination');
+  const target = await openTarget(sync);
+  const { destination } = target;
   const redact = createRedactor([
     ...collectSecrets(source.spec.connectionSpecification, sync.source.config),
-    ...collectSecrets(destination.spec.connectionSpecification, sync.destination.config),
+    ...collectSecrets(destination.spec.connectionSpecification, target.config),
   ]);
   setRedactor(redact);
   const sourceConfig = parseConfig(source.spec.connectionSpecification, sync.source.config, 'source config');
@@ -363,7 +395,7 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
       source,
       sourceConfig: sync.source.config,
       destination,
-      destinationConfig: sync.destination.config,
+      destinationConfig: target.config,
       catalog,
       stateStore,
       signal: controller.signal,
@@ -386,6 +418,7 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await stateStore.close();
+    await target.close();
   }
 }
 
@@ -454,6 +487,44 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * `docs`: the connector's config parameter table (docs/spec-table.ts). Prints it; `--write`
+ * puts it between the README's spec-table markers; `--check` exits 1 when the README's
+ * section differs from it (CI), without touching the file.
+ */
+async function docsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = usageErrors(() =>
+    parseArgs({ args, allowPositionals: true, options: { kind: { type: 'string' }, check: { type: 'string' }, write: { type: 'string' } } }),
+  );
+  const reference = positionals[0];
+  const kind = values.kind;
+  if (!reference || (values.check && values.write) || (kind && !['source', 'destination', 'writer'].includes(kind))) {
+    throw new TributaryError('config', { userMessage: 'Usage: tributary docs <connector> [--kind source|destination|writer] [--check <README.md> | --write <README.md>]' });
+  }
+  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadAnyConnector(reference);
+  const table = renderSpecTable(connector.spec.connectionSpecification);
+  const readmePath = values.check ?? values.write;
+  if (!readmePath) {
+    process.stdout.write(table + '\n');
+    return 0;
+  }
+  let readme: string;
+  try {
+    readme = await readFile(readmePath, 'utf8');
+  } catch (error) {
+    throw new TributaryError('config', { userMessage: `Cannot read ${readmePath}: ${(error as Error).message}` });
+  }
+  const updated = updateReadmeSection(readme, table, readmePath);
+  if (values.check) {
+    if (updated === readme) return 0;
+    process.stderr.write(`error: ${readmePath} is stale: run tributary docs ${reference}${kind ? ` --kind ${kind}` : ''} --write ${readmePath}\n`);
+    return 1;
+  }
+  if (updated !== readme) await writeFile(readmePath, updated);
+  process.stderr.write(`${readmePath}: parameter table ${updated === readme ? 'already up to date' : 'updated'}\n`);
+  return 0;
 }
 
 async function connectorsCommand(): Promise<number> {

@@ -18,11 +18,27 @@ export interface SyncFile {
   /** Names the connection in the state store (default: the file's base name). */
   connection: string;
   source: { connector: string; config: Record<string, unknown> };
-  destination: { connector: string; config: Record<string, unknown> };
+  /** Exactly one of `destination` and `writer` is set. */
+  destination?: { connector: string; config: Record<string, unknown> };
+  /** Reverse ETL: one source stream written into a target object through a writer. */
+  writer?: WriterSelection;
   streams?: StreamSelection[];
   /** State store URL; default `file:<dir of the sync file>/.tributary/state`. */
   state?: string;
   batching?: BatchingOptions;
+}
+
+export interface WriterSelection {
+  connector: string;
+  config: Record<string, unknown>;
+  object: string;
+  mode: 'insert' | 'update' | 'upsert' | 'delete';
+  idProperty: string;
+  /** Target field ← source field; default: the source record's own fields. */
+  fields?: Record<string, string>;
+  dryRun: boolean;
+  /** JSON-lines file receiving one entry per record result (default `<sync file>.audit.jsonl`). */
+  audit: string;
 }
 
 export interface StreamSelection {
@@ -36,12 +52,28 @@ export interface StreamSelection {
 
 const syncFileSchema = {
   type: 'object',
-  required: ['source', 'destination'],
+  required: ['source'],
+  oneOf: [{ required: ['destination'] }, { required: ['writer'] }],
   additionalProperties: false,
   properties: {
     connection: { type: 'string', minLength: 1 },
     source: { $ref: '#/definitions/connector' },
     destination: { $ref: '#/definitions/connector' },
+    writer: {
+      type: 'object',
+      required: ['connector', 'object', 'id_property'],
+      additionalProperties: false,
+      properties: {
+        connector: { type: 'string', minLength: 1 },
+        config: { type: 'object' },
+        object: { type: 'string', minLength: 1 },
+        mode: { enum: ['insert', 'update', 'upsert', 'delete'], default: 'upsert' },
+        id_property: { type: 'string', minLength: 1 },
+        fields: { type: 'object', additionalProperties: { type: 'string' } },
+        dry_run: { type: 'boolean', default: false },
+        audit: { type: 'string', minLength: 1 },
+      },
+    },
     state: { type: 'string', minLength: 1 },
     streams: {
       type: 'array',
@@ -109,7 +141,17 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
   const file = substituteEnv(raw, env, 'sync') as {
     connection?: string;
     source: { connector: string; config?: Record<string, unknown> };
-    destination: { connector: string; config?: Record<string, unknown> };
+    destination?: { connector: string; config?: Record<string, unknown> };
+    writer?: {
+      connector: string;
+      config?: Record<string, unknown>;
+      object: string;
+      mode: WriterSelection['mode'];
+      id_property: string;
+      fields?: Record<string, string>;
+      dry_run: boolean;
+      audit?: string;
+    };
     streams?: StreamSelection[];
     state?: string;
     batching?: { max_records?: number; max_bytes?: number; max_age_ms?: number; max_batches_in_flight?: number; commit_interval_ms?: number };
@@ -127,7 +169,23 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
     path: absolute,
     connection: file.connection ?? basename(absolute, extname(absolute)),
     source: { connector: file.source.connector, config: resolvePaths(file.source.config ?? {}, baseDir) },
-    destination: { connector: file.destination.connector, config: resolvePaths(file.destination.config ?? {}, baseDir) },
+    ...(file.destination
+      ? { destination: { connector: file.destination.connector, config: resolvePaths(file.destination.config ?? {}, baseDir) } }
+      : {}),
+    ...(file.writer
+      ? {
+          writer: {
+            connector: file.writer.connector,
+            config: resolvePaths(file.writer.config ?? {}, baseDir),
+            object: file.writer.object,
+            mode: file.writer.mode,
+            idProperty: file.writer.id_property,
+            ...(file.writer.fields ? { fields: file.writer.fields } : {}),
+            dryRun: file.writer.dry_run,
+            audit: resolve(baseDir, file.writer.audit ?? `${basename(absolute, extname(absolute))}.audit.jsonl`),
+          },
+        }
+      : {}),
     ...(file.streams ? { streams: file.streams } : {}),
     state: resolveStateUrl(file.state, baseDir),
     ...(batching ? { batching } : {}),

@@ -1,6 +1,7 @@
 import type { ConfigOf, ConfigSchema } from '../config/schema.js';
 import type { DestinationSyncMode, JsonSchemaObject, RecordData, SyncMode } from '../protocol/messages.js';
 import type { RateLimitPolicy, RetryPolicy } from '../resilience/policy.js';
+import type { BatchingOptions } from '../runtime/pipeline.js';
 import type { ConnectorContext } from './context.js';
 
 /**
@@ -86,6 +87,11 @@ export interface DestinationDefinition<S extends ConfigSchema> {
   version?: string;
   spec: DestinationSpec<S>;
   delivery: DeliverySemantics;
+  /**
+   * Batching that suits this destination (e.g. small batches for a rate-limited API, so
+   * checkpoints commit often). A sync's own `batching` settings override it field by field.
+   */
+  batching?: BatchingOptions;
   rateLimit?: RateLimitPolicy;
   retry?: RetryPolicy;
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;

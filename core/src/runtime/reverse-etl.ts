@@ -34,6 +34,8 @@ export interface WriteAuditEntry {
   reason?: string;
   /** The target's id of the row, when the writer reported it. */
   id?: string;
+  /** For failures: whether a later attempt could succeed. */
+  retryable?: boolean;
   dryRun: boolean;
 }
 
@@ -66,7 +68,12 @@ export interface RunWriterOptions {
   records: AsyncIterable<Record<string, unknown>> | Iterable<Record<string, unknown>>;
   dryRun?: boolean;
   /** Default: 5 consecutive failures, 30 s open. */
-  breaker?: { failureThreshold: number; resetAfterMs: number };
+  breaker?: { failureThreshold: number; resetAfterMs: number } | CircuitBreaker;
+  /**
+   * An open session to write through (left open afterwards), so that consecutive runs — one
+   * per batch of a sync — share it; by default the run opens and closes its own.
+   */
+  session?: WriterSession;
   /** Receives every result as it is known; the summary then omits `results`. */
   audit?: (entry: WriteAuditEntry) => void;
 }
@@ -122,8 +129,11 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       rateLimit: writer.rateLimit,
       ...(writer.retry ? { retry: writer.retry } : {}),
     });
-  const breaker: CircuitBreaker = createCircuitBreaker(options.breaker ?? { failureThreshold: 5, resetAfterMs: 30_000 });
-  breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object, circuit: state }));
+  const sharedBreaker = options.breaker && 'run' in options.breaker ? options.breaker : undefined;
+  const breaker: CircuitBreaker =
+    sharedBreaker ?? createCircuitBreaker((options.breaker as { failureThreshold: number; resetAfterMs: number } | undefined) ?? { failureThreshold: 5, resetAfterMs: 30_000 });
+  // A shared breaker is watched by whoever created it.
+  if (!sharedBreaker) breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object, circuit: state }));
 
   const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<WriteStatus, number>;
   const results: WriteResult[] | undefined = audit ? undefined : [];
@@ -145,6 +155,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       };
       if (result.reason !== undefined) entry.reason = result.reason;
       if (result.id !== undefined) entry.id = result.id;
+      if (result.retryable !== undefined) entry.retryable = result.retryable;
       audit(entry);
     }
   }
@@ -249,7 +260,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   }
 
   const upsertMode: Exclude<WriteMode, 'mirror'> = mode === 'mirror' ? 'upsert' : mode;
-  const session = await writer.open(ctx, options.config);
+  const session = options.session ?? (await writer.open(ctx, options.config));
   let deletesSkipped: string | undefined;
   const dispatcher = createDispatcher(session);
   try {
@@ -318,7 +329,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     await dispatcher.settle();
     throw error;
   } finally {
-    await session.close();
+    if (!options.session) await session.close();
   }
 
   const summary: WriterRunSummary = {

@@ -138,7 +138,7 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
       session,
       streams,
       initialState,
-      ...(options.batching ? { batching: options.batching } : {}),
+      batching: { ...destination.batching, ...options.batching },
       signal: stopReading.signal,
       callDestination: (task) => destinationCtx.call(task),
       commitState: async ({ state, streams: counts }) => {

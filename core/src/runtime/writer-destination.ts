@@ -1,0 +1,131 @@
+import type { ConfigSchema } from '../config/schema.js';
+import type { Destination, RejectedRecord } from '../connector/destination.js';
+import { defineDestination } from '../connector/destination.js';
+import type { WriteMode, Writer } from '../connector/writer.js';
+import { TributaryError } from '../errors.js';
+import { createCircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { RecordData } from '../protocol/messages.js';
+import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
+
+/** Where a reverse-ETL sync writes one source stream. */
+export interface WriterTarget {
+  /** The writable object, e.g. `contacts`. */
+  object: string;
+  mode: Exclude<WriteMode, 'mirror'>;
+  /** The field identifying target rows (an external id, a unique email). */
+  idProperty: string;
+  /** Target field ← source field. Without it, records are written with their own field names. */
+  fields?: Record<string, string>;
+  /** Compute results without changing the target. */
+  dryRun?: boolean;
+  breaker?: { failureThreshold: number; resetAfterMs: number };
+  /** Receives every per-record result: the audit trail. */
+  audit?: (entry: WriteAuditEntry) => void;
+}
+
+/**
+ * Runs a reverse-ETL writer as a destination, so `runSync` drives it with the same
+ * checkpoint-after-commit contract: a batch's records are applied (or settled as failed)
+ * before `write` returns, so a checkpoint is committed only after the target answered for
+ * every record before it.
+ *
+ * Results map onto the destination contract:
+ * - created / updated / unchanged / deleted → written;
+ * - failed and not retryable (the target refused the record) → rejected with the target's
+ *   reason: reported and kept in the audit trail, never dropped silently;
+ * - failed and retryable (rate limits, 5xx, an open circuit, after retries) → the write
+ *   throws `transient`, the sync stops before the checkpoint, and the next run replays the
+ *   batch — harmless, because a replayed change has the same idempotency key and comes
+ *   back `unchanged`.
+ * One writer session, rate limiter and circuit breaker serve the whole sync.
+ */
+export function writerDestination(writer: Writer, target: WriterTarget): Destination {
+  return defineDestination({
+    name: `writer:${writer.name}`,
+    ...(writer.version ? { version: writer.version } : {}),
+    delivery: 'upsert',
+    // A batch is what the writer can send at once: checkpoints then commit at the target's
+    // pace instead of waiting behind thousands of queued records.
+    batching: { maxRecords: writer.maxBatchSize * Math.max(1, writer.rateLimit.concurrency ?? 1), maxBatchesInFlight: 2 },
+    spec: {
+      connectionSpecification: writer.spec.connectionSpecification as ConfigSchema,
+      ...(writer.spec.documentationUrl ? { documentationUrl: writer.spec.documentationUrl } : {}),
+      supportedDestinationSyncModes: ['append', 'append_dedup', 'overwrite'],
+    },
+    rateLimit: writer.rateLimit,
+    ...(writer.retry ? { retry: writer.retry } : {}),
+    check: (ctx, config) => writer.check(ctx, config),
+    async open(ctx, config, streams) {
+      if (streams.length !== 1) {
+        throw new TributaryError('config', {
+          userMessage: `A writer takes one source stream; ${streams.length} are selected (${streams.map((s) => s.key).join(', ')})`,
+        });
+      }
+      const objects = await writer.discover(ctx, config);
+      const object = objects.find((o) => o.name === target.object);
+      if (!object) {
+        throw new TributaryError('config', {
+          userMessage: `Writer ${writer.name} has no object "${target.object}"; it offers ${objects.map((o) => o.name).join(', ')}`,
+        });
+      }
+      if (!object.idProperties.includes(target.idProperty)) {
+        throw new TributaryError('config', {
+          userMessage: `"${target.idProperty}" cannot identify ${target.object} rows; use one of ${object.idProperties.join(', ')}`,
+        });
+      }
+      if (!object.modes.includes(target.mode)) {
+        throw new TributaryError('config', { userMessage: `Writer ${writer.name} cannot ${target.mode} ${target.object} (it supports ${object.modes.join(', ')})` });
+      }
+      const session = await writer.open(ctx, config);
+      const breaker = createCircuitBreaker(target.breaker ?? { failureThreshold: 5, resetAfterMs: 30_000 });
+      breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object: target.object, circuit: state }));
+      const mapping = target.fields;
+      const shape = (data: RecordData): Record<string, unknown> =>
+        mapping ? Object.fromEntries(Object.entries(mapping).map(([to, from]) => [to, data[from]])) : data;
+
+      return {
+        async write(batch) {
+          const records = batch.records.map(shape);
+          const failures = new Map<string, { reason: string; retryable: boolean }>();
+          const summary = await runWriter({
+            writer,
+            config,
+            ctx,
+            session,
+            breaker,
+            object: target.object,
+            mode: target.mode,
+            idProperty: target.idProperty,
+            records,
+            dryRun: target.dryRun ?? false,
+            audit: (entry) => {
+              if (entry.status === 'failed') failures.set(entry.idempotencyKey, { reason: entry.reason ?? 'failed', retryable: entry.retryable === true });
+              target.audit?.(entry);
+            },
+          });
+          if (summary.halted) {
+            throw new TributaryError(summary.halted.kind, { userMessage: `Writer ${writer.name} stopped: ${summary.halted.message}` });
+          }
+          if (failures.size === 0) return undefined;
+          if ([...failures.values()].some((f) => f.retryable)) {
+            throw new TributaryError('transient', { userMessage: `Writer ${writer.name}: some records could not be written yet; the sync stops here and the next run resumes` });
+          }
+          // Which records failed, by index: their idempotency keys are a function of their content.
+          const rejected: RejectedRecord[] = [];
+          records.forEach((fields, index) => {
+            const key = fields[target.idProperty];
+            const id = idempotencyKeyOf(target.object, target.mode, typeof key === 'string' || typeof key === 'number' ? String(key) : '', fields);
+            const failure = failures.get(id);
+            if (failure) rejected.push({ index, reason: failure.reason });
+          });
+          return { rejected };
+        },
+        // The target applied every record before `write` returned: nothing is buffered here.
+        async commit() {},
+        async close() {
+          await session.close();
+        },
+      };
+    },
+  });
+}
