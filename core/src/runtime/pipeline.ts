@@ -248,10 +248,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       await options.commitState({ state: structuredClone(state), streams: counts });
     }
   })();
-  writer.catch((error: unknown) => queue.fail(error));
-
   // --- reader loop (hot path: keep per-record work minimal) -------------------------------
   let stopping = false;
+  // A failed destination stops the reader at the next message (or at its next push).
+  writer.catch((error: unknown) => {
+    stopping = true;
+    queue.fail(error);
+  });
   const onAbort = (): void => {
     stopping = true;
   };
