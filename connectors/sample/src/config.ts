@@ -33,10 +33,10 @@ export const sampleConfigSchema = {
       default: {},
       order: 2,
       properties: {
-        companies: { type: 'integer', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 100 },
-        contacts: { type: 'integer', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 1000 },
-        deals: { type: 'integer', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 300 },
-        activities: { type: 'integer', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 5000 },
+        companies: { type: 'integer', description: 'Companies to generate.', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 100 },
+        contacts: { type: 'integer', description: 'Contacts to generate (each belongs to a company).', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 1000 },
+        deals: { type: 'integer', description: 'Deals to generate (each with a company and a contact).', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 300 },
+        activities: { type: 'integer', description: 'Activity events to generate (each about a contact).', minimum: 0, maximum: MAX_RECORDS_PER_STREAM, default: 5000 },
       },
     },
     checkpoint_every: {
@@ -60,7 +60,7 @@ export const sampleConfigSchema = {
       type: 'string',
       format: 'date-time',
       title: 'Start date',
-      description: 'Cursor value of the first record of every stream; later records are later.',
+      description: 'Where the cursor of every stream begins: records are spread forward in time from here, never before it.',
       default: '2024-01-01T00:00:00.000Z',
       order: 4,
     },
