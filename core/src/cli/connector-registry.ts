@@ -28,26 +28,42 @@ interface PackageJson {
 }
 
 /**
- * Finds connector packages in every `node_modules` from `from` up to the root, and in the
- * CLI's own installation. A package is a connector when its package.json has the keyword
- * `tributary-connector` and a `tributary: { kind, name }` field. Nearer packages win.
+ * Finds connector packages: the package `from` is in (a connector being developed, so
+ * `tributary spec <name>` works inside it once built), then every `node_modules` from
+ * `from` up to the root, then the CLI's own installation. A package is a connector when its
+ * package.json has the keyword `tributary-connector` and a `tributary: { kind, name }`
+ * field. Nearer packages win.
  */
 export async function listInstalledConnectors(from: string = process.cwd()): Promise<InstalledConnector[]> {
   const found = new Map<string, InstalledConnector>();
+  const add = async (dir: string): Promise<void> => {
+    const pkg = await readPackage(dir);
+    if (!pkg?.name || !pkg.keywords?.includes('tributary-connector')) return;
+    const kind = pkg.tributary?.kind;
+    if (kind !== 'source' && kind !== 'destination' && kind !== 'writer') return;
+    const name = pkg.tributary?.name ?? pkg.name;
+    const id = `${kind}:${name}`;
+    if (!found.has(id)) found.set(id, { name, kind, packageName: pkg.name, version: pkg.version ?? '0.0.0', directory: dir });
+  };
+  const own = await enclosingPackage(resolve(from));
+  if (own !== undefined) await add(own);
   const roots = [...ancestors(resolve(from)), ...ancestors(dirname(fileURLToPath(import.meta.url)))];
   for (const root of roots) {
-    const modules = join(root, 'node_modules');
-    for (const dir of await packageDirs(modules)) {
-      const pkg = await readPackage(dir);
-      if (!pkg?.name || !pkg.keywords?.includes('tributary-connector')) continue;
-      const kind = pkg.tributary?.kind;
-      if (kind !== 'source' && kind !== 'destination' && kind !== 'writer') continue;
-      const name = pkg.tributary?.name ?? pkg.name;
-      const id = `${kind}:${name}`;
-      if (!found.has(id)) found.set(id, { name, kind, packageName: pkg.name, version: pkg.version ?? '0.0.0', directory: dir });
-    }
+    for (const dir of await packageDirs(join(root, 'node_modules'))) await add(dir);
   }
   return [...found.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+}
+
+/** The nearest directory at or above `start` holding a package.json, if any. */
+async function enclosingPackage(start: string): Promise<string | undefined> {
+  for (const dir of ancestors(start)) {
+    const exists = await stat(join(dir, 'package.json')).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+    if (exists) return dir;
+  }
+  return undefined;
 }
 
 /**

@@ -19,6 +19,7 @@ import { runPipeline } from '../runtime/pipeline.js';
 import { runSync } from '../runtime/sync.js';
 import { writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
+import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
 import { listInstalledConnectors, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
 import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
@@ -34,6 +35,7 @@ Usage:
   tributary write <destination> --config <file.json> --catalog <file.json>   (Airbyte messages on stdin)
   tributary state show|set|reset <connection> [--store <url> | --sync <file.yaml>] [--file <state.json>] [--stream <name>]
   tributary connectors                            list installed connector packages
+  tributary new source|destination|writer <name> [--dir <path>]   scaffold a connector package (default dir ./<name>)
   tributary docs <connector> [--kind ...] [--check <README.md> | --write <README.md>]   config parameter table (Markdown)
 
 spec/check/discover/read/write speak Airbyte protocol JSON lines on stdout.
@@ -70,6 +72,8 @@ export async function main(argv: string[]): Promise<number> {
         return await connectorsCommand();
       case 'docs':
         return await docsCommand(rest);
+      case 'new':
+        return await newCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -524,6 +528,18 @@ async function docsCommand(args: string[]): Promise<number> {
   }
   if (updated !== readme) await writeFile(readmePath, updated);
   process.stderr.write(`${readmePath}: parameter table ${updated === readme ? 'already up to date' : 'updated'}\n`);
+  return 0;
+}
+
+/** `new`: scaffolds a connector package that passes its conformance suite as generated (scaffold/). */
+async function newCommand(args: string[]): Promise<number> {
+  const { values, positionals } = usageErrors(() => parseArgs({ args, allowPositionals: true, options: { dir: { type: 'string' } } }));
+  const [kind, name, ...extra] = positionals;
+  if (!isConnectorKind(kind) || !name || extra.length > 0) {
+    throw new TributaryError('config', { userMessage: 'Usage: tributary new source|destination|writer <name> [--dir <path>]' });
+  }
+  const created = await createConnectorPackage({ kind, name, ...(values.dir !== undefined ? { directory: values.dir } : {}) });
+  process.stdout.write(describeCreated(created));
   return 0;
 }
 

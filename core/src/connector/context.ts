@@ -9,16 +9,28 @@ import type { RateLimiter } from '../resilience/types.js';
 export interface ConnectorContext {
   readonly logger: Logger;
   /**
-   * Aborted when the sync is stopping (SIGINT/SIGTERM, a fatal error elsewhere).
-   * Sources should stop at the next checkpoint boundary; long waits should pass it on.
+   * Aborted when the sync is asked to stop (SIGINT/SIGTERM in the CLI, the `signal` given to
+   * `runSync`). The runtime then stops iterating the source by itself at the next message
+   * (via `return()`), flushes, commits and ends `interrupted`. Long waits should pass it on
+   * (`call`, `createHttpClient` and the limiter do): a source blocked in one sees it reject
+   * with the signal's reason and should then return rather than rethrow, because a read
+   * that throws ends the sync `failed`. A destination's context is never aborted during a
+   * sync: it must be able to flush and commit after the source stopped.
    */
   readonly signal: AbortSignal;
-  /** The connector's declared rate limit, shared across streams. */
+  /**
+   * The connector's declared rate limit: one limiter per connector instance per sync (the
+   * source and the destination each have their own), shared by all its streams.
+   * `createHttpClient` feeds it the peer's rate-limit headers.
+   */
   readonly limiter: RateLimiter;
   /**
    * Runs `request` under the rate limit, retrying `transient` and `rate_limited`
    * TributaryErrors with exponential backoff and full jitter, honouring `retryAfterMs`.
    * A `rate_limited` error also pauses the shared limiter for every stream.
+   * Connectors retry through this (or `createHttpClient`), never with loops of their own.
+   * Not inside a writer session's `write`, which the runtime already runs under the limiter,
+   * retries and a circuit breaker (see `WriterSession`).
    */
   call<T>(request: (attempt: number) => Promise<T>, policy?: RetryPolicy): Promise<T>;
 }

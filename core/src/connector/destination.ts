@@ -27,8 +27,11 @@ export interface DestinationStream {
   readonly cursorField: string[];
   readonly jsonSchema: JsonSchemaObject;
   /**
-   * True when the previous sync of this stream stopped before completing and this sync
-   * resumes it. An `overwrite` destination then keeps the partial data it staged.
+   * True when the connection has a committed state for this stream, i.e. this sync continues
+   * from a checkpoint. For a full refresh that means the previous sync stopped before
+   * completing (a completed full refresh drops its state): an `overwrite` destination then
+   * keeps the partial data it staged. For an incremental stream it is true after any
+   * earlier sync that committed a checkpoint.
    */
   readonly resuming: boolean;
 }
@@ -61,17 +64,25 @@ export interface WriteOutcome {
  * concurrently), in this order: write* (commit write*)* commit close.
  */
 export interface DestinationSession {
-  /** Accepts a batch. It need not be durable yet. Throwing fails the sync (transient errors are retried by the runtime). */
+  /**
+   * Accepts a batch. It need not be durable yet. A `transient` or `rate_limited` error is
+   * retried with the same batch under the destination's retry policy (so a write must be
+   * safe to repeat); any other error, or the last failed attempt, fails the sync.
+   */
   write(batch: RecordBatch): Promise<WriteOutcome | void>;
   /**
    * Makes every batch written so far durable: once this resolves, those records survive a
    * crash of this process and of the destination. The runtime commits checkpoints only
-   * after this resolves. Must be idempotent.
+   * after this resolves. Must be idempotent: it is also called when nothing was written
+   * since the last commit (on a timer, and at the end of every sync, failed or interrupted
+   * ones included). Retried like `write`.
    */
   commit(): Promise<void>;
   /**
    * Ends the session. `completed` is true when every stream was read to its end: an
-   * overwrite destination publishes its staged data then. Called after the final commit.
+   * overwrite destination publishes its staged data then. Called exactly once per opened
+   * session, after the final commit — also when the sync failed or was interrupted
+   * (`completed: false`), in which case that commit may itself have failed.
    */
   close(outcome: { completed: boolean }): Promise<void>;
 }
@@ -86,15 +97,23 @@ export interface DestinationDefinition<S extends ConfigSchema> {
   name: string;
   version?: string;
   spec: DestinationSpec<S>;
+  /** What a replay of already-delivered records does here (see `DeliverySemantics`). */
   delivery: DeliverySemantics;
   /**
    * Batching that suits this destination (e.g. small batches for a rate-limited API, so
    * checkpoints commit often). A sync's own `batching` settings override it field by field.
    */
   batching?: BatchingOptions;
+  /** Applies to the destination's own context (`ctx.call`, `ctx.limiter`) and to every `write` and `commit` call. */
   rateLimit?: RateLimitPolicy;
+  /** Retry policy of `write` and `commit` (and of `ctx.call`). */
   retry?: RetryPolicy;
+  /** Proves the config works; throws a TributaryError of kind `config` or `auth` saying what to fix. */
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
+  /**
+   * Opens one write session for a sync, with every configured stream, before the source is
+   * read. An error here fails the sync before anything is read (`runSync` rejects).
+   */
   open(ctx: ConnectorContext, config: ConfigOf<S>, streams: readonly DestinationStream[]): Promise<DestinationSession>;
 }
 

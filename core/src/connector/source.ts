@@ -24,7 +24,8 @@ export interface SourceRecord {
  * Several records of one stream at once, in order — exactly as if each had been yielded on
  * its own. Sources that fetch pages (APIs, bulk exports, CDC transactions) should yield
  * pages: the runtime then pays its per-message cost once per page, not once per record.
- * The array is handed over: the source must not touch it after yielding it.
+ * The array is handed over: the source must not touch it after yielding it. An empty page
+ * is allowed and ignored.
  */
 export interface SourceRecordPage {
   readonly kind: 'records';
@@ -38,6 +39,8 @@ export interface SourceRecordPage {
  * yielded before this message, and reading again from `state` yields exactly the records
  * after them (ties on the cursor included). The runtime commits it only after the
  * destination durably acknowledged all of those records.
+ * `state` is plain JSON that only this source interprets; it must not contain a secret
+ * config value (the runtime refuses to store such a state).
  */
 export interface StreamCheckpoint {
   readonly kind: 'checkpoint';
@@ -48,7 +51,8 @@ export interface StreamCheckpoint {
 
 /**
  * A checkpoint for sources whose position is shared by all streams (CDC: one LSN).
- * Covers every record of every stream yielded before it.
+ * Covers every record of every stream yielded before it; the runtime commits it once the
+ * records of every configured stream read before it are durable.
  */
 export interface GlobalCheckpoint {
   readonly kind: 'global-checkpoint';
@@ -56,7 +60,12 @@ export interface GlobalCheckpoint {
   readonly streams: ReadonlyArray<{ stream: string; namespace?: string; state: StateBlob }>;
 }
 
-/** A stream's lifecycle as reported by the source (the runtime adds RATE_LIMITED itself). */
+/**
+ * A stream's lifecycle as reported by the source (the runtime adds RATE_LIMITED itself).
+ * The runtime reports STARTED for every stream at the start, and COMPLETE or INCOMPLETE at
+ * the end once the data is committed (COMPLETE when the sync completed, INCOMPLETE
+ * otherwise); a COMPLETE from the source is ignored. Sources usually report RUNNING.
+ */
 export interface StreamStatusEvent {
   readonly kind: 'status';
   readonly stream: string;
@@ -64,6 +73,10 @@ export interface StreamStatusEvent {
   readonly status: AirbyteStreamStatus;
 }
 
+/**
+ * A progress hint: how many rows and/or bytes this read of the stream is expected to
+ * produce. Reported as an Airbyte ESTIMATE trace; optional, never checked.
+ */
 export interface EstimateEvent {
   readonly kind: 'estimate';
   readonly stream: string;
@@ -89,8 +102,15 @@ export async function* expandRecordPages(messages: AsyncIterable<SourceMessage>)
 }
 
 export interface SourceSpec<S extends ConfigSchema> {
+  /**
+   * The config as one draft-07 JSON Schema of an object (the config's TypeScript type is
+   * inferred from it). Fields marked `airbyte_secret: true` are redacted from every log,
+   * error and progress line, and a state containing one of their values is refused.
+   * The runtime validates configs against it (and fills defaults) before any call.
+   */
   connectionSpecification: S;
   documentationUrl?: string;
+  /** `false` when no stream supports incremental (the conformance suite then registers no incremental case). */
   supportsIncremental?: boolean;
 }
 
@@ -102,12 +122,18 @@ export interface SourceDefinition<S extends ConfigSchema> {
   spec: SourceSpec<S>;
   /** Declared request budget; the runtime enforces it across all streams. */
   rateLimit?: RateLimitPolicy;
+  /** Default retry policy of `ctx.call` (and so of `createHttpClient`) for this source. */
   retry?: RetryPolicy;
   /**
    * Proves the config works (credentials, reachability). Throws a TributaryError of kind
    * `config` or `auth` with a message that says what to fix.
    */
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
+  /**
+   * The streams this config can read: per stream its `json_schema` (records must validate
+   * against it), `supported_sync_modes`, primary key and default cursor field (both must
+   * exist in the schema's properties; incremental streams need a cursor).
+   */
   discover(ctx: ConnectorContext, config: ConfigOf<S>): Promise<AirbyteCatalog>;
   /**
    * Reads the configured streams, starting from `state` (empty on a first sync).
@@ -115,12 +141,16 @@ export interface SourceDefinition<S extends ConfigSchema> {
    * incremental read knows where to start; checkpoints follow the records they cover.
    * The runtime may stop iterating at any point (via `return()`): the source must release
    * its resources in `finally` blocks.
+   * Every message must name a configured stream. An error thrown from `read` ends the sync
+   * `failed`; the runtime does not call `read` again (retry requests through `ctx.call`),
+   * the state committed so far is kept and the next sync resumes from it.
    */
   read(ctx: ConnectorContext, config: ConfigOf<S>, catalog: ConfiguredAirbyteCatalog, state: SyncState): AsyncIterable<SourceMessage>;
   /**
    * Called by the runtime after `state` was committed to the state store, i.e. after the
    * destination acknowledged every record before it. CDC sources confirm their position
-   * upstream here, never earlier. Calls are sequential and in commit order.
+   * upstream here, never earlier. Calls are sequential and in commit order. An `ack` that
+   * throws is logged and does not fail the sync: a later `ack` confirms a later position.
    */
   ack?(ctx: ConnectorContext, config: ConfigOf<S>, state: SyncState): Promise<void>;
 }

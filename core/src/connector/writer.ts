@@ -39,8 +39,13 @@ export interface WriteRecord {
 
 export interface WriteRequest {
   object: string;
+  /**
+   * Never `mirror`: a mirror run sends `upsert` requests, then `delete` requests for the
+   * keys `listKeys` returned that no input record had.
+   */
   mode: Exclude<WriteMode, 'mirror'>;
   idProperty: string;
+  /** At most `maxBatchSize`; no two records of one request share an idempotency key. */
   records: WriteRecord[];
   /** Compute and return results without changing the target. */
   dryRun: boolean;
@@ -56,7 +61,11 @@ export interface WriteResult {
   id?: string;
   /** Why it failed, in the target's words. */
   reason?: string;
-  /** Whether retrying a failed record could succeed. */
+  /**
+   * Whether retrying a failed record could succeed. In a sync, a retryable failure stops the
+   * sync before the checkpoint (the next run replays the batch); a non-retryable one is
+   * reported as a rejected record with its `reason`.
+   */
   retryable?: boolean;
 }
 
@@ -64,12 +73,20 @@ export interface WriteResult {
  * One open writer session. `write` may be called concurrently up to the declared
  * concurrency; the runtime applies the rate limit and circuit breaker around it.
  * Contract: exactly one result per input record, in any order, matched by idempotencyKey.
- * A whole-request failure throws a TributaryError (transient / rate_limited / auth / ...).
+ * A record the target refuses is a `failed` result with a `reason`, not an exception.
+ * A whole-request failure throws a TributaryError: `transient` and `rate_limited` are
+ * retried with backoff (honouring `retryAfterMs`) and then fail the request's records as
+ * retryable; `skippable` fails only this request's records; `auth`, `config` and `fatal`
+ * halt the run (the remaining records fail without being sent).
+ * `write` makes one attempt per call: it must not retry or rate-limit by itself, nor go
+ * through `ctx.call` (or an HTTP client built on it) — the runtime already does, and with a
+ * concurrency cap the nested call would wait for the slot its own caller holds.
  */
 export interface WriterSession {
   write(request: WriteRequest): Promise<WriteResult[]>;
-  /** Keys of every row of `object` (for `mirror`). Optional. */
+  /** Keys of every row of `object` (for `mirror`), listed completely before any delete is sent. Optional. */
   listKeys?(object: string, idProperty: string): AsyncIterable<string>;
+  /** Called once, after every write of the run (of the sync, for a writer run as a destination) settled. */
   close(): Promise<void>;
 }
 
@@ -82,13 +99,20 @@ export interface WriterDefinition<S extends ConfigSchema> {
   name: string;
   version?: string;
   spec: WriterSpec<S>;
-  /** The target's documented limits; the runtime never exceeds them. */
+  /**
+   * The target's documented limits; the runtime never exceeds them. `concurrency` also caps
+   * the `write` calls in flight (default 1).
+   */
   rateLimit: RateLimitPolicy;
+  /** Retry policy of whole-request failures of `write` (and of `ctx.call`). */
   retry?: RetryPolicy;
   /** Largest batch the target accepts in one request. */
   maxBatchSize: number;
+  /** Proves the config works; throws a TributaryError of kind `config` or `auth` saying what to fix. */
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
+  /** The objects the target offers; a sync checks its object, id property and mode against them before writing. */
   discover(ctx: ConnectorContext, config: ConfigOf<S>): Promise<WritableObject[]>;
+  /** One session per run (per sync, for a writer run as a destination). */
   open(ctx: ConnectorContext, config: ConfigOf<S>): Promise<WriterSession>;
 }
 

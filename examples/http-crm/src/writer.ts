@@ -1,0 +1,126 @@
+import {
+  TributaryError,
+  defineWriter,
+  type ConnectorContext,
+  type WritableObject,
+  type WriteRequest,
+  type WriteResult,
+} from '@tributary/core';
+import { crmClient, type ContactProperties, type UpsertRequest, type UpsertResponse } from './api.js';
+
+export const writerSpec = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'HTTP CRM writer',
+  type: 'object',
+  additionalProperties: false,
+  required: ['base_url', 'api_token'],
+  properties: {
+    base_url: { type: 'string', format: 'uri', title: 'API base URL', description: 'For example https://api.example-crm.com', order: 0 },
+    api_token: { type: 'string', minLength: 1, title: 'API token', description: 'Sent as a Bearer token.', airbyte_secret: true, order: 1 },
+  },
+} as const;
+
+/** The API's batch limit: `POST /v1/contacts/batch_upsert` takes at most 50 inputs. */
+const MAX_BATCH = 50;
+
+const contactsObject: WritableObject = {
+  name: 'contacts',
+  fields: [
+    { name: 'email', schema: { type: 'string', format: 'email' }, required: true, unique: true },
+    { name: 'first_name', schema: { type: ['string', 'null'] } },
+    { name: 'last_name', schema: { type: ['string', 'null'] } },
+    { name: 'company', schema: { type: ['string', 'null'] } },
+    { name: 'id', schema: { type: 'integer' }, writable: false },
+    { name: 'updated_at', schema: { type: 'string', format: 'date-time' }, writable: false },
+  ],
+  idProperties: ['email'],
+  modes: ['upsert'],
+};
+
+/**
+ * The runtime already runs every `write` of a session under the shared rate limiter, the
+ * circuit breaker and retries. A client that went through `ctx.call` again would count each
+ * request twice against the budget, multiply the retries, and — with a concurrency cap —
+ * wait for the slot its own caller holds. So the session's client makes exactly one attempt
+ * per request; it still feeds the API's rate-limit headers to the shared limiter.
+ */
+function oneAttempt(ctx: ConnectorContext): ConnectorContext {
+  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
+}
+
+function assertContacts(request: WriteRequest): void {
+  if (request.object !== 'contacts' || request.idProperty !== 'email' || request.mode !== 'upsert') {
+    throw new TributaryError('config', {
+      userMessage: `The HTTP CRM writer upserts contacts by email; it cannot ${request.mode} ${request.object} by ${request.idProperty}`,
+    });
+  }
+}
+
+/** The record's fields without the key (the API takes the email beside the properties). */
+function propertiesOf(fields: Record<string, unknown>): ContactProperties {
+  return Object.fromEntries(Object.entries(fields).filter(([name]) => name !== 'email')) as ContactProperties;
+}
+
+/**
+ * A reverse-ETL writer for the same API: idempotent upserts of contacts by email, 50 per
+ * request, one result per record.
+ */
+export const httpCrmWriter = defineWriter({
+  name: 'http-crm',
+  version: '0.0.0',
+  spec: { connectionSpecification: writerSpec },
+  // The API's per-token budget; two batches in flight keep the pipe full while one waits.
+  rateLimit: { requests: 20, perMs: 1000, concurrency: 2 },
+  retry: { maxAttempts: 6, baseDelayMs: 250, maxDelayMs: 10_000 },
+  maxBatchSize: MAX_BATCH,
+
+  async check(ctx, config) {
+    const client = crmClient(ctx, config, { maxAttempts: 2 });
+    try {
+      await client.request({ method: 'GET', path: '/v1/contacts', query: { limit: 1 } });
+    } catch (error) {
+      if (TributaryError.is(error, 'auth')) throw error;
+      const reason = TributaryError.is(error) ? error.userMessage : String(error);
+      throw new TributaryError('config', { userMessage: `Cannot reach the CRM API at base_url: ${reason}`, cause: error });
+    } finally {
+      await client.close();
+    }
+  },
+
+  async discover() {
+    return [contactsObject];
+  },
+
+  async open(ctx, config) {
+    const client = crmClient(oneAttempt(ctx), config);
+    return {
+      async write(request): Promise<WriteResult[]> {
+        assertContacts(request);
+        // The idempotency key travels with each input: a replay of a change the API already
+        // applied (a retried request, a sync resumed from an older checkpoint) answers
+        // `unchanged` even if the row changed since, instead of applying the old values again.
+        const body: UpsertRequest = {
+          inputs: request.records.map((r) => ({ email: r.key, properties: propertiesOf(r.fields), idempotency_key: r.idempotencyKey })),
+          dry_run: request.dryRun,
+        };
+        // A whole-request failure throws (auth, rate_limited, transient, skippable): the runtime
+        // retries what is retryable and fails the batch's records otherwise.
+        const response = await client.request<UpsertResponse>({ method: 'POST', path: '/v1/contacts/batch_upsert', body });
+        const results = response.body?.results;
+        if (!Array.isArray(results) || results.length !== request.records.length) {
+          throw new TributaryError('fatal', { userMessage: 'The CRM API answered batch_upsert with a result count that does not match the request' });
+        }
+        // Results come back in input order: one per record, matched by its idempotency key.
+        return request.records.map((record, index): WriteResult => {
+          const result = results[index]!;
+          const base = { idempotencyKey: record.idempotencyKey, key: record.key, ...(result.id !== undefined ? { id: String(result.id) } : {}) };
+          if (result.status === 'error') {
+            return { ...base, status: 'failed', reason: result.error?.message ?? 'refused by the CRM API', retryable: false };
+          }
+          return { ...base, status: result.status };
+        });
+      },
+      close: () => client.close(),
+    };
+  },
+});
