@@ -427,3 +427,48 @@ describe('runSync rate limiting', () => {
     }
   });
 });
+
+describe('runSync with a writer as the destination', () => {
+  it('completes with a writer limited to one request at a time, replays come back unchanged', async () => {
+    const { defineWriter, writerDestination } = await import('@tributary/core');
+    const rows = new Map<string, string>();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const writer = defineWriter({
+      name: 'memory-crm',
+      spec: { connectionSpecification: { type: 'object' } },
+      rateLimit: { requests: 1_000, perMs: 1_000, concurrency: 1 },
+      maxBatchSize: 25,
+      async check() {},
+      async discover() {
+        return [{ name: 'items', fields: [{ name: 'id', schema: { type: 'integer' } }], idProperties: ['id'], modes: ['upsert'] }];
+      },
+      async open() {
+        return {
+          async write(request) {
+            inFlight++;
+            maxInFlight = Math.max(maxInFlight, inFlight);
+            await new Promise((r) => setTimeout(r, 1));
+            inFlight--;
+            return request.records.map((r) => {
+              const before = rows.get(r.key);
+              rows.set(r.key, r.idempotencyKey);
+              return { idempotencyKey: r.idempotencyKey, key: r.key, status: before === undefined ? 'created' : before === r.idempotencyKey ? 'unchanged' : 'updated' };
+            });
+          },
+          async close() {},
+        };
+      },
+    });
+    const statuses: string[] = [];
+    const destination = writerDestination(writer, { object: 'items', mode: 'upsert', idProperty: 'id', audit: (e) => statuses.push(e.status) });
+    const run = () =>
+      runSync({ connection: 'w', source: countingSource, sourceConfig: { count: 300, every: 40 }, destination, destinationConfig: {}, catalog: catalog(), stateStore: store });
+    expect((await run()).outcome).toBe('completed');
+    expect(rows.size).toBe(300);
+    expect(maxInFlight).toBe(1);
+    await store.reset('w');
+    expect((await run()).outcome).toBe('completed');
+    expect(statuses.slice(300)).toEqual(Array(300).fill('unchanged'));
+  });
+});

@@ -368,7 +368,10 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
   ]);
   setRedactor(redact);
   const sourceConfig = parseConfig(source.spec.connectionSpecification, sync.source.config, 'source config');
-  const discovered = await source.discover(createConnectorContext({}), sourceConfig);
+  const discovered = await source.discover(
+    createConnectorContext({ ...(source.rateLimit ? { rateLimit: source.rateLimit } : {}), ...(source.retry ? { retry: source.retry } : {}) }),
+    sourceConfig,
+  );
   const catalog = configureCatalog(discovered, sync.streams, destination.spec.supportedDestinationSyncModes);
   const stateStore = await openStateStore(sync.state);
 

@@ -349,8 +349,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     }
     if (stopping) outcome = 'interrupted';
   } catch (caught) {
-    outcome = 'failed';
-    error = toTributaryError(caught, 'The sync failed');
+    // A source that throws its abort reason while being stopped was interrupted, not broken.
+    const aborted = options.signal?.aborted === true && (caught === options.signal.reason || (caught as Error | null)?.name === 'AbortError');
+    if (aborted) outcome = 'interrupted';
+    else {
+      outcome = 'failed';
+      error = toTributaryError(caught, 'The sync failed');
+    }
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     clearInterval(ageTimer);

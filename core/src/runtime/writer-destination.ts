@@ -3,6 +3,7 @@ import type { Destination, RejectedRecord } from '../connector/destination.js';
 import { defineDestination } from '../connector/destination.js';
 import type { WriteMode, Writer } from '../connector/writer.js';
 import { TributaryError } from '../errors.js';
+import { createConnectorContext } from '../connector/create-context.js';
 import { createCircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { RecordData } from '../protocol/messages.js';
 import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
@@ -52,10 +53,18 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
       ...(writer.spec.documentationUrl ? { documentationUrl: writer.spec.documentationUrl } : {}),
       supportedDestinationSyncModes: ['append', 'append_dedup', 'overwrite'],
     },
-    rateLimit: writer.rateLimit,
-    ...(writer.retry ? { retry: writer.retry } : {}),
+    // No rateLimit/retry here: the runtime calls `write` under the destination's own limiter,
+    // and the writer's requests take slots on the writer's limiter (built in `open`); sharing
+    // one limiter would nest a request inside a slot it already holds and deadlock at
+    // concurrency 1.
     check: (ctx, config) => writer.check(ctx, config),
-    async open(ctx, config, streams) {
+    async open(destinationCtx, config, streams) {
+      const ctx = createConnectorContext({
+        logger: destinationCtx.logger,
+        signal: destinationCtx.signal,
+        rateLimit: writer.rateLimit,
+        ...(writer.retry ? { retry: writer.retry } : {}),
+      });
       if (streams.length !== 1) {
         throw new TributaryError('config', {
           userMessage: `A writer takes one source stream; ${streams.length} are selected (${streams.map((s) => s.key).join(', ')})`,
