@@ -43,8 +43,16 @@ function findRepoRoot(): string {
   }
 }
 
-/** Absolute path of the Airbyte protocol schema this package validates against. */
+/**
+ * Absolute path of the Airbyte protocol schema this package validates against: the copy the
+ * build placed in `dist/` (what a published package carries), else the repository's
+ * `<repoRoot>/../shared/specs` (tests run from sources).
+ */
 export function airbyteProtocolSchemaPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const bundled of [join(here, 'airbyte_protocol_v0.yaml'), join(here, '..', 'dist', 'airbyte_protocol_v0.yaml')]) {
+    if (existsSync(bundled)) return bundled;
+  }
   return resolve(findRepoRoot(), '..', SPEC_RELATIVE_PATH);
 }
 
@@ -60,7 +68,7 @@ function protocol(): ProtocolValidators {
   if (!existsSync(path)) {
     throw new Error(
       `The Airbyte protocol schema is missing: expected ${path}. ` +
-        'A copy of shared/ must sit beside the repository clone (shared/specs/airbyte_protocol_v0.yaml); it is not vendored.',
+        'Build the package (`npm run build`, which bundles it) or place a copy of shared/ beside the repository clone.',
     );
   }
   const document = parseYaml(readFileSync(path, 'utf8')) as Record<string, unknown>;

@@ -1,11 +1,15 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { airbyteProtocolSchemaPath, validateAirbyteDefinition, validateAirbyteMessage } from '@tributary/conformance';
 
 describe('validateAirbyteMessage', () => {
-  it('reads the protocol schema from shared/ beside the clone', () => {
-    expect(airbyteProtocolSchemaPath()).toMatch(/shared\/specs\/airbyte_protocol_v0\.yaml$/);
-    expect(existsSync(airbyteProtocolSchemaPath())).toBe(true);
+  it('validates against the shared Airbyte protocol schema (bundled into dist by the build)', () => {
+    const path = airbyteProtocolSchemaPath();
+    expect(path).toMatch(/(conformance\/dist|shared\/specs)\/airbyte_protocol_v0\.yaml$/);
+    expect(existsSync(path)).toBe(true);
+    const shared = fileURLToPath(new URL('../../../shared/specs/airbyte_protocol_v0.yaml', import.meta.url));
+    expect(readFileSync(path, 'utf8')).toBe(readFileSync(shared, 'utf8'));
   });
 
   it('accepts well-formed messages of every type Tributary prints', () => {

@@ -221,15 +221,14 @@ describe.sequential('tributary new: generated packages install outside the repos
     }
 
     if (!schemaPathChecked) {
-      // @tributary/conformance finds the Airbyte protocol schema from the repository root
-      // above its own module: imported through the link, that module is the workspace's, so
-      // the root is this checkout and the schema the `shared/` copy beside it.
+      // @tributary/conformance carries the Airbyte protocol schema in its build output (what a
+      // published package ships): the copy must be there and equal the shared spec.
       const linked = pathToFileURL(join(dir, 'node_modules', '@tributary', 'conformance', 'dist', 'airbyte-protocol.js')).href;
       const probe = await run(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(linked)}).then((m) => console.log(m.airbyteProtocolSchemaPath()))`], dir, 30_000);
       expectOk(probe, 'resolving the protocol schema through the link');
-      const expected = resolve(REPO, '..', 'shared', 'specs', 'airbyte_protocol_v0.yaml');
+      const expected = resolve(REPO, 'conformance', 'dist', 'airbyte_protocol_v0.yaml');
       expect(probe.stdout.trim()).toBe(expected);
-      expect(existsSync(expected)).toBe(true);
+      expect(readFileSync(expected, 'utf8')).toBe(readFileSync(resolve(REPO, '..', 'shared', 'specs', 'airbyte_protocol_v0.yaml'), 'utf8'));
       schemaPathChecked = true;
     }
 
