@@ -15,6 +15,7 @@ import {
   type RecordData,
   type SourceMessage,
   type StateStore,
+  type SyncOptions,
   type SyncState,
 } from '@tributary/core';
 
@@ -137,6 +138,19 @@ function newTarget(extra: Partial<MemoryTarget> = {}): MemoryTarget {
   return { written: [], durable: [], commits: 0, maxBuffered: 0, readCounter: { value: 0 }, ...extra };
 }
 
+/** runSync with the counting source and the memory destination; `options` override. */
+function syncInto(target: MemoryTarget, options: Partial<SyncOptions> & { sourceConfig: Record<string, unknown> }) {
+  return runSync({
+    connection: 'c',
+    source: countingSource,
+    destination: memoryDestination(target),
+    destinationConfig: {},
+    catalog: catalog(),
+    stateStore: store,
+    ...options,
+  });
+}
+
 /** Wraps a store so every save is checked against what the destination made durable. */
 function auditedStore(inner: StateStore, target: MemoryTarget, violations: string[]): StateStore {
   return {
@@ -159,13 +173,8 @@ describe('runSync', () => {
   it('commits a checkpoint only after the destination made every record before it durable', async () => {
     const target = newTarget();
     const violations: string[] = [];
-    const result = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const result = await syncInto(target, {
       sourceConfig: { count: 5_000, every: 7 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
       stateStore: auditedStore(store, target, violations),
       batching: { maxRecords: 64, commitIntervalMs: 0 },
     });
@@ -178,14 +187,8 @@ describe('runSync', () => {
 
   it('keeps the last acknowledged state when the destination fails, and the rerun loses nothing', async () => {
     const target = newTarget({ failCommitAt: 4 });
-    const first = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const first = await syncInto(target, {
       sourceConfig: { count: 2_000, every: 10 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
       batching: { maxRecords: 100, commitIntervalMs: 0 },
     });
     expect(first.outcome).toBe('failed');
@@ -194,14 +197,8 @@ describe('runSync', () => {
     expect(saved).toBeGreaterThan(0);
     expect(saved).toBeLessThanOrEqual(target.durable.length);
 
-    const second = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const second = await syncInto(target, {
       sourceConfig: { count: 2_000, every: 10 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(second.outcome).toBe('completed');
     const ids = new Set(target.durable.map((r) => r.id));
@@ -210,27 +207,15 @@ describe('runSync', () => {
 
   it('commits what was read when the source fails mid-stream, then resumes from there', async () => {
     const target = newTarget();
-    const first = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const first = await syncInto(target, {
       sourceConfig: { count: 1_000, every: 10, failAt: 555 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(first.outcome).toBe('failed');
     expect(first.error?.kind).toBe('transient');
     expect((await store.load('c'))?.streams.items).toEqual({ offset: 550 });
 
-    const second = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const second = await syncInto(target, {
       sourceConfig: { count: 1_000, every: 10 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(second.outcome).toBe('completed');
     // 550..554 were delivered twice (at least once); nothing is missing.
@@ -250,14 +235,9 @@ describe('runSync', () => {
         }
       },
     });
-    const result = await runSync({
-      connection: 'c',
+    const result = await syncInto(target, {
       source: counted,
       sourceConfig: { count: 50_000, every: 1_000 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
       batching: { maxRecords: 500, maxBatchesInFlight: 2 },
     });
     expect(result.outcome).toBe('completed');
@@ -277,27 +257,16 @@ describe('runSync', () => {
         }
       },
     });
-    const first = await runSync({
-      connection: 'c',
+    const first = await syncInto(target, {
       source: slowSource,
       sourceConfig: { count: 10_000, every: 100 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
       signal: controller.signal,
     });
     expect(first.outcome).toBe('interrupted');
     const offset = Number((await store.load('c'))?.streams.items?.offset);
     expect(offset).toBe(3_300);
-    await runSync({
-      connection: 'c',
-      source: countingSource,
+    await syncInto(target, {
       sourceConfig: { count: 10_000, every: 100 },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(new Set(target.durable.map((r) => r.id)).size).toBe(10_000);
   });
@@ -305,14 +274,9 @@ describe('runSync', () => {
   it('drops the state of a completed full refresh so the next one starts over', async () => {
     const target = newTarget();
     const run = () =>
-      runSync({
-        connection: 'c',
-        source: countingSource,
+      syncInto(target, {
         sourceConfig: { count: 300 },
-        destination: memoryDestination(target),
-        destinationConfig: {},
         catalog: catalog('full_refresh'),
-        stateStore: store,
       });
     await run();
     expect((await store.load('c'))?.streams.items).toBeUndefined();
@@ -322,14 +286,8 @@ describe('runSync', () => {
 
   it('refuses to store a state that contains a secret', async () => {
     const target = newTarget();
-    const result = await runSync({
-      connection: 'c',
-      source: countingSource,
+    const result = await syncInto(target, {
       sourceConfig: { count: 100, every: 10, token: 'sup3r-s3cret', leakToken: true },
-      destination: memoryDestination(target),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(result.outcome).toBe('failed');
     expect(result.error?.userMessage).toMatch(/secret/);
@@ -338,14 +296,8 @@ describe('runSync', () => {
 
   it('fails with a config error naming the field when the source config is invalid', async () => {
     await expect(
-      runSync({
-        connection: 'c',
-        source: countingSource,
+      syncInto(newTarget(), {
         sourceConfig: { count: 'many' },
-        destination: memoryDestination(newTarget()),
-        destinationConfig: {},
-        catalog: catalog(),
-        stateStore: store,
       }),
     ).rejects.toThrow(/source config\.count must be integer/);
   });
@@ -357,14 +309,9 @@ describe('runSync', () => {
         yield record('ghosts', { id: 1 });
       },
     });
-    const result = await runSync({
-      connection: 'c',
+    const result = await syncInto(newTarget(), {
       source: rogue,
       sourceConfig: {},
-      destination: memoryDestination(newTarget()),
-      destinationConfig: {},
-      catalog: catalog(),
-      stateStore: store,
     });
     expect(result.outcome).toBe('failed');
     expect(result.error?.userMessage).toMatch(/"ghosts", which is not in the configured catalog/);
@@ -405,14 +352,9 @@ describe('runSync rate limiting', () => {
     const target = newTarget();
     const statuses: Array<{ status: string; reason?: string }> = [];
     try {
-      const result = await runSync({
-        connection: 'c',
+      const result = await syncInto(target, {
         source: httpSource,
         sourceConfig: {},
-        destination: memoryDestination(target),
-        destinationConfig: {},
-        catalog: catalog(),
-        stateStore: store,
         onEvent: (e) => {
           if (e.type === 'status') statuses.push({ status: e.status, ...(e.reasons?.[0] ? { reason: e.reasons[0].type } : {}) });
         },
