@@ -220,6 +220,20 @@ export function tsconfigJson(): string {
   return JSON.stringify(config, null, 2) + '\n';
 }
 
+/**
+ * The package's own vitest config. Without it, a package generated inside another project
+ * (e.g. this monorepo) would run under that project's config and find no tests of its own.
+ */
+export function vitestConfig(): string {
+  return [
+    "import { defineConfig } from 'vitest/config';",
+    '',
+    '// Conformance cases start real child processes and wait on rate limits: allow them time.',
+    "export default defineConfig({ test: { include: ['test/**/*.test.ts'], testTimeout: 60_000, hookTimeout: 60_000 } });",
+    '',
+  ].join('\n');
+}
+
 export function gitignore(): string {
   return ['node_modules/', 'dist/', '*.tsbuildinfo', 'coverage/', ''].join('\n');
 }
@@ -337,6 +351,7 @@ export function sharedFiles(names: ConnectorNames, versions: DependencyVersions)
   return [
     { path: 'package.json', content: packageJson(names, versions) },
     { path: 'tsconfig.json', content: tsconfigJson() },
+    { path: 'vitest.config.ts', content: vitestConfig() },
     { path: 'README.md', content: readme(names) },
     { path: '.gitignore', content: gitignore() },
   ];
