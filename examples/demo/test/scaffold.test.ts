@@ -165,7 +165,7 @@ describe('tributary new: arguments', () => {
     expectOk(created, 'new writer acme-crm');
     expect(created.stdout).toContain('Created tributary-writer-acme-crm (writer "acme-crm") in ./acme-crm');
     const dir = join(cwd, 'acme-crm');
-    expect((await readdir(dir)).sort()).toEqual(['.gitignore', 'README.md', 'package.json', 'src', 'test', 'tsconfig.json']);
+    expect((await readdir(dir)).sort()).toEqual(['.gitignore', 'README.md', 'package.json', 'src', 'test', 'tsconfig.json', 'vitest.config.ts']);
     const manifest = await manifestOf(dir);
     expect(manifest).toMatchObject({
       name: 'tributary-writer-acme-crm',
