@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readReadmeSection, renderSpecTable } from '@tributary/core';
 import { localFilesDestination } from '@tributary/destination-local';
+import { redisDestination } from '@tributary/destination-redis';
 import { sampleSource } from '@tributary/source-sample';
 import { sampleWriter } from '@tributary/writer-sample';
 
@@ -20,6 +21,7 @@ const CONNECTORS = [
   { readme: 'connectors/sample/README.md', command: 'tributary docs sample', schema: sampleSource.spec.connectionSpecification },
   { readme: 'connectors/sample-writer/README.md', command: 'tributary docs sample-crm', schema: sampleWriter.spec.connectionSpecification },
   { readme: 'destinations/local-files/README.md', command: 'tributary docs local', schema: localFilesDestination.spec.connectionSpecification },
+  { readme: 'destinations/redis/README.md', command: 'tributary docs redis', schema: redisDestination.spec.connectionSpecification },
 ];
 
 describe('connector READMEs', () => {

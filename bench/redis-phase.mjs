@@ -1,0 +1,124 @@
+// One phase of the redis benchmark, in its own process. Prints one JSON line.
+//   reference <port> <requests> <clients>   redis-benchmark -P 16 -c <clients> -t hset (pipelined HSET)
+//   write <port> <records>                  the destination: open, write batches of 1 000, commit
+//   lookup <port> <iterations>              the lookup API: 50 features × 1 entity and × 100 entities
+import { spawn } from 'node:child_process';
+import { createConnectorContext, parseConfig } from '@tributary/core';
+import { createFeatureLookup, redisDestination } from '@tributary/destination-redis';
+import { Redis } from 'ioredis';
+import { peakRssMb } from './measure.mjs';
+
+const [phase, portArg, countArg, clientsArg = '50'] = process.argv.slice(2);
+const port = Number(portArg);
+const count = Number(countArg);
+
+async function flush() {
+  const client = new Redis({ host: '127.0.0.1', port });
+  await client.flushall();
+  client.disconnect();
+}
+
+function redisBenchmark(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-benchmark', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`redis-benchmark exited with ${code}`))));
+  });
+}
+
+/** A record of the write benchmark: entity key fields, an event time and 7 features (10 fields). */
+function record(i) {
+  return {
+    id: `ct_${String(i).padStart(10, '0')}`,
+    tenant_id: `tenant_${i % 10}`,
+    updated_at: new Date(Date.UTC(2025, 0, 1) + i * 1000).toISOString(),
+    score: i % 101,
+    plan: i % 3 === 0 ? 'pro' : 'free',
+    seats: (i * 7) % 50,
+    active: i % 2 === 0,
+    country: 'NO',
+    ltv: (i % 10_000) / 7,
+    tags: ['crm', `t${i % 5}`],
+  };
+}
+
+const stream = (name) => ({
+  key: name,
+  name,
+  syncMode: 'incremental',
+  destinationSyncMode: 'append_dedup',
+  primaryKey: [['id']],
+  cursorField: ['updated_at'],
+  jsonSchema: { type: 'object', properties: { id: { type: 'string' }, tenant_id: { type: 'string' }, updated_at: { type: 'string' } } },
+  resuming: false,
+});
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const ms = (ns) => Math.round(Number(ns) / 1e3) / 1e3;
+
+if (phase === 'reference') {
+  await flush();
+  const out = await redisBenchmark(['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', clientsArg, '-t', 'hset', '-n', String(count), '-r', '1000000', '--csv']);
+  const line = out.trim().split('\n').find((l) => l.startsWith('"HSET'));
+  if (!line) throw new Error(`no HSET line in redis-benchmark output:\n${out}`);
+  const rps = Number(JSON.parse(`[${line}]`)[1]);
+  console.log(JSON.stringify({ phase, clients: Number(clientsArg), requests: count, requests_per_s: Math.round(rps), peak_rss_mb: peakRssMb() }));
+} else if (phase === 'write') {
+  await flush();
+  const batches = [];
+  for (let i = 0; i < count; i += 1000) batches.push({ stream: 'contacts', records: Array.from({ length: Math.min(1000, count - i) }, (_, j) => record(i + j)), emittedAt: Date.now() });
+  const config = parseConfig(redisDestination.spec.connectionSpecification, { port });
+  const session = await redisDestination.open(createConnectorContext({}), config, [stream('contacts')]);
+  const started = process.hrtime.bigint();
+  for (const batch of batches) await session.write(batch);
+  await session.commit();
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await session.close({ completed: true });
+  const check = new Redis({ host: '127.0.0.1', port });
+  const keys = await check.dbsize();
+  check.disconnect();
+  if (keys !== count) throw new Error(`wrote ${count} records, Redis holds ${keys} keys`);
+  console.log(JSON.stringify({ phase, records: count, fields_per_record: 10, seconds: Math.round(seconds * 1000) / 1000, records_per_s: Math.round(count / seconds), peak_rss_mb: peakRssMb() }));
+} else if (phase === 'lookup') {
+  await flush();
+  const entities = 100;
+  const records = Array.from({ length: entities }, (_, e) => {
+    const r = { id: `e${e}`, tenant_id: 'acme', updated_at: new Date(Date.UTC(2025, 0, 1)).toISOString() };
+    for (let f = 0; r && Object.keys(r).length < 50; f++) r[`feature_${f}`] = f % 3 === 0 ? `value-${e}-${f}` : (e * f) / 3;
+    return r;
+  });
+  const config = parseConfig(redisDestination.spec.connectionSpecification, { port });
+  const session = await redisDestination.open(createConnectorContext({}), config, [stream('contacts')]);
+  await session.write({ stream: 'contacts', records, emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  const ids = records.map((r) => r.id);
+  const lookup = createFeatureLookup({ port });
+  const measure = async (iterations, call) => {
+    for (let i = 0; i < Math.min(1000, iterations); i++) await call(i); // warm-up
+    const times = new Array(iterations);
+    for (let i = 0; i < iterations; i++) {
+      const t = process.hrtime.bigint();
+      await call(i);
+      times[i] = process.hrtime.bigint() - t;
+    }
+    times.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return { p50_ms: ms(percentile(times, 50)), p99_ms: ms(percentile(times, 99)), max_ms: ms(times[times.length - 1]) };
+  };
+  const one = await measure(count, async (i) => {
+    const r = await lookup.get({ tenant: 'acme', entityType: 'contacts', entityId: ids[i % entities] });
+    if (Object.keys(r.groups.contacts.features).length !== 50) throw new Error('expected 50 features');
+  });
+  const hundred = await measure(Math.max(100, Math.floor(count / 10)), async () => {
+    const r = await lookup.getMany({ tenant: 'acme', entityType: 'contacts', entityIds: ids });
+    if (r.length !== 100 || !r.every((e) => e.found)) throw new Error('expected 100 entities');
+  });
+  await lookup.close();
+  console.log(JSON.stringify({ phase, features: 50, one_entity: one, hundred_entities: hundred, peak_rss_mb: peakRssMb() }));
+} else {
+  throw new Error(`unknown phase ${phase}`);
+}

@@ -1,0 +1,154 @@
+import { defineDestination, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { redisConfigSchema, resolveMapping, type RedisConfig, type StreamMapping } from './config.js';
+import { toOps } from './records.js';
+import { closeRedisClient, connectRedisClient, createRedisClient, toRedisError, type Redis } from './redis-client.js';
+import { applyOps, loadWriteScript, type WriteOp } from './write-script.js';
+
+export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
+export { entityKey, entityKeyPattern, decodeEntityHash, decodeEntityFields, type DecodedGroup } from './layout.js';
+export { parseEventTime } from './records.js';
+export { WRITE_SCRIPT, WRITE_SCRIPT_SHA } from './write-script.js';
+export {
+  createFeatureLookup,
+  type FeatureLookup,
+  type FeatureLookupOptions,
+  type EntityFeatures,
+  type FeatureGroupValues,
+  type LookupQuery,
+  type LookupManyQuery,
+} from './lookup.js';
+export { startLookupServer, type LookupServer, type LookupServerOptions } from './lookup-server.js';
+
+/** Batches written but not yet acknowledged beyond which `write` waits for the oldest (bounds memory). */
+const MAX_BATCHES_IN_FLIGHT = 8;
+
+interface InFlight {
+  readonly ops: readonly WriteOp[];
+  /** Resolves with the error, if any: never rejects, so no rejection goes unhandled. */
+  readonly settled: Promise<unknown>;
+}
+
+/**
+ * Online feature store in Redis: one hash per (tenant, entity type, entity id), holding the
+ * entity's feature values and, per feature group, their event time and expiry (layout in
+ * layout.ts, write rules in write-script.ts).
+ *
+ * Delivery `upsert`: a record replaces its feature group only when its event time is newer
+ * than the stored one, atomically in a Lua script; replays (same event time) and late,
+ * older events change nothing, so at-least-once delivery yields exactly-once state.
+ *
+ * Durability: `commit()` resolves once Redis acknowledged every write sent so far. That is
+ * as durable as the Redis server is configured to be — with `appendonly yes` and
+ * `appendfsync always` the acknowledged writes survive a crash of Redis; with the defaults
+ * (RDB snapshots, or `appendfsync everysec`) Redis may lose up to its last snapshot or
+ * second of acknowledged writes, and Tributary cannot tell.
+ *
+ * Failures: a lost connection is a `transient` error (the client reconnects, the runtime
+ * retries the write or commit and, since writes are idempotent, re-sends unacknowledged
+ * batches). Records without entity id, tenant or event time are rejected with the reason.
+ */
+export const redisDestination = defineDestination({
+  name: 'redis',
+  version: '0.1.0',
+  delivery: 'upsert',
+  spec: {
+    connectionSpecification: redisConfigSchema,
+    supportedDestinationSyncModes: ['append_dedup', 'append'],
+  },
+  batching: { maxRecords: 1_000 },
+  retry: { maxAttempts: 10, baseDelayMs: 200, maxDelayMs: 5_000 },
+
+  async check(_ctx, config) {
+    const client = createRedisClient(config, { maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    client.on('error', () => undefined); // classified by connectRedisClient and the calls below
+    try {
+      await connectRedisClient(client, 'check');
+      await client.ping();
+      await loadWriteScript(client);
+    } catch (error) {
+      const e = toRedisError(error, 'check');
+      if (e.kind === 'auth') throw e;
+      throw new TributaryError('config', {
+        userMessage: `Cannot use Redis at ${config.host}:${config.port} (db ${config.db}): check host, port and that it accepts scripts`,
+        internalMessage: e.internalMessage ?? e.userMessage,
+        cause: error,
+      });
+    } finally {
+      client.disconnect();
+    }
+  },
+
+  async open(ctx, config, streams) {
+    const client = createRedisClient(config);
+    client.on('error', (error: Error) => ctx.logger.debug(`redis connection: ${error.message}`));
+    try {
+      await connectRedisClient(client, 'open');
+      await loadWriteScript(client);
+    } catch (error) {
+      client.disconnect();
+      throw toRedisError(error, 'open');
+    }
+    return openSession(ctx, config, streams, client);
+  },
+});
+
+export default redisDestination;
+
+function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], client: Redis): DestinationSession {
+  const mappings = new Map<string, StreamMapping>(streams.map((s) => [s.key, resolveMapping(config, s)]));
+  const prefix = config.key_prefix ?? 'trib';
+  let inFlight: InFlight[] = [];
+  const counts = { applied: 0, ignored: 0 };
+
+  const send = (ops: readonly WriteOp[]): InFlight => ({
+    ops,
+    settled: applyOps(client, ops, Date.now()).then(
+      (r) => {
+        counts.applied += r.applied;
+        counts.ignored += r.ignored;
+        return undefined;
+      },
+      (error: unknown) => error ?? new Error('write failed'),
+    ),
+  });
+
+  /** Waits for the oldest in-flight batch; re-sends it once if it failed; throws if that fails too (it stays first in line). */
+  const settleOldest = async (): Promise<void> => {
+    const oldest = inFlight[0]!;
+    let error = await oldest.settled;
+    if (error !== undefined) {
+      ctx.logger.debug(`redis write failed, sending the batch again: ${String(error)}`);
+      const retry = send(oldest.ops);
+      error = await retry.settled;
+      if (error !== undefined) {
+        inFlight[0] = { ops: oldest.ops, settled: Promise.resolve(error) };
+        throw toRedisError(error, 'write');
+      }
+    }
+    inFlight.shift();
+  };
+
+  return {
+    async write(batch) {
+      const mapping = mappings.get(batch.stream);
+      if (!mapping) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+      // Bound the memory held for re-sends before taking on more. A failure here throws
+      // before this batch is queued, so the runtime's retry of this write queues it once.
+      while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
+      const { ops, rejected } = toOps(batch.records, mapping, prefix);
+      if (ops.length > 0) inFlight.push(send(ops));
+      return rejected.length > 0 ? { rejected } : undefined;
+    },
+
+    /** Resolves once Redis acknowledged every write sent so far (see the durability note above). */
+    async commit() {
+      while (inFlight.length > 0) await settleOldest();
+    },
+
+    async close() {
+      if (counts.ignored > 0) ctx.logger.info(`redis: ${counts.applied} record(s) applied, ${counts.ignored} ignored as replays or older than stored values`);
+      inFlight = [];
+      await closeRedisClient(client);
+    },
+  };
+}

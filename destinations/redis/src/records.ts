@@ -1,0 +1,64 @@
+import type { RecordData, RejectedRecord } from '@tributary/core';
+import type { StreamMapping } from './config.js';
+import { entityKey } from './layout.js';
+import type { WriteOp } from './write-script.js';
+
+/**
+ * Event time in epoch ms: an ISO-8601 date-time string, or a finite number taken as epoch
+ * milliseconds. Anything else is undefined (the record is then rejected, not guessed at).
+ */
+export function parseEventTime(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? Math.trunc(value) : undefined;
+  if (typeof value !== 'string' || value.length === 0) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+function keyPart(value: unknown): string | undefined {
+  if (typeof value === 'string') return value.length > 0 ? value : undefined;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return undefined;
+}
+
+/**
+ * Turns a batch into script calls. A record without a usable entity id, tenant or event time
+ * is rejected with the reason (the runtime quarantines and reports it); none is dropped.
+ */
+export function toOps(
+  records: readonly RecordData[],
+  mapping: StreamMapping,
+  prefix: string,
+): { ops: WriteOp[]; rejected: RejectedRecord[] } {
+  const ops: WriteOp[] = [];
+  const rejected: RejectedRecord[] = [];
+  const ttl = String(mapping.ttlMs);
+  for (let index = 0; index < records.length; index++) {
+    const record = records[index];
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+      rejected.push({ index, reason: 'record is not a JSON object' });
+      continue;
+    }
+    const entityId = keyPart(record[mapping.entityIdField]);
+    if (entityId === undefined) {
+      rejected.push({ index, reason: `entity id field "${mapping.entityIdField}" is missing, empty or not a string or number` });
+      continue;
+    }
+    const tenant = keyPart(record[mapping.tenantField]) ?? mapping.defaultTenant;
+    if (tenant === undefined) {
+      rejected.push({ index, reason: `tenant field "${mapping.tenantField}" is missing or empty and no default_tenant is configured` });
+      continue;
+    }
+    const eventTime = parseEventTime(record[mapping.eventTimeField]);
+    if (eventTime === undefined) {
+      rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time or epoch milliseconds` });
+      continue;
+    }
+    let values: Record<string, unknown> = record;
+    if (mapping.features) {
+      values = {};
+      for (const name of mapping.features) if (record[name] !== undefined) values[name] = record[name];
+    }
+    ops.push({ key: entityKey(prefix, tenant, mapping.entityType, entityId), group: mapping.group, eventTime: String(eventTime), ttl, values: JSON.stringify(values) });
+  }
+  return { ops, rejected };
+}

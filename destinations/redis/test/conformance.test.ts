@@ -1,0 +1,38 @@
+import { afterAll, beforeAll } from 'vitest';
+import { Redis } from 'ioredis';
+import { destinationConformance } from '@tributary/conformance';
+import { decodeEntityHash, entityKeyPattern, redisDestination } from '../src/index.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
+
+let server: RedisServer;
+let client: Redis;
+beforeAll(async () => {
+  server = await startRedisServer();
+  client = new Redis({ port: server.port, host: '127.0.0.1' });
+});
+afterAll(async () => {
+  client.disconnect();
+  await server.stop();
+});
+let targets = 0;
+
+// Each case gets its own key prefix on the same server; the conformance stream has no
+// tenant field, so a default tenant is configured.
+destinationConformance({
+  destination: redisDestination,
+  config: () => ({ host: '127.0.0.1', port: server.port, key_prefix: `conformance${++targets}`, default_tenant: 'acme' }),
+  readBack: async (config, stream) => {
+    const rows: Record<string, unknown>[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', entityKeyPattern(String(config.key_prefix), 'acme', stream), 'COUNT', 1000);
+      cursor = next;
+      for (const key of keys) {
+        const group = decodeEntityHash(await client.hgetall(key)).get(stream);
+        if (group) rows.push(group.features);
+      }
+    } while (cursor !== '0');
+    return rows;
+  },
+  module: '@tributary/destination-redis',
+});

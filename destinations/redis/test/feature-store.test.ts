@@ -1,0 +1,209 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
+import { createFeatureLookup, entityKey, redisDestination, startLookupServer } from '../src/index.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
+
+let server: RedisServer;
+let client: Redis;
+let prefixes = 0;
+beforeAll(async () => {
+  server = await startRedisServer();
+  client = new Redis({ port: server.port, host: '127.0.0.1' });
+});
+afterAll(async () => {
+  client.disconnect();
+  await server.stop();
+});
+
+const schema = { type: 'object', properties: { id: { type: 'string' }, tenant_id: { type: 'string' }, updated_at: { type: 'string' } } } as const;
+function stream(name: string): DestinationStream {
+  return { key: name, name, syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: schema, resuming: false };
+}
+
+/** Opens a session on a fresh key prefix, writes each batch ([stream, records]) and commits. */
+async function writeAll(batches: Array<[string, RecordData[]]>, extra: Record<string, unknown> = {}) {
+  const prefix = `t${++prefixes}`;
+  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix, ...extra });
+  const names = [...new Set(batches.map(([s]) => s))];
+  const session = await redisDestination.open(createConnectorContext({}), config, names.map(stream));
+  const rejected = [];
+  for (const [s, records] of batches) {
+    const outcome = await session.write({ stream: s, records, emittedAt: Date.now() });
+    rejected.push(...(outcome?.rejected ?? []));
+  }
+  await session.commit();
+  await session.close({ completed: true });
+  return { prefix, rejected };
+}
+
+const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
+
+describe('redis feature store', () => {
+  it('ignores an older event after a newer one, per feature group; same event time is a no-op', async () => {
+    const { prefix } = await writeAll(
+      [
+        ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 }]],
+        ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(5), plan: 'free', seats: 1, stale: true }]],
+        // Same event time, different values: a replay of this time changes nothing.
+        ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'enterprise' }]],
+        // Another group keeps its own event time: older than profile's, still applied.
+        ['scores', [{ id: 'e1', tenant_id: 'acme', updated_at: at(3), score: 0.7 }]],
+        ['scores', [{ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 }]],
+      ],
+      { streams: [{ stream: 'profile', entity_type: 'account' }, { stream: 'scores', entity_type: 'account' }] },
+    );
+    const hash = await client.hgetall(entityKey(prefix, 'acme', 'account', 'e1'));
+    expect(hash).toEqual({
+      't:profile': String(Date.parse(at(10))),
+      'v:profile': JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 }),
+      't:scores': String(Date.parse(at(4))),
+      'v:scores': JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 }),
+    });
+    expect(await client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
+  });
+
+  it('within one batch, records of the same entity are applied in order: the newest wins', async () => {
+    const records = Array.from({ length: 120 }, (_, i) => ({ id: `e${i % 3}`, tenant_id: 'acme', updated_at: at([5, 9, 1, 7][i % 4]!), n: i }));
+    const { prefix } = await writeAll([['profile', records]]);
+    for (const id of ['e0', 'e1', 'e2']) {
+      const candidates = records.filter((r) => r.id === id);
+      const newest = Math.max(...candidates.map((r) => Date.parse(r.updated_at)));
+      const winner = candidates.find((r) => Date.parse(r.updated_at) === newest)!;
+      expect(await client.hget(entityKey(prefix, 'acme', 'profile', id), 'v:profile')).toBe(JSON.stringify(winner));
+    }
+  });
+
+  it('a newer event replaces the whole group (features it lacks are removed)', async () => {
+    const { prefix } = await writeAll([
+      ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1, b: 2 }]],
+      ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(2), a: 3 }]],
+    ]);
+    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    try {
+      const result = await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'e1' });
+      expect(result.groups.profile?.features).toEqual({ id: 'e1', tenant_id: 'acme', updated_at: at(2), a: 3 });
+    } finally {
+      await lookup.close();
+    }
+  });
+
+  it('rejects records without entity id, tenant or a valid event time, with the reason', async () => {
+    const { prefix, rejected } = await writeAll([
+      [
+        'profile',
+        [
+          { id: 'ok', tenant_id: 'acme', updated_at: at(1) },
+          { tenant_id: 'acme', updated_at: at(1) },
+          { id: 'x2', updated_at: at(1) },
+          { id: 'x3', tenant_id: 'acme' },
+          { id: 'x4', tenant_id: 'acme', updated_at: 'yesterday' },
+        ],
+      ],
+    ]);
+    expect(rejected.map((r) => r.index)).toEqual([1, 2, 3, 4]);
+    expect(rejected[0]!.reason).toMatch(/entity id field "id"/);
+    expect(rejected[1]!.reason).toMatch(/tenant field "tenant_id"/);
+    expect(rejected[2]!.reason).toMatch(/event time field "updated_at"/);
+    expect(rejected[3]!.reason).toMatch(/event time field "updated_at"/);
+    expect(await client.keys(`${prefix}:*`)).toEqual([entityKey(prefix, 'acme', 'profile', 'ok')]);
+  });
+
+  it('expires a feature group after its TTL; the key goes once its last group expired', async () => {
+    const { prefix } = await writeAll(
+      [
+        ['fast', [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), clicks: 3 }, { id: 'e2', tenant_id: 'acme', updated_at: at(1), clicks: 4 }]],
+        ['slow', [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), ltv: 120 }]],
+      ],
+      {
+        streams: [
+          { stream: 'fast', entity_type: 'contact', ttl_seconds: 1 },
+          { stream: 'slow', entity_type: 'contact', ttl_seconds: 0 },
+        ],
+      },
+    );
+    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    try {
+      const before = await lookup.getMany({ tenant: 'acme', entityType: 'contact', entityIds: ['e1', 'e2'] });
+      expect(Object.keys(before[0]!.groups).sort()).toEqual(['fast', 'slow']);
+      expect(before[1]!.groups.fast?.features.clicks).toBe(4);
+      expect(before[1]!.groups.fast?.expiresAt).toBeDefined();
+      // e1 also holds a group without TTL: its key is persistent; e2's key carries the TTL.
+      expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(-1);
+      expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e2'))).toBeGreaterThan(0);
+      // Wait (polling, no timing threshold) until Redis removed the key holding only the expiring group.
+      const e2 = entityKey(prefix, 'acme', 'contact', 'e2');
+      while ((await client.exists(e2)) === 1) await new Promise((r) => setTimeout(r, 100));
+      const after = await lookup.getMany({ tenant: 'acme', entityType: 'contact', entityIds: ['e1', 'e2'] });
+      expect(after[1]!.found).toBe(false);
+      expect(Object.keys(after[0]!.groups)).toEqual(['slow']);
+      expect(after[0]!.groups.slow?.features.ltv).toBe(120);
+      expect(await client.exists(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(1);
+    } finally {
+      await lookup.close();
+    }
+  });
+
+  it('reloads the script after Redis lost it (NOSCRIPT fallback)', async () => {
+    const prefix = `t${++prefixes}`;
+    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix });
+    const session = await redisDestination.open(createConnectorContext({}), config, [stream('profile')]);
+    await client.script('FLUSH');
+    await session.write({ stream: 'profile', records: [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }], emittedAt: Date.now() });
+    await session.commit();
+    await session.close({ completed: true });
+    expect(await client.hget(entityKey(prefix, 'acme', 'profile', 'e1'), 'v:profile')).toBe(JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }));
+  });
+
+  it('looks features up through the library and over HTTP, with their ages', async () => {
+    const { prefix } = await writeAll(
+      [
+        ['profile', [{ id: 'c1', tenant_id: 'acme', updated_at: at(0), plan: 'pro', tags: ['a', 'b'] }, { id: 'c:2', tenant_id: 'acme', updated_at: at(30), plan: 'free', tags: [] }]],
+        ['scores', [{ id: 'c1', tenant_id: 'acme', event_time: at(50), score: 0.25 }]],
+      ],
+      { streams: [{ stream: 'profile', entity_type: 'contact' }, { stream: 'scores', entity_type: 'contact', event_time_field: 'event_time' }] },
+    );
+    const now = Date.parse(at(60));
+    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix, now: () => now });
+    const http = await startLookupServer({ lookup });
+    try {
+      const one = await lookup.get({ tenant: 'acme', entityType: 'contact', entityId: 'c1' });
+      expect(one).toEqual({
+        tenant: 'acme',
+        entityType: 'contact',
+        entityId: 'c1',
+        found: true,
+        groups: {
+          profile: { eventTime: at(0), eventTimeMs: Date.parse(at(0)), ageMs: 60 * 60_000, features: { id: 'c1', tenant_id: 'acme', updated_at: at(0), plan: 'pro', tags: ['a', 'b'] } },
+          scores: { eventTime: at(50), eventTimeMs: Date.parse(at(50)), ageMs: 10 * 60_000, features: { id: 'c1', tenant_id: 'acme', event_time: at(50), score: 0.25 } },
+        },
+      });
+      const many = await lookup.getMany({ tenant: 'acme', entityType: 'contact', entityIds: ['c:2', 'missing', 'c1'], groups: ['profile'] });
+      expect(many.map((e) => [e.entityId, e.found, e.groups.profile?.ageMs, e.groups.profile?.features.plan])).toEqual([
+        ['c:2', true, 30 * 60_000, 'free'],
+        ['missing', false, undefined, undefined],
+        ['c1', true, 60 * 60_000, 'pro'],
+      ]);
+      expect(Object.keys(many[2]!.groups)).toEqual(['profile']);
+
+      expect(http.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const got = await fetch(`${http.url}/features/acme/contact/c1?groups=scores`);
+      expect(got.status).toBe(200);
+      expect(await got.json()).toEqual({ ...one, groups: { scores: one.groups.scores } });
+      const posted = await fetch(`${http.url}/features`, { method: 'POST', body: JSON.stringify({ tenant: 'acme', entity_type: 'contact', entity_ids: ['c1', 'c:2'] }) });
+      expect(posted.status).toBe(200);
+      const body = (await posted.json()) as { entities: Array<{ entityId: string; groups: Record<string, { ageMs: number }> }> };
+      expect(body.entities.map((e) => [e.entityId, e.groups.profile?.ageMs])).toEqual([
+        ['c1', 60 * 60_000],
+        ['c:2', 30 * 60_000],
+      ]);
+      expect((await fetch(`${http.url}/features/acme/contact/${encodeURIComponent('c:2')}`)).status).toBe(200);
+      expect((await fetch(`${http.url}/features/acme/contact/nobody`)).status).toBe(404);
+      expect((await fetch(`${http.url}/features`, { method: 'POST', body: '{"tenant":"acme"}' })).status).toBe(400);
+      expect((await fetch(`${http.url}/elsewhere`)).status).toBe(404);
+    } finally {
+      await http.close();
+      await lookup.close();
+    }
+  });
+});
