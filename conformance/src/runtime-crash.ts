@@ -18,7 +18,11 @@ export interface RuntimeCrashOptions {
   kills?: number;
   /** Seeds the kill delays so a failure can be replayed (default: random, printed on failure). */
   seed?: number;
-  /** Kill delays are drawn from [minDelayMs, maxDelayMs] after the process started. */
+  /**
+   * Each SIGKILL lands a random [minDelayMs, maxDelayMs] (default 0–400 ms) after the sync
+   * printed its first committed STATE, so it always hits a sync that is moving data — never
+   * one still starting up — and earlier kills leave work for later ones.
+   */
   minDelayMs?: number;
   maxDelayMs?: number;
   /** Path of the `tributary` executable (default: the nearest node_modules/.bin/tributary). */
@@ -49,8 +53,8 @@ export function runtimeCrashConformance(options: RuntimeCrashOptions): void {
       async () => {
         const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
         const random = mulberry32(seed);
-        const minDelay = options.minDelayMs ?? 200;
-        const maxDelay = options.maxDelayMs ?? 2_500;
+        const minDelay = options.minDelayMs ?? 0;
+        const maxDelay = options.maxDelayMs ?? 400;
         const workDir = await mkdtemp(join(tmpdir(), 'tributary-crash-'));
         try {
           const file = await options.syncFile(workDir);
@@ -58,7 +62,7 @@ export function runtimeCrashConformance(options: RuntimeCrashOptions): void {
           let completedEarly = false;
           for (let i = 0; i < kills; i++) {
             const delay = Math.round(minDelay + random() * (maxDelay - minDelay));
-            const outcome = await runSync(cli, file, workDir, { killAfterMs: delay, signal: 'SIGKILL' });
+            const outcome = await runSync(cli, file, workDir, { afterStdout: '"type":"STATE"', delayMs: delay, signal: 'SIGKILL' });
             if (outcome.signal === 'SIGKILL') {
               killed++;
               continue;
@@ -88,7 +92,7 @@ export function runtimeCrashConformance(options: RuntimeCrashOptions): void {
         try {
           const file = await options.syncFile(workDir);
           // Signal once the sync has committed something, so the stop lands mid-sync.
-          const stopped = await runSync(cli, file, workDir, { killOnStdout: '"type":"STATE"', signal: 'SIGTERM' });
+          const stopped = await runSync(cli, file, workDir, { afterStdout: '"type":"STATE"', delayMs: 0, signal: 'SIGTERM' });
           expect(stopped.code, `expected a graceful stop mid-sync (make the dataset larger if it finished first):\n${stopped.stderr}`).toBe(143);
           expect(stopped.stderr).toMatch(/SIGTERM: stopping/);
           const rerun = await runSync(cli, file, workDir, {});
@@ -127,20 +131,21 @@ function runSync(
   cli: string,
   file: string,
   cwd: string,
-  kill: { killAfterMs?: number; killOnStdout?: string; signal?: NodeJS.Signals },
+  /** Send `signal` `delayMs` after stdout first shows `afterStdout`; no signal when `delayMs` is absent. */
+  kill: { afterStdout?: string; delayMs?: number; signal?: NodeJS.Signals },
 ): Promise<RunOutcome> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [cli, 'sync', file, '--json'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
-    let signalled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (timer === undefined && kill.delayMs !== undefined) timer = setTimeout(() => child.kill(kill.signal ?? 'SIGKILL'), kill.delayMs);
+    };
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout.on('data', (chunk: Buffer) => {
-      if (!signalled && kill.killOnStdout !== undefined && chunk.toString().includes(kill.killOnStdout)) {
-        signalled = true;
-        child.kill(kill.signal ?? 'SIGKILL');
-      }
+      if (kill.afterStdout !== undefined && chunk.toString().includes(kill.afterStdout)) arm();
     });
-    const timer = kill.killAfterMs !== undefined ? setTimeout(() => child.kill(kill.signal ?? 'SIGKILL'), kill.killAfterMs) : undefined;
+    if (kill.afterStdout === undefined) arm();
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       if (timer) clearTimeout(timer);

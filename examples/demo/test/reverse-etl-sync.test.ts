@@ -18,8 +18,9 @@ const CONTACTS = 600;
 const sourceConfig = { seed: 5, counts: { companies: 20, contacts: CONTACTS, deals: 0, activities: 0 }, checkpoint_every: 50, page_size: 100 };
 const fields = { email: 'email', firstname: 'first_name', lastname: 'last_name', score: 'score', lifecycle_stage: 'lifecycle_stage' };
 
-function syncFile(extra: Record<string, unknown> = {}, source: Record<string, unknown> = sourceConfig): string {
+function syncFile(extra: Record<string, unknown> = {}, source: Record<string, unknown> = sourceConfig, more: Record<string, unknown> = {}): string {
   return toYaml({
+    ...more,
     connection: 'contacts-to-crm',
     source: { connector: 'sample', config: source },
     streams: [{ name: 'contacts', sync_mode: 'incremental' }],
@@ -110,16 +111,15 @@ describe('reverse ETL sync (sample → sample-crm)', () => {
 });
 
 // The runtime's crash case, with a writer as the target: every contact ends in the CRM.
-// At the writer's declared 20 requests/s of 100 records, 5 000 contacts take about 2.5 s.
-const crashSource = { ...sourceConfig, counts: { ...sourceConfig.counts, contacts: 5_000 } };
+// At the writer's declared 20 requests/s of 100 records, 8 000 contacts take about 4 s;
+// checkpoints commit every 100 ms so each run commits (and is killed) early.
+const crashSource = { ...sourceConfig, counts: { ...sourceConfig.counts, contacts: 8_000 } };
 runtimeCrashConformance({
   name: 'sample → sample-crm writer',
   kills: 4,
-  minDelayMs: 300,
-  maxDelayMs: 1_500,
   syncFile: async (workDir) => {
     const path = join(workDir, 'retl.yaml');
-    await writeFile(path, syncFile({}, crashSource));
+    await writeFile(path, syncFile({}, crashSource, { batching: { commit_interval_ms: 100 } }));
     return path;
   },
   expectedKeys: async () => ({ contacts: await expectedEmails(crashSource) }),
