@@ -68,23 +68,29 @@ async function enclosingPackage(start: string): Promise<string | undefined> {
 
 /**
  * Loads a connector by short name (`sample`), package name (`@acme/tributary-foo`) or a
- * path to a module (`./my-source.js`). Throws a `config` error listing what is installed.
+ * path to a module (`./my-source.js`), of the given kind or, without one, of any kind.
+ * Throws a `config` error listing what is installed.
  */
 export async function loadConnector(reference: string, kind: 'source', from?: string): Promise<Source>;
 export async function loadConnector(reference: string, kind: 'destination', from?: string): Promise<Destination>;
 export async function loadConnector(reference: string, kind: 'writer', from?: string): Promise<Writer>;
-export async function loadConnector(reference: string, kind: ConnectorKind, from = process.cwd()): Promise<Connector> {
+export async function loadConnector(reference: string, kind?: ConnectorKind, from?: string): Promise<Connector>;
+export async function loadConnector(reference: string, kind?: ConnectorKind, from = process.cwd()): Promise<Connector> {
+  const wanted = (c: { kind: string }): boolean => kind === undefined || c.kind === kind;
   let moduleUrl: string;
   if (reference.startsWith('.') || isAbsolute(reference)) {
     moduleUrl = pathToFileURL(resolve(from, reference)).href;
   } else {
     const installed = await listInstalledConnectors(from);
     const match =
-      installed.find((c) => c.kind === kind && c.name === reference) ?? installed.find((c) => c.kind === kind && c.packageName === reference);
+      installed.find((c) => wanted(c) && c.name === reference) ?? installed.find((c) => wanted(c) && c.packageName === reference);
     if (!match) {
-      const available = installed.filter((c) => c.kind === kind).map((c) => c.name);
+      const available = installed.filter(wanted).map((c) => (kind ? c.name : `${c.name} (${c.kind})`));
+      const listed = available.length ? available.join(', ') : '(none)';
       throw new TributaryError('config', {
-        userMessage: `Unknown ${kind} connector "${reference}". Installed ${kind}s: ${available.length ? available.join(', ') : '(none)'}. Install its package or give a path to a module.`,
+        userMessage: kind
+          ? `Unknown ${kind} connector "${reference}". Installed ${kind}s: ${listed}. Install its package or give a path to a module.`
+          : `Unknown connector "${reference}". Installed: ${listed}`,
       });
     }
     moduleUrl = pathToFileURL(await entryPoint(match.directory)).href;
@@ -96,9 +102,13 @@ export async function loadConnector(reference: string, kind: ConnectorKind, from
     throw new TributaryError('config', { userMessage: `Cannot load connector "${reference}"`, internalMessage: String(error), cause: error });
   }
   const candidates = [module.default, ...Object.values(module)];
-  const connector = candidates.find((c): c is Connector => isConnector(c) && c.kind === kind);
+  const connector = candidates.find((c): c is Connector => isConnector(c) && wanted(c));
   if (!connector) {
-    throw new TributaryError('config', { userMessage: `"${reference}" does not export a ${kind} (an object built by define${capitalize(kind)})` });
+    throw new TributaryError('config', {
+      userMessage: kind
+        ? `"${reference}" does not export a ${kind} (an object built by define${capitalize(kind)})`
+        : `"${reference}" does not export a connector (an object built by defineSource, defineDestination or defineWriter)`,
+    });
   }
   return connector;
 }

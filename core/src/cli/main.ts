@@ -162,7 +162,7 @@ async function connectorCommand(
     | 'destination'
     | 'writer'
     | undefined;
-  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadAnyConnector(reference);
+  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadConnector(reference);
   if (command === 'spec') {
     out.emit({ type: 'SPEC', spec: specMessage(connector) });
     return 0;
@@ -200,20 +200,6 @@ async function connectorCommand(
   const state = values.state ? fromStateMessages(asStateMessages(await readJson(values.state, 'state'), values.state)) : emptyState();
   await readToStdout(connector, ctx, config, configured, state, out);
   return 0;
-}
-
-async function loadAnyConnector(reference: string) {
-  for (const kind of ['source', 'destination', 'writer'] as const) {
-    try {
-      return await loadConnector(reference, kind as 'source');
-    } catch (error) {
-      if (!TributaryError.is(error, 'config') || !error.userMessage.startsWith('Unknown')) throw error;
-    }
-  }
-  const installed = await listInstalledConnectors();
-  throw new TributaryError('config', {
-    userMessage: `Unknown connector "${reference}". Installed: ${installed.map((c) => `${c.name} (${c.kind})`).join(', ') || '(none)'}`,
-  });
 }
 
 function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
@@ -510,7 +496,7 @@ async function docsCommand(args: string[]): Promise<number> {
   if (!reference || (values.check && values.write) || (kind && !['source', 'destination', 'writer'].includes(kind))) {
     throw new TributaryError('config', { userMessage: 'Usage: tributary docs <connector> [--kind source|destination|writer] [--check <README.md> | --write <README.md>]' });
   }
-  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadAnyConnector(reference);
+  const connector = kind ? await loadConnector(reference, kind as 'source') : await loadConnector(reference);
   const table = renderSpecTable(connector.spec.connectionSpecification);
   const readmePath = values.check ?? values.write;
   if (!readmePath) {
