@@ -18,11 +18,17 @@ export interface InstalledConnector {
   directory: string;
 }
 
+interface ConnectorEntry {
+  kind?: string;
+  name?: string;
+}
+
 interface PackageJson {
   name?: string;
   version?: string;
   keywords?: string[];
-  tributary?: { kind?: string; name?: string };
+  /** One connector, or several for a package per SaaS (e.g. a CRM's source and writer). */
+  tributary?: ConnectorEntry | ConnectorEntry[];
   exports?: unknown;
   main?: string;
 }
@@ -32,18 +38,22 @@ interface PackageJson {
  * `tributary spec <name>` works inside it once built), then every `node_modules` from
  * `from` up to the root, then the CLI's own installation. A package is a connector when its
  * package.json has the keyword `tributary-connector` and a `tributary: { kind, name }`
- * field. Nearer packages win.
+ * field, or an array of them when the package exports several connectors (a CRM's source
+ * and writer); `loadConnector` then picks the export of the wanted kind. Nearer packages win.
  */
 export async function listInstalledConnectors(from: string = process.cwd()): Promise<InstalledConnector[]> {
   const found = new Map<string, InstalledConnector>();
   const add = async (dir: string): Promise<void> => {
     const pkg = await readPackage(dir);
     if (!pkg?.name || !pkg.keywords?.includes('tributary-connector')) return;
-    const kind = pkg.tributary?.kind;
-    if (kind !== 'source' && kind !== 'destination' && kind !== 'writer') return;
-    const name = pkg.tributary?.name ?? pkg.name;
-    const id = `${kind}:${name}`;
-    if (!found.has(id)) found.set(id, { name, kind, packageName: pkg.name, version: pkg.version ?? '0.0.0', directory: dir });
+    const entries = Array.isArray(pkg.tributary) ? pkg.tributary : pkg.tributary ? [pkg.tributary] : [];
+    for (const entry of entries) {
+      const kind = entry.kind;
+      if (kind !== 'source' && kind !== 'destination' && kind !== 'writer') continue;
+      const name = entry.name ?? pkg.name;
+      const id = `${kind}:${name}`;
+      if (!found.has(id)) found.set(id, { name, kind, packageName: pkg.name, version: pkg.version ?? '0.0.0', directory: dir });
+    }
   };
   const own = await enclosingPackage(resolve(from));
   if (own !== undefined) await add(own);
