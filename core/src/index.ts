@@ -18,7 +18,16 @@ export * from './state/open-store.js';
 export * from './runtime/pipeline.js';
 export * from './runtime/sync.js';
 export { main as runCli } from './cli/main.js';
-export { listInstalledConnectors, loadConnector, type InstalledConnector, type ConnectorKind } from './cli/connector-registry.js';
+export {
+  listInstalledCommands,
+  listInstalledConnectors,
+  loadCommand,
+  loadConnector,
+  type ConnectorKind,
+  type InstalledCommand,
+  type InstalledConnector,
+  type PluginCommand,
+} from './cli/connector-registry.js';
 export { readSyncFile, configureCatalog, type SyncFile, type StreamSelection } from './cli/sync-file.js';
 export * from './resilience/rate-limiter.js';
 export * from './resilience/retry.js';

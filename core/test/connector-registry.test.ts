@@ -2,7 +2,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listInstalledConnectors, loadConnector } from '../src/index.js';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from '../src/index.js';
+
+const BIN = fileURLToPath(new URL('../bin/tributary.js', import.meta.url));
 
 // A package for one SaaS that exports a source and a writer and declares both in
 // package.json `tributary` as an array.
@@ -24,12 +29,17 @@ describe('connector registry: a package declaring several connectors', () => {
           { kind: 'writer', name: 'crm' },
         ],
         exports: { '.': './index.js' },
+        tributaryCommands: { crm: { module: './command.js', description: 'inspect the CRM' } },
       }),
     );
     await writeFile(
       join(pkg, 'index.js'),
       "export const crmSource = { kind: 'source', spec: { name: 'crm-source' } };\n" +
         "export const crmWriter = { kind: 'writer', spec: { name: 'crm-writer' } };\n",
+    );
+    await writeFile(
+      join(pkg, 'command.js'),
+      "export default async function (args) { process.stdout.write('crm command ' + JSON.stringify(args) + '\\n'); return args.includes('--fail') ? 1 : 0; }\n",
     );
   });
   afterAll(async () => rm(dir, { recursive: true, force: true }));
@@ -48,5 +58,46 @@ describe('connector registry: a package declaring several connectors', () => {
     expect((source as unknown as { spec: { name: string } }).spec.name).toBe('crm-source');
     expect((writer as unknown as { spec: { name: string } }).spec.name).toBe('crm-writer');
     await expect(loadConnector('crm', 'destination', dir)).rejects.toThrow(/Unknown destination connector "crm"/);
+  });
+});
+
+describe('commands contributed by installed packages', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'registry-cmd-'));
+    const pkg = join(dir, 'node_modules', 'tributary-lake-like');
+    await mkdir(pkg, { recursive: true });
+    await writeFile(
+      join(pkg, 'package.json'),
+      JSON.stringify({
+        name: 'tributary-lake-like',
+        version: '0.0.1',
+        type: 'module',
+        keywords: ['tributary-connector'],
+        tributaryCommands: { pond: { module: './pond.js', description: 'look into the pond' } },
+      }),
+    );
+    await writeFile(
+      join(pkg, 'pond.js'),
+      "export default async function (args) { process.stdout.write('pond ' + JSON.stringify(args) + '\\n'); return args.includes('--fail') ? 1 : 0; }\n",
+    );
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it('lists the command and loads its handler', async () => {
+    const commands = await listInstalledCommands(dir);
+    const pond = commands.find((c) => c.name === 'pond');
+    expect(pond).toMatchObject({ packageName: 'tributary-lake-like', description: 'look into the pond' });
+    expect(typeof (await loadCommand(pond!))).toBe('function');
+  });
+
+  it('runs through the CLI with its arguments and exit code, and shows up in help', async () => {
+    const run = promisify(execFile);
+    const ok = await run(process.execPath, [BIN, 'pond', 'query', 'select 1'], { cwd: dir });
+    expect(ok.stdout).toBe('pond ["query","select 1"]\n');
+    const failed = await run(process.execPath, [BIN, 'pond', '--fail'], { cwd: dir }).catch((e: { code: number; stdout: string }) => e);
+    expect((failed as { code: number }).code).toBe(1);
+    const help = await run(process.execPath, [BIN, 'help'], { cwd: dir });
+    expect(help.stdout).toMatch(/Commands from installed packages:\n\s+tributary pond …\s+look into the pond \(from tributary-lake-like\)/);
   });
 });

@@ -25,6 +25,8 @@ interface ConnectorEntry {
 
 interface PackageJson {
   name?: string;
+  /** CLI subcommands the package adds: `tributary <name> …` runs the module's default export. */
+  tributaryCommands?: Record<string, { module?: string; description?: string }>;
   version?: string;
   keywords?: string[];
   /** One connector, or several for a package per SaaS (e.g. a CRM's source and writer). */
@@ -180,4 +182,63 @@ async function entryPoint(dir: string): Promise<string> {
     throw new TributaryError('config', { userMessage: `Connector package ${pkg.name ?? dir} is not built: ${file} is missing (run \`npm run build\`)` });
   }
   return file;
+}
+
+/**
+ * A CLI subcommand contributed by an installed package (e.g. `tributary lake …` from the
+ * lake destination). The package declares it in package.json:
+ * `"tributaryCommands": { "lake": { "module": "./dist/lake-command.js", "description": "…" } }`.
+ * The module's default export is a `PluginCommand`.
+ */
+export interface InstalledCommand {
+  name: string;
+  description: string;
+  packageName: string;
+  /** Absolute path of the module to import. */
+  modulePath: string;
+}
+
+/**
+ * Contract of a contributed command: receives the arguments after its name, writes to
+ * stdout/stderr itself, returns the exit code (0 ok, 1 failure, 2 usage). It may throw a
+ * `TributaryError`; the CLI then prints `error: …` and exits 2 for config errors, else 1.
+ */
+export type PluginCommand = (args: string[]) => Promise<number>;
+
+/** Commands contributed by installed packages, found the same way as connectors. */
+export async function listInstalledCommands(from: string = process.cwd()): Promise<InstalledCommand[]> {
+  const found = new Map<string, InstalledCommand>();
+  const add = async (dir: string): Promise<void> => {
+    const pkg = await readPackage(dir);
+    if (!pkg?.name || !pkg.keywords?.includes('tributary-connector') || !pkg.tributaryCommands) return;
+    for (const [name, entry] of Object.entries(pkg.tributaryCommands)) {
+      if (!entry.module || found.has(name)) continue;
+      found.set(name, { name, description: entry.description ?? '', packageName: pkg.name, modulePath: resolve(dir, entry.module) });
+    }
+  };
+  const own = await enclosingPackage(resolve(from));
+  if (own !== undefined) await add(own);
+  const roots = [...ancestors(resolve(from)), ...ancestors(dirname(fileURLToPath(import.meta.url)))];
+  for (const root of roots) {
+    for (const dir of await packageDirs(join(root, 'node_modules'))) await add(dir);
+  }
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Imports a contributed command's module and returns its handler. */
+export async function loadCommand(command: InstalledCommand): Promise<PluginCommand> {
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(pathToFileURL(command.modulePath).href)) as Record<string, unknown>;
+  } catch (error) {
+    throw new TributaryError('config', {
+      userMessage: `Cannot load command "${command.name}" from ${command.packageName} (is it built?)`,
+      internalMessage: String(error),
+      cause: error,
+    });
+  }
+  if (typeof module.default !== 'function') {
+    throw new TributaryError('config', { userMessage: `${command.packageName} declares command "${command.name}" but its module has no default export function` });
+  }
+  return module.default as PluginCommand;
 }

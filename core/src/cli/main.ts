@@ -20,7 +20,7 @@ import { runSync } from '../runtime/sync.js';
 import { writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
 import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
-import { listInstalledConnectors, loadConnector } from './connector-registry.js';
+import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
 import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
 
@@ -78,10 +78,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(USAGE + '\n');
+        process.stdout.write((await usageWithPlugins()) + '\n');
         return command === undefined ? 2 : 0;
-      default:
-        throw new TributaryError('config', { userMessage: `Unknown command "${command}"\n\n${USAGE}` });
+      default: {
+        const plugin = (await listInstalledCommands()).find((c) => c.name === command);
+        if (plugin) return await (await loadCommand(plugin))(rest);
+        throw new TributaryError('config', { userMessage: `Unknown command "${command}"\n\n${await usageWithPlugins()}` });
+      }
     }
   } catch (caught) {
     const error = toTributaryError(caught);
@@ -97,6 +100,15 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.TRIBUTARY_DEBUG) process.stderr.write(redact(String((error.cause as Error | undefined)?.stack ?? error.stack)) + '\n');
     return error.kind === 'config' || error.kind === 'auth' ? 2 : 1;
   }
+}
+
+/** The usage text plus the commands installed packages contribute (e.g. `lake`). */
+async function usageWithPlugins(): Promise<string> {
+  const plugins = await listInstalledCommands().catch(() => []);
+  if (plugins.length === 0) return USAGE;
+  const width = Math.max(...plugins.map((p) => p.name.length));
+  const lines = plugins.map((p) => `  tributary ${p.name.padEnd(width)} …   ${p.description} (from ${p.packageName})`);
+  return `${USAGE}\n\nCommands from installed packages:\n${lines.join('\n')}`;
 }
 
 function options(args: string[]) {
