@@ -29,6 +29,7 @@ export {
   type PluginCommand,
 } from './cli/connector-registry.js';
 export { readSyncFile, configureCatalog, type SyncFile, type StreamSelection } from './cli/sync-file.js';
+export { planSync, type SyncPlan } from './cli/sync-plan.js';
 export * from './resilience/rate-limiter.js';
 export * from './resilience/retry.js';
 export * from './resilience/circuit-breaker.js';

@@ -97,20 +97,7 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
     ...(destination.retry ? { retry: destination.retry } : {}),
   });
 
-  const streams: DestinationStream[] = catalog.streams.map((c) => {
-    const key = streamKey(c.stream.name, c.stream.namespace);
-    return {
-      key,
-      name: c.stream.name,
-      ...(c.stream.namespace ? { namespace: c.stream.namespace } : {}),
-      syncMode: c.sync_mode,
-      destinationSyncMode: c.destination_sync_mode,
-      primaryKey: c.primary_key ?? c.stream.source_defined_primary_key ?? [],
-      cursorField: c.cursor_field ?? c.stream.default_cursor_field ?? [],
-      jsonSchema: c.stream.json_schema,
-      resuming: initialState.streams[key] !== undefined,
-    };
-  });
+  const streams = toDestinationStreams(catalog, (key) => initialState.streams[key] !== undefined);
 
   // The limiter is shared by every stream of the source: a pause slows all unfinished streams.
   let progress: ReadonlyMap<string, StreamProgress> = new Map();
@@ -231,4 +218,26 @@ function assertNoSecrets(state: SyncState, redact: Redactor): void {
       userMessage: 'The source put a secret value into its state; refusing to store it. This is a connector bug.',
     });
   }
+}
+
+/**
+ * The streams a destination is opened with, from the configured catalog: keys, modes, the
+ * effective primary key and cursor (configured, else source-defined) and the JSON schema.
+ * `resuming(key)` tells whether the stream has committed state (default: none has).
+ */
+export function toDestinationStreams(catalog: ConfiguredAirbyteCatalog, resuming: (key: string) => boolean = () => false): DestinationStream[] {
+  return catalog.streams.map((c) => {
+    const key = streamKey(c.stream.name, c.stream.namespace);
+    return {
+      key,
+      name: c.stream.name,
+      ...(c.stream.namespace ? { namespace: c.stream.namespace } : {}),
+      syncMode: c.sync_mode,
+      destinationSyncMode: c.destination_sync_mode,
+      primaryKey: c.primary_key ?? c.stream.source_defined_primary_key ?? [],
+      cursorField: c.cursor_field ?? c.stream.default_cursor_field ?? [],
+      jsonSchema: c.stream.json_schema,
+      resuming: resuming(key),
+    };
+  });
 }
