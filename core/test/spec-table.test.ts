@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SPEC_TABLE_END, SPEC_TABLE_START, TributaryError, readReadmeSection, renderSpecTable, updateReadmeSection } from '@tributary/core';
+import { SPEC_TABLE_END, SPEC_TABLE_START, TributaryError, readReadmeSection, renderSpecTable, specTableMarkers, updateReadmeSection } from '@tributary/core';
 
 const HEADER = '| Parameter | Type | Required | Default | Description |\n| --- | --- | --- | --- | --- |';
 
@@ -304,5 +304,33 @@ describe('updateReadmeSection / readReadmeSection', () => {
     expect(attempt(`${readme}${readme}`).userMessage).toContain('more than one spec table section');
     expect(attempt(`${SPEC_TABLE_END}\n${SPEC_TABLE_START}\n`).userMessage).toContain('comes before');
     expect(() => readReadmeSection('nothing')).toThrow(/README has no spec table section/);
+  });
+});
+
+describe('named spec table sections (a README documenting a source and a writer)', () => {
+  const readme = [
+    '# crm',
+    '## Source',
+    '<!-- tributary:spec-table:start source -->',
+    'old source table',
+    '<!-- tributary:spec-table:end source -->',
+    '## Writer',
+    '<!-- tributary:spec-table:start writer -->',
+    'old writer table',
+    '<!-- tributary:spec-table:end writer -->',
+    '',
+  ].join('\n');
+
+  it('updates and reads each section by name, leaving the other alone', () => {
+    const updated = updateReadmeSection(readme, '| writer |', 'README.md', 'writer');
+    expect(readReadmeSection(updated, 'README.md', 'writer')).toBe('| writer |');
+    expect(readReadmeSection(updated, 'README.md', 'source')).toBe('old source table');
+    expect(updateReadmeSection(updated, '| writer |', 'README.md', 'writer')).toBe(updated);
+  });
+
+  it('does not take a named section for the unnamed one, and names a missing section in the error', () => {
+    expect(() => readReadmeSection(readme, 'README.md')).toThrow(/README.md has no spec table section \(missing <!-- tributary:spec-table:start -->\)/);
+    expect(() => readReadmeSection(readme, 'README.md', 'destination')).toThrow(/missing <!-- tributary:spec-table:start destination -->/);
+    expect(() => specTableMarkers('bad name')).toThrow(/Section name "bad name"/);
   });
 });

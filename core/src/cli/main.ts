@@ -36,7 +36,7 @@ Usage:
   tributary state show|set|reset <connection> [--store <url> | --sync <file.yaml>] [--file <state.json>] [--stream <name>]
   tributary connectors                            list installed connector packages
   tributary new source|destination|writer <name> [--dir <path>]   scaffold a connector package (default dir ./<name>)
-  tributary docs <connector> [--kind ...] [--check <README.md> | --write <README.md>]   config parameter table (Markdown)
+  tributary docs <connector> [--kind ...] [--check <README.md> | --write <README.md>] [--section <name>]   config parameter table (Markdown)
 
 spec/check/discover/read/write speak Airbyte protocol JSON lines on stdout.
 Secrets: write \${ENV_NAME} in a sync file and set the variable.`;
@@ -501,13 +501,16 @@ async function readStdin(): Promise<string> {
  */
 async function docsCommand(args: string[]): Promise<number> {
   const { values, positionals } = usageErrors(() =>
-    parseArgs({ args, allowPositionals: true, options: { kind: { type: 'string' }, check: { type: 'string' }, write: { type: 'string' } } }),
+    parseArgs({ args, allowPositionals: true, options: { kind: { type: 'string' }, check: { type: 'string' }, write: { type: 'string' }, section: { type: 'string' } } }),
   );
   const reference = positionals[0];
   const kind = values.kind;
   if (!reference || (values.check && values.write) || (kind && !['source', 'destination', 'writer'].includes(kind))) {
-    throw new TributaryError('config', { userMessage: 'Usage: tributary docs <connector> [--kind source|destination|writer] [--check <README.md> | --write <README.md>]' });
+    throw new TributaryError('config', {
+      userMessage: 'Usage: tributary docs <connector> [--kind source|destination|writer] [--check <README.md> | --write <README.md>] [--section <name>]',
+    });
   }
+  const section = values.section;
   const connector = kind ? await loadConnector(reference, kind as 'source') : await loadConnector(reference);
   const table = renderSpecTable(connector.spec.connectionSpecification);
   const readmePath = values.check ?? values.write;
@@ -521,10 +524,12 @@ async function docsCommand(args: string[]): Promise<number> {
   } catch (error) {
     throw new TributaryError('config', { userMessage: `Cannot read ${readmePath}: ${(error as Error).message}` });
   }
-  const updated = updateReadmeSection(readme, table, readmePath);
+  const updated = updateReadmeSection(readme, table, readmePath, section);
   if (values.check) {
     if (updated === readme) return 0;
-    process.stderr.write(`error: ${readmePath} is stale: run tributary docs ${reference}${kind ? ` --kind ${kind}` : ''} --write ${readmePath}\n`);
+    process.stderr.write(
+      `error: ${readmePath} is stale: run tributary docs ${reference}${kind ? ` --kind ${kind}` : ''}${section ? ` --section ${section}` : ''} --write ${readmePath}\n`,
+    );
     return 1;
   }
   if (updated !== readme) await writeFile(readmePath, updated);

@@ -38,6 +38,16 @@ import { TributaryError } from '../errors.js';
 export const SPEC_TABLE_START = '<!-- tributary:spec-table:start -->';
 export const SPEC_TABLE_END = '<!-- tributary:spec-table:end -->';
 
+/**
+ * The marker lines of a README's table section. A README documenting several connectors (a
+ * CRM package's source and writer) names each section: `<!-- tributary:spec-table:start writer -->`.
+ */
+export function specTableMarkers(section?: string): { start: string; end: string } {
+  if (section === undefined) return { start: SPEC_TABLE_START, end: SPEC_TABLE_END };
+  if (!/^[\w.-]+$/.test(section)) throw new TributaryError('config', { userMessage: `Section name "${section}" must be letters, digits, '.', '_' or '-'` });
+  return { start: `<!-- tributary:spec-table:start ${section} -->`, end: `<!-- tributary:spec-table:end ${section} -->` };
+}
+
 /** What a secret field shows wherever a printed value contains it (same mask as the redactor's). */
 const SECRET_MASK = '**********';
 const NONE = '—';
@@ -92,8 +102,8 @@ export function renderSpecTable(schema: object): string {
  * README's line ending style. Throws a `config` error naming `source` when the markers are
  * missing, repeated or out of order.
  */
-export function updateReadmeSection(readme: string, table: string, source = 'README'): string {
-  const { start, end } = sectionBounds(readme, source);
+export function updateReadmeSection(readme: string, table: string, source = 'README', section?: string): string {
+  const { start, end } = sectionBounds(readme, source, specTableMarkers(section));
   const eol = readme.includes('\r\n') ? '\r\n' : '\n';
   return readme.slice(0, start) + eol + table.replace(/\r?\n/g, eol) + eol + readme.slice(end);
 }
@@ -103,8 +113,8 @@ export function updateReadmeSection(readme: string, table: string, source = 'REA
  * line breaks right after the start marker and right before the end marker, with `\n`
  * line endings. Throws like `updateReadmeSection`.
  */
-export function readReadmeSection(readme: string, source = 'README'): string {
-  const { start, end } = sectionBounds(readme, source);
+export function readReadmeSection(readme: string, source = 'README', section?: string): string {
+  const { start, end } = sectionBounds(readme, source, specTableMarkers(section));
   return readme
     .slice(start, end)
     .replace(/\r\n/g, '\n')
@@ -112,18 +122,21 @@ export function readReadmeSection(readme: string, source = 'README'): string {
     .replace(/\n$/, '');
 }
 
-function sectionBounds(readme: string, source: string): { start: number; end: number } {
-  const howTo = `put a line ${SPEC_TABLE_START} and a line ${SPEC_TABLE_END} where the parameter table belongs`;
-  const first = readme.indexOf(SPEC_TABLE_START);
-  const last = readme.indexOf(SPEC_TABLE_END);
+function sectionBounds(readme: string, source: string, markers: { start: string; end: string }): { start: number; end: number } {
+  const { start: open, end: close } = markers;
+  const howTo = `put a line ${open} and a line ${close} where the parameter table belongs`;
+  // `<!-- …:start -->` is not a substring of `<!-- …:start writer -->`: plain search suffices.
+  const find = (marker: string, from = 0): number => readme.indexOf(marker, from);
+  const first = find(open);
+  const last = find(close);
   if (first === -1 || last === -1) {
-    throw new TributaryError('config', { userMessage: `${source} has no spec table section (missing ${first === -1 ? SPEC_TABLE_START : SPEC_TABLE_END}): ${howTo}` });
+    throw new TributaryError('config', { userMessage: `${source} has no spec table section (missing ${first === -1 ? open : close}): ${howTo}` });
   }
-  if (readme.indexOf(SPEC_TABLE_START, first + 1) !== -1 || readme.indexOf(SPEC_TABLE_END, last + 1) !== -1) {
+  if (find(open, first + 1) !== -1 || find(close, last + 1) !== -1) {
     throw new TributaryError('config', { userMessage: `${source} has more than one spec table section: keep one, ${howTo}` });
   }
-  if (last < first) throw new TributaryError('config', { userMessage: `${source}: ${SPEC_TABLE_END} comes before ${SPEC_TABLE_START}` });
-  return { start: first + SPEC_TABLE_START.length, end: last };
+  if (last < first) throw new TributaryError('config', { userMessage: `${source}: ${close} comes before ${open}` });
+  return { start: first + open.length, end: last };
 }
 
 // ---------------------------------------------------------------------------------------
