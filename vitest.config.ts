@@ -11,7 +11,9 @@ export default defineConfig({
     pool: 'forks',
     reporters: ['default'],
   },
-  // Workspace packages resolve to their TypeScript sources during tests.
-  resolve: { conditions: ['tributary-source', 'module', 'node', 'development|production'] },
-  ssr: { resolve: { conditions: ['tributary-source', 'module', 'node', 'development|production'] } },
+  // Workspace packages resolve to their TypeScript sources during tests. No `module`
+  // condition: with it Node picks the AWS SDK's ESM build (dist-es), whose extensionless
+  // imports it cannot load; plain node (the CLI, users) picks its CommonJS build.
+  resolve: { conditions: ['tributary-source', 'node', 'development|production'] },
+  ssr: { resolve: { conditions: ['tributary-source', 'node', 'development|production'] } },
 });

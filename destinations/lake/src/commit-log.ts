@@ -1,0 +1,178 @@
+import { TributaryError } from '@tributary/core';
+import type { LakeStore } from './storage/store.js';
+
+/**
+ * The lake's commit log: what is visible is exactly the data files that the log says were
+ * added and not removed. Readers never list data directories, so a file that was uploaded
+ * (or renamed into place) but whose commit never happened is invisible, and a crash at any
+ * point leaves either the old or the new snapshot.
+ *
+ * Layout: `_tributary/log/<seq, 20 digits>.json`, one entry per commit, each created with a
+ * conditional write (create-if-absent). Two writers racing for one sequence number: one
+ * wins, the other re-reads the log and retries with the next number (appends never
+ * conflict; compaction checks that the files it replaces are still there). Every
+ * CHECKPOINT_EVERY commits the whole state is also written to `_tributary/checkpoints/`,
+ * so opening the lake reads one checkpoint plus the entries after it.
+ */
+export const LOG_PREFIX = '_tributary/log/';
+export const CHECKPOINT_PREFIX = '_tributary/checkpoints/';
+const CHECKPOINT_EVERY = 50;
+
+/** One visible Parquet file. */
+export interface LakeFile {
+  /** Key relative to the lake root. */
+  path: string;
+  stream: string;
+  tenant: string;
+  /** Partition value below the tenant (`2024-05-01`, `2024-05`, or '' for tenant-only). */
+  partition: string;
+  rows: number;
+  bytes: number;
+  /** Highest payload schema version of the rows in the file. */
+  schemaVersion: number;
+  /** Event time range (epoch ms) of the rows. */
+  minEventTime: number;
+  maxEventTime: number;
+  /** Sync sessions whose rows the file holds (see `LakeState.unclean`). */
+  sessions: string[];
+}
+
+/** A quarantine file: records refused with their reasons (JSON lines). */
+export interface QuarantineFile {
+  path: string;
+  stream: string;
+  records: number;
+  /** The session that wrote it (absent in files of older lakes). */
+  session?: string;
+}
+
+export interface LogEntry {
+  seq: number;
+  at: string;
+  session: string;
+  kind: 'append' | 'complete' | 'compact' | 'retention';
+  add?: LakeFile[];
+  remove?: string[];
+  quarantine?: QuarantineFile[];
+  /** `complete`: streams whose sync completed, so none of their rows will ever be replayed. */
+  streams?: string[];
+}
+
+export interface LakeState {
+  seq: number;
+  files: Map<string, LakeFile>;
+  quarantine: QuarantineFile[];
+  /**
+   * Per stream, the sessions that appended rows since the stream's last completed sync.
+   * Only their rows can be delivered again (the runtime replays records after the last
+   * committed checkpoint, and a completed sync committed its last one), so a new session
+   * loads the event ids of exactly these files to drop replays.
+   */
+  unclean: Map<string, Set<string>>;
+}
+
+interface Checkpoint {
+  seq: number;
+  files: LakeFile[];
+  quarantine: QuarantineFile[];
+  unclean: Record<string, string[]>;
+}
+
+const seqKey = (prefix: string, seq: number): string => `${prefix}${String(seq).padStart(20, '0')}.json`;
+const decoder = new TextDecoder();
+
+export function emptyLakeState(): LakeState {
+  return { seq: 0, files: new Map(), quarantine: [], unclean: new Map() };
+}
+
+export function applyEntry(state: LakeState, entry: LogEntry): void {
+  for (const path of entry.remove ?? []) state.files.delete(path);
+  for (const file of entry.add ?? []) {
+    state.files.set(file.path, file);
+    if (entry.kind === 'append') {
+      const set = state.unclean.get(file.stream) ?? new Set<string>();
+      set.add(entry.session);
+      state.unclean.set(file.stream, set);
+    }
+  }
+  if (entry.quarantine) state.quarantine.push(...entry.quarantine);
+  if (entry.kind === 'retention') {
+    const removed = new Set(entry.remove ?? []);
+    state.quarantine = state.quarantine.filter((q) => !removed.has(q.path));
+  }
+  if (entry.kind === 'complete') for (const stream of entry.streams ?? []) state.unclean.delete(stream);
+  state.seq = entry.seq;
+}
+
+function parse<T>(bytes: Uint8Array, key: string): T {
+  try {
+    return JSON.parse(decoder.decode(bytes)) as T;
+  } catch (error) {
+    throw new TributaryError('fatal', { userMessage: `The lake's commit log entry ${key} is not valid JSON: the lake is damaged; restore it from a backup`, cause: error });
+  }
+}
+
+/** Reads the latest checkpoint and every log entry after it. */
+export async function loadLakeState(store: LakeStore): Promise<LakeState> {
+  const state = emptyLakeState();
+  const checkpoints = await store.list(CHECKPOINT_PREFIX);
+  let after: string | undefined;
+  const last = checkpoints[checkpoints.length - 1];
+  if (last !== undefined) {
+    const bytes = await store.get(last);
+    if (bytes) {
+      const cp = parse<Checkpoint>(bytes, last);
+      state.seq = cp.seq;
+      for (const f of cp.files) state.files.set(f.path, f);
+      state.quarantine = cp.quarantine;
+      for (const [stream, sessions] of Object.entries(cp.unclean)) state.unclean.set(stream, new Set(sessions));
+      after = seqKey(LOG_PREFIX, cp.seq);
+    }
+  }
+  await catchUp(store, state, after);
+  return state;
+}
+
+async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PREFIX, state.seq)): Promise<void> {
+  for (const key of await store.list(LOG_PREFIX, state.seq === 0 ? undefined : after)) {
+    const bytes = await store.get(key);
+    if (!bytes) continue;
+    const entry = parse<LogEntry>(bytes, key);
+    if (entry.seq <= state.seq) continue;
+    if (entry.seq !== state.seq + 1) {
+      throw new TributaryError('fatal', { userMessage: `The lake's commit log has a gap before entry ${entry.seq} (at ${state.seq}): the lake is damaged` });
+    }
+    applyEntry(state, entry);
+  }
+}
+
+/**
+ * Appends an entry to the log and applies it to `state`. `validate` runs against the
+ * latest state before every attempt (after a lost race, on the re-read state); it throws
+ * when the entry no longer makes sense (compaction of a file someone else removed).
+ */
+export async function commitEntry(store: LakeStore, state: LakeState, entry: Omit<LogEntry, 'seq' | 'at'>, validate?: (state: LakeState) => void): Promise<LogEntry> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    validate?.(state);
+    const full: LogEntry = { ...entry, seq: state.seq + 1, at: new Date().toISOString() };
+    if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
+      applyEntry(state, full);
+      if (full.seq % CHECKPOINT_EVERY === 0) await writeCheckpoint(store, state);
+      return full;
+    }
+    // Another writer committed this sequence number first: read what it did, then retry.
+    await catchUp(store, state);
+  }
+  throw new TributaryError('transient', { userMessage: 'Could not commit to the lake: too many concurrent commits; retrying' });
+}
+
+async function writeCheckpoint(store: LakeStore, state: LakeState): Promise<void> {
+  const cp: Checkpoint = {
+    seq: state.seq,
+    files: [...state.files.values()],
+    quarantine: state.quarantine,
+    unclean: Object.fromEntries([...state.unclean].map(([k, v]) => [k, [...v]])),
+  };
+  // A checkpoint only shortens the next open; a failure to write one loses nothing.
+  await store.put(seqKey(CHECKPOINT_PREFIX, state.seq), JSON.stringify(cp)).catch(() => undefined);
+}

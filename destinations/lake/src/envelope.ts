@@ -1,0 +1,133 @@
+import { hash } from 'node:crypto';
+import type { RecordData } from '@tributary/core';
+import type { EnvelopeOp, StreamMapping } from './config.js';
+
+/** The envelope values of one record (payload columns are handled by the stream stage). */
+export interface Envelope {
+  eventId: string;
+  /** The row's key for point-in-time reads: the primary key (one value as text, several as a JSON array), else the customer id. */
+  entityKey: string;
+  customerId: string;
+  tenantId: string;
+  eventTimeMs: number;
+  op: EnvelopeOp;
+  position: string | null;
+  txid: string | null;
+  /** JSON text of the CDC before-image, or null. */
+  before: string | null;
+  /** JSON text of `_tributary_unchanged` (columns an update did not send: keep their stored values), or null. */
+  unchanged: string | null;
+}
+
+/** CDC sources' reserved fields (see the Postgres CDC source): op, position, txid, commit time, before-image. */
+const CDC_OPS: Record<string, EnvelopeOp | 'truncate'> = { r: 'snapshot', c: 'insert', u: 'update', d: 'delete', t: 'truncate' };
+
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value.length > 0 ? value : undefined;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'bigint') return String(value);
+  return undefined;
+}
+
+function valueAt(record: RecordData, path: readonly string[]): unknown {
+  let node: unknown = record;
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+// Consecutive records often share a timestamp (one transaction, one page of events).
+let lastText = '';
+let lastMs = NaN;
+
+/** Epoch ms of an ISO-8601 string or an epoch-ms number; NaN when neither. */
+export function parseEventTime(value: unknown): number {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : NaN;
+  if (typeof value === 'string') {
+    if (value !== lastText) {
+      lastText = value;
+      lastMs = Date.parse(value);
+    }
+    return lastMs;
+  }
+  return NaN;
+}
+
+/**
+ * Maps a record to its envelope, or returns the reason it cannot be one. The event id is
+ * deterministic: the configured id field, or SHA-256 of (stream, primary key, source
+ * position or cursor, op) — so the same change read again after a crash gets the same id
+ * and the session drops it. Without a primary key the whole record is hashed (identical
+ * records are one event).
+ */
+export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs: number): Envelope | string {
+  const rawOp = record._tributary_op;
+  let op: EnvelopeOp = mapping.defaultOp;
+  if (rawOp !== undefined) {
+    const mapped = typeof rawOp === 'string' ? CDC_OPS[rawOp] : undefined;
+    if (mapped === undefined) return `unknown _tributary_op ${JSON.stringify(rawOp)} (expected r, c, u, d or t)`;
+    if (mapped === 'truncate') return 'a CDC truncate carries no row: the envelope has no truncate op, so it is kept here for review (rows stored before it stay in the lake)';
+    op = mapped;
+  }
+
+  let tenantId: string | undefined;
+  if ('constant' in mapping.tenant) tenantId = mapping.tenant.constant;
+  else tenantId = text(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
+  if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)`;
+
+  const customerId = text(record[mapping.customerIdField]);
+  if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty`;
+
+  let eventTimeMs: number;
+  if (mapping.eventTimeField !== undefined) {
+    eventTimeMs = parseEventTime(record[mapping.eventTimeField]);
+    if (Number.isNaN(eventTimeMs)) return `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time / epoch ms`;
+  } else {
+    const commit = parseEventTime(record._tributary_commit_time);
+    eventTimeMs = Number.isNaN(commit) ? ingestMs : commit;
+  }
+
+  const cdcPosition = text(record._tributary_position);
+  const cursor = mapping.cursorField ? valueAt(record, mapping.cursorField) : undefined;
+  const position = cdcPosition ?? (cursor === undefined || cursor === null ? null : typeof cursor === 'string' ? cursor : JSON.stringify(cursor));
+
+  let eventId: string | undefined;
+  let entityKey = customerId;
+  const key: unknown[] = [];
+  for (const path of mapping.primaryKey) {
+    const v = valueAt(record, path);
+    if (v === undefined || v === null) return `primary key field "${path.join('.')}" is missing`;
+    key.push(v);
+  }
+  if (key.length > 0) entityKey = key.length === 1 && typeof key[0] === 'string' ? key[0] : key.length === 1 ? JSON.stringify(key[0]) : JSON.stringify(key);
+  if (mapping.eventIdField !== undefined) {
+    eventId = text(record[mapping.eventIdField]);
+    if (eventId === undefined) return `event id field "${mapping.eventIdField}" is missing or empty`;
+  } else {
+    let identity: string;
+    if (key.length > 0) {
+      identity = `${mapping.stream}\u0000${JSON.stringify(key)}\u0000${position ?? ''}\u0000${op}`;
+    } else {
+      identity = `${mapping.stream}\u0000${JSON.stringify(record)}`;
+    }
+    eventId = hash('sha256', identity, 'base64url').slice(0, 22);
+  }
+
+  const txid = text(record._tributary_txid) ?? null;
+  const before = record._tributary_before;
+  const unchanged = record._tributary_unchanged;
+  return {
+    eventId,
+    entityKey,
+    customerId,
+    tenantId,
+    eventTimeMs,
+    op,
+    position,
+    txid,
+    before: before === undefined || before === null ? null : JSON.stringify(before),
+    unchanged: Array.isArray(unchanged) && unchanged.length > 0 ? JSON.stringify(unchanged) : null,
+  };
+}

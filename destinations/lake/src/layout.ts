@@ -1,0 +1,33 @@
+import type { LakeConfig } from './config.js';
+
+/**
+ * Object layout of a lake:
+ *   data/<stream>/tenant_id=<t>/event_date=<YYYY-MM-DD>/<session>-<n>-<i>.parquet   visible only once in the log
+ *   _quarantine/<stream>/<session>-<n>.jsonl                                        refused records + reasons
+ *   _tributary/log/<seq>.json, _tributary/checkpoints/<seq>.json                     commit log (commit-log.ts)
+ *   _tributary/schemas/<stream>.json                                                 schema registry
+ * Partition values are percent-encoded (a tenant named `a/b` is `tenant_id=a%2Fb`), so one
+ * tenant's directory can never hold or be reached through another tenant's name.
+ */
+export type Partitioning = NonNullable<LakeConfig['partitioning']>;
+
+export function streamDir(stream: string): string {
+  return encodeURIComponent(stream);
+}
+
+/** The partition column below the tenant, and its SQL over the staging column `event_time_ms`. */
+export function partitionColumn(partitioning: Partitioning): { name: string; sql: string } | undefined {
+  const ts = 'make_timestamp(CAST(event_time_ms * 1000 AS BIGINT))';
+  if (partitioning === 'tenant_day') return { name: 'event_date', sql: `strftime(${ts}, '%Y-%m-%d')` };
+  if (partitioning === 'tenant_month') return { name: 'event_month', sql: `strftime(${ts}, '%Y-%m')` };
+  return undefined;
+}
+
+/** `tenant_id=<t>[/event_date=<d>]` relative path → its (decoded) values. */
+export function parsePartitionPath(relative: string): { tenant: string; partition: string } {
+  const parts = relative.split('/');
+  const value = (segment: string | undefined): string => decodeURIComponent((segment ?? '').slice((segment ?? '').indexOf('=') + 1));
+  const tenantSegment = parts.find((p) => p.startsWith('tenant_id='));
+  const partSegment = parts.find((p) => p.startsWith('event_date=') || p.startsWith('event_month='));
+  return { tenant: value(tenantSegment), partition: partSegment ? value(partSegment) : '' };
+}

@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, TributaryError } from '@tributary/core';
+import { commitEntry, loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
+import { lakeConfigSchema, type LakeConfig } from './config.js';
+import { literal, openDuckDb } from './duck.js';
+import { streamDir } from './layout.js';
+import { openStore } from './storage/open-store.js';
+import type { LakeStore } from './storage/store.js';
+
+/**
+ * Files a commit removed from the log stay in storage for `graceMs`, so a reader that
+ * loaded the log just before can still read them: removal is logical first (the log entry),
+ * physical later (the next compaction or retention run past the grace period).
+ */
+const TRASH_PREFIX = '_tributary/trash/';
+const DEFAULT_GRACE_MS = 10 * 60_000;
+
+async function trash(store: LakeStore, paths: readonly string[]): Promise<void> {
+  if (paths.length === 0) return;
+  await store.put(`${TRASH_PREFIX}${String(Date.now()).padStart(15, '0')}-${randomUUID()}.json`, JSON.stringify(paths));
+}
+
+/** Deletes files removed from the log more than `graceMs` ago; returns how many. */
+async function emptyTrash(store: LakeStore, graceMs: number): Promise<number> {
+  let deleted = 0;
+  for (const key of await store.list(TRASH_PREFIX)) {
+    const at = Number(key.slice(TRASH_PREFIX.length).split('-')[0]);
+    if (!(Date.now() - at >= graceMs)) continue;
+    const bytes = await store.get(key);
+    const paths = bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : [];
+    await store.delete(paths);
+    await store.delete([key]);
+    deleted += paths.length;
+  }
+  return deleted;
+}
+
+/**
+ * Data files no commit names: published by a session that crashed before its log entry.
+ * Readers never see them; they are deleted once older than `orphanAgeMs` (a live session
+ * commits within seconds of publishing, so an hour-old unnamed file can only be a leftover).
+ */
+async function deleteOrphans(store: LakeStore, state: LakeState, orphanAgeMs: number): Promise<number> {
+  const trashed = new Set<string>();
+  for (const key of await store.list(TRASH_PREFIX)) {
+    const bytes = await store.get(key);
+    if (bytes) for (const path of JSON.parse(new TextDecoder().decode(bytes)) as string[]) trashed.add(path);
+  }
+  const orphans = (await store.listDetailed('data/')).filter((o) => !state.files.has(o.key) && !trashed.has(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs).map((o) => o.key);
+  await store.delete(orphans);
+  return orphans.length;
+}
+
+const DEFAULT_ORPHAN_AGE_MS = 60 * 60_000;
+
+export interface CompactionOptions {
+  stream?: string;
+  tenant?: string;
+  /** A partition is compacted when it has at least this many files below `targetRows` (default 4). */
+  minFiles?: number;
+  /** Files with fewer rows count as small (default 1,000,000). */
+  targetRows?: number;
+  /** Removed files are deleted after this long (default 10 min), for readers still on the old snapshot. */
+  graceMs?: number;
+  /** Files no commit names (left by crashed sessions) are deleted once this old (default 1 h). */
+  orphanAgeMs?: number;
+}
+
+export interface CompactionResult {
+  partitions: number;
+  filesBefore: number;
+  filesAfter: number;
+  rows: number;
+  duplicatesDropped: number;
+  filesDeleted: number;
+  orphansDeleted: number;
+}
+
+/**
+ * Merges each partition's small files into one (per stream, tenant and day: never across
+ * tenants), dropping rows with an event id seen twice. Commits with a conditional log
+ * entry that checks the input files are still visible, so it can run while a sync writes.
+ */
+export async function compactLake(rawConfig: LakeConfig | Record<string, unknown>, options: CompactionOptions = {}): Promise<CompactionResult> {
+  const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
+  const store = openStore(config);
+  const work = join(tmpdir(), `tributary-lake-compact-${randomUUID()}`);
+  const duck = await openDuckDb(join(work, 'spill'));
+  const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0 };
+  try {
+    result.filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
+    const state = await loadLakeState(store);
+    result.orphansDeleted = await deleteOrphans(store, state, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
+    const groups = new Map<string, LakeFile[]>();
+    for (const f of state.files.values()) {
+      if (options.stream !== undefined && f.stream !== options.stream) continue;
+      if (options.tenant !== undefined && f.tenant !== options.tenant) continue;
+      if (f.rows >= (options.targetRows ?? 1_000_000)) continue;
+      const key = JSON.stringify([f.stream, f.tenant, f.partition]);
+      groups.set(key, [...(groups.get(key) ?? []), f]);
+    }
+    for (const files of groups.values()) {
+      if (files.length < (options.minFiles ?? 4)) continue;
+      const first = files[0]!;
+      const id = `compact-${randomUUID()}`;
+      const dir = join(work, id);
+      await mkdir(dir, { recursive: true });
+      const locals: string[] = [];
+      for (const f of files) locals.push(await store.localCopy(f.path, join(work, 'in')));
+      const out = join(dir, `${id}.parquet`);
+      const source = `read_parquet([${locals.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`;
+      await duck.connection.run(
+        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ingest_time) = 1 ORDER BY event_time) TO ${literal(out)} ` +
+          `(FORMAT parquet, COMPRESSION ${config.compression ?? 'zstd'}, ROW_GROUP_SIZE ${config.row_group_size ?? 122_880})`,
+      );
+      const stats = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, epoch_ms(min(event_time))::DOUBLE, epoch_ms(max(event_time))::DOUBLE, max(schema_version)::DOUBLE FROM read_parquet(${literal(out)})`)).getRows()[0]!;
+      const rows = Number(stats[0]);
+      const dirParts = first.path.split('/').slice(0, -1).join('/');
+      const key = `${dirParts}/${id}.parquet`;
+      if (!key.startsWith(`data/${streamDir(first.stream)}/`)) throw new TributaryError('fatal', { userMessage: `lake: unexpected file path ${first.path}` });
+      const merged: LakeFile = {
+        path: key,
+        stream: first.stream,
+        tenant: first.tenant,
+        partition: first.partition,
+        rows,
+        bytes: (await stat(out)).size,
+        schemaVersion: Number(stats[3]),
+        minEventTime: Number(stats[1]),
+        maxEventTime: Number(stats[2]),
+        sessions: [...new Set(files.flatMap((f) => f.sessions))],
+      };
+      await store.putFile(key, out);
+      const removed = files.map((f) => f.path);
+      await commitEntry(store, state, { session: id, kind: 'compact', add: [merged], remove: removed }, (s: LakeState) => {
+        const gone = removed.filter((p) => !s.files.has(p));
+        if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
+      });
+      await trash(store, removed);
+      const before = files.reduce((n, f) => n + f.rows, 0);
+      result.partitions++;
+      result.filesBefore += files.length;
+      result.filesAfter++;
+      result.rows += rows;
+      result.duplicatesDropped += before - rows;
+      await rm(join(work, 'in'), { recursive: true, force: true });
+    }
+    return result;
+  } finally {
+    duck.close();
+    store.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+export interface RetentionOptions {
+  /** Keep events from this many days before now (UTC midnight boundary). */
+  keepDays?: number;
+  /** Or: drop every file whose events are all before this time. */
+  before?: string | Date | number;
+  stream?: string;
+  tenant?: string;
+  graceMs?: number;
+}
+
+export interface RetentionResult {
+  filesRemoved: number;
+  rowsRemoved: number;
+  filesDeleted: number;
+}
+
+/** Drops whole files (a tenant's day, with the default partitioning) whose events are all older than the cutoff. */
+export async function applyRetention(rawConfig: LakeConfig | Record<string, unknown>, options: RetentionOptions): Promise<RetentionResult> {
+  const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
+  let cutoff: number;
+  if (options.before !== undefined) cutoff = options.before instanceof Date ? options.before.getTime() : typeof options.before === 'number' ? options.before : Date.parse(options.before);
+  else if (options.keepDays !== undefined) {
+    const today = new Date();
+    cutoff = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate()) - options.keepDays * 86_400_000;
+  } else throw new TributaryError('config', { userMessage: 'Retention needs --keep-days N or --before <ISO time>' });
+  if (!Number.isFinite(cutoff)) throw new TributaryError('config', { userMessage: `Retention cutoff ${JSON.stringify(options.before)} is not a date-time` });
+  const store = openStore(config);
+  try {
+    const filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
+    const state = await loadLakeState(store);
+    const expired = [...state.files.values()].filter(
+      (f) => f.maxEventTime < cutoff && (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant),
+    );
+    if (expired.length === 0) return { filesRemoved: 0, rowsRemoved: 0, filesDeleted };
+    const removed = expired.map((f) => f.path);
+    await commitEntry(store, state, { session: `retention-${randomUUID()}`, kind: 'retention', remove: removed });
+    await trash(store, removed);
+    return { filesRemoved: expired.length, rowsRemoved: expired.reduce((n, f) => n + f.rows, 0), filesDeleted };
+  } finally {
+    store.close();
+  }
+}

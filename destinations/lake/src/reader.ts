@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, TributaryError } from '@tributary/core';
+import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
+import { lakeConfigSchema, type LakeConfig } from './config.js';
+import { ident, literal, openDuckDb, plainRows } from './duck.js';
+import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
+import { openStore } from './storage/open-store.js';
+import type { LakeStore } from './storage/store.js';
+
+/** A lake row as the library returns it: the envelope, and the payload under its record field names. */
+export interface LakeRow {
+  event_id: string;
+  entity_key: string;
+  customer_id: string;
+  tenant_id: string;
+  /** ISO-8601, UTC. */
+  event_time: string;
+  ingest_time: string;
+  source_system: string;
+  stream: string;
+  op: 'snapshot' | 'insert' | 'update' | 'delete';
+  schema_version: number;
+  source_position: string | null;
+  source_txid: string | null;
+  before_image: unknown;
+  /** Payload fields a CDC update did not send (TOASTed, unchanged); point-in-time reads fill them from earlier rows. */
+  unchanged_fields: string[] | null;
+  payload: Record<string, unknown>;
+}
+
+export interface LakeReader {
+  readonly state: LakeState;
+  /** Stream names that have a view (at least one visible file). */
+  readonly streams: string[];
+  /** Runs SQL over the views: one per stream (named after it), `events` (every stream), `quarantine`. */
+  query(sql: string): Promise<Record<string, unknown>[]>;
+  /** Like `query` but JSON columns stay JSON text. */
+  queryRaw(sql: string): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+}
+
+export interface ReaderOptions {
+  /** Only this tenant's partitions are opened: another tenant's rows cannot appear in any result. */
+  tenant?: string;
+  /** Only these streams get views. */
+  streams?: readonly string[];
+}
+
+/** A lake config from raw JSON (defaults applied, validated), or one already parsed. */
+function lakeConfig(config: LakeConfig | Record<string, unknown>): LakeConfig {
+  return parseConfig(lakeConfigSchema, config, 'lake config');
+}
+
+/**
+ * Opens the lake for reading: the visible files are those of the commit log (never a
+ * directory listing), so a reader sees whole commits only. On S3 the files are downloaded
+ * to a temp directory first (removed by `close`).
+ */
+export async function openLakeReader(rawConfig: LakeConfig | Record<string, unknown>, options: ReaderOptions = {}): Promise<LakeReader> {
+  const config = lakeConfig(rawConfig);
+  const store = openStore(config);
+  const cache = join(tmpdir(), `tributary-lake-read-${randomUUID()}`);
+  const duck = await openDuckDb();
+  try {
+    const state = await loadLakeState(store);
+    const files = [...state.files.values()].filter((f) => (options.tenant === undefined || f.tenant === options.tenant) && (options.streams === undefined || options.streams.includes(f.stream)));
+    const byStream = new Map<string, LakeFile[]>();
+    for (const f of files) byStream.set(f.stream, [...(byStream.get(f.stream) ?? []), f]);
+    const local = new Map<string, string>();
+    for (const f of files) local.set(f.path, await store.localCopy(f.path, cache));
+    const list = (fs: readonly LakeFile[]): string => `[${fs.map((f) => literal(local.get(f.path)!)).join(', ')}]`;
+    const tenantFilter = options.tenant !== undefined ? ` WHERE tenant_id = ${literal(options.tenant)}` : '';
+    for (const [stream, fs] of byStream) {
+      await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
+    }
+    if (files.length > 0) {
+      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM read_parquet(${list(files)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
+    }
+    const quarantine = state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream));
+    if (quarantine.length > 0) {
+      const paths: string[] = [];
+      for (const q of quarantine) paths.push(await store.localCopy(q.path, cache));
+      await duck.connection.run(
+        `CREATE VIEW quarantine AS SELECT * FROM read_json([${paths.map(literal).join(', ')}], format = 'newline_delimited', columns = {stream: 'VARCHAR', reason: 'VARCHAR', quarantined_at: 'TIMESTAMP', record: 'JSON'})`,
+      );
+    }
+    const run = async (sql: string, parseJson: boolean): Promise<Record<string, unknown>[]> => {
+      try {
+        return plainRows(await duck.connection.runAndReadAll(sql), parseJson);
+      } catch (error) {
+        const known = [...byStream.keys(), ...(files.length > 0 ? ['events'] : []), ...(quarantine.length > 0 ? ['quarantine'] : [])];
+        throw new TributaryError('config', {
+          userMessage: `Query failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}. Views: ${known.length > 0 ? known.join(', ') : '(none: the lake is empty)'}`,
+          cause: error,
+        });
+      }
+    };
+    return {
+      state,
+      streams: [...byStream.keys()].sort(),
+      query: (sql) => run(sql, true),
+      queryRaw: (sql) => run(sql, false),
+      async close() {
+        duck.close();
+        store.close();
+        await rm(cache, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    duck.close();
+    store.close();
+    await rm(cache, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Runs one SQL statement over the lake (see `openLakeReader`). */
+export async function queryLake(config: LakeConfig | Record<string, unknown>, sql: string, options: ReaderOptions = {}): Promise<Record<string, unknown>[]> {
+  const reader = await openLakeReader(config, options);
+  try {
+    return await reader.query(sql);
+  } finally {
+    await reader.close();
+  }
+}
+
+const ENVELOPE_FIELDS = ['event_id', 'entity_key', 'customer_id', 'tenant_id', 'event_time', 'ingest_time', 'source_system', 'stream', 'op', 'schema_version', 'source_position', 'source_txid', 'before_image', 'unchanged_fields'] as const;
+
+/**
+ * Rebuilds payloads under their record field names. Each row says which schema version it
+ * was written with; that version says which column holds each field (its own column,
+ * `payload_<name>`, the envelope column of the same name, or `<field>__v<n>` after a
+ * breaking change).
+ */
+function payloadBuilder(history: StreamSchemaHistory): (row: Record<string, unknown>) => LakeRow {
+  const byVersion = new Map(history.versions.map((v) => [v.version, v.columns]));
+  const latest = history.versions[history.versions.length - 1]?.columns ?? [];
+  return (row) => {
+    const version = typeof row.schema_version === 'number' ? row.schema_version : Number(row.schema_version);
+    const columns = byVersion.get(version) ?? latest;
+    const payload: Record<string, unknown> = {};
+    for (const c of columns) {
+      if (!(c.column in row)) continue;
+      const value = row[c.column];
+      payload[c.field] = value === undefined || value === null ? null : c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+    }
+    const out: Record<string, unknown> = { payload };
+    for (const f of ENVELOPE_FIELDS) out[f] = row[f] ?? null;
+    if (typeof out.before_image === 'string') out.before_image = JSON.parse(out.before_image) as unknown;
+    if (typeof out.unchanged_fields === 'string') out.unchanged_fields = JSON.parse(out.unchanged_fields) as unknown;
+    return out as unknown as LakeRow;
+  };
+}
+
+export interface StreamRowsQuery {
+  stream: string;
+  tenant?: string;
+}
+
+/** Every row of a stream (replayed duplicates would show here: tests count them). */
+export async function readStreamRows(rawConfig: LakeConfig | Record<string, unknown>, query: StreamRowsQuery): Promise<LakeRow[]> {
+  const config = lakeConfig(rawConfig);
+  const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });
+  try {
+    if (!reader.streams.includes(query.stream)) return [];
+    const store: LakeStore = openStore(config);
+    const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
+    const build = payloadBuilder(history);
+    return (await reader.queryRaw(`SELECT * FROM ${ident(query.stream)} ORDER BY event_time, event_id`)).map(build);
+  } finally {
+    await reader.close();
+  }
+}
+
+export interface AsOfQuery {
+  /** Stream name (the stream key for namespaced streams). */
+  stream: string;
+  /** Point in time (ISO-8601 string, Date or epoch ms); default now. Rows with event_time ≤ asOf count. */
+  asOf?: string | Date | number;
+  /** Restrict to one tenant (only its partitions are read). */
+  tenant?: string;
+  /** Which column identifies "the same thing": `entity_key` (the primary key, default) or `customer_id`. */
+  key?: 'entity_key' | 'customer_id';
+  /** Only these keys (values of `key`). */
+  keys?: readonly string[];
+  /** Keep keys whose latest row is a delete (with op `delete`); default false: they are absent as of T. */
+  includeDeleted?: boolean;
+}
+
+/**
+ * Order of the rows of one key, newest first. CDC positions of the form `X/Y` (PostgreSQL
+ * LSNs, the Tributary change format) are the source's own order of changes: they decide
+ * first, zero-padded so that text order is numeric order — a snapshot row (no commit
+ * time, so its event time is its ingest time) then never wins over a change committed
+ * after the snapshot's consistent point. Other rows order by event time, then position,
+ * then ingest time.
+ */
+const LSN_ORDER =
+  "CASE WHEN regexp_full_match(source_position, '[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}') " +
+  "THEN lpad(upper(split_part(source_position, '/', 1)), 8, '0') || lpad(upper(split_part(source_position, '/', 2)), 8, '0') END";
+const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, source_position DESC NULLS LAST, ingest_time DESC, event_id DESC`;
+
+/**
+ * Point-in-time read: per (tenant, key) the latest row with event_time ≤ asOf (see
+ * NEWEST_FIRST for the order). Keys whose latest row is a delete are left out. Rows come
+ * sorted by tenant, key.
+ */
+export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unknown>, query: AsOfQuery): Promise<LakeRow[]> {
+  const config = lakeConfig(rawConfig);
+  const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : Date.parse(query.asOf);
+  if (!Number.isFinite(asOfMs)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is not an ISO-8601 date-time` });
+  const key = query.key ?? 'entity_key';
+  const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });
+  try {
+    if (!reader.streams.includes(query.stream)) return [];
+    const store = openStore(config);
+    const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
+    const at = new Date(asOfMs).toISOString().replace('T', ' ').replace('Z', '');
+    const keyFilter = query.keys !== undefined ? ` AND ${key} IN (${query.keys.length > 0 ? query.keys.map(literal).join(', ') : 'NULL'})` : '';
+    const sql =
+      `SELECT * FROM (SELECT * FROM ${ident(query.stream)} WHERE event_time <= TIMESTAMP ${literal(at)}${keyFilter} ` +
+      `QUALIFY row_number() OVER (PARTITION BY tenant_id, ${key} ORDER BY ${NEWEST_FIRST}) = 1)` +
+      `${query.includeDeleted ? '' : " WHERE op <> 'delete'"} ORDER BY tenant_id, ${key}`;
+    const build = payloadBuilder(history);
+    const latest = (await reader.queryRaw(sql)).map(build);
+    await fillUnchanged(reader, query.stream, key, at, latest, build);
+    return latest;
+  } finally {
+    await reader.close();
+  }
+}
+
+/**
+ * A CDC update that left TOASTed columns out (`unchanged_fields`) stored no value for them:
+ * their value as of T is the one of the latest earlier row of the same key that had them.
+ */
+async function fillUnchanged(reader: LakeReader, stream: string, key: 'entity_key' | 'customer_id', at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
+  const partial = rows.filter((r) => (r.unchanged_fields?.length ?? 0) > 0);
+  if (partial.length === 0) return;
+  const keyOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r[key]]);
+  const wanted = new Map(partial.map((r) => [keyOf(r), r]));
+  const history = (
+    await reader.queryRaw(
+      `SELECT * FROM ${ident(stream)} WHERE event_time <= TIMESTAMP ${literal(at)} AND ${key} IN (${partial.map((r) => literal(r[key])).join(', ')}) ` +
+        `ORDER BY ${NEWEST_FIRST}`,
+    )
+  ).map(build);
+  const missing = new Map(partial.map((r) => [keyOf(r), new Set(r.unchanged_fields)]));
+  for (const older of history) {
+    const k = keyOf(older);
+    const target = wanted.get(k);
+    const fields = missing.get(k);
+    if (!target || !fields || older.event_id === target.event_id) continue;
+    for (const field of [...fields]) {
+      if (older.unchanged_fields?.includes(field)) continue;
+      target.payload[field] = older.payload[field] ?? null;
+      fields.delete(field);
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import { TributaryError, type JsonSchemaObject } from '@tributary/core';
+import type { LakeStore } from './storage/store.js';
+
+/** The envelope columns every row carries, in file order. Payload columns follow them. */
+export const ENVELOPE_COLUMNS = [
+  'event_id',
+  'entity_key',
+  'customer_id',
+  'tenant_id',
+  'event_time',
+  'ingest_time',
+  'source_system',
+  'stream',
+  'op',
+  'schema_version',
+  'source_position',
+  'source_txid',
+  'before_image',
+  'unchanged_fields',
+] as const;
+const RESERVED = new Set<string>([...ENVELOPE_COLUMNS, 'event_date', 'event_month']);
+
+/** Parquet type of a payload column. `json`: objects, arrays and mixed types, stored as JSON text (DuckDB type JSON). */
+export type ColumnType = 'string' | 'integer' | 'number' | 'boolean' | 'json';
+
+export interface PayloadColumn {
+  /** Record field. */
+  field: string;
+  /** Parquet column: the field name, `payload_<field>` when it collides with an envelope column, `<field>__v<n>` after a breaking change mapped to a new column. */
+  column: string;
+  type: ColumnType;
+}
+
+export interface SchemaVersion {
+  version: number;
+  at: string;
+  columns: PayloadColumn[];
+  /** What changed from the previous version, for people reading the registry. */
+  change: string;
+}
+
+/** `_tributary/schemas/<stream>.json`: every payload schema version of one stream. */
+export interface StreamSchemaHistory {
+  stream: string;
+  versions: SchemaVersion[];
+}
+
+export const schemaKey = (stream: string): string => `_tributary/schemas/${encodeURIComponent(stream)}.json`;
+
+export async function loadSchemaHistory(store: LakeStore, stream: string): Promise<StreamSchemaHistory> {
+  const bytes = await store.get(schemaKey(stream));
+  if (!bytes) return { stream, versions: [] };
+  return JSON.parse(new TextDecoder().decode(bytes)) as StreamSchemaHistory;
+}
+
+export async function saveSchemaHistory(store: LakeStore, history: StreamSchemaHistory): Promise<void> {
+  await store.put(schemaKey(history.stream), JSON.stringify(history, null, 1));
+}
+
+/** The column type a JSON Schema property maps to. */
+export function columnTypeOf(schema: unknown): ColumnType {
+  if (typeof schema !== 'object' || schema === null) return 'json';
+  const raw = (schema as { type?: unknown }).type;
+  const types = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter((t) => t !== 'null');
+  if (types.length === 1) {
+    const [t] = types;
+    if (t === 'string' || t === 'integer' || t === 'number' || t === 'boolean') return t;
+    return 'json';
+  }
+  if (types.length === 2 && types.includes('integer') && types.includes('number')) return 'number';
+  return 'json';
+}
+
+/** The type of a field first seen in a record (not declared by the stream schema). */
+export function columnTypeOfValue(value: unknown): ColumnType {
+  if (typeof value === 'string') return 'string';
+  if (typeof value === 'boolean') return 'boolean';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
+  return 'json';
+}
+
+export function isReservedField(field: string): boolean {
+  return field.startsWith('_tributary_');
+}
+
+/** The column of a payload field: its name, or `payload_<name>` when an envelope column has that name. */
+export function columnName(field: string): string {
+  return RESERVED.has(field) ? `payload_${field}` : field;
+}
+
+/**
+ * Columns a stream's JSON Schema declares. `carried`: string fields the envelope column of
+ * the same name holds unchanged (the mapping takes event_id, customer_id or tenant_id from
+ * them): they are stored once, in the envelope column, which the registry records as
+ * their column.
+ */
+export function columnsOfSchema(jsonSchema: JsonSchemaObject, carried: ReadonlySet<string> = new Set()): PayloadColumn[] {
+  const properties = (jsonSchema.properties ?? {}) as Record<string, unknown>;
+  return Object.entries(properties)
+    .filter(([field]) => !isReservedField(field))
+    .map(([field, s]) => {
+      const type = columnTypeOf(s);
+      return { field, column: carried.has(field) && type === 'string' ? field : columnName(field), type };
+    });
+}
+
+/** A field named like an envelope column moving between `payload_<name>` and the envelope column (the mapping changed). */
+function isCarryMove(field: string, from: string, to: string): boolean {
+  const places = [field, `payload_${field}`];
+  return RESERVED.has(field) && from !== to && places.includes(from) && places.includes(to);
+}
+
+/** integer → number is a widening readers can union (BIGINT and DOUBLE unify to DOUBLE). */
+function compatible(from: ColumnType, to: ColumnType): boolean {
+  return from === to || (from === 'integer' && to === 'number');
+}
+
+export type BreakingMode = 'fail' | 'new_column';
+
+/**
+ * The next version when `wanted` differs from the latest one, else undefined. New fields
+ * are added as optional columns (files written from now on have the wider schema; older
+ * files read as NULL for them). Fields that disappear keep their column (NULL from now on).
+ * A type change that readers cannot union is breaking: refused (`fail`) or mapped to a new
+ * column `<field>__v<version>` (`new_column`); old rows keep the old column, never rewritten.
+ */
+export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode): SchemaVersion | undefined {
+  const latest = history.versions[history.versions.length - 1];
+  const version = (latest?.version ?? 0) + 1;
+  if (!latest) return { version, at: new Date().toISOString(), columns: [...wanted], change: 'initial schema' };
+  const columns = latest.columns.map((c) => ({ ...c }));
+  const byField = new Map(columns.map((c) => [c.field, c]));
+  const changes: string[] = [];
+  for (const w of wanted) {
+    const have = byField.get(w.field);
+    if (!have) {
+      const column = { ...w };
+      columns.push(column);
+      byField.set(w.field, column);
+      changes.push(`added ${w.field} (${w.type})`);
+    } else if (have.type === w.type && isCarryMove(w.field, have.column, w.column)) {
+      changes.push(`${w.field} now stored in column ${w.column}`);
+      have.column = w.column;
+    } else if (have.type !== w.type) {
+      if (compatible(have.type, w.type)) {
+        changes.push(`widened ${w.field} ${have.type} → ${w.type}`);
+        have.type = w.type;
+      } else if (mode === 'new_column') {
+        const column = `${w.field}__v${version}`;
+        changes.push(`${w.field} changed ${have.type} → ${w.type}: now written to ${column}`);
+        have.column = column;
+        have.type = w.type;
+      } else {
+        throw new TributaryError('config', {
+          userMessage:
+            `Breaking schema change in stream "${history.stream}": field "${w.field}" was ${have.type} (schema version ${latest.version}) and is now ${w.type}. ` +
+            'Files already in the lake cannot be read with the new type. Rename the field at the source, or set on_breaking_change: new_column to write it to a new versioned column.',
+        });
+      }
+    }
+  }
+  if (changes.length === 0) return undefined;
+  return { version, at: new Date().toISOString(), columns, change: changes.join('; ') };
+}

@@ -1,0 +1,310 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
+import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
+import { literal, openDuckDb } from './duck.js';
+import { parsePartitionPath, partitionColumn, streamDir } from './layout.js';
+import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
+import type { LakeStore } from './storage/store.js';
+import { quarantineIdentity, StreamStage } from './stream-stage.js';
+import { recordValidator } from './validate.js';
+
+interface PendingFile {
+  key: string;
+  localPath: string;
+  file: LakeFile;
+}
+
+/** Where a session writes Parquet files before publishing them: inside the lake when local (so publishing is a rename), else the OS temp dir. */
+export function sessionTempDir(config: LakeConfig, session: string): string {
+  return config.target === 's3' ? join(tmpdir(), `tributary-lake-${session}`) : join(resolve(config.path ?? './lake'), '_tributary', 'tmp', session);
+}
+
+/** Payload fields the envelope column of the same name holds unchanged under this mapping (stored once). */
+function carriedFields(mapping: StreamMapping): Set<string> {
+  const carried = new Set<string>();
+  if (mapping.eventIdField === 'event_id') carried.add('event_id');
+  if (mapping.customerIdField === 'customer_id') carried.add('customer_id');
+  if ('field' in mapping.tenant && mapping.tenant.field === 'tenant_id' && mapping.tenant.fallback === undefined) carried.add('tenant_id');
+  return carried;
+}
+
+/** A crashed session leaves its temp dir (unpublished Parquet files); after an hour it can only be such a leftover. */
+const STALE_TEMP_MS = 60 * 60_000;
+
+async function removeStaleTempDirs(parent: string, prefix: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = (await readdir(parent, { withFileTypes: true })).filter((e) => e.isDirectory() && e.name.startsWith(prefix) && (prefix !== '' || /^[0-9a-f-]{36}$/.test(e.name))).map((e) => join(parent, e.name));
+  } catch {
+    return;
+  }
+  for (const dir of entries) {
+    const age = await stat(dir).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > STALE_TEMP_MS) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Files of `stream` written by sessions whose rows may come again (see LakeState.unclean). */
+export function replayableFiles(state: LakeState, stream: string): LakeFile[] {
+  const sessions = state.unclean.get(stream);
+  if (!sessions || sessions.size === 0) return [];
+  return [...state.files.values()].filter((f) => f.stream === stream && f.sessions.some((s) => sessions.has(s)));
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile() && e.name.endsWith('.parquet')).map((e) => join(e.parentPath, e.name));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+/**
+ * One sync's write session. Commit protocol:
+ * 1. `write` stages rows in DuckDB; once a stream's stage reaches `rows_per_file` it is
+ *    sealed and DuckDB writes its Parquet files in the background (bounded memory, and the
+ *    encoding overlaps with staging the next rows);
+ * 2. `commit` writes the staged rows as Parquet (one file per partition), publishes each file
+ *    (rename into place locally, PutObject on S3), saves a widened schema if any, then
+ *    appends one entry to the commit log naming every file: that conditional create is the
+ *    atomic publication. It resolves only after it, so the runtime checkpoints only
+ *    published rows;
+ * 3. `close({ completed: true })` logs that the streams completed, which ends the replay
+ *    window (see LakeState.unclean).
+ * A crash before step 2's log entry leaves files no reader sees; the replayed records are
+ * written again under new names. A crash after it leaves rows whose event ids the next
+ * session loads and drops when they are replayed.
+ */
+export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig, store: LakeStore, streams: readonly DestinationStream[]): Promise<DestinationSession> {
+  const session = randomUUID();
+  const state = await loadLakeState(store);
+  const tempDir = sessionTempDir(config, session);
+  await removeStaleTempDirs(dirname(tempDir), config.target === 's3' ? 'tributary-lake-' : '');
+  await mkdir(tempDir, { recursive: true });
+  const duck = await openDuckDb(join(tempDir, 'spill'));
+  const partition = partitionColumn(config.partitioning ?? 'tenant_day');
+  const compression = config.compression ?? 'zstd';
+  const rowsPerFile = config.rows_per_file ?? 250_000;
+  const rowGroupSize = config.row_group_size ?? 122_880;
+
+  const histories = new Map<string, StreamSchemaHistory>();
+  const dirtyHistories = new Set<string>();
+  const stages = new Map<string, StreamStage>();
+  let pending: PendingFile[] = [];
+  let quarantineFiles: QuarantineFile[] = [];
+  let flushes = 0;
+
+  const fail = async (error: unknown): Promise<never> => {
+    for (const stage of stages.values()) stage.close();
+    duck.close();
+    await rm(tempDir, { recursive: true, force: true });
+    throw error;
+  };
+
+  try {
+    for (const [index, stream] of streams.entries()) {
+      const mapping = resolveMapping(config, stream);
+      const history = await loadSchemaHistory(store, stream.key);
+      const next = evolve(history, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)), config.on_breaking_change ?? 'fail');
+      if (next) {
+        history.versions.push(next);
+        dirtyHistories.add(stream.key);
+      }
+      histories.set(stream.key, history);
+      const latest = history.versions[history.versions.length - 1]!;
+      const validate = config.validate_records !== false ? recordValidator(stream.jsonSchema) : undefined;
+      const committedIds = await loadCommittedIds(duck.connection, store, replayableFiles(state, stream.key), tempDir);
+      const quarantined = await loadQuarantined(store, state, stream.key);
+      const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, committedIds, async (added: PayloadColumn[]) => {
+        const h = histories.get(stream.key)!;
+        const widened = evolve(h, added, config.on_breaking_change ?? 'fail');
+        if (widened) {
+          h.versions.push(widened);
+          dirtyHistories.add(stream.key);
+        }
+        const last = h.versions[h.versions.length - 1]!;
+        return { version: last.version, columns: last.columns };
+      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined);
+      await stage.create();
+      stages.set(stream.key, stage);
+    }
+  } catch (error) {
+    return fail(error);
+  }
+
+  /** A stage's rows handed over for writing (see `StreamStage.seal`). */
+  interface Sealed {
+    stream: string;
+    table: string;
+    select: string;
+    job?: Promise<unknown>;
+  }
+  let sealed: Sealed[] = [];
+  // COPYs run on their own connection, so DuckDB writes Parquet on its threads while this
+  // thread keeps staging the next rows through the appender.
+  const copyConnection = await duck.instance.connect();
+
+  /** Writes a sealed table as Parquet files (one per partition) into the temp dir; they become pending files. */
+  const writeFiles = async (job: Sealed): Promise<void> => {
+    const id = `${session}-${++flushes}`;
+    const out = join(tempDir, 'out', id);
+    await mkdir(join(tempDir, 'out'), { recursive: true });
+    const partitionBy = partition ? `tenant_id, ${partition.name}` : 'tenant_id';
+    const select = `${job.select}${partition ? `, ${partition.sql} AS ${partition.name}` : ''}`;
+    await copyConnection.run(
+      `COPY (SELECT ${select} FROM ${job.table}) TO ${literal(out)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize}, ` +
+        `PARTITION_BY (${partitionBy}), WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN ${literal(`${id}-{i}`)})`,
+    );
+    const statsSql =
+      `SELECT tenant_id, ${partition ? partition.name : "''"} AS p, count(*)::DOUBLE AS n, epoch_ms(min(event_time))::DOUBLE AS lo, ` +
+      `epoch_ms(max(event_time))::DOUBLE AS hi, max(schema_version) AS v FROM (SELECT ${select} FROM ${job.table}) GROUP BY ALL`;
+    const stats = new Map<string, { n: number; lo: number; hi: number; v: number }>();
+    for (const row of (await copyConnection.runAndReadAll(statsSql)).getRowObjectsJS()) {
+      stats.set(`${String(row.tenant_id)}\u0000${String(row.p)}`, { n: Number(row.n), lo: Number(row.lo), hi: Number(row.hi), v: Number(row.v) });
+    }
+    const files: PendingFile[] = [];
+    for (const localPath of await listFiles(out)) {
+      const rel = relative(out, localPath).split(sep).join('/');
+      const { tenant, partition: value } = parsePartitionPath(rel);
+      const s = stats.get(`${tenant}\u0000${value}`);
+      if (!s) throw new TributaryError('fatal', { userMessage: `lake: DuckDB wrote ${rel}, which matches no staged partition (tenant ${JSON.stringify(tenant)})` });
+      const size = (await stat(localPath)).size;
+      const objectKey = `data/${streamDir(job.stream)}/${rel}`;
+      files.push({
+        key: objectKey,
+        localPath,
+        file: { path: objectKey, stream: job.stream, tenant, partition: value, rows: s.n, bytes: size, schemaVersion: s.v, minEventTime: s.lo, maxEventTime: s.hi, sessions: [session] },
+      });
+    }
+    // Done with the job before anything else can fail, so a retry never writes its rows twice.
+    sealed = sealed.filter((x) => x !== job);
+    pending.push(...files);
+    await copyConnection.run(`DROP TABLE ${job.table}`).catch(() => undefined);
+  };
+
+  /** Seals a stage's rows and starts writing them in the background (awaited by `commit`). */
+  const seal = async (key: string, stage: StreamStage): Promise<void> => {
+    if (stage.rows === 0) return;
+    const { table, select } = await stage.seal(`sealed_${++flushes}`);
+    const job: Sealed = { stream: key, table, select };
+    // Never rejects: an error is rethrown by `commit`, which then retries the job.
+    job.job = writeFiles(job).then(
+      () => undefined,
+      (error: unknown) => error ?? new Error('writing Parquet failed'),
+    );
+    sealed.push(job);
+  };
+
+  /** Writes every staged and sealed row; throws the first failure (its job stays queued for the retry). */
+  const drain = async (): Promise<void> => {
+    for (const [key, stage] of stages) await seal(key, stage);
+    for (const job of [...sealed]) {
+      const error = job.job ? await job.job : undefined;
+      if (error === undefined && !sealed.includes(job)) continue;
+      // Failed (or never started): try once more in the foreground, then give up to the runtime's retry.
+      job.job = undefined;
+      await writeFiles(job);
+    }
+  };
+
+  const commit = async (): Promise<void> => {
+    await drain();
+    // Publish every file, then name them all in one log entry: the atomic step.
+    const published: PendingFile[] = [];
+    try {
+      for (const p of pending) {
+        await store.putFile(p.key, p.localPath);
+        published.push(p);
+      }
+    } finally {
+      pending = pending.filter((p) => !published.includes(p));
+      adds.push(...published.map((p) => p.file));
+    }
+    for (const [key, stage] of stages) {
+      if (stage.quarantine.length === 0) continue;
+      const path = `_quarantine/${streamDir(key)}/${session}-${++flushes}.jsonl`;
+      const at = new Date().toISOString();
+      const lines = stage.quarantine.map((q) => JSON.stringify({ stream: key, reason: q.reason, quarantined_at: at, record: q.record })).join('\n') + '\n';
+      await store.put(path, lines);
+      quarantineFiles.push({ path, stream: key, records: stage.quarantine.length, session });
+      stage.quarantine.length = 0;
+    }
+    for (const key of dirtyHistories) await saveSchemaHistory(store, histories.get(key)!);
+    dirtyHistories.clear();
+    if (adds.length === 0 && quarantineFiles.length === 0) return;
+    await commitEntry(store, state, { session, kind: 'append', add: adds, quarantine: quarantineFiles });
+    adds = [];
+    quarantineFiles = [];
+  };
+  let adds: LakeFile[] = [];
+
+  return {
+    async write(batch) {
+      const stage = stages.get(batch.stream);
+      if (!stage) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+      // A full stage is sealed before this batch is staged, so if that fails the runtime's
+      // retry of this write stages the batch exactly once.
+      if (stage.rows >= rowsPerFile) await seal(batch.stream, stage);
+      const rejected = await stage.append(batch.records, Date.now());
+      return rejected.length > 0 ? { rejected } : undefined;
+    },
+    commit,
+    async close({ completed }) {
+      try {
+        if (completed) {
+          await commit();
+          await commitEntry(store, state, { session, kind: 'complete', streams: [...stages.keys()] });
+        }
+        for (const [key, stage] of stages) {
+          const c = stage.counts;
+          if (c.written + c.replays + c.quarantined === 0) continue;
+          ctx.logger.info(`lake ${key}: ${c.written} row(s) written, ${c.replays} replayed row(s) already in the lake skipped, ${c.quarantined} record(s) quarantined${c.requarantined > 0 ? ` (${c.requarantined} of them replays already in the quarantine)` : ''}`);
+        }
+      } finally {
+        for (const stage of stages.values()) stage.close();
+        for (const job of sealed) await job.job;
+        copyConnection.closeSync();
+        duck.close();
+        await rm(tempDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/**
+ * Identities of the records that sessions which may be replayed already quarantined, so a
+ * replayed bad record is reported again but not stored twice.
+ */
+async function loadQuarantined(store: LakeStore, state: LakeState, stream: string): Promise<Set<string> | undefined> {
+  const sessions = state.unclean.get(stream);
+  const files = state.quarantine.filter((q) => q.stream === stream && q.session !== undefined && sessions?.has(q.session));
+  if (files.length === 0) return undefined;
+  const seen = new Set<string>();
+  for (const f of files) {
+    const bytes = await store.get(f.path);
+    if (!bytes) continue;
+    for (const line of new TextDecoder().decode(bytes).split('\n')) {
+      if (line.trim()) seen.add(quarantineIdentity((JSON.parse(line) as { record: unknown }).record));
+    }
+  }
+  return seen;
+}
+
+/** Event ids stored in `files` (read with DuckDB; S3 files are downloaded to `tempDir` first). */
+async function loadCommittedIds(connection: DuckDBConnection, store: LakeStore, files: readonly LakeFile[], tempDir: string): Promise<Set<string> | undefined> {
+  if (files.length === 0) return undefined;
+  const cache = join(tempDir, 'replay-window');
+  const paths: string[] = [];
+  for (const f of files) paths.push(await store.localCopy(f.path, cache));
+  const ids = new Set<string>();
+  const reader = await connection.streamAndReadAll(`SELECT event_id FROM read_parquet([${paths.map(literal).join(', ')}])`);
+  for (const [id] of reader.getRows()) ids.add(String(id));
+  await rm(cache, { recursive: true, force: true });
+  return ids;
+}

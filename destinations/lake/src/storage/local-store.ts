@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { access, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { fsyncDirectory, TributaryError, writeFileAtomic } from '@tributary/core';
+import type { LakeStore } from './store.js';
+
+/** The lake in a local directory. Atomic replace = write a temp file, fsync, rename, fsync the directory. */
+export function createLocalStore(root: string): LakeStore {
+  const base = resolve(root);
+  const pathOf = (key: string): string => join(base, ...key.split('/'));
+  const ensureDir = async (path: string): Promise<void> => {
+    await mkdir(dirname(path), { recursive: true });
+  };
+  return {
+    location: pathToFileURL(base).href,
+    async put(key, body) {
+      const path = pathOf(key);
+      await ensureDir(path);
+      await writeFileAtomic(path, body);
+    },
+    async putFile(key, localPath) {
+      const path = pathOf(key);
+      await ensureDir(path);
+      const handle = await open(localPath, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(localPath, path);
+      await fsyncDirectory(dirname(path));
+    },
+    async createIfAbsent(key, body) {
+      const path = pathOf(key);
+      await ensureDir(path);
+      const temp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(body);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        // link(2) fails with EEXIST instead of replacing: an atomic create-if-absent.
+        await link(temp, path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw error;
+      } finally {
+        await unlink(temp).catch(() => undefined);
+      }
+      await fsyncDirectory(dirname(path));
+      return true;
+    },
+    async get(key) {
+      try {
+        return await readFile(pathOf(key));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw error;
+      }
+    },
+    async list(prefix, startAfter) {
+      const dir = pathOf(prefix.replace(/\/$/, ''));
+      let entries: string[];
+      try {
+        entries = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw error;
+      }
+      const keys = entries
+        .map((p) => p.slice(base.length + 1).split(sep).join('/'))
+        .filter((k) => !k.split('/').pop()!.startsWith('.'))
+        .sort();
+      return startAfter === undefined ? keys : keys.filter((k) => k > startAfter);
+    },
+    async listDetailed(prefix) {
+      const keys = await this.list(prefix);
+      const out: Array<{ key: string; modifiedMs: number }> = [];
+      for (const key of keys) {
+        const modifiedMs = await stat(pathOf(key)).then((s) => s.mtimeMs, () => undefined);
+        if (modifiedMs !== undefined) out.push({ key, modifiedMs });
+      }
+      return out;
+    },
+    async delete(keys) {
+      for (const key of keys) await rm(pathOf(key), { force: true });
+    },
+    async localCopy(key) {
+      return pathOf(key);
+    },
+    async check() {
+      try {
+        await mkdir(base, { recursive: true });
+        await access(base, 2 /* W_OK */);
+        const probe = join(base, `.tributary-check-${randomBytes(4).toString('hex')}`);
+        await writeFile(probe, 'ok');
+        await unlink(probe);
+      } catch (error) {
+        throw new TributaryError('config', { userMessage: `Cannot write to the lake directory ${base}: check the path and its permissions`, cause: error });
+      }
+    },
+    close() {},
+  };
+}

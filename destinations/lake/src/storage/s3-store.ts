@@ -1,0 +1,151 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createRequire } from 'node:module';
+import type * as S3 from '@aws-sdk/client-s3';
+import { TributaryError } from '@tributary/core';
+import type { LakeStore } from './store.js';
+
+// Loaded on first use, as CommonJS: local lakes never load the SDK, and the SDK's ESM build
+// (picked under a `module` resolve condition) uses extensionless imports Node cannot follow.
+let sdk: typeof S3 | undefined;
+function loadSdk(): typeof S3 {
+  sdk ??= createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof S3;
+  return sdk;
+}
+
+export interface S3StoreOptions {
+  bucket: string;
+  prefix?: string;
+  region?: string;
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+}
+
+/** Classifies an S3 failure: throttling and 5xx are retried by the runtime, auth and missing buckets are config errors. */
+export function toS3Error(error: unknown, what: string): TributaryError {
+  if (TributaryError.is(error)) return error;
+  const status = error instanceof loadSdk().S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+  const name = error instanceof Error ? error.name : 'Error';
+  const internalMessage = `${what}: ${name} ${error instanceof Error ? error.message : String(error)}`;
+  if (name === 'SlowDown' || status === 429 || status === 503) return new TributaryError('rate_limited', { userMessage: `S3 asked to slow down (${what})`, internalMessage, cause: error });
+  if (status === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied') {
+    return new TributaryError('auth', { userMessage: `S3 refused the credentials (${what}): check access_key_id / secret_access_key and the bucket policy`, internalMessage, cause: error });
+  }
+  if (name === 'NoSuchBucket') return new TributaryError('config', { userMessage: `The S3 bucket does not exist (${what}): create it or fix \`bucket\``, internalMessage, cause: error });
+  return new TributaryError('transient', { userMessage: `S3 request failed (${what})`, internalMessage, cause: error });
+}
+
+/** The lake in an S3 bucket: PutObject is atomic per object; the commit log uses `If-None-Match: *`. */
+export function createS3Store(options: S3StoreOptions): LakeStore {
+  const { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } = loadSdk();
+  const prefix = options.prefix ? options.prefix.replace(/\/?$/, '/').replace(/^\//, '') : '';
+  const config: S3.S3ClientConfig = {
+    region: options.region ?? 'us-east-1',
+    forcePathStyle: options.forcePathStyle ?? false,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    ...(options.accessKeyId && options.secretAccessKey
+      ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}) } }
+      : {}),
+  };
+  const client = new S3Client(config);
+  const Bucket = options.bucket;
+  const full = (key: string): string => prefix + key;
+
+  const call = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+    try {
+      return await run();
+    } catch (error) {
+      throw toS3Error(error, what);
+    }
+  };
+
+  return {
+    location: `s3://${Bucket}/${prefix}`,
+    async put(key, body) {
+      await call(`put ${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body })));
+    },
+    async putFile(key, localPath) {
+      const body = await readFile(localPath);
+      await call(`upload ${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body })));
+    },
+    async createIfAbsent(key, body) {
+      try {
+        await client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body, IfNoneMatch: '*' }));
+        return true;
+      } catch (error) {
+        const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+        // 412: the key exists. 409: a concurrent conditional write to the same key is in flight.
+        if (status === 412 || status === 409) return false;
+        throw toS3Error(error, `create ${key}`);
+      }
+    },
+    async get(key) {
+      try {
+        const out = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
+        return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+      } catch (error) {
+        if (error instanceof Error && error.name === 'NoSuchKey') return undefined;
+        throw toS3Error(error, `get ${key}`);
+      }
+    },
+    async list(listPrefix, startAfter) {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await call(`list ${listPrefix}`, () =>
+          client.send(
+            new ListObjectsV2Command({
+              Bucket,
+              Prefix: full(listPrefix),
+              ...(token ? { ContinuationToken: token } : startAfter !== undefined ? { StartAfter: full(startAfter) } : {}),
+            }),
+          ),
+        );
+        for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key.slice(prefix.length));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return keys.sort();
+    },
+    async listDetailed(listPrefix) {
+      const out: Array<{ key: string; modifiedMs: number }> = [];
+      let token: string | undefined;
+      do {
+        const page = await call(`list ${listPrefix}`, () => client.send(new ListObjectsV2Command({ Bucket, Prefix: full(listPrefix), ...(token ? { ContinuationToken: token } : {}) })));
+        for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key.slice(prefix.length), modifiedMs: o.LastModified?.getTime() ?? Date.now() });
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    },
+    async delete(keys) {
+      for (let i = 0; i < keys.length; i += 1000) {
+        const slice = keys.slice(i, i + 1000);
+        await call('delete', () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: slice.map((k) => ({ Key: full(k) })), Quiet: true } })));
+      }
+    },
+    async localCopy(key, cacheDir) {
+      const path = join(cacheDir, ...key.split('/'));
+      await mkdir(join(path, '..'), { recursive: true });
+      const out = await call(`download ${key}`, () => client.send(new GetObjectCommand({ Bucket, Key: full(key) })));
+      await pipeline(out.Body as Readable, createWriteStream(path));
+      return path;
+    },
+    async check() {
+      try {
+        await client.send(new HeadBucketCommand({ Bucket }));
+      } catch (error) {
+        const e = toS3Error(error, `head bucket ${Bucket}`);
+        if (e.kind === 'auth') throw e;
+        throw new TributaryError('config', { userMessage: `Cannot use S3 bucket "${Bucket}"${options.endpoint ? ` at ${options.endpoint}` : ''}: check bucket, region, endpoint and credentials`, internalMessage: e.internalMessage ?? e.userMessage, cause: error });
+      }
+    },
+    close() {
+      client.destroy();
+    },
+  };
+}

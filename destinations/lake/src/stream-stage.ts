@@ -1,0 +1,411 @@
+import { hash } from 'node:crypto';
+import { BOOLEAN, DOUBLE, VARCHAR, DuckDBDataChunk, type DuckDBAppender, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
+import { TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
+import type { StreamMapping } from './config.js';
+import { ident, literal } from './duck.js';
+import { toEnvelope } from './envelope.js';
+import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
+
+const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
+
+/** Rows per DuckDB data chunk (DuckDB's vector size). */
+const CHUNK_ROWS = 2048;
+
+/**
+ * Envelope staging columns. Values are staged in the cheapest JS-native types (VARCHAR /
+ * DOUBLE: no BigInt or Date per value) and cast to their Parquet types by the COPY that
+ * writes the files. Every non-null string costs one native call, so envelope strings that
+ * merely repeat a payload string column (customer id, tenant, event id, single-field key,
+ * cursor position) are not staged: the COPY takes them from that column (see `Derived`).
+ */
+type EnvelopeSlot = 'event_id' | 'entity_key' | 'customer_id' | 'tenant_id' | 'event_time_ms' | 'ingest_time_ms' | 'op_code' | 'source_position' | 'source_txid' | 'before_image' | 'unchanged_fields';
+const SLOT_TYPES: Record<EnvelopeSlot, DuckDBType> = {
+  event_id: VARCHAR,
+  entity_key: VARCHAR,
+  customer_id: VARCHAR,
+  tenant_id: VARCHAR,
+  event_time_ms: DOUBLE,
+  ingest_time_ms: DOUBLE,
+  op_code: DOUBLE,
+  source_position: VARCHAR,
+  source_txid: VARCHAR,
+  before_image: VARCHAR,
+  unchanged_fields: VARCHAR,
+};
+const OPS = ['snapshot', 'insert', 'update', 'delete'] as const;
+const CDC_SLOTS: readonly EnvelopeSlot[] = ['op_code', 'source_position', 'source_txid', 'before_image', 'unchanged_fields'];
+const OP_CODE: Record<string, number> = { snapshot: 0, insert: 1, update: 2, delete: 3 };
+
+/** Envelope values the COPY reads from a payload string column instead of a staged one (field names). */
+interface Derived {
+  eventId?: string;
+  entityKey?: string;
+  customerId?: string;
+  tenant?: string;
+  cursor?: string;
+}
+
+const stagingType = (type: ColumnType): DuckDBType => (type === 'integer' || type === 'number' ? DOUBLE : type === 'boolean' ? BOOLEAN : VARCHAR);
+const stagingSql = (type: ColumnType): string => (type === 'integer' || type === 'number' ? 'DOUBLE' : type === 'boolean' ? 'BOOLEAN' : 'VARCHAR');
+
+function selectOf(column: PayloadColumn): string {
+  const c = ident(column.column);
+  if (column.type === 'integer') return `CAST(${c} AS BIGINT) AS ${c}`;
+  if (column.type === 'json') return `CAST(${c} AS JSON) AS ${c}`;
+  return c;
+}
+
+/** A payload value in its staging form, or a reason why it does not fit the column. */
+function stageValue(value: unknown, type: ColumnType): string | number | boolean | null | { error: string } {
+  if (value === undefined || value === null) return null;
+  switch (type) {
+    case 'string':
+      return typeof value === 'string' ? value : { error: `expected a string, got ${describe(value)}` };
+    case 'integer':
+      return typeof value === 'number' && Number.isSafeInteger(value) ? value : { error: `expected an integer, got ${describe(value)}` };
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value) ? value : { error: `expected a number, got ${describe(value)}` };
+    case 'boolean':
+      return typeof value === 'boolean' ? value : { error: `expected a boolean, got ${describe(value)}` };
+    case 'json':
+      return JSON.stringify(value);
+  }
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  const text = JSON.stringify(value) ?? String(value);
+  return `${typeof value} ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`;
+}
+
+export interface StageCounts {
+  written: number;
+  replays: number;
+  quarantined: number;
+  /** Rejected records already in the quarantine (replayed): reported, not stored again. */
+  requarantined: number;
+}
+
+/** What makes two quarantined records the same one (a replay). */
+export function quarantineIdentity(record: unknown): string {
+  return hash('sha256', JSON.stringify(record) ?? 'undefined', 'base64url');
+}
+
+export interface QuarantinedRecord {
+  reason: string;
+  record: unknown;
+}
+
+/** A staging table column: an envelope slot or a payload column, in table order. */
+type TableColumn = { slot: EnvelopeSlot } | { payload: PayloadColumn };
+
+/**
+ * One stream's rows of the current commit, staged in a DuckDB table through an appender.
+ * Not concurrent: the session calls it one batch at a time.
+ */
+export class StreamStage {
+  readonly table: string;
+  readonly columns: PayloadColumn[];
+  private byField: Map<string, PayloadColumn>;
+  private appender: DuckDBAppender | undefined;
+  rows = 0;
+  readonly counts: StageCounts = { written: 0, replays: 0, quarantined: 0, requarantined: 0 };
+  readonly quarantine: QuarantinedRecord[] = [];
+  private readonly derived: Derived;
+  /**
+   * The staging table's columns in table order (ALTER TABLE appends at the end). Envelope
+   * slots that repeat a payload string column are not staged (see Derived); the CDC slots
+   * (op, position, txid, before-image, unchanged fields) join when the stream declares or a
+   * record carries `_tributary_*` fields, rows staged before that reading their defaults;
+   * schema_version is not staged at all: it is constant between widenings (see versionFrom).
+   */
+  private layout: TableColumn[] = [];
+  /** Staged row index (DuckDB rowid) from which each schema version applies, in this stage table. */
+  private versionFrom: Array<{ row: number; version: number }> = [];
+
+  constructor(
+    private readonly connection: DuckDBConnection,
+    index: number,
+    readonly mapping: StreamMapping,
+    columns: PayloadColumn[],
+    /** Current payload schema version; raised by `widen`. */
+    public version: number,
+    private readonly validate: ((record: RecordData) => string | undefined) | undefined,
+    /** Event ids already committed by sessions that may be replayed (see LakeState.unclean). */
+    private readonly committedIds: Set<string> | undefined,
+    /** Called when records bring fields the schema does not have: returns the new version. */
+    private readonly onNewColumns: (added: PayloadColumn[]) => Promise<{ version: number; columns: PayloadColumn[] }>,
+    /** The stream declares CDC fields (`_tributary_op`…): stage them from the start. */
+    cdc = false,
+    /** Identities (quarantineIdentity) of records possibly-replayed sessions already quarantined. */
+    private readonly quarantined?: Set<string>,
+  ) {
+    this.table = `stage_${index}`;
+    this.columns = columns.map((c) => ({ ...c }));
+    this.byField = new Map(this.columns.map((c) => [c.field, c]));
+    const stringField = (field: string | undefined): boolean => field !== undefined && this.byField.get(field)?.type === 'string';
+    const pk = mapping.primaryKey.length === 1 && mapping.primaryKey[0]!.length === 1 ? mapping.primaryKey[0]![0] : undefined;
+    const cursor = mapping.cursorField?.length === 1 ? mapping.cursorField[0] : undefined;
+    const derived: Derived = {};
+    if (stringField(mapping.eventIdField)) derived.eventId = mapping.eventIdField!;
+    if (stringField(pk)) derived.entityKey = pk!;
+    if (stringField(mapping.customerIdField)) derived.customerId = mapping.customerIdField;
+    if ('field' in mapping.tenant && stringField(mapping.tenant.field)) derived.tenant = mapping.tenant.field;
+    if (stringField(cursor)) derived.cursor = cursor!;
+    this.derived = derived;
+    const slots: EnvelopeSlot[] = [];
+    if (!derived.eventId) slots.push('event_id');
+    if (!derived.entityKey) slots.push('entity_key');
+    if (!derived.customerId) slots.push('customer_id');
+    if (!derived.tenant && !('constant' in mapping.tenant)) slots.push('tenant_id');
+    slots.push('event_time_ms', 'ingest_time_ms');
+    if (cursor !== undefined && !derived.cursor) slots.push('source_position');
+    if (cdc) for (const slot of CDC_SLOTS) if (!slots.includes(slot)) slots.push(slot);
+    this.layout = [...slots.map((slot) => ({ slot })), ...this.columns.map((payload) => ({ payload }))];
+  }
+
+  private has(slot: EnvelopeSlot): boolean {
+    return this.layout.some((c) => 'slot' in c && c.slot === slot);
+  }
+
+  private columnOf(field: string): string {
+    return ident(this.byField.get(field)!.column);
+  }
+
+  private versionSql(): string {
+    const bounds = this.versionFrom.length > 0 ? this.versionFrom : [{ row: 0, version: this.version }];
+    if (bounds.length === 1) return String(bounds[0]!.version);
+    return `CASE ${[...bounds].reverse().map((b) => `WHEN rowid >= ${b.row} THEN ${b.version}`).join(' ')} END`;
+  }
+
+  /** The SQL of each envelope column, over the staging table. */
+  private envelopeSelect(): string[] {
+    const d = this.derived;
+    const m = this.mapping;
+    const has = (slot: EnvelopeSlot): boolean => this.has(slot);
+    const ts = (c: string): string => `make_timestamp(CAST(${c} * 1000 AS BIGINT))`;
+    const cursorSql = d.cursor ? this.columnOf(d.cursor) : undefined;
+    const position = has('source_position') ? (cursorSql ? `COALESCE(source_position, ${cursorSql})` : 'source_position') : (cursorSql ?? 'NULL::VARCHAR');
+    let tenant = 'tenant_id';
+    if ('constant' in m.tenant) tenant = literal(m.tenant.constant);
+    else if (d.tenant) tenant = m.tenant.fallback !== undefined ? `COALESCE(NULLIF(${this.columnOf(d.tenant)}, ''), ${literal(m.tenant.fallback)})` : this.columnOf(d.tenant);
+    const op = has('op_code')
+      ? `CASE CAST(COALESCE(op_code, ${OP_CODE[m.defaultOp]}) AS INTEGER) ${OPS.map((o, i) => `WHEN ${i} THEN '${o}'`).join(' ')} END`
+      : literal(m.defaultOp);
+    return [
+      `${d.eventId ? this.columnOf(d.eventId) : 'event_id'} AS event_id`,
+      `${d.entityKey ? this.columnOf(d.entityKey) : 'entity_key'} AS entity_key`,
+      `${d.customerId ? this.columnOf(d.customerId) : 'customer_id'} AS customer_id`,
+      `${tenant} AS tenant_id`,
+      `${ts('event_time_ms')} AS event_time`,
+      `${ts('ingest_time_ms')} AS ingest_time`,
+      // source_system and stream are constant per stage: written by the COPY, not staged per row.
+      `${literal(m.sourceSystem)} AS source_system`,
+      `${literal(m.stream)} AS stream`,
+      `${op} AS op`,
+      `CAST(${this.versionSql()} AS INTEGER) AS schema_version`,
+      `${position} AS source_position`,
+      `${has('source_txid') ? 'source_txid' : 'NULL::VARCHAR'} AS source_txid`,
+      `${has('before_image') ? 'CAST(before_image AS JSON)' : 'NULL::JSON'} AS before_image`,
+      `${has('unchanged_fields') ? 'CAST(unchanged_fields AS JSON)' : 'NULL::JSON'} AS unchanged_fields`,
+    ];
+  }
+
+  private columnDef(c: TableColumn): string {
+    return 'slot' in c ? `${ident(c.slot)} ${SLOT_TYPES[c.slot].toString()}` : `${ident(c.payload.column)} ${stagingSql(c.payload.type)}`;
+  }
+
+  async create(): Promise<void> {
+    await this.connection.run(`CREATE TABLE ${this.table} (${this.layout.map((c) => this.columnDef(c)).join(', ')})`);
+    this.appender = await this.connection.createAppender(this.table);
+  }
+
+  /** The COPY select list: the envelope, then the payload columns cast to their Parquet types. */
+  selectList(): string {
+    // A payload field stored in its envelope column (see columnsOfSchema) is written by the envelope select.
+    const payload = this.columns.filter((c) => !ENVELOPE_NAMES.has(c.column)).map(selectOf);
+    return [...this.envelopeSelect(), ...payload].join(', ');
+  }
+
+  /** Adds columns to the staging table (rows already staged read NULL). */
+  private async addColumns(added: TableColumn[]): Promise<void> {
+    if (added.length === 0) return;
+    this.appender?.flushSync();
+    this.appender?.closeSync();
+    this.appender = undefined;
+    for (const c of added) await this.connection.run(`ALTER TABLE ${this.table} ADD COLUMN ${this.columnDef(c)}`);
+    this.layout.push(...added);
+    this.appender = await this.connection.createAppender(this.table);
+  }
+
+  /**
+   * Hands the staged rows over: the staging table is renamed to `sealedName` (with the
+   * select list that writes it, captured now since later batches may widen the schema)
+   * and an empty staging table with the same columns takes its place.
+   */
+  async seal(sealedName: string): Promise<{ table: string; select: string }> {
+    const select = this.selectList();
+    this.appender?.flushSync();
+    this.appender?.closeSync();
+    this.appender = undefined;
+    await this.connection.run(`ALTER TABLE ${this.table} RENAME TO ${sealedName}`);
+    await this.connection.run(`CREATE TABLE ${this.table} AS SELECT * FROM ${sealedName} LIMIT 0`);
+    this.appender = await this.connection.createAppender(this.table);
+    this.rows = 0;
+    this.versionFrom = [];
+    return { table: sealedName, select };
+  }
+
+  close(): void {
+    try {
+      this.appender?.closeSync();
+    } catch {
+      // The connection is being torn down anyway.
+    }
+    this.appender = undefined;
+  }
+
+  /** Fields of `records` the schema has no column for yet (types from the first non-null value), and whether any record carries CDC fields. */
+  private scan(records: readonly RecordData[]): { added: PayloadColumn[]; cdc: boolean } {
+    const found = new Map<string, PayloadColumn>();
+    let cdc = false;
+    for (const record of records) {
+      if (typeof record !== 'object' || record === null) continue;
+      for (const field in record) {
+        if (this.byField.has(field)) continue;
+        if (isReservedField(field)) {
+          cdc = true;
+          continue;
+        }
+        const value = record[field];
+        const seen = found.get(field);
+        if (seen && seen.type !== 'json') continue;
+        const type = value === null || value === undefined ? 'json' : columnTypeOfValue(value);
+        if (!seen || (seen.type === 'json' && value !== null && value !== undefined)) found.set(field, { field, column: columnName(field), type });
+      }
+    }
+    return { added: [...found.values()], cdc };
+  }
+
+  /** Adds columns for fields first seen in records: a new schema version from the next staged row on. */
+  private async widen(added: PayloadColumn[]): Promise<void> {
+    const next = await this.onNewColumns(added);
+    const fresh: TableColumn[] = [];
+    for (const column of next.columns) {
+      const have = this.byField.get(column.field);
+      if (have) {
+        if (have.column !== column.column || (have.type !== column.type && stagingSql(have.type) !== stagingSql(column.type))) {
+          // Only new fields reach here (known fields with other types are quarantined), so this cannot happen unless the registry moved.
+          throw new TributaryError('fatal', { userMessage: `lake: stream "${this.mapping.stream}": field "${column.field}" changed column mid-sync; restart the sync` });
+        }
+        have.type = column.type;
+        continue;
+      }
+      const c = { ...column };
+      this.columns.push(c);
+      this.byField.set(c.field, c);
+      fresh.push({ payload: c });
+    }
+    if (this.versionFrom.length === 0) this.versionFrom.push({ row: 0, version: this.version });
+    this.versionFrom.push({ row: this.rows, version: next.version });
+    this.version = next.version;
+    await this.addColumns(fresh);
+  }
+
+  /** Stages a batch; returns the records refused (kept in `quarantine` with the reason). */
+  async append(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
+    const { added, cdc } = this.scan(records);
+    if (cdc) await this.addColumns(CDC_SLOTS.filter((slot) => !this.has(slot)).map((slot) => ({ slot })));
+    if (added.length > 0) await this.widen(added);
+    const rejected: RejectedRecord[] = [];
+    const layout = this.layout;
+    const width = layout.length;
+    const payloadIndex = layout.map((c) => ('payload' in c ? this.columns.indexOf(c.payload) : -1));
+    const slotOf = layout.map((c) => ('slot' in c ? c.slot : undefined));
+    const payloadCount = this.columns.length;
+    const payload: unknown[] = new Array<unknown>(payloadCount);
+    const { mapping } = this;
+    const derivedCursor = this.derived.cursor !== undefined;
+    const types = layout.map((c) => ('slot' in c ? SLOT_TYPES[c.slot] : stagingType(c.payload.type)));
+    const reject = (index: number, record: unknown, reason: string): void => {
+      rejected.push({ index, reason });
+      if (this.quarantined?.has(quarantineIdentity(record))) this.counts.requarantined++;
+      else this.quarantine.push({ reason, record });
+    };
+    let cols: unknown[][] = Array.from({ length: width }, () => []);
+    let n = 0;
+    const flushChunk = (): void => {
+      if (n === 0) return;
+      const chunk = DuckDBDataChunk.create(types, n);
+      chunk.setColumns(cols as never);
+      this.appender!.appendDataChunk(chunk);
+      this.rows += n;
+      this.counts.written += n;
+      cols = Array.from({ length: width }, () => []);
+      n = 0;
+    };
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+        reject(i, record, 'not a JSON object');
+        continue;
+      }
+      const invalid = this.validate?.(record);
+      if (invalid !== undefined) {
+        reject(i, record, `does not match the stream schema: ${invalid}`);
+        continue;
+      }
+      const envelope = toEnvelope(record, mapping, ingestMs);
+      if (typeof envelope === 'string') {
+        reject(i, record, envelope);
+        continue;
+      }
+      if (this.committedIds?.has(envelope.eventId)) {
+        this.counts.replays++;
+        continue;
+      }
+      let error: string | undefined;
+      for (let c = 0; c < payloadCount; c++) {
+        const column = this.columns[c]!;
+        const v = stageValue(record[column.field], column.type);
+        if (v !== null && typeof v === 'object') {
+          error = `field "${column.field}": ${v.error}`;
+          break;
+        }
+        payload[c] = v;
+      }
+      if (error !== undefined) {
+        reject(i, record, error);
+        continue;
+      }
+      // A position that only repeats the (staged) cursor column is not staged twice.
+      const position = derivedCursor && record._tributary_position === undefined ? null : envelope.position;
+      for (let k = 0; k < width; k++) {
+        const col = cols[k]!;
+        const slot = slotOf[k];
+        if (slot === undefined) {
+          col.push(payload[payloadIndex[k]!]);
+          continue;
+        }
+        switch (slot) {
+          case 'event_id': col.push(envelope.eventId); break;
+          case 'entity_key': col.push(envelope.entityKey); break;
+          case 'customer_id': col.push(envelope.customerId); break;
+          case 'tenant_id': col.push(envelope.tenantId); break;
+          case 'event_time_ms': col.push(envelope.eventTimeMs); break;
+          case 'ingest_time_ms': col.push(ingestMs); break;
+          case 'op_code': col.push(OP_CODE[envelope.op]); break;
+          case 'source_position': col.push(position); break;
+          case 'source_txid': col.push(envelope.txid); break;
+          case 'before_image': col.push(envelope.before); break;
+          case 'unchanged_fields': col.push(envelope.unchanged); break;
+        }
+      }
+      if (++n === CHUNK_ROWS) flushChunk();
+    }
+    flushChunk();
+    this.counts.quarantined += rejected.length;
+    return rejected;
+  }
+}

@@ -1,0 +1,205 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
+import { lakeConfigSchema, lakeDestination, loadLakeState, openStore, queryLake, readLatestAsOf, readStreamRows } from '../src/index.js';
+import { duckQuery } from './helpers.js';
+
+let root: string;
+beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-unit-'))));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+const schema = (extra: Record<string, unknown> = {}) => ({
+  type: 'object',
+  properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, amount: { type: ['integer', 'null'] }, ...extra },
+});
+const stream = (jsonSchema: Record<string, unknown>): DestinationStream => ({ key: 'orders', name: 'orders', syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: [], jsonSchema, resuming: false });
+
+async function sync(config: Record<string, unknown>, jsonSchema: Record<string, unknown>, records: RecordData[]) {
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream(jsonSchema)]);
+  const outcome = await session.write({ stream: 'orders', records, emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  return outcome?.rejected ?? [];
+}
+
+const cdc = (id: number, op: string, lsn: string, at: string, amount: number | null): RecordData => ({
+  id,
+  tenant_id: 't1',
+  customer_id: `c${id}`,
+  amount,
+  _tributary_op: op,
+  _tributary_position: lsn,
+  _tributary_txid: '42',
+  _tributary_commit_time: at,
+  _tributary_before: null,
+});
+
+it('CDC records map to the envelope; as-of returns the latest row per key at T and leaves deleted keys out', async () => {
+  const config = { path: join(root, 'cdc') };
+  await sync(config, schema(), [
+    cdc(1, 'c', '0/10', '2024-01-01T00:00:00Z', 10),
+    cdc(2, 'c', '0/11', '2024-01-01T00:00:00Z', 20),
+    cdc(1, 'u', '0/20', '2024-01-02T00:00:00Z', 11),
+    cdc(2, 'd', '0/30', '2024-01-03T00:00:00Z', null),
+  ]);
+  const ops = await queryLake(config, 'select op, source_position, source_txid from orders order by source_position');
+  expect(ops).toEqual([
+    { op: 'insert', source_position: '0/10', source_txid: '42' },
+    { op: 'insert', source_position: '0/11', source_txid: '42' },
+    { op: 'update', source_position: '0/20', source_txid: '42' },
+    { op: 'delete', source_position: '0/30', source_txid: '42' },
+  ]);
+  const at = async (time: string) => (await readLatestAsOf(config, { stream: 'orders', asOf: time })).map((r) => [r.entity_key, r.payload.amount]);
+  expect(await at('2024-01-01T12:00:00Z')).toEqual([['1', 10], ['2', 20]]);
+  expect(await at('2024-01-02T12:00:00Z')).toEqual([['1', 11], ['2', 20]]);
+  expect(await at('2024-01-04T00:00:00Z')).toEqual([['1', 11]]);
+});
+
+it('bad records go to quarantine with the reason and are counted; nothing is dropped', async () => {
+  const config = { path: join(root, 'bad') };
+  const rejected = await sync(config, schema(), [
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 },
+    { id: 2, customer_id: 'c2', amount: 2 },
+    { id: 3, tenant_id: 't1', amount: 3 },
+    { id: 4, tenant_id: 't1', customer_id: 'c4', amount: 'four' },
+  ]);
+  expect(rejected.map((r) => r.index)).toEqual([1, 2, 3]);
+  expect(rejected[0]!.reason).toMatch(/no tenant id/);
+  expect(rejected[1]!.reason).toMatch(/no customer id/);
+  expect(rejected[2]!.reason).toMatch(/amount/);
+  expect(await queryLake(config, 'select count(*) as n from orders')).toEqual([{ n: 1 }]);
+  expect((await queryLake(config, 'select reason from quarantine')).length).toBe(3);
+});
+
+it('schema evolution: a new optional column widens the schema (old files read NULL); a breaking type change is refused with a clear message, or mapped to a versioned column', async () => {
+  const config = { path: join(root, 'evolve') };
+  await sync(config, schema(), [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 5 }]);
+  await sync(config, schema({ coupon: { type: 'string' } }), [{ id: 2, tenant_id: 't1', customer_id: 'c2', amount: 6, coupon: 'X' }]);
+  expect(await queryLake(config, 'select id, coupon, schema_version from orders order by id')).toEqual([
+    { id: 1, coupon: null, schema_version: 1 },
+    { id: 2, coupon: 'X', schema_version: 2 },
+  ]);
+  await expect(sync(config, schema({ amount: { type: 'string' } }), [])).rejects.toThrow(/Breaking schema change in stream "orders": field "amount" was integer .* now string/);
+  await sync({ ...config, on_breaking_change: 'new_column' }, schema({ amount: { type: 'string' } }), [{ id: 3, tenant_id: 't1', customer_id: 'c3', amount: 'seven' }]);
+  const rows = await readLatestAsOf(config, { stream: 'orders' });
+  expect(rows.map((r) => r.payload.amount)).toEqual([5, 6, 'seven']);
+  const registry = JSON.parse(await readFile(join(config.path, '_tributary', 'schemas', 'orders.json'), 'utf8')) as { versions: Array<{ change: string }> };
+  expect(registry.versions.map((v) => v.change)).toEqual(['initial schema', 'added coupon (string)', 'amount changed integer → string: now written to amount__v3']);
+});
+
+it('a Postgres-CDC-shaped stream (cursor _tributary_position, namespace, TOAST-unchanged columns): event time is the commit time, as-of fills unchanged columns', async () => {
+  const config = { path: join(root, 'pg') };
+  const jsonSchema = {
+    type: 'object',
+    properties: {
+      id: { type: 'integer' },
+      tenant_id: { type: 'string' },
+      customer_id: { type: 'string' },
+      notes: { type: ['string', 'null'] },
+      _tributary_op: { type: 'string' },
+      _tributary_position: { type: 'string' },
+      _tributary_txid: { type: ['integer', 'null'] },
+      _tributary_commit_time: { type: ['string', 'null'] },
+      _tributary_before: { type: ['object', 'null'] },
+      _tributary_unchanged: { type: 'array', items: { type: 'string' } },
+    },
+  };
+  const s: DestinationStream = { key: 'public.accounts', name: 'accounts', namespace: 'public', syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['_tributary_position'], jsonSchema, resuming: false };
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [s]);
+  const base = { tenant_id: 't1', customer_id: 'c1', _tributary_before: null };
+  const outcome = await session.write({
+    stream: 'public.accounts',
+    emittedAt: Date.now(),
+    records: [
+      { ...base, id: 1, notes: 'long text', _tributary_op: 'c', _tributary_position: '0/1A', _tributary_txid: 7, _tributary_commit_time: '2024-03-01T10:00:00Z' },
+      { ...base, id: 1, _tributary_op: 'u', _tributary_position: '0/2B', _tributary_txid: 8, _tributary_commit_time: '2024-03-02T10:00:00Z', _tributary_unchanged: ['notes'], _tributary_before: { id: 1 } },
+      { ...base, id: 1, _tributary_op: 't', _tributary_position: '0/3C', _tributary_txid: 9, _tributary_commit_time: '2024-03-03T10:00:00Z' },
+    ],
+  });
+  await session.commit();
+  await session.close({ completed: true });
+  expect(outcome?.rejected).toEqual([{ index: 2, reason: expect.stringMatching(/truncate/) as unknown as string }]);
+  const rows = await queryLake(config, 'select op, event_time, source_position, source_txid, unchanged_fields, before_image from "public.accounts" order by source_position');
+  expect(rows).toEqual([
+    { op: 'insert', event_time: '2024-03-01T10:00:00.000Z', source_position: '0/1A', source_txid: '7', unchanged_fields: null, before_image: null },
+    { op: 'update', event_time: '2024-03-02T10:00:00.000Z', source_position: '0/2B', source_txid: '8', unchanged_fields: ['notes'], before_image: { id: 1 } },
+  ]);
+  const [latest] = await readLatestAsOf(config, { stream: 'public.accounts' });
+  expect(latest).toMatchObject({ op: 'update', entity_key: '1', payload: { id: 1, notes: 'long text' } });
+});
+
+it('a field first seen mid-session widens the schema from that row on (schema_version per row)', async () => {
+  const config = { path: join(root, 'mid') };
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream(schema())]);
+  await session.write({ stream: 'orders', records: [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 }], emittedAt: Date.now() });
+  await session.write({ stream: 'orders', records: [{ id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, channel: 'web' }], emittedAt: Date.now() });
+  await session.write({ stream: 'orders', records: [{ id: 3, tenant_id: 't1', customer_id: 'c3', amount: 3, channel: 'app', _tributary_op: 'd', _tributary_position: '0/9' }], emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  expect(await queryLake(config, 'select id, channel, schema_version, op, source_position from orders order by id')).toEqual([
+    { id: 1, channel: null, schema_version: 1, op: 'update', source_position: null },
+    { id: 2, channel: 'web', schema_version: 2, op: 'update', source_position: null },
+    { id: 3, channel: 'app', schema_version: 2, op: 'delete', source_position: '0/9' },
+  ]);
+});
+
+it('as-of follows the CDC change order (LSN), not the snapshot row’s ingest time', async () => {
+  const config = { path: join(root, 'lsn') };
+  const yesterday = new Date(Date.now() - 86_400_000).toISOString();
+  await sync(config, schema(), [
+    // Read by the snapshot (no commit time: its event time is now, the ingest time)…
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, _tributary_op: 'r', _tributary_position: '0/FF', _tributary_commit_time: null },
+    // …while this change, committed after the snapshot point (higher LSN, numerically: 0x100 > 0xFF), has an older commit time.
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 2, _tributary_op: 'u', _tributary_position: '0/100', _tributary_commit_time: yesterday },
+  ]);
+  const rows = await readLatestAsOf(config, { stream: 'orders' });
+  expect(rows.map((r) => [r.op, r.payload.amount])).toEqual([['update', 2]]);
+});
+
+it('tenant names with path characters stay in their own (percent-encoded) partition', async () => {
+  const config = { path: join(root, 'tenants') };
+  await sync(config, schema(), [
+    { id: 1, tenant_id: 'a/b', customer_id: 'c1', amount: 1 },
+    { id: 2, tenant_id: 'a', customer_id: 'c2', amount: 2 },
+    { id: 3, tenant_id: 'tenant_id=x y', customer_id: 'c3', amount: 3 },
+  ]);
+  const store = openStore(parseConfig(lakeConfigSchema, config));
+  const files = [...(await loadLakeState(store)).files.values()];
+  store.close();
+  expect(files.map((f) => [f.tenant, f.rows]).sort()).toEqual([['a', 1], ['a/b', 1], ['tenant_id=x y', 1]]);
+  for (const f of files) expect(f.path.split('/').filter((p) => p.startsWith('tenant_id=')).length).toBe(1);
+  expect((await readLatestAsOf(config, { stream: 'orders', tenant: 'a' })).map((r) => r.payload.id)).toEqual([2]);
+  expect((await queryLake(config, 'select id from orders order by id', { tenant: 'a/b' })).map((r) => r.id)).toEqual([1]);
+});
+
+it('a payload field the envelope carries is stored once; when the mapping stops carrying it, a new version moves it back to payload_<name>', async () => {
+  const config = { path: join(root, 'carry') };
+  const withEventId = schema({ event_id: { type: 'string' } });
+  await sync({ ...config, streams: { orders: { event_id_field: 'event_id' } } }, withEventId, [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, event_id: 'ev-1' }]);
+  await sync(config, withEventId, [{ id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, event_id: 'ev-2' }]);
+  const rows = await readStreamRows(config, { stream: 'orders' });
+  expect(rows.map((r) => [r.payload.id, r.payload.event_id, r.payload.tenant_id, r.event_id === 'ev-1' || r.event_id === 'ev-2'])).toEqual([
+    [1, 'ev-1', 't1', true],
+    [2, 'ev-2', 't1', false],
+  ]);
+  const columns = await duckQuery(`DESCRIBE SELECT * FROM read_parquet('${join(config.path, 'data', 'orders', '*', '*', '*.parquet')}', union_by_name = true)`);
+  expect(columns.map((c) => c.column_name)).not.toContain('payload_tenant_id');
+  expect(columns.map((c) => c.column_name)).toContain('payload_event_id');
+});
+
+it('a bad record replayed after a crash is reported again but kept in the quarantine once', async () => {
+  const config = parseConfig(lakeDestination.spec.connectionSpecification, { path: join(root, 'requarantine') });
+  const batch = { stream: 'orders', emittedAt: Date.now(), records: [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 }, { id: 2, customer_id: 'c2', amount: 2 }] };
+  const first = await lakeDestination.open(createConnectorContext({}), config, [stream(schema())]);
+  expect((await first.write(batch))?.rejected?.map((r) => r.index)).toEqual([1]);
+  await first.commit();
+  // `first` is dropped without close (a crash before the checkpoint): the runtime replays the batch.
+  const second = await lakeDestination.open(createConnectorContext({}), config, [stream(schema())]);
+  expect((await second.write(batch))?.rejected?.map((r) => r.index)).toEqual([1]);
+  await second.commit();
+  await second.close({ completed: true });
+  expect(await queryLake(config, 'select count(*) as n from orders')).toEqual([{ n: 1 }]);
+  expect(await queryLake(config, "select count(*) as n, min(record->>'customer_id') as c from quarantine")).toEqual([{ n: 1, c: 'c2' }]);
+});

@@ -1,0 +1,104 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parseConfig } from '@tributary/core';
+import { lakeConfigSchema, loadLakeState, openLakeReader, openStore } from '../src/index.js';
+import { duckQuery, runCli } from './helpers.js';
+
+// Compaction and retention through the CLI binary, on a lake written in many small commits.
+let dir: string;
+const lake = () => ({ path: join(dir, 'lake') });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tributary-lake-maint-'));
+  await writeFile(
+    join(dir, 'sync.json'),
+    JSON.stringify({
+      connection: 'maint',
+      source: { connector: 'sample', config: { seed: 4, tenants: 2, counts: { companies: 0, contacts: 6_000, deals: 0, activities: 0 }, checkpoint_every: 500, page_size: 250 } },
+      destination: { connector: 'lake', config: { path: './lake', partitioning: 'tenant_month' } },
+      streams: [{ name: 'contacts', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
+      batching: { max_records: 250, commit_interval_ms: 1 },
+    }),
+  );
+  const sync = await runCli(['sync', 'sync.json'], dir);
+  expect(sync.code, sync.stderr).toBe(0);
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function visible() {
+  const store = openStore(parseConfig(lakeConfigSchema, lake()));
+  try {
+    return [...(await loadLakeState(store)).files.values()];
+  } finally {
+    store.close();
+  }
+}
+
+async function filesOnDisk(): Promise<number> {
+  return (await readdir(join(dir, 'lake', 'data'), { recursive: true })).filter((f) => String(f).endsWith('.parquet')).length;
+}
+
+it('compaction merges each tenant/partition into one file, keeps every row, and a reader opened before it still reads its snapshot', async () => {
+  const before = await visible();
+  const groups = new Set(before.map((f) => `${f.tenant}/${f.partition}`));
+  expect(before.length).toBeGreaterThan(groups.size);
+  const reader = await openLakeReader(lake());
+  try {
+    const compact = await runCli(['lake', 'compact', '--min-files', '2', '--config', 'sync.json'], dir);
+    expect(compact.code, compact.stderr).toBe(0);
+    expect(JSON.parse(compact.stdout)).toMatchObject({ rows: 6000, duplicatesDropped: 0, filesBefore: before.length });
+    const after = await visible();
+    expect(after.length).toBe(groups.size);
+    // Each merged file holds one tenant only (independent DuckDB over the new files).
+    for (const f of after) {
+      const [r] = await duckQuery(`SELECT count(*) AS n, count(DISTINCT tenant_id) AS t, min(tenant_id) AS tenant FROM read_parquet('${join(dir, 'lake', f.path)}')`);
+      expect(r).toEqual({ n: f.rows, t: 1, tenant: f.tenant });
+    }
+    // The old snapshot's files stay until the grace period ends: the earlier reader still works.
+    expect(await reader.query('select count(*) as n from contacts')).toEqual([{ n: 6000 }]);
+  } finally {
+    await reader.close();
+  }
+  const query = await runCli(['lake', 'query', 'select count(*) as n, count(distinct id) as ids from contacts', '--config', 'sync.json', '--format', 'jsonl'], dir);
+  expect(JSON.parse(query.stdout)).toEqual({ n: 6000, ids: 6000 });
+});
+
+it('retention drops one tenant’s old partitions only, and deletes removed files after the grace period', async () => {
+  const files = await visible();
+  const tenant = files[0]!.tenant;
+  const cutoff = new Date(Math.max(...files.filter((f) => f.tenant === tenant).map((f) => f.maxEventTime)) + 1).toISOString();
+  const keep = files.filter((f) => f.tenant !== tenant).reduce((n, f) => n + f.rows, 0);
+  const retention = await runCli(['lake', 'retention', '--before', cutoff, '--tenant', tenant, '--stream', 'contacts', '--config', 'sync.json'], dir);
+  expect(retention.code, retention.stderr).toBe(0);
+  expect(JSON.parse(retention.stdout)).toMatchObject({ rowsRemoved: 6000 - keep });
+  const query = await runCli(['lake', 'query', 'select tenant_id, count(*) as n from contacts group by 1', '--config', 'sync.json', '--format', 'jsonl'], dir);
+  expect(query.stdout.trim().split('\n').map((l) => JSON.parse(l) as { tenant_id: string; n: number })).toEqual([{ tenant_id: files.find((f) => f.tenant !== tenant)!.tenant, n: keep }]);
+
+  const onDisk = await filesOnDisk();
+  const purge = await runCli(['lake', 'compact', '--grace-ms', '0', '--config', 'sync.json'], dir);
+  expect(purge.code, purge.stderr).toBe(0);
+  expect(JSON.parse(purge.stdout).filesDeleted).toBeGreaterThan(0);
+  expect(await filesOnDisk()).toBe((await visible()).length);
+  expect(onDisk).toBeGreaterThan(await filesOnDisk());
+});
+
+it('files no commit names (a crash between publishing and committing) are invisible to readers and deleted once an hour old', async () => {
+  const [file] = await visible();
+  const dirOf = join(dir, 'lake', ...file!.path.split('/').slice(0, -1));
+  const old = join(dirOf, 'crashed-session-1-0.parquet');
+  const fresh = join(dirOf, 'crashed-session-2-0.parquet');
+  await copyFile(join(dir, 'lake', file!.path), old);
+  await copyFile(join(dir, 'lake', file!.path), fresh);
+  const hourAgo = new Date(Date.now() - 2 * 3600_000);
+  await utimes(old, hourAgo, hourAgo);
+  const rowsBefore = (await visible()).reduce((n, f) => n + f.rows, 0);
+  const query = await runCli(['lake', 'query', 'select count(*) as n from contacts', '--config', 'sync.json', '--format', 'jsonl'], dir);
+  expect(JSON.parse(query.stdout)).toEqual({ n: rowsBefore });
+  const compact = await runCli(['lake', 'compact', '--config', 'sync.json'], dir);
+  expect(compact.code, compact.stderr).toBe(0);
+  expect(JSON.parse(compact.stdout).orphansDeleted).toBe(1);
+  expect(existsSync(old)).toBe(false);
+  expect(existsSync(fresh)).toBe(true);
+});
