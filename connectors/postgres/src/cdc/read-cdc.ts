@@ -1,0 +1,573 @@
+import type pg from 'pg';
+import {
+  TributaryError,
+  recordPage,
+  streamKey,
+  type ConfiguredAirbyteStream,
+  type ConnectorContext,
+  type RecordData,
+  type SourceMessage,
+  type StateBlob,
+  type SyncState,
+} from '@tributary/core';
+import type { PostgresConfig } from '../config.js';
+import { connect, literal, sqlState } from '../connection.js';
+import { readChunks, type ChunkPosition } from '../read/table-read.js';
+import { snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
+import type { TableInfo } from '../schema/tables.js';
+import type { Converter, TypeRegistry } from '../schema/values.js';
+import { formatLsn, parseLsn, pgTimeToIso, type Lsn } from './lsn.js';
+import { UNCHANGED_TOAST, type RelationColumn, type TupleValue } from './pgoutput.js';
+import { ReplicationConnection } from './replication-connection.js';
+import { registerStream } from './live-streams.js';
+import { assertCdcPrerequisites, ensurePublication, slotInfo } from './slot.js';
+
+/** The shared (GLOBAL) state of a CDC connection: every change before `lsn` is committed downstream. */
+export interface CdcSharedState {
+  slot: string;
+  lsn: string;
+}
+
+/** Per-stream CDC state: the initial snapshot's progress. */
+export type CdcStreamState = { cdc: 'snapshot'; after: ChunkPosition } | { cdc: 'streaming' };
+
+/** Records of one stream held before they are yielded as a page. */
+const PAGE_SIZE = 1_000;
+/** A commit checkpoint is yielded at once when the last one is older than this; otherwise when the stream idles. */
+const CHECKPOINT_EVERY_MS = 200;
+/** Records of finished transactions wait at most this long for more to share their page. */
+const HOLD_AT_MOST_MS = 5;
+/** How long `next()` waits before the loop looks at heartbeats, lag and stop requests. */
+const IDLE_POLL_MS = 50;
+
+interface CdcStream {
+  configured: ConfiguredAirbyteStream;
+  key: string;
+  table: TableInfo;
+  state: CdcStreamState;
+}
+
+interface Relation {
+  oid: number;
+  namespace: string;
+  name: string;
+  columns: RelationColumn[];
+  converters: Converter[];
+  stream: CdcStream | undefined;
+}
+
+export interface CdcReadOptions {
+  ctx: ConnectorContext;
+  config: PostgresConfig;
+  sql: pg.Client;
+  types: TypeRegistry;
+  tables: TableInfo[];
+  streams: ConfiguredAirbyteStream[];
+  state: SyncState;
+}
+
+export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMessage> {
+  const { ctx, config, sql, types } = options;
+  const slot = config.slot_name ?? 'tributary_slot';
+  const publication = config.publication_name ?? 'tributary_publication';
+  const format: RecordFormat = config.output_format ?? 'tributary';
+  const chunkSize = config.chunk_size ?? 10_000;
+  const log = ctx.logger;
+
+  await assertCdcPrerequisites(sql, config);
+  const streams: CdcStream[] = options.streams.map((configured) => {
+    const namespace = configured.stream.namespace ?? 'public';
+    const table = options.tables.find((t) => t.namespace === namespace && t.name === configured.stream.name);
+    if (!table) throw new TributaryError('config', { userMessage: `Table ${namespace}.${configured.stream.name} does not exist (any more).` });
+    const key = streamKey(configured.stream.name, configured.stream.namespace);
+    return { configured, key, table, state: { cdc: 'snapshot', after: null } };
+  });
+  await ensurePublication(
+    sql,
+    config,
+    streams.map((s) => s.table),
+  );
+
+  const shared = options.state.shared as Partial<CdcSharedState> | undefined;
+  const existing = await slotInfo(sql, slot);
+  let replication = await ReplicationConnection.open(config);
+  // The catalog connection of the streaming phase; replaced after the server went away.
+  let db = sql;
+  let unregister: (() => void) | undefined;
+  try {
+    let startLsn: Lsn;
+    let consistentSnapshot = false;
+    if (shared?.slot === slot && typeof shared.lsn === 'string') {
+      if (!existing) {
+        throw new TributaryError('config', {
+          userMessage: `Replication slot "${slot}" is missing, so the changes after ${shared.lsn} (the committed position) can no longer be read. Reset this connection's state to take a new snapshot (the slot is then created again).`,
+        });
+      }
+      startLsn = parseLsn(shared.lsn);
+      for (const s of streams) {
+        const saved = options.state.streams[s.key] as CdcStreamState | undefined;
+        if (saved && (saved.cdc === 'streaming' || saved.cdc === 'snapshot')) s.state = saved;
+      }
+    } else {
+      if (existing) {
+        await waitForSlotRelease(sql, slot);
+        log.warn(`replication slot "${slot}" exists but this connection has no committed CDC state: dropping it and taking a new snapshot`);
+        await sql.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      }
+      const created = await replication.createSlot(slot);
+      startLsn = created.consistentPoint;
+      // Import the exported snapshot before the replication connection runs another command.
+      await sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await sql.query(`SET TRANSACTION SNAPSHOT ${literal(created.snapshotName)}`);
+      consistentSnapshot = true;
+      log.info(`created replication slot "${slot}" at ${formatLsn(startLsn)}`);
+    }
+
+    const position = formatLsn(startLsn);
+    const checkpointAt = (lsn: Lsn): SourceMessage => ({
+      kind: 'global-checkpoint',
+      shared: { slot, lsn: formatLsn(lsn) } satisfies CdcSharedState as unknown as StateBlob,
+      streams: streams.map((s) => ({
+        stream: s.configured.stream.name,
+        ...(s.configured.stream.namespace ? { namespace: s.configured.stream.namespace } : {}),
+        state: structuredClone(s.state) as unknown as StateBlob,
+      })),
+    });
+
+    // --- snapshot: tables read as of the slot's consistent point (or, resuming, a fresh snapshot) ---
+    const pending = streams.filter((s) => s.state.cdc === 'snapshot');
+    if (pending.length > 0) {
+      if (!consistentSnapshot) {
+        // The exported snapshot died with the sync that created the slot. The rows read now
+        // may be newer than the slot position; the stream then replays those changes on top,
+        // so the destination still converges on the table (with some repeats).
+        log.warn(
+          `resuming the initial snapshot of ${pending
+            .map((s) => s.key)
+            .join(', ')} outside the slot's snapshot; changes since ${position} are replayed after it`,
+        );
+        await sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      }
+      try {
+        for (const s of pending) {
+          const state = s.state as { cdc: 'snapshot'; after: ChunkPosition };
+          const tributary = format === 'tributary';
+          for await (const chunk of readChunks(sql, s.table, types, chunkSize, state.after, tributary ? snapshotFields(position) : undefined)) {
+            if (chunk.rows.length > 0) {
+              const records: RecordData[] = tributary
+                ? chunk.rows
+                : chunk.rows.map((row) =>
+                    toRecord(
+                      { op: 'r', namespace: s.table.namespace, table: s.table.name, after: row, before: null, position, txid: null, commitTime: null },
+                      format,
+                      config.database,
+                    ),
+                  );
+              yield recordPage(s.configured.stream.name, records, s.configured.stream.namespace);
+            }
+            if (chunk.next === undefined) continue;
+            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next };
+            yield checkpointAt(startLsn);
+          }
+        }
+      } finally {
+        await sql.query('COMMIT').catch(() => undefined);
+      }
+    }
+
+    // --- streaming from the slot ---
+    const until = config.cdc_until ?? 'caught_up';
+    const target =
+      until === 'caught_up' ? parseLsn((await sql.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn')).rows[0]!.lsn) : undefined;
+    await waitForSlotRelease(db, slot);
+    replication.start(slot, startLsn, publication);
+    unregister = registerStream(config, slot, replication);
+    log.info(`streaming slot "${slot}" from ${formatLsn(startLsn)}${target !== undefined ? ` until ${formatLsn(target)}` : ''}`);
+
+    const relations = new Map<number, Relation>();
+    const pages = new Map<CdcStream, RecordData[]>();
+    let held = 0;
+    let heldSince = 0;
+    let maxHeld = 0;
+    // committedLsn: end of the last transaction read in full (its records may still sit in pages).
+    // handedLsn: every change before it was yielded — where a reconnect resumes.
+    let committedLsn = startLsn;
+    let handedLsn = startLsn;
+    let checkpointedLsn = startLsn;
+    let lastCheckpointAt = Date.now();
+    let lastHeartbeatAt = Date.now();
+    let lastLagAt = 0;
+    let lagInFlight = false;
+    let txn: { xid: number; commitTime: string; skip: boolean } | undefined;
+    let rows = 0;
+    let streamFrom = startLsn;
+    let reconnects = 0;
+    let maxQueued = 0;
+    yield checkpointAt(startLsn);
+
+    /** Yields every held record; only called between transactions. */
+    const flushPages = function* (): Generator<SourceMessage> {
+      if (held > 0) {
+        for (const [s, records] of pages) {
+          if (records.length > 0) yield recordPage(s.configured.stream.name, records, s.configured.stream.namespace);
+        }
+        pages.clear();
+        held = 0;
+      }
+      handedLsn = committedLsn;
+    };
+    /** Adds a change to its stream's page; returns the page to yield once it is full. */
+    const push = (s: CdcStream, event: ChangeEvent): SourceMessage | undefined => {
+      let page = pages.get(s);
+      if (!page) pages.set(s, (page = []));
+      page.push(toRecord(event, format, config.database));
+      rows++;
+      if (held++ === 0) heldSince = Date.now();
+      if (held > maxHeld) maxHeld = held;
+      if (page.length < PAGE_SIZE) return undefined;
+      pages.set(s, []);
+      held -= page.length;
+      return recordPage(s.configured.stream.name, page, s.configured.stream.namespace);
+    };
+    const relationOf = (oid: number): Relation => {
+      const relation = relations.get(oid);
+      if (!relation) throw new TributaryError('fatal', { userMessage: `pgoutput sent a change for relation ${oid} before its Relation message` });
+      return relation;
+    };
+    const rowOf = (relation: Relation, tuple: TupleValue[], keysOnly: boolean, unchanged?: string[], fallback?: Row | null): Row => {
+      const row: Row = {};
+      for (let i = 0; i < relation.columns.length; i++) {
+        const column = relation.columns[i]!;
+        if (keysOnly && !column.key) continue;
+        const value = tuple[i];
+        if (typeof value === 'string') row[column.name] = relation.converters[i]!(value);
+        else if (value === null || value === undefined) row[column.name] = null;
+        else if (value === UNCHANGED_TOAST) {
+          // An unchanged TOASTed value: take it from the old image when the server sent one, else leave it out — never null.
+          if (fallback && fallback[column.name] !== undefined) row[column.name] = fallback[column.name]!;
+          else unchanged?.push(column.name);
+        } else row[column.name] = value.toString('base64');
+      }
+      return row;
+    };
+
+    stream: for (;;) {
+      try {
+        for (;;) {
+          if (ctx.signal.aborted) break;
+          const message = replication.poll() ?? (await replication.next(IDLE_POLL_MS));
+          const now = Date.now();
+          if (now - lastLagAt >= (config.heartbeat_interval_ms ?? 10_000)) {
+            lastLagAt = now;
+            if (!lagInFlight) {
+              // Off the hot path, one at a time (pg clients run one query at a time).
+              lagInFlight = true;
+              void reportLag(db, slot, log, replication).finally(() => (lagInFlight = false));
+            }
+          }
+          if (!message) {
+            if (txn) continue;
+            yield* flushPages();
+            if (committedLsn > checkpointedLsn) {
+              checkpointedLsn = committedLsn;
+              lastCheckpointAt = now;
+              yield checkpointAt(committedLsn);
+            }
+            continue;
+          }
+          if (message.type === 'keepalive') {
+            if (txn) continue;
+            // Everything before walEnd has been sent and handled: a position safe to resume from.
+            if (target !== undefined && message.walEnd >= target) {
+              if (message.walEnd > committedLsn) committedLsn = message.walEnd;
+              break;
+            }
+            if (message.walEnd > committedLsn && now - lastHeartbeatAt >= (config.heartbeat_interval_ms ?? 10_000)) {
+              lastHeartbeatAt = now;
+              committedLsn = message.walEnd;
+              yield* flushPages();
+              checkpointedLsn = committedLsn;
+              lastCheckpointAt = now;
+              yield checkpointAt(committedLsn);
+            }
+            continue;
+          }
+          const decoded = message.message;
+          switch (decoded.tag) {
+            case 'begin':
+              txn = { xid: decoded.xid, commitTime: pgTimeToIso(decoded.commitTime), skip: decoded.finalLsn < streamFrom };
+              break;
+            case 'commit': {
+              const finished = txn;
+              txn = undefined;
+              if (!finished || finished.skip) break;
+              committedLsn = decoded.endLsn;
+              // Small transactions share pages: hand them on when a checkpoint is due, or at
+              // once when nothing else is waiting (latency), else with the next full page.
+              const due = now - lastCheckpointAt >= CHECKPOINT_EVERY_MS;
+              if (due || replication.queued === 0 || now - heldSince >= HOLD_AT_MOST_MS) yield* flushPages();
+              if (due) {
+                checkpointedLsn = committedLsn;
+                lastCheckpointAt = now;
+                yield checkpointAt(committedLsn);
+              }
+              break;
+            }
+            case 'relation': {
+              const stream = streams.find((s) => s.table.namespace === decoded.namespace && s.table.name === decoded.name);
+              // Compared with the previous Relation message, or first with the columns the destination was configured with.
+              const previous = relations.get(decoded.oid)?.columns ?? (stream ? configuredColumns(stream) : undefined);
+              for (const column of decoded.columns) if (!types.has(column.typeOid)) await types.reload(db);
+              relations.set(decoded.oid, {
+                oid: decoded.oid,
+                namespace: decoded.namespace,
+                name: decoded.name,
+                columns: decoded.columns,
+                converters: decoded.columns.map((c) => types.converter(c.typeOid)),
+                stream,
+              });
+              if (stream && previous) reportSchemaChange(log, stream, previous, decoded.columns);
+              break;
+            }
+            case 'type':
+              if (!types.has(decoded.oid)) await types.reload(db);
+              break;
+            case 'insert': {
+              const relation = relationOf(decoded.relation);
+              if (!relation.stream || !txn || txn.skip) break;
+              const after = rowOf(relation, decoded.after, false);
+              {
+                const full = push(relation.stream, {
+                  op: 'c',
+                  namespace: relation.namespace,
+                  table: relation.name,
+                  after,
+                  before: null,
+                  position: message.position,
+                  txid: txn.xid,
+                  commitTime: txn.commitTime,
+                });
+                if (full) yield full;
+              }
+              break;
+            }
+            case 'update': {
+              const relation = relationOf(decoded.relation);
+              if (!relation.stream || !txn || txn.skip) break;
+              const before = decoded.before ? rowOf(relation, decoded.before, decoded.beforeKind === 'K') : null;
+              const unchanged: string[] = [];
+              const after = rowOf(relation, decoded.after, false, unchanged, decoded.beforeKind === 'O' ? before : null);
+              {
+                const full = push(relation.stream, {
+                  op: 'u',
+                  namespace: relation.namespace,
+                  table: relation.name,
+                  after,
+                  before,
+                  position: message.position,
+                  txid: txn.xid,
+                  commitTime: txn.commitTime,
+                  ...(unchanged.length > 0 ? { unchanged } : {}),
+                });
+                if (full) yield full;
+              }
+              break;
+            }
+            case 'delete': {
+              const relation = relationOf(decoded.relation);
+              if (!relation.stream || !txn || txn.skip) break;
+              const before = rowOf(relation, decoded.before, decoded.beforeKind === 'K');
+              {
+                const full = push(relation.stream, {
+                  op: 'd',
+                  namespace: relation.namespace,
+                  table: relation.name,
+                  after: null,
+                  before,
+                  position: message.position,
+                  txid: txn.xid,
+                  commitTime: txn.commitTime,
+                });
+                if (full) yield full;
+              }
+              break;
+            }
+            case 'truncate': {
+              if (!txn || txn.skip) break;
+              for (const oid of decoded.relations) {
+                const relation = relations.get(oid);
+                if (!relation?.stream) continue;
+                {
+                  const full = push(relation.stream, {
+                    op: 't',
+                    namespace: relation.namespace,
+                    table: relation.name,
+                    after: null,
+                    before: null,
+                    position: message.position,
+                    txid: txn.xid,
+                    commitTime: txn.commitTime,
+                  });
+                  if (full) yield full;
+                }
+              }
+              break;
+            }
+            case 'origin':
+            case 'message':
+              break;
+            default:
+              throw new TributaryError('fatal', {
+                userMessage: `unexpected pgoutput message ${decoded.tag} (streaming of in-progress transactions is not requested)`,
+              });
+          }
+        }
+        break stream;
+      } catch (error) {
+        if (!isConnectionLoss(error) || reconnects >= MAX_RECONNECTS || ctx.signal.aborted) throw classifyStreamError(error, slot);
+        reconnects++;
+        // Resume right after the last transaction handed on in full; a partly handed-on one
+        // is sent again whole (identical records, absorbed by keyed destinations).
+        log.warn(`replication connection lost (${describe(error)}); reconnecting (attempt ${reconnects}/${MAX_RECONNECTS}) from ${formatLsn(handedLsn)}`);
+        maxQueued = Math.max(maxQueued, replication.maxQueued);
+        unregister?.();
+        unregister = undefined;
+        await replication.close();
+        pages.clear();
+        held = 0;
+        txn = undefined;
+        relations.clear();
+        streamFrom = handedLsn;
+        committedLsn = handedLsn;
+        ({ replication, db } = await reconnect(ctx, config, db === sql ? undefined : db, reconnects));
+        await waitForSlotRelease(db, slot);
+        replication.start(slot, streamFrom, publication);
+        unregister = registerStream(config, slot, replication);
+      }
+    }
+    if (!txn) {
+      yield* flushPages();
+      if (committedLsn > checkpointedLsn) yield checkpointAt(committedLsn);
+    }
+    log.info('cdc stream stopped', {
+      slot,
+      rows,
+      position: formatLsn(committedLsn),
+      max_buffered_messages: Math.max(maxQueued, replication.maxQueued),
+      reconnects,
+      max_buffered_records: maxHeld,
+    });
+  } finally {
+    unregister?.();
+    await replication.close();
+    if (db !== sql) await db.end().catch(() => undefined);
+  }
+}
+
+/** Connection losses the stream rides out by reconnecting (a server restart, a dropped socket). */
+const MAX_RECONNECTS = 10;
+
+function isConnectionLoss(error: unknown): boolean {
+  if (TributaryError.is(error)) return error.kind === 'transient';
+  const code = sqlState(error);
+  if (code && (code.startsWith('08') || code.startsWith('57P'))) return true;
+  if (code && /^E[A-Z]+$/.test(code)) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return /Connection terminated|ended the replication stream|ECONNRESET|EPIPE|server closed the connection/i.test(message);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function classifyStreamError(error: unknown, slot: string): unknown {
+  if (TributaryError.is(error)) return error;
+  if (isConnectionLoss(error)) {
+    return new TributaryError('transient', {
+      userMessage: `The replication connection of slot "${slot}" was lost and could not be re-established; the next sync resumes from the committed position.`,
+      internalMessage: describe(error),
+      cause: error,
+    });
+  }
+  return new TributaryError('fatal', {
+    userMessage: `Logical replication from slot "${slot}" failed: ${describe(error)}`,
+    internalMessage: describe(error),
+    cause: error,
+  });
+}
+
+/** New replication and catalog connections, retried with backoff while the server comes back. */
+async function reconnect(
+  ctx: ConnectorContext,
+  config: PostgresConfig,
+  previousDb: pg.Client | undefined,
+  attempt: number,
+): Promise<{ replication: ReplicationConnection; db: pg.Client }> {
+  await previousDb?.end().catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * attempt)));
+  return ctx.call(
+    async () => {
+      const db = await connect(config);
+      try {
+        return { replication: await ReplicationConnection.open(config), db };
+      } catch (error) {
+        await db.end().catch(() => undefined);
+        throw error;
+      }
+    },
+    { maxAttempts: 20, baseDelayMs: 250, maxDelayMs: 2_000 },
+  );
+}
+
+/** Column names of the stream's configured schema (types unknown: only additions and drops are compared). */
+function configuredColumns(stream: CdcStream): Array<{ name: string; typeOid: number | undefined }> {
+  const schema = stream.configured.stream.json_schema as { properties?: Record<string, unknown> };
+  const props = (schema.properties?.after as { properties?: Record<string, unknown> } | undefined)?.properties ?? schema.properties ?? {};
+  return Object.keys(props)
+    .filter((name) => !name.startsWith('_tributary_'))
+    .map((name) => ({ name, typeOid: undefined }));
+}
+
+/**
+ * A stream that just ended (this process's previous read, or a killed sync) holds the slot
+ * until its walsender notices; wait for that rather than fail. A slot held for long is
+ * someone else's.
+ */
+async function waitForSlotRelease(sql: pg.Client, slot: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const info = await slotInfo(sql, slot);
+    if (!info?.active) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new TributaryError('config', { userMessage: `Replication slot "${slot}" is in use by another connection; give this connection its own slot_name.` });
+}
+
+function reportSchemaChange(
+  log: ConnectorContext['logger'],
+  stream: CdcStream,
+  previous: ReadonlyArray<{ name: string; typeOid: number | undefined }>,
+  next: readonly RelationColumn[],
+): void {
+  const before = new Map(previous.map((c) => [c.name, c.typeOid]));
+  const after = new Map(next.map((c) => [c.name, c.typeOid]));
+  const added = [...after.keys()].filter((c) => !before.has(c));
+  const dropped = [...before.keys()].filter((c) => !after.has(c));
+  const retyped = [...after.keys()].filter((c) => before.get(c) !== undefined && before.get(c) !== after.get(c));
+  if (added.length + dropped.length + retyped.length === 0) return;
+  log.warn(`schema change on ${stream.key}: records from here on carry the new columns`, { stream: stream.key, added, dropped, retyped });
+}
+
+async function reportLag(sql: pg.Client, slot: string, log: ConnectorContext['logger'], replication: ReplicationConnection): Promise<void> {
+  try {
+    const info = await slotInfo(sql, slot);
+    if (!info) return;
+    log.info('replication slot lag', {
+      slot,
+      lag_bytes: info.lagBytes ?? null,
+      confirmed_flush_lsn: info.confirmedFlush !== undefined ? formatLsn(info.confirmedFlush) : null,
+      buffered_messages: replication.queued,
+    });
+  } catch {
+    // Lag is informational; the stream itself reports real failures.
+  }
+}

@@ -1,0 +1,158 @@
+import type pg from 'pg';
+import { TributaryError } from '@tributary/core';
+import type { PostgresConfig } from '../config.js';
+import { connect, ident, qualified } from '../connection.js';
+import { parseLsn, type Lsn } from './lsn.js';
+import type { TableInfo } from '../schema/tables.js';
+
+export interface SlotInfo {
+  plugin: string;
+  database: string;
+  active: boolean;
+  confirmedFlush: Lsn | undefined;
+  /** WAL bytes between the server's current position and the slot's confirmed position. */
+  lagBytes: number | undefined;
+}
+
+export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInfo | undefined> {
+  const result = await client.query<{
+    plugin: string | null;
+    database: string | null;
+    active: boolean | string;
+    confirmed_flush_lsn: string | null;
+    lag: string | null;
+  }>(
+    `SELECT plugin, database, active, confirmed_flush_lsn::text,
+            pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag
+       FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = result.rows[0];
+  if (!row) return undefined;
+  return {
+    plugin: row.plugin ?? '',
+    database: row.database ?? '',
+    active: row.active === true || row.active === 't',
+    confirmedFlush: row.confirmed_flush_lsn ? parseLsn(row.confirmed_flush_lsn) : undefined,
+    lagBytes: row.lag === null ? undefined : Number(row.lag),
+  };
+}
+
+/**
+ * What logical replication needs from the server and the role; each missing piece is a
+ * `config` error that says exactly what to change.
+ */
+export async function assertCdcPrerequisites(client: pg.Client, config: PostgresConfig): Promise<void> {
+  const settings = await client.query<{ wal_level: string; replication: boolean | string; superuser: boolean | string; slots: string }>(
+    `SELECT current_setting('wal_level') AS wal_level, r.rolreplication AS replication, r.rolsuper AS superuser,
+            current_setting('max_replication_slots') AS slots
+       FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  const row = settings.rows[0];
+  if (!row) return;
+  if (row.wal_level !== 'logical') {
+    throw new TributaryError('config', {
+      userMessage: `CDC needs wal_level = logical, but the server runs with wal_level = ${row.wal_level}. Set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL, or use replication_method "standard".`,
+    });
+  }
+  const truthy = (v: boolean | string): boolean => v === true || v === 't';
+  if (!truthy(row.replication) && !truthy(row.superuser)) {
+    throw new TributaryError('config', {
+      userMessage: `CDC needs a role with the REPLICATION attribute, and user "${config.username}" lacks it. Run ALTER ROLE "${config.username}" REPLICATION; as a superuser, or use replication_method "standard".`,
+    });
+  }
+  if (Number(row.slots) === 0) {
+    throw new TributaryError('config', {
+      userMessage: 'CDC needs a replication slot, but max_replication_slots = 0. Raise it in postgresql.conf and restart PostgreSQL.',
+    });
+  }
+}
+
+/** Makes sure the publication exists and covers `tables` (creating or extending it when managed). */
+export async function ensurePublication(client: pg.Client, config: PostgresConfig, tables: readonly TableInfo[]): Promise<void> {
+  const name = config.publication_name ?? 'tributary_publication';
+  const existing = await client.query<{ puballtables: boolean | string; pubviaroot: boolean | string }>(
+    'SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1',
+    [name],
+  );
+  const manage = config.manage_publication !== false;
+  if (existing.rows.length === 0) {
+    if (!manage) {
+      throw new TributaryError('config', {
+        userMessage: `Publication "${name}" does not exist. Create it (CREATE PUBLICATION ${ident(name)} FOR TABLE …) or set manage_publication: true.`,
+      });
+    }
+    const list = tables.map((t) => qualified(t.namespace, t.name)).join(', ');
+    // Changes of partitions are published as their root table, the stream the user selected.
+    await client.query(
+      tables.length > 0 ? `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish_via_partition_root = true)` : `CREATE PUBLICATION ${ident(name)}`,
+    );
+    return;
+  }
+  const publication = existing.rows[0]!;
+  const truthy = (v: boolean | string): boolean => v === true || v === 't';
+  if (tables.some((t) => t.partitioned) && !truthy(publication.pubviaroot)) {
+    // Without it, partitions' changes arrive under the partitions' names, not the selected table's.
+    if (!manage) {
+      throw new TributaryError('config', {
+        userMessage: `Publication "${name}" publishes partitioned tables by partition; run ALTER PUBLICATION ${ident(
+          name,
+        )} SET (publish_via_partition_root = true) or set manage_publication: true.`,
+      });
+    }
+    await client.query(`ALTER PUBLICATION ${ident(name)} SET (publish_via_partition_root = true)`);
+  }
+  if (truthy(publication.puballtables)) return;
+  // Direct members (pg_publication_rel) and what the publication covers (tables, schemas).
+  const members = await client.query<{ schemaname: string; tablename: string }>(
+    `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1
+     UNION
+     SELECT n.nspname, c.relname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+       JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1`,
+    [name],
+  );
+  const have = new Set(members.rows.map((m) => `${m.schemaname}.${m.tablename}`));
+  const missing = tables.filter((t) => !have.has(`${t.namespace}.${t.name}`));
+  if (missing.length === 0) return;
+  if (!manage) {
+    throw new TributaryError('config', {
+      userMessage: `Publication "${name}" lacks table(s) ${missing
+        .map((t) => `${t.namespace}.${t.name}`)
+        .join(', ')}. Add them (ALTER PUBLICATION … ADD TABLE …) or set manage_publication: true.`,
+    });
+  }
+  await client.query(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${missing.map((t) => qualified(t.namespace, t.name)).join(', ')}`);
+}
+
+/**
+ * Confirms `lsn` on a slot no stream is attached to (the sync's last checkpoints are acked
+ * after its read ended). Never moves the slot backwards; waits briefly for the walsender of
+ * the ended stream to release the slot.
+ */
+export async function advanceSlot(config: PostgresConfig, slot: string, lsn: Lsn): Promise<void> {
+  const client = await connect(config);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const info = await slotInfo(client, slot);
+      if (!info || (info.confirmedFlush !== undefined && info.confirmedFlush >= lsn)) return;
+      if (!info.active) {
+        try {
+          await client.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, formatLsnText(lsn)]);
+          return;
+        } catch (error) {
+          // Lost a race with a new stream taking the slot: retry below.
+          if (attempt >= 50) throw error;
+        }
+      } else if (attempt >= 50) {
+        throw new TributaryError('transient', { userMessage: `Replication slot "${slot}" stayed in use; its position will be confirmed by the next sync.` });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function formatLsnText(lsn: Lsn): string {
+  return `${(lsn >> 32n).toString(16)}/${(lsn & 0xffffffffn).toString(16)}`;
+}

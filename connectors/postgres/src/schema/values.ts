@@ -1,0 +1,295 @@
+import type pg from 'pg';
+
+/**
+ * PostgreSQL types → JSON values and JSON Schema, without loss.
+ *
+ * Both read paths (snapshot queries and pgoutput) deliver values as text, in the session
+ * settings fixed in `connection.ts`; one converter per type turns that text into the same
+ * JSON value on both paths, so a row read by the snapshot equals the same row streamed later.
+ *
+ * | PostgreSQL | JSON | why |
+ * | --- | --- | --- |
+ * | bool | boolean | |
+ * | int2, int4, oid | integer | exact in a double |
+ * | int8 | integer, or a decimal string beyond ±2^53 | a double cannot hold every int8 |
+ * | float4, float8 | number, or "NaN"/"Infinity"/"-Infinity" | JSON has no such numbers |
+ * | numeric | string (the exact decimal) | beyond double precision |
+ * | json, jsonb | the parsed JSON value | |
+ * | bytea | base64 string | |
+ * | timestamptz | ISO-8601 string in UTC with microseconds (`…Z`) | a JS Date keeps milliseconds only |
+ * | timestamp | ISO-8601 string without zone | |
+ * | date, time, timetz, interval (ISO 8601), uuid, enums, text… | string | |
+ * | arrays of any of these | arrays (nested for several dimensions) | |
+ */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type Converter = (text: string) => JsonValue;
+export type JsonSchema = Record<string, unknown>;
+
+interface TypeInfo {
+  oid: number;
+  name: string;
+  /** `typtype`: b base, e enum, d domain, c composite, r range, m multirange, p pseudo. */
+  kind: string;
+  category: string;
+  elem: number;
+  base: number;
+  delim: string;
+}
+
+const BUILTIN: Record<number, string> = {
+  16: 'bool',
+  17: 'bytea',
+  20: 'int8',
+  21: 'int2',
+  23: 'int4',
+  26: 'oid',
+  114: 'json',
+  700: 'float4',
+  701: 'float8',
+  1082: 'date',
+  1114: 'timestamp',
+  1184: 'timestamptz',
+  1700: 'numeric',
+  2950: 'uuid',
+  3802: 'jsonb',
+};
+
+/** What the registry knows about the server's types (loaded from pg_type, reloaded on demand). */
+export class TypeRegistry {
+  private readonly types = new Map<number, TypeInfo>();
+  private readonly converters = new Map<number, Converter>();
+
+  static async load(client: pg.Client): Promise<TypeRegistry> {
+    const registry = new TypeRegistry();
+    await registry.reload(client);
+    return registry;
+  }
+
+  async reload(client: pg.Client): Promise<void> {
+    const result = await client.query<{
+      oid: string;
+      typname: string;
+      typtype: string;
+      typcategory: string;
+      typelem: string;
+      typbasetype: string;
+      typdelim: string;
+    }>(`SELECT oid, typname, typtype, typcategory, typelem, typbasetype, typdelim FROM pg_type WHERE typtype <> 'p'`);
+    for (const row of result.rows) {
+      const oid = Number(row.oid);
+      this.types.set(oid, {
+        oid,
+        name: row.typname,
+        kind: row.typtype,
+        category: row.typcategory,
+        elem: Number(row.typelem),
+        base: Number(row.typbasetype),
+        delim: row.typdelim,
+      });
+    }
+    this.converters.clear();
+  }
+
+  has(oid: number): boolean {
+    return this.types.has(oid);
+  }
+
+  /** The base type of a domain (followed through nested domains), else the type itself. */
+  private resolve(oid: number): TypeInfo | undefined {
+    let info = this.types.get(oid);
+    for (let i = 0; info && info.kind === 'd' && i < 10; i++) info = this.types.get(info.base);
+    return info;
+  }
+
+  private arrayElement(info: TypeInfo | undefined): TypeInfo | undefined {
+    return info && info.category === 'A' && info.elem !== 0 ? info : undefined;
+  }
+
+  converter(oid: number): Converter {
+    let converter = this.converters.get(oid);
+    if (!converter) {
+      const info = this.resolve(oid);
+      const array = this.arrayElement(info);
+      if (array) {
+        const element = this.converter(array.elem);
+        const delim = this.types.get(array.elem)?.delim ?? ',';
+        converter = (text) => mapArray(parseArrayLiteral(text, delim), element);
+      } else {
+        converter = scalarConverter(BUILTIN[info?.oid ?? oid] ?? 'text');
+      }
+      this.converters.set(oid, converter);
+    }
+    return converter;
+  }
+
+  jsonSchema(oid: number): JsonSchema {
+    const info = this.resolve(oid);
+    const array = this.arrayElement(info);
+    if (array) {
+      const items = this.jsonSchema(array.elem);
+      // Elements may be NULL, and arrays may nest (several dimensions share one type).
+      return { type: ['array', 'null'], items: { anyOf: [withNull(items), { type: 'array' }] } };
+    }
+    const name = BUILTIN[info?.oid ?? oid];
+    const schema = scalarSchema(name ?? 'text');
+    if (info?.kind === 'e') return { ...schema, description: `enum ${info.name}` };
+    return schema;
+  }
+
+  /** The SQL type name of an oid (for casts in generated queries). */
+  typeName(oid: number): string | undefined {
+    return this.types.get(oid)?.name;
+  }
+}
+
+function withNull(schema: JsonSchema): JsonSchema {
+  const type = schema.type;
+  if (type === undefined) return schema;
+  const types = Array.isArray(type) ? type : [type];
+  return types.includes('null') ? schema : { ...schema, type: [...types, 'null'] };
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+function scalarConverter(name: string): Converter {
+  switch (name) {
+    case 'bool':
+      return (t) => t === 't' || t === 'true';
+    case 'int2':
+    case 'int4':
+    case 'oid':
+      return (t) => Number(t);
+    case 'int8':
+      return (t) => {
+        if (t.length < 16) return Number(t);
+        const big = BigInt(t);
+        return big <= MAX_SAFE && big >= -MAX_SAFE ? Number(big) : t;
+      };
+    case 'float4':
+    case 'float8':
+      return (t) => {
+        const n = Number(t);
+        return Number.isFinite(n) ? n : t;
+      };
+    case 'json':
+    case 'jsonb':
+      return (t) => JSON.parse(t) as JsonValue;
+    case 'bytea':
+      return (t) => (t.startsWith('\\x') ? Buffer.from(t.slice(2), 'hex').toString('base64') : Buffer.from(unescapeBytea(t)).toString('base64'));
+    case 'timestamptz':
+      return timestamptzToIso;
+    case 'timestamp':
+      return (t) => (t.length > 10 && t[10] === ' ' ? `${t.slice(0, 10)}T${t.slice(11)}` : t);
+    default:
+      return (t) => t;
+  }
+}
+
+function scalarSchema(name: string): JsonSchema {
+  switch (name) {
+    case 'bool':
+      return { type: ['boolean', 'null'] };
+    case 'int2':
+    case 'int4':
+    case 'oid':
+      return { type: ['integer', 'null'] };
+    case 'int8':
+      return { type: ['integer', 'string', 'null'], description: 'int8: an integer, or a decimal string beyond ±2^53' };
+    case 'float4':
+    case 'float8':
+      return { type: ['number', 'string', 'null'], description: 'a number, or "NaN", "Infinity", "-Infinity"' };
+    case 'numeric':
+      return { type: ['string', 'null'], description: 'numeric: the exact decimal as a string' };
+    case 'json':
+    case 'jsonb':
+      return { description: `${name}: the JSON value` };
+    case 'bytea':
+      return { type: ['string', 'null'], contentEncoding: 'base64' };
+    case 'timestamptz':
+      return { type: ['string', 'null'], airbyte_type: 'timestamp_with_timezone', description: 'ISO-8601 in UTC, microseconds kept' };
+    case 'timestamp':
+      return { type: ['string', 'null'], airbyte_type: 'timestamp_without_timezone' };
+    case 'date':
+      return { type: ['string', 'null'], description: 'date (YYYY-MM-DD)' };
+    case 'uuid':
+      return { type: ['string', 'null'], description: 'uuid' };
+    default:
+      return { type: ['string', 'null'] };
+  }
+}
+
+/** `2024-05-01 10:00:00.123456+00` → `2024-05-01T10:00:00.123456Z` (sessions run in UTC). */
+export function timestamptzToIso(text: string): string {
+  if (text.length < 19 || text[10] !== ' ') return text; // infinity, -infinity, BC dates: kept as printed
+  let out = `${text.slice(0, 10)}T${text.slice(11)}`;
+  if (out.endsWith('+00')) out = `${out.slice(0, -3)}Z`;
+  else if (/[+-]\d\d$/.test(out)) out = `${out}:00`;
+  return out;
+}
+
+function unescapeBytea(text: string): Uint8Array {
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '\\') {
+      if (text[i + 1] === '\\') {
+        bytes.push(92);
+        i++;
+      } else {
+        bytes.push(parseInt(text.slice(i + 1, i + 4), 8));
+        i += 3;
+      }
+    } else bytes.push(text.charCodeAt(i));
+  }
+  return Uint8Array.from(bytes);
+}
+
+type RawArray = Array<string | null | RawArray>;
+
+/** Parses an array literal (`{1,2,"a b",NULL,{…}}`, optionally with `[l:u]=` bounds) into text elements. */
+export function parseArrayLiteral(text: string, delim = ','): RawArray {
+  let i = 0;
+  if (text[0] === '[') {
+    const eq = text.indexOf('=');
+    i = eq + 1;
+  }
+  const parse = (): RawArray => {
+    const out: RawArray = [];
+    i++; // '{'
+    if (text[i] === '}') {
+      i++;
+      return out;
+    }
+    for (;;) {
+      if (text[i] === '{') out.push(parse());
+      else if (text[i] === '"') {
+        let value = '';
+        i++;
+        while (text[i] !== '"') {
+          if (text[i] === '\\') i++;
+          value += text[i];
+          i++;
+        }
+        i++;
+        out.push(value);
+      } else {
+        let end = i;
+        while (text[end] !== delim && text[end] !== '}') end++;
+        const raw = text.slice(i, end).trim();
+        out.push(raw.toUpperCase() === 'NULL' ? null : raw);
+        i = end;
+      }
+      if (text[i] === delim) {
+        i++;
+        continue;
+      }
+      i++; // '}'
+      return out;
+    }
+  };
+  return parse();
+}
+
+function mapArray(values: RawArray, element: Converter): JsonValue[] {
+  return values.map((v) => (v === null ? null : Array.isArray(v) ? mapArray(v, element) : element(v)));
+}
