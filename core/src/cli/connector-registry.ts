@@ -114,7 +114,11 @@ export async function loadConnector(reference: string, kind?: ConnectorKind, fro
     throw new TributaryError('config', { userMessage: `Cannot load connector "${reference}"`, internalMessage: String(error), cause: error });
   }
   const candidates = [module.default, ...Object.values(module)];
-  const connector = candidates.find((c): c is Connector => isConnector(c) && wanted(c));
+  // A package may export several connectors of one kind (e.g. a source and a webhook
+  // source): the one whose name was asked for comes first.
+  const connector =
+    candidates.find((c): c is Connector => isConnector(c) && wanted(c) && (c as { name?: unknown }).name === reference) ??
+    candidates.find((c): c is Connector => isConnector(c) && wanted(c));
   if (!connector) {
     throw new TributaryError('config', {
       userMessage: kind

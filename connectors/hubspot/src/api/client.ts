@@ -1,0 +1,320 @@
+/**
+ * The HubSpot API as the connector uses it, on the official `@hubspot/api-client`.
+ *
+ * Retries and rate limiting are Tributary's, not the client's:
+ * - The client's own retry decorator is switched off (`numberOfApiCallRetries: 0`, no
+ *   `limiterOptions`). Its settings live in a process-wide singleton that every `new Client()`
+ *   resets, so two clients with different settings in one process interfere; it sleeps a
+ *   fixed 10 s × attempt on a 429 without telling anyone; and it reads `policyName` from the
+ *   error body, which the generated API classes drop when they deserialize the body into
+ *   their `Error` model — so in practice it never retries their 429s at all.
+ * - Every request goes through `ctx.call`: the connector's one limiter (shared by all
+ *   streams, never more than the declared budget in any sliding window) and its retry loop
+ *   with backoff; a 429 pauses the limiter for every stream.
+ * - The peer's `X-HubSpot-RateLimit-Max` (per `-Interval-Milliseconds`) lowers the limiter's
+ *   cap, scaled to the limiter's window, when the account's limit is below the declared one. `-Remaining` is deliberately not fed: at full speed every answer
+ *   says 0 remaining, and pausing a whole interval each time would halve the throughput; the
+ *   sliding-window limiter already knows when the oldest request leaves the window.
+ * - A `DAILY` 429 is not retried (the quota comes back at midnight): it surfaces as a
+ *   `DailyLimitError` the source turns into a clean stop with its state saved.
+ */
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { Client } from '@hubspot/api-client';
+import { TributaryError, type ConnectorContext, type RateLimiter } from '@tributary/core';
+
+/** Header the response middleware sets on 429s, so the policy survives the client's body model. */
+const POLICY_HEADER = 'x-tributary-hubspot-policy';
+
+export interface ApiObject {
+  id: string;
+  properties: Record<string, string | null>;
+  createdAt: string;
+  updatedAt: string;
+  archived: boolean;
+  archivedAt?: string;
+}
+
+export interface ApiProperty {
+  name: string;
+  label?: string;
+  type: string;
+  fieldType?: string;
+  hasUniqueValue?: boolean;
+  calculated?: boolean;
+  modificationMetadata?: { readOnlyValue?: boolean };
+}
+
+export interface Page {
+  results: ApiObject[];
+  next?: string;
+}
+
+export interface SearchBody {
+  filterGroups: Array<{ filters: Array<{ propertyName: string; operator: string; value?: string; highValue?: string }> }>;
+  sorts: Array<{ propertyName: string; direction: 'ASCENDING' | 'DESCENDING' }>;
+  properties: string[];
+  limit: number;
+  after?: string;
+}
+
+export interface BatchError {
+  category: string;
+  message: string;
+  context?: Record<string, string[]>;
+}
+
+export interface UpsertResult extends ApiObject {
+  new: boolean;
+}
+
+export interface BatchAnswer<T> {
+  status: number;
+  results: T[];
+  errors: BatchError[];
+}
+
+export interface AssociationRow {
+  fromId: string;
+  toIds: string[];
+}
+
+export interface HubspotApi {
+  properties(objectType: string): Promise<ApiProperty[]>;
+  listPage(objectType: string, query: { limit: number; after?: string; properties: string[]; archived: boolean }): Promise<Page>;
+  search(objectType: string, body: SearchBody): Promise<Page & { total: number }>;
+  batchRead(objectType: string, idProperty: string, ids: string[], properties: string[]): Promise<BatchAnswer<ApiObject>>;
+  batchUpsert(objectType: string, idProperty: string, inputs: Array<{ id: string; properties: Record<string, string> }>): Promise<BatchAnswer<UpsertResult>>;
+  associations(fromType: string, toType: string, ids: string[]): Promise<AssociationRow[]>;
+  close(): void;
+}
+
+export interface ApiConfig {
+  access_token: string;
+  base_url?: string;
+}
+
+/** The daily quota is used up: nothing will succeed before it resets. */
+export class DailyLimitError extends TributaryError {
+  constructor(internalMessage: string) {
+    super('fatal', {
+      userMessage:
+        'HubSpot answered 429 DAILY: the account has used its daily API quota. Tributary stopped with its progress saved; run the sync again after the quota resets (midnight in the account time zone).',
+      internalMessage,
+    });
+    this.name = 'DailyLimitError';
+  }
+}
+
+interface ApiExceptionLike {
+  code: number;
+  body: unknown;
+  headers: Record<string, string>;
+}
+
+function isApiException(error: unknown): error is ApiExceptionLike {
+  return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'number' && 'headers' in error;
+}
+
+function iso(value: unknown): string {
+  return value instanceof Date ? value.toISOString() : String(value);
+}
+
+/** The client's model objects (with Date fields) as plain JSON. */
+function plainObject(value: unknown): ApiObject {
+  const o = value as { id: string; properties?: Record<string, string | null>; createdAt: unknown; updatedAt: unknown; archived?: boolean; archivedAt?: unknown };
+  return {
+    id: String(o.id),
+    properties: { ...(o.properties ?? {}) },
+    createdAt: iso(o.createdAt),
+    updatedAt: iso(o.updatedAt),
+    archived: o.archived === true,
+    ...(o.archivedAt !== undefined && o.archivedAt !== null ? { archivedAt: iso(o.archivedAt) } : {}),
+  };
+}
+
+function batchErrors(value: unknown): BatchError[] {
+  const errors = (value as { errors?: unknown[] } | undefined)?.errors ?? [];
+  return errors.map((e) => {
+    const error = e as { category?: string; message?: string; context?: Record<string, string[]> };
+    return { category: String(error.category ?? 'ERROR'), message: String(error.message ?? 'refused by HubSpot'), ...(error.context ? { context: error.context } : {}) };
+  });
+}
+
+function describeBody(body: unknown): string {
+  try {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    return text.length > 1000 ? `${text.slice(0, 1000)}...` : text;
+  } catch {
+    return String(body);
+  }
+}
+
+/** Maps what the client threw to the TributaryError kind the runtime acts on. */
+export function toHubspotError(error: unknown, what: string): TributaryError {
+  if (error instanceof TributaryError) return error;
+  if (isApiException(error)) {
+    const status = error.code;
+    const policy = error.headers[POLICY_HEADER];
+    const internalMessage = `HTTP ${status}${policy ? ` policyName=${policy}` : ''}: ${describeBody(error.body)}`;
+    if (status === 429) {
+      if (policy === 'DAILY') return new DailyLimitError(internalMessage);
+      // HubSpot sends no Retry-After. A rolling window frees a slot as soon as its oldest
+      // request ages out; one second is a safe pause for every stream of the connector.
+      return new TributaryError('rate_limited', { userMessage: `HubSpot rate limited ${what} (HTTP 429 ${policy ?? ''})`.trim(), internalMessage, retryAfterMs: 1000 });
+    }
+    if (status === 401 || status === 403) {
+      return new TributaryError('auth', {
+        userMessage: `HubSpot refused the access token for ${what} (HTTP ${status}): check access_token and the private app's scopes`,
+        internalMessage,
+      });
+    }
+    if (status === 400 || status === 404 || status === 409 || status === 422) {
+      const message = (error.body as { message?: unknown } | undefined)?.message;
+      return new TributaryError('skippable', { userMessage: `HubSpot refused ${what} (HTTP ${status})${typeof message === 'string' ? `: ${message}` : ''}`, internalMessage });
+    }
+    if (status >= 500 || status === 408) return new TributaryError('transient', { userMessage: `HubSpot failed ${what} (HTTP ${status})`, internalMessage });
+    return new TributaryError('fatal', { userMessage: `HubSpot answered ${what} with an unexpected HTTP ${status}`, internalMessage });
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (typeof code === 'string' && /^E[A-Z0-9_]+$/.test(code)) {
+    return new TributaryError('transient', { userMessage: `${what} failed: ${code}`, internalMessage: message, cause: error });
+  }
+  if ((error as { type?: unknown } | null)?.type === 'system' || /socket hang up|network|ECONN/i.test(message)) {
+    return new TributaryError('transient', { userMessage: `${what} failed: connection problem`, internalMessage: message, cause: error });
+  }
+  return new TributaryError('fatal', { userMessage: `${what} failed unexpectedly`, internalMessage: message, cause: error });
+}
+
+/**
+ * A HubSpot API whose every call runs under `ctx.call` (rate limit + retries). For a writer
+ * session, pass a context whose `call` makes one attempt (the runtime already limits and
+ * retries each `write`).
+ */
+export interface HubspotApiOptions {
+  /** Search's own per-second limit, applied on top of the context's limiter. */
+  searchLimiter?: RateLimiter;
+  /**
+   * The context limiter's cap for HubSpot's reported limit (`X-HubSpot-RateLimit-Max` per
+   * `-Interval-Milliseconds`); without it the reported limit is not fed to the limiter.
+   */
+  limitFromHeaders?: (max: number, intervalMs: number) => number;
+}
+
+export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: HubspotApiOptions = {}): HubspotApi {
+  const base = config.base_url ?? 'https://api.hubapi.com';
+  const httpAgent = base.startsWith('https:') ? new HttpsAgent({ keepAlive: true, maxSockets: 16 }) : new Agent({ keepAlive: true, maxSockets: 16 });
+  const client = new Client({ accessToken: config.access_token, basePath: base.replace(/\/+$/, ''), numberOfApiCallRetries: 0 });
+  // Passed with every call: in @hubspot/api-client 13.5 the generated APIs apply middleware
+  // (and so `httpAgent`) only when a call brings its own — the Client's are never run.
+  const callOptions = {
+    middleware: [
+      {
+        pre: (context: { setAgent(agent: Agent | HttpsAgent): void }) => {
+          context.setAgent(httpAgent);
+          return Promise.resolve(context);
+        },
+        post: async (context: { httpStatusCode: number; headers: Record<string, string>; body: { text(): Promise<string>; binary(): Promise<Buffer> } }) => {
+          if (context.httpStatusCode === 429) {
+            // Read the body once, keep its policyName (the client's error model drops it),
+            // and hand the client an identical body.
+            const text = await context.body.text();
+            try {
+              const policy = (JSON.parse(text) as { policyName?: unknown }).policyName;
+              if (typeof policy === 'string') context.headers[POLICY_HEADER] = policy;
+            } catch {
+              // Not JSON: the status alone decides.
+            }
+            context.body = { text: () => Promise.resolve(text), binary: () => Promise.resolve(Buffer.from(text)) };
+          }
+          return context;
+        },
+      },
+    ],
+    middlewareMergeStrategy: 'replace',
+  } as never;
+
+  function observe(headers: Record<string, string> | undefined): void {
+    const max = Number(headers?.['x-hubspot-ratelimit-max']);
+    const interval = Number(headers?.['x-hubspot-ratelimit-interval-milliseconds'] ?? 10_000);
+    if (options.limitFromHeaders && Number.isFinite(max) && max >= 1 && Number.isFinite(interval) && interval > 0) {
+      ctx.limiter.observe({ limit: options.limitFromHeaders(max, interval) });
+    }
+  }
+
+  async function call<T>(
+    what: string,
+    request: () => Promise<{ httpStatusCode: number; headers: Record<string, string>; data: T }>,
+    extraLimiter?: RateLimiter,
+  ): Promise<{ status: number; data: T }> {
+    return ctx.call(async () => {
+      // Search has its own, lower per-second limit on top of the account's budget.
+      if (extraLimiter) await extraLimiter.schedule(() => Promise.resolve(), ctx.signal);
+      try {
+        const info = await request();
+        observe(info.headers);
+        return { status: info.httpStatusCode, data: info.data };
+      } catch (error) {
+        if (isApiException(error)) observe(error.headers);
+        throw toHubspotError(error, what);
+      }
+    });
+  }
+
+  return {
+    async properties(objectType) {
+      const { data } = await call(`GET /crm/v3/properties/${objectType}`, () => client.crm.properties.coreApi.getAllWithHttpInfo(objectType, undefined, undefined, callOptions));
+      return data.results.map((p) => ({
+        name: p.name,
+        label: p.label,
+        type: p.type,
+        fieldType: p.fieldType,
+        hasUniqueValue: p.hasUniqueValue === true,
+        calculated: p.calculated === true,
+        ...(p.modificationMetadata ? { modificationMetadata: { readOnlyValue: p.modificationMetadata.readOnlyValue } } : {}),
+      }));
+    },
+    async listPage(objectType, query) {
+      const { data } = await call(`GET /crm/v3/objects/${objectType}`, () =>
+        client.crm.objects.basicApi.getPageWithHttpInfo(objectType, query.limit, query.after, query.properties, undefined, undefined, query.archived, callOptions),
+      );
+      const next = data.paging?.next?.after;
+      return { results: data.results.map(plainObject), ...(next ? { next } : {}) };
+    },
+    async search(objectType, body) {
+      const { data } = await call(`POST /crm/v3/objects/${objectType}/search`, () =>
+        client.crm.objects.searchApi.doSearchWithHttpInfo(objectType, body as unknown as Parameters<typeof client.crm.objects.searchApi.doSearch>[1], callOptions),
+        options.searchLimiter,
+      );
+      const next = data.paging?.next?.after;
+      return { total: data.total, results: data.results.map(plainObject), ...(next ? { next } : {}) };
+    },
+    async batchRead(objectType, idProperty, ids, properties) {
+      const { status, data } = await call(`POST /crm/v3/objects/${objectType}/batch/read`, () =>
+        client.crm.objects.batchApi.readWithHttpInfo(objectType, { idProperty, inputs: ids.map((id) => ({ id })), properties, propertiesWithHistory: [] }, undefined, callOptions),
+      );
+      return { status, results: data.results.map(plainObject), errors: batchErrors(data) };
+    },
+    async batchUpsert(objectType, idProperty, inputs) {
+      const { status, data } = await call(`POST /crm/v3/objects/${objectType}/batch/upsert`, () =>
+        client.crm.objects.batchApi.upsertWithHttpInfo(objectType, { inputs: inputs.map((i) => ({ id: i.id, idProperty, properties: i.properties })) }, callOptions),
+      );
+      return {
+        status,
+        results: data.results.map((r) => ({ ...plainObject(r), new: (r as { _new?: boolean; new?: boolean })._new ?? (r as { new?: boolean }).new ?? false })),
+        errors: batchErrors(data),
+      };
+    },
+    async associations(fromType, toType, ids) {
+      const { data } = await call(`POST /crm/v4/associations/${fromType}/${toType}/batch/read`, () =>
+        client.crm.associations.v4.batchApi.getPageWithHttpInfo(fromType, toType, { inputs: ids.map((id) => ({ id })) }, callOptions),
+      );
+      // Objects without associations come back as errors of the 207 answer: nothing to emit.
+      return data.results.map((r) => ({ fromId: String(r._from.id), toIds: r.to.map((t) => String(t.toObjectId)) }));
+    },
+    close() {
+      httpAgent.destroy();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/** The Airbyte `connectionSpecification`s of the HubSpot source and writer. */
+
+const accessToken = {
+  type: 'string',
+  minLength: 1,
+  title: 'Access token',
+  description: 'A private app access token (pat-…) with the crm.objects.*.read scopes (and .write for the writer).',
+  airbyte_secret: true,
+  order: 0,
+} as const;
+
+const baseUrl = {
+  type: 'string',
+  format: 'uri',
+  default: 'https://api.hubapi.com',
+  title: 'API base URL',
+  description: 'HubSpot API root. Change it only to reach a proxy or the local simulator.',
+  order: 1,
+} as const;
+
+export const sourceSpec = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'HubSpot source',
+  type: 'object',
+  additionalProperties: false,
+  required: ['access_token'],
+  properties: {
+    access_token: accessToken,
+    base_url: baseUrl,
+    object_types: {
+      type: 'array',
+      items: { type: 'string', pattern: '^[a-z0-9_]+$' },
+      minItems: 1,
+      default: ['contacts', 'companies', 'deals'],
+      title: 'Object types',
+      description: 'CRM object types to offer as streams; their fields come from the properties API.',
+      order: 2,
+    },
+    associations: {
+      type: 'array',
+      items: { type: 'string', pattern: '^[a-z0-9_]+:[a-z0-9_]+$' },
+      default: ['contacts:companies'],
+      title: 'Associations',
+      description: 'Association streams as "from:to" object types (associations v4), e.g. contacts:companies.',
+      order: 3,
+    },
+    start_date: {
+      type: 'string',
+      format: 'date-time',
+      title: 'Start date',
+      description: 'The first incremental sync reads objects modified after this instant (default: all).',
+      order: 4,
+    },
+    search_lag_seconds: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 3600,
+      default: 30,
+      title: 'Search index look-back (seconds)',
+      description:
+        'HubSpot search trails writes. An incremental sync reads changes up to this many seconds ago; newer ones are read by the next sync, once indexed.',
+      order: 5,
+    },
+  },
+} as const;
+
+export const writerSpec = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'HubSpot writer',
+  type: 'object',
+  additionalProperties: false,
+  required: ['access_token'],
+  properties: {
+    access_token: accessToken,
+    base_url: baseUrl,
+  },
+} as const;

@@ -1,0 +1,224 @@
+/**
+ * Reverse ETL into HubSpot: upsert CRM objects by a unique property (email for contacts,
+ * domain for companies), at most 100 per request, one result per record.
+ *
+ * Each `write` reads the targets first (`batch/read` by the id property), then upserts only
+ * the records whose values differ (`batch/upsert`). That is what makes it idempotent — the
+ * same batch again reads equal values and answers `unchanged` without writing — and what a
+ * dry run reports (creates, updates, unchanged) without the upsert. A 207 answer is split
+ * per record: successes are matched by their id property, the rest fail with HubSpot's
+ * error message for them.
+ *
+ * Rate limits, retries and the circuit breaker on repeated 5xx are the runtime's: `write`
+ * makes one attempt of each request (see `oneAttempt`) and the declared budget counts the
+ * two requests a write can make.
+ */
+import {
+  TributaryError,
+  defineWriter,
+  type ConnectorContext,
+  type WritableField,
+  type WritableObject,
+  type WriteRequest,
+  type WriteResult,
+} from '@tributary/core';
+import { hubspotApi, type ApiProperty, type BatchError, type HubspotApi } from '../api/client.js';
+import { scaledLimit } from '../source/index.js';
+import { propertySchema } from '../source/schema.js';
+import { writerSpec } from '../spec.js';
+
+export const MAX_BATCH = 100;
+export const WRITER_RATE_LIMIT = { requests: 19, perMs: 2_040, concurrency: 2 } as const;
+const WRITER_OBJECTS = ['contacts', 'companies', 'deals'];
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+/** The runtime already runs each `write` under the limiter, retries and breaker: one attempt here. */
+function oneAttempt(ctx: ConnectorContext): ConnectorContext {
+  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
+}
+
+function isReadOnly(p: ApiProperty): boolean {
+  return p.calculated === true || p.modificationMetadata?.readOnlyValue === true;
+}
+
+/** HubSpot takes every property value as a string; null clears a value. */
+function wireValue(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+}
+
+/** Why HubSpot would refuse this value, checked locally so that a dry run reports it too. */
+function problemOf(properties: ReadonlyMap<string, ApiProperty>, name: string, value: string): string | undefined {
+  const p = properties.get(name);
+  if (!p) return `Property "${name}" does not exist`;
+  if (isReadOnly(p)) return `"${name}" is a read only property; its value cannot be set.`;
+  if (value === '') return undefined;
+  if (name === 'email' && !EMAIL.test(value)) return `Property values were not valid: INVALID_EMAIL "${value}"`;
+  if (p.type === 'number' && !Number.isFinite(Number(value))) return `Property values were not valid: ${value} is not a valid number for "${name}"`;
+  if (p.type === 'bool' && value !== 'true' && value !== 'false') return `Property values were not valid: ${value} is not a valid boolean for "${name}"`;
+  return undefined;
+}
+
+/** Values as HubSpot stores them, for the "already applied?" comparison. */
+function sameValue(name: string, stored: string | null | undefined, wanted: string): boolean {
+  const a = stored ?? '';
+  return name === 'email' ? a.toLowerCase() === wanted.toLowerCase() : a === wanted;
+}
+
+function reasonFor(key: string, errors: BatchError[]): { reason: string; retryable: boolean } {
+  const own = errors.find((e) => Object.values(e.context ?? {}).some((values) => values.some((v) => v.toLowerCase() === key.toLowerCase())));
+  const error = own ?? errors[0];
+  if (!error) return { reason: 'HubSpot returned no result for this record', retryable: true };
+  return { reason: `${error.category}: ${error.message}`, retryable: error.category === 'RATE_LIMIT' || error.category === 'INTERNAL_ERROR' };
+}
+
+function writableObject(name: string, properties: readonly ApiProperty[]): WritableObject {
+  const fields: WritableField[] = properties.map((p) => ({
+    name: p.name,
+    schema: propertySchema(p),
+    ...(isReadOnly(p) ? { writable: false } : {}),
+    ...(p.hasUniqueValue ? { unique: true } : {}),
+  }));
+  return {
+    name,
+    fields,
+    idProperties: properties.filter((p) => p.hasUniqueValue === true && p.name !== 'hs_object_id' && !isReadOnly(p)).map((p) => p.name),
+    modes: ['upsert'],
+  };
+}
+
+async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiProperty>, request: WriteRequest): Promise<WriteResult[]> {
+  const { object, idProperty } = request;
+  const results: WriteResult[] = [];
+  type Pending = { record: WriteRequest['records'][number]; values: Record<string, string> };
+  const valid: Pending[] = [];
+  for (const record of request.records) {
+    const values: Record<string, string> = {};
+    let problem: string | undefined;
+    for (const [name, value] of Object.entries(record.fields)) {
+      if (name === idProperty) continue;
+      const text = wireValue(value);
+      problem ??= problemOf(properties, name, text);
+      values[name] = text;
+    }
+    problem ??= problemOf(new Map([[idProperty, { ...properties.get(idProperty)!, calculated: false, modificationMetadata: {} }]]), idProperty, record.key);
+    // A dry run answers locally what HubSpot would refuse; a real run lets HubSpot decide
+    // (and reports its 207 errors), so the two agree without trusting this copy of its rules.
+    if (problem && request.dryRun) results.push({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `VALIDATION_ERROR: ${problem}`, retryable: false });
+    else valid.push({ record, values });
+  }
+  if (valid.length === 0) return results;
+
+  const names = [...new Set(valid.flatMap((p) => Object.keys(p.values)).filter((n) => properties.has(n)))];
+  const current = await api.batchRead(object, idProperty, valid.map((p) => p.record.key), [idProperty, ...names]);
+  const existing = new Map<string, (typeof current.results)[number]>();
+  for (const o of current.results) {
+    const key = o.properties[idProperty];
+    if (key) existing.set(idProperty === 'email' ? key.toLowerCase() : key, o);
+  }
+  const lookup = (key: string) => existing.get(idProperty === 'email' ? key.toLowerCase() : key);
+
+  const toSend: Pending[] = [];
+  for (const pending of valid) {
+    const found = lookup(pending.record.key);
+    const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key };
+    if (found && Object.entries(pending.values).every(([name, value]) => sameValue(name, found.properties[name], value))) {
+      results.push({ ...base, status: 'unchanged', id: found.id });
+    } else if (request.dryRun) {
+      results.push({ ...base, status: found ? 'updated' : 'created', ...(found ? { id: found.id } : {}) });
+    } else {
+      toSend.push(pending);
+    }
+  }
+  if (toSend.length === 0) return results;
+
+  const answer = await api.batchUpsert(
+    object,
+    idProperty,
+    toSend.map((p) => ({ id: p.record.key, properties: p.values })),
+  );
+  const written = new Map<string, (typeof answer.results)[number]>();
+  for (const o of answer.results) {
+    const key = o.properties[idProperty];
+    if (key) written.set(key.toLowerCase(), o);
+  }
+  for (const pending of toSend) {
+    const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key };
+    const done = written.get(pending.record.key.toLowerCase());
+    if (done) results.push({ ...base, status: done.new ? 'created' : 'updated', id: done.id });
+    else results.push({ ...base, status: 'failed', ...reasonFor(pending.record.key, answer.errors) });
+  }
+  return results;
+}
+
+export const hubspotWriter = defineWriter({
+  name: 'hubspot',
+  version: '0.1.0',
+  spec: { connectionSpecification: writerSpec, documentationUrl: 'https://developers.hubspot.com/docs/api/crm/contacts' },
+  // 190 requests per rolling 10 s, paced as the source's (see HUBSPOT_RATE_LIMIT), and a
+  // write makes up to two: 19 writes per 2.04 s, at most 95 writes (190 requests) in any
+  // 10 s. Two in flight keep the pipe full while one waits for HubSpot.
+  rateLimit: WRITER_RATE_LIMIT,
+  retry: { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 15_000 },
+  maxBatchSize: MAX_BATCH,
+
+  async check(ctx, config) {
+    const api = hubspotApi(ctx, config);
+    try {
+      await api.properties('contacts');
+    } catch (error) {
+      if (TributaryError.is(error, 'auth')) throw error;
+      const reason = TributaryError.is(error) ? error.userMessage : String(error);
+      throw new TributaryError('config', { userMessage: `Cannot reach HubSpot at base_url: ${reason}`, cause: error });
+    } finally {
+      api.close();
+    }
+  },
+
+  async discover(ctx, config) {
+    const api = hubspotApi(ctx, config);
+    try {
+      const objects: WritableObject[] = [];
+      for (const name of WRITER_OBJECTS) objects.push(writableObject(name, await api.properties(name)));
+      return objects;
+    } finally {
+      api.close();
+    }
+  },
+
+  async open(ctx, config) {
+    // Property definitions are read once per session, through the limited, retried context.
+    const setup = hubspotApi(ctx, config);
+    const definitions = new Map<string, Map<string, ApiProperty>>();
+    try {
+      for (const name of WRITER_OBJECTS) definitions.set(name, new Map((await setup.properties(name)).map((p) => [p.name, p])));
+    } finally {
+      setup.close();
+    }
+    const api = hubspotApi(oneAttempt(ctx), config, {
+      limitFromHeaders: (max, intervalMs) => scaledLimit(max, intervalMs, WRITER_RATE_LIMIT.perMs, 2),
+    });
+    return {
+      async write(request): Promise<WriteResult[]> {
+        const properties = definitions.get(request.object);
+        if (!properties || request.mode !== 'upsert') {
+          throw new TributaryError('config', {
+            userMessage: `The HubSpot writer upserts ${WRITER_OBJECTS.join(', ')}; it cannot ${request.mode} ${request.object}`,
+          });
+        }
+        const id = properties.get(request.idProperty);
+        if (!id || !id.hasUniqueValue || id.name === 'hs_object_id') {
+          throw new TributaryError('config', {
+            userMessage: `"${request.idProperty}" is not a unique property of HubSpot ${request.object}: upsert by one of ${writableObject(request.object, [...properties.values()]).idProperties.join(', ')}`,
+          });
+        }
+        return writeBatch(api, properties, request);
+      },
+      async close() {
+        api.close();
+      },
+    };
+  },
+});

@@ -1,0 +1,239 @@
+// The webhook receiver end to end: HubSpot-style signed deliveries -> runSync -> the
+// local-files destination. A 2xx must mean "committed"; forged, stale and replayed
+// deliveries are refused; a full queue answers so HubSpot retries; dedupe survives a restart.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { configureCatalog, createFileStateStore, runSync, type Destination, type SyncResult } from '@tributary/core';
+import { findCli, sourceCases } from '@tributary/conformance';
+import { localFilesDestination } from '@tributary/destination-local';
+import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
+import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
+
+const SECRET = 'client-secret-0123456789';
+const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface Running {
+  url: string;
+  /** eventIds whose commit() resolved, in commit order. */
+  committed: Set<number>;
+  /** eventIds handed to the destination's write() (committed or not). */
+  written: Set<number>;
+  /** Resolves the gate: commits wait for it while `gated`. */
+  openGate(): void;
+  stop(): Promise<SyncResult>;
+}
+
+let workDir: string;
+beforeEach(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'hubspot-webhooks-'));
+});
+afterEach(() => rm(workDir, { recursive: true, force: true }));
+
+/** Starts a sync of the receiver into local files; `gated` holds every commit until openGate(). */
+async function startSync(options: { maxQueueEvents?: number; gated?: boolean } = {}): Promise<Running> {
+  const port = await freePort();
+  const committed = new Set<number>();
+  const seen = new Set<number>();
+  let gate: Promise<void> = options.gated ? new Promise(() => {}) : Promise.resolve();
+  let open: () => void = () => {};
+  if (options.gated) gate = new Promise<void>((r) => (open = r));
+  // The real local-files destination; the wrapper only observes commits (and can hold them).
+  const destination: Destination = {
+    ...localFilesDestination,
+    async open(ctx, config, streams) {
+      const session = await localFilesDestination.open(ctx, config as Parameters<typeof localFilesDestination.open>[1], streams);
+      let written: number[] = [];
+      return {
+        async write(batch) {
+          const ids = batch.records.map((r) => (r as { eventId: number }).eventId);
+          written.push(...ids);
+          for (const id of ids) seen.add(id);
+          return session.write(batch);
+        },
+        async commit() {
+          await gate;
+          const covered = written;
+          written = [];
+          await session.commit();
+          for (const id of covered) committed.add(id);
+        },
+        close: (info) => session.close(info),
+      };
+    },
+  };
+  const sourceConfig = {
+    client_secret: SECRET,
+    public_url: PUBLIC_URL,
+    port,
+    path: '/hubspot/webhooks',
+    ...(options.maxQueueEvents ? { max_queue_events: options.maxQueueEvents } : {}),
+  };
+  const controller = new AbortController();
+  const catalog = configureCatalog(
+    await hubspotWebhookSource.discover(undefined as never, undefined as never),
+    [{ name: WEBHOOK_STREAM, sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
+    localFilesDestination.spec.supportedDestinationSyncModes ?? [],
+  );
+  const listening = { resolve: (): void => {} };
+  const ready = new Promise<void>((r) => (listening.resolve = r));
+  const done = runSync({
+    connection: 'hubspot-webhooks',
+    source: hubspotWebhookSource,
+    sourceConfig,
+    destination,
+    destinationConfig: { directory: join(workDir, 'out') },
+    catalog,
+    stateStore: createFileStateStore(join(workDir, 'state')),
+    batching: { maxRecords: 500, maxAgeMs: 10, commitIntervalMs: 10 },
+    signal: controller.signal,
+    onEvent: (event) => {
+      if (event.type === 'log' && event.message.includes('receiving HubSpot webhooks')) listening.resolve();
+    },
+  });
+  await Promise.race([ready, done.then((r) => Promise.reject(new Error(`sync ended early: ${r.outcome} ${r.error?.message ?? ''}`)))]);
+  return {
+    url: `http://127.0.0.1:${port}/hubspot/webhooks`,
+    committed,
+    written: seen,
+    openGate: () => open(),
+    async stop() {
+      controller.abort();
+      return done;
+    },
+  };
+}
+
+async function storedEventIds(): Promise<number[]> {
+  const text = await readFile(join(workDir, 'out', `${WEBHOOK_STREAM}.jsonl`), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => (JSON.parse(l) as { eventId: number }).eventId);
+}
+
+function send(url: string, events: WebhookEvent[], timestamp?: number) {
+  return postDelivery(url, signDelivery(SECRET, PUBLIC_URL, events, timestamp));
+}
+
+describe('webhook receiver (runSync -> local-files)', () => {
+  it('spec: the receiver\'s connectionSpecification passes the conformance spec case', async () => {
+    await sourceCases.spec.run({ source: hubspotWebhookSource, config: {}, badConfig: {}, emptyStreams: false });
+  });
+
+  it('the CLI loads each connector of the package by its name', () => {
+    const spec = (...args: string[]) => spawnSync(process.execPath, [findCli(), 'spec', ...args], { encoding: 'utf8' }).stdout;
+    expect(spec('hubspot-webhooks', '--kind', 'source')).toContain('HubSpot webhook receiver');
+    expect(spec('hubspot', '--kind', 'source')).toContain('HubSpot source');
+    expect(spec('hubspot', '--kind', 'writer')).toContain('HubSpot writer');
+  });
+
+  it('answers 2xx only once the events are committed by the destination', async () => {
+    const sync = await startSync();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const events = contactEvents(5);
+        const answer = await send(sync.url, events);
+        expect(answer.status).toBe(200);
+        // At the moment HubSpot gets its 2xx, every event of the delivery is committed.
+        expect(events.filter((e) => !sync.committed.has(e.eventId))).toEqual([]);
+      }
+    } finally {
+      const result = await sync.stop();
+      expect(result.outcome).toBe('interrupted');
+    }
+    expect((await storedEventIds()).length).toBe(15);
+  });
+
+  it('refuses forged, tampered, stale and replayed deliveries; a HubSpot retry is stored once', async () => {
+    const sync = await startSync();
+    const events = contactEvents(4);
+    try {
+      const forged = await postDelivery(sync.url, { ...signDelivery('not-the-secret', PUBLIC_URL, events) });
+      expect(forged.status).toBe(401);
+      const signed = signDelivery(SECRET, PUBLIC_URL, events);
+      const tampered = await postDelivery(sync.url, { ...signed, body: signed.body.replace('customer', 'lead') });
+      expect(tampered.status).toBe(401);
+      const unsigned = await postDelivery(sync.url, { body: signed.body, headers: { 'content-type': 'application/json' } });
+      expect(unsigned.status).toBe(401);
+      const stale = await send(sync.url, events, Date.now() - 6 * 60 * 1000);
+      expect(stale.status).toBe(401);
+      expect(await storedEventIds()).toEqual([]);
+
+      expect((await postDelivery(sync.url, signed)).status).toBe(200);
+      // The very same signed request again is a replay, not a HubSpot retry.
+      expect((await postDelivery(sync.url, signed)).status).toBe(401);
+      // HubSpot's own retry (new timestamp, new signature, attemptNumber 1): accepted, not stored twice.
+      const retry = await deliverWithRetries(SECRET, sync.url, events.map((e) => ({ ...e, attemptNumber: 1 })), { signedUrl: PUBLIC_URL });
+      expect(retry.map((a) => a.status)).toEqual([200]);
+    } finally {
+      await sync.stop();
+    }
+    const stored = await storedEventIds();
+    expect(stored.sort()).toEqual(events.map((e) => e.eventId).sort());
+  });
+
+  it('a full queue answers 503 so HubSpot retries; nothing is lost or duplicated', async () => {
+    const sync = await startSync({ maxQueueEvents: 10, gated: true });
+    const first = contactEvents(4);
+    const second = contactEvents(4);
+    const third = contactEvents(4);
+    try {
+      const a = send(sync.url, first);
+      const b = send(sync.url, second);
+      // Both reached the destination (their answers wait for the gated commit).
+      const queued = [...first, ...second].map((e) => e.eventId);
+      while (!queued.every((id) => sync.written.has(id))) await new Promise((r) => setTimeout(r, 10));
+      const refused = await send(sync.url, third);
+      expect(refused.status).toBe(503);
+      sync.openGate();
+      expect((await a).status).toBe(200);
+      expect((await b).status).toBe(200);
+      const retried = await deliverWithRetries(SECRET, sync.url, third, { signedUrl: PUBLIC_URL });
+      expect(retried.at(-1)?.status).toBe(200);
+    } finally {
+      sync.openGate();
+      await sync.stop();
+    }
+    const stored = await storedEventIds();
+    const expected = [...first, ...second, ...third].map((e) => e.eventId);
+    expect(stored.sort((x, y) => x - y)).toEqual(expected.sort((x, y) => x - y));
+  });
+
+  it('dedupes on eventId across a restart (the recent eventIds live in the checkpoint)', async () => {
+    const events = contactEvents(6);
+    const first = await startSync();
+    try {
+      expect((await send(first.url, events)).status).toBe(200);
+    } finally {
+      await first.stop();
+    }
+    const second = await startSync();
+    try {
+      // HubSpot never saw the 2xx (say) and delivers again after the restart.
+      const again = await deliverWithRetries(SECRET, second.url, events.map((e) => ({ ...e, attemptNumber: 2 })), { signedUrl: PUBLIC_URL });
+      expect(again.map((a) => a.status)).toEqual([200]);
+      // Nothing of it was queued again: no new commit carried these ids.
+      expect(events.filter((e) => second.committed.has(e.eventId))).toEqual([]);
+      const more = contactEvents(2);
+      expect((await send(second.url, more)).status).toBe(200);
+    } finally {
+      await second.stop();
+    }
+    expect((await storedEventIds()).length).toBe(8);
+  });
+});

@@ -1,0 +1,119 @@
+// The HubSpot writer against the simulator, through the real @hubspot/api-client: results
+// from 207 answers, idempotent replays, dry runs, a 429 storm, and the circuit breaker on
+// repeated 5xx.
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig, runWriter, type WriteResult } from '@tributary/core';
+import { hubspotWriter } from '../src/index.js';
+import { startHubspotSimulator, type HubspotSimulator, type ServedRequest } from '../src/simulator/index.js';
+
+const sims: HubspotSimulator[] = [];
+afterEach(async () => {
+  await Promise.all(sims.splice(0).map((s) => s.close()));
+});
+
+async function setup(): Promise<{ sim: HubspotSimulator; served: ServedRequest[]; config: Record<string, unknown> }> {
+  const sim = await startHubspotSimulator({ searchLagMs: 0 });
+  sims.push(sim);
+  const served: ServedRequest[] = [];
+  sim.onServed((r) => served.push(r));
+  const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
+  return { sim, served, config };
+}
+
+function people(n: number, from = 0): Array<Record<string, unknown>> {
+  return Array.from({ length: n }, (_, i) => ({ email: `p${from + i}@example.com`, firstname: 'P', lastname: `No ${from + i}`, num_notes: i % 5 }));
+}
+
+function count(results: readonly WriteResult[] | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of results ?? []) out[r.status] = (out[r.status] ?? 0) + 1;
+  return out;
+}
+
+const run = (config: Record<string, unknown>, records: Array<Record<string, unknown>>, extra: Partial<Parameters<typeof runWriter>[0]> = {}) =>
+  runWriter({ writer: hubspotWriter, config, object: 'contacts', mode: 'upsert', idProperty: 'email', records, ...extra });
+
+describe('hubspot writer', () => {
+  it('one result per record from 207 answers; the same batch again is all unchanged; changes are updates', async () => {
+    const { sim, served, config } = await setup();
+    const records = people(250);
+    records[17] = { email: 'broken-email', firstname: 'X' };
+    records[120] = { email: 'p120@example.com', num_notes: 'many' };
+    records[201] = { email: 'p201@example.com', no_such_property: 'x' };
+    const first = await run(config, records);
+    expect(first.halted).toBeUndefined();
+    expect(count(first.results)).toEqual({ created: 247, failed: 3 });
+    expect(served.filter((r) => r.path.endsWith('/batch/upsert')).map((r) => r.status).sort()).toEqual([207, 207, 207]);
+    const failed = first.results!.filter((r) => r.status === 'failed');
+    expect(failed.map((r) => r.key).sort()).toEqual(['broken-email', 'p120@example.com', 'p201@example.com']);
+    expect(failed.find((r) => r.key === 'broken-email')?.reason).toMatch(/INVALID_EMAIL/);
+    expect(failed.find((r) => r.key === 'p201@example.com')?.reason).toMatch(/does not exist/);
+    expect(failed.every((r) => r.retryable === false)).toBe(true);
+    expect(sim.objects('contacts').length).toBe(247);
+
+    const valid = records.filter((_, i) => ![17, 120, 201].includes(i));
+    const again = await run(config, valid);
+    expect(count(again.results)).toEqual({ unchanged: 247 });
+    const changed = valid.map((r, i) => (i % 10 === 0 ? { ...r, lastname: 'Changed' } : r));
+    const third = await run(config, changed);
+    expect(count(third.results)).toEqual({ updated: 25, unchanged: 222 });
+    expect(sim.objects('contacts').filter((c) => c.properties.lastname === 'Changed').length).toBe(25);
+  });
+
+  it('dry run reports creates, updates and unchanged without writing anything', async () => {
+    const { sim, served, config } = await setup();
+    await run(config, people(100));
+    const before = JSON.stringify(sim.objects('contacts'));
+    served.length = 0;
+    const mix = [...people(40).map((r, i) => (i < 15 ? { ...r, firstname: 'Renamed' } : r)), ...people(30, 500), { email: 'bad', firstname: 'x' }];
+    const dry = await run(config, mix, { dryRun: true });
+    expect(count(dry.results)).toEqual({ updated: 15, unchanged: 25, created: 30, failed: 1 });
+    expect(served.filter((r) => !r.path.endsWith('/batch/read') && !r.path.includes('/properties/'))).toEqual([]);
+    expect(JSON.stringify(sim.objects('contacts'))).toBe(before);
+    const real = await run(config, mix);
+    expect(count(real.results)).toEqual(count(dry.results));
+  });
+
+  it('a 429 storm is ridden out: every record written once', async () => {
+    const { sim, config } = await setup();
+    sim.throttle(4);
+    const result = await run(config, people(300));
+    expect(count(result.results)).toEqual({ created: 300 });
+    expect(sim.stats.byStatus[429]).toBe(4);
+    expect(sim.objects('contacts').length).toBe(300);
+  }, 60_000);
+
+  it('a DAILY 429 halts the run: nothing more is sent, every record fails with the reason', async () => {
+    const { sim, served, config } = await setup();
+    let definitions = 0;
+    sim.onServed((r) => {
+      if (r.path.includes('/properties/') && ++definitions === 3) sim.exhaustDaily();
+    });
+    const result = await run(config, people(500));
+    expect(result.halted?.message).toMatch(/daily/i);
+    expect(count(result.results)).toEqual({ failed: 500 });
+    // At most the writes already in flight (concurrency 2) met the 429; none was retried.
+    expect(served.filter((r) => r.status === 429).length).toBeLessThanOrEqual(hubspotWriter.rateLimit.concurrency!);
+  });
+
+  it('repeated 5xx open the circuit: HubSpot stops being called, records fail retryable, a later run writes them', async () => {
+    const { sim, served, config } = await setup();
+    // HubSpot breaks once the session is open (it read the property definitions).
+    let definitions = 0;
+    sim.onServed((r) => {
+      if (r.path.includes('/properties/') && ++definitions === 3) sim.failNext(1_000, 503);
+    });
+    const records = people(1_000);
+    const broken = await run(config, records, { breaker: { failureThreshold: 3, resetAfterMs: 60_000 } });
+    expect(count(broken.results)).toEqual({ failed: 1_000 });
+    expect(broken.results!.every((r) => r.retryable === true)).toBe(true);
+    // Ten batches with six attempts each would be 60 requests; the open circuit turned most away.
+    const failedCalls = served.filter((r) => r.status === 503).length;
+    expect(failedCalls).toBeGreaterThanOrEqual(3);
+    expect(failedCalls).toBeLessThanOrEqual(5);
+    sim.failNext(0);
+    definitions = -1_000;
+    const healed = await run(config, records);
+    expect(count(healed.results)).toEqual({ created: 1_000 });
+  }, 60_000);
+});
