@@ -1,0 +1,183 @@
+/**
+ * Salesforce field types → JSON Schema, and Salesforce values → plain JSON records.
+ *
+ * Compound fields (addresses, geolocations) are not queried: Bulk API 2.0 refuses them, so
+ * both REST and Bulk reads select their components (BillingCity, HQ__Latitude__s, …) and
+ * the record carries the components as flat fields *and* the compound value assembled from
+ * them, so a record is identical whichever API read it.
+ */
+import type { JsonSchemaObject, RecordData } from '@tributary/core';
+
+/** The describe attributes of a field the connector uses. */
+export interface DescribedField {
+  name: string;
+  type: string;
+  nillable?: boolean;
+  filterable?: boolean;
+  createable?: boolean;
+  updateable?: boolean;
+  externalId?: boolean;
+  idLookup?: boolean;
+  unique?: boolean;
+  compoundFieldName?: string | null;
+  length?: number;
+  picklistValues?: Array<{ value: string; active?: boolean }>;
+  restrictedPicklist?: boolean;
+  defaultedOnCreate?: boolean;
+}
+
+export interface DescribedObject {
+  name: string;
+  fields: DescribedField[];
+}
+
+const ADDRESS_KEYS = ['street', 'city', 'state', 'stateCode', 'postalCode', 'country', 'countryCode', 'latitude', 'longitude', 'geocodeAccuracy'];
+
+function nullable(schema: JsonSchemaObject): JsonSchemaObject {
+  const type = schema.type;
+  if (typeof type === 'string') return { ...schema, type: [type, 'null'] };
+  return schema;
+}
+
+/**
+ * The JSON Schema of one field's values. Every type Salesforce documents for the REST API
+ * maps to a schema that keeps the value as-is (no rounding, no truncation): numbers stay
+ * numbers (currency and percent included), multi-select picklists stay the `a;b` string
+ * Salesforce sends, date-times become RFC 3339 strings in UTC.
+ */
+export function jsonSchemaOf(field: DescribedField): JsonSchemaObject {
+  switch (field.type) {
+    case 'boolean':
+      return { type: 'boolean' };
+    case 'int':
+    case 'long':
+      return nullable({ type: 'integer' });
+    case 'double':
+    case 'currency':
+    case 'percent':
+      return nullable({ type: 'number' });
+    case 'date':
+      return nullable({ type: 'string', format: 'date' });
+    case 'datetime':
+      return nullable({ type: 'string', format: 'date-time' });
+    case 'time':
+      // HH:mm:ss.SSSZ, as Salesforce sends it.
+      return nullable({ type: 'string', pattern: '^\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,3})?Z$' });
+    case 'base64':
+      return nullable({ type: 'string', contentEncoding: 'base64' });
+    case 'multipicklist':
+      // Values joined by ';', exactly as Salesforce stores and accepts them.
+      return nullable({ type: 'string' });
+    case 'address':
+      return {
+        type: ['object', 'null'],
+        properties: Object.fromEntries(
+          ADDRESS_KEYS.map((key) => [key, key === 'latitude' || key === 'longitude' ? { type: ['number', 'null'] } : { type: ['string', 'null'] }]),
+        ),
+      };
+    case 'location':
+      return { type: ['object', 'null'], properties: { latitude: { type: ['number', 'null'] }, longitude: { type: ['number', 'null'] } } };
+    case 'anyType':
+      return { type: ['string', 'number', 'boolean', 'null'] };
+    case 'complexvalue':
+    case 'json':
+      return {};
+    default:
+      // id, reference, string, picklist, textarea, phone, url, email, combobox, encryptedstring…
+      return nullable({ type: 'string' });
+  }
+}
+
+/** The key of a compound field's component inside the compound value (BillingCity → city). */
+export function componentKeyOf(compound: string, component: string): string {
+  const prefix = compound.endsWith('__c') ? compound.slice(0, -1) : compound.replace(/(Address|Location)$/, '');
+  const rest = component.slice(prefix.length).replace(/__s$/, '');
+  return rest.charAt(0).toLowerCase() + rest.slice(1);
+}
+
+export function isCompound(field: DescribedField): boolean {
+  return field.type === 'address' || field.type === 'location';
+}
+
+/**
+ * The fields a read selects: every field except compound fields (assembled from their
+ * components instead) and base64 fields (Salesforce serves those as separate blob
+ * resources, and Bulk API 2.0 refuses them).
+ */
+export function selectableFields(object: DescribedObject): DescribedField[] {
+  return object.fields.filter((f) => !isCompound(f) && f.type !== 'base64');
+}
+
+/** The stream's JSON Schema: one property per field (compound fields as objects). */
+export function streamSchemaOf(object: DescribedObject): JsonSchemaObject {
+  const properties: Record<string, JsonSchemaObject> = {};
+  for (const field of object.fields) {
+    if (field.type === 'base64') continue;
+    properties[field.name] = jsonSchemaOf(field);
+  }
+  return { $schema: 'http://json-schema.org/draft-07/schema#', type: 'object', required: ['Id'], properties, additionalProperties: true };
+}
+
+/** `2024-01-01T00:00:00.000+0000` → `2024-01-01T00:00:00.000Z`. */
+export function isoDateTime(value: string): string {
+  // The shape Salesforce always sends (UTC, milliseconds): rewrite the offset, no parsing.
+  if (value.length === 28 && value.endsWith('.000+0000') && value.charCodeAt(10) === 84 /* T */) return `${value.slice(0, 23)}Z`;
+  const ms = Date.parse(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : value;
+}
+
+/** Converts raw values (JSON from REST, strings from CSV) into a record of plain JSON. */
+export interface RecordConverter {
+  (raw: Record<string, unknown>): RecordData;
+}
+
+/**
+ * Builds the converter of one object's records. `fromCsv` values are strings, with the
+ * empty string for null (Bulk API 2.0's CSV has no other null).
+ */
+export function recordConverter(object: DescribedObject, fromCsv: boolean): RecordConverter {
+  const selected = selectableFields(object);
+  const compounds = object.fields.filter(isCompound).map((compound) => ({
+    name: compound.name,
+    parts: object.fields.filter((f) => f.compoundFieldName === compound.name && !isCompound(f)).map((f) => ({ field: f.name, key: componentKeyOf(compound.name, f.name) })),
+  }));
+  const convert = selected.map((field) => ({ name: field.name, value: valueConverter(field, fromCsv) }));
+  return (raw) => {
+    const record: RecordData = {};
+    for (const { name, value } of convert) record[name] = value(raw[name]);
+    for (const compound of compounds) {
+      let any = false;
+      const value: Record<string, unknown> = {};
+      for (const part of compound.parts) {
+        const v = record[part.field] ?? null;
+        if (v !== null) any = true;
+        value[part.key] = v;
+      }
+      record[compound.name] = any ? (value as RecordData[string]) : null;
+    }
+    return record;
+  };
+}
+
+function valueConverter(field: DescribedField, fromCsv: boolean): (value: unknown) => RecordData[string] {
+  const type = field.type;
+  if (!fromCsv) {
+    if (type === 'datetime') return (v) => (typeof v === 'string' ? isoDateTime(v) : null);
+    return (v) => (v === undefined ? null : (v as RecordData[string]));
+  }
+  switch (type) {
+    case 'boolean':
+      return (v) => v === 'true';
+    case 'int':
+    case 'long':
+      return (v) => (v === '' || v === undefined ? null : Number.parseInt(String(v), 10));
+    case 'double':
+    case 'currency':
+    case 'percent':
+      return (v) => (v === '' || v === undefined ? null : Number(v));
+    case 'datetime':
+      return (v) => (v === '' || v === undefined ? null : isoDateTime(String(v)));
+    default:
+      return (v) => (v === '' || v === undefined ? null : String(v));
+  }
+}

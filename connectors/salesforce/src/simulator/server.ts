@@ -1,0 +1,563 @@
+/**
+ * A local Salesforce simulator: a real HTTP server on 127.0.0.1 (an ephemeral port) that the
+ * real jsforce client talks to. It reproduces the documented behaviour the connector's
+ * correctness depends on:
+ *
+ * - OAuth 2.0 token endpoint (password and refresh_token grants); access tokens expire
+ *   (after `tokenTtlMs`, or all at once with `expireTokens()`), and a request with an expired
+ *   token gets 401 `[{ errorCode: "INVALID_SESSION_ID" }]`.
+ * - REST query / queryAll with `nextRecordsUrl` paging (2,000 rows per page, fewer when the
+ *   `Sforce-Query-Options: batchSize=N` header asks); IsDeleted rows only through queryAll;
+ *   a SOQL subset (see soql.ts), refusing filters on non-filterable fields.
+ * - describeGlobal, describe, and the replication endpoints `updated` and `deleted`.
+ * - sObject collections upsert by external id: at most 200 records, `allOrNone`, one result
+ *   per record; every record of one request shares one SystemModstamp (one transaction).
+ * - Bulk API 2.0 query jobs (UploadComplete → InProgress → JobComplete) with CSV results
+ *   paged by `Sforce-Locator` (the string `null` on the last page).
+ * - `Sforce-Limit-Info: api-usage=USED/MAX` on every answer; past the daily limit, 403
+ *   `REQUEST_LIMIT_EXCEEDED`. Errors are arrays of `{ message, errorCode }`.
+ *
+ * SystemModstamp has whole-second precision, so many rows share one value, and the test API
+ * can commit rows with a SystemModstamp behind what a reader already passed (`stamp`), as
+ * long transactions do on the real platform.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { csvValue, sfDateTime } from './format.js';
+import type { SimField } from './objects.js';
+import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type Table, type WriteOptions } from './org.js';
+import type { SoqlQuery } from './soql.js';
+
+export type { WriteOptions } from './org.js';
+
+/** Salesforce's documented limits, the simulator's defaults. */
+export const SALESFORCE_LIMITS = {
+  /** Rows per REST query page (the maximum `batchSize`). */
+  queryPageSize: 2000,
+  /** Records per sObject collections request. */
+  collectionSize: COLLECTION_SIZE,
+  /** Daily API requests of an Enterprise Edition org before per-license additions. */
+  dailyApiRequests: 100_000,
+  /** Rows per Bulk API 2.0 results page when the client does not ask for fewer. */
+  bulkPageSize: 50_000,
+} as const;
+
+export interface SalesforceSimulatorOptions {
+  /** Records to seed per object, e.g. `{ Account: 500 }` (default none). */
+  records?: Partial<Record<string, number>>;
+  /** Seeded records sharing one SystemModstamp (default 5): pages split such groups. */
+  tieGroup?: number;
+  seed?: number;
+  /** Largest REST query page (default 2,000); tests use small ones. */
+  queryPageSize?: number;
+  /** Largest Bulk results page (default 50,000). */
+  bulkPageSize?: number;
+  /** Daily API request limit (default 100,000). */
+  dailyApiLimit?: number;
+  /** Access tokens expire this long after they were issued (default: never, see `expireTokens`). */
+  tokenTtlMs?: number;
+  /** Status polls a Bulk query job takes to complete (default 2). */
+  bulkPollsToComplete?: number;
+  /** The `updated`/`deleted` endpoints cover whole units of this (default one minute, as Salesforce). */
+  replicationGranularityMs?: number;
+}
+
+export interface ServedRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  status: number;
+  /** Rows in the answer (query pages, Bulk result pages). */
+  rows?: number;
+}
+
+export interface SimulatorStats {
+  /** Every HTTP request received. */
+  requests: number;
+  /** Requests counted against the daily API limit. */
+  apiCalls: number;
+  byStatus: Record<number, number>;
+  tokenRequests: number;
+}
+
+
+export interface SalesforceSimulator {
+  /** Base URL; also the login URL and the instance URL. */
+  readonly url: string;
+  readonly version: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly username: string;
+  readonly password: string;
+  /** A refresh token the token endpoint accepts (as a connected app would have issued). */
+  readonly refreshToken: string;
+  readonly stats: SimulatorStats;
+  readonly apiUsage: { used: number; limit: number };
+  /** Inserts records (as a user of the org would); returns their ids. */
+  insert(object: string, records: Array<Record<string, unknown>>, options?: WriteOptions): string[];
+  update(object: string, id: string, changes: Record<string, unknown>, options?: WriteOptions): void;
+  /** Moves records to the recycle bin: IsDeleted = true, visible to queryAll only. */
+  softDelete(object: string, ids: string[], options?: WriteOptions): void;
+  /** Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them. */
+  purge(object: string, ids: string[]): void;
+  /** Records as stored (date-times as ISO strings), deleted ones included with `all`. */
+  records(object: string, options?: { all?: boolean }): Array<Record<string, unknown>>;
+  /** Invalidates every access token issued so far (a session timeout). */
+  expireTokens(): void;
+  /** Sets the API usage counter (e.g. close to the limit). */
+  setApiUsage(used: number): void;
+  setDailyApiLimit(limit: number): void;
+  /** Upserts of these external ids fail with UNABLE_TO_LOCK_ROW (another transaction holds the row) until `unlock`. */
+  lockRows(externalIds: string[]): void;
+  unlock(): void;
+  /** The next Bulk results page loses its last row but still declares the full count (a body cut short). */
+  cutNextBulkPage(): void;
+  /** The next `count` API requests answer `status` with an error array (e.g. 503). */
+  failNext(count: number, status?: number, errorCode?: string): void;
+  onRequest(listener: (request: ServedRequest) => void): () => void;
+  close(): Promise<void>;
+}
+
+interface Cursor {
+  table: Table;
+  fields: SimField[];
+  rows: Row[];
+  pageSize: number;
+}
+
+interface BulkJob {
+  id: string;
+  operation: 'query' | 'queryAll';
+  query: SoqlQuery;
+  table: Table;
+  fields: SimField[];
+  polls: number;
+  state: 'UploadComplete' | 'InProgress' | 'JobComplete' | 'Aborted';
+  rows?: Row[];
+  createdDate: number;
+}
+
+const ORG_ID = '00D000000000001AAA';
+const USER_ID = '005000000000001AAA';
+const MAX_BODY_BYTES = 50 * 1024 * 1024;
+
+export async function startSalesforceSimulator(options: SalesforceSimulatorOptions = {}): Promise<SalesforceSimulator> {
+  const version = '60.0';
+  const clientId = `3MVG9${randomBytes(8).toString('hex')}`;
+  const clientSecret = randomBytes(16).toString('hex');
+  const username = 'integration@tributary.example';
+  const password = `pw-${randomBytes(6).toString('hex')}`;
+  const refreshToken = `5Aep${randomBytes(16).toString('hex')}`;
+  const queryPageSize = options.queryPageSize ?? SALESFORCE_LIMITS.queryPageSize;
+  const bulkPageSize = options.bulkPageSize ?? SALESFORCE_LIMITS.bulkPageSize;
+  const bulkPollsToComplete = options.bulkPollsToComplete ?? 2;
+  const granularity = Math.max(1, options.replicationGranularityMs ?? 60_000);
+  let dailyApiLimit = options.dailyApiLimit ?? SALESFORCE_LIMITS.dailyApiRequests;
+  let apiUsed = 0;
+
+  const org = createOrg({
+    version,
+    ...(options.records ? { records: options.records } : {}),
+    ...(options.tieGroup !== undefined ? { tieGroup: options.tieGroup } : {}),
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+  });
+  const { tables, tableOf, select, parse, restRecord, upsertCollection } = org;
+
+  /** Access token → expiry (ms, Infinity for none); expired or revoked tokens are removed. */
+  const tokens = new Map<string, number>();
+  const cursors = new Map<string, Cursor>();
+  const jobs = new Map<string, BulkJob>();
+  const listeners = new Set<(request: ServedRequest) => void>();
+  const stats: SimulatorStats = { requests: 0, apiCalls: 0, byStatus: {}, tokenRequests: 0 };
+  let failures: { count: number; status: number; errorCode: string } = { count: 0, status: 503, errorCode: 'SERVER_UNAVAILABLE' };
+  let cutBulkPages = 0;
+  let url = '';
+
+  function batchSizeOf(req: IncomingMessage): number {
+    const header = String(req.headers['sforce-query-options'] ?? '');
+    const match = /batchSize\s*=\s*(\d+)/i.exec(header);
+    // Salesforce accepts 200–2,000 and treats the size as a hint; anything else is the default.
+    const asked = match ? Number(match[1]) : SALESFORCE_LIMITS.queryPageSize;
+    const size = asked >= 200 && asked <= SALESFORCE_LIMITS.queryPageSize ? asked : SALESFORCE_LIMITS.queryPageSize;
+    return Math.min(size, queryPageSize);
+  }
+
+  function queryPage(cursorId: string, cursor: Cursor, offset: number): { body: Row; rows: number } {
+    const slice = cursor.rows.slice(offset, offset + cursor.pageSize);
+    const end = offset + slice.length;
+    const done = end >= cursor.rows.length;
+    if (done) cursors.delete(cursorId);
+    const body: Row = {
+      totalSize: cursor.rows.length,
+      done,
+      records: slice.map((row) => restRecord(cursor.table, cursor.fields, row)),
+    };
+    if (!done) body.nextRecordsUrl = `/services/data/v${version}/query/${cursorId}-${end}`;
+    return { body, rows: slice.length };
+  }
+
+  function runQuery(soql: string | null, all: boolean, req: IncomingMessage): { body: Row; rows: number } {
+    const query = parse(soql);
+    const { table, fields, rows } = select(query, all);
+    if (query.count) return { body: { totalSize: rows.length, done: true, records: [] }, rows: 0 };
+    const cursorId = `01g${randomBytes(6).toString('hex').toUpperCase()}`;
+    const cursor: Cursor = { table, fields, rows, pageSize: batchSizeOf(req) };
+    cursors.set(cursorId, cursor);
+    return queryPage(cursorId, cursor, 0);
+  }
+
+  function parseInstant(value: string | null, name: string): number {
+    const ms = value === null ? NaN : Date.parse(value.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+    if (!Number.isFinite(ms)) throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', `${name} must be an ISO 8601 date-time`);
+    return ms;
+  }
+
+  function replicationWindow(params: URLSearchParams): { start: number; end: number; covered: number } {
+    const start = parseInstant(params.get('start'), 'start');
+    const end = parseInstant(params.get('end'), 'end');
+    if (end <= start) throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', 'end must be after start');
+    // Salesforce keeps replication data for 15 days and serves windows of at most 30 days.
+    if (start < Date.now() - 15 * 86_400_000) throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', 'startDate cannot be more than 15 days ago');
+    if (end - start > 30 * 86_400_000) throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', 'the window cannot exceed 30 days');
+    // Salesforce covers whole minutes, up to now.
+    const covered = Math.floor(Math.min(end, Date.now()) / granularity) * granularity;
+    return { start, end, covered };
+  }
+
+  function createJob(body: unknown): BulkJob {
+    const request = body as { operation?: unknown; query?: unknown } | null;
+    const operation = request?.operation;
+    if (operation !== 'query' && operation !== 'queryAll') throw new ApiProblem(400, 'INVALIDJOB', "operation must be 'query' or 'queryAll'");
+    const query = parse(typeof request?.query === 'string' ? request.query : null);
+    if (query.count) throw new ApiProblem(400, 'INVALIDJOB', 'Aggregate queries are not supported by Bulk API 2.0');
+    const { table, fields } = select({ ...query, limit: 0 }, false);
+    const compound = fields.find((f) => f.type === 'address' || f.type === 'location');
+    if (compound) throw new ApiProblem(400, 'API_ERROR', `Compound fields are not supported by Bulk API 2.0 queries: ${compound.name}`);
+    const job: BulkJob = { id: `750${randomBytes(6).toString('hex').toUpperCase()}`, operation, query, table, fields, polls: 0, state: 'UploadComplete', createdDate: Date.now() };
+    jobs.set(job.id, job);
+    return job;
+  }
+
+  function jobInfo(job: BulkJob): Row {
+    return {
+      id: job.id,
+      operation: job.operation,
+      object: job.table.object.name,
+      createdById: USER_ID,
+      createdDate: sfDateTime(job.createdDate),
+      systemModstamp: sfDateTime(job.createdDate),
+      state: job.state,
+      concurrencyMode: 'Parallel',
+      contentType: 'CSV',
+      apiVersion: Number(version),
+      lineEnding: 'LF',
+      columnDelimiter: 'COMMA',
+      ...(job.rows ? { numberRecordsProcessed: job.rows.length, retries: 0, totalProcessingTime: 1 } : {}),
+    };
+  }
+
+  function pollJob(job: BulkJob): void {
+    if (job.state === 'JobComplete' || job.state === 'Aborted') return;
+    job.polls++;
+    if (job.polls >= bulkPollsToComplete) {
+      // The job's snapshot is taken when it runs, not when it was created.
+      job.rows = select(job.query, job.operation === 'queryAll').rows;
+      job.state = 'JobComplete';
+    } else job.state = 'InProgress';
+  }
+
+  function jobResults(job: BulkJob, params: URLSearchParams): { csv: string; locator: string; rows: number } {
+    if (job.state !== 'JobComplete' || !job.rows) throw new ApiProblem(400, 'INVALIDJOB', `Job ${job.id} is not complete (state ${job.state})`);
+    const locator = params.get('locator');
+    let offset = 0;
+    if (locator !== null && locator !== '') {
+      offset = Number(Buffer.from(locator, 'base64url').toString('utf8'));
+      if (!Number.isInteger(offset) || offset < 0 || offset > job.rows.length) throw new ApiProblem(400, 'INVALIDLOCATOR', 'Invalid locator');
+    }
+    const asked = params.get('maxRecords');
+    const max = asked === null ? bulkPageSize : Number(asked);
+    if (!Number.isInteger(max) || max < 1) throw new ApiProblem(400, 'INVALID_MAX_RECORDS', 'maxRecords must be a positive integer');
+    const slice = job.rows.slice(offset, offset + Math.min(max, bulkPageSize));
+    const end = offset + slice.length;
+    const lines = [job.query.fields.map(csvValue).join(',')];
+    for (const row of slice) {
+      lines.push(
+        job.fields
+          .map((f) => {
+            const value = row[f.name] ?? null;
+            return csvValue(f.type === 'datetime' && typeof value === 'number' ? sfDateTime(value) : value);
+          })
+          .join(','),
+      );
+    }
+    if (cutBulkPages > 0 && lines.length > 1) {
+      cutBulkPages--;
+      lines.pop();
+    }
+    return { csv: lines.join('\n') + '\n', locator: end < job.rows.length ? Buffer.from(String(end)).toString('base64url') : 'null', rows: slice.length };
+  }
+
+  // ---- HTTP ----
+
+  async function readBody(req: IncomingMessage): Promise<string> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_BODY_BYTES) throw new ApiProblem(413, 'REQUEST_TOO_LARGE', 'request body too large');
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  async function readJson(req: IncomingMessage): Promise<unknown> {
+    const text = await readBody(req);
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new ApiProblem(400, 'JSON_PARSER_ERROR', 'The request body is not valid JSON');
+    }
+  }
+
+  function issueToken(): Row {
+    const accessToken = `${ORG_ID.slice(0, 15)}!${randomBytes(24).toString('base64url')}`;
+    tokens.set(accessToken, options.tokenTtlMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.tokenTtlMs);
+    const issuedAt = String(Date.now());
+    return {
+      access_token: accessToken,
+      instance_url: url,
+      id: `${url}/id/${ORG_ID}/${USER_ID}`,
+      token_type: 'Bearer',
+      issued_at: issuedAt,
+      signature: randomBytes(32).toString('base64'),
+    };
+  }
+
+  async function handleToken(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
+    stats.tokenRequests++;
+    const params = new URLSearchParams(await readBody(req));
+    const refused = (error: string, description: string) => ({ status: 400, body: { error, error_description: description } });
+    if (params.get('client_id') !== clientId || (params.get('client_secret') ?? clientSecret) !== clientSecret) return refused('invalid_client_id', 'client identifier invalid');
+    const grant = params.get('grant_type');
+    if (grant === 'password') {
+      if (params.get('username') !== username || params.get('password') !== password) return refused('invalid_grant', 'authentication failure');
+      return { status: 200, body: issueToken() };
+    }
+    if (grant === 'refresh_token') {
+      if (params.get('refresh_token') !== refreshToken) return refused('invalid_grant', 'expired access/refresh token');
+      return { status: 200, body: issueToken() };
+    }
+    return refused('unsupported_grant_type', 'grant type not supported');
+  }
+
+  /** Routes one API request (auth, limits and injected failures already handled). */
+  async function route(req: IncomingMessage, path: string, params: URLSearchParams, headers: Record<string, string>): Promise<{ status: number; body: unknown; rows?: number; csv?: string }> {
+    const method = req.method ?? 'GET';
+    const base = `/services/data/v${version}`;
+    if (!path.startsWith(base)) {
+      if (method === 'GET' && path === '/services/data') return { status: 200, body: [{ label: 'Winter 24', url: base, version }] };
+      throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
+    }
+    const rest = path.slice(base.length).replace(/\/$/, '');
+    const parts = rest.split('/').filter(Boolean).map(decodeURIComponent);
+    if (method === 'GET' && parts.length === 0) return { status: 200, body: { sobjects: `${base}/sobjects`, query: `${base}/query`, limits: `${base}/limits` } };
+    if (method === 'GET' && rest === '/limits') return { status: 200, body: { DailyApiRequests: { Max: dailyApiLimit, Remaining: Math.max(0, dailyApiLimit - apiUsed) } } };
+    if (method === 'GET' && (rest === '/query' || rest === '/queryAll')) {
+      const { body, rows } = runQuery(params.get('q'), rest === '/queryAll', req);
+      return { status: 200, body, rows };
+    }
+    if (method === 'GET' && (parts[0] === 'query' || parts[0] === 'queryAll') && parts.length === 2) {
+      const match = /^(.+)-(\d+)$/.exec(parts[1]!);
+      const cursor = match ? cursors.get(match[1]!) : undefined;
+      if (!match || !cursor) throw new ApiProblem(400, 'INVALID_QUERY_LOCATOR', 'invalid query locator');
+      const { body, rows } = queryPage(match[1]!, cursor, Number(match[2]));
+      return { status: 200, body, rows };
+    }
+    if (parts[0] === 'sobjects') {
+      if (method === 'GET' && parts.length === 1) {
+        return {
+          status: 200,
+          body: {
+            encoding: 'UTF-8',
+            maxBatchSize: SALESFORCE_LIMITS.collectionSize,
+            sobjects: [...tables.values()].map(({ object }) => ({
+              name: object.name,
+              label: object.label,
+              keyPrefix: object.keyPrefix,
+              custom: object.custom,
+              queryable: true,
+              retrieveable: true,
+              replicateable: true,
+              createable: true,
+              updateable: true,
+              deletable: true,
+              urls: { sobject: `${base}/sobjects/${object.name}`, describe: `${base}/sobjects/${object.name}/describe` },
+            })),
+          },
+        };
+      }
+      const table = tableOf(parts[1] ?? '');
+      if (method === 'GET' && parts[2] === 'describe' && parts.length === 3) {
+        const { object } = table;
+        return {
+          status: 200,
+          body: { name: object.name, label: object.label, keyPrefix: object.keyPrefix, custom: object.custom, queryable: true, retrieveable: true, replicateable: true, createable: true, updateable: true, fields: object.fields },
+        };
+      }
+      if (method === 'GET' && parts[2] === 'updated' && parts.length === 3) {
+        const { start, covered } = replicationWindow(params);
+        const ids = [...table.rows.values()]
+          .filter((row) => row.IsDeleted !== true && (row.SystemModstamp as number) >= start && (row.SystemModstamp as number) < covered)
+          .map((row) => row.Id as string);
+        return { status: 200, body: { ids, latestDateCovered: sfDateTime(covered) } };
+      }
+      if (method === 'GET' && parts[2] === 'deleted' && parts.length === 3) {
+        const { start, covered } = replicationWindow(params);
+        const deletedRecords = [...table.deletions]
+          .filter(([, at]) => at >= start && at <= covered)
+          .sort((a, b) => a[1] - b[1])
+          .map(([id, at]) => ({ id, deletedDate: sfDateTime(at) }));
+        const earliest = Math.min(covered, ...table.deletions.values());
+        return { status: 200, body: { deletedRecords, earliestDateAvailable: sfDateTime(Math.min(earliest, Date.now() - 15 * 86_400_000)), latestDateCovered: sfDateTime(covered) } };
+      }
+      throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
+    }
+    if (method === 'PATCH' && parts[0] === 'composite' && parts[1] === 'sobjects' && parts.length === 4) {
+      return { status: 200, body: upsertCollection(parts[2]!, parts[3]!, await readJson(req)) };
+    }
+    if (parts[0] === 'jobs' && parts[1] === 'query') {
+      if (method === 'POST' && parts.length === 2) return { status: 200, body: jobInfo(createJob(await readJson(req))) };
+      const job = jobs.get(parts[2] ?? '');
+      if (!job) throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
+      if (method === 'GET' && parts.length === 3) {
+        pollJob(job);
+        return { status: 200, body: jobInfo(job) };
+      }
+      if (method === 'GET' && parts[3] === 'results' && parts.length === 4) {
+        const { csv, locator, rows } = jobResults(job, params);
+        headers['sforce-locator'] = locator;
+        headers['sforce-numberofrecords'] = String(rows);
+        return { status: 200, body: undefined, csv, rows };
+      }
+      if (method === 'DELETE' && parts.length === 3) {
+        jobs.delete(job.id);
+        return { status: 204, body: undefined };
+      }
+      if (method === 'PATCH' && parts.length === 3) {
+        job.state = 'Aborted';
+        return { status: 200, body: jobInfo(job) };
+      }
+    }
+    throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
+  }
+
+  async function handle(req: IncomingMessage, path: string, params: URLSearchParams, headers: Record<string, string>): Promise<{ status: number; body: unknown; rows?: number; csv?: string }> {
+    if (path === '/services/oauth2/token' && req.method === 'POST') return handleToken(req);
+    if (!path.startsWith('/services/data')) throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
+    const auth = req.headers.authorization ?? '';
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    const expiry = tokens.get(token);
+    if (expiry === undefined || expiry <= Date.now()) {
+      tokens.delete(token);
+      throw new ApiProblem(401, 'INVALID_SESSION_ID', 'Session expired or invalid');
+    }
+    if (apiUsed >= dailyApiLimit) {
+      headers['sforce-limit-info'] = `api-usage=${apiUsed}/${dailyApiLimit}`;
+      throw new ApiProblem(403, 'REQUEST_LIMIT_EXCEEDED', `TotalRequests Limit exceeded.`);
+    }
+    apiUsed++;
+    stats.apiCalls++;
+    headers['sforce-limit-info'] = `api-usage=${apiUsed}/${dailyApiLimit}`;
+    if (failures.count > 0) {
+      failures.count--;
+      throw new ApiProblem(failures.status, failures.errorCode, 'The server is temporarily unable to handle the request');
+    }
+    return route(req, path, params, headers);
+  }
+
+  const server = createServer((req, res: ServerResponse) => {
+    stats.requests++;
+    const headers: Record<string, string> = {};
+    const target = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const path = target.pathname;
+    const send = (status: number, payload: string | undefined, contentType: string, rows?: number): void => {
+      stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
+      if (payload === undefined) res.writeHead(status, headers);
+      else res.writeHead(status, { ...headers, 'content-type': contentType });
+      res.end(payload);
+      const served: ServedRequest = { method: req.method ?? 'GET', path, status, ...(rows !== undefined ? { rows } : {}) };
+      for (const listener of [...listeners]) listener(served);
+    };
+    handle(req, path, target.searchParams, headers).then(
+      ({ status, body, rows, csv }) => {
+        if (csv !== undefined) send(status, csv, 'text/csv', rows);
+        else send(status, body === undefined ? undefined : JSON.stringify(body), 'application/json;charset=UTF-8', rows);
+      },
+      (error: unknown) => {
+        const problem = error instanceof ApiProblem ? error : new ApiProblem(500, 'UNKNOWN_EXCEPTION', error instanceof Error ? error.message : String(error));
+        send(problem.status, JSON.stringify([{ message: problem.message, errorCode: problem.errorCode }]), 'application/json;charset=UTF-8');
+      },
+    );
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    version,
+    clientId,
+    clientSecret,
+    username,
+    password,
+    refreshToken,
+    get stats() {
+      return { ...stats, byStatus: { ...stats.byStatus } };
+    },
+    get apiUsage() {
+      return { used: apiUsed, limit: dailyApiLimit };
+    },
+    insert: org.insert,
+    update: org.update,
+    softDelete: org.softDelete,
+    purge: org.purge,
+    records: org.records,
+    expireTokens() {
+      tokens.clear();
+    },
+    setApiUsage(used) {
+      apiUsed = used;
+    },
+    setDailyApiLimit(limit) {
+      dailyApiLimit = limit;
+    },
+    cutNextBulkPage() {
+      cutBulkPages++;
+    },
+    lockRows(externalIds) {
+      for (const id of externalIds) org.locked.add(id);
+    },
+    unlock() {
+      org.locked.clear();
+    },
+    failNext(count, status = 503, errorCode = 'SERVER_UNAVAILABLE') {
+      failures = { count, status, errorCode };
+    },
+    onRequest(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    close() {
+      return new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,257 @@
+/**
+ * The Salesforce reverse-ETL writer: upserts by external id through sObject collections
+ * (`PATCH /composite/sobjects/{Object}/{ExternalIdField}`, 200 records per request), one
+ * result per record.
+ *
+ * Idempotency. Salesforce takes no idempotency key, so the writer compares before writing:
+ * one query reads the batch's current rows by external id, records whose fields already hold
+ * the values are answered `unchanged` without being sent, and only the others are upserted.
+ * A replayed batch (a retried request, a sync resumed from an older checkpoint) is therefore
+ * all `unchanged` and changes nothing. The same comparison answers dry runs: `created`,
+ * `updated` or `unchanged` per record, and nothing is sent.
+ *
+ * Budget. Each write costs two API requests (the comparison query and the upsert). Every
+ * answer's `Sforce-Limit-Info` is read; once `max_api_usage` of the daily limit is used, or
+ * the org answers 403 REQUEST_LIMIT_EXCEEDED, the write throws a `fatal` error that halts the
+ * run (the records not yet sent fail, and a sync stops before their checkpoint).
+ */
+import {
+  TributaryError,
+  defineWriter,
+  type ConnectorContext,
+  type WritableObject,
+  type WriteRecord,
+  type WriteRequest,
+  type WriteResult,
+} from '@tributary/core';
+import { isDailyLimitError, openSalesforce, type SalesforceClient } from '../client/connection.js';
+import { writerSpec } from '../config.js';
+import { describeObject, listObjects } from '../objects/describe.js';
+import { jsonSchemaOf, type DescribedField, type DescribedObject } from '../objects/fields.js';
+import { differs, toSalesforceValue, valueProblem } from './values.js';
+
+/** sObject collections take at most 200 records per request. */
+export const MAX_COLLECTION_SIZE = 200;
+
+interface CollectionResult {
+  id?: string;
+  success: boolean;
+  created?: boolean;
+  errors?: Array<{ statusCode?: string; message?: string; fields?: string[] }>;
+}
+
+/** Statuses of Salesforce per-record errors that a later attempt may clear. */
+const RETRYABLE_STATUS = new Set(['UNABLE_TO_LOCK_ROW', 'ALL_OR_NONE_OPERATION_ROLLED_BACK', 'SERVER_UNAVAILABLE', 'REQUEST_RUNNING_TOO_LONG']);
+
+/**
+ * The runtime already runs every `write` under the limiter, the retries and the circuit
+ * breaker: the session's client makes exactly one attempt per request.
+ */
+function oneAttempt(ctx: ConnectorContext): ConnectorContext {
+  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
+}
+
+function writableObjectOf(object: DescribedObject): WritableObject {
+  const fields = object.fields
+    .filter((f) => f.type !== 'address' && f.type !== 'location')
+    .map((f) => ({
+      name: f.name,
+      schema: jsonSchemaOf(f),
+      required: f.nillable === false && f.createable === true && f.defaultedOnCreate !== true,
+      writable: f.createable === true || f.updateable === true,
+      unique: f.externalId === true || f.unique === true || f.name === 'Id',
+    }));
+  return { name: object.name, fields, idProperties: object.fields.filter((f) => f.externalId === true).map((f) => f.name), modes: ['upsert'] };
+}
+
+function soqlString(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+const NUMERIC_TYPES = new Set(['int', 'long', 'double', 'currency', 'percent']);
+
+/** The key as Salesforce expects the external id: numbers for numeric external id fields. */
+function keyValue(field: DescribedField, key: string): string | number {
+  return NUMERIC_TYPES.has(field.type) && Number.isFinite(Number(key)) ? Number(key) : key;
+}
+
+function failed(record: WriteRecord, reason: string, retryable = false): WriteResult {
+  return { idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason, retryable };
+}
+
+export const salesforceWriter = defineWriter({
+  name: 'salesforce',
+  version: '0.1.0',
+  spec: { connectionSpecification: writerSpec, documentationUrl: 'https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_upsert.htm' },
+  // No per-second cap at Salesforce (the daily budget binds, see max_api_usage), but each
+  // write holds rows locked: a few requests per second, two in flight, keeps lock contention
+  // with the org's own automation low.
+  rateLimit: { requests: 5, perMs: 1000, concurrency: 2 },
+  retry: { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 },
+  maxBatchSize: MAX_COLLECTION_SIZE,
+
+  async check(ctx, config) {
+    try {
+      const client = await openSalesforce(ctx, config);
+      await client.request({ method: 'GET', path: '/limits' });
+    } catch (error) {
+      if (TributaryError.is(error, 'auth') || TributaryError.is(error, 'config')) throw error;
+      const reason = TributaryError.is(error) ? error.userMessage : String(error);
+      throw new TributaryError('config', { userMessage: `Cannot reach Salesforce at login_url / instance_url: ${reason}`, cause: error });
+    }
+  },
+
+  async discover(ctx, config) {
+    const client = await openSalesforce(ctx, config);
+    const names = await listObjects(client, config.objects);
+    const objects: WritableObject[] = [];
+    for (const name of names) {
+      const writable = writableObjectOf(await describeObject(client, name));
+      if (writable.idProperties.length > 0 || config.objects !== undefined) objects.push(writable);
+    }
+    return objects;
+  },
+
+  async open(ctx, config) {
+    const single = oneAttempt(ctx);
+    let client: SalesforceClient | undefined;
+    const described = new Map<string, Promise<DescribedObject>>();
+    const share = config.max_api_usage;
+
+    async function clientOf(): Promise<SalesforceClient> {
+      client ??= await openSalesforce(single, config);
+      return client;
+    }
+
+    /** One attempt; past the budget or at the daily limit, a `fatal` error that halts the run. */
+    async function send<T>(request: Parameters<SalesforceClient['attempt']>[0]): Promise<T> {
+      const c = await clientOf();
+      const usage = c.usage();
+      if (usage && usage.limit > 0 && usage.used >= share * usage.limit) {
+        throw new TributaryError('fatal', {
+          userMessage: `Halted at ${usage.used} of the org's ${usage.limit} daily Salesforce API requests (max_api_usage ${share}); run again once the limit resets`,
+        });
+      }
+      try {
+        return (await c.attempt<T>(request)).body;
+      } catch (error) {
+        if (isDailyLimitError(error)) {
+          throw new TributaryError('fatal', { userMessage: (error as TributaryError).userMessage.replace('the sync stopped', 'the run halted'), cause: error });
+        }
+        throw error;
+      }
+    }
+
+    function describeOnce(name: string): Promise<DescribedObject> {
+      let pending = described.get(name);
+      if (!pending) {
+        pending = (async () => {
+          const body = await send<{ name?: string; fields?: DescribedField[] }>({ method: 'GET', path: `/sobjects/${encodeURIComponent(name)}/describe` });
+          if (!Array.isArray(body.fields)) throw new TributaryError('fatal', { userMessage: `Salesforce answered the describe of ${name} without its fields` });
+          return { name: body.name ?? name, fields: body.fields };
+        })();
+        pending.catch(() => described.delete(name));
+        described.set(name, pending);
+      }
+      return pending;
+    }
+
+    async function currentRows(object: DescribedObject, idField: DescribedField, keys: string[], fields: string[]): Promise<Map<string, Record<string, unknown>>> {
+      const idProperty = idField.name;
+      const select = [...new Set(['Id', idProperty, ...fields])].join(', ');
+      const literals = keys.map((key) => (NUMERIC_TYPES.has(idField.type) ? String(Number(key)) : soqlString(key)));
+      let path: string | undefined = `/query?q=${encodeURIComponent(`SELECT ${select} FROM ${object.name} WHERE ${idProperty} IN (${literals.join(', ')})`)}`;
+      const rows = new Map<string, Record<string, unknown>>();
+      while (path !== undefined) {
+        const page: { records?: Array<Record<string, unknown>>; done?: boolean; nextRecordsUrl?: string } = await send({ method: 'GET', path });
+        for (const row of page.records ?? []) rows.set(String(row[idProperty]), row);
+        path = page.done === false && page.nextRecordsUrl ? page.nextRecordsUrl : undefined;
+      }
+      return rows;
+    }
+
+    return {
+      async write(request: WriteRequest): Promise<WriteResult[]> {
+        if (request.mode !== 'upsert') {
+          throw new TributaryError('config', { userMessage: `The Salesforce writer upserts by external id; mode "${request.mode}" is not supported` });
+        }
+        const object = await describeOnce(request.object);
+        // API names are case-insensitive in Salesforce: match fields whatever their case.
+        const byName = new Map(object.fields.map((f) => [f.name.toLowerCase(), f]));
+        const idField = byName.get(request.idProperty.toLowerCase());
+        if (!idField || idField.externalId !== true) {
+          throw new TributaryError('config', { userMessage: `${request.object}.${request.idProperty} is not an external id field: upserts need one (mark the field External ID in Salesforce)` });
+        }
+        const requiredOnCreate = object.fields
+          .filter((f) => f.nillable === false && f.createable === true && f.defaultedOnCreate !== true)
+          .map((f) => f.name);
+        const results = new Map<string, WriteResult>();
+        const valid: Array<{ record: WriteRecord; values: Record<string, unknown> }> = [];
+        for (const record of request.records) {
+          const values: Record<string, unknown> = {};
+          let problem: string | undefined;
+          for (const [name, value] of Object.entries(record.fields)) {
+            const field = byName.get(name.toLowerCase());
+            if (field === idField) continue;
+            if (!field) problem ??= `INVALID_FIELD: ${request.object} has no field ${name}`;
+            else if (field.createable !== true && field.updateable !== true) problem ??= `INVALID_FIELD_FOR_INSERT_UPDATE: ${request.object}.${name} is not writable`;
+            else {
+              values[field.name] = toSalesforceValue(field, value);
+              problem ??= valueProblem(field, values[field.name]);
+            }
+          }
+          if (record.key === '') problem ??= `MISSING_ARGUMENT: ${request.idProperty} is empty`;
+          if (problem) results.set(record.idempotencyKey, failed(record, problem));
+          else valid.push({ record, values });
+        }
+        if (valid.length > 0) {
+          const fields = [...new Set(valid.flatMap((v) => Object.keys(v.values)))];
+          const current = await currentRows(object, idField, valid.map((v) => v.record.key), fields);
+          const toSend: typeof valid = [];
+          for (const item of valid) {
+            const row = current.get(item.record.key);
+            const base = { idempotencyKey: item.record.idempotencyKey, key: item.record.key };
+            const missing = row === undefined ? requiredOnCreate.filter((name) => name !== idField.name && (item.values[name] === undefined || item.values[name] === null)) : [];
+            if (missing.length > 0) {
+              results.set(item.record.idempotencyKey, failed(item.record, `REQUIRED_FIELD_MISSING: Required fields are missing: [${missing.join(', ')}]`));
+            } else if (row === undefined) {
+              if (request.dryRun) results.set(item.record.idempotencyKey, { ...base, status: 'created' });
+              else toSend.push(item);
+            } else if (!Object.entries(item.values).some(([name, value]) => differs(byName.get(name.toLowerCase())!, value, row[name]))) {
+              results.set(item.record.idempotencyKey, { ...base, status: 'unchanged', id: String(row.Id) });
+            } else if (request.dryRun) results.set(item.record.idempotencyKey, { ...base, status: 'updated', id: String(row.Id) });
+            else toSend.push(item);
+          }
+          if (toSend.length > 0) {
+            const body = {
+              allOrNone: config.all_or_none,
+              records: toSend.map(({ record, values }) => ({ attributes: { type: object.name }, ...values, [idField.name]: keyValue(idField, record.key) })),
+            };
+            const answer = await send<CollectionResult[]>({ method: 'PATCH', path: `/composite/sobjects/${encodeURIComponent(object.name)}/${encodeURIComponent(idField.name)}`, body });
+            if (!Array.isArray(answer) || answer.length !== toSend.length) {
+              throw new TributaryError('fatal', { userMessage: 'Salesforce answered an sObject collections upsert with a result count that does not match the request' });
+            }
+            // Results come back in request order, one per record.
+            toSend.forEach(({ record }, index) => {
+              const result = answer[index]!;
+              if (result.success) {
+                results.set(record.idempotencyKey, {
+                  idempotencyKey: record.idempotencyKey,
+                  key: record.key,
+                  status: result.created ? 'created' : 'updated',
+                  ...(result.id ? { id: result.id } : {}),
+                });
+              } else {
+                const error = result.errors?.[0];
+                const reason = `${error?.statusCode ?? 'UNKNOWN'}: ${error?.message ?? 'refused by Salesforce'}`;
+                results.set(record.idempotencyKey, failed(record, reason, RETRYABLE_STATUS.has(error?.statusCode ?? '')));
+              }
+            });
+          }
+        }
+        return request.records.map((record) => results.get(record.idempotencyKey)!);
+      },
+      async close() {},
+    };
+  },
+});

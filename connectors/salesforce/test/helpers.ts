@@ -1,0 +1,131 @@
+/**
+ * Test helpers: configs for a simulator, an in-memory keyed destination (the peer under test
+ * is Salesforce, served by the simulator; the destination only records what arrived), an
+ * in-memory state store, and a direct read that applies checkpoints as the runtime does.
+ */
+import {
+  configureCatalog,
+  createConnectorContext,
+  defineDestination,
+  expandRecordPages,
+  parseConfig,
+  runSync,
+  type ConfiguredAirbyteCatalog,
+  type RecordData,
+  type StateStore,
+  type SyncResult,
+  type SyncState,
+} from '@tributary/core';
+import { salesforceSource, type SalesforceSimulator } from '../src/index.js';
+
+export function credentials(sim: SalesforceSimulator): Record<string, unknown> {
+  return { login_url: sim.url, client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken };
+}
+
+export function passwordCredentials(sim: SalesforceSimulator): Record<string, unknown> {
+  return { login_url: sim.url, client_id: sim.clientId, client_secret: sim.clientSecret, username: sim.username, password: sim.password };
+}
+
+/** Every record a destination received, and the rows it holds per key (last write wins). */
+export interface MemoryTarget {
+  received: Map<string, RecordData[]>;
+  rows: Map<string, Map<string, RecordData>>;
+}
+
+export function memoryTarget(): MemoryTarget {
+  return { received: new Map(), rows: new Map() };
+}
+
+/** An upsert destination keeping rows by Id in memory; `commit` is trivially durable for one process. */
+export function memoryDestination(target: MemoryTarget) {
+  return defineDestination({
+    name: 'memory',
+    spec: { connectionSpecification: { type: 'object', properties: {} } as const, supportedDestinationSyncModes: ['append', 'append_dedup', 'overwrite'] },
+    delivery: 'upsert',
+    async check() {},
+    async open() {
+      return {
+        async write(batch) {
+          const received = target.received.get(batch.stream) ?? [];
+          const rows = target.rows.get(batch.stream) ?? new Map<string, RecordData>();
+          for (const record of batch.records) {
+            received.push(record);
+            rows.set(String(record.Id), record);
+          }
+          target.received.set(batch.stream, received);
+          target.rows.set(batch.stream, rows);
+        },
+        async commit() {},
+        async close() {},
+      };
+    },
+  });
+}
+
+export function memoryStateStore(): StateStore & { state: SyncState | undefined } {
+  const store = {
+    location: 'memory:',
+    state: undefined as SyncState | undefined,
+    async load() {
+      return store.state === undefined ? undefined : (JSON.parse(JSON.stringify(store.state)) as SyncState);
+    },
+    async save(_connection: string, state: SyncState) {
+      store.state = JSON.parse(JSON.stringify(state)) as SyncState;
+    },
+    async reset() {
+      store.state = undefined;
+    },
+    async list() {
+      return store.state ? ['test'] : [];
+    },
+    async close() {},
+  };
+  return store;
+}
+
+export async function catalogOf(config: Record<string, unknown>, streams: string[], syncMode: 'incremental' | 'full_refresh' = 'incremental'): Promise<ConfiguredAirbyteCatalog> {
+  const parsed = parseConfig(salesforceSource.spec.connectionSpecification, config);
+  const discovered = await salesforceSource.discover(createConnectorContext({}), parsed);
+  return configureCatalog(
+    discovered,
+    streams.map((name) => ({ name, sync_mode: syncMode })),
+    ['append_dedup'],
+  );
+}
+
+/** One sync through the runtime into `target`, state kept in `store`. */
+export async function sync(
+  config: Record<string, unknown>,
+  catalog: ConfiguredAirbyteCatalog,
+  target: MemoryTarget,
+  store: StateStore,
+): Promise<SyncResult> {
+  return runSync({
+    connection: 'test',
+    source: salesforceSource,
+    sourceConfig: config,
+    destination: memoryDestination(target),
+    destinationConfig: {},
+    catalog,
+    stateStore: store,
+    batching: { maxRecords: 50, commitIntervalMs: 0 },
+  });
+}
+
+/** Reads directly (no runtime): every record in order, and every checkpoint's state. */
+export async function readAll(config: Record<string, unknown>, catalog: ConfiguredAirbyteCatalog, state: SyncState = { streams: {} }, warnings: string[] = []) {
+  const parsed = parseConfig(salesforceSource.spec.connectionSpecification, config);
+  const logger = { debug() {}, info() {}, error() {}, warn: (message: string) => void warnings.push(message) };
+  const ctx = createConnectorContext({ logger, rateLimit: salesforceSource.rateLimit ?? {}, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+  const records: RecordData[] = [];
+  const checkpoints: Array<{ after: number; state: SyncState }> = [];
+  const current: SyncState = JSON.parse(JSON.stringify(state)) as SyncState;
+  for await (const message of expandRecordPages(salesforceSource.read(ctx, parsed, catalog, state))) {
+    if (message.kind === 'record') records.push(message.data);
+    if (message.kind === 'checkpoint') {
+      current.streams[message.stream] = message.state;
+      checkpoints.push({ after: records.length, state: JSON.parse(JSON.stringify(current)) as SyncState });
+    }
+  }
+  return { records, checkpoints, state: current };
+}

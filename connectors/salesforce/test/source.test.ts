@@ -1,0 +1,298 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TributaryError, createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
+import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
+import { catalogOf, credentials, memoryStateStore, memoryTarget, passwordCredentials, readAll, sync } from './helpers.js';
+
+const running: SalesforceSimulator[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
+
+async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimulator> {
+  const sim = await startSalesforceSimulator(options);
+  running.push(sim);
+  return sim;
+}
+
+const ids = (records: RecordData[]): string[] => records.map((r) => String(r.Id));
+
+describe('salesforce source: order, ties and resume', () => {
+  it('resumes from a checkpoint inside a SystemModstamp tie: the rest of the tie exactly once', async () => {
+    const sim = await org({ records: { Account: 60 }, tieGroup: 9, queryPageSize: 4 });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+    const catalog = await catalogOf(config, ['Account']);
+    const full = await readAll(config, catalog);
+    expect(full.records).toHaveLength(60);
+    // Checkpoints whose next record shares their SystemModstamp: a page ended inside a tie.
+    const insideTies = full.checkpoints.filter(
+      (c) => c.after > 0 && c.after < full.records.length && full.records[c.after - 1]!.SystemModstamp === full.records[c.after]!.SystemModstamp,
+    );
+    expect(insideTies.length).toBeGreaterThan(3);
+    for (const c of insideTies) {
+      const resumed = await readAll(config, catalog, c.state);
+      expect(ids(resumed.records)).toEqual(ids(full.records.slice(c.after)));
+    }
+  });
+
+  it('falls back to LastModifiedDate where SystemModstamp is not filterable (Opportunity)', async () => {
+    const sim = await org({ records: { Opportunity: 25 }, tieGroup: 4, queryPageSize: 6 });
+    const config = { ...credentials(sim), bulk: 'never', streams: ['Opportunity', 'Account'] };
+    const catalog = await catalogOf(config, ['Opportunity']);
+    expect(catalog.streams[0]!.cursor_field).toEqual(['LastModifiedDate']);
+    const full = await readAll(config, catalog);
+    expect(full.records).toHaveLength(25);
+    const middle = full.checkpoints[2]!;
+    const resumed = await readAll(config, catalog, middle.state);
+    expect(ids(resumed.records)).toEqual(ids(full.records.slice(middle.after)));
+  });
+
+  it('names unknown objects of the streams list as a config error', async () => {
+    const sim = await org({});
+    const config = parseConfig(salesforceSource.spec.connectionSpecification, { ...credentials(sim), streams: ['Account', 'Invoice__c'] });
+    const error = await salesforceSource.discover(createConnectorContext({}), config).catch((e: unknown) => e);
+    expect(TributaryError.is(error, 'config')).toBe(true);
+    expect((error as TributaryError).userMessage).toMatch(/Invoice__c/);
+  });
+
+  it('maps describe types to JSON Schema, compound fields included, and records validate', async () => {
+    const sim = await org({ records: { Account: 5 } });
+    const config = credentials(sim);
+    const discovered = await salesforceSource.discover(createConnectorContext({}), parseConfig(salesforceSource.spec.connectionSpecification, config));
+    const account = discovered.streams.find((s) => s.name === 'Account')!;
+    const properties = account.json_schema.properties as Record<string, Record<string, unknown>>;
+    expect(properties.Id).toEqual({ type: ['string', 'null'] });
+    expect(properties.IsDeleted).toEqual({ type: 'boolean' });
+    expect(properties.NumberOfEmployees).toEqual({ type: ['integer', 'null'] });
+    expect(properties.AnnualRevenue).toEqual({ type: ['number', 'null'] });
+    expect(properties.Health_Score__c).toEqual({ type: ['number', 'null'] });
+    expect(properties.Renewal_Date__c).toEqual({ type: ['string', 'null'], format: 'date' });
+    expect(properties.SystemModstamp).toEqual({ type: ['string', 'null'], format: 'date-time' });
+    expect(properties.Tier__c).toEqual({ type: ['string', 'null'] });
+    expect(properties.BillingAddress!.type).toEqual(['object', 'null']);
+    expect(Object.keys(properties.BillingAddress!.properties as object)).toEqual(expect.arrayContaining(['street', 'city', 'postalCode', 'latitude', 'geocodeAccuracy']));
+    expect(properties.HQ__c).toEqual({ type: ['object', 'null'], properties: { latitude: { type: ['number', 'null'] }, longitude: { type: ['number', 'null'] } } });
+    expect(account.default_cursor_field).toEqual(['SystemModstamp']);
+    expect(account.source_defined_primary_key).toEqual([['Id']]);
+
+    const { records } = await readAll({ ...config, bulk: 'never' }, await catalogOf(config, ['Account']));
+    const stored = sim.records('Account');
+    const withAddress = records.find((r) => r.BillingCity !== null && r.BillingStreet !== null)!;
+    const row = stored.find((r) => r.Id === withAddress.Id)!;
+    expect(withAddress.BillingAddress).toMatchObject({ street: row.BillingStreet, city: row.BillingCity, latitude: row.BillingLatitude });
+    expect(withAddress.SystemModstamp).toBe(row.SystemModstamp);
+    expect(withAddress.SystemModstamp).toMatch(/Z$/);
+  });
+});
+
+describe('salesforce source: late commits and deletions', () => {
+  it('reads a row committed behind the cursor on the next sync, thanks to the look-back window', async () => {
+    for (const lookback of [300, 0]) {
+      const sim = await org({ records: { Account: 20 }, queryPageSize: 7 });
+      const now = Date.now();
+      sim.insert('Account', Array.from({ length: 10 }, (_, i) => ({ Name: `Fresh ${i}`, External_Id__c: `fresh-${i}` })), { stamp: now });
+      const config = { ...credentials(sim), bulk: 'never', lookback_seconds: lookback, hard_deletes: false };
+      const catalog = await catalogOf(config, ['Account']);
+      const target = memoryTarget();
+      const store = memoryStateStore();
+      expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+      expect(target.rows.get('Account')!.size).toBe(30);
+      // A long transaction commits now, stamped 30 s ago: behind the position already read.
+      const [late] = sim.insert('Account', [{ Name: `Late ${lookback}`, External_Id__c: `late-${lookback}` }], { stamp: now - 30_000 });
+      expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+      // With a look-back the late row arrives; without one it is lost — the reason for the window.
+      expect(target.rows.get('Account')!.has(late!)).toBe(lookback > 0);
+    }
+  });
+
+  it('emits soft deletes through queryAll and hard deletes through the deleted endpoint', async () => {
+    const sim = await org({ records: { Account: 12 }, replicationGranularityMs: 1 });
+    const config = { ...credentials(sim), bulk: 'never' };
+    const catalog = await catalogOf(config, ['Account']);
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    const [softId, hardId, binnedThenPurgedId] = sim.records('Account').map((r) => String(r.Id));
+    sim.softDelete('Account', [softId!]);
+    sim.purge('Account', [hardId!]);
+    sim.softDelete('Account', [binnedThenPurgedId!]);
+    sim.purge('Account', [binnedThenPurgedId!]);
+    const before = target.received.get('Account')!.length;
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    const rows = target.rows.get('Account')!;
+    expect(rows.get(softId!)).toMatchObject({ Id: softId, IsDeleted: true, Name: expect.any(String) });
+    expect(rows.get(hardId!)).toMatchObject({ Id: hardId, IsDeleted: true });
+    expect(rows.get(binnedThenPurgedId!)).toMatchObject({ Id: binnedThenPurgedId, IsDeleted: true });
+    const second = target.received.get('Account')!.slice(before);
+    // Each deletion arrives once: the soft one as a row, the purged ones as tombstones.
+    expect(second.filter((r) => r.IsDeleted === true).map((r) => r.Id).sort()).toEqual([softId, hardId, binnedThenPurgedId].sort());
+    // A full refresh (query, not queryAll) does not return deleted rows.
+    const fullCatalog = await catalogOf(config, ['Account'], 'full_refresh');
+    const full = await readAll(config, fullCatalog);
+    expect(ids(full.records)).not.toContain(softId);
+    expect(full.records).toHaveLength(9);
+  });
+
+  it('after more than 15 days without a sync, reads the deletions Salesforce still keeps and warns', async () => {
+    const sim = await org({ records: { Account: 6 }, replicationGranularityMs: 1 });
+    const config = { ...credentials(sim), bulk: 'never' };
+    const catalog = await catalogOf(config, ['Account']);
+    const first = await readAll(config, catalog);
+    const stale = JSON.parse(JSON.stringify(first.state)) as typeof first.state;
+    stale.streams.Account = { ...stale.streams.Account, deleted_through: new Date(Date.now() - 20 * 86_400_000).toISOString() };
+    const [purged] = sim.records('Account').map((r) => String(r.Id));
+    sim.purge('Account', [purged!]);
+    const second = await readAll(config, catalog, stale);
+    expect(second.records).toEqual([expect.objectContaining({ Id: purged, IsDeleted: true })]);
+    expect(Date.parse(String(second.state.streams.Account!.deleted_through))).toBeGreaterThan(Date.now() - 60_000);
+  });
+});
+
+describe('salesforce source: Bulk API 2.0', () => {
+  it('pages CSV results by Sforce-Locator and yields the same records as REST, checkpoint per page', async () => {
+    const sim = await org({ records: { Account: 130 }, tieGroup: 6, queryPageSize: 50 });
+    const results: number[] = [];
+    sim.onRequest((r) => {
+      if (r.path.endsWith('/results')) results.push(r.rows ?? -1);
+    });
+    const base = { ...credentials(sim), bulk_poll_interval_ms: 0, hard_deletes: false };
+    const catalog = await catalogOf(base, ['Account']);
+    const rest = await readAll({ ...base, bulk: 'never' }, catalog);
+    const bulk = await readAll({ ...base, bulk: 'always', bulk_page_size: 25 }, catalog);
+    expect(results).toEqual([25, 25, 25, 25, 25, 5]);
+    expect(bulk.records).toEqual(rest.records);
+    expect(bulk.records.some((r) => String(r.Tier__c).includes(';'))).toBe(true);
+    expect(bulk.checkpoints.length).toBeGreaterThanOrEqual(6);
+    const middle = bulk.checkpoints[2]!;
+    const resumed = await readAll({ ...base, bulk: 'always', bulk_page_size: 25 }, catalog, middle.state);
+    expect(ids(resumed.records)).toEqual(ids(bulk.records.slice(middle.after)));
+  });
+
+  it('refuses a results page cut short (fewer rows than Sforce-NumberOfRecords) and fetches it again', async () => {
+    const sim = await org({ records: { Account: 60 }, tieGroup: 4 });
+    const base = { ...credentials(sim), bulk_poll_interval_ms: 0, hard_deletes: false };
+    const catalog = await catalogOf(base, ['Account']);
+    const rest = await readAll({ ...base, bulk: 'never' }, catalog);
+    let served = 0;
+    sim.onRequest((r) => {
+      if (r.path.endsWith('/results') && ++served === 1) sim.cutNextBulkPage();
+    });
+    const warnings: string[] = [];
+    const bulk = await readAll({ ...base, bulk: 'always', bulk_page_size: 25 }, catalog, undefined, warnings);
+    expect(ids(bulk.records)).toEqual(ids(rest.records));
+    expect(warnings.some((w) => /cut short \(24 of 25 rows\)/.test(w))).toBe(true);
+  });
+
+  it('auto mode picks Bulk from bulk_threshold rows to read', async () => {
+    const sim = await org({ records: { Account: 40 } });
+    let jobs = 0;
+    sim.onRequest((r) => {
+      if (r.method === 'POST' && r.path.endsWith('/jobs/query')) jobs++;
+    });
+    const base = { ...credentials(sim), bulk_poll_interval_ms: 0, hard_deletes: false };
+    const catalog = await catalogOf(base, ['Account']);
+    await readAll({ ...base, bulk: 'auto', bulk_threshold: 41 }, catalog);
+    expect(jobs).toBe(0);
+    await readAll({ ...base, bulk: 'auto', bulk_threshold: 40 }, catalog);
+    expect(jobs).toBe(1);
+  });
+});
+
+describe('salesforce source: sessions, limits and failures', () => {
+  for (const [flow, creds] of [
+    ['refresh token', credentials],
+    ['username-password', passwordCredentials],
+  ] as const) {
+    it(`renews an access token that expires mid-sync (${flow} flow) and reads every row once`, async () => {
+      const sim = await org({ records: { Account: 50 }, queryPageSize: 10 });
+      let pages = 0;
+      sim.onRequest((r) => {
+        if (r.path.includes('/query') && r.status === 200 && ++pages === 2) sim.expireTokens();
+      });
+      const config = { ...creds(sim), bulk: 'never', hard_deletes: false };
+      const catalog = await catalogOf(config, ['Account']);
+      const tokensBefore = sim.stats.tokenRequests;
+      const { records } = await readAll(config, catalog);
+      expect(new Set(ids(records)).size).toBe(50);
+      expect(records).toHaveLength(50);
+      expect(sim.stats.byStatus[401]).toBe(1);
+      expect(sim.stats.tokenRequests - tokensBefore).toBe(2);
+    });
+  }
+
+  it('reports auth, without looping, when freshly issued tokens are refused too', async () => {
+    const sim = await org({ records: { Account: 5 }, tokenTtlMs: 0 });
+    const config = credentials(sim);
+    const error = await salesforceSource.check(createConnectorContext({}), parseConfig(salesforceSource.spec.connectionSpecification, config)).catch((e: unknown) => e);
+    expect(TributaryError.is(error, 'auth')).toBe(true);
+    expect(sim.stats.tokenRequests).toBeLessThanOrEqual(4);
+  });
+
+  it('stops cleanly at max_api_usage with its state saved, then resumes: every row exactly once', async () => {
+    const sim = await org({ records: { Account: 300 }, tieGroup: 7, queryPageSize: 20, dailyApiLimit: 20 });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false, max_api_usage: 0.5 };
+    const catalog = await catalogOf(config, ['Account']);
+    sim.setApiUsage(0);
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    const first = await sync(config, catalog, target, store);
+    expect(first.outcome).toBe('failed');
+    expect(first.error?.kind).toBe('rate_limited');
+    expect(first.error?.userMessage).toMatch(/Stopped at 10 of the org's 20 daily Salesforce API requests.*resumes/);
+    const got = target.received.get('Account')!.length;
+    expect(got).toBeGreaterThan(0);
+    expect(got).toBeLessThan(300);
+    expect(store.state?.streams.Account).toMatchObject({ cursor: expect.any(String), id: expect.any(String) });
+    expect(sim.stats.byStatus[403]).toBeUndefined();
+    // The daily window rolls over.
+    sim.setApiUsage(0);
+    sim.setDailyApiLimit(10_000);
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    const received = ids(target.received.get('Account')!);
+    expect(received).toHaveLength(300);
+    expect(new Set(received).size).toBe(300);
+  });
+
+  it('stops at once on 403 REQUEST_LIMIT_EXCEEDED (no retries), then resumes: every row exactly once', async () => {
+    const sim = await org({ records: { Account: 200 }, queryPageSize: 20 });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false, max_api_usage: 1 };
+    const catalog = await catalogOf(config, ['Account']);
+    let pages = 0;
+    const stop = sim.onRequest((r) => {
+      if (r.path.includes('/query') && r.status === 200 && ++pages === 4) sim.setApiUsage(sim.apiUsage.limit);
+    });
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    const first = await sync(config, catalog, target, store);
+    stop();
+    expect(first.outcome).toBe('failed');
+    expect(first.error?.userMessage).toMatch(/daily API request limit/);
+    expect(sim.stats.byStatus[403]).toBe(1);
+    expect(target.received.get('Account')!.length).toBe(80);
+    sim.setApiUsage(0);
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    const received = ids(target.received.get('Account')!);
+    expect(received).toHaveLength(200);
+    expect(new Set(received).size).toBe(200);
+  });
+
+  it('retries 503s through the runtime policy only (jsforce retries off) and completes', async () => {
+    const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+    const catalog = await catalogOf(config, ['Account']);
+    const clean = sim.stats.requests;
+    await readAll(config, catalog);
+    const perRead = sim.stats.requests - clean;
+    let served = 0;
+    sim.onRequest((r) => {
+      if (r.path.includes('/query') && ++served === 2) sim.failNext(2, 503);
+    });
+    const before = sim.stats.requests;
+    const warnings: string[] = [];
+    const { records } = await readAll(config, catalog, undefined, warnings);
+    expect(records).toHaveLength(30);
+    expect(sim.stats.byStatus[503]).toBe(2);
+    // Both retries were the runtime's (ctx.call logs each), none jsforce's own.
+    expect(warnings.filter((w) => /attempt \d failed \(transient\)/.test(w))).toHaveLength(2);
+    expect(sim.stats.requests - before).toBe(perRead + 2);
+  });
+});
