@@ -18,6 +18,8 @@ export {
   type LookupManyQuery,
 } from './lookup.js';
 export { startLookupServer, type LookupServer, type LookupServerOptions } from './lookup-server.js';
+export { compareOnlineOffline, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityOptions, type ParityReport } from './parity.js';
+export { resolveMapping, type StreamMapping } from './config.js';
 
 /** Batches written but not yet acknowledged beyond which `write` waits for the oldest (bounds memory). */
 const MAX_BATCHES_IN_FLIGHT = 8;

@@ -1,0 +1,265 @@
+import type { RecordData } from '@tributary/core';
+import type { StreamMapping } from './config.js';
+import { decodeEntityFields, encodeKeyPart } from './layout.js';
+import { toOps } from './records.js';
+import { toRedisError, type Redis } from './redis-client.js';
+
+/**
+ * Online/offline parity: the latest values the offline store (the event lake) holds for each
+ * entity must be the values the online store (Redis) serves. Both are fed the same records;
+ * the lake keeps every version and answers "latest per key as of T", Redis keeps only the
+ * newest by event time. This module compares the two for one stream and names every
+ * difference; it reads Redis only.
+ */
+
+/** One offline row: the source record as the lake returns it, and when the lake ingested it. */
+export interface OfflineRow {
+  /** The record's fields (the lake's payload, under the record's field names). */
+  readonly record: RecordData;
+  /** Ingest time, epoch ms: used to tell a group that expired by its TTL from a missing one. */
+  readonly ingestTimeMs?: number;
+}
+
+export type ParityDifferenceKind =
+  /** The lake has the entity; Redis has no live value for its group. */
+  | 'missing_online'
+  /** Redis serves the entity; the lake has no row for it as of T. */
+  | 'missing_offline'
+  /** Both have it, with different event times (Redis stale, or the lake behind). */
+  | 'event_time_differs'
+  /** Same event time, different feature values. */
+  | 'values_differ';
+
+export interface ParityDifference {
+  kind: ParityDifferenceKind;
+  tenant: string;
+  entityId: string;
+  /** The Redis key of the entity. */
+  key: string;
+  offlineEventTime?: string;
+  onlineEventTime?: string;
+  /** For `values_differ`: the features whose values differ. */
+  features?: string[];
+}
+
+export interface ParityReport {
+  stream: string;
+  entityType: string;
+  featureGroup: string;
+  /** Entities the lake holds (latest row as of T, after the same mapping the sync used). */
+  offlineEntities: number;
+  /** Entities of the group Redis serves (live, within the compared tenants). */
+  onlineEntities: number;
+  matching: number;
+  /** Offline entities Redis no longer holds because their TTL passed since they were ingested: expected, not a difference. */
+  expired: number;
+  /** Offline rows the Redis mapping rejects (no entity id, tenant or event time): Redis never stored them either. */
+  unmapped: number;
+  counts: Record<ParityDifferenceKind, number>;
+  /** The first differences found (at most `sampleLimit`). */
+  samples: ParityDifference[];
+  /** True when there is no difference at all. */
+  ok: boolean;
+}
+
+export interface ParityOptions {
+  client: Redis;
+  /** Key prefix of the destination (`key_prefix`, default `trib`). */
+  prefix: string;
+  /** The stream's Redis mapping, resolved exactly as the sync resolved it. */
+  mapping: StreamMapping;
+  /** The lake's latest rows per key as of T, for this stream. */
+  offline: Iterable<OfflineRow>;
+  /** Compare only this tenant (its online keys; the offline rows should be filtered to it too). */
+  tenant?: string;
+  /** Clock, epoch ms (default now): expiry of online groups. */
+  now?: number;
+  /** How many differences to keep as samples (default 20). */
+  sampleLimit?: number;
+}
+
+interface Expected {
+  tenant: string;
+  entityId: string;
+  eventTimeMs: number;
+  values: Record<string, unknown>;
+  ingestTimeMs: number | undefined;
+}
+
+/** Keys read per pipeline round trip. */
+const CHUNK = 500;
+
+export async function compareOnlineOffline(options: ParityOptions): Promise<ParityReport> {
+  const { client, prefix, mapping } = options;
+  const now = options.now ?? Date.now();
+  const sampleLimit = options.sampleLimit ?? 20;
+  const report: ParityReport = {
+    stream: mapping.streamKey,
+    entityType: mapping.entityType,
+    featureGroup: mapping.group,
+    offlineEntities: 0,
+    onlineEntities: 0,
+    matching: 0,
+    expired: 0,
+    unmapped: 0,
+    counts: { missing_online: 0, missing_offline: 0, event_time_differs: 0, values_differ: 0 },
+    samples: [],
+    ok: true,
+  };
+  const differ = (difference: ParityDifference): void => {
+    report.counts[difference.kind]++;
+    report.ok = false;
+    if (report.samples.length < sampleLimit) report.samples.push(difference);
+  };
+
+  // The offline side through the write path's own mapping (toOps), so key, tenant, event
+  // time and the stored feature set are derived exactly as the destination derives them.
+  // Per key the newest event time wins and, on a tie, the first row — as in Redis, where a
+  // write with an equal event time changes nothing.
+  const expected = new Map<string, Expected>();
+  const rows = [...options.offline];
+  const { ops, rejected } = toOps(
+    rows.map((r) => r.record),
+    mapping,
+    prefix,
+  );
+  report.unmapped = rejected.length;
+  const rejectedIndexes = new Set(rejected.map((r) => r.index));
+  let op = 0;
+  for (let i = 0; i < rows.length; i++) {
+    if (rejectedIndexes.has(i)) continue;
+    const write = ops[op++]!;
+    const record = rows[i]!.record;
+    const entry: Expected = {
+      tenant: String(record[mapping.tenantField] ?? mapping.defaultTenant),
+      entityId: String(record[mapping.entityIdField]),
+      eventTimeMs: Number(write.eventTime),
+      values: JSON.parse(write.values) as Record<string, unknown>,
+      ingestTimeMs: rows[i]!.ingestTimeMs,
+    };
+    if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
+    const seen = expected.get(write.key);
+    if (seen === undefined || entry.eventTimeMs > seen.eventTimeMs) expected.set(write.key, entry);
+  }
+  report.offlineEntities = expected.size;
+
+  // Offline → online: one HGETALL per entity, pipelined in chunks.
+  const keys = [...expected.keys()];
+  for (let start = 0; start < keys.length; start += CHUNK) {
+    const chunk = keys.slice(start, start + CHUNK);
+    const replies = await hgetallMany(client, chunk);
+    for (let i = 0; i < chunk.length; i++) {
+      const key = chunk[i]!;
+      const want = expected.get(key)!;
+      const group = decodeEntityFields(replies[i]!).get(mapping.group);
+      const live = group !== undefined && (group.expiresAtMs === undefined || group.expiresAtMs > now);
+      const base = { tenant: want.tenant, entityId: want.entityId, key, offlineEventTime: new Date(want.eventTimeMs).toISOString() };
+      if (!live) {
+        const expectedExpired = mapping.ttlMs > 0 && want.ingestTimeMs !== undefined && want.ingestTimeMs + mapping.ttlMs <= now;
+        if (expectedExpired) report.expired++;
+        else differ({ kind: 'missing_online', ...base });
+        continue;
+      }
+      if (group.eventTimeMs !== want.eventTimeMs) {
+        differ({ kind: 'event_time_differs', ...base, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+        continue;
+      }
+      const features = differingFeatures(want.values, group.features);
+      if (features.length > 0) differ({ kind: 'values_differ', ...base, onlineEventTime: new Date(group.eventTimeMs).toISOString(), features });
+      else report.matching++;
+    }
+  }
+
+  // Online → offline: every entity of the type (in the tenant) that serves the group.
+  for await (const batch of scanEntityKeys(client, prefix, mapping.entityType, options.tenant)) {
+    const replies = await hgetallMany(client, batch);
+    for (let i = 0; i < batch.length; i++) {
+      const group = decodeEntityFields(replies[i]!).get(mapping.group);
+      if (group === undefined || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
+      report.onlineEntities++;
+      const key = batch[i]!;
+      if (expected.has(key)) continue;
+      const [tenant, entityId] = keyParts(key, prefix);
+      differ({ kind: 'missing_offline', tenant, entityId, key, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+    }
+  }
+  return report;
+}
+
+async function hgetallMany(client: Redis, keys: readonly string[]): Promise<string[][]> {
+  try {
+    return (await Promise.all(keys.map((key) => client.call('HGETALL', key)))) as string[][];
+  } catch (error) {
+    throw toRedisError(error, 'parity');
+  }
+}
+
+/** SCANs the keys of one entity type (of one tenant, or of all), in batches. */
+async function* scanEntityKeys(client: Redis, prefix: string, entityType: string, tenant: string | undefined): AsyncGenerator<string[]> {
+  const glob = (s: string): string => s.replace(/[*?[\]\\]/g, '\\$&');
+  const tenantPart = tenant === undefined ? '*' : glob(encodeKeyPart(tenant));
+  const match = `${glob(prefix)}:${tenantPart}:${glob(encodeKeyPart(entityType))}:*`;
+  const wantedParts = prefix.split(':').length + 3;
+  let cursor = '0';
+  do {
+    let reply: [string, string[]];
+    try {
+      reply = (await client.scan(cursor, 'MATCH', match, 'COUNT', 1000)) as [string, string[]];
+    } catch (error) {
+      throw toRedisError(error, 'parity');
+    }
+    cursor = reply[0];
+    // '*' also matches ':', so a key of another shape (a longer prefix) could match: keep
+    // only keys with exactly prefix + tenant + type + id parts.
+    const keys = reply[1].filter((key) => key.split(':').length === wantedParts);
+    if (keys.length > 0) yield keys;
+  } while (cursor !== '0');
+}
+
+function keyParts(key: string, prefix: string): [string, string] {
+  const parts = key.slice(prefix.length + 1).split(':');
+  const decode = (s: string | undefined): string => decodeURIComponent(s ?? '');
+  return [decode(parts[0]), decode(parts[2])];
+}
+
+/** Feature names whose values differ, `_tributary_*`/`_ab_*` bookkeeping fields left out. */
+function differingFeatures(offline: Record<string, unknown>, online: Record<string, unknown>): string[] {
+  const names = new Set([...Object.keys(offline), ...Object.keys(online)]);
+  const out: string[] = [];
+  for (const name of names) {
+    if (name.startsWith('_tributary_') || name.startsWith('_ab_')) continue;
+    if (!sameValue(offline[name], online[name])) out.push(name);
+  }
+  return out.sort();
+}
+
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+/**
+ * Value equality across the two stores' representations: the lake returns typed columns
+ * (numbers, timestamps rendered as ISO strings with its own precision and separator), Redis
+ * the record's JSON. Null and absent are the same (a lake column the record did not have
+ * reads as null); numbers compare by value; two date-time strings compare as instants.
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === undefined || a === null) return b === undefined || b === null;
+  if (b === undefined || b === null) return false;
+  if ((typeof a === 'number' || typeof a === 'bigint') && (typeof b === 'number' || typeof b === 'bigint')) return Number(a) === Number(b);
+  if (typeof a === 'string' && typeof b === 'string') {
+    if (a === b) return true;
+    if (ISO_DATE_TIME.test(a) && ISO_DATE_TIME.test(b)) {
+      const utc = (s: string): number => Date.parse(/(Z|[+-]\d{2}:?\d{2})$/.test(s) ? s.replace(' ', 'T') : `${s.replace(' ', 'T')}Z`);
+      return utc(a) === utc(b);
+    }
+    return false;
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameValue(v, b[i]));
+  }
+  if (typeof a === 'object' && typeof b === 'object') {
+    const x = a as Record<string, unknown>;
+    const y = b as Record<string, unknown>;
+    return [...new Set([...Object.keys(x), ...Object.keys(y)])].every((k) => sameValue(x[k], y[k]));
+  }
+  return a === b;
+}
