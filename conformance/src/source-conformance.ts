@@ -54,6 +54,16 @@ export type SourceConformanceOptions = {
   maxResumeCheckpoints?: number;
   /** Dotted paths of fields whose name looks secret but is not (e.g. `token_url`). */
   notSecret?: readonly string[];
+  /**
+   * The truth, from the peer itself (a SQL query, the simulator's store): the primary-key
+   * values of every record a read of `stream` from empty state must return in `mode` (an
+   * incremental read may also return deletions as tombstones), each as an array of the
+   * values at the stream's `source_defined_primary_key` paths. `undefined` skips the stream.
+   * With it the `completeness` case checks reads against the data, not only against each
+   * other (a source that silently skips records at page or timestamp boundaries is
+   * self-consistent and passes every other case).
+   */
+  expectedKeys?: (stream: AirbyteStream, mode: SyncMode) => Promise<readonly (readonly unknown[])[] | undefined> | readonly (readonly unknown[])[] | undefined;
 } & EmptyStreamsOption;
 
 /** One named conformance case, runnable on its own (composable) or through `sourceConformance`. */
@@ -394,6 +404,39 @@ export const sourceCases = {
       }
     },
   },
+  completeness: {
+    name: 'completeness: a full read and a first incremental read return every record the peer holds, once, and nothing else',
+    async run(options) {
+      if (options.expectedKeys === undefined) throw new Error('completeness: this case needs the expectedKeys option');
+      const b = await baseline(options);
+      const runs: Array<[string, ConfiguredAirbyteCatalog, ReadRun]> = [['full read', b.fullCatalog, await b.fullRun()]];
+      if (b.incrementalCatalog.streams.length > 0) runs.push(['first incremental read', b.incrementalCatalog, await b.incrementalRun()]);
+      let checked = 0;
+      // (The full catalog reads a stream incrementally only when it has no full refresh.)
+      for (const [what, catalog, run] of runs) {
+        const byStream = recordsByStream(run);
+        for (const c of catalog.streams) {
+          const expectedKeys = await options.expectedKeys(c.stream, c.sync_mode);
+          if (expectedKeys === undefined) continue;
+          if ((c.stream.source_defined_primary_key ?? []).length === 0) {
+            throw new Error(`completeness: stream ${c.stream.name} has no source_defined_primary_key; return undefined for it from expectedKeys`);
+          }
+          checked++;
+          const key = streamKey(c.stream.name, c.stream.namespace);
+          const expected = expectedKeys.map((values) => stableJson(values));
+          const actual = (byStream.get(key) ?? []).map((r) => keyOfRecord(c.stream, r));
+          const { missing, extra } = diffMultisets(expected, actual);
+          if (missing.length > 0 || extra.length > 0) {
+            throw new Error(
+              `${what}, stream ${key}: ${missing.length} record(s) the peer holds are missing [${preview(missing)}], ` +
+                `${extra.length} returned more than once or not held by the peer [${preview(extra)}]`,
+            );
+          }
+        }
+      }
+      if (checked === 0) throw new Error('completeness: expectedKeys returned undefined for every stream, so nothing was checked');
+    },
+  },
   futureState: {
     name: 'incremental from a state in the future: no records, and still a checkpoint per stream',
     async run(options) {
@@ -439,6 +482,7 @@ export function applicableSourceCases(options: SourceConformanceOptions): Source
   return (Object.keys(sourceCases) as SourceCaseName[]).filter((name) => {
     if (INCREMENTAL_CASES.includes(name)) return options.source.spec.supportsIncremental !== false;
     if (name === 'emptyStreams') return options.emptyConfig !== undefined;
+    if (name === 'completeness') return options.expectedKeys !== undefined;
     return true;
   });
 }

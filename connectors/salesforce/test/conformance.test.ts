@@ -31,6 +31,8 @@ sourceConformance({
   badConfig: () => ({ ...credentials(org), refresh_token: 'not-a-refresh-token' }),
   emptyConfig: () => ({ ...credentials(emptyOrg), bulk: 'never' }),
   futureState: () => ({ cursor: '9999-12-31T23:59:59.000Z' }),
+  // The truth from the simulator's org: every stored record (none is deleted here).
+  expectedKeys: (stream) => org.records(stream.name, { all: true }).map((r) => [r.Id]),
 });
 
 writerConformance({
