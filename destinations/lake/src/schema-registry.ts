@@ -35,6 +35,13 @@ export interface SchemaVersion {
   version: number;
   at: string;
   columns: PayloadColumn[];
+  /**
+   * The payload's JSON Schema at this version (draft-07), keyed by record field: what a
+   * consumer validates a row's payload against. Derived from `columns`; `json` columns
+   * accept any JSON value. Every field is optional (a column added later reads as null in
+   * older files). Versions written before this field existed lack it.
+   */
+  jsonSchema?: JsonSchemaObject;
   /** What changed from the previous version, for people reading the registry. */
   change: string;
 }
@@ -110,6 +117,23 @@ function isCarryMove(field: string, from: string, to: string): boolean {
   return RESERVED.has(field) && from !== to && places.includes(from) && places.includes(to);
 }
 
+const JSON_TYPE: Record<ColumnType, JsonSchemaObject> = {
+  string: { type: ['string', 'null'] },
+  integer: { type: ['integer', 'null'] },
+  number: { type: ['number', 'null'] },
+  boolean: { type: ['boolean', 'null'] },
+  json: {},
+};
+
+/** The JSON Schema of a version's payload (see `SchemaVersion.jsonSchema`). */
+export function payloadJsonSchema(columns: readonly PayloadColumn[]): JsonSchemaObject {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    type: 'object',
+    properties: Object.fromEntries(columns.map((c) => [c.field, { ...JSON_TYPE[c.type] }])),
+  };
+}
+
 /** integer → number is a widening readers can union (BIGINT and DOUBLE unify to DOUBLE). */
 function compatible(from: ColumnType, to: ColumnType): boolean {
   return from === to || (from === 'integer' && to === 'number');
@@ -127,7 +151,7 @@ export type BreakingMode = 'fail' | 'new_column';
 export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode): SchemaVersion | undefined {
   const latest = history.versions[history.versions.length - 1];
   const version = (latest?.version ?? 0) + 1;
-  if (!latest) return { version, at: new Date().toISOString(), columns: [...wanted], change: 'initial schema' };
+  if (!latest) return { version, at: new Date().toISOString(), columns: [...wanted], jsonSchema: payloadJsonSchema(wanted), change: 'initial schema' };
   const columns = latest.columns.map((c) => ({ ...c }));
   const byField = new Map(columns.map((c) => [c.field, c]));
   const changes: string[] = [];
@@ -160,5 +184,5 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
     }
   }
   if (changes.length === 0) return undefined;
-  return { version, at: new Date().toISOString(), columns, change: changes.join('; ') };
+  return { version, at: new Date().toISOString(), columns, jsonSchema: payloadJsonSchema(columns), change: changes.join('; ') };
 }

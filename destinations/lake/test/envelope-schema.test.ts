@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
+import { createAjv, createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
 import { lakeConfigSchema, lakeDestination, loadLakeState, openStore, queryLake, readLatestAsOf, readStreamRows } from '../src/index.js';
 import { duckQuery } from './helpers.js';
 
@@ -85,8 +85,20 @@ it('schema evolution: a new optional column widens the schema (old files read NU
   await sync({ ...config, on_breaking_change: 'new_column' }, schema({ amount: { type: 'string' } }), [{ id: 3, tenant_id: 't1', customer_id: 'c3', amount: 'seven' }]);
   const rows = await readLatestAsOf(config, { stream: 'orders' });
   expect(rows.map((r) => r.payload.amount)).toEqual([5, 6, 'seven']);
-  const registry = JSON.parse(await readFile(join(config.path, '_tributary', 'schemas', 'orders.json'), 'utf8')) as { versions: Array<{ change: string }> };
+  const registry = JSON.parse(await readFile(join(config.path, '_tributary', 'schemas', 'orders.json'), 'utf8')) as {
+    versions: Array<{ change: string; jsonSchema: { properties: Record<string, unknown> } }>;
+  };
   expect(registry.versions.map((v) => v.change)).toEqual(['initial schema', 'added coupon (string)', 'amount changed integer → string: now written to amount__v3']);
+  // Each version carries the payload's JSON Schema; every row validates against its own version's.
+  expect(registry.versions.map((v) => v.jsonSchema.properties.amount)).toEqual([{ type: ['integer', 'null'] }, { type: ['integer', 'null'] }, { type: ['string', 'null'] }]);
+  expect(registry.versions[0]!.jsonSchema.properties.coupon).toBeUndefined();
+  const ajv = createAjv();
+  const all = await readStreamRows(config, { stream: 'orders' });
+  for (const row of all) {
+    const validate = ajv.compile(registry.versions[row.schema_version - 1]!.jsonSchema);
+    expect(validate(row.payload), `${JSON.stringify(row.payload)}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+  }
+  expect(ajv.compile(registry.versions[0]!.jsonSchema)({ amount: 'seven' })).toBe(false);
 });
 
 it('a Postgres-CDC-shaped stream (cursor _tributary_position, namespace, TOAST-unchanged columns): event time is the commit time, as-of fills unchanged columns', async () => {
