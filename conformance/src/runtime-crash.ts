@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '@tributary/core';
 
 export interface RuntimeCrashOptions {
   /** Names the suite, e.g. `sample → local`. */
@@ -52,7 +53,7 @@ export function runtimeCrashConformance(options: RuntimeCrashOptions): void {
       `SIGKILL at ${kills} random points, resume each time: zero lost, zero duplicated keyed rows`,
       async () => {
         const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
-        const random = mulberry32(seed);
+        const random = seededRandom(seed);
         const minDelay = options.minDelayMs ?? 0;
         const maxDelay = options.maxDelayMs ?? 400;
         const workDir = await mkdtemp(join(tmpdir(), 'tributary-crash-'));
@@ -163,13 +164,3 @@ export function findCli(from: string = process.cwd()): string {
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -41,3 +41,4 @@ export * from './concurrency/keyed-queue.js';
 export * from './fs/atomic-file.js';
 export * from './runtime/writer-destination.js';
 export * from './docs/spec-table.js';
+export { seededRandom } from './util/seeded-random.js';

@@ -4,26 +4,16 @@
 // Every event acknowledged or not must end up in the destination exactly once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { findCli } from '@tributary/conformance';
+import { findCli, freePort } from '@tributary/conformance';
 import { contactEvents, deliverWithRetries, type WebhookEvent } from '../src/simulator/index.js';
 
 const SECRET = 'crash-secret-0123456789';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -2,13 +2,12 @@
 // local-files destination. A 2xx must mean "committed"; forged, stale and replayed
 // deliveries are refused; a full queue answers so HubSpot retries; dedupe survives a restart.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { configureCatalog, createFileStateStore, runSync, type Destination, type SyncResult } from '@tributary/core';
-import { findCli, sourceCases } from '@tributary/conformance';
+import { findCli, freePort, sourceCases } from '@tributary/conformance';
 import { localFilesDestination } from '@tributary/destination-local';
 import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
 import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
@@ -16,16 +15,6 @@ import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type Web
 const SECRET = 'client-secret-0123456789';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface Running {
   url: string;

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { freePort } from '@tributary/conformance';
 import { createConnectorContext, parseConfig, TributaryError } from '@tributary/core';
 import { redisDestination } from '../src/index.js';
-import { freePort, startRedisServer, type RedisServer } from './redis-server.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 beforeAll(async () => {

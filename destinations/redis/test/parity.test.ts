@@ -4,11 +4,9 @@
  * Real redis-server, real lake on local disk, real runtime (runSync); the CLI case runs the
  * built `tributary` binary with the sample source.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,11 +19,10 @@ import {
   type Destination,
   type RecordData,
 } from '@tributary/core';
+import { runCli } from '@tributary/conformance';
 import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
 import { compareOnlineOffline, entityKey, redisConfigSchema, redisDestination, resolveMapping, type ParityReport } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
-
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'core', 'bin', 'tributary.js');
 
 const at = (minute: number): string => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
 
@@ -164,17 +161,6 @@ describe('online/offline parity (library)', () => {
   });
 });
 
-function runCli(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('tributary parity (CLI, sample source)', () => {
   it('reports parity after syncing the same sample data into both, and exits 1 with the difference after a change', async () => {

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { seededRandom } from '@tributary/core';
 import type { ApiError, Contact, ContactPage, ContactProperties, UpsertInput, UpsertResponse, UpsertResult } from './api.js';
 
 /** The API's documented budget: requests per second per token. */
@@ -77,16 +78,6 @@ const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const PROPERTIES: ReadonlySet<string> = new Set(['first_name', 'last_name', 'company']);
 const MAX_BODY_BYTES = 1024 * 1024;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `2024-01-01T00:00:07Z`: the API's timestamp format (UTC, whole seconds). */
 function isoSeconds(ms: number): string {
@@ -151,7 +142,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Cr
   // the (updated_at, id) order is stable.
   const seedCount = options.contacts ?? 0;
   const group = Math.max(1, options.sameUpdatedAt ?? 6);
-  const random = mulberry32(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   const ids = Array.from({ length: seedCount }, (_, i) => i + 1);
   for (let i = ids.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

@@ -6,7 +6,8 @@
  */
 import { componentKeyOf as componentKey } from '../objects/fields.js';
 import { sfDateTime } from './format.js';
-import { defaultObjects, generateValue, mulberry32, type SimField, type SimObject } from './objects.js';
+import { seededRandom } from '@tributary/core';
+import { defaultObjects, generateValue, type SimField, type SimObject } from './objects.js';
 import { SoqlError, compareValues, conditionFields, evaluate, parseSoql, type SoqlQuery } from './soql.js';
 
 /** Most records an sObject collections request takes. */
@@ -149,7 +150,7 @@ export function createOrg(options: OrgOptions) {
 
   // Seed: ids are handed out in one order and SystemModstamps in another (shuffled), so id
   // order and time order disagree and only the (SystemModstamp, Id) order is stable.
-  const random = mulberry32(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   const tieGroup = Math.max(1, options.tieGroup ?? 5);
   for (const [name, count] of Object.entries(options.records ?? {})) {
     const table = tableOf(name);
