@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { findCli } from '@tributary/conformance';
+import { seededRandom } from '@tributary/core';
 import { applyChanges, configFor, sortedEntries, sqlClient, startPostgres, tableImage, type EmbeddedPostgresServer } from './support.js';
 
 // The sync SIGKILLed at random points — in the snapshot and while streaming, with writes
@@ -26,16 +27,6 @@ afterAll(async () => {
 const ROWS = 60_000;
 const KILLS = 6;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Outcome {
   code: number | null;
@@ -64,7 +55,7 @@ function runSync(cli: string, file: string, cwd: string, killAfterMs?: number, s
 
 it(`SIGKILL at ${KILLS} random points (snapshot and stream, writes running): the destination equals the table, nothing lost or duplicated`, async () => {
   const seed = Math.floor(Math.random() * 2 ** 31);
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   await sql.query('CREATE TABLE orders (id int PRIMARY KEY, status text, amount numeric, note text)');
   await sql.query(`INSERT INTO orders SELECT g, 'new', g * 0.01, repeat('x', 50) FROM generate_series(1, ${ROWS}) g`);
   const workDir = await mkdtemp(join(tmpdir(), 'tributary-pg-crash-'));

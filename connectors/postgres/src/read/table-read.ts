@@ -1,15 +1,20 @@
 import type pg from 'pg';
 import { ident, literal, qualified } from '../connection.js';
-import { CopyOutQuery } from './copy-out.js';
+import { CopyOutQuery, escapedField, parseCopyLine, scanCopyLine } from './copy-out.js';
 import type { Row } from '../records.js';
 import type { TableInfo } from '../schema/tables.js';
-import type { Converter, JsonValue, TypeRegistry } from '../schema/values.js';
+import type { ByteConverter, Converter, JsonValue, TypeRegistry } from '../schema/values.js';
 
 /**
  * Chunked table reads: keyset pagination on the primary key (or on ctid for tables without
- * one), each chunk one indexed query, so a read can resume after the last row of any chunk.
+ * one), so a read can resume after the last row of any chunk. One indexed COPY reads several
+ * chunks in key order; the position after each chunk's last row is handed on as its
+ * checkpoint, and the next COPY starts from the last one.
  * Callers decide the snapshot: inside an imported snapshot (CDC) or a fresh one.
  */
+
+/** Rows one COPY reads at most (rounded up to whole chunks). */
+const QUERY_ROWS = 250_000;
 
 /** Where a chunked read stands: after these key values (primary key) or this ctid. */
 export type ChunkPosition = { after: JsonValue[] } | { ctid: string } | null;
@@ -25,25 +30,55 @@ export interface Chunk {
 
 export interface RowDecoder {
   columns: string[];
+  /** A row from text values (a query's result row). */
   decode(values: (string | null)[]): Row;
+  /** A row from one COPY text line; fields after the table's columns are ignored. */
+  decodeLine(line: Buffer): Row;
 }
 
 /**
- * Builds rows from text values. The decoder is compiled per table (one object literal with
- * the table's columns, plus `extra` constant fields), so every row has one hidden class:
- * this is the hot loop of a snapshot.
+ * Builds rows from text values or COPY lines. The builders are compiled per table (one
+ * object literal with the table's columns, plus `extra` constant fields), so every row has
+ * one hidden class: this is the hot loop of a snapshot. A COPY line is decoded straight from
+ * its bytes: the field bounds go to one reused array, and each column's `ByteConverter`
+ * (chosen once per table) reads its field, so no per-row field array or intermediate strings
+ * are made; escaped fields (and NULLs) take the text converters.
  */
 export function rowDecoder(table: TableInfo, types: TypeRegistry, extra: Row = {}): RowDecoder {
   const columns = table.columns.map((c) => c.name);
   const converters: Converter[] = table.columns.map((c) => types.converter(c.typeOid));
-  const fields = columns.map((name, i) => `${JSON.stringify(name)}: v[${i}] == null ? null : c[${i}](v[${i}])`);
+  const byteConverters: ByteConverter[] = table.columns.map((c) => types.byteConverter(c.typeOid));
   const constants = Object.keys(extra).map((name) => `${JSON.stringify(name)}: x[${JSON.stringify(name)}]`);
   // Only column names (JSON-quoted) and indexes reach the generated source.
+  const fields = columns.map((name, i) => `${JSON.stringify(name)}: v[${i}] == null ? null : c[${i}](v[${i}])`);
   const build = new Function('v', 'c', 'x', `return { ${[...fields, ...constants].join(', ')} };`) as (v: (string | null)[], c: Converter[], x: Row) => Row;
+  const lineFields = columns.map((name, i) => {
+    const s = `p[${2 * i}]`;
+    const e = `p[${2 * i + 1}]`;
+    return `${JSON.stringify(name)}: ${s} >= 0 ? k[${i}](b, ${s}, ${e}) : esc(b, ${s}, ${e}, c[${i}])`;
+  });
+  const buildLine = new Function('b', 'p', 'k', 'c', 'esc', 'x', `return { ${[...lineFields, ...constants].join(', ')} };`) as (
+    b: Buffer,
+    p: Int32Array,
+    k: ByteConverter[],
+    c: Converter[],
+    esc: typeof escapedValue,
+    x: Row,
+  ) => Row;
+  const bounds = new Int32Array(2 * columns.length);
   return {
     columns,
     decode: (values) => build(values, converters, extra),
+    decodeLine: (line) => {
+      if (scanCopyLine(line, bounds) < columns.length) return build(parseCopyLine(line), converters, extra);
+      return buildLine(line, bounds, byteConverters, converters, escapedValue, extra);
+    },
   };
+}
+
+function escapedValue(line: Buffer, start: number, end: number, converter: Converter): JsonValue {
+  const text = escapedField(line, start, end);
+  return text === null ? null : converter(text);
 }
 
 /** A JSON value back to the text PostgreSQL casts from (for keyset parameters). */
@@ -65,6 +100,7 @@ export async function* readChunks(
   chunkSize: number,
   start: ChunkPosition,
   extra?: Row,
+  options: { queryRows?: number } = {},
 ): AsyncGenerator<Chunk> {
   const decoder = rowDecoder(table, types, extra);
   const select = decoder.columns.map(ident).join(', ');
@@ -74,38 +110,57 @@ export async function* readChunks(
   const keyIndexes = table.primaryKey.map((k) => decoder.columns.indexOf(k));
   // COPY takes no parameters: positions are inlined as quoted literals with a cast.
   const value = (v: string | null, column: string): string => (v === null ? 'NULL' : `${literal(v)}::${castOf(table, column)}`);
+  // Without a primary key the position is the trailing ctid field of the last line.
+  let lastCtid: string | null = null;
+  const ctidBounds = new Int32Array(2 * (decoder.columns.length + 1));
+  const decodeLine = keyed
+    ? decoder.decodeLine
+    : (line: Buffer): Row => {
+        const at = decoder.columns.length;
+        scanCopyLine(line, ctidBounds);
+        const start = ctidBounds[2 * at]!;
+        const end = ctidBounds[2 * at + 1]!;
+        lastCtid = start >= 0 ? line.toString('utf8', start, end) : escapedField(line, start, end);
+        return decoder.decodeLine(line);
+      };
   const socket = (client as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
-  const query = (position: ChunkPosition): CopyOutQuery<Row> => {
+  // One COPY spans several chunks (a query per chunk costs a round trip and a plan each);
+  // it stays bounded so that an abandoned read drains little and no query runs for long.
+  const queryRows = Math.max(1, Math.ceil((options.queryRows ?? QUERY_ROWS) / chunkSize)) * chunkSize;
+  const mark = keyed
+    ? (last: Row): ChunkPosition => ({ after: keyIndexes.map((i) => last[decoder.columns[i]!] ?? null) })
+    : (): ChunkPosition => ({ ctid: String(lastCtid) });
+  const query = (position: ChunkPosition): CopyOutQuery<Row, ChunkPosition> => {
     let text: string;
     if (keyed) {
       const after = position && 'after' in position ? position.after : undefined;
       const where = after ? `WHERE (${keys}) > (${table.primaryKey.map((k, i) => value(paramOf(after[i] ?? null), k)).join(', ')})` : '';
-      text = `COPY (SELECT ${select} FROM ${from} ${where} ORDER BY ${keys} LIMIT ${chunkSize}) TO STDOUT`;
+      text = `COPY (SELECT ${select} FROM ${from} ${where} ORDER BY ${keys} LIMIT ${queryRows}) TO STDOUT`;
     } else {
       const ctid = position && 'ctid' in position ? position.ctid : undefined;
-      text = `COPY (SELECT ${select}, ctid::text FROM ${from} ${ctid ? `WHERE ctid > ${literal(ctid)}::tid` : ''} ORDER BY ctid LIMIT ${chunkSize}) TO STDOUT`;
+      // The text copy is renamed: an output column named ctid would make ORDER BY sort by text ('(0,10)' < '(0,2)').
+      text = `COPY (SELECT ${select}, ctid::text AS ctid_text FROM ${from} ${ctid ? `WHERE ctid > ${literal(ctid)}::tid` : ''} ORDER BY ctid LIMIT ${queryRows}) TO STDOUT`;
     }
-    return client.query(new CopyOutQuery(text, decoder.decode, socket));
+    return client.query(new CopyOutQuery(text, decodeLine, socket, chunkSize, mark));
   };
-  let current: CopyOutQuery<Row> | undefined = query(start);
+  let current: CopyOutQuery<Row, ChunkPosition> | undefined = query(start);
+  let following: CopyOutQuery<Row, ChunkPosition> | undefined;
   try {
     while (current) {
-      for (let page = await current.nextPage(); page; page = await current.nextPage()) yield { rows: page, next: undefined };
-      const done: CopyOutQuery<Row> = current;
-      current = undefined;
-      let next: ChunkPosition = null;
-      const last = done.last;
-      if (done.count >= chunkSize && last) {
-        const keyValues = keyIndexes.map((i) => decoder.decode(last)[decoder.columns[i]!] ?? null);
-        next = keyed ? { after: keyValues } : { ctid: String(last[last.length - 1]) };
-        // The server starts on the next chunk while this one's checkpoint is handed on.
-        current = query(next);
+      for (let page = await current.nextPage(); page; page = await current.nextPage()) {
+        // A full query ends on a chunk boundary, and more rows may follow it: the server
+        // starts on the next query while this chunk's checkpoint is handed on.
+        if (page.mark !== undefined && page.at === queryRows) following = query(page.mark);
+        yield { rows: page.rows, next: page.mark };
       }
-      yield { rows: [], next };
+      current = following;
+      following = undefined;
+      if (!current) yield { rows: [], next: null };
     }
   } finally {
-    // An abandoned read must let its COPY finish before the connection is reused.
+    // An abandoned read must let its COPYs finish before the connection is reused.
     if (current) await current.drain();
+    if (following) await following.drain();
   }
 }
 

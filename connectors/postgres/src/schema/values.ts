@@ -59,6 +59,7 @@ const BUILTIN: Record<number, string> = {
 export class TypeRegistry {
   private readonly types = new Map<number, TypeInfo>();
   private readonly converters = new Map<number, Converter>();
+  private readonly byteConverters = new Map<number, ByteConverter>();
 
   static async load(client: pg.Client): Promise<TypeRegistry> {
     const registry = new TypeRegistry();
@@ -89,6 +90,7 @@ export class TypeRegistry {
       });
     }
     this.converters.clear();
+    this.byteConverters.clear();
   }
 
   has(oid: number): boolean {
@@ -123,6 +125,18 @@ export class TypeRegistry {
     return converter;
   }
 
+  /** The converter of `oid` reading COPY text bytes (same results as `converter`). */
+  byteConverter(oid: number): ByteConverter {
+    let converter = this.byteConverters.get(oid);
+    if (!converter) {
+      const info = this.resolve(oid);
+      const text = this.converter(oid);
+      converter = this.arrayElement(info) ? (buf, start, end) => text(utf8(buf, start, end)) : byteConverterOf(BUILTIN[info?.oid ?? oid] ?? 'text', text);
+      this.byteConverters.set(oid, converter);
+    }
+    return converter;
+  }
+
   jsonSchema(oid: number): JsonSchema {
     const info = this.resolve(oid);
     const array = this.arrayElement(info);
@@ -151,6 +165,7 @@ function withNull(schema: JsonSchema): JsonSchema {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const identity: Converter = (t) => t;
 
 function scalarConverter(name: string): Converter {
   switch (name) {
@@ -182,7 +197,7 @@ function scalarConverter(name: string): Converter {
     case 'timestamp':
       return (t) => (t.length > 10 && t[10] === ' ' ? `${t.slice(0, 10)}T${t.slice(11)}` : t);
     default:
-      return (t) => t;
+      return identity;
   }
 }
 
@@ -292,4 +307,77 @@ export function parseArrayLiteral(text: string, delim = ','): RawArray {
 
 function mapArray(values: RawArray, element: Converter): JsonValue[] {
   return values.map((v) => (v === null ? null : Array.isArray(v) ? mapArray(v, element) : element(v)));
+}
+
+/**
+ * A converter reading a COPY text field straight from the message bytes (`buf[start, end)`),
+ * for the snapshot's hot loop: the common types are decoded without an intermediate string.
+ * It must return exactly what the text `Converter` of the same type returns for the same
+ * field (a snapshot row equals the streamed row). Escaped fields (and NULLs) never reach it:
+ * they take the text path. It may overwrite the bytes of its own field: the line is a view
+ * into `pg`'s receive buffer that is read once, field by field, and then dropped.
+ */
+export type ByteConverter = (buf: Buffer, start: number, end: number) => JsonValue;
+
+interface SliceBuffer extends Buffer {
+  utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
+}
+
+const utf8 = (buf: Buffer, start: number, end: number): string => (buf as SliceBuffer).utf8Slice(start, end);
+
+/** `-?[0-9]+` of at most 15 digits → the number (exact), else undefined. */
+function smallInteger(buf: Buffer, start: number, end: number): number | undefined {
+  let i = start;
+  const negative = buf[i] === 0x2d;
+  if (negative) i++;
+  if (i === end || end - i > 15) return undefined;
+  let n = 0;
+  for (; i < end; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return negative ? -n : n;
+}
+
+/**
+ * `buf[start, end)` (ASCII) with a 'T' at offset 10, plus a suffix byte unless 0, as a string.
+ * Rewrites the field's bytes in place (allowed: see `ByteConverter`), so one flat string is
+ * made and nothing is copied first.
+ */
+function withT(buf: Buffer, start: number, end: number, suffix: number): string {
+  buf[start + 10] = 0x54;
+  if (suffix === 0) return (buf as SliceBuffer).latin1Slice(start, end);
+  buf[end] = suffix;
+  return (buf as SliceBuffer).latin1Slice(start, end + 1);
+}
+
+function byteConverterOf(name: string, text: Converter): ByteConverter {
+  const slow: ByteConverter = (buf, start, end) => text(utf8(buf, start, end));
+  switch (name) {
+    case 'bool':
+      return (buf, start, end) => (end - start === 1 ? buf[start] === 0x74 : slow(buf, start, end));
+    case 'int2':
+    case 'int4':
+    case 'oid':
+    case 'int8':
+      return (buf, start, end) => smallInteger(buf, start, end) ?? slow(buf, start, end);
+    case 'timestamptz':
+      // `YYYY-MM-DD hh:mm:ss[.ffffff]+00` (sessions run in UTC) → `…T…Z`; anything else as text.
+      return (buf, start, end) =>
+        end - start >= 22 && buf[start + 10] === 0x20 && buf[end - 3] === 0x2b && buf[end - 2] === 0x30 && buf[end - 1] === 0x30
+          ? withT(buf, start, end - 3, 0x5a) // 'Z' over the '+'
+          : slow(buf, start, end);
+    case 'timestamp':
+      return (buf, start, end) => (end - start > 10 && buf[start + 10] === 0x20 ? withT(buf, start, end, 0) : slow(buf, start, end));
+    case 'json':
+    case 'jsonb':
+    case 'float4':
+    case 'float8':
+    case 'bytea':
+      return slow;
+    default:
+      return text === identity ? utf8 : slow;
+  }
 }
