@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expandRecordPages, type RecordData, type SourceMessage, type SyncState } from '@tributary/core';
+import { createMetricsRegistry, expandRecordPages, type RecordData, type SourceMessage, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
 import {
   applyChanges,
@@ -369,7 +369,8 @@ describe('postgres CDC', () => {
     const target = memoryTarget();
     const stop = new AbortController();
     const logs: string[] = [];
-    const sync = syncInProcess({ config, catalog, target, store, signal: stop.signal, onEvent: (e) => e.type === 'log' && logs.push(e.message) });
+    const metrics = createMetricsRegistry();
+    const sync = syncInProcess({ config, catalog, target, store, signal: stop.signal, metrics, onEvent: (e) => e.type === 'log' && logs.push(e.message) });
     // Wait until streaming, then write only to a table outside the publication.
     for (let i = 0; i < 200 && !logs.some((l) => l.includes('streaming slot')); i++) await new Promise((r) => setTimeout(r, 25));
     const before = await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
@@ -389,6 +390,11 @@ describe('postgres CDC', () => {
     const result = await sync;
     expect(result.outcome).toBe('interrupted');
     expect(logs.some((l) => l.includes('replication slot lag'))).toBe(true);
+    // Slot lag is a metric too (what `tributary sync --metrics-file` exports).
+    const lag = metrics.samples().find((m) => m.name === 'tributary_postgres_slot_lag_bytes');
+    expect(lag).toMatchObject({ labels: { slot: 'quiet_slot' } });
+    expect(lag!.value).toBeGreaterThanOrEqual(0);
+    expect(metrics.renderPrometheus()).toMatch(/^tributary_postgres_slot_lag_bytes\{slot="quiet_slot"\} \d+$/m);
     await expectTableEquals(config, 'quiet', target.committed.get('public.quiet') ?? []);
     await dropSlot('quiet');
   });

@@ -10,6 +10,7 @@ import {
   defineDestination,
   runSync,
   type Destination,
+  type Metrics,
   type Source,
   type StateStore,
   type SyncEvent,
@@ -219,6 +220,7 @@ export async function syncInProcess(options: {
   store: StateStore;
   signal?: AbortSignal;
   onEvent?: (event: SyncEvent) => void;
+  metrics?: Metrics;
 }): Promise<SyncResult> {
   return runSync({
     connection: 'test',
@@ -231,6 +233,7 @@ export async function syncInProcess(options: {
     batching: { maxAgeMs: 20, commitIntervalMs: 20 },
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
 }
 

@@ -10,6 +10,8 @@ import type { Destination } from '../connector/destination.js';
 import { expandRecordPages, type Source, type SourceMessage } from '../connector/source.js';
 import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
 import { renderSpecTable, updateReadmeSection } from '../docs/spec-table.js';
+import { writeFileAtomic } from '../fs/atomic-file.js';
+import { createMetricsRegistry } from '../metrics/metrics.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger } from '../logging/logger.js';
 import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, ConnectorSpecification } from '../protocol/messages.js';
@@ -27,7 +29,8 @@ import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
 const USAGE = `tributary — move CRM data reliably
 
 Usage:
-  tributary sync <file.yaml> [--json]             run a sync (source → destination or writer, resumable)
+  tributary sync <file.yaml> [--json] [--metrics-file <path>]   run a sync (source → destination or writer, resumable);
+                                                  --metrics-file: connector gauges in Prometheus text format, rewritten every 5 s
   tributary spec <connector> [--kind source|destination|writer]
   tributary check <connector> --config <file.json> [--kind ...]
   tributary discover <source> --config <file.json>
@@ -122,6 +125,7 @@ function options(args: string[]) {
         state: { type: 'string' },
         kind: { type: 'string' },
         json: { type: 'boolean' },
+        'metrics-file': { type: 'string' },
       },
     }),
   );
@@ -394,6 +398,12 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
   if (interactive) {
     process.stderr.write(`sync ${sync.connection}: ${source.name} → ${destination.name}, ${catalog.streams.length} stream(s), state in ${stateStore.location}\n`);
   }
+  const metricsFile = values['metrics-file'];
+  const metrics = metricsFile !== undefined ? createMetricsRegistry() : undefined;
+  const exportMetrics = (): Promise<void> =>
+    metricsFile !== undefined && metrics ? writeFileAtomic(metricsFile, metrics.renderPrometheus()).catch(() => undefined) : Promise.resolve();
+  // Rewritten while the sync runs, so a scraper sees current values (e.g. a slot's lag).
+  const metricsTimer = metrics ? setInterval(() => void exportMetrics(), METRICS_EXPORT_INTERVAL_MS) : undefined;
   try {
     const result = await runSync({
       connection: sync.connection,
@@ -405,6 +415,7 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
       stateStore,
       signal: controller.signal,
       ...(sync.batching ? { batching: sync.batching } : {}),
+      ...(metrics ? { metrics } : {}),
       onEvent,
     });
     progress?.stop();
@@ -420,12 +431,17 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
     if (result.outcome === 'interrupted') return signalled === 'SIGTERM' ? 143 : 130;
     return result.outcome === 'completed' ? 0 : 1;
   } finally {
+    if (metricsTimer) clearInterval(metricsTimer);
+    await exportMetrics();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await stateStore.close();
     await target.close();
   }
 }
+
+/** How often `tributary sync --metrics-file` rewrites the file. */
+const METRICS_EXPORT_INTERVAL_MS = 5_000;
 
 async function stateCommand(args: string[]): Promise<number> {
   const { values, positionals } = usageErrors(() =>

@@ -1,6 +1,7 @@
 import type { Logger } from '../logging/logger.js';
 import type { RetryPolicy } from '../resilience/policy.js';
 import type { RateLimiter } from '../resilience/types.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 /**
  * What the runtime hands every connector call. One context per connector instance per
@@ -33,4 +34,9 @@ export interface ConnectorContext {
    * retries and a circuit breaker (see `WriterSession`).
    */
   call<T>(request: (attempt: number) => Promise<T>, policy?: RetryPolicy): Promise<T>;
+  /**
+   * Gauges for operators (e.g. a replication slot's lag), exported by the runtime: see
+   * `tributary sync --metrics-file`. Shared by the source and the destination of a sync.
+   */
+  readonly metrics: Metrics;
 }

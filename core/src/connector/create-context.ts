@@ -3,6 +3,7 @@ import type { RateLimitPolicy, RetryPolicy } from '../resilience/policy.js';
 import { createRateLimiter } from '../resilience/rate-limiter.js';
 import { withRetry } from '../resilience/retry.js';
 import type { RateLimiter } from '../resilience/types.js';
+import { createMetricsRegistry, type Metrics } from '../metrics/metrics.js';
 import type { ConnectorContext } from './context.js';
 
 export interface ConnectorContextOptions {
@@ -15,6 +16,8 @@ export interface ConnectorContextOptions {
   retry?: RetryPolicy;
   /** Share an existing limiter (e.g. one per connector instance across commands). */
   limiter?: RateLimiter;
+  /** Where the connector's gauges go (default: a registry of its own, read by nobody). */
+  metrics?: Metrics;
 }
 
 function mergePolicy(defaults: RetryPolicy, override: RetryPolicy | undefined): RetryPolicy {
@@ -40,6 +43,7 @@ export function createConnectorContext(options: ConnectorContextOptions = {}): C
     logger,
     signal,
     limiter,
+    metrics: options.metrics ?? createMetricsRegistry(),
     call<T>(request: (attempt: number) => Promise<T>, policy?: RetryPolicy): Promise<T> {
       return withRetry((attempt) => limiter.schedule(() => request(attempt), signal), {
         ...mergePolicy(defaults, policy),

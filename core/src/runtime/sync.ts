@@ -6,6 +6,7 @@ import type { Source } from '../connector/source.js';
 import { emptyState, type SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger, type Logger, type LogSink } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
@@ -32,6 +33,8 @@ export interface SyncOptions {
   /** Abort to stop gracefully: stop reading, flush, commit, return `interrupted`. */
   signal?: AbortSignal;
   onEvent?: (event: SyncEvent) => void;
+  /** Receives the gauges the source and the destination set (`ctx.metrics`). */
+  metrics?: Metrics;
 }
 
 export interface SyncResult {
@@ -86,6 +89,7 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
   const sourceCtx = createConnectorContext({
     logger: createLogger(sink(source.name)),
     signal: stopReading.signal,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(source.rateLimit ? { rateLimit: source.rateLimit } : {}),
     ...(source.retry ? { retry: source.retry } : {}),
   });
@@ -93,6 +97,7 @@ export async function runSync(options: SyncOptions): Promise<SyncResult> {
   // source was told to stop.
   const destinationCtx = createConnectorContext({
     logger: createLogger(sink(destination.name)),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(destination.rateLimit ? { rateLimit: destination.rateLimit } : {}),
     ...(destination.retry ? { retry: destination.retry } : {}),
   });

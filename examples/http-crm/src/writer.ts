@@ -1,7 +1,7 @@
 import {
   TributaryError,
   defineWriter,
-  type ConnectorContext,
+  singleAttempt,
   type WritableObject,
   type WriteRequest,
   type WriteResult,
@@ -37,16 +37,6 @@ const contactsObject: WritableObject = {
   modes: ['upsert'],
 };
 
-/**
- * The runtime already runs every `write` of a session under the shared rate limiter, the
- * circuit breaker and retries. A client that went through `ctx.call` again would count each
- * request twice against the budget, multiply the retries, and — with a concurrency cap —
- * wait for the slot its own caller holds. So the session's client makes exactly one attempt
- * per request; it still feeds the API's rate-limit headers to the shared limiter.
- */
-function oneAttempt(ctx: ConnectorContext): ConnectorContext {
-  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
-}
 
 function assertContacts(request: WriteRequest): void {
   if (request.object !== 'contacts' || request.idProperty !== 'email' || request.mode !== 'upsert') {
@@ -92,7 +82,7 @@ export const httpCrmWriter = defineWriter({
   },
 
   async open(ctx, config) {
-    const client = crmClient(oneAttempt(ctx), config);
+    const client = crmClient(singleAttempt(ctx), config);
     return {
       async write(request): Promise<WriteResult[]> {
         assertContacts(request);

@@ -10,13 +10,13 @@
  * error message for them.
  *
  * Rate limits, retries and the circuit breaker on repeated 5xx are the runtime's: `write`
- * makes one attempt of each request (see `oneAttempt`) and the declared budget counts the
+ * makes one attempt of each request (see `singleAttempt`) and the declared budget counts the
  * two requests a write can make.
  */
 import {
   TributaryError,
   defineWriter,
-  type ConnectorContext,
+  singleAttempt,
   type WritableField,
   type WritableObject,
   type WriteRequest,
@@ -32,10 +32,6 @@ export const WRITER_RATE_LIMIT = { requests: 19, perMs: 2_040, concurrency: 2 } 
 const WRITER_OBJECTS = ['contacts', 'companies', 'deals'];
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 
-/** The runtime already runs each `write` under the limiter, retries and breaker: one attempt here. */
-function oneAttempt(ctx: ConnectorContext): ConnectorContext {
-  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
-}
 
 function isReadOnly(p: ApiProperty): boolean {
   return p.calculated === true || p.modificationMetadata?.readOnlyValue === true;
@@ -197,7 +193,7 @@ export const hubspotWriter = defineWriter({
     } finally {
       setup.close();
     }
-    const api = hubspotApi(oneAttempt(ctx), config, {
+    const api = hubspotApi(singleAttempt(ctx), config, {
       limitFromHeaders: (max, intervalMs) => scaledLimit(max, intervalMs, WRITER_RATE_LIMIT.perMs, 2),
     });
     return {

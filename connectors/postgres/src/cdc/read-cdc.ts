@@ -262,7 +262,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             if (!lagInFlight) {
               // Off the hot path, one at a time (pg clients run one query at a time).
               lagInFlight = true;
-              void reportLag(db, slot, log, replication).finally(() => (lagInFlight = false));
+              void reportLag(db, slot, ctx, replication).finally(() => (lagInFlight = false));
             }
           }
           if (!message) {
@@ -557,11 +557,20 @@ function reportSchemaChange(
   log.warn(`schema change on ${stream.key}: records from here on carry the new columns`, { stream: stream.key, added, dropped, retyped });
 }
 
-async function reportLag(sql: pg.Client, slot: string, log: ConnectorContext['logger'], replication: ReplicationConnection): Promise<void> {
+/**
+ * Slot lag to the logs and to the metrics (`tributary sync --metrics-file`): how far the
+ * slot's confirmed position trails the server's WAL, i.e. what Postgres must keep on disk
+ * for this connector.
+ */
+async function reportLag(sql: pg.Client, slot: string, ctx: ConnectorContext, replication: ReplicationConnection): Promise<void> {
   try {
     const info = await slotInfo(sql, slot);
     if (!info) return;
-    log.info('replication slot lag', {
+    if (info.lagBytes !== undefined) {
+      ctx.metrics.gauge('tributary_postgres_slot_lag_bytes', info.lagBytes, { slot }, 'WAL bytes between the server position and the slot confirmed_flush_lsn');
+    }
+    ctx.metrics.gauge('tributary_postgres_replication_buffered_messages', replication.queued, { slot }, 'Replication messages received and not yet handed to the runtime');
+    ctx.logger.info('replication slot lag', {
       slot,
       lag_bytes: info.lagBytes ?? null,
       confirmed_flush_lsn: info.confirmedFlush !== undefined ? formatLsn(info.confirmedFlush) : null,

@@ -18,7 +18,7 @@
 import {
   TributaryError,
   defineWriter,
-  type ConnectorContext,
+  singleAttempt,
   type WritableObject,
   type WriteRecord,
   type WriteRequest,
@@ -43,13 +43,6 @@ interface CollectionResult {
 /** Statuses of Salesforce per-record errors that a later attempt may clear. */
 const RETRYABLE_STATUS = new Set(['UNABLE_TO_LOCK_ROW', 'ALL_OR_NONE_OPERATION_ROLLED_BACK', 'SERVER_UNAVAILABLE', 'REQUEST_RUNNING_TOO_LONG']);
 
-/**
- * The runtime already runs every `write` under the limiter, the retries and the circuit
- * breaker: the session's client makes exactly one attempt per request.
- */
-function oneAttempt(ctx: ConnectorContext): ConnectorContext {
-  return { logger: ctx.logger, signal: ctx.signal, limiter: ctx.limiter, call: (request) => request(1) };
-}
 
 function writableObjectOf(object: DescribedObject): WritableObject {
   const fields = object.fields
@@ -113,7 +106,7 @@ export const salesforceWriter = defineWriter({
   },
 
   async open(ctx, config) {
-    const single = oneAttempt(ctx);
+    const single = singleAttempt(ctx);
     let client: SalesforceClient | undefined;
     const described = new Map<string, Promise<DescribedObject>>();
     const share = config.max_api_usage;
