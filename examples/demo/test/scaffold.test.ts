@@ -24,7 +24,8 @@ type Kind = (typeof KINDS)[number];
 
 /** Tests registered by each generated package's suite. The destination template omits `overwrite`, so that case is not registered. */
 const EXPECTED_TESTS: Record<Kind, number> = {
-  source: Object.keys(sourceCases).length,
+  // Not `completeness`: it needs expectedKeys, the truth from a real peer the template has not.
+  source: Object.keys(sourceCases).length - 1,
   destination: Object.keys(destinationCases).length - 1,
   writer: Object.keys(writerCases).length,
 };
