@@ -53,6 +53,42 @@ function runSync(cli: string, file: string, cwd: string, killAfterMs?: number, s
   });
 }
 
+/**
+ * A CDC sync file of one table into local files under `workDir`: `until: stopped` streams
+ * until signalled, `caught_up` ends once the stream has caught up.
+ */
+async function writeSyncFile(
+  workDir: string,
+  name: string,
+  sync: { connection: string; table: string; slot: string; until: 'stopped' | 'caught_up'; source: Record<string, unknown>; maxRecords: number },
+): Promise<string> {
+  const path = join(workDir, name);
+  await writeFile(
+    path,
+    JSON.stringify({
+      connection: sync.connection,
+      source: {
+        connector: 'postgres',
+        config: {
+          host: server.host,
+          port: server.port,
+          database: server.database,
+          username: server.user,
+          password: server.password,
+          slot_name: `${sync.slot}_slot`,
+          publication_name: `${sync.slot}_pub`,
+          cdc_until: sync.until,
+          ...sync.source,
+        },
+      },
+      destination: { connector: 'local', config: { directory: './out' } },
+      streams: [{ name: sync.table, namespace: 'public', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
+      batching: { max_records: sync.maxRecords, commit_interval_ms: 50 },
+    }),
+  );
+  return path;
+}
+
 it(`SIGKILL at ${KILLS} random points (snapshot and stream, writes running): the destination equals the table, nothing lost or duplicated`, async () => {
   const seed = Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
@@ -61,35 +97,9 @@ it(`SIGKILL at ${KILLS} random points (snapshot and stream, writes running): the
   const workDir = await mkdtemp(join(tmpdir(), 'tributary-pg-crash-'));
   // The killed syncs stream continuously (`cdc_until: stopped`), so every kill lands in a
   // sync that is moving data, however fast the machine; the final sync stops once caught up.
-  const syncFile = async (name: string, until: 'stopped' | 'caught_up'): Promise<string> => {
-    const path = join(workDir, name);
-    await writeFile(
-      path,
-      JSON.stringify({
-        connection: 'pg-crash',
-        source: {
-          connector: 'postgres',
-          config: {
-            host: server.host,
-            port: server.port,
-            database: server.database,
-            username: server.user,
-            password: server.password,
-            chunk_size: 2_000,
-            slot_name: 'crash_slot',
-            publication_name: 'crash_pub',
-            cdc_until: until,
-          },
-        },
-        destination: { connector: 'local', config: { directory: './out' } },
-        streams: [{ name: 'orders', namespace: 'public', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-        batching: { max_records: 2_000, commit_interval_ms: 50 },
-      }),
-    );
-    return path;
-  };
-  const killedFile = await syncFile('killed.json', 'stopped');
-  const file = await syncFile('final.json', 'caught_up');
+  const crashSync = { connection: 'pg-crash', table: 'orders', slot: 'crash', source: { chunk_size: 2_000 }, maxRecords: 2_000 };
+  const killedFile = await writeSyncFile(workDir, 'killed.json', { ...crashSync, until: 'stopped' });
+  const file = await writeSyncFile(workDir, 'final.json', { ...crashSync, until: 'caught_up' });
 
   // Writes in small transactions for the whole kill phase: updates, inserts, deletes.
   let writing = true;
@@ -153,33 +163,8 @@ it('a continuous CDC sync stops on SIGTERM with a committed position; the next s
   await sql.query('CREATE TABLE live (id int PRIMARY KEY, v int)');
   await sql.query('INSERT INTO live SELECT g, 0 FROM generate_series(1, 1000) g');
   const workDir = await mkdtemp(join(tmpdir(), 'tributary-pg-term-'));
-  const write = async (name: string, until: string): Promise<string> => {
-    const file = join(workDir, name);
-    await writeFile(
-      file,
-      JSON.stringify({
-        connection: 'pg-term',
-        source: {
-          connector: 'postgres',
-          config: {
-            host: server.host,
-            port: server.port,
-            database: server.database,
-            username: server.user,
-            password: server.password,
-            slot_name: 'term_slot',
-            publication_name: 'term_pub',
-            cdc_until: until,
-            heartbeat_interval_ms: 200,
-          },
-        },
-        destination: { connector: 'local', config: { directory: './out' } },
-        streams: [{ name: 'live', namespace: 'public', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-        batching: { max_records: 500, commit_interval_ms: 50 },
-      }),
-    );
-    return file;
-  };
+  const termSync = { connection: 'pg-term', table: 'live', slot: 'term', source: { heartbeat_interval_ms: 200 }, maxRecords: 500 };
+  const write = (name: string, until: 'stopped' | 'caught_up'): Promise<string> => writeSyncFile(workDir, name, { ...termSync, until });
   const cli = findCli();
   const continuous = await write('continuous.json', 'stopped');
   // Changes keep coming while the continuous sync runs; SIGTERM lands after its first commit.

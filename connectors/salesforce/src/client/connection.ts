@@ -165,6 +165,22 @@ export function assertCredentials(settings: ConnectionSettings): void {
 }
 
 /**
+ * `check` of the source and the writer: logs in (or refreshes the token) and reads the org's
+ * limits. Refused credentials stay `auth` and bad settings `config`; anything else (an
+ * unreachable host, a 5xx) is reported as a `config` error naming the URLs to check.
+ */
+export async function checkSalesforce(ctx: ConnectorContext, settings: ConnectionSettings): Promise<void> {
+  try {
+    const client = await openSalesforce(ctx, settings);
+    await client.request({ method: 'GET', path: '/limits' });
+  } catch (error) {
+    if (TributaryError.is(error, 'auth') || TributaryError.is(error, 'config')) throw error;
+    const reason = TributaryError.is(error) ? error.userMessage : String(error);
+    throw new TributaryError('config', { userMessage: `Cannot reach Salesforce at login_url / instance_url: ${reason}`, cause: error });
+  }
+}
+
+/**
  * Opens a client. Without an access token, the first token is requested at once (through
  * `ctx.call`, so a transient failure of the token endpoint is retried).
  */

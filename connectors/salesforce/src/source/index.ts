@@ -1,5 +1,5 @@
-import { TributaryError, defineSource, streamStateOf } from '@tributary/core';
-import { openSalesforce, type SalesforceClient } from '../client/connection.js';
+import { defineSource, streamStateOf } from '@tributary/core';
+import { checkSalesforce, openSalesforce, type SalesforceClient } from '../client/connection.js';
 import { sourceSpec } from '../config.js';
 import { describeObject, listObjects, streamOf } from '../objects/describe.js';
 import { readObject } from './read.js';
@@ -19,16 +19,7 @@ export const salesforceSource = defineSource({
   rateLimit: { requests: 100, perMs: 1000, concurrency: 10 },
   retry: { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 },
 
-  async check(ctx, config) {
-    try {
-      const client = await openSalesforce(ctx, config);
-      await client.request({ method: 'GET', path: '/limits' });
-    } catch (error) {
-      if (TributaryError.is(error, 'auth') || TributaryError.is(error, 'config')) throw error;
-      const reason = TributaryError.is(error) ? error.userMessage : String(error);
-      throw new TributaryError('config', { userMessage: `Cannot reach Salesforce at login_url / instance_url: ${reason}`, cause: error });
-    }
-  },
+  check: checkSalesforce,
 
   async discover(ctx, config) {
     const client = await openSalesforce(ctx, config);

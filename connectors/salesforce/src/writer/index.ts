@@ -24,7 +24,7 @@ import {
   type WriteRequest,
   type WriteResult,
 } from '@tributary/core';
-import { isDailyLimitError, openSalesforce, type SalesforceClient } from '../client/connection.js';
+import { checkSalesforce, isDailyLimitError, openSalesforce, type SalesforceClient } from '../client/connection.js';
 import { writerSpec } from '../config.js';
 import { describeObject, listObjects } from '../objects/describe.js';
 import { jsonSchemaOf, type DescribedField, type DescribedObject } from '../objects/fields.js';
@@ -83,16 +83,7 @@ export const salesforceWriter = defineWriter({
   retry: { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 },
   maxBatchSize: MAX_COLLECTION_SIZE,
 
-  async check(ctx, config) {
-    try {
-      const client = await openSalesforce(ctx, config);
-      await client.request({ method: 'GET', path: '/limits' });
-    } catch (error) {
-      if (TributaryError.is(error, 'auth') || TributaryError.is(error, 'config')) throw error;
-      const reason = TributaryError.is(error) ? error.userMessage : String(error);
-      throw new TributaryError('config', { userMessage: `Cannot reach Salesforce at login_url / instance_url: ${reason}`, cause: error });
-    }
-  },
+  check: checkSalesforce,
 
   async discover(ctx, config) {
     const client = await openSalesforce(ctx, config);
