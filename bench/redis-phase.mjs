@@ -18,6 +18,15 @@ async function flush() {
   client.disconnect();
 }
 
+/** redis-server's CPU time so far (user + system, seconds), from INFO cpu. */
+async function serverCpuSeconds() {
+  const client = new Redis({ host: '127.0.0.1', port });
+  const info = await client.info('cpu');
+  client.disconnect();
+  const field = (name) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
 function redisBenchmark(args) {
   return new Promise((resolve, reject) => {
     const child = spawn('redis-benchmark', args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -62,27 +71,45 @@ const ms = (ns) => Math.round(Number(ns) / 1e3) / 1e3;
 
 if (phase === 'reference') {
   await flush();
+  const serverCpu0 = await serverCpuSeconds();
   const out = await redisBenchmark(['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', clientsArg, '-t', 'hset', '-n', String(count), '-r', '1000000', '--csv']);
   const line = out.trim().split('\n').find((l) => l.startsWith('"HSET'));
   if (!line) throw new Error(`no HSET line in redis-benchmark output:\n${out}`);
   const rps = Number(JSON.parse(`[${line}]`)[1]);
-  console.log(JSON.stringify({ phase, clients: Number(clientsArg), requests: count, requests_per_s: Math.round(rps), peak_rss_mb: peakRssMb() }));
+  const serverCpu = (await serverCpuSeconds()) - serverCpu0;
+  console.log(JSON.stringify({ phase, clients: Number(clientsArg), requests: count, requests_per_s: Math.round(rps), server_cpu_us_per_request: Math.round(((serverCpu * 1e6) / count) * 100) / 100, peak_rss_mb: peakRssMb() }));
 } else if (phase === 'write') {
   await flush();
   const batches = [];
   for (let i = 0; i < count; i += 1000) batches.push({ stream: 'contacts', records: Array.from({ length: Math.min(1000, count - i) }, (_, j) => record(i + j)), emittedAt: Date.now() });
   const config = parseConfig(redisDestination.spec.connectionSpecification, { port });
   const session = await redisDestination.open(createConnectorContext({}), config, [stream('contacts')]);
+  const serverCpu0 = await serverCpuSeconds();
+  const cpu0 = process.cpuUsage();
   const started = process.hrtime.bigint();
   for (const batch of batches) await session.write(batch);
   await session.commit();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  const serverCpu = (await serverCpuSeconds()) - serverCpu0;
   await session.close({ completed: true });
   const check = new Redis({ host: '127.0.0.1', port });
   const keys = await check.dbsize();
   check.disconnect();
   if (keys !== count) throw new Error(`wrote ${count} records, Redis holds ${keys} keys`);
-  console.log(JSON.stringify({ phase, records: count, fields_per_record: 10, seconds: Math.round(seconds * 1000) / 1000, records_per_s: Math.round(count / seconds), peak_rss_mb: peakRssMb() }));
+  console.log(
+    JSON.stringify({
+      phase,
+      records: count,
+      fields_per_record: 10,
+      seconds: Math.round(seconds * 1000) / 1000,
+      records_per_s: Math.round(count / seconds),
+      // CPU per record on each side (steadier than wall time on a shared machine).
+      client_cpu_us_per_record: Math.round(((cpu.user + cpu.system) / count) * 100) / 100,
+      server_cpu_us_per_record: Math.round(((serverCpu * 1e6) / count) * 100) / 100,
+      peak_rss_mb: peakRssMb(),
+    }),
+  );
 } else if (phase === 'lookup') {
   await flush();
   const entities = 100;

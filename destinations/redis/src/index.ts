@@ -2,10 +2,11 @@ import { defineDestination, TributaryError, type ConnectorContext, type Destinat
 import { redisConfigSchema, resolveMapping, type RedisConfig, type StreamMapping } from './config.js';
 import { toOps } from './records.js';
 import { closeRedisClient, connectRedisClient, createRedisClient, toRedisError, type Redis } from './redis-client.js';
-import { applyOps, loadWriteScript, type WriteOp } from './write-script.js';
+import { entityKeyBuilder, ttlRegistryKey } from './layout.js';
+import { applyOps, loadWriteScript, type GroupTarget, type WriteOp } from './write-script.js';
 
 export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
-export { entityKey, entityKeyPattern, decodeEntityHash, decodeEntityFields, type DecodedGroup } from './layout.js';
+export { entityKey, entityKeyPattern, ttlRegistryKey, groupField, encodeGroupValue, decodeGroupValue, decodeEntityHash, decodeEntityFields, type DecodedGroup } from './layout.js';
 export { parseEventTime } from './records.js';
 export { WRITE_SCRIPT, WRITE_SCRIPT_SHA } from './write-script.js';
 export {
@@ -21,10 +22,15 @@ export { startLookupServer, type LookupServer, type LookupServerOptions } from '
 export { compareOnlineOffline, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityOptions, type ParityReport } from './parity.js';
 export { resolveMapping, type StreamMapping } from './config.js';
 
-/** Batches written but not yet acknowledged beyond which `write` waits for the oldest (bounds memory). */
-const MAX_BATCHES_IN_FLIGHT = 8;
+/**
+ * Batches written but not yet acknowledged beyond which `write` waits for the oldest (bounds
+ * memory). Four keep Redis busy; eight measured slower (more records alive across young-
+ * generation collections, each copying them).
+ */
+const MAX_BATCHES_IN_FLIGHT = 4;
 
 interface InFlight {
+  readonly target: GroupTarget;
   readonly ops: readonly WriteOp[];
   /** Resolves with the error, if any: never rejects, so no rejection goes unhandled. */
   readonly settled: Promise<unknown>;
@@ -97,14 +103,21 @@ export const redisDestination = defineDestination({
 export default redisDestination;
 
 function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], client: Redis): DestinationSession {
-  const mappings = new Map<string, StreamMapping>(streams.map((s) => [s.key, resolveMapping(config, s)]));
   const prefix = config.key_prefix ?? 'trib';
+  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget }>(
+    streams.map((s) => {
+      const mapping = resolveMapping(config, s);
+      const target = { group: mapping.group, ttlMs: mapping.ttlMs, ttlRegistry: ttlRegistryKey(prefix, mapping.entityType) };
+      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target }];
+    }),
+  );
   let inFlight: InFlight[] = [];
   const counts = { applied: 0, ignored: 0 };
 
-  const send = (ops: readonly WriteOp[]): InFlight => ({
+  const send = (target: GroupTarget, ops: readonly WriteOp[]): InFlight => ({
+    target,
     ops,
-    settled: applyOps(client, ops, Date.now()).then(
+    settled: applyOps(client, target, ops, Date.now()).then(
       (r) => {
         counts.applied += r.applied;
         counts.ignored += r.ignored;
@@ -120,10 +133,10 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     let error = await oldest.settled;
     if (error !== undefined) {
       ctx.logger.debug(`redis write failed, sending the batch again: ${String(error)}`);
-      const retry = send(oldest.ops);
+      const retry = send(oldest.target, oldest.ops);
       error = await retry.settled;
       if (error !== undefined) {
-        inFlight[0] = { ops: oldest.ops, settled: Promise.resolve(error) };
+        inFlight[0] = { target: oldest.target, ops: oldest.ops, settled: Promise.resolve(error) };
         throw toRedisError(error, 'write');
       }
     }
@@ -132,13 +145,13 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
 
   return {
     async write(batch) {
-      const mapping = mappings.get(batch.stream);
-      if (!mapping) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+      const stream = mappings.get(batch.stream);
+      if (!stream) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
       // Bound the memory held for re-sends before taking on more. A failure here throws
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
-      const { ops, rejected } = toOps(batch.records, mapping, prefix);
-      if (ops.length > 0) inFlight.push(send(ops));
+      const { ops, rejected } = toOps(batch.records, stream.mapping, stream.keyOf);
+      if (ops.length > 0) inFlight.push(send(stream.target, ops));
       return rejected.length > 0 ? { rejected } : undefined;
     },
 

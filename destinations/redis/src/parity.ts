@@ -1,8 +1,8 @@
 import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, encodeKeyPart } from './layout.js';
+import { decodeEntityFields, encodeKeyPart, entityKeyBuilder } from './layout.js';
 import { toOps } from './records.js';
-import { toRedisError, type Redis } from './redis-client.js';
+import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 
 /**
  * Online/offline parity: the latest values the offline store (the event lake) holds for each
@@ -121,7 +121,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   const { ops, rejected } = toOps(
     rows.map((r) => r.record),
     mapping,
-    prefix,
+    entityKeyBuilder(prefix, mapping.entityType),
   );
   report.unmapped = rejected.length;
   const rejectedIndexes = new Set(rejected.map((r) => r.index));
@@ -133,8 +133,8 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     const entry: Expected = {
       tenant: String(record[mapping.tenantField] ?? mapping.defaultTenant),
       entityId: String(record[mapping.entityIdField]),
-      eventTimeMs: Number(write.eventTime),
-      values: JSON.parse(write.values) as Record<string, unknown>,
+      eventTimeMs: write.eventTimeMs,
+      values: JSON.parse(write.featuresJson) as Record<string, unknown>,
       ingestTimeMs: rows[i]!.ingestTimeMs,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
@@ -147,7 +147,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   const keys = [...expected.keys()];
   for (let start = 0; start < keys.length; start += CHUNK) {
     const chunk = keys.slice(start, start + CHUNK);
-    const replies = await hgetallMany(client, chunk);
+    const replies = await hgetallChecked(client, chunk);
     for (let i = 0; i < chunk.length; i++) {
       const key = chunk[i]!;
       const want = expected.get(key)!;
@@ -172,7 +172,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
 
   // Online → offline: every entity of the type (in the tenant) that serves the group.
   for await (const batch of scanEntityKeys(client, prefix, mapping.entityType, options.tenant)) {
-    const replies = await hgetallMany(client, batch);
+    const replies = await hgetallChecked(client, batch);
     for (let i = 0; i < batch.length; i++) {
       const group = decodeEntityFields(replies[i]!).get(mapping.group);
       if (group === undefined || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
@@ -186,9 +186,9 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   return report;
 }
 
-async function hgetallMany(client: Redis, keys: readonly string[]): Promise<string[][]> {
+async function hgetallChecked(client: Redis, keys: readonly string[]): Promise<string[][]> {
   try {
-    return (await Promise.all(keys.map((key) => client.call('HGETALL', key)))) as string[][];
+    return await hgetallMany(client, keys);
   } catch (error) {
     throw toRedisError(error, 'parity');
   }

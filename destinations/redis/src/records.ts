@@ -1,6 +1,6 @@
-import type { RecordData, RejectedRecord } from '@tributary/core';
+import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { entityKey } from './layout.js';
+import { MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS } from './layout.js';
 import type { WriteOp } from './write-script.js';
 
 /**
@@ -10,7 +10,7 @@ import type { WriteOp } from './write-script.js';
 export function parseEventTime(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? Math.trunc(value) : undefined;
   if (typeof value !== 'string' || value.length === 0) return undefined;
-  const ms = Date.parse(value);
+  const ms = parseDateTimeMs(value);
   return Number.isNaN(ms) ? undefined : ms;
 }
 
@@ -27,11 +27,11 @@ function keyPart(value: unknown): string | undefined {
 export function toOps(
   records: readonly RecordData[],
   mapping: StreamMapping,
-  prefix: string,
+  /** `entityKeyBuilder(prefix, mapping.entityType)`. */
+  keyOf: (tenant: string, entityId: string) => string,
 ): { ops: WriteOp[]; rejected: RejectedRecord[] } {
   const ops: WriteOp[] = [];
   const rejected: RejectedRecord[] = [];
-  const ttl = String(mapping.ttlMs);
   for (let index = 0; index < records.length; index++) {
     const record = records[index];
     if (typeof record !== 'object' || record === null || Array.isArray(record)) {
@@ -53,12 +53,16 @@ export function toOps(
       rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time or epoch milliseconds` });
       continue;
     }
+    if (eventTime < MIN_EVENT_TIME_MS || eventTime > MAX_EVENT_TIME_MS) {
+      rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is outside the years −1199 to 33658 that the feature store holds` });
+      continue;
+    }
     let values: Record<string, unknown> = record;
     if (mapping.features) {
       values = {};
       for (const name of mapping.features) if (record[name] !== undefined) values[name] = record[name];
     }
-    ops.push({ key: entityKey(prefix, tenant, mapping.entityType, entityId), group: mapping.group, eventTime: String(eventTime), ttl, values: JSON.stringify(values) });
+    ops.push({ key: keyOf(tenant, entityId), eventTimeMs: eventTime, featuresJson: JSON.stringify(values) });
   }
   return { ops, rejected };
 }

@@ -1,61 +1,72 @@
 import { createHash } from 'node:crypto';
+import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
 import type { Redis } from './redis-client.js';
 import { isNoScript } from './redis-client.js';
 
 /**
- * Applies records to their entity hashes (layout in layout.ts), atomically: a Lua script
- * runs alone on the server, so no other write interleaves between compare and set.
+ * Applies records of one feature group to their entity hashes (layout in layout.ts),
+ * atomically: a Lua script runs alone on the server, so no other write interleaves between
+ * compare and set.
  *
- * KEYS: one entity hash per record. ARGV[1] = now (epoch ms), then per record four values:
- * feature group, event time (ms), TTL (ms, 0 = none), feature values (one JSON object).
- * Returns how many records were applied.
+ * KEYS[1]: the entity type's TTL registry (`ttlRegistryKey` in layout.ts); then one entity
+ * hash per record. ARGV[1] = now (epoch ms), ARGV[2] = the group's field, ARGV[3] = the
+ * group's TTL (ms, 0 = none), then one field value per record (event time slot, expiry slot,
+ * JSON — see layout.ts). Returns how many records were applied.
  *
  * Per record:
  * - If the group's stored event time is newer than or equal to this one, nothing changes:
  *   an older event arriving late never replaces a newer value, and a replay (same event
  *   time) is a no-op — so every write is idempotent and safe to repeat, in any order. A
- *   group whose TTL passed counts as absent.
- * - Otherwise the group's values, event time and expiry are replaced. Other groups of the
- *   entity are untouched.
- * - Expiry: Redis 7.0 has no per-field TTL, so each group records its own expiry (`x:G`,
- *   which the lookup API enforces) and the key's TTL is raised to the latest expiry of its
- *   groups; a group without TTL makes the key persistent. The key thus disappears once its
- *   last group expired. The hash field `_ttl` is present exactly when the key has a TTL
- *   (set with every PEXPIRE, removed with PERSIST), so writes without TTL need no PERSIST.
+ *   group whose expiry passed counts as absent.
+ * - Otherwise the group's field is replaced. Other groups of the entity are untouched.
+ *
+ * Expiry: Redis 7.0 has no per-field TTL, so each group carries its own expiry (which the
+ * lookup API enforces) and the key's TTL is raised to the latest expiry of its groups. A
+ * group without TTL makes the key persistent, and a persistent key stays so (a TTL'd write
+ * never adds a TTL to it): the key disappears once its last group expired, and never while
+ * a group without TTL lives in it. Making a key persistent costs a PERSIST, needed only when
+ * the key may carry a TTL:
+ * - the group's stored value had an expiry (its TTL was configured away): PERSIST;
+ * - it had none: the key is persistent already (it was made so when that value was written);
+ * - the group is new in the key: PERSIST only if a TTL'd group of this entity type was ever
+ *   written. Each TTL'd call adds its group to the registry set KEYS[1] before it sets any
+ *   key's TTL, and the check runs inside the same atomic script, so an empty registry proves
+ *   no key of the entity type has a TTL.
+ * So without TTLs a write costs one HGET and one HSET per record.
  * Records of one call are applied in order, so a later record of the same entity and group
  * wins only if it is newer.
  */
 export const WRITE_SCRIPT = `
 local now = tonumber(ARGV[1])
+local field = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local ttlSeen = true
+if ttl > 0 then
+  redis.call('SADD', KEYS[1], field)
+else
+  ttlSeen = redis.call('EXISTS', KEYS[1]) == 1
+end
 local applied = 0
-for i = 1, #KEYS do
+for i = 2, #KEYS do
   local key = KEYS[i]
-  local base = (i - 1) * 4 + 1
-  local group = ARGV[base + 1]
-  local eventTime = tonumber(ARGV[base + 2])
-  local ttl = tonumber(ARGV[base + 3])
-  local tField = 't:' .. group
-  local xField = 'x:' .. group
-  local meta = redis.call('HMGET', key, tField, xField, '_ttl')
-  local stored = tonumber(meta[1])
-  local expiry = tonumber(meta[2])
-  if not (stored and (not expiry or expiry > now) and stored >= eventTime) then
+  local value = ARGV[i + 2]
+  local stored = redis.call('HGET', key, field)
+  local live = stored
+  if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
+    live = nil
+  end
+  if not (live and tonumber(string.sub(stored, 1, ${TIME_SLOT_WIDTH})) >= tonumber(string.sub(value, 1, ${TIME_SLOT_WIDTH}))) then
     if ttl > 0 then
       local pttl = redis.call('PTTL', key)
-      if pttl == -1 then
-        -- Persistent: a group without TTL lives here and keeps the key.
-        redis.call('HSET', key, 'v:' .. group, ARGV[base + 4], tField, ARGV[base + 2], xField, string.format('%d', now + ttl))
-      else
-        redis.call('HSET', key, 'v:' .. group, ARGV[base + 4], tField, ARGV[base + 2], xField, string.format('%d', now + ttl), '_ttl', '1')
-        if pttl < ttl then redis.call('PEXPIRE', key, ttl) end
-      end
+      redis.call('HSET', key, field, value)
+      -- -1: persistent, because a group without TTL lives here; -2: a new key.
+      if pttl ~= -1 and pttl < ttl then redis.call('PEXPIRE', key, ttl) end
     else
-      redis.call('HSET', key, 'v:' .. group, ARGV[base + 4], tField, ARGV[base + 2])
-      if expiry then redis.call('HDEL', key, xField) end
-      -- '_ttl' marks a key that has a TTL, so the common case (no TTL anywhere) skips PERSIST.
-      if meta[3] then
+      redis.call('HSET', key, field, value)
+      if stored then
+        if string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 then redis.call('PERSIST', key) end
+      elseif ttlSeen then
         redis.call('PERSIST', key)
-        redis.call('HDEL', key, '_ttl')
       end
     end
     applied = applied + 1
@@ -66,13 +77,20 @@ return applied
 
 export const WRITE_SCRIPT_SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex');
 
-/** One record's write: the entity key and its group, event time, TTL and values (as ARGV strings). */
+/** One record's write: its entity key, event time (epoch ms, within the layout's range) and feature values (JSON). */
 export interface WriteOp {
   readonly key: string;
+  readonly eventTimeMs: number;
+  readonly featuresJson: string;
+}
+
+/** The feature group a list of ops writes, its TTL and its entity type's TTL registry. */
+export interface GroupTarget {
   readonly group: string;
-  readonly eventTime: string;
-  readonly ttl: string;
-  readonly values: string;
+  /** `ttlRegistryKey(prefix, entity type)`. */
+  readonly ttlRegistry: string;
+  /** 0 = never expires. */
+  readonly ttlMs: number;
 }
 
 export interface ApplyResult {
@@ -84,7 +102,7 @@ export interface ApplyResult {
 
 /**
  * Records per script call. More amortise the call's cost; fewer keep each atomic call short,
- * since Redis serves no other client while a script runs (~50 records ≈ 0.1 ms).
+ * since Redis serves no other client while a script runs (~50 records ≈ 0.2 ms).
  */
 const RECORDS_PER_CALL = 50;
 
@@ -95,32 +113,30 @@ export async function loadWriteScript(client: Redis): Promise<void> {
 
 /**
  * Sends the ops as EVALSHA calls of up to RECORDS_PER_CALL records, all in one pipeline, and
- * waits for every reply. Calls answered NOSCRIPT (Redis restarted or its script cache was
- * flushed) are sent again once after reloading the script. Throws the first other error;
- * ops are idempotent, so the caller may send the whole list again.
+ * waits for every reply. The expiry of a TTL'd group is `nowMs` + its TTL. Calls answered
+ * NOSCRIPT (Redis restarted or its script cache was flushed) are sent again once after
+ * reloading the script. Throws the first other error; ops are idempotent, so the caller may
+ * send the whole list again.
  */
-export async function applyOps(client: Redis, ops: readonly WriteOp[], nowMs: number): Promise<ApplyResult> {
+export async function applyOps(client: Redis, target: GroupTarget, ops: readonly WriteOp[], nowMs: number): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, ignored: 0 };
-  let calls: WriteOp[][] = [];
+  const head = [String(nowMs), groupField(target.group), String(target.ttlMs)];
+  const expirySlot = target.ttlMs > 0 ? encodeTimeSlot(nowMs + target.ttlMs) : ' '.repeat(TIME_SLOT_WIDTH);
+  let calls: (readonly WriteOp[])[] = [];
   for (let i = 0; i < ops.length; i += RECORDS_PER_CALL) calls.push(ops.slice(i, i + RECORDS_PER_CALL));
-  const now = String(nowMs);
   for (let round = 0; calls.length > 0; round++) {
     const pipeline = client.pipeline();
     for (const call of calls) {
-      const args: string[] = new Array<string>(call.length * 5 + 1);
+      const args: string[] = new Array<string>(call.length * 2 + head.length + 1);
       let k = 0;
+      args[k++] = target.ttlRegistry;
       for (const op of call) args[k++] = op.key;
-      args[k++] = now;
-      for (const op of call) {
-        args[k++] = op.group;
-        args[k++] = op.eventTime;
-        args[k++] = op.ttl;
-        args[k++] = op.values;
-      }
-      pipeline.evalsha(WRITE_SCRIPT_SHA, call.length, ...args);
+      for (const h of head) args[k++] = h;
+      for (const op of call) args[k++] = encodeTimeSlot(op.eventTimeMs) + expirySlot + op.featuresJson;
+      pipeline.evalsha(WRITE_SCRIPT_SHA, call.length + 1, ...args);
     }
     const replies = (await pipeline.exec()) ?? [];
-    const missing: WriteOp[][] = [];
+    const missing: (readonly WriteOp[])[] = [];
     for (let i = 0; i < calls.length; i++) {
       const [error, reply] = replies[i] ?? [new Error('Connection is closed. (no reply)'), undefined];
       if (error) {

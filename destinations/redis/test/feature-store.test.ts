@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { createFeatureLookup, entityKey, redisDestination, startLookupServer } from '../src/index.js';
+import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
+import { applyOps } from '../src/write-script.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 let server: RedisServer;
@@ -55,12 +56,14 @@ describe('redis feature store', () => {
     );
     const hash = await client.hgetall(entityKey(prefix, 'acme', 'account', 'e1'));
     expect(hash).toEqual({
-      't:profile': String(Date.parse(at(10))),
-      'v:profile': JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 }),
-      't:scores': String(Date.parse(at(4))),
-      'v:scores': JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 }),
+      'g:profile': encodeGroupValue(Date.parse(at(10)), undefined, JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 })),
+      'g:scores': encodeGroupValue(Date.parse(at(4)), undefined, JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 })),
     });
+    // The documented layout: 15-character event time, 15 blanks (no expiry), then the JSON.
+    expect(hash['g:profile']!.slice(0, 31)).toBe(`00${Date.parse(at(10))}${' '.repeat(15)}{`);
     expect(await client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
+    // No TTL'd group was ever written: no registry, and only entity keys exist.
+    expect(await client.keys(`${prefix}:*`)).toEqual([entityKey(prefix, 'acme', 'account', 'e1')]);
   });
 
   it('within one batch, records of the same entity are applied in order: the newest wins', async () => {
@@ -70,7 +73,7 @@ describe('redis feature store', () => {
       const candidates = records.filter((r) => r.id === id);
       const newest = Math.max(...candidates.map((r) => Date.parse(r.updated_at)));
       const winner = candidates.find((r) => Date.parse(r.updated_at) === newest)!;
-      expect(await client.hget(entityKey(prefix, 'acme', 'profile', id), 'v:profile')).toBe(JSON.stringify(winner));
+      expect(decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', id), 'g:profile'))!)?.features).toEqual(winner);
     }
   });
 
@@ -131,6 +134,7 @@ describe('redis feature store', () => {
       // e1 also holds a group without TTL: its key is persistent; e2's key carries the TTL.
       expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(-1);
       expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e2'))).toBeGreaterThan(0);
+      expect(await client.smembers(ttlRegistryKey(prefix, 'contact'))).toEqual(['g:fast']);
       // Wait (polling, no timing threshold) until Redis removed the key holding only the expiring group.
       const e2 = entityKey(prefix, 'acme', 'contact', 'e2');
       while ((await client.exists(e2)) === 1) await new Promise((r) => setTimeout(r, 100));
@@ -144,6 +148,50 @@ describe('redis feature store', () => {
     }
   });
 
+  it('a group whose expiry passed counts as absent: an older event then replaces it', async () => {
+    const prefix = `t${++prefixes}`;
+    const key = entityKey(prefix, 'acme', 'contact', 'e1');
+    const group = { group: 'fast', ttlMs: 60_000, ttlRegistry: ttlRegistryKey(prefix, 'contact') };
+    const newer = { key, eventTimeMs: Date.parse(at(10)), featuresJson: '{"v":"newer"}' };
+    const older = { key, eventTimeMs: Date.parse(at(5)), featuresJson: '{"v":"older"}' };
+    // Written "two minutes ago" with a one-minute TTL: expired, though Redis still holds it.
+    const now = Date.now();
+    expect(await applyOps(client, group, [newer], now - 120_000)).toEqual({ applied: 1, ignored: 0 });
+    expect(await client.exists(key)).toBe(1);
+    // While live, an older event is ignored; once expired, it is applied.
+    expect(await applyOps(client, group, [older], now - 90_000)).toEqual({ applied: 0, ignored: 1 });
+    expect(await applyOps(client, group, [older], now)).toEqual({ applied: 1, ignored: 0 });
+    expect(decodeGroupValue((await client.hget(key, 'g:fast'))!)).toEqual({ eventTimeMs: older.eventTimeMs, expiresAtMs: now + 60_000, features: { v: 'older' } });
+  });
+
+  it('key TTL follows its groups: a group losing its TTL makes the key persistent, and a persistent key stays so', async () => {
+    const prefix = `t${++prefixes}`;
+    const key = entityKey(prefix, 'acme', 'contact', 'e1');
+    const ttlRegistry = ttlRegistryKey(prefix, 'contact');
+    const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), featuresJson: `{"m":${minute}}` });
+    await applyOps(client, { group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
+    expect(await client.smembers(ttlRegistry)).toEqual(['g:g']);
+    expect(await client.pttl(key)).toBeGreaterThan(3_500_000);
+    // The same group's config drops its TTL: the stored expiry is gone and so is the key's TTL.
+    await applyOps(client, { group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
+    expect(await client.pttl(key)).toBe(-1);
+    expect(decodeGroupValue((await client.hget(key, 'g:g'))!)?.expiresAtMs).toBeUndefined();
+    // A TTL'd group written next to it never puts a TTL on the key holding a group without one.
+    await applyOps(client, { group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
+    expect(await client.pttl(key)).toBe(-1);
+    expect(decodeGroupValue((await client.hget(key, 'g:h'))!)?.expiresAtMs).toBeGreaterThan(Date.now());
+  });
+
+  it('rejects event times outside the range the layout holds, with the reason', async () => {
+    const { prefix, rejected } = await writeAll([
+      ['profile', [{ id: 'far', tenant_id: 'acme', updated_at: 8.64e15 }, { id: 'old', tenant_id: 'acme', updated_at: -1e15 }, { id: 'ok', tenant_id: 'acme', updated_at: -86_400_000 }]],
+    ]);
+    expect(rejected.map((r) => r.index)).toEqual([0, 1]);
+    expect(rejected[0]!.reason).toMatch(/outside the years/);
+    const ok = decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', 'ok'), 'g:profile'))!);
+    expect(ok?.eventTimeMs).toBe(-86_400_000);
+  });
+
   it('reloads the script after Redis lost it (NOSCRIPT fallback)', async () => {
     const prefix = `t${++prefixes}`;
     const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix });
@@ -152,7 +200,7 @@ describe('redis feature store', () => {
     await session.write({ stream: 'profile', records: [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }], emittedAt: Date.now() });
     await session.commit();
     await session.close({ completed: true });
-    expect(await client.hget(entityKey(prefix, 'acme', 'profile', 'e1'), 'v:profile')).toBe(JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }));
+    expect(decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', 'e1'), 'g:profile'))!)?.features).toEqual({ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 });
   });
 
   it('looks features up through the library and over HTTP, with their ages', async () => {

@@ -1,0 +1,45 @@
+/**
+ * Epoch milliseconds of a date-time string, exactly as `Date.parse` gives them, with a fast
+ * path for the shape nearly every event time has: `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what
+ * `toISOString()` prints, and PostgreSQL's microseconds). That shape is decoded digit by
+ * digit (~5× faster than `Date.parse`, which writers call once per record); anything else —
+ * offsets, other separators, out-of-range fields, years before 1000 — goes to `Date.parse`.
+ * Returns NaN when the text is not a date-time `Date.parse` accepts.
+ */
+export function parseDateTimeMs(text: string): number {
+  const n = text.length;
+  // 20 = no fraction; fractions of 1–9 digits.
+  if (n < 20 || n > 30 || text.charCodeAt(n - 1) !== 90 /* Z */) return Date.parse(text);
+  if (text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 84 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return Date.parse(text);
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 2);
+  const day = digits(text, 8, 2);
+  const hour = digits(text, 11, 2);
+  const minute = digits(text, 14, 2);
+  const second = digits(text, 17, 2);
+  if (year < 1000 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return Date.parse(text);
+  let ms = 0;
+  if (n > 20) {
+    // A fraction: '.' then 1–9 digits; Date.parse keeps the first three.
+    if (text.charCodeAt(19) !== 46 || n === 21) return Date.parse(text);
+    for (let i = 20; i < n - 1; i++) {
+      const d = text.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) return Date.parse(text);
+      if (i < 23) ms += d * (i === 20 ? 100 : i === 21 ? 10 : 1);
+    }
+  }
+  if (Number.isNaN(year + month + day + hour + minute + second)) return Date.parse(text);
+  // Date.UTC rolls days past a month's end over exactly as Date.parse does (Feb 30 → Mar 2).
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms);
+}
+
+/** The decimal number in `text[start, start + count)`, NaN if any character is not a digit. */
+function digits(text: string, start: number, count: number): number {
+  let value = 0;
+  for (let i = start; i < start + count; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return Number.NaN;
+    value = value * 10 + d;
+  }
+  return value;
+}

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseDateTimeMs, seededRandom } from '../src/index.js';
+
+describe('parseDateTimeMs', () => {
+  it('equals Date.parse on the fast shape, over random instants and fraction lengths', () => {
+    const random = seededRandom(7);
+    for (let i = 0; i < 20_000; i++) {
+      const iso = new Date(Math.floor(random() * 8e12) - 1e12).toISOString(); // years 1938–2223
+      const digits = Math.floor(random() * 10); // 0–9 fraction digits
+      const fraction = digits === 0 ? '' : `.${(iso.slice(20, 23) + String(Math.floor(random() * 1e6)).padStart(6, '0')).slice(0, digits)}`;
+      const text = `${iso.slice(0, 19)}${fraction}Z`;
+      expect(parseDateTimeMs(text), text).toBe(Date.parse(text));
+    }
+  });
+
+  it('agrees with Date.parse on edge and malformed inputs (falling back where it must)', () => {
+    const cases = [
+      '2025-02-30T00:00:00Z', // rolls over to March 2 in both
+      '2024-02-29T23:59:59.999Z',
+      '2025-01-01T24:00:00Z',
+      '2025-01-01T00:00:60Z',
+      '2025-13-01T00:00:00Z',
+      '2025-00-10T00:00:00Z',
+      '2025-01-00T00:00:00Z',
+      '2025-01-32T00:00:00Z',
+      '0099-01-01T00:00:00Z',
+      '0999-12-31T23:59:59Z',
+      '2025-01-01T00:00:00.Z',
+      '2025-01-01T00:00:00,5Z',
+      '2025-01-01T00:00:00.12a4Z',
+      '2025-01-01T00:00:00.1234567890Z',
+      '2025-01-01T00:00:00+02:00',
+      '2025-01-01T00:00:00.5+02:00',
+      '2025-01-01 00:00:00Z',
+      '2025-01-01',
+      '+012025-01-01T00:00:00Z',
+      '2O25-01-01T00:00:00Z',
+      'not a date at all, but 30 ch Z',
+      '',
+    ];
+    for (const text of cases) expect(Object.is(parseDateTimeMs(text), Date.parse(text)), text).toBe(true);
+  });
+});
