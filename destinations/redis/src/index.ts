@@ -1,9 +1,10 @@
 import { defineDestination, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { redisConfigSchema, resolveMapping, type RedisConfig, type StreamMapping } from './config.js';
 import { toOps } from './records.js';
-import { closeRedisClient, connectRedisClient, createRedisClient, toRedisError, type Redis } from './redis-client.js';
+import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
+import { createRespConnection, type RespConnection } from './resp-connection.js';
 import { entityKeyBuilder, ttlRegistryKey } from './layout.js';
-import { applyOps, loadWriteScript, type GroupTarget, type WriteOp } from './write-script.js';
+import { applyOps, loadWriteScript, type GroupTarget, type WriteHint, type WriteOp } from './write-script.js';
 
 export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
 export { entityKey, entityKeyPattern, ttlRegistryKey, groupField, encodeGroupValue, decodeGroupValue, decodeEntityHash, decodeEntityFields, type DecodedGroup } from './layout.js';
@@ -31,6 +32,7 @@ const MAX_BATCHES_IN_FLIGHT = 4;
 
 interface InFlight {
   readonly target: GroupTarget;
+  readonly hint: WriteHint;
   readonly ops: readonly WriteOp[];
   /** Resolves with the error, if any: never rejects, so no rejection goes unhandled. */
   readonly settled: Promise<unknown>;
@@ -51,9 +53,9 @@ interface InFlight {
  * (RDB snapshots, or `appendfsync everysec`) Redis may lose up to its last snapshot or
  * second of acknowledged writes, and Tributary cannot tell.
  *
- * Failures: a lost connection is a `transient` error (the client reconnects, the runtime
- * retries the write or commit and, since writes are idempotent, re-sends unacknowledged
- * batches). Records without entity id, tenant or event time are rejected with the reason.
+ * Failures: a lost connection is a `transient` error (the session re-sends the failed batch
+ * once on a new connection; if that fails too, the runtime retries the write or commit and,
+ * since writes are idempotent, unacknowledged batches are simply sent again). Records without entity id, tenant or event time are rejected with the reason.
  */
 export const redisDestination = defineDestination({
   name: 'redis',
@@ -87,37 +89,36 @@ export const redisDestination = defineDestination({
   },
 
   async open(ctx, config, streams) {
-    const client = createRedisClient(config);
-    client.on('error', (error: Error) => ctx.logger.debug(`redis connection: ${error.message}`));
+    const connection = createRespConnection(config);
     try {
-      await connectRedisClient(client, 'open');
-      await loadWriteScript(client);
+      await loadWriteScript(connection);
     } catch (error) {
-      client.disconnect();
+      await connection.close();
       throw toRedisError(error, 'open');
     }
-    return openSession(ctx, config, streams, client);
+    return openSession(ctx, config, streams, connection);
   },
 });
 
 export default redisDestination;
 
-function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], client: Redis): DestinationSession {
+function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], connection: RespConnection): DestinationSession {
   const prefix = config.key_prefix ?? 'trib';
-  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget }>(
+  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget; hint: WriteHint }>(
     streams.map((s) => {
       const mapping = resolveMapping(config, s);
       const target = { group: mapping.group, ttlMs: mapping.ttlMs, ttlRegistry: ttlRegistryKey(prefix, mapping.entityType) };
-      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target }];
+      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target, hint: { createFirst: true } }];
     }),
   );
   let inFlight: InFlight[] = [];
   const counts = { applied: 0, ignored: 0 };
 
-  const send = (target: GroupTarget, ops: readonly WriteOp[]): InFlight => ({
+  const send = (target: GroupTarget, hint: WriteHint, ops: readonly WriteOp[]): InFlight => ({
     target,
+    hint,
     ops,
-    settled: applyOps(client, target, ops, Date.now()).then(
+    settled: applyOps(connection, target, ops, Date.now(), hint).then(
       (r) => {
         counts.applied += r.applied;
         counts.ignored += r.ignored;
@@ -133,10 +134,10 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     let error = await oldest.settled;
     if (error !== undefined) {
       ctx.logger.debug(`redis write failed, sending the batch again: ${String(error)}`);
-      const retry = send(oldest.target, oldest.ops);
+      const retry = send(oldest.target, oldest.hint, oldest.ops);
       error = await retry.settled;
       if (error !== undefined) {
-        inFlight[0] = { target: oldest.target, ops: oldest.ops, settled: Promise.resolve(error) };
+        inFlight[0] = { ...oldest, settled: Promise.resolve(error) };
         throw toRedisError(error, 'write');
       }
     }
@@ -151,7 +152,7 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
       const { ops, rejected } = toOps(batch.records, stream.mapping, stream.keyOf);
-      if (ops.length > 0) inFlight.push(send(stream.target, ops));
+      if (ops.length > 0) inFlight.push(send(stream.target, stream.hint, ops));
       return rejected.length > 0 ? { rejected } : undefined;
     },
 
@@ -163,7 +164,7 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     async close() {
       if (counts.ignored > 0) ctx.logger.info(`redis: ${counts.applied} record(s) applied, ${counts.ignored} ignored as replays or older than stored values`);
       inFlight = [];
-      await closeRedisClient(client);
+      await connection.close();
     },
   };
 }

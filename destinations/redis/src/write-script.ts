@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
-import type { Redis } from './redis-client.js';
 import { isNoScript } from './redis-client.js';
+import { encodeCommands, RedisReplyError, type RespConnection } from './resp-connection.js';
 
 /**
  * Applies records of one feature group to their entity hashes (layout in layout.ts),
@@ -10,8 +10,9 @@ import { isNoScript } from './redis-client.js';
  *
  * KEYS[1]: the entity type's TTL registry (`ttlRegistryKey` in layout.ts); then one entity
  * hash per record. ARGV[1] = now (epoch ms), ARGV[2] = the group's field, ARGV[3] = the
- * group's TTL (ms, 0 = none), then one field value per record (event time slot, expiry slot,
- * JSON — see layout.ts). Returns how many records were applied.
+ * group's TTL (ms, 0 = none), ARGV[4] = '1' to try creating the group first (below), then
+ * one field value per record (event time slot, expiry slot, JSON — see layout.ts). Returns
+ * {records applied, of which groups that were absent}.
  *
  * Per record:
  * - If the group's stored event time is newer than or equal to this one, nothing changes:
@@ -33,6 +34,12 @@ import { isNoScript } from './redis-client.js';
  *   key's TTL, and the check runs inside the same atomic script, so an empty registry proves
  *   no key of the entity type has a TTL.
  * So without TTLs a write costs one HGET and one HSET per record.
+ *
+ * Create-first: when most records of a call create their group (a first sync, a backfill),
+ * one HSETNX both checks and writes — one command per record instead of two. A group that
+ * exists falls back to the general path (HSETNX, HGET, HSET: one more command than without
+ * create-first), so the writer asks for it only while most groups are new (see `applyOps`).
+ * Groups with a TTL always take the general path: it must read the key's TTL before writing.
  * Records of one call are applied in order, so a later record of the same entity and group
  * wins only if it is newer.
  */
@@ -40,39 +47,48 @@ export const WRITE_SCRIPT = `
 local now = tonumber(ARGV[1])
 local field = ARGV[2]
 local ttl = tonumber(ARGV[3])
+local createFirst = ARGV[4] == '1' and ttl == 0
 local ttlSeen = true
 if ttl > 0 then
   redis.call('SADD', KEYS[1], field)
 else
   ttlSeen = redis.call('EXISTS', KEYS[1]) == 1
 end
-local applied = 0
+local applied, created = 0, 0
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local value = ARGV[i + 2]
-  local stored = redis.call('HGET', key, field)
-  local live = stored
-  if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
-    live = nil
-  end
-  if not (live and tonumber(string.sub(stored, 1, ${TIME_SLOT_WIDTH})) >= tonumber(string.sub(value, 1, ${TIME_SLOT_WIDTH}))) then
-    if ttl > 0 then
-      local pttl = redis.call('PTTL', key)
-      redis.call('HSET', key, field, value)
-      -- -1: persistent, because a group without TTL lives here; -2: a new key.
-      if pttl ~= -1 and pttl < ttl then redis.call('PEXPIRE', key, ttl) end
-    else
-      redis.call('HSET', key, field, value)
-      if stored then
-        if string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 then redis.call('PERSIST', key) end
-      elseif ttlSeen then
-        redis.call('PERSIST', key)
-      end
+  local value = ARGV[i + 3]
+  local stored
+  if createFirst and redis.call('HSETNX', key, field, value) == 1 then
+    -- The group was absent: written. (Same outcome as the general path below.)
+    if ttlSeen then redis.call('PERSIST', key) end
+    applied, created = applied + 1, created + 1
+  else
+    stored = redis.call('HGET', key, field)
+    local live = stored
+    if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
+      live = nil
     end
-    applied = applied + 1
+    if not (live and tonumber(string.sub(stored, 1, ${TIME_SLOT_WIDTH})) >= tonumber(string.sub(value, 1, ${TIME_SLOT_WIDTH}))) then
+      if ttl > 0 then
+        local pttl = redis.call('PTTL', key)
+        redis.call('HSET', key, field, value)
+        -- -1: persistent, because a group without TTL lives here; -2: a new key.
+        if pttl ~= -1 and pttl < ttl then redis.call('PEXPIRE', key, ttl) end
+      else
+        redis.call('HSET', key, field, value)
+        if stored then
+          if string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 then redis.call('PERSIST', key) end
+        elseif ttlSeen then
+          redis.call('PERSIST', key)
+        end
+      end
+      applied = applied + 1
+      if not stored then created = created + 1 end
+    end
   end
 end
-return applied
+return {applied, created}
 `;
 
 export const WRITE_SCRIPT_SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex');
@@ -93,9 +109,20 @@ export interface GroupTarget {
   readonly ttlMs: number;
 }
 
+/**
+ * What the writer learned from earlier calls for one group: whether most of its records
+ * created their group, so create-first pays. Starts true (a sync usually starts on entities
+ * it has not written yet, and one batch corrects a wrong guess).
+ */
+export interface WriteHint {
+  createFirst: boolean;
+}
+
 export interface ApplyResult {
   /** Records that changed their group. */
   applied: number;
+  /** Of those, records whose group was absent. */
+  created: number;
   /** Records ignored because the stored group was as new or newer (replays, late events). */
   ignored: number;
 }
@@ -106,49 +133,60 @@ export interface ApplyResult {
  */
 const RECORDS_PER_CALL = 50;
 
+/** Something that can run one command: the writer's connection, or an ioredis client (`check`). */
+export interface CommandRunner {
+  call(command: string, ...args: string[]): Promise<unknown>;
+}
+
 /** Loads the script into Redis's script cache (the cache is empty after a restart). */
-export async function loadWriteScript(client: Redis): Promise<void> {
-  await client.script('LOAD', WRITE_SCRIPT);
+export async function loadWriteScript(runner: CommandRunner): Promise<void> {
+  await runner.call('SCRIPT', 'LOAD', WRITE_SCRIPT);
 }
 
 /**
- * Sends the ops as EVALSHA calls of up to RECORDS_PER_CALL records, all in one pipeline, and
- * waits for every reply. The expiry of a TTL'd group is `nowMs` + its TTL. Calls answered
+ * Sends the ops as EVALSHA calls of up to RECORDS_PER_CALL records, in one write, and waits
+ * for every reply. The expiry of a TTL'd group is `nowMs` + its TTL. `hint` (kept per
+ * group by the caller) chooses create-first and is updated from the replies. Calls answered
  * NOSCRIPT (Redis restarted or its script cache was flushed) are sent again once after
  * reloading the script. Throws the first other error; ops are idempotent, so the caller may
  * send the whole list again.
  */
-export async function applyOps(client: Redis, target: GroupTarget, ops: readonly WriteOp[], nowMs: number): Promise<ApplyResult> {
-  const result: ApplyResult = { applied: 0, ignored: 0 };
-  const head = [String(nowMs), groupField(target.group), String(target.ttlMs)];
+export async function applyOps(connection: RespConnection, target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
+  const result: ApplyResult = { applied: 0, created: 0, ignored: 0 };
+  const head = [String(nowMs), groupField(target.group), String(target.ttlMs), hint.createFirst ? '1' : '0'];
   const expirySlot = target.ttlMs > 0 ? encodeTimeSlot(nowMs + target.ttlMs) : ' '.repeat(TIME_SLOT_WIDTH);
   let calls: (readonly WriteOp[])[] = [];
   for (let i = 0; i < ops.length; i += RECORDS_PER_CALL) calls.push(ops.slice(i, i + RECORDS_PER_CALL));
   for (let round = 0; calls.length > 0; round++) {
-    const pipeline = client.pipeline();
-    for (const call of calls) {
-      const args: string[] = new Array<string>(call.length * 2 + head.length + 1);
+    const commands = calls.map((call) => {
+      const args: string[] = new Array<string>(call.length * 2 + head.length + 4);
       let k = 0;
+      args[k++] = 'EVALSHA';
+      args[k++] = WRITE_SCRIPT_SHA;
+      args[k++] = String(call.length + 1);
       args[k++] = target.ttlRegistry;
       for (const op of call) args[k++] = op.key;
       for (const h of head) args[k++] = h;
       for (const op of call) args[k++] = encodeTimeSlot(op.eventTimeMs) + expirySlot + op.featuresJson;
-      pipeline.evalsha(WRITE_SCRIPT_SHA, call.length + 1, ...args);
-    }
-    const replies = (await pipeline.exec()) ?? [];
+      return args;
+    });
+    const replies = await connection.send(encodeCommands(commands), commands.length);
     const missing: (readonly WriteOp[])[] = [];
     for (let i = 0; i < calls.length; i++) {
-      const [error, reply] = replies[i] ?? [new Error('Connection is closed. (no reply)'), undefined];
-      if (error) {
-        if (isNoScript(error) && round === 0) missing.push(calls[i]!);
-        else throw error;
+      const reply = replies[i];
+      if (reply instanceof RedisReplyError) {
+        if (isNoScript(reply) && round === 0) missing.push(calls[i]!);
+        else throw reply;
       } else {
-        result.applied += Number(reply);
-        result.ignored += calls[i]!.length - Number(reply);
+        const [applied, created] = reply as [number, number];
+        result.applied += applied;
+        result.created += created;
+        result.ignored += calls[i]!.length - applied;
       }
     }
-    if (missing.length > 0) await loadWriteScript(client);
+    if (missing.length > 0) await loadWriteScript(connection);
     calls = missing;
   }
+  hint.createFirst = result.created * 2 >= ops.length;
   return result;
 }

@@ -2,18 +2,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
 import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
+import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
 import { applyOps } from '../src/write-script.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 let server: RedisServer;
 let client: Redis;
+let writer: RespConnection;
 let prefixes = 0;
 beforeAll(async () => {
   server = await startRedisServer();
   client = new Redis({ port: server.port, host: '127.0.0.1' });
+  writer = createRespConnection({ port: server.port });
 });
 afterAll(async () => {
   client.disconnect();
+  await writer.close();
   await server.stop();
 });
 
@@ -156,12 +160,47 @@ describe('redis feature store', () => {
     const older = { key, eventTimeMs: Date.parse(at(5)), featuresJson: '{"v":"older"}' };
     // Written "two minutes ago" with a one-minute TTL: expired, though Redis still holds it.
     const now = Date.now();
-    expect(await applyOps(client, group, [newer], now - 120_000)).toEqual({ applied: 1, ignored: 0 });
+    expect(await applyOps(writer, group, [newer], now - 120_000)).toEqual({ applied: 1, created: 1, ignored: 0 });
     expect(await client.exists(key)).toBe(1);
     // While live, an older event is ignored; once expired, it is applied.
-    expect(await applyOps(client, group, [older], now - 90_000)).toEqual({ applied: 0, ignored: 1 });
-    expect(await applyOps(client, group, [older], now)).toEqual({ applied: 1, ignored: 0 });
+    expect(await applyOps(writer, group, [older], now - 90_000)).toEqual({ applied: 0, created: 0, ignored: 1 });
+    expect(await applyOps(writer, group, [older], now)).toEqual({ applied: 1, created: 0, ignored: 0 });
     expect(decodeGroupValue((await client.hget(key, 'g:fast'))!)).toEqual({ eventTimeMs: older.eventTimeMs, expiresAtMs: now + 60_000, features: { v: 'older' } });
+  });
+
+  it('create-first (HSETNX) and the general path give the same results, and the hint follows the share of new groups', async () => {
+    const ttlRegistry = ttlRegistryKey(`t${++prefixes}`, 'contact');
+    const states: unknown[] = [];
+    for (const createFirst of [true, false]) {
+      const prefix = `t${++prefixes}`;
+      const op = (id: string, minute: number, v: string) => ({ key: entityKey(prefix, 'acme', 'contact', id), eventTimeMs: Date.parse(at(minute)), featuresJson: JSON.stringify({ v }) });
+      const target = { group: 'g', ttlMs: 0, ttlRegistry };
+      const results = [];
+      for (const ops of [
+        [op('a', 5, 'a5'), op('b', 5, 'b5'), op('a', 3, 'a3-late'), op('c', 1, 'c1')],
+        [op('a', 5, 'a5-replay'), op('b', 7, 'b7'), op('c', 0, 'c0-late'), op('d', 2, 'd2')],
+      ]) {
+        const hint = { createFirst };
+        results.push(await applyOps(writer, target, ops, Date.now(), hint));
+        results.push(hint.createFirst);
+      }
+      const keys = ['a', 'b', 'c', 'd'].map((id) => entityKey(prefix, 'acme', 'contact', id));
+      const values = await Promise.all(keys.map(async (key) => decodeGroupValue((await client.hget(key, 'g:g'))!)?.features));
+      states.push({ results, values });
+    }
+    expect(states[0]).toEqual(states[1]);
+    expect(states[0]).toEqual({
+      results: [{ applied: 3, created: 3, ignored: 1 }, true, { applied: 2, created: 1, ignored: 2 }, false],
+      values: [{ v: 'a5' }, { v: 'b7' }, { v: 'c1' }, { v: 'd2' }],
+    });
+    // Mostly existing groups: the hint turns create-first off.
+    const prefix = `t${++prefixes}`;
+    const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
+    const target = { group: 'g', ttlMs: 0, ttlRegistry };
+    await applyOps(writer, target, ['a', 'b', 'c'].map((id) => ({ key: key(id), eventTimeMs: 1, featuresJson: '{}' })), Date.now());
+    const hint = { createFirst: true };
+    await applyOps(writer, target, ['a', 'b', 'c', 'd'].map((id) => ({ key: key(id), eventTimeMs: 2, featuresJson: '{}' })), Date.now(), hint);
+    expect(hint.createFirst).toBe(false);
   });
 
   it('key TTL follows its groups: a group losing its TTL makes the key persistent, and a persistent key stays so', async () => {
@@ -169,15 +208,15 @@ describe('redis feature store', () => {
     const key = entityKey(prefix, 'acme', 'contact', 'e1');
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
     const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), featuresJson: `{"m":${minute}}` });
-    await applyOps(client, { group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
+    await applyOps(writer, { group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
     expect(await client.smembers(ttlRegistry)).toEqual(['g:g']);
     expect(await client.pttl(key)).toBeGreaterThan(3_500_000);
     // The same group's config drops its TTL: the stored expiry is gone and so is the key's TTL.
-    await applyOps(client, { group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
+    await applyOps(writer, { group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
     expect(await client.pttl(key)).toBe(-1);
     expect(decodeGroupValue((await client.hget(key, 'g:g'))!)?.expiresAtMs).toBeUndefined();
     // A TTL'd group written next to it never puts a TTL on the key holding a group without one.
-    await applyOps(client, { group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
+    await applyOps(writer, { group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
     expect(await client.pttl(key)).toBe(-1);
     expect(decodeGroupValue((await client.hget(key, 'g:h'))!)?.expiresAtMs).toBeGreaterThan(Date.now());
   });
