@@ -84,6 +84,9 @@ interface Pending {
 
 const NEED_MORE = Symbol('need more');
 
+/** Silence (no byte either way) while replies are awaited after which the connection is dropped. */
+const REPLY_TIMEOUT_MS = 60_000;
+
 /** Parses one reply at `offset`: [reply, next offset], or NEED_MORE when the buffer ends first. */
 function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeof NEED_MORE {
   const end = buffer.indexOf('\r\n', offset, 'latin1');
@@ -182,21 +185,30 @@ export function createRespConnection(options: RedisConnectionOptions, connectTim
     s.setKeepAlive(true, 30_000);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => s.destroy(Object.assign(new Error('connect ETIMEDOUT'), { code: 'ETIMEDOUT' })), connectTimeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.off('error', reject);
-        resolve();
-      });
-      s.once('error', (error) => {
+      const failed = (error: Error): void => {
         clearTimeout(timer);
         reject(error);
+      };
+      s.once('error', failed);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.off('error', failed);
+        resolve();
       });
     });
     s.on('data', onData);
-    s.on('error', () => undefined); // the 'close' that follows fails the waiting batches
+    // A peer that stops answering without closing (a partition, a frozen host): after
+    // REPLY_TIMEOUT_MS without any traffic while replies are awaited, give up on the
+    // connection — the waiting batches fail as transient and are sent again.
+    s.setTimeout(REPLY_TIMEOUT_MS, () => {
+      if (pending.length > 0) s.destroy(Object.assign(new Error(`no reply from Redis for ${REPLY_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' }));
+    });
+    // An error is followed by 'close', which fails the waiting batches with it.
+    let lastError: Error | undefined;
+    s.on('error', (error) => (lastError = error));
     s.on('close', () => {
       if (socket === s) socket = undefined;
-      failAll(connectionClosed());
+      failAll(connectionClosed(lastError));
     });
     const handshake: string[][] = [];
     if (options.password !== undefined) handshake.push(options.username !== undefined ? ['AUTH', options.username, options.password] : ['AUTH', options.password]);
