@@ -143,6 +143,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     stream: string;
     table: string;
     select: string;
+    /** The FROM clause that turns the sealed table into rows (see `StreamStage.seal`). */
+    from: string;
     job?: Promise<unknown>;
   }
   let sealed: Sealed[] = [];
@@ -158,22 +160,33 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     const partitionBy = partition ? `tenant_id, ${partition.name}` : 'tenant_id';
     const select = `${job.select}${partition ? `, ${partition.sql} AS ${partition.name}` : ''}`;
     await copyConnection.run(
-      `COPY (SELECT ${select} FROM ${job.table}) TO ${literal(out)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize}, ` +
+      `COPY (SELECT ${select} FROM ${job.from}) TO ${literal(out)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize}, ` +
         `PARTITION_BY (${partitionBy}), WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN ${literal(`${id}-{i}`)})`,
     );
-    const statsSql =
-      `SELECT tenant_id, ${partition ? partition.name : "''"} AS p, count(*)::DOUBLE AS n, epoch_ms(min(event_time))::DOUBLE AS lo, ` +
-      `epoch_ms(max(event_time))::DOUBLE AS hi, max(schema_version) AS v FROM (SELECT ${select} FROM ${job.table}) GROUP BY ALL`;
-    const stats = new Map<string, { n: number; lo: number; hi: number; v: number }>();
-    for (const row of (await copyConnection.runAndReadAll(statsSql)).getRowObjectsJS()) {
-      stats.set(`${String(row.tenant_id)}\u0000${String(row.p)}`, { n: Number(row.n), lo: Number(row.lo), hi: Number(row.hi), v: Number(row.v) });
+    // Per-file stats read back from the files just written (a few columns of small files):
+    // cheaper than evaluating the staging select a second time. Each file's tenant and
+    // partition columns must match its path, as the log records the path's values.
+    const written = await listFiles(out);
+    const stats = new Map<string, { n: number; lo: number; hi: number; v: number; tenants: string[]; partitions: string[] }>();
+    if (written.length > 0) {
+      const statsSql =
+        'SELECT filename, count(*)::DOUBLE AS n, epoch_ms(min(event_time))::DOUBLE AS lo, epoch_ms(max(event_time))::DOUBLE AS hi, max(schema_version) AS v, ' +
+        `list(DISTINCT tenant_id) AS tenants, ${partition ? `list(DISTINCT ${partition.name})` : '[]::VARCHAR[]'} AS partitions ` +
+        `FROM read_parquet([${written.map(literal).join(', ')}], filename = true, hive_partitioning = false) GROUP BY ALL`;
+      for (const row of (await copyConnection.runAndReadAll(statsSql)).getRowObjectsJS()) {
+        const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : []);
+        stats.set(String(row.filename), { n: Number(row.n), lo: Number(row.lo), hi: Number(row.hi), v: Number(row.v), tenants: list(row.tenants), partitions: list(row.partitions) });
+      }
     }
     const files: PendingFile[] = [];
-    for (const localPath of await listFiles(out)) {
+    for (const localPath of written) {
       const rel = relative(out, localPath).split(sep).join('/');
       const { tenant, partition: value } = parsePartitionPath(rel);
-      const s = stats.get(`${tenant}\u0000${value}`);
-      if (!s) throw new TributaryError('fatal', { userMessage: `lake: DuckDB wrote ${rel}, which matches no staged partition (tenant ${JSON.stringify(tenant)})` });
+      const s = stats.get(localPath);
+      const matches = s !== undefined && s.tenants.length === 1 && s.tenants[0] === tenant && (partition ? s.partitions.length === 1 && s.partitions[0] === value : true);
+      if (!s || !matches) {
+        throw new TributaryError('fatal', { userMessage: `lake: DuckDB wrote ${rel}, whose rows do not match its partition path (tenant ${JSON.stringify(tenant)}${s ? `; file holds tenants ${JSON.stringify(s.tenants)}` : '; no rows read back'})` });
+      }
       const size = (await stat(localPath)).size;
       const objectKey = `data/${streamDir(job.stream)}/${rel}`;
       files.push({
@@ -191,8 +204,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   /** Seals a stage's rows and starts writing them in the background (awaited by `commit`). */
   const seal = async (key: string, stage: StreamStage): Promise<void> => {
     if (stage.rows === 0) return;
-    const { table, select } = await stage.seal(`sealed_${++flushes}`);
-    const job: Sealed = { stream: key, table, select };
+    const { table, select, from } = await stage.seal(`sealed_${++flushes}`);
+    const job: Sealed = { stream: key, table, select, from };
     // Never rejects: an error is rethrown by `commit`, which then retries the job.
     job.job = writeFiles(job).then(
       () => undefined,
