@@ -79,6 +79,20 @@ export function encodeTimeSlot(ms: number): string {
   return ms < 0 ? `-${String(-ms).padStart(TIME_SLOT_WIDTH - 1, '0')}` : String(ms).padStart(TIME_SLOT_WIDTH, '0');
 }
 
+/**
+ * Writes the 15 bytes of `encodeTimeSlot(ms)` at `offset` without building the string (the
+ * writer does this once per record). Returns the offset after them.
+ */
+export function writeTimeSlot(out: Buffer, offset: number, ms: number): number {
+  let rest = ms < 0 ? -ms : ms;
+  for (let i = TIME_SLOT_WIDTH - 1; i >= 0; i--) {
+    out[offset + i] = 48 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  if (ms < 0) out[offset] = 45; // '-', in place of a leading zero (|ms| has at most 14 digits)
+  return offset + TIME_SLOT_WIDTH;
+}
+
 /** A group's field value: event time slot, expiry slot (blank when none), then the features' JSON. */
 export function encodeGroupValue(eventTimeMs: number, expiresAtMs: number | undefined, featuresJson: string): string {
   return encodeTimeSlot(eventTimeMs) + (expiresAtMs === undefined ? NO_EXPIRY : encodeTimeSlot(expiresAtMs)) + featuresJson;

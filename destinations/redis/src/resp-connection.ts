@@ -63,8 +63,8 @@ export function encodeCommands(commands: readonly (readonly string[])[]): Buffer
   return out.subarray(0, offset);
 }
 
-/** Writes `<marker><decimal n>\r\n` byte by byte (Buffer#write costs more than the bytes for these). */
-function writeHeader(out: Buffer, offset: number, marker: number, n: number): number {
+/** Writes `<marker><decimal n>\r\n` byte by byte (Buffer#write costs more than the bytes for these): `*` 42 for an array, `$` 36 for a bulk string. */
+export function writeHeader(out: Buffer, offset: number, marker: number, n: number): number {
   out[offset++] = marker;
   let digits = 1;
   for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;

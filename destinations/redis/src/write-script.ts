@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
+import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
 import { isNoScript } from './redis-client.js';
-import { encodeCommands, RedisReplyError, type RespConnection } from './resp-connection.js';
+import { RedisReplyError, writeHeader, type RespConnection } from './resp-connection.js';
 
 /**
  * Applies records of one feature group to their entity hashes (layout in layout.ts),
@@ -133,6 +133,68 @@ export interface ApplyResult {
  */
 const RECORDS_PER_CALL = 50;
 
+/**
+ * The EVALSHA calls as RESP, in one Buffer, written field by field: each record's value
+ * (time slot, expiry slot, JSON) goes straight into the buffer instead of through a
+ * concatenated string (which the encoder then had to flatten and copy again).
+ */
+function encodeScriptCalls(calls: readonly (readonly WriteOp[])[], registry: string, head: readonly string[], expirySlot: Buffer): Buffer {
+  // Per call: headers and the constant arguments (command, sha, key count, registry, head).
+  let perCall = 128 + Buffer.byteLength(registry);
+  for (const h of head) perCall += 16 + Buffer.byteLength(h);
+  const keyBytes: number[] = [];
+  const jsonBytes: number[] = [];
+  let size = 0;
+  for (const call of calls) {
+    size += perCall;
+    for (const op of call) {
+      const k = Buffer.byteLength(op.key);
+      const j = Buffer.byteLength(op.featuresJson);
+      keyBytes.push(k);
+      jsonBytes.push(j);
+      size += k + j + 2 * TIME_SLOT_WIDTH + 32;
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  let offset = 0;
+  let n = 0;
+  for (const call of calls) {
+    offset = writeHeader(out, offset, 42, call.length * 2 + head.length + 4);
+    offset += out.write(`$7\r\nEVALSHA\r\n$40\r\n${WRITE_SCRIPT_SHA}\r\n`, offset, 'latin1');
+    const keyCount = String(call.length + 1);
+    offset = writeHeader(out, offset, 36, keyCount.length);
+    offset += out.write(`${keyCount}\r\n`, offset, 'latin1');
+    offset = writeBulk(out, offset, registry);
+    for (let i = 0; i < call.length; i++) {
+      offset = writeHeader(out, offset, 36, keyBytes[n + i]!);
+      offset += out.write(call[i]!.key, offset, keyBytes[n + i]!, 'utf8');
+      out[offset++] = 13;
+      out[offset++] = 10;
+    }
+    for (const h of head) offset = writeBulk(out, offset, h);
+    for (let i = 0; i < call.length; i++) {
+      const op = call[i]!;
+      offset = writeHeader(out, offset, 36, 2 * TIME_SLOT_WIDTH + jsonBytes[n + i]!);
+      offset = writeTimeSlot(out, offset, op.eventTimeMs);
+      offset += expirySlot.copy(out, offset);
+      offset += out.write(op.featuresJson, offset, jsonBytes[n + i]!, 'utf8');
+      out[offset++] = 13;
+      out[offset++] = 10;
+    }
+    n += call.length;
+  }
+  return out.subarray(0, offset);
+}
+
+function writeBulk(out: Buffer, offset: number, text: string): number {
+  const length = Buffer.byteLength(text);
+  offset = writeHeader(out, offset, 36, length);
+  offset += out.write(text, offset, length, 'utf8');
+  out[offset++] = 13;
+  out[offset++] = 10;
+  return offset;
+}
+
 /** Something that can run one command: the writer's connection, or an ioredis client (`check`). */
 export interface CommandRunner {
   call(command: string, ...args: string[]): Promise<unknown>;
@@ -154,23 +216,11 @@ export async function loadWriteScript(runner: CommandRunner): Promise<void> {
 export async function applyOps(connection: RespConnection, target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, created: 0, ignored: 0 };
   const head = [String(nowMs), groupField(target.group), String(target.ttlMs), hint.createFirst ? '1' : '0'];
-  const expirySlot = target.ttlMs > 0 ? encodeTimeSlot(nowMs + target.ttlMs) : ' '.repeat(TIME_SLOT_WIDTH);
+  const expirySlot = Buffer.from(target.ttlMs > 0 ? encodeTimeSlot(nowMs + target.ttlMs) : ' '.repeat(TIME_SLOT_WIDTH), 'latin1');
   let calls: (readonly WriteOp[])[] = [];
   for (let i = 0; i < ops.length; i += RECORDS_PER_CALL) calls.push(ops.slice(i, i + RECORDS_PER_CALL));
   for (let round = 0; calls.length > 0; round++) {
-    const commands = calls.map((call) => {
-      const args: string[] = new Array<string>(call.length * 2 + head.length + 4);
-      let k = 0;
-      args[k++] = 'EVALSHA';
-      args[k++] = WRITE_SCRIPT_SHA;
-      args[k++] = String(call.length + 1);
-      args[k++] = target.ttlRegistry;
-      for (const op of call) args[k++] = op.key;
-      for (const h of head) args[k++] = h;
-      for (const op of call) args[k++] = encodeTimeSlot(op.eventTimeMs) + expirySlot + op.featuresJson;
-      return args;
-    });
-    const replies = await connection.send(encodeCommands(commands), commands.length);
+    const replies = await connection.send(encodeScriptCalls(calls, target.ttlRegistry, head, expirySlot), calls.length);
     const missing: (readonly WriteOp[])[] = [];
     for (let i = 0; i < calls.length; i++) {
       const reply = replies[i];

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
+import { createConnectorContext, parseConfig, seededRandom, type DestinationStream, type RecordData } from '@tributary/core';
 import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
 import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
 import { applyOps } from '../src/write-script.js';
+import { encodeTimeSlot, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, writeTimeSlot } from '../src/layout.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 let server: RedisServer;
@@ -291,6 +292,17 @@ describe('redis feature store', () => {
     } finally {
       await http.close();
       await lookup.close();
+    }
+  });
+});
+
+describe('layout encoding', () => {
+  it('writeTimeSlot writes exactly the bytes of encodeTimeSlot, negative times included', () => {
+    const random = seededRandom(3);
+    const out = Buffer.alloc(15);
+    for (const ms of [0, 1, -1, MIN_EVENT_TIME_MS, MAX_EVENT_TIME_MS, 1e12, 1e12 - 1, 1e13, ...Array.from({ length: 2_000 }, () => Math.round(MIN_EVENT_TIME_MS + random() * (MAX_EVENT_TIME_MS - MIN_EVENT_TIME_MS) * (random() < 0.5 ? 0.1 : 1)))]) {
+      writeTimeSlot(out, 0, ms);
+      expect(out.toString('latin1'), String(ms)).toBe(encodeTimeSlot(ms));
     }
   });
 });
