@@ -6,7 +6,7 @@ import { createConnectorContext, parseConfig, type DestinationStream, type Recor
 import { lakeConfigSchema, lakeDestination, loadLakeState, openStore } from '../src/index.js';
 import { duckQuery } from './helpers.js';
 
-// The stage hands DuckDB each column of up to 4096 records as one joined string (control
+// The stage hands DuckDB each column of up to 1024 records as one joined string (control
 // characters U+001E / U+001F as separator and null mark, JSON when a value contains them):
 // every value must come back from the Parquet files exactly as the record had it.
 
