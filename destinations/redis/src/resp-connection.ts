@@ -84,8 +84,6 @@ interface Pending {
 
 const NEED_MORE = Symbol('need more');
 
-/** Silence (no byte either way) while replies are awaited after which the connection is dropped. */
-const REPLY_TIMEOUT_MS = 60_000;
 
 /** Parses one reply at `offset`: [reply, next offset], or NEED_MORE when the buffer ends first. */
 function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeof NEED_MORE {
@@ -133,54 +131,66 @@ function connectionClosed(cause?: Error): Error {
   return error;
 }
 
-export function createRespConnection(options: RedisConnectionOptions, connectTimeoutMs = 5_000): RespConnection {
-  let socket: Socket | undefined;
-  let connecting: Promise<Socket> | undefined;
-  let pending: Pending[] = [];
-  let unread: Buffer = Buffer.alloc(0);
+/** One socket and what is waiting on it: each socket has its own queue, so a late 'close' of an old one never fails a newer one's batches. */
+interface Link {
+  readonly socket: Socket;
+  pending: Pending[];
+  unread: Buffer;
+}
+
+export interface RespTimeouts {
+  /** Connecting (TCP) may take this long. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Silence (no byte either way) while replies are awaited after which the connection is dropped. Default 60 s. */
+  replyTimeoutMs?: number;
+}
+
+export function createRespConnection(options: RedisConnectionOptions, { connectTimeoutMs = 5_000, replyTimeoutMs = 60_000 }: RespTimeouts = {}): RespConnection {
+  let link: Link | undefined;
+  let connecting: Promise<Link> | undefined;
   let closed = false;
 
-  const failAll = (error: Error): void => {
-    const failed = pending;
-    pending = [];
-    unread = Buffer.alloc(0);
+  const failAll = (l: Link, error: Error): void => {
+    const failed = l.pending;
+    l.pending = [];
+    l.unread = Buffer.alloc(0);
     for (const p of failed) p.reject(error);
   };
 
-  const onData = (chunk: Buffer): void => {
-    const buffer = unread.length === 0 ? chunk : Buffer.concat([unread, chunk]);
+  const onData = (l: Link, chunk: Buffer): void => {
+    const buffer = l.unread.length === 0 ? chunk : Buffer.concat([l.unread, chunk]);
     let offset = 0;
     while (offset < buffer.length) {
       let parsed: [RespReply, number] | typeof NEED_MORE;
       try {
         parsed = parseReply(buffer, offset);
       } catch (error) {
-        socket?.destroy(error as Error);
+        l.socket.destroy(error as Error);
         return;
       }
       if (parsed === NEED_MORE) break;
       offset = parsed[1];
-      const head = pending[0];
+      const head = l.pending[0];
       if (!head) {
-        socket?.destroy(new Error('a reply nobody waited for'));
+        l.socket.destroy(new Error('a reply nobody waited for'));
         return;
       }
       head.replies.push(parsed[0]);
       if (head.replies.length === head.count) {
-        pending.shift();
+        l.pending.shift();
         head.resolve(head.replies);
       }
     }
-    unread = offset < buffer.length ? buffer.subarray(offset) : Buffer.alloc(0);
+    l.unread = offset < buffer.length ? buffer.subarray(offset) : Buffer.alloc(0);
   };
 
-  const write = (s: Socket, payload: Buffer, count: number): Promise<RespReply[]> =>
+  const write = (l: Link, payload: Buffer, count: number): Promise<RespReply[]> =>
     new Promise((resolve, reject) => {
-      pending.push({ count, replies: [], resolve, reject });
-      s.write(payload);
+      l.pending.push({ count, replies: [], resolve, reject });
+      l.socket.write(payload);
     });
 
-  const open = async (): Promise<Socket> => {
+  const open = async (): Promise<Link> => {
     const s = connect({ host: options.host ?? '127.0.0.1', port: options.port ?? 6379, noDelay: true });
     s.setKeepAlive(true, 30_000);
     await new Promise<void>((resolve, reject) => {
@@ -196,42 +206,48 @@ export function createRespConnection(options: RedisConnectionOptions, connectTim
         resolve();
       });
     });
-    s.on('data', onData);
+    const l: Link = { socket: s, pending: [], unread: Buffer.alloc(0) };
+    s.on('data', (chunk: Buffer) => onData(l, chunk));
     // A peer that stops answering without closing (a partition, a frozen host): after
-    // REPLY_TIMEOUT_MS without any traffic while replies are awaited, give up on the
+    // `replyTimeoutMs` without any traffic while replies are awaited, give up on the
     // connection — the waiting batches fail as transient and are sent again.
-    s.setTimeout(REPLY_TIMEOUT_MS, () => {
-      if (pending.length > 0) s.destroy(Object.assign(new Error(`no reply from Redis for ${REPLY_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' }));
+    s.setTimeout(replyTimeoutMs, () => {
+      if (l.pending.length > 0) s.destroy(Object.assign(new Error(`no reply from Redis for ${replyTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
     });
     // An error is followed by 'close', which fails the waiting batches with it.
     let lastError: Error | undefined;
     s.on('error', (error) => (lastError = error));
     s.on('close', () => {
-      if (socket === s) socket = undefined;
-      failAll(connectionClosed(lastError));
+      if (link === l) link = undefined;
+      failAll(l, connectionClosed(lastError));
     });
     const handshake: string[][] = [];
     if (options.password !== undefined) handshake.push(options.username !== undefined ? ['AUTH', options.username, options.password] : ['AUTH', options.password]);
     if ((options.db ?? 0) !== 0) handshake.push(['SELECT', String(options.db)]);
     if (handshake.length > 0) {
-      const replies = await write(s, encodeCommands(handshake), handshake.length);
+      const replies = await write(l, encodeCommands(handshake), handshake.length);
       const refused = replies.find((r): r is RedisReplyError => r instanceof RedisReplyError);
       if (refused) {
         s.destroy();
         throw refused;
       }
     }
-    return s;
+    return l;
   };
 
-  const ready = async (): Promise<Socket> => {
+  const ready = async (): Promise<Link> => {
     if (closed) throw connectionClosed(new Error('closed by the writer'));
-    if (socket && !socket.destroyed) return socket;
+    if (link && !link.socket.destroyed) return link;
     connecting ??= open().then(
-      (s) => {
+      (l) => {
         connecting = undefined;
-        socket = s;
-        return s;
+        if (closed) {
+          // close() ran while this socket was connecting: do not keep it.
+          l.socket.destroy();
+          throw connectionClosed(new Error('closed by the writer'));
+        }
+        link = l;
+        return l;
       },
       (error: unknown) => {
         connecting = undefined;
@@ -254,8 +270,8 @@ export function createRespConnection(options: RedisConnectionOptions, connectTim
 
     async close() {
       closed = true;
-      const s = socket;
-      socket = undefined;
+      const s = link?.socket;
+      link = undefined;
       if (!s || s.destroyed) return;
       await new Promise<void>((resolve) => {
         s.once('close', () => resolve());

@@ -123,6 +123,19 @@ describe('RESP connection (the writer’s)', () => {
     }
   });
 
+  it('a Redis that stops answering without closing: the waiting batch fails as transient after the reply timeout', async () => {
+    const fake = await fakeRedis(() => ''); // reads, never answers
+    const conn = createRespConnection({ port: fake.port }, { replyTimeoutMs: 300 });
+    try {
+      const error = await conn.send(encodeCommands([['X']]), 1).catch((e: unknown) => e);
+      expect(String((error as Error).message)).toMatch(/^Connection is closed \(no reply from Redis/);
+      expect(toRedisError(error, 'write').kind).toBe('transient');
+    } finally {
+      await conn.close();
+      await fake.close();
+    }
+  });
+
   it('an unreachable Redis is transient; the destination writes through the connection with auth and db', async () => {
     const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, password: 'pw-1', db: 2, key_prefix: 'rc' });
     const session = await redisDestination.open(createConnectorContext({}), config, [
