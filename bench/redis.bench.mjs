@@ -4,21 +4,10 @@
 // (127.0.0.1, free port, no persistence) and stops it at the end.
 // Targets (redis issue): write ≥ 0.5× the reference; lookup p99 ≤ 0.5 ms (1 entity), ≤ 2 ms (100 entities).
 import { spawn } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { print, runPhase } from './measure.mjs';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, print, runPhase } from './measure.mjs';
 
 function ping(port) {
   return new Promise((resolve) => {

@@ -50,3 +50,5 @@ export const sampleSource = defineSource({
 });
 
 export default sampleSource;
+
+export { forEachSampleRecord } from './expected.js';

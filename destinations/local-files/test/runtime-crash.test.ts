@@ -1,8 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { configureCatalog, createConnectorContext, parseConfig } from '@tributary/core';
 import { runtimeCrashConformance } from '@tributary/conformance';
-import { sampleSource } from '@tributary/source-sample';
+import { forEachSampleRecord } from '@tributary/source-sample';
 import { fileName } from '../src/index.js';
 
 // The runtime case of the conformance suite for the local destination, fed by the sample
@@ -39,17 +38,8 @@ runtimeCrashConformance({
     return path;
   },
   expectedKeys: async () => {
-    const ctx = createConnectorContext({});
-    const config = parseConfig(sampleSource.spec.connectionSpecification, sourceConfig);
-    const catalog = configureCatalog(
-      await sampleSource.discover(ctx, config),
-      streams.map((s) => ({ name: s.name, sync_mode: 'full_refresh' as const })),
-      ['append'],
-    );
     const keys: Record<string, string[]> = {};
-    for await (const message of sampleSource.read(ctx, config, catalog, { streams: {} })) {
-      if (message.kind === 'record') (keys[message.stream] ??= []).push(String(message.data[keyField[message.stream]!]));
-    }
+    await forEachSampleRecord(sourceConfig, streams.map((s) => s.name), (stream, record) => (keys[stream] ??= []).push(String(record[keyField[stream]!])));
     return keys;
   },
   readBack: async (workDir) => {

@@ -52,15 +52,18 @@ export function encodeCommands(commands: readonly (readonly string[])[]): Buffer
   let n = 0;
   for (const args of commands) {
     offset = writeHeader(out, offset, 42 /* * */, args.length);
-    for (const arg of args) {
-      const length = lengths[n++]!;
-      offset = writeHeader(out, offset, 36 /* $ */, length);
-      offset += out.write(arg, offset, length, 'utf8');
-      out[offset++] = 13;
-      out[offset++] = 10;
-    }
+    for (const arg of args) offset = writeBulk(out, offset, arg, lengths[n++]!);
   }
   return out.subarray(0, offset);
+}
+
+/** Writes `text` as a RESP bulk string (`length` = its UTF-8 byte length); returns the offset after it. */
+export function writeBulk(out: Buffer, offset: number, text: string, length = Buffer.byteLength(text)): number {
+  offset = writeHeader(out, offset, 36 /* $ */, length);
+  offset += out.write(text, offset, length, 'utf8');
+  out[offset++] = 13;
+  out[offset++] = 10;
+  return offset;
 }
 
 /** Writes `<marker><decimal n>\r\n` byte by byte (Buffer#write costs more than the bytes for these): `*` 42 for an array, `$` 36 for a bulk string. */

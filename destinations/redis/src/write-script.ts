@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
 import { isNoScript } from './redis-client.js';
-import { RedisReplyError, writeHeader, type RespConnection } from './resp-connection.js';
+import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './resp-connection.js';
 
 /**
  * Applies records of one feature group to their entity hashes (layout in layout.ts),
@@ -162,17 +162,11 @@ function encodeScriptCalls(calls: readonly (readonly WriteOp[])[], registry: str
   let n = 0;
   for (const call of calls) {
     offset = writeHeader(out, offset, 42, call.length * 2 + head.length + 4);
-    offset += out.write(`$7\r\nEVALSHA\r\n$40\r\n${WRITE_SCRIPT_SHA}\r\n`, offset, 'latin1');
-    const keyCount = String(call.length + 1);
-    offset = writeHeader(out, offset, 36, keyCount.length);
-    offset += out.write(`${keyCount}\r\n`, offset, 'latin1');
+    offset = writeBulk(out, offset, 'EVALSHA');
+    offset = writeBulk(out, offset, WRITE_SCRIPT_SHA);
+    offset = writeBulk(out, offset, String(call.length + 1)); // key count: the registry and one key per record
     offset = writeBulk(out, offset, registry);
-    for (let i = 0; i < call.length; i++) {
-      offset = writeHeader(out, offset, 36, keyBytes[n + i]!);
-      offset += out.write(call[i]!.key, offset, keyBytes[n + i]!, 'utf8');
-      out[offset++] = 13;
-      out[offset++] = 10;
-    }
+    for (let i = 0; i < call.length; i++) offset = writeBulk(out, offset, call[i]!.key, keyBytes[n + i]!);
     for (const h of head) offset = writeBulk(out, offset, h);
     for (let i = 0; i < call.length; i++) {
       const op = call[i]!;
@@ -186,15 +180,6 @@ function encodeScriptCalls(calls: readonly (readonly WriteOp[])[], registry: str
     n += call.length;
   }
   return out.subarray(0, offset);
-}
-
-function writeBulk(out: Buffer, offset: number, text: string): number {
-  const length = Buffer.byteLength(text);
-  offset = writeHeader(out, offset, 36, length);
-  offset += out.write(text, offset, length, 'utf8');
-  out[offset++] = 13;
-  out[offset++] = 10;
-  return offset;
 }
 
 /** Something that can run one command: the writer's connection, or an ioredis client (`check`). */

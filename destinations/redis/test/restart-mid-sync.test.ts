@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { configureCatalog, createConnectorContext, createFileStateStore, parseConfig, runSync, type Destination, type RecordData } from '@tributary/core';
-import { sampleSource } from '@tributary/source-sample';
+import { forEachSampleRecord, sampleSource } from '@tributary/source-sample';
 import { decodeEntityHash, entityKey, redisDestination } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
@@ -26,14 +26,8 @@ const streams = ['companies', 'contacts'] as const;
 
 /** Every record the source yields, per stream: what Redis must hold afterwards, exactly. */
 async function expectedRecords(): Promise<Record<string, RecordData[]>> {
-  const ctx = createConnectorContext({});
-  const config = parseConfig(sampleSource.spec.connectionSpecification, sourceConfig);
-  const catalog = configureCatalog(await sampleSource.discover(ctx, config), streams.map((name) => ({ name, sync_mode: 'full_refresh' as const })), ['append']);
   const out: Record<string, RecordData[]> = {};
-  for await (const message of sampleSource.read(ctx, config, catalog, { streams: {} })) {
-    if (message.kind === 'record') (out[message.stream] ??= []).push(message.data);
-    if (message.kind === 'records') (out[message.stream] ??= []).push(...message.records);
-  }
+  await forEachSampleRecord(sourceConfig, streams, (stream, record) => (out[stream] ??= []).push(record));
   return out;
 }
 

@@ -229,6 +229,28 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       held -= page.length;
       return recordPage(s.configured.stream.name, page, s.configured.stream.namespace);
     };
+    /** `push` of one change of `relation`, inside the open transaction `open`. */
+    const pushChange = (
+      s: CdcStream,
+      relation: Relation,
+      open: { xid: number; commitTime: string },
+      position: string,
+      op: ChangeEvent['op'],
+      after: Row | null,
+      before: Row | null,
+      unchanged: readonly string[] = [],
+    ): SourceMessage | undefined =>
+      push(s, {
+        op,
+        namespace: relation.namespace,
+        table: relation.name,
+        after,
+        before,
+        position,
+        txid: open.xid,
+        commitTime: open.commitTime,
+        ...(unchanged.length > 0 ? { unchanged: [...unchanged] } : {}),
+      });
     const relationOf = (oid: number): Relation => {
       const relation = relations.get(oid);
       if (!relation) throw new TributaryError('fatal', { userMessage: `pgoutput sent a change for relation ${oid} before its Relation message` });
@@ -335,20 +357,8 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             case 'insert': {
               const relation = relationOf(decoded.relation);
               if (!relation.stream || !txn || txn.skip) break;
-              const after = rowOf(relation, decoded.after, false);
-              {
-                const full = push(relation.stream, {
-                  op: 'c',
-                  namespace: relation.namespace,
-                  table: relation.name,
-                  after,
-                  before: null,
-                  position: message.position,
-                  txid: txn.xid,
-                  commitTime: txn.commitTime,
-                });
-                if (full) yield full;
-              }
+              const full = pushChange(relation.stream, relation, txn, message.position, 'c', rowOf(relation, decoded.after, false), null);
+              if (full) yield full;
               break;
             }
             case 'update': {
@@ -357,39 +367,15 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               const before = decoded.before ? rowOf(relation, decoded.before, decoded.beforeKind === 'K') : null;
               const unchanged: string[] = [];
               const after = rowOf(relation, decoded.after, false, unchanged, decoded.beforeKind === 'O' ? before : null);
-              {
-                const full = push(relation.stream, {
-                  op: 'u',
-                  namespace: relation.namespace,
-                  table: relation.name,
-                  after,
-                  before,
-                  position: message.position,
-                  txid: txn.xid,
-                  commitTime: txn.commitTime,
-                  ...(unchanged.length > 0 ? { unchanged } : {}),
-                });
-                if (full) yield full;
-              }
+              const full = pushChange(relation.stream, relation, txn, message.position, 'u', after, before, unchanged);
+              if (full) yield full;
               break;
             }
             case 'delete': {
               const relation = relationOf(decoded.relation);
               if (!relation.stream || !txn || txn.skip) break;
-              const before = rowOf(relation, decoded.before, decoded.beforeKind === 'K');
-              {
-                const full = push(relation.stream, {
-                  op: 'd',
-                  namespace: relation.namespace,
-                  table: relation.name,
-                  after: null,
-                  before,
-                  position: message.position,
-                  txid: txn.xid,
-                  commitTime: txn.commitTime,
-                });
-                if (full) yield full;
-              }
+              const full = pushChange(relation.stream, relation, txn, message.position, 'd', null, rowOf(relation, decoded.before, decoded.beforeKind === 'K'));
+              if (full) yield full;
               break;
             }
             case 'truncate': {
@@ -397,19 +383,8 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               for (const oid of decoded.relations) {
                 const relation = relations.get(oid);
                 if (!relation?.stream) continue;
-                {
-                  const full = push(relation.stream, {
-                    op: 't',
-                    namespace: relation.namespace,
-                    table: relation.name,
-                    after: null,
-                    before: null,
-                    position: message.position,
-                    txid: txn.xid,
-                    commitTime: txn.commitTime,
-                  });
-                  if (full) yield full;
-                }
+                const full = pushChange(relation.stream, relation, txn, message.position, 't', null, null);
+                if (full) yield full;
               }
               break;
             }
