@@ -1,5 +1,6 @@
 // One phase of the redis benchmark, in its own process. Prints one JSON line.
 //   reference <port> <requests> <clients>   redis-benchmark -P 16 -c <clients> -t hset (pipelined HSET)
+//   reference_shaped <port> <requests> <clients>   the same HSET with a new key per request and record-sized values
 //   write <port> <records>                  the destination: open, write batches of 1 000, commit
 //   lookup <port> <iterations>              the lookup API: 50 features × 1 entity and × 100 entities
 import { spawn } from 'node:child_process';
@@ -78,6 +79,25 @@ if (phase === 'reference') {
   const rps = Number(JSON.parse(`[${line}]`)[1]);
   const serverCpu = (await serverCpuSeconds()) - serverCpu0;
   console.log(JSON.stringify({ phase, clients: Number(clientsArg), requests: count, requests_per_s: Math.round(rps), server_cpu_us_per_request: Math.round(((serverCpu * 1e6) / count) * 100) / 100, peak_rss_mb: peakRssMb() }));
+} else if (phase === 'reference_shaped') {
+  // The same pipelined HSET, shaped like the destination's writes: a new key per request
+  // (random among 2·10^9 — redis-benchmark's limit is a 32-bit int — so ~all distinct; checked below) and a value as long as a record's stored value
+  // (time slots + the JSON of the write phase's records), instead of one 3-byte field of one key.
+  await flush();
+  let json = 0;
+  for (let i = 0; i < 1000; i++) json += JSON.stringify(record(i * 199)).length;
+  const valueBytes = 30 + Math.round(json / 1000);
+  const serverCpu0 = await serverCpuSeconds();
+  const out = await redisBenchmark(['-h', '127.0.0.1', '-p', String(port), '-P', '16', '-c', clientsArg, '-n', String(count), '-r', '2000000000', '--csv', 'HSET', 'trib:tenant_0:contacts:__rand_int__', 'g:contacts', 'x'.repeat(valueBytes)]);
+  const line = out.trim().split('\n').find((l) => l.startsWith('"HSET'));
+  if (!line) throw new Error(`no HSET line in redis-benchmark output:\n${out}`);
+  const rps = Number(JSON.parse(`[${line}]`)[1]);
+  const serverCpu = (await serverCpuSeconds()) - serverCpu0;
+  const check = new Redis({ host: '127.0.0.1', port });
+  const keys = await check.dbsize();
+  check.disconnect();
+  if (keys < count * 0.99) throw new Error(`the shaped reference wrote only ${keys} distinct keys for ${count} requests`);
+  console.log(JSON.stringify({ phase, clients: Number(clientsArg), requests: count, value_bytes: valueBytes, requests_per_s: Math.round(rps), server_cpu_us_per_request: Math.round(((serverCpu * 1e6) / count) * 100) / 100, peak_rss_mb: peakRssMb() }));
 } else if (phase === 'write') {
   await flush();
   const batches = [];

@@ -21,16 +21,17 @@ function keyPart(value: unknown): string | undefined {
 }
 
 /**
- * Turns a batch into script calls. A record without a usable entity id, tenant or event time
- * is rejected with the reason (the runtime quarantines and reports it); none is dropped.
+ * Maps each record of a batch to its write — entity key, event time, the features' JSON —
+ * and calls `each` with it. A record without a usable entity id, tenant or event time is
+ * rejected with the reason (the runtime quarantines and reports it); none is dropped.
  */
-export function toOps(
+export function forEachWrite(
   records: readonly RecordData[],
   mapping: StreamMapping,
   /** `entityKeyBuilder(prefix, mapping.entityType)`. */
   keyOf: (tenant: string, entityId: string) => string,
-): { ops: WriteOp[]; rejected: RejectedRecord[] } {
-  const ops: WriteOp[] = [];
+  each: (key: string, eventTimeMs: number, featuresJson: string, index: number) => void,
+): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
     const record = records[index];
@@ -62,7 +63,18 @@ export function toOps(
       values = {};
       for (const name of mapping.features) if (record[name] !== undefined) values[name] = record[name];
     }
-    ops.push({ key: keyOf(tenant, entityId), eventTimeMs: eventTime, featuresJson: JSON.stringify(values) });
+    each(keyOf(tenant, entityId), eventTime, JSON.stringify(values), index);
   }
+  return rejected;
+}
+
+/** The writes of a batch as objects (the parity check's form; the writer encodes them with `createOpsEncoder`). */
+export function toOps(
+  records: readonly RecordData[],
+  mapping: StreamMapping,
+  keyOf: (tenant: string, entityId: string) => string,
+): { ops: WriteOp[]; rejected: RejectedRecord[] } {
+  const ops: WriteOp[] = [];
+  const rejected = forEachWrite(records, mapping, keyOf, (key, eventTimeMs, featuresJson) => ops.push({ key, eventTimeMs, featuresJson }));
   return { ops, rejected };
 }

@@ -88,15 +88,22 @@ interface Pending {
 const NEED_MORE = Symbol('need more');
 
 
+/** The decimal integer in bytes [start, end) (an optional '-', then digits). */
+function parseInteger(buffer: Buffer, start: number, end: number): number {
+  const negative = buffer[start] === 45;
+  let n = 0;
+  for (let i = negative ? start + 1 : start; i < end; i++) n = n * 10 + (buffer[i]! - 48);
+  return negative ? -n : n;
+}
+
 /** Parses one reply at `offset`: [reply, next offset], or NEED_MORE when the buffer ends first. */
 function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeof NEED_MORE {
   const end = buffer.indexOf('\r\n', offset, 'latin1');
   if (end === -1) return NEED_MORE;
   const type = buffer[offset];
+  if (type === 58 /* ':' */) return [parseInteger(buffer, offset + 1, end), end + 2]; // the commonest reply: no string built
   const line = buffer.toString('latin1', offset + 1, end);
   switch (type) {
-    case 58: // ':'
-      return [Number(line), end + 2];
     case 43: // '+'
       return [line, end + 2];
     case 45: // '-'

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
+import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
+import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
 import { isNoScript } from './redis-client.js';
 import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './resp-connection.js';
 
@@ -35,19 +36,26 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './
  *   no key of the entity type has a TTL.
  * So without TTLs a write costs one HGET and one HSET per record.
  *
- * Create-first: when most records of a call create their group (a first sync, a backfill),
- * one HSETNX both checks and writes — one command per record instead of two. A group that
- * exists falls back to the general path (HSETNX, HGET, HSET: one more command than without
- * create-first), so the writer asks for it only while most groups are new (see `applyOps`).
- * Groups with a TTL always take the general path: it must read the key's TTL before writing.
- * Records of one call are applied in order, so a later record of the same entity and group
- * wins only if it is newer.
+ * Create-first (ARGV[4] = '1'): when most records of a call create their group (a first
+ * sync, a backfill), one HSETNX both checks and writes — one command per record instead of
+ * two. A group that exists falls back to the general path (HSETNX, HGET, HSET: one more
+ * command than without create-first), so the writer asks for it only while most groups are
+ * new (see `applyOps`). Groups with a TTL always take the general path: it must read the
+ * key's TTL before writing. Records of one call are applied in order, so a later record of
+ * the same entity and group wins only if it is newer. (While the TTL registry is absent the
+ * writer creates groups without the script at all: `createGroups` below.)
+ *
+ * Repair (ARGV[4] = '2'), for groups `createGroups` created while the registry existed: a
+ * record whose exact value is stored makes its key persistent (what the create path would
+ * have done); a record whose group is absent (its key expired meanwhile) is written again;
+ * a newer stored value is left alone.
  */
 export const WRITE_SCRIPT = `
 local now = tonumber(ARGV[1])
 local field = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local createFirst = ARGV[4] == '1' and ttl == 0
+local repair = ARGV[4] == '2' and ttl == 0
 local ttlSeen = true
 if ttl > 0 then
   redis.call('SADD', KEYS[1], field)
@@ -65,6 +73,7 @@ for i = 2, #KEYS do
     applied, created = applied + 1, created + 1
   else
     stored = redis.call('HGET', key, field)
+    if repair and stored == value then redis.call('PERSIST', key) end
     local live = stored
     if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
       live = nil
@@ -111,11 +120,14 @@ export interface GroupTarget {
 
 /**
  * What the writer learned from earlier calls for one group: whether most of its records
- * created their group, so create-first pays. Starts true (a sync usually starts on entities
- * it has not written yet, and one batch corrects a wrong guess).
+ * created their group, so create-first pays (starts true: a sync usually starts on entities
+ * it has not written yet, and one batch corrects a wrong guess), and whether the entity
+ * type's TTL registry exists (then groups are created through the script; the registry is
+ * never removed, so this stays true).
  */
 export interface WriteHint {
   createFirst: boolean;
+  ttlRegistrySeen?: boolean;
 }
 
 export interface ApplyResult {
@@ -136,50 +148,59 @@ export interface ApplyResult {
 const RECORDS_PER_CALL = 100;
 
 /**
- * The EVALSHA calls as RESP, in one Buffer, written field by field: each record's value
- * (time slot, expiry slot, JSON) goes straight into the buffer instead of through a
- * concatenated string (which the encoder then had to flatten and copy again).
+ * The EVALSHA calls as RESP, in one Buffer: per call, the keys and values of its ops copied
+ * out of the encoded batch (`expirySlot`, when given, replaces each value's blank expiry).
  */
-function encodeScriptCalls(calls: readonly (readonly WriteOp[])[], registry: string, head: readonly string[], expirySlot: Buffer): Buffer {
+function encodeScriptCalls(encoded: EncodedOps, calls: readonly (readonly number[])[], registry: string, head: readonly string[], expirySlot: Buffer | undefined): Buffer {
+  const { createPayload: src, spans } = encoded;
   // Per call: headers and the constant arguments (command, sha, key count, registry, head).
   let perCall = 128 + Buffer.byteLength(registry);
   for (const h of head) perCall += 16 + Buffer.byteLength(h);
-  const keyBytes: number[] = [];
-  const jsonBytes: number[] = [];
   let size = 0;
   for (const call of calls) {
     size += perCall;
-    for (const op of call) {
-      const k = Buffer.byteLength(op.key);
-      const j = Buffer.byteLength(op.featuresJson);
-      keyBytes.push(k);
-      jsonBytes.push(j);
-      size += k + j + 2 * TIME_SLOT_WIDTH + 32;
-    }
+    for (const i of call) size += spans[4 * i + 1]! + spans[4 * i + 3]! + 32;
   }
   const out = Buffer.allocUnsafe(size);
   let offset = 0;
-  let n = 0;
   for (const call of calls) {
     offset = writeHeader(out, offset, 42, call.length * 2 + head.length + 4);
     offset = writeBulk(out, offset, 'EVALSHA');
     offset = writeBulk(out, offset, WRITE_SCRIPT_SHA);
     offset = writeBulk(out, offset, String(call.length + 1)); // key count: the registry and one key per record
     offset = writeBulk(out, offset, registry);
-    for (let i = 0; i < call.length; i++) offset = writeBulk(out, offset, call[i]!.key, keyBytes[n + i]!);
-    for (const h of head) offset = writeBulk(out, offset, h);
-    for (let i = 0; i < call.length; i++) {
-      const op = call[i]!;
-      offset = writeHeader(out, offset, 36, 2 * TIME_SLOT_WIDTH + jsonBytes[n + i]!);
-      offset = writeTimeSlot(out, offset, op.eventTimeMs);
-      offset += expirySlot.copy(out, offset);
-      offset += out.write(op.featuresJson, offset, jsonBytes[n + i]!, 'utf8');
+    for (const i of call) {
+      const start = spans[4 * i]!;
+      const length = spans[4 * i + 1]!;
+      offset = writeHeader(out, offset, 36, length);
+      offset += src.copy(out, offset, start, start + length);
       out[offset++] = 13;
       out[offset++] = 10;
     }
-    n += call.length;
+    for (const h of head) offset = writeBulk(out, offset, h);
+    for (const i of call) {
+      const start = spans[4 * i + 2]!;
+      const length = spans[4 * i + 3]!;
+      offset = writeHeader(out, offset, 36, length);
+      if (expirySlot === undefined) {
+        offset += src.copy(out, offset, start, start + length);
+      } else {
+        offset += src.copy(out, offset, start, start + TIME_SLOT_WIDTH);
+        offset += expirySlot.copy(out, offset);
+        offset += src.copy(out, offset, start + 2 * TIME_SLOT_WIDTH, start + length);
+      }
+      out[offset++] = 13;
+      out[offset++] = 10;
+    }
   }
   return out.subarray(0, offset);
+}
+
+/** Encodes ops given as objects (the parity check's and tests' form) for `applyOps`. */
+export function encodeWriteOps(ops: readonly WriteOp[], target: GroupTarget): EncodedOps {
+  const encoder = createOpsEncoder({ field: groupField(target.group), ttlRegistry: target.ttlRegistry }, ops.length);
+  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
+  return encoder.finish();
 }
 
 /** Something that can run one command: the writer's connection, or an ioredis client (`check`). */
@@ -193,22 +214,74 @@ export async function loadWriteScript(runner: CommandRunner): Promise<void> {
 }
 
 /**
- * Sends the ops as EVALSHA calls of up to RECORDS_PER_CALL records, in one write, and waits
- * for every reply. The expiry of a TTL'd group is `nowMs` + its TTL. `hint` (kept per
- * group by the caller) chooses create-first and is updated from the replies. Calls answered
- * NOSCRIPT (Redis restarted or its script cache was flushed) are sent again once after
- * reloading the script. Throws the first other error; ops are idempotent, so the caller may
- * send the whole list again.
+ * Applies the encoded ops: through the script (`runScript`), or — for a group without TTL
+ * while create-first pays and the entity type's TTL registry was never seen — with plain
+ * HSETNX first (`createGroups`). `hint` (kept per group by the caller) is updated from the
+ * replies. Throws the first error reply; ops are idempotent, so the caller may send them all
+ * again.
  */
-export async function applyOps(connection: RespConnection, target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
+export async function applyOps(connection: RespConnection, target: GroupTarget, ops: EncodedOps, nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
+  let result: ApplyResult;
+  if (hint.createFirst && target.ttlMs === 0 && hint.ttlRegistrySeen !== true) {
+    const { created, existing, registryExists } = await createGroups(connection, ops);
+    if (registryExists) hint.ttlRegistrySeen = true;
+    const [, general] = await Promise.all([
+      registryExists && created.length > 0 ? runScript(connection, target, ops, created, nowMs, '2') : undefined,
+      existing.length > 0 ? runScript(connection, target, ops, existing, nowMs, '0') : undefined,
+    ]);
+    result = { applied: created.length + (general?.applied ?? 0), created: created.length + (general?.created ?? 0), ignored: general?.ignored ?? 0 };
+  } else {
+    result = await runScript(connection, target, ops, undefined, nowMs, hint.createFirst ? '1' : '0');
+  }
+  hint.createFirst = result.created * 2 >= ops.count;
+  return result;
+}
+
+/**
+ * Create-first without the script: one plain HSETNX per record, pipelined, then EXISTS on
+ * the entity type's TTL registry (the encoded batch's `createPayload`). Returns the indexes
+ * of the ops that created their group, of those whose group existed (the caller sends them
+ * through the script's general path), and whether the registry exists.
+ *
+ * Why this is the script's outcome: HSETNX writes a group only where it is absent — and an
+ * absent group is always written — and never touches a present one. What the script adds to
+ * a new group without TTL is PERSIST on its key, needed only if the key may carry a TTL.
+ * Keys get TTLs only from script calls that first add their group to the registry, the
+ * registry is never removed, and Redis runs a connection's commands in order: so EXISTS
+ * answering 0 after the HSETNXs proves no key of the entity type had a TTL when they ran.
+ * Answering 1 (another stream writes TTL'd groups of this entity type), the created groups
+ * go through the script's repair mode before the batch is acknowledged, and the caller's
+ * hint keeps later batches on the script.
+ */
+async function createGroups(connection: RespConnection, ops: EncodedOps): Promise<{ created: number[]; existing: number[]; registryExists: boolean }> {
+  const replies = await connection.send(ops.createPayload, ops.count + 1);
+  const created: number[] = [];
+  const existing: number[] = [];
+  for (let i = 0; i <= ops.count; i++) {
+    const reply = replies[i];
+    if (reply instanceof RedisReplyError) throw reply;
+    if (i < ops.count) (reply === 1 ? created : existing).push(i);
+  }
+  return { created, existing, registryExists: replies[ops.count] === 1 };
+}
+
+/**
+ * Sends the ops (those at `indexes`, or all) as EVALSHA calls of up to RECORDS_PER_CALL
+ * records, in one write, and waits for every reply. `mode` is the script's ARGV[4]: '0'
+ * general, '1' create-first, '2' repair. The expiry of a TTL'd group is `nowMs` + its TTL.
+ * Calls answered NOSCRIPT (Redis restarted or its script cache was flushed) are sent again
+ * once after reloading the script. Throws the first other error.
+ */
+async function runScript(connection: RespConnection, target: GroupTarget, ops: EncodedOps, indexes: readonly number[] | undefined, nowMs: number, mode: '0' | '1' | '2'): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, created: 0, ignored: 0 };
-  const head = [String(nowMs), groupField(target.group), String(target.ttlMs), hint.createFirst ? '1' : '0'];
-  const expirySlot = Buffer.from(target.ttlMs > 0 ? encodeTimeSlot(nowMs + target.ttlMs) : ' '.repeat(TIME_SLOT_WIDTH), 'latin1');
-  let calls: (readonly WriteOp[])[] = [];
-  for (let i = 0; i < ops.length; i += RECORDS_PER_CALL) calls.push(ops.slice(i, i + RECORDS_PER_CALL));
+  const head = [String(nowMs), groupField(target.group), String(target.ttlMs), mode];
+  const expirySlot = target.ttlMs > 0 ? Buffer.from(encodeTimeSlot(nowMs + target.ttlMs), 'latin1') : undefined;
+  const all = indexes ?? Array.from({ length: ops.count }, (_, i) => i);
+  let calls: (readonly number[])[] = [];
+  for (let i = 0; i < all.length; i += RECORDS_PER_CALL) calls.push(all.slice(i, i + RECORDS_PER_CALL));
   for (let round = 0; calls.length > 0; round++) {
-    const replies = await connection.send(encodeScriptCalls(calls, target.ttlRegistry, head, expirySlot), calls.length);
-    const missing: (readonly WriteOp[])[] = [];
+    const replies = await connection.send(encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot), calls.length);
+    const missing: (readonly number[])[] = [];
     for (let i = 0; i < calls.length; i++) {
       const reply = replies[i];
       if (reply instanceof RedisReplyError) {
@@ -224,6 +297,5 @@ export async function applyOps(connection: RespConnection, target: GroupTarget, 
     if (missing.length > 0) await loadWriteScript(connection);
     calls = missing;
   }
-  hint.createFirst = result.created * 2 >= ops.length;
   return result;
 }

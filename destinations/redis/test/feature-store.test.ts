@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { createConnectorContext, parseConfig, seededRandom, type DestinationStream, type RecordData } from '@tributary/core';
 import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
 import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
-import { applyOps } from '../src/write-script.js';
+import { createOpsEncoder } from '../src/encoded-ops.js';
+import { applyOps, encodeWriteOps, WRITE_SCRIPT_SHA, type GroupTarget, type WriteHint, type WriteOp } from '../src/write-script.js';
 import { encodeTimeSlot, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, writeTimeSlot } from '../src/layout.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
@@ -11,6 +12,8 @@ let server: RedisServer;
 let client: Redis;
 let writer: RespConnection;
 let prefixes = 0;
+/** `applyOps` on ops given as objects, through the writer's connection. */
+const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => applyOps(writer, target, encodeWriteOps(ops, target), nowMs, hint);
 beforeAll(async () => {
   server = await startRedisServer();
   client = new Redis({ port: server.port, host: '127.0.0.1' });
@@ -161,18 +164,19 @@ describe('redis feature store', () => {
     const older = { key, eventTimeMs: Date.parse(at(5)), featuresJson: '{"v":"older"}' };
     // Written "two minutes ago" with a one-minute TTL: expired, though Redis still holds it.
     const now = Date.now();
-    expect(await applyOps(writer, group, [newer], now - 120_000)).toEqual({ applied: 1, created: 1, ignored: 0 });
+    expect(await apply(group, [newer], now - 120_000)).toEqual({ applied: 1, created: 1, ignored: 0 });
     expect(await client.exists(key)).toBe(1);
     // While live, an older event is ignored; once expired, it is applied.
-    expect(await applyOps(writer, group, [older], now - 90_000)).toEqual({ applied: 0, created: 0, ignored: 1 });
-    expect(await applyOps(writer, group, [older], now)).toEqual({ applied: 1, created: 0, ignored: 0 });
+    expect(await apply(group, [older], now - 90_000)).toEqual({ applied: 0, created: 0, ignored: 1 });
+    expect(await apply(group, [older], now)).toEqual({ applied: 1, created: 0, ignored: 0 });
     expect(decodeGroupValue((await client.hget(key, 'g:fast'))!)).toEqual({ eventTimeMs: older.eventTimeMs, expiresAtMs: now + 60_000, features: { v: 'older' } });
   });
 
-  it('create-first (HSETNX) and the general path give the same results, and the hint follows the share of new groups', async () => {
+  it('create-first (plain HSETNX, or HSETNX in the script) and the general path give the same results, and the hint follows the share of new groups', async () => {
     const ttlRegistry = ttlRegistryKey(`t${++prefixes}`, 'contact');
     const states: unknown[] = [];
-    for (const createFirst of [true, false]) {
+    // Plain HSETNX (no TTL registry seen), the script's create-first, the script's general path.
+    for (const [createFirst, ttlRegistrySeen] of [[true, false], [true, true], [false, false]] as const) {
       const prefix = `t${++prefixes}`;
       const op = (id: string, minute: number, v: string) => ({ key: entityKey(prefix, 'acme', 'contact', id), eventTimeMs: Date.parse(at(minute)), featuresJson: JSON.stringify({ v }) });
       const target = { group: 'g', ttlMs: 0, ttlRegistry };
@@ -181,15 +185,16 @@ describe('redis feature store', () => {
         [op('a', 5, 'a5'), op('b', 5, 'b5'), op('a', 3, 'a3-late'), op('c', 1, 'c1')],
         [op('a', 5, 'a5-replay'), op('b', 7, 'b7'), op('c', 0, 'c0-late'), op('d', 2, 'd2')],
       ]) {
-        const hint = { createFirst };
-        results.push(await applyOps(writer, target, ops, Date.now(), hint));
+        const hint = { createFirst, ttlRegistrySeen };
+        results.push(await apply(target, ops, Date.now(), hint));
         results.push(hint.createFirst);
       }
       const keys = ['a', 'b', 'c', 'd'].map((id) => entityKey(prefix, 'acme', 'contact', id));
       const values = await Promise.all(keys.map(async (key) => decodeGroupValue((await client.hget(key, 'g:g'))!)?.features));
       states.push({ results, values });
     }
-    expect(states[0]).toEqual(states[1]);
+    expect(states[1]).toEqual(states[0]);
+    expect(states[2]).toEqual(states[0]);
     expect(states[0]).toEqual({
       results: [{ applied: 3, created: 3, ignored: 1 }, true, { applied: 2, created: 1, ignored: 2 }, false],
       values: [{ v: 'a5' }, { v: 'b7' }, { v: 'c1' }, { v: 'd2' }],
@@ -198,10 +203,71 @@ describe('redis feature store', () => {
     const prefix = `t${++prefixes}`;
     const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
     const target = { group: 'g', ttlMs: 0, ttlRegistry };
-    await applyOps(writer, target, ['a', 'b', 'c'].map((id) => ({ key: key(id), eventTimeMs: 1, featuresJson: '{}' })), Date.now());
+    await apply(target, ['a', 'b', 'c'].map((id) => ({ key: key(id), eventTimeMs: 1, featuresJson: '{}' })), Date.now());
     const hint = { createFirst: true };
-    await applyOps(writer, target, ['a', 'b', 'c', 'd'].map((id) => ({ key: key(id), eventTimeMs: 2, featuresJson: '{}' })), Date.now(), hint);
+    await apply(target, ['a', 'b', 'c', 'd'].map((id) => ({ key: key(id), eventTimeMs: 2, featuresJson: '{}' })), Date.now(), hint);
     expect(hint.createFirst).toBe(false);
+  });
+
+  it('groups created with plain HSETNX while another stream writes TTL\'d groups of the entity type: their keys are made persistent before the batch is acknowledged', async () => {
+    const prefix = `t${++prefixes}`;
+    const ttlRegistry = ttlRegistryKey(prefix, 'contact');
+    const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
+    const op = (id: string, minute: number) => ({ key: key(id), eventTimeMs: Date.parse(at(minute)), featuresJson: `{"id":"${id}"}` });
+    // Another stream's TTL'd group on e1: the registry exists and e1 carries a TTL.
+    await apply({ group: 'fast', ttlMs: 3_600_000, ttlRegistry }, [op('e1', 1)], Date.now());
+    expect(await client.pttl(key('e1'))).toBeGreaterThan(0);
+    // A writer that has not seen the registry creates its group with plain HSETNX, on e1 and a new e2.
+    const hint: WriteHint = { createFirst: true };
+    expect(await apply({ group: 'slow', ttlMs: 0, ttlRegistry }, [op('e1', 2), op('e2', 2)], Date.now(), hint)).toEqual({ applied: 2, created: 2, ignored: 0 });
+    expect(hint.ttlRegistrySeen).toBe(true);
+    // A group without TTL makes its key persistent (else it would vanish with the TTL'd group).
+    expect(await client.pttl(key('e1'))).toBe(-1);
+    expect(await client.pttl(key('e2'))).toBe(-1);
+    expect(decodeGroupValue((await client.hget(key('e1'), 'g:slow'))!)?.features).toEqual({ id: 'e1' });
+  });
+
+  it('the script\'s repair mode: persists the key holding the exact value, writes a value that vanished, leaves a newer one alone', async () => {
+    const prefix = `t${++prefixes}`;
+    const ttlRegistry = ttlRegistryKey(prefix, 'contact');
+    await client.sadd(ttlRegistry, 'g:fast');
+    const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
+    const value = (minute: number, v: string) => encodeGroupValue(Date.parse(at(minute)), undefined, JSON.stringify({ v }));
+    await client.hset(key('same'), 'g:g', value(5, 'mine'));
+    await client.pexpire(key('same'), 3_600_000);
+    await client.hset(key('newer'), 'g:g', value(9, 'newer'));
+    await client.pexpire(key('newer'), 3_600_000);
+    const keys = [key('same'), key('gone'), key('newer')];
+    const values = [value(5, 'mine'), value(5, 'gone'), value(5, 'older')];
+    const reply = await client.evalsha(WRITE_SCRIPT_SHA, keys.length + 1, ttlRegistry, ...keys, String(Date.now()), 'g:g', '0', '2', ...values);
+    expect(reply).toEqual([1, 1]); // only the vanished value was written
+    expect(await client.pttl(key('same'))).toBe(-1);
+    expect(await client.pttl(key('gone'))).toBe(-1);
+    expect(await client.hget(key('gone'), 'g:g')).toBe(values[1]);
+    expect(await client.hget(key('newer'), 'g:g')).toBe(value(9, 'newer'));
+    expect(await client.pttl(key('newer'))).toBeGreaterThan(0);
+  });
+
+  it('encodes every op byte-exactly: multi-byte keys and values, large values, many ops past the first buffer', async () => {
+    const prefix = `t${++prefixes}`;
+    const ttlRegistry = ttlRegistryKey(prefix, 'contact');
+    const random = seededRandom(11);
+    const text = (n: number) => Array.from({ length: n }, () => ['a', 'é', '€', '😀', ':', '%', '"', '\\', '\n'][Math.floor(random() * 9)]).join('');
+    const ops = Array.from({ length: 600 }, (_, i) => ({
+      key: entityKey(prefix, `tenant-${text(3)}`, 'contact', `${i}-${text(5)}`),
+      eventTimeMs: Math.round((random() - 0.3) * 4e12),
+      featuresJson: JSON.stringify({ i, v: text(i % 50 === 0 ? 20_000 : 40) }),
+    }));
+    for (const [group, ttlMs, hint] of [['plain', 0, { createFirst: true }], ['script', 0, { createFirst: false }], ['ttl', 3_600_000, { createFirst: true }]] as const) {
+      const now = Date.now();
+      const target = { group, ttlMs, ttlRegistry };
+      // One buffer sized for one op: the encoder grows it.
+      const encoder = createOpsEncoder({ field: `g:${group}`, ttlRegistry }, 1);
+      for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
+      expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
+      const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));
+      expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.featuresJson)));
+    }
   });
 
   it('key TTL follows its groups: a group losing its TTL makes the key persistent, and a persistent key stays so', async () => {
@@ -209,15 +275,15 @@ describe('redis feature store', () => {
     const key = entityKey(prefix, 'acme', 'contact', 'e1');
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
     const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), featuresJson: `{"m":${minute}}` });
-    await applyOps(writer, { group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
+    await apply({ group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
     expect(await client.smembers(ttlRegistry)).toEqual(['g:g']);
     expect(await client.pttl(key)).toBeGreaterThan(3_500_000);
     // The same group's config drops its TTL: the stored expiry is gone and so is the key's TTL.
-    await applyOps(writer, { group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
+    await apply({ group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
     expect(await client.pttl(key)).toBe(-1);
     expect(decodeGroupValue((await client.hget(key, 'g:g'))!)?.expiresAtMs).toBeUndefined();
     // A TTL'd group written next to it never puts a TTL on the key holding a group without one.
-    await applyOps(writer, { group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
+    await apply({ group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
     expect(await client.pttl(key)).toBe(-1);
     expect(decodeGroupValue((await client.hget(key, 'g:h'))!)?.expiresAtMs).toBeGreaterThan(Date.now());
   });

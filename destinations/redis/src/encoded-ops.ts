@@ -1,0 +1,100 @@
+import { TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
+import { writeBulk, writeHeader } from './resp-connection.js';
+
+/**
+ * A batch's writes, encoded once, as the create path sends them: `HSETNX <key> <field>
+ * <value>` per record in RESP, back to back, then `EXISTS <TTL registry>` (see
+ * `createGroups` in write-script.ts). Each value is the group's field value of the layout
+ * (event time slot, a blank expiry slot, the features' JSON). The script path copies keys
+ * and values out of the same bytes (`spans`), patching the expiry slot when the group has a
+ * TTL.
+ *
+ * Why encode once, and into bytes: the writer keeps a batch until Redis acknowledged it (to
+ * send it again after a lost connection). Kept as strings (key, JSON) and objects, the
+ * batches in flight survived young-generation collections, which copied them each time;
+ * kept as these bytes, all the strings die young. It also saves the second encoding pass.
+ */
+export interface EncodedOps {
+  readonly count: number;
+  /** The create path's payload: the HSETNX commands, then EXISTS. */
+  readonly createPayload: Buffer;
+  /** Per op i: `[4i]` offset and `[4i+1]` length of its key, `[4i+2]` offset and `[4i+3]` length of its value, in `createPayload`. */
+  readonly spans: Int32Array;
+}
+
+/** The field and TTL registry every op of a batch writes (one feature group of one entity type). */
+export interface EncodeTarget {
+  /** The group's hash field (`groupField`). */
+  readonly field: string;
+  readonly ttlRegistry: string;
+}
+
+export interface OpsEncoder {
+  /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and feature values (JSON). */
+  add(key: string, eventTimeMs: number, featuresJson: string): void;
+  finish(): EncodedOps;
+}
+
+const HSETNX_HEAD = Buffer.from('*4\r\n$6\r\nHSETNX\r\n', 'latin1');
+const BLANK_SLOT = 0x20;
+/** Most bytes a record adds besides its key and JSON (RESP headers, field, slots), the field aside. */
+const RECORD_OVERHEAD = HSETNX_HEAD.length + 3 * 16 + 2 * TIME_SLOT_WIDTH;
+
+export function createOpsEncoder(target: EncodeTarget, expectedCount: number): OpsEncoder {
+  const fieldBytes = Buffer.byteLength(target.field);
+  const fieldScratch = Buffer.allocUnsafe(fieldBytes + 16);
+  const encodedField = fieldScratch.subarray(0, writeBulk(fieldScratch, 0, target.field, fieldBytes));
+  let out = Buffer.allocUnsafe(Math.max(4096, expectedCount * 384));
+  let spans = new Int32Array(Math.max(16, expectedCount * 4));
+  let offset = 0;
+  let count = 0;
+
+  const reserve = (bytes: number): void => {
+    if (offset + bytes <= out.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, offset + bytes));
+    out.copy(bigger, 0, 0, offset);
+    out = bigger;
+  };
+
+  return {
+    add(key, eventTimeMs, featuresJson) {
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, then write exactly.
+      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + featuresJson.length));
+      if (spans.length < (count + 1) * 4) {
+        const more = new Int32Array(spans.length * 2);
+        more.set(spans);
+        spans = more;
+      }
+      out.set(HSETNX_HEAD, offset);
+      offset += HSETNX_HEAD.length;
+      const keyBytes = Buffer.byteLength(key);
+      offset = writeHeader(out, offset, 36, keyBytes);
+      spans[count * 4] = offset;
+      spans[count * 4 + 1] = keyBytes;
+      offset += out.write(key, offset, keyBytes, 'utf8');
+      out[offset++] = 13;
+      out[offset++] = 10;
+      out.set(encodedField, offset);
+      offset += encodedField.length;
+      const jsonBytes = Buffer.byteLength(featuresJson);
+      const valueBytes = 2 * TIME_SLOT_WIDTH + jsonBytes;
+      offset = writeHeader(out, offset, 36, valueBytes);
+      spans[count * 4 + 2] = offset;
+      spans[count * 4 + 3] = valueBytes;
+      offset = writeTimeSlot(out, offset, eventTimeMs);
+      for (let end = offset + TIME_SLOT_WIDTH; offset < end; offset++) out[offset] = BLANK_SLOT;
+      offset += out.write(featuresJson, offset, jsonBytes, 'utf8');
+      out[offset++] = 13;
+      out[offset++] = 10;
+      count++;
+    },
+
+    finish() {
+      reserve(64 + 3 * target.ttlRegistry.length);
+      offset = writeHeader(out, offset, 42, 2);
+      offset = writeBulk(out, offset, 'EXISTS');
+      offset = writeBulk(out, offset, target.ttlRegistry);
+      return { count, createPayload: out.subarray(0, offset), spans: spans.subarray(0, count * 4) };
+    },
+  };
+}
