@@ -13,6 +13,19 @@ describe('parseDateTimeMs', () => {
     }
   });
 
+  it('equals Date.parse on every day 1–31 of every month, leap and century years of the whole fast-path range included', () => {
+    const random = seededRandom(9);
+    const years = [1000, 1001, 1582, 1600, 1699, 1700, 1899, 1900, 1904, 1969, 1970, 1999, 2000, 2024, 2100, 2400, 5000, 9999, ...Array.from({ length: 40 }, () => 1000 + Math.floor(random() * 9000))];
+    for (const year of years) {
+      for (let month = 1; month <= 12; month++) {
+        for (let day = 1; day <= 31; day++) {
+          const text = `${year}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}T23:59:59.999Z`;
+          expect(parseDateTimeMs(text), text).toBe(Date.parse(text));
+        }
+      }
+    }
+  });
+
   it('agrees with Date.parse on edge and malformed inputs (falling back where it must)', () => {
     const cases = [
       '2025-02-30T00:00:00Z', // rolls over to March 2 in both

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { RecordData } from '@tributary/core';
+import { parseDateTimeMs, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
 
 /** The envelope values of one record (payload columns are handled by the stream stage). */
@@ -48,7 +48,7 @@ export function parseEventTime(value: unknown): number {
   if (typeof value === 'string') {
     if (value !== lastText) {
       lastText = value;
-      lastMs = Date.parse(value);
+      lastMs = parseDateTimeMs(value);
     }
     return lastMs;
   }

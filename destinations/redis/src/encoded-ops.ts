@@ -37,17 +37,55 @@ export interface OpsEncoder {
 
 const HSETNX_HEAD = Buffer.from('*4\r\n$6\r\nHSETNX\r\n', 'latin1');
 const BLANK_SLOT = 0x20;
-/** Most bytes a record adds besides its key and JSON (RESP headers, field, slots), the field aside. */
+/** Most bytes a record adds besides its key and JSON (RESP headers, CRLFs, slots), the field aside. */
 const RECORD_OVERHEAD = HSETNX_HEAD.length + 3 * 16 + 2 * TIME_SLOT_WIDTH;
+
+function digitCount(n: number): number {
+  let digits = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  return digits;
+}
+
+/**
+ * Writes `text` as the content of a RESP bulk string whose header starts at `offset`,
+ * `before` bytes ahead of the text (the value's time slots), without measuring the text
+ * first: the text goes where the header for its UTF-16 length would end — its UTF-8 length
+ * when it is ASCII, the common case — and moves when its UTF-8 length needs more digits.
+ * The caller reserved room for 3 bytes per UTF-16 unit. Returns where the content (the
+ * `before` bytes first) starts; the content ends before the CRLF written after it.
+ */
+function writeBulkContent(out: Buffer, offset: number, text: string, before: number, writeBefore: (at: number) => void): { start: number; length: number } {
+  const guessDigits = digitCount(before + text.length);
+  let start = offset + 3 + guessDigits;
+  const textBytes = out.write(text, start + before, 'utf8');
+  const length = before + textBytes;
+  const digits = digitCount(length);
+  if (digits !== guessDigits) {
+    out.copyWithin(start + before + digits - guessDigits, start + before, start + before + textBytes);
+    start += digits - guessDigits;
+  }
+  writeHeader(out, offset, 36, length);
+  writeBefore(start);
+  out[start + length] = 13;
+  out[start + length + 1] = 10;
+  return { start, length };
+}
 
 export function createOpsEncoder(target: EncodeTarget, expectedCount: number): OpsEncoder {
   const fieldBytes = Buffer.byteLength(target.field);
   const fieldScratch = Buffer.allocUnsafe(fieldBytes + 16);
   const encodedField = fieldScratch.subarray(0, writeBulk(fieldScratch, 0, target.field, fieldBytes));
-  let out = Buffer.allocUnsafe(Math.max(4096, expectedCount * 384));
+  // Typical records take well under 768 bytes: one buffer for the batch, grown if not.
+  let out = Buffer.allocUnsafe(Math.max(4096, expectedCount * 768));
   let spans = new Int32Array(Math.max(16, expectedCount * 4));
   let offset = 0;
   let count = 0;
+  let eventTimeMs = 0;
+  const writeSlots = (at: number): void => {
+    writeTimeSlot(out, at, eventTimeMs);
+    for (let i = at + TIME_SLOT_WIDTH, end = at + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
+  };
+  const noPrefix = (): void => undefined;
 
   const reserve = (bytes: number): void => {
     if (offset + bytes <= out.length) return;
@@ -57,8 +95,8 @@ export function createOpsEncoder(target: EncodeTarget, expectedCount: number): O
   };
 
   return {
-    add(key, eventTimeMs, featuresJson) {
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, then write exactly.
+    add(key, time, featuresJson) {
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, write exactly.
       reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + featuresJson.length));
       if (spans.length < (count + 1) * 4) {
         const more = new Int32Array(spans.length * 2);
@@ -67,25 +105,17 @@ export function createOpsEncoder(target: EncodeTarget, expectedCount: number): O
       }
       out.set(HSETNX_HEAD, offset);
       offset += HSETNX_HEAD.length;
-      const keyBytes = Buffer.byteLength(key);
-      offset = writeHeader(out, offset, 36, keyBytes);
-      spans[count * 4] = offset;
-      spans[count * 4 + 1] = keyBytes;
-      offset += out.write(key, offset, keyBytes, 'utf8');
-      out[offset++] = 13;
-      out[offset++] = 10;
+      const k = writeBulkContent(out, offset, key, 0, noPrefix);
+      spans[count * 4] = k.start;
+      spans[count * 4 + 1] = k.length;
+      offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      const jsonBytes = Buffer.byteLength(featuresJson);
-      const valueBytes = 2 * TIME_SLOT_WIDTH + jsonBytes;
-      offset = writeHeader(out, offset, 36, valueBytes);
-      spans[count * 4 + 2] = offset;
-      spans[count * 4 + 3] = valueBytes;
-      offset = writeTimeSlot(out, offset, eventTimeMs);
-      for (let end = offset + TIME_SLOT_WIDTH; offset < end; offset++) out[offset] = BLANK_SLOT;
-      offset += out.write(featuresJson, offset, jsonBytes, 'utf8');
-      out[offset++] = 13;
-      out[offset++] = 10;
+      eventTimeMs = time;
+      const v = writeBulkContent(out, offset, featuresJson, 2 * TIME_SLOT_WIDTH, writeSlots);
+      spans[count * 4 + 2] = v.start;
+      spans[count * 4 + 3] = v.length;
+      offset = v.start + v.length + 2;
       count++;
     },
 
