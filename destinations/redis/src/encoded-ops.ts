@@ -51,10 +51,11 @@ function digitCount(n: number): number {
  * `before` bytes ahead of the text (the value's time slots), without measuring the text
  * first: the text goes where the header for its UTF-16 length would end — its UTF-8 length
  * when it is ASCII, the common case — and moves when its UTF-8 length needs more digits.
- * The caller reserved room for 3 bytes per UTF-16 unit. Returns where the content (the
- * `before` bytes first) starts; the content ends before the CRLF written after it.
+ * The caller reserved room for 3 bytes per UTF-16 unit, and writes the `before` bytes at
+ * the returned start. Returns the content's start and length (the `before` bytes included);
+ * the CRLF after it is written.
  */
-function writeBulkContent(out: Buffer, offset: number, text: string, before: number, writeBefore: (at: number) => void): { start: number; length: number } {
+function writeBulkContent(out: Buffer, offset: number, text: string, before: number): { start: number; length: number } {
   const guessDigits = digitCount(before + text.length);
   let start = offset + 3 + guessDigits;
   const textBytes = out.write(text, start + before, 'utf8');
@@ -65,7 +66,6 @@ function writeBulkContent(out: Buffer, offset: number, text: string, before: num
     start += digits - guessDigits;
   }
   writeHeader(out, offset, 36, length);
-  writeBefore(start);
   out[start + length] = 13;
   out[start + length + 1] = 10;
   return { start, length };
@@ -80,12 +80,6 @@ export function createOpsEncoder(target: EncodeTarget, expectedCount: number): O
   let spans = new Int32Array(Math.max(16, expectedCount * 4));
   let offset = 0;
   let count = 0;
-  let eventTimeMs = 0;
-  const writeSlots = (at: number): void => {
-    writeTimeSlot(out, at, eventTimeMs);
-    for (let i = at + TIME_SLOT_WIDTH, end = at + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
-  };
-  const noPrefix = (): void => undefined;
 
   const reserve = (bytes: number): void => {
     if (offset + bytes <= out.length) return;
@@ -95,7 +89,7 @@ export function createOpsEncoder(target: EncodeTarget, expectedCount: number): O
   };
 
   return {
-    add(key, time, featuresJson) {
+    add(key, eventTimeMs, featuresJson) {
       // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, write exactly.
       reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + featuresJson.length));
       if (spans.length < (count + 1) * 4) {
@@ -105,14 +99,15 @@ export function createOpsEncoder(target: EncodeTarget, expectedCount: number): O
       }
       out.set(HSETNX_HEAD, offset);
       offset += HSETNX_HEAD.length;
-      const k = writeBulkContent(out, offset, key, 0, noPrefix);
+      const k = writeBulkContent(out, offset, key, 0);
       spans[count * 4] = k.start;
       spans[count * 4 + 1] = k.length;
       offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      eventTimeMs = time;
-      const v = writeBulkContent(out, offset, featuresJson, 2 * TIME_SLOT_WIDTH, writeSlots);
+      const v = writeBulkContent(out, offset, featuresJson, 2 * TIME_SLOT_WIDTH);
+      writeTimeSlot(out, v.start, eventTimeMs);
+      for (let i = v.start + TIME_SLOT_WIDTH, end = v.start + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
       spans[count * 4 + 2] = v.start;
       spans[count * 4 + 3] = v.length;
       offset = v.start + v.length + 2;
