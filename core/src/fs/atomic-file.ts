@@ -11,15 +11,8 @@ import { basename, dirname, join } from 'node:path';
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const directory = dirname(path);
-  const temp = join(directory, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = await writeDurableTemp(directory, basename(path), data);
   try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
     await rename(temp, path);
   } catch (error) {
     await unlink(temp).catch(() => undefined);
@@ -28,12 +21,39 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   await fsyncDirectory(directory);
 }
 
-/** Makes the entries of `directory` (creations, renames, deletions) durable. */
-export async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, 'r');
+/**
+ * Writes `data` to a new temp file in `directory` (named after `name`, never an existing
+ * file) and fsyncs it; returns its path, for the caller to rename or link into place and
+ * then remove. A temp file whose writing failed is removed.
+ */
+export async function writeDurableTemp(directory: string, name: string, data: string | Uint8Array): Promise<string> {
+  const temp = join(directory, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temp, 'wx');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  return temp;
+}
+
+/** Makes a file's content, or a directory's entries (creations, renames, deletions), durable. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+/** Makes the entries of `directory` (creations, renames, deletions) durable. */
+export async function fsyncDirectory(directory: string): Promise<void> {
+  await fsyncPath(directory);
 }

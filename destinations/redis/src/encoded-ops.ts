@@ -1,4 +1,5 @@
-import { TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
+import { groupField, TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
+import type { GroupTarget } from './write-script.js';
 import { writeBulk, writeHeader } from './resp-connection.js';
 
 /**
@@ -20,13 +21,6 @@ export interface EncodedOps {
   readonly createPayload: Buffer;
   /** Per op i: `[4i]` offset and `[4i+1]` length of its key, `[4i+2]` offset and `[4i+3]` length of its value, in `createPayload`. */
   readonly spans: Int32Array;
-}
-
-/** The field and TTL registry every op of a batch writes (one feature group of one entity type). */
-export interface EncodeTarget {
-  /** The group's hash field (`groupField`). */
-  readonly field: string;
-  readonly ttlRegistry: string;
 }
 
 export interface OpsEncoder {
@@ -71,10 +65,12 @@ function writeBulkContent(out: Buffer, offset: number, text: string, before: num
   return { start, length };
 }
 
-export function createOpsEncoder(target: EncodeTarget, expectedCount: number): OpsEncoder {
-  const fieldBytes = Buffer.byteLength(target.field);
+/** Encodes the writes of one batch to `target`'s group (the TTL registry goes in the trailing EXISTS). */
+export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistry'>, expectedCount: number): OpsEncoder {
+  const field = groupField(target.group);
+  const fieldBytes = Buffer.byteLength(field);
   const fieldScratch = Buffer.allocUnsafe(fieldBytes + 16);
-  const encodedField = fieldScratch.subarray(0, writeBulk(fieldScratch, 0, target.field, fieldBytes));
+  const encodedField = fieldScratch.subarray(0, writeBulk(fieldScratch, 0, field, fieldBytes));
   // Typical records take well under 768 bytes: one buffer for the batch, grown if not.
   let out = Buffer.allocUnsafe(Math.max(4096, expectedCount * 768));
   let spans = new Int32Array(Math.max(16, expectedCount * 4));

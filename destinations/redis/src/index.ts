@@ -1,10 +1,10 @@
 import { defineDestination, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { redisConfigSchema, resolveMapping, type RedisConfig, type StreamMapping } from './config.js';
-import { createOpsEncoder, type EncodedOps, type EncodeTarget } from './encoded-ops.js';
+import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
 import { forEachWrite } from './records.js';
 import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 import { createRespConnection, type RespConnection } from './resp-connection.js';
-import { entityKeyBuilder, groupField, ttlRegistryKey } from './layout.js';
+import { entityKeyBuilder, ttlRegistryKey } from './layout.js';
 import { applyOps, loadWriteScript, type GroupTarget, type WriteHint } from './write-script.js';
 
 export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
@@ -105,12 +105,11 @@ export default redisDestination;
 
 function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], connection: RespConnection): DestinationSession {
   const prefix = config.key_prefix ?? 'trib';
-  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget; encodeTarget: EncodeTarget; hint: WriteHint }>(
+  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget; hint: WriteHint }>(
     streams.map((s) => {
       const mapping = resolveMapping(config, s);
       const target = { group: mapping.group, ttlMs: mapping.ttlMs, ttlRegistry: ttlRegistryKey(prefix, mapping.entityType) };
-      const encodeTarget = { field: groupField(mapping.group), ttlRegistry: target.ttlRegistry };
-      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target, encodeTarget, hint: { createFirst: true } }];
+      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target, hint: { createFirst: true } }];
     }),
   );
   let inFlight: InFlight[] = [];
@@ -153,7 +152,7 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       // Bound the memory held for re-sends before taking on more. A failure here throws
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
-      const encoder = createOpsEncoder(stream.encodeTarget, batch.records.length);
+      const encoder = createOpsEncoder(stream.target, batch.records.length);
       const rejected = forEachWrite(batch.records, stream.mapping, stream.keyOf, encoder.add);
       const ops = encoder.finish();
       if (ops.count > 0) inFlight.push(send(stream.target, stream.hint, ops));

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
+import type { EncodedOps } from './encoded-ops.js';
 import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
 import { isNoScript } from './redis-client.js';
 import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './resp-connection.js';
@@ -194,13 +194,6 @@ function encodeScriptCalls(encoded: EncodedOps, calls: readonly (readonly number
     }
   }
   return out.subarray(0, offset);
-}
-
-/** Encodes ops given as objects (the parity check's and tests' form) for `applyOps`. */
-export function encodeWriteOps(ops: readonly WriteOp[], target: GroupTarget): EncodedOps {
-  const encoder = createOpsEncoder({ field: groupField(target.group), ttlRegistry: target.ttlRegistry }, ops.length);
-  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
-  return encoder.finish();
 }
 
 /** Something that can run one command: the writer's connection, or an ioredis client (`check`). */

@@ -4,7 +4,7 @@ import { createConnectorContext, parseConfig, seededRandom, type DestinationStre
 import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
 import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
 import { createOpsEncoder } from '../src/encoded-ops.js';
-import { applyOps, encodeWriteOps, WRITE_SCRIPT_SHA, type GroupTarget, type WriteHint, type WriteOp } from '../src/write-script.js';
+import { applyOps, WRITE_SCRIPT_SHA, type GroupTarget, type WriteHint, type WriteOp } from '../src/write-script.js';
 import { encodeTimeSlot, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, writeTimeSlot } from '../src/layout.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
@@ -13,7 +13,11 @@ let client: Redis;
 let writer: RespConnection;
 let prefixes = 0;
 /** `applyOps` on ops given as objects, through the writer's connection. */
-const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => applyOps(writer, target, encodeWriteOps(ops, target), nowMs, hint);
+const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => {
+  const encoder = createOpsEncoder(target, ops.length);
+  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
+  return applyOps(writer, target, encoder.finish(), nowMs, hint);
+};
 beforeAll(async () => {
   server = await startRedisServer();
   client = new Redis({ port: server.port, host: '127.0.0.1' });
@@ -262,7 +266,7 @@ describe('redis feature store', () => {
       const now = Date.now();
       const target = { group, ttlMs, ttlRegistry };
       // One buffer sized for one op: the encoder grows it.
-      const encoder = createOpsEncoder({ field: `g:${group}`, ttlRegistry }, 1);
+      const encoder = createOpsEncoder(target, 1);
       for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
       expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
       const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));

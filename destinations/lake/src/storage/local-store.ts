@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { access, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { access, link, mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { fsyncDirectory, TributaryError, writeFileAtomic } from '@tributary/core';
+import { fsyncDirectory, fsyncPath, TributaryError, writeDurableTemp, writeFileAtomic } from '@tributary/core';
 import type { LakeStore } from './store.js';
 
 /** The lake in a local directory. Atomic replace = write a temp file, fsync, rename, fsync the directory. */
@@ -22,26 +22,14 @@ export function createLocalStore(root: string): LakeStore {
     async putFile(key, localPath) {
       const path = pathOf(key);
       await ensureDir(path);
-      const handle = await open(localPath, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await fsyncPath(localPath);
       await rename(localPath, path);
       await fsyncDirectory(dirname(path));
     },
     async createIfAbsent(key, body) {
       const path = pathOf(key);
       await ensureDir(path);
-      const temp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
-      const handle = await open(temp, 'wx');
-      try {
-        await handle.writeFile(body);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      const temp = await writeDurableTemp(dirname(path), basename(path), body);
       try {
         // link(2) fails with EEXIST instead of replacing: an atomic create-if-absent.
         await link(temp, path);
