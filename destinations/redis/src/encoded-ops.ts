@@ -6,7 +6,7 @@ import { writeBulk, writeHeader } from './resp-connection.js';
  * A batch's writes, encoded once, as the create path sends them: `HSETNX <key> <field>
  * <value>` per record in RESP, back to back, then `EXISTS <TTL registry>` (see
  * `createGroups` in write-script.ts). Each value is the group's field value of the layout
- * (event time slot, a blank expiry slot, the features' JSON). The script path copies keys
+ * (event time slot, a blank expiry slot, the body). The script path copies keys
  * and values out of the same bytes (`spans`), patching the expiry slot when the group has a
  * TTL.
  *
@@ -17,6 +17,13 @@ import { writeBulk, writeHeader } from './resp-connection.js';
  */
 export interface EncodedOps {
   readonly count: number;
+  /**
+   * Commands to send ahead of the values on the same connection, whichever path sends them:
+   * the registration of the shapes the batch's bodies name (`shapePreamble` in shapes.ts),
+   * so a value never reaches Redis before its shape.
+   */
+  readonly preamble: Buffer;
+  readonly preambleCount: number;
   /** The create path's payload: the HSETNX commands, then EXISTS. */
   readonly createPayload: Buffer;
   /** Per op i: `[4i]` offset and `[4i+1]` length of its key, `[4i+2]` offset and `[4i+3]` length of its value, in `createPayload`. */
@@ -24,11 +31,13 @@ export interface EncodedOps {
 }
 
 export interface OpsEncoder {
-  /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and feature values (JSON). */
-  add(key: string, eventTimeMs: number, featuresJson: string): void;
-  finish(): EncodedOps;
+  /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and body (layout.ts). */
+  add(key: string, eventTimeMs: number, body: string): void;
+  /** Ends the batch; `preamble` (default none) goes ahead of its values. */
+  finish(preamble?: { payload: Buffer; count: number }): EncodedOps;
 }
 
+const NO_PREAMBLE = { payload: Buffer.alloc(0), count: 0 };
 const HSETNX_HEAD = Buffer.from('*4\r\n$6\r\nHSETNX\r\n', 'latin1');
 const BLANK_SLOT = 0x20;
 /** Most bytes a record adds besides its key and JSON (RESP headers, CRLFs, slots), the field aside. */
@@ -85,9 +94,9 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
   };
 
   return {
-    add(key, eventTimeMs, featuresJson) {
+    add(key, eventTimeMs, body) {
       // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, write exactly.
-      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + featuresJson.length));
+      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + body.length));
       if (spans.length < (count + 1) * 4) {
         const more = new Int32Array(spans.length * 2);
         more.set(spans);
@@ -101,7 +110,7 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
       offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      const v = writeBulkContent(out, offset, featuresJson, 2 * TIME_SLOT_WIDTH);
+      const v = writeBulkContent(out, offset, body, 2 * TIME_SLOT_WIDTH);
       writeTimeSlot(out, v.start, eventTimeMs);
       for (let i = v.start + TIME_SLOT_WIDTH, end = v.start + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
       spans[count * 4 + 2] = v.start;
@@ -110,12 +119,12 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
       count++;
     },
 
-    finish() {
+    finish(preamble = NO_PREAMBLE) {
       reserve(64 + 3 * target.ttlRegistry.length);
       offset = writeHeader(out, offset, 42, 2);
       offset = writeBulk(out, offset, 'EXISTS');
       offset = writeBulk(out, offset, target.ttlRegistry);
-      return { count, createPayload: out.subarray(0, offset), spans: spans.subarray(0, count * 4) };
+      return { count, preamble: preamble.payload, preambleCount: preamble.count, createPayload: out.subarray(0, offset), spans: spans.subarray(0, count * 4) };
     },
   };
 }

@@ -5,11 +5,13 @@ import { forEachWrite } from './records.js';
 import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 import { createRespConnection, type RespConnection } from './resp-connection.js';
 import { entityKeyBuilder, ttlRegistryKey } from './layout.js';
+import { createBodyEncoder, featureShapesKey, registerShapes, shapePreamble, type BodyEncoder } from './shapes.js';
 import { applyOps, loadWriteScript, type GroupTarget, type WriteHint } from './write-script.js';
 
 export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
 export { entityKey, entityKeyPattern, ttlRegistryKey, groupField, encodeGroupValue, decodeGroupValue, decodeEntityHash, decodeEntityFields, type DecodedGroup } from './layout.js';
 export { parseEventTime } from './records.js';
+export { featureShapesKey, createShapeTable, loadShapesFor, readAllShapes, type FeatureShape, type ShapeTable } from './shapes.js';
 export { WRITE_SCRIPT, WRITE_SCRIPT_SHA } from './write-script.js';
 export {
   createFeatureLookup,
@@ -105,11 +107,14 @@ export default redisDestination;
 
 function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readonly DestinationStream[], connection: RespConnection): DestinationSession {
   const prefix = config.key_prefix ?? 'trib';
-  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; target: GroupTarget; hint: WriteHint }>(
+  const shapeRegistry = featureShapesKey(prefix);
+  /** Shapes this session saw stored in the registry (`registerShapes`). */
+  const checkedShapes = new Set<string>();
+  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; bodies: BodyEncoder; target: GroupTarget; hint: WriteHint }>(
     streams.map((s) => {
       const mapping = resolveMapping(config, s);
       const target = { group: mapping.group, ttlMs: mapping.ttlMs, ttlRegistry: ttlRegistryKey(prefix, mapping.entityType) };
-      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), target, hint: { createFirst: true } }];
+      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), bodies: createBodyEncoder(mapping.features), target, hint: { createFirst: true } }];
     }),
   );
   let inFlight: InFlight[] = [];
@@ -153,8 +158,16 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
       const encoder = createOpsEncoder(stream.target, batch.records.length);
-      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyOf, encoder.add);
-      const ops = encoder.finish();
+      const { bodies } = stream;
+      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyOf, (key, eventTimeMs, record) => encoder.add(key, eventTimeMs, bodies.encode(record)));
+      const shapes = bodies.takeUsed();
+      // A shape is stored before any value naming it (see shapes.ts): checked once per session, then re-asserted ahead of each batch.
+      try {
+        await registerShapes(connection, shapeRegistry, shapes, checkedShapes);
+      } catch (error) {
+        throw toRedisError(error, 'write');
+      }
+      const ops = encoder.finish(shapes.length > 0 ? shapePreamble(shapeRegistry, shapes) : undefined);
       if (ops.count > 0) inFlight.push(send(stream.target, stream.hint, ops));
       return rejected.length > 0 ? { rejected } : undefined;
     },

@@ -4,12 +4,15 @@
  * One hash per entity: `<prefix>:<tenant>:<entity type>:<entity id>` (each part with `%` and
  * `:` percent-encoded, so a part never spills into the next). One field per feature group G:
  *
- *   `g:G` = event time (15 chars) + expiry (15 chars) + the group's feature values (JSON)
+ *   `g:G` = event time (15 chars) + expiry (15 chars) + body (the group's feature values)
  *
  * - event time: epoch milliseconds, zero-padded to 15 characters (`-` then 14 digits when
  *   negative), so the write script reads it with one `string.sub`;
  * - expiry: when the group expires, epoch milliseconds, same format; 15 blanks when never;
- * - values: one JSON object, feature name → value.
+ * - body: `#` + a shape id (16 chars) + a JSON array of the values, in the order of the
+ *   shape's feature names, which the registry hash `<prefix>:feature-shapes` holds (see
+ *   shapes.ts); or one JSON object, feature name → value (written for streams with too
+ *   many shapes, and by versions before shapes; always readable).
  *
  * A group is always written and replaced as a whole, and its event time decides whether a
  * write wins, so everything of a group is one field: the write script reads it with one
@@ -101,9 +104,24 @@ export function writeTimeSlot(out: Buffer, offset: number, ms: number): number {
   return offset + TIME_SLOT_WIDTH;
 }
 
-/** A group's field value: event time slot, expiry slot (blank when none), then the features' JSON. */
-export function encodeGroupValue(eventTimeMs: number, expiresAtMs: number | undefined, featuresJson: string): string {
-  return encodeTimeSlot(eventTimeMs) + (expiresAtMs === undefined ? NO_EXPIRY : encodeTimeSlot(expiresAtMs)) + featuresJson;
+/** A group's field value: event time slot, expiry slot (blank when none), then the body (see above). */
+export function encodeGroupValue(eventTimeMs: number, expiresAtMs: number | undefined, body: string): string {
+  return encodeTimeSlot(eventTimeMs) + (expiresAtMs === undefined ? NO_EXPIRY : encodeTimeSlot(expiresAtMs)) + body;
+}
+
+/** Where the body starts in a field value. */
+const BODY_START = 2 * TIME_SLOT_WIDTH;
+/** Characters of a shape id (see shapes.ts). */
+export const SHAPE_ID_LENGTH = 16;
+
+/** The shape id a field value's body names, or undefined when the body is not shaped (an object, or not ours). */
+export function shapeIdInValue(value: string): string | undefined {
+  return value.charCodeAt(BODY_START) === 35 /* '#' */ ? value.slice(BODY_START + 1, BODY_START + 1 + SHAPE_ID_LENGTH) : undefined;
+}
+
+/** The shapes a decoder can use, by id (a `ShapeTable` of shapes.ts). */
+export interface ShapeLookup {
+  get(id: string): { readonly names: readonly string[]; build(values: readonly unknown[]): Record<string, unknown> } | undefined;
 }
 
 /** One feature group as stored. */
@@ -113,36 +131,54 @@ export interface DecodedGroup {
   features: Record<string, unknown>;
 }
 
-/** Decodes a group's field value; undefined when it is not in this layout (never written by us). */
-export function decodeGroupValue(value: string): DecodedGroup | undefined {
-  const head = 2 * TIME_SLOT_WIDTH;
-  if (value.length < head + 2 || value.charCodeAt(head) !== 123 /* '{' */) return undefined;
+/**
+ * Decodes a group's field value; undefined when it is not in this layout (never written by
+ * us). A shaped body needs its shape in `shapes` (load it first: `loadShapesFor`); without
+ * it this throws, since the values cannot be named.
+ */
+export function decodeGroupValue(value: string, shapes?: ShapeLookup): DecodedGroup | undefined {
+  const mark = value.charCodeAt(BODY_START);
+  if (value.length < BODY_START + 2 || (mark !== 123 /* '{' */ && mark !== 35) /* '#' */) return undefined;
   const eventTimeMs = Number(value.slice(0, TIME_SLOT_WIDTH));
   if (!Number.isFinite(eventTimeMs)) return undefined;
-  const expiresAtMs = value.charCodeAt(TIME_SLOT_WIDTH) === 32 /* blank */ ? undefined : Number(value.slice(TIME_SLOT_WIDTH, head));
+  const expiresAtMs = value.charCodeAt(TIME_SLOT_WIDTH) === 32 /* blank */ ? undefined : Number(value.slice(TIME_SLOT_WIDTH, BODY_START));
   if (expiresAtMs !== undefined && !Number.isFinite(expiresAtMs)) return undefined;
   let features: Record<string, unknown>;
-  try {
-    features = JSON.parse(value.slice(head)) as Record<string, unknown>;
-  } catch {
-    return undefined;
+  if (mark === 35) {
+    const id = value.slice(BODY_START + 1, BODY_START + 1 + SHAPE_ID_LENGTH);
+    const shape = shapes?.get(id);
+    if (shape === undefined) throw new Error(`feature shape ${id} is not loaded`);
+    let values: unknown;
+    try {
+      values = JSON.parse(value.slice(BODY_START + 1 + SHAPE_ID_LENGTH));
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(values) || values.length !== shape.names.length) return undefined;
+    features = shape.build(values);
+  } else {
+    try {
+      features = JSON.parse(value.slice(BODY_START)) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
   }
   return { eventTimeMs, expiresAtMs, features };
 }
 
-export function decodeEntityHash(hash: Record<string, string>): Map<string, DecodedGroup> {
+export function decodeEntityHash(hash: Record<string, string>, shapes?: ShapeLookup): Map<string, DecodedGroup> {
   const flat: string[] = [];
   for (const field in hash) flat.push(field, hash[field]!);
-  return decodeEntityFields(flat);
+  return decodeEntityFields(flat, shapes);
 }
 
 /** As `decodeEntityHash`, from HGETALL's raw reply: field, value, field, value, … Fields not in the layout are skipped. */
-export function decodeEntityFields(flat: readonly string[]): Map<string, DecodedGroup> {
+export function decodeEntityFields(flat: readonly string[], shapes?: ShapeLookup): Map<string, DecodedGroup> {
   const groups = new Map<string, DecodedGroup>();
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i]!;
     if (field.charCodeAt(0) !== 103 /* g */ || field.charCodeAt(1) !== 58 /* ':' */) continue;
-    const group = decodeGroupValue(flat[i + 1]!);
+    const group = decodeGroupValue(flat[i + 1]!, shapes);
     if (group) groups.set(field.slice(2), group);
   }
   return groups;

@@ -3,6 +3,7 @@ import type { StreamMapping } from './config.js';
 import { decodeEntityFields, encodeKeyPart, entityKeyBuilder } from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
+import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
 
 /**
  * Online/offline parity: the latest values the offline store (the event lake) holds for each
@@ -91,6 +92,7 @@ const CHUNK = 500;
 
 export async function compareOnlineOffline(options: ParityOptions): Promise<ParityReport> {
   const { client, prefix, mapping } = options;
+  const shapes = { registry: featureShapesKey(prefix), table: createShapeTable() };
   const now = options.now ?? Date.now();
   const sampleLimit = options.sampleLimit ?? 20;
   const report: ParityReport = {
@@ -134,7 +136,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
       tenant: String(record[mapping.tenantField] ?? mapping.defaultTenant),
       entityId: String(record[mapping.entityIdField]),
       eventTimeMs: write.eventTimeMs,
-      values: JSON.parse(write.featuresJson) as Record<string, unknown>,
+      values: write.features,
       ingestTimeMs: rows[i]!.ingestTimeMs,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
@@ -147,11 +149,11 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   const keys = [...expected.keys()];
   for (let start = 0; start < keys.length; start += CHUNK) {
     const chunk = keys.slice(start, start + CHUNK);
-    const replies = await hgetallChecked(client, chunk);
+    const replies = await hgetallChecked(client, chunk, shapes);
     for (let i = 0; i < chunk.length; i++) {
       const key = chunk[i]!;
       const want = expected.get(key)!;
-      const group = decodeEntityFields(replies[i]!).get(mapping.group);
+      const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
       const live = group !== undefined && (group.expiresAtMs === undefined || group.expiresAtMs > now);
       const base = { tenant: want.tenant, entityId: want.entityId, key, offlineEventTime: new Date(want.eventTimeMs).toISOString() };
       if (!live) {
@@ -172,9 +174,9 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
 
   // Online → offline: every entity of the type (in the tenant) that serves the group.
   for await (const batch of scanEntityKeys(client, prefix, mapping.entityType, options.tenant)) {
-    const replies = await hgetallChecked(client, batch);
+    const replies = await hgetallChecked(client, batch, shapes);
     for (let i = 0; i < batch.length; i++) {
-      const group = decodeEntityFields(replies[i]!).get(mapping.group);
+      const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
       if (group === undefined || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
       report.onlineEntities++;
       const key = batch[i]!;
@@ -186,9 +188,12 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   return report;
 }
 
-async function hgetallChecked(client: Redis, keys: readonly string[]): Promise<string[][]> {
+/** HGETALL of each key, with the shapes their values name loaded into `shapes.table`. */
+async function hgetallChecked(client: Redis, keys: readonly string[], shapes: { registry: string; table: ShapeTable }): Promise<string[][]> {
   try {
-    return await hgetallMany(client, keys);
+    const replies = await hgetallMany(client, keys);
+    await loadShapesFor(client, shapes.registry, shapes.table, replies);
+    return replies;
   } catch (error) {
     throw toRedisError(error, 'parity');
   }

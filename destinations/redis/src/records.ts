@@ -1,7 +1,6 @@
 import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS } from './layout.js';
-import type { WriteOp } from './write-script.js';
 
 /**
  * Event time in epoch ms: an ISO-8601 date-time string, or a finite number taken as epoch
@@ -21,8 +20,8 @@ function keyPart(value: unknown): string | undefined {
 }
 
 /**
- * Maps each record of a batch to its write — entity key, event time, the features' JSON —
- * and calls `each` with it. A record without a usable entity id, tenant or event time is
+ * Maps each record of a batch to its write — entity key, event time — and calls `each` with
+ * it and the record (whose features the caller encodes: `createBodyEncoder`). A record without a usable entity id, tenant or event time is
  * rejected with the reason (the runtime quarantines and reports it); none is dropped.
  */
 export function forEachWrite(
@@ -30,7 +29,7 @@ export function forEachWrite(
   mapping: StreamMapping,
   /** `entityKeyBuilder(prefix, mapping.entityType)`. */
   keyOf: (tenant: string, entityId: string) => string,
-  each: (key: string, eventTimeMs: number, featuresJson: string, index: number) => void,
+  each: (key: string, eventTimeMs: number, record: RecordData, index: number) => void,
 ): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
@@ -58,14 +57,26 @@ export function forEachWrite(
       rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is outside the years −1199 to 33658 that the feature store holds` });
       continue;
     }
-    let values: Record<string, unknown> = record;
-    if (mapping.features) {
-      values = {};
-      for (const name of mapping.features) if (record[name] !== undefined) values[name] = record[name];
-    }
-    each(keyOf(tenant, entityId), eventTime, JSON.stringify(values), index);
+    each(keyOf(tenant, entityId), eventTime, record, index);
   }
   return rejected;
+}
+
+/** The feature values a record stores (every field, or the mapping's `features`), as the lookup API returns them: JSON values. */
+export function featureValues(record: RecordData, features: readonly string[] | undefined): Record<string, unknown> {
+  let values: Record<string, unknown> = record;
+  if (features) {
+    values = {};
+    for (const name of features) if (record[name] !== undefined) values[name] = record[name];
+  }
+  return JSON.parse(JSON.stringify(values)) as Record<string, unknown>;
+}
+
+/** One record's write as the parity check sees it: entity key, event time, feature values. */
+export interface MappedWrite {
+  readonly key: string;
+  readonly eventTimeMs: number;
+  readonly features: Record<string, unknown>;
 }
 
 /** The writes of a batch as objects (the parity check's form; the writer encodes them with `createOpsEncoder`). */
@@ -73,8 +84,8 @@ export function toOps(
   records: readonly RecordData[],
   mapping: StreamMapping,
   keyOf: (tenant: string, entityId: string) => string,
-): { ops: WriteOp[]; rejected: RejectedRecord[] } {
-  const ops: WriteOp[] = [];
-  const rejected = forEachWrite(records, mapping, keyOf, (key, eventTimeMs, featuresJson) => ops.push({ key, eventTimeMs, featuresJson }));
+): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
+  const ops: MappedWrite[] = [];
+  const rejected = forEachWrite(records, mapping, keyOf, (key, eventTimeMs, record) => ops.push({ key, eventTimeMs, features: featureValues(record, mapping.features) }));
   return { ops, rejected };
 }

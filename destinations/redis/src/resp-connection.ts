@@ -29,7 +29,7 @@ export type RespReply = number | string | null | RedisReplyError | RespReply[];
 
 export interface RespConnection {
   /** Writes pre-encoded commands (`encodeCommands`) and resolves with their `count` replies, in order. */
-  send(payload: Buffer, count: number): Promise<RespReply[]>;
+  send(payload: Buffer | readonly Buffer[], count: number): Promise<RespReply[]>;
   /** One command; an error reply is thrown. */
   call(...args: string[]): Promise<RespReply>;
   close(): Promise<void>;
@@ -194,10 +194,17 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
     l.unread = offset < buffer.length ? buffer.subarray(offset) : Buffer.alloc(0);
   };
 
-  const write = (l: Link, payload: Buffer, count: number): Promise<RespReply[]> =>
+  const write = (l: Link, payload: Buffer | readonly Buffer[], count: number): Promise<RespReply[]> =>
     new Promise((resolve, reject) => {
       l.pending.push({ count, replies: [], resolve, reject });
-      l.socket.write(payload);
+      if (Buffer.isBuffer(payload)) {
+        l.socket.write(payload);
+      } else {
+        // Corked, the parts leave in one writev.
+        l.socket.cork();
+        for (const part of payload) if (part.length > 0) l.socket.write(part);
+        l.socket.uncork();
+      }
     });
 
   const open = async (): Promise<Link> => {

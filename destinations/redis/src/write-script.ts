@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { EncodedOps } from './encoded-ops.js';
 import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
 import { isNoScript } from './redis-client.js';
-import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './resp-connection.js';
+import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type RespReply } from './resp-connection.js';
 
 /**
  * Applies records of one feature group to their entity hashes (layout in layout.ts),
@@ -12,7 +12,7 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection } from './
  * KEYS[1]: the entity type's TTL registry (`ttlRegistryKey` in layout.ts); then one entity
  * hash per record. ARGV[1] = now (epoch ms), ARGV[2] = the group's field, ARGV[3] = the
  * group's TTL (ms, 0 = none), ARGV[4] = '1' to try creating the group first (below), then
- * one field value per record (event time slot, expiry slot, JSON — see layout.ts). Returns
+ * one field value per record (event time slot, expiry slot, body — see layout.ts). Returns
  * {records applied, of which groups that were absent}.
  *
  * Per record:
@@ -102,11 +102,11 @@ return {applied, created}
 
 export const WRITE_SCRIPT_SHA = createHash('sha1').update(WRITE_SCRIPT).digest('hex');
 
-/** One record's write: its entity key, event time (epoch ms, within the layout's range) and feature values (JSON). */
+/** One record's write: its entity key, event time (epoch ms, within the layout's range) and body (layout.ts). */
 export interface WriteOp {
   readonly key: string;
   readonly eventTimeMs: number;
-  readonly featuresJson: string;
+  readonly body: string;
 }
 
 /** The feature group a list of ops writes, its TTL and its entity type's TTL registry. */
@@ -232,7 +232,7 @@ export async function applyOps(connection: RespConnection, target: GroupTarget, 
 
 /**
  * Create-first without the script: one plain HSETNX per record, pipelined, then EXISTS on
- * the entity type's TTL registry (the encoded batch's `createPayload`). Returns the indexes
+ * the entity type's TTL registry (the encoded batch's `createPayload`, after its preamble). Returns the indexes
  * of the ops that created their group, of those whose group existed (the caller sends them
  * through the script's general path), and whether the registry exists.
  *
@@ -247,7 +247,7 @@ export async function applyOps(connection: RespConnection, target: GroupTarget, 
  * hint keeps later batches on the script.
  */
 async function createGroups(connection: RespConnection, ops: EncodedOps): Promise<{ created: number[]; existing: number[]; registryExists: boolean }> {
-  const replies = await connection.send(ops.createPayload, ops.count + 1);
+  const replies = withPreamble(ops, await connection.send([ops.preamble, ops.createPayload], ops.preambleCount + ops.count + 1));
   const created: number[] = [];
   const existing: number[] = [];
   for (let i = 0; i <= ops.count; i++) {
@@ -256,6 +256,15 @@ async function createGroups(connection: RespConnection, ops: EncodedOps): Promis
     if (i < ops.count) (reply === 1 ? created : existing).push(i);
   }
   return { created, existing, registryExists: replies[ops.count] === 1 };
+}
+
+/** The replies after the batch's preamble (shape registrations); throws the preamble's first error reply. */
+function withPreamble(ops: EncodedOps, replies: RespReply[]): RespReply[] {
+  for (let i = 0; i < ops.preambleCount; i++) {
+    const reply = replies[i];
+    if (reply instanceof RedisReplyError) throw reply;
+  }
+  return ops.preambleCount === 0 ? replies : replies.slice(ops.preambleCount);
 }
 
 /**
@@ -273,7 +282,7 @@ async function runScript(connection: RespConnection, target: GroupTarget, ops: E
   let calls: (readonly number[])[] = [];
   for (let i = 0; i < all.length; i += RECORDS_PER_CALL) calls.push(all.slice(i, i + RECORDS_PER_CALL));
   for (let round = 0; calls.length > 0; round++) {
-    const replies = await connection.send(encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot), calls.length);
+    const replies = withPreamble(ops, await connection.send([ops.preamble, encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot)], ops.preambleCount + calls.length));
     const missing: (readonly number[])[] = [];
     for (let i = 0; i < calls.length; i++) {
       const reply = replies[i];

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import { Redis } from 'ioredis';
 import { destinationConformance } from '@tributary/conformance';
-import { decodeEntityHash, entityKeyPattern, redisDestination } from '../src/index.js';
+import { decodeEntityHash, entityKeyPattern, featureShapesKey, readAllShapes, redisDestination } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 let server: RedisServer;
@@ -24,11 +24,12 @@ destinationConformance({
   readBack: async (config, stream) => {
     const rows: Record<string, unknown>[] = [];
     let cursor = '0';
+    const shapes = await readAllShapes(client, featureShapesKey(String(config.key_prefix)));
     do {
       const [next, keys] = await client.scan(cursor, 'MATCH', entityKeyPattern(String(config.key_prefix), 'acme', stream), 'COUNT', 1000);
       cursor = next;
       for (const key of keys) {
-        const group = decodeEntityHash(await client.hgetall(key)).get(stream);
+        const group = decodeEntityHash(await client.hgetall(key), shapes).get(stream);
         if (group) rows.push(group.features);
       }
     } while (cursor !== '0');

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createConnectorContext, parseConfig, seededRandom, type DestinationStream, type RecordData } from '@tributary/core';
-import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
+import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, featureShapesKey, readAllShapes, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
+import { shapeIdOf } from '../src/shapes.js';
 import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
 import { createOpsEncoder } from '../src/encoded-ops.js';
 import { applyOps, WRITE_SCRIPT_SHA, type GroupTarget, type WriteHint, type WriteOp } from '../src/write-script.js';
@@ -15,7 +16,7 @@ let prefixes = 0;
 /** `applyOps` on ops given as objects, through the writer's connection. */
 const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => {
   const encoder = createOpsEncoder(target, ops.length);
-  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
+  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.body);
   return applyOps(writer, target, encoder.finish(), nowMs, hint);
 };
 beforeAll(async () => {
@@ -50,6 +51,11 @@ async function writeAll(batches: Array<[string, RecordData[]]>, extra: Record<st
   return { prefix, rejected };
 }
 
+/** A stored group value decoded with the shapes of its key prefix. */
+async function storedGroup(prefix: string, key: string, field: string) {
+  return decodeGroupValue((await client.hget(key, field))!, await readAllShapes(client, featureShapesKey(prefix)));
+}
+
 const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
 
 describe('redis feature store', () => {
@@ -67,15 +73,21 @@ describe('redis feature store', () => {
       { streams: [{ stream: 'profile', entity_type: 'account' }, { stream: 'scores', entity_type: 'account' }] },
     );
     const hash = await client.hgetall(entityKey(prefix, 'acme', 'account', 'e1'));
+    // The documented layout: 15-character event time, 15 blanks (no expiry), then `#`, the
+    // shape id and the values in the shape's order; the shape's names are in the registry.
+    const profileNames = JSON.stringify(['id', 'tenant_id', 'updated_at', 'plan', 'seats']);
+    const scoresNames = JSON.stringify(['id', 'tenant_id', 'updated_at', 'score']);
     expect(hash).toEqual({
-      'g:profile': encodeGroupValue(Date.parse(at(10)), undefined, JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 })),
-      'g:scores': encodeGroupValue(Date.parse(at(4)), undefined, JSON.stringify({ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 })),
+      'g:profile': `00${Date.parse(at(10))}${' '.repeat(15)}#${shapeIdOf(profileNames)}${JSON.stringify(['e1', 'acme', at(10), 'pro', 5])}`,
+      'g:scores': encodeGroupValue(Date.parse(at(4)), undefined, `#${shapeIdOf(scoresNames)}${JSON.stringify(['e1', 'acme', at(4), 0.9])}`),
     });
-    // The documented layout: 15-character event time, 15 blanks (no expiry), then the JSON.
-    expect(hash['g:profile']!.slice(0, 31)).toBe(`00${Date.parse(at(10))}${' '.repeat(15)}{`);
+    // Every shape written is registered, also those of records that lost to a newer value.
+    const registered = await client.hgetall(featureShapesKey(prefix));
+    expect(registered).toMatchObject({ [shapeIdOf(profileNames)]: profileNames, [shapeIdOf(scoresNames)]: scoresNames });
+    expect(Object.keys(registered)).toHaveLength(4);
     expect(await client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
-    // No TTL'd group was ever written: no registry, and only entity keys exist.
-    expect(await client.keys(`${prefix}:*`)).toEqual([entityKey(prefix, 'acme', 'account', 'e1')]);
+    // No TTL'd group was ever written: no TTL registry; an entity key and the shapes.
+    expect((await client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'account', 'e1'), featureShapesKey(prefix)]);
   });
 
   it('within one batch, records of the same entity are applied in order: the newest wins', async () => {
@@ -85,7 +97,7 @@ describe('redis feature store', () => {
       const candidates = records.filter((r) => r.id === id);
       const newest = Math.max(...candidates.map((r) => Date.parse(r.updated_at)));
       const winner = candidates.find((r) => Date.parse(r.updated_at) === newest)!;
-      expect(decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', id), 'g:profile'))!)?.features).toEqual(winner);
+      expect((await storedGroup(prefix, entityKey(prefix, 'acme', 'profile', id), 'g:profile'))?.features).toEqual(winner);
     }
   });
 
@@ -121,7 +133,7 @@ describe('redis feature store', () => {
     expect(rejected[1]!.reason).toMatch(/tenant field "tenant_id"/);
     expect(rejected[2]!.reason).toMatch(/event time field "updated_at"/);
     expect(rejected[3]!.reason).toMatch(/event time field "updated_at"/);
-    expect(await client.keys(`${prefix}:*`)).toEqual([entityKey(prefix, 'acme', 'profile', 'ok')]);
+    expect((await client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'profile', 'ok'), featureShapesKey(prefix)]);
   });
 
   it('expires a feature group after its TTL; the key goes once its last group expired', async () => {
@@ -164,8 +176,8 @@ describe('redis feature store', () => {
     const prefix = `t${++prefixes}`;
     const key = entityKey(prefix, 'acme', 'contact', 'e1');
     const group = { group: 'fast', ttlMs: 60_000, ttlRegistry: ttlRegistryKey(prefix, 'contact') };
-    const newer = { key, eventTimeMs: Date.parse(at(10)), featuresJson: '{"v":"newer"}' };
-    const older = { key, eventTimeMs: Date.parse(at(5)), featuresJson: '{"v":"older"}' };
+    const newer = { key, eventTimeMs: Date.parse(at(10)), body: '{"v":"newer"}' };
+    const older = { key, eventTimeMs: Date.parse(at(5)), body: '{"v":"older"}' };
     // Written "two minutes ago" with a one-minute TTL: expired, though Redis still holds it.
     const now = Date.now();
     expect(await apply(group, [newer], now - 120_000)).toEqual({ applied: 1, created: 1, ignored: 0 });
@@ -182,7 +194,7 @@ describe('redis feature store', () => {
     // Plain HSETNX (no TTL registry seen), the script's create-first, the script's general path.
     for (const [createFirst, ttlRegistrySeen] of [[true, false], [true, true], [false, false]] as const) {
       const prefix = `t${++prefixes}`;
-      const op = (id: string, minute: number, v: string) => ({ key: entityKey(prefix, 'acme', 'contact', id), eventTimeMs: Date.parse(at(minute)), featuresJson: JSON.stringify({ v }) });
+      const op = (id: string, minute: number, v: string) => ({ key: entityKey(prefix, 'acme', 'contact', id), eventTimeMs: Date.parse(at(minute)), body: JSON.stringify({ v }) });
       const target = { group: 'g', ttlMs: 0, ttlRegistry };
       const results = [];
       for (const ops of [
@@ -207,9 +219,9 @@ describe('redis feature store', () => {
     const prefix = `t${++prefixes}`;
     const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
     const target = { group: 'g', ttlMs: 0, ttlRegistry };
-    await apply(target, ['a', 'b', 'c'].map((id) => ({ key: key(id), eventTimeMs: 1, featuresJson: '{}' })), Date.now());
+    await apply(target, ['a', 'b', 'c'].map((id) => ({ key: key(id), eventTimeMs: 1, body: '{}' })), Date.now());
     const hint = { createFirst: true };
-    await apply(target, ['a', 'b', 'c', 'd'].map((id) => ({ key: key(id), eventTimeMs: 2, featuresJson: '{}' })), Date.now(), hint);
+    await apply(target, ['a', 'b', 'c', 'd'].map((id) => ({ key: key(id), eventTimeMs: 2, body: '{}' })), Date.now(), hint);
     expect(hint.createFirst).toBe(false);
   });
 
@@ -217,7 +229,7 @@ describe('redis feature store', () => {
     const prefix = `t${++prefixes}`;
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
     const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
-    const op = (id: string, minute: number) => ({ key: key(id), eventTimeMs: Date.parse(at(minute)), featuresJson: `{"id":"${id}"}` });
+    const op = (id: string, minute: number) => ({ key: key(id), eventTimeMs: Date.parse(at(minute)), body: `{"id":"${id}"}` });
     // Another stream's TTL'd group on e1: the registry exists and e1 carries a TTL.
     await apply({ group: 'fast', ttlMs: 3_600_000, ttlRegistry }, [op('e1', 1)], Date.now());
     expect(await client.pttl(key('e1'))).toBeGreaterThan(0);
@@ -260,17 +272,17 @@ describe('redis feature store', () => {
     const ops = Array.from({ length: 600 }, (_, i) => ({
       key: entityKey(prefix, `tenant-${text(3)}`, 'contact', `${i}-${text(5)}`),
       eventTimeMs: Math.round((random() - 0.3) * 4e12),
-      featuresJson: JSON.stringify({ i, v: text(i % 50 === 0 ? 20_000 : 40) }),
+      body: JSON.stringify({ i, v: text(i % 50 === 0 ? 20_000 : 40) }),
     }));
     for (const [group, ttlMs, hint] of [['plain', 0, { createFirst: true }], ['script', 0, { createFirst: false }], ['ttl', 3_600_000, { createFirst: true }]] as const) {
       const now = Date.now();
       const target = { group, ttlMs, ttlRegistry };
       // One buffer sized for one op: the encoder grows it.
       const encoder = createOpsEncoder(target, 1);
-      for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.featuresJson);
+      for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.body);
       expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
       const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));
-      expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.featuresJson)));
+      expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.body)));
     }
   });
 
@@ -278,7 +290,7 @@ describe('redis feature store', () => {
     const prefix = `t${++prefixes}`;
     const key = entityKey(prefix, 'acme', 'contact', 'e1');
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
-    const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), featuresJson: `{"m":${minute}}` });
+    const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), body: `{"m":${minute}}` });
     await apply({ group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
     expect(await client.smembers(ttlRegistry)).toEqual(['g:g']);
     expect(await client.pttl(key)).toBeGreaterThan(3_500_000);
@@ -298,7 +310,7 @@ describe('redis feature store', () => {
     ]);
     expect(rejected.map((r) => r.index)).toEqual([0, 1]);
     expect(rejected[0]!.reason).toMatch(/outside the years/);
-    const ok = decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', 'ok'), 'g:profile'))!);
+    const ok = await storedGroup(prefix, entityKey(prefix, 'acme', 'profile', 'ok'), 'g:profile');
     expect(ok?.eventTimeMs).toBe(-86_400_000);
   });
 
@@ -310,7 +322,7 @@ describe('redis feature store', () => {
     await session.write({ stream: 'profile', records: [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }], emittedAt: Date.now() });
     await session.commit();
     await session.close({ completed: true });
-    expect(decodeGroupValue((await client.hget(entityKey(prefix, 'acme', 'profile', 'e1'), 'g:profile'))!)?.features).toEqual({ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 });
+    expect((await storedGroup(prefix, entityKey(prefix, 'acme', 'profile', 'e1'), 'g:profile'))?.features).toEqual({ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 });
   });
 
   it('looks features up through the library and over HTTP, with their ages', async () => {
