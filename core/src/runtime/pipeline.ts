@@ -129,6 +129,20 @@ const SAMPLE_EVERY = 256;
  * checkpoint requires that of every stream. Checkpoints are applied in arrival order, so the
  * committed state never runs ahead of the data.
  */
+/**
+ * Longest the pipeline keeps the event loop before letting it turn (ms). A source and
+ * destination that never wait on I/O (generated or cached data, a destination that only
+ * stages in memory) resolve every await as a microtask, so without this nothing else runs
+ * until the sync ends: not the CLI's SIGINT/SIGTERM handler that stops a sync, not the age
+ * timer that cuts batches, not the I/O callbacks of a destination's background work (the
+ * lake's Parquet writes started only when the state store next touched the disk).
+ */
+const YIELD_EVERY_MS = 10;
+
+function turnEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
   const maxRecords = options.batching?.maxRecords ?? 2_000;
   const maxBytes = options.batching?.maxBytes ?? 8 * 1024 * 1024;
@@ -204,8 +218,17 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   ageTimer.unref?.();
 
   // --- consumer side -------------------------------------------------------------------
+  let lastTurn = performance.now();
+  /** Lets the event loop turn when the pipeline has held it for YIELD_EVERY_MS. */
+  const letEventLoopTurn = async (): Promise<void> => {
+    if (performance.now() - lastTurn < YIELD_EVERY_MS) return;
+    await turnEventLoop();
+    lastTurn = performance.now();
+  };
+
   const writer = (async () => {
     for (let op = await queue.shift(); op !== undefined; op = await queue.shift()) {
+      await letEventLoopTurn();
       if (op.type === 'batch') {
         const batch = op;
         const outcome = await options.callDestination(() =>
@@ -278,7 +301,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
 
   try {
     if (!stopping) {
+      let sinceTurnCheck = 0;
       for await (const message of options.messages) {
+        // Checked per page, and per 256 single records (a clock read costs more than a record).
+        if (message.kind !== 'record' || ++sinceTurnCheck === 256) {
+          sinceTurnCheck = 0;
+          await letEventLoopTurn();
+        }
         if (message.kind === 'record') {
           let s = last;
           if (s === undefined || s.name !== message.stream || s.namespace !== message.namespace) {
