@@ -185,6 +185,8 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
       let same = names !== undefined;
       let n = 0;
       const values: unknown[] = [];
+      // Two copies of one walk: `for…in` straight over the record, rather than first
+      // collecting its names into an array to share one loop, which measured slower.
       if (features === undefined) {
         for (const name in record) {
           const value = record[name];
