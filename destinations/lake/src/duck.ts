@@ -1,8 +1,8 @@
 import { DuckDBInstance, type DuckDBConnection, type DuckDBResultReader } from '@duckdb/node-api';
 
-/** A private in-process DuckDB (in memory, spilling to `tempDir` when given). */
-export async function openDuckDb(tempDir?: string): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
-  const instance = await DuckDBInstance.create(':memory:', tempDir ? { temp_directory: tempDir } : {});
+/** A private in-process DuckDB (in memory, spilling to `tempDir` when given; `threads` default: one per core). */
+export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
+  const instance = await DuckDBInstance.create(':memory:', { ...(tempDir ? { temp_directory: tempDir } : {}), ...(threads !== undefined ? { threads: String(threads) } : {}) });
   const connection = await instance.connect();
   return {
     instance,
