@@ -51,7 +51,7 @@ export const lakeConfigSchema = {
     },
     validate_records: { type: 'boolean', default: true, title: 'Validate records', description: 'Check each record against its stream schema; failures go to the quarantine area with the reason.', order: 14 },
     compression: { type: 'string', enum: ['zstd', 'snappy'], default: 'zstd', title: 'Parquet compression', order: 15 },
-    rows_per_file: { type: 'integer', minimum: 1000, default: 250000, title: 'Rows per write', description: 'A stream stage this large is handed to a background Parquet write before the commit (bounds memory; DuckDB writes while the next rows are staged).', order: 16 },
+    rows_per_file: { type: 'integer', minimum: 1000, default: 125000, title: 'Rows per write', description: 'A stream stage this large is handed to a background Parquet write before the commit (bounds memory; DuckDB writes while the next rows are staged). The last stage is written at the commit, which waits for it: smaller stages shorten that wait, larger ones make fewer, larger files.', order: 16 },
     row_group_size: { type: 'integer', minimum: 1000, default: 122880, title: 'Rows per row group', order: 17 },
     on_breaking_change: {
       type: 'string',

@@ -97,7 +97,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const duck = await openDuckDb(join(tempDir, 'spill'), stagingThreads);
   const partition = partitionColumn(config.partitioning ?? 'tenant_day');
   const compression = config.compression ?? 'zstd';
-  const rowsPerFile = config.rows_per_file ?? 250_000;
+  const rowsPerFile = config.rows_per_file ?? 125_000;
   const rowGroupSize = config.row_group_size ?? 122_880;
 
   const histories = new Map<string, StreamSchemaHistory>();
