@@ -32,7 +32,7 @@ export interface EncodedOps {
 
 export interface OpsEncoder {
   /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and body (layout.ts). */
-  add(key: string, eventTimeMs: number, body: string): void;
+  add(key: string, eventTimeMs: number, body: string | Buffer): void;
   /** Ends the batch; `preamble` (default none) goes ahead of its values. */
   finish(preamble?: { payload: Buffer; count: number }): EncodedOps;
 }
@@ -74,6 +74,16 @@ function writeBulkContent(out: Buffer, offset: number, text: string, before: num
   return { start, length };
 }
 
+/** As `writeBulkContent`, for bytes (their length is known: the header goes first). */
+function writeBulkBytes(out: Buffer, offset: number, bytes: Buffer, before: number): { start: number; length: number } {
+  const length = before + bytes.length;
+  const start = writeHeader(out, offset, 36, length);
+  bytes.copy(out, start + before);
+  out[start + length] = 13;
+  out[start + length + 1] = 10;
+  return { start, length };
+}
+
 /** Encodes the writes of one batch to `target`'s group (the TTL registry goes in the trailing EXISTS). */
 export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistry'>, expectedCount: number): OpsEncoder {
   const field = groupField(target.group);
@@ -96,7 +106,7 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
   return {
     add(key, eventTimeMs, body) {
       // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, write exactly.
-      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (key.length + body.length));
+      reserve(RECORD_OVERHEAD + encodedField.length + 3 * key.length + (typeof body === 'string' ? 3 * body.length : body.length));
       if (spans.length < (count + 1) * 4) {
         const more = new Int32Array(spans.length * 2);
         more.set(spans);
@@ -110,7 +120,7 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
       offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      const v = writeBulkContent(out, offset, body, 2 * TIME_SLOT_WIDTH);
+      const v = typeof body === 'string' ? writeBulkContent(out, offset, body, 2 * TIME_SLOT_WIDTH) : writeBulkBytes(out, offset, body, 2 * TIME_SLOT_WIDTH);
       writeTimeSlot(out, v.start, eventTimeMs);
       for (let i = v.start + TIME_SLOT_WIDTH, end = v.start + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
       spans[count * 4 + 2] = v.start;

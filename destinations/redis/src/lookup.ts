@@ -79,13 +79,14 @@ export function createFeatureLookup(options: FeatureLookupOptions = {}): Feature
   const readShapes = { hmget: async (key: string, ...ids: string[]) => (await connection.call('HMGET', key, ...ids)) as (string | null)[] };
 
   /** HGETALL of each key in one write, with the shapes their values name loaded. */
-  const fetch = async (keys: readonly string[]): Promise<string[][]> => {
+  const fetch = async (keys: readonly string[]): Promise<Buffer[][]> => {
     try {
-      const replies = await connection.send(encodeHgetalls(keys), keys.length);
+      // Values as bytes: shaped bodies are binary (value-codec.ts).
+      const replies = await connection.send(encodeHgetalls(keys), keys.length, { bytes: true });
       const error = replies.find((r): r is RedisReplyError => r instanceof RedisReplyError);
       if (error) throw error;
-      await loadShapesFor(readShapes, shapeRegistry, shapes, replies as string[][]);
-      return replies as string[][];
+      await loadShapesFor(readShapes, shapeRegistry, shapes, replies as Buffer[][]);
+      return replies as Buffer[][];
     } catch (error) {
       throw toRedisError(error, 'lookup');
     }

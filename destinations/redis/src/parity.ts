@@ -189,7 +189,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
 }
 
 /** HGETALL of each key, with the shapes their values name loaded into `shapes.table`. */
-async function hgetallChecked(client: Redis, keys: readonly string[], shapes: { registry: string; table: ShapeTable }): Promise<string[][]> {
+async function hgetallChecked(client: Redis, keys: readonly string[], shapes: { registry: string; table: ShapeTable }): Promise<Buffer[][]> {
   try {
     const replies = await hgetallMany(client, keys);
     await loadShapesFor(client, shapes.registry, shapes.table, replies);

@@ -54,17 +54,18 @@ export async function connectRedisClient(client: Redis, what: string): Promise<v
  * (its per-command bookkeeping), corked calls ~0.4 ms. A Lua script doing the HGETALLs cost
  * the server ~7× more (reply tables rebuilt in Lua). Throws the first error, unclassified.
  */
-export async function hgetallMany(client: Redis, keys: readonly string[]): Promise<string[][]> {
+export async function hgetallMany(client: Redis, keys: readonly string[]): Promise<Buffer[][]> {
   // Before the connection is ready, commands wait in ioredis's offline queue: nothing to cork.
   const socket = client.status === 'ready' ? client.stream : undefined;
   socket?.cork();
   let replies: Promise<unknown>[];
   try {
-    replies = keys.map((key) => client.call('HGETALL', key));
+    // As bytes: shaped feature values are binary (value-codec.ts).
+    replies = keys.map((key) => client.callBuffer('HGETALL', key));
   } finally {
     socket?.uncork();
   }
-  return (await Promise.all(replies)) as string[][];
+  return (await Promise.all(replies)) as Buffer[][];
 }
 
 /** Closes a client without waiting on a Redis that may be gone. */

@@ -25,11 +25,12 @@ export class RedisReplyError extends Error {
 }
 
 /** One reply: integer, (bulk or simple) string, nil, an error reply, or an array of replies. */
-export type RespReply = number | string | null | RedisReplyError | RespReply[];
+/** A reply: bulk strings are text, or bytes (a Buffer) when the command was sent with `{ bytes: true }`. */
+export type RespReply = number | string | Buffer | null | RedisReplyError | RespReply[];
 
 export interface RespConnection {
   /** Writes pre-encoded commands (`encodeCommands`) and resolves with their `count` replies, in order. */
-  send(payload: Buffer | readonly Buffer[], count: number): Promise<RespReply[]>;
+  send(payload: Buffer | readonly Buffer[], count: number, options?: SendOptions): Promise<RespReply[]>;
   /** One command; an error reply is thrown. */
   call(...args: string[]): Promise<RespReply>;
   close(): Promise<void>;
@@ -78,8 +79,14 @@ export function writeHeader(out: Buffer, offset: number, marker: number, n: numb
   return offset;
 }
 
+export interface SendOptions {
+  /** Bulk strings of the replies as Buffers (views of the received bytes) instead of UTF-8 text: for binary values. */
+  bytes?: boolean;
+}
+
 interface Pending {
   readonly count: number;
+  readonly bytes: boolean;
   readonly replies: RespReply[];
   readonly resolve: (replies: RespReply[]) => void;
   readonly reject: (error: Error) => void;
@@ -97,7 +104,7 @@ function parseInteger(buffer: Buffer, start: number, end: number): number {
 }
 
 /** Parses one reply at `offset`: [reply, next offset], or NEED_MORE when the buffer ends first. */
-function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeof NEED_MORE {
+function parseReply(buffer: Buffer, offset: number, bytes: boolean): [RespReply, number] | typeof NEED_MORE {
   const end = buffer.indexOf('\r\n', offset, 'latin1');
   if (end === -1) return NEED_MORE;
   const type = buffer[offset];
@@ -113,7 +120,7 @@ function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeo
       const length = Number(line);
       if (length < 0) return [null, end + 2];
       if (buffer.length < end + 2 + length + 2) return NEED_MORE;
-      return [buffer.toString('utf8', end + 2, end + 2 + length), end + 2 + length + 2];
+      return [bytes ? buffer.subarray(end + 2, end + 2 + length) : buffer.toString('utf8', end + 2, end + 2 + length), end + 2 + length + 2];
     }
     case 42: {
       // '*'
@@ -122,7 +129,7 @@ function parseReply(buffer: Buffer, offset: number): [RespReply, number] | typeo
       const items: RespReply[] = [];
       let next = end + 2;
       for (let i = 0; i < count; i++) {
-        const item = parseReply(buffer, next);
+        const item = parseReply(buffer, next, bytes);
         if (item === NEED_MORE) return NEED_MORE;
         items.push(item[0]);
         next = item[1];
@@ -171,20 +178,20 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
     const buffer = l.unread.length === 0 ? chunk : Buffer.concat([l.unread, chunk]);
     let offset = 0;
     while (offset < buffer.length) {
+      const head = l.pending[0];
+      if (!head) {
+        l.socket.destroy(new Error('a reply nobody waited for'));
+        return;
+      }
       let parsed: [RespReply, number] | typeof NEED_MORE;
       try {
-        parsed = parseReply(buffer, offset);
+        parsed = parseReply(buffer, offset, head.bytes);
       } catch (error) {
         l.socket.destroy(error as Error);
         return;
       }
       if (parsed === NEED_MORE) break;
       offset = parsed[1];
-      const head = l.pending[0];
-      if (!head) {
-        l.socket.destroy(new Error('a reply nobody waited for'));
-        return;
-      }
       head.replies.push(parsed[0]);
       if (head.replies.length === head.count) {
         l.pending.shift();
@@ -194,9 +201,9 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
     l.unread = offset < buffer.length ? buffer.subarray(offset) : Buffer.alloc(0);
   };
 
-  const write = (l: Link, payload: Buffer | readonly Buffer[], count: number): Promise<RespReply[]> =>
+  const write = (l: Link, payload: Buffer | readonly Buffer[], count: number, bytes = false): Promise<RespReply[]> =>
     new Promise((resolve, reject) => {
-      l.pending.push({ count, replies: [], resolve, reject });
+      l.pending.push({ count, bytes, replies: [], resolve, reject });
       if (Buffer.isBuffer(payload)) {
         l.socket.write(payload);
       } else {
@@ -275,8 +282,8 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   };
 
   return {
-    async send(payload, count) {
-      return write(await ready(), payload, count);
+    async send(payload, count, options) {
+      return write(await ready(), payload, count, options?.bytes === true);
     },
 
     async call(...args) {

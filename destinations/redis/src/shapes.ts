@@ -2,25 +2,28 @@ import { createHash } from 'node:crypto';
 import { TributaryError, type RecordData } from '@tributary/core';
 import { SHAPE_ID_LENGTH, shapeIdInValue } from './layout.js';
 import { encodeCommands, RedisReplyError, type RespConnection } from './resp-connection.js';
+import { createValueWriter, finishValues, writeValue } from './value-codec.js';
 
 /**
  * Feature shapes: the ordered list of feature names of a group's values, stored once in the
  * registry hash `<prefix>:feature-shapes` (shape id → JSON array of the names) instead of in
  * every value. A group's body (the part of its field value after the time slots, see
- * layout.ts) is then `#<shape id>` followed by a JSON array of the values, in the shape's
- * order:
+ * layout.ts) is then `#<shape id>` followed by the values in the shape's order, each
+ * tagged and binary (value-codec.ts). For a record {id: "c1", tenant_id: "acme",
+ * updated_at: "2025-01-01T00:00:00.000Z", plan: "pro", seats: 5}:
  *
- *   #yiPrsm_p-F1bFhik["c1","acme","2025-01-01T00:00:00.000Z","pro",5]
+ *   #yiPrsm_p-F1bFhik 05 02000000 05 04000000 05 18000000 05 03000000 03 05000000
+ *                     "c1acme2025-01-01T00:00:00.000Zpro"
  *
  * with `["id","tenant_id","updated_at","plan","seats"]` under `yiPrsm_p-F1bFhik` in the registry.
  *
- * Why: lookups of many entities spend most of their client time parsing JSON, and the names
- * are about half of an object's JSON. Measured on 100 entities × 50 features (the lookup
- * benchmark's values): `JSON.parse` of the objects 0.51–0.57 ms; of the arrays, with the
- * object then built by the shape's compiled constructor, 0.27–0.30 ms — and half the bytes
- * cross the network and sit in Redis. A MessagePack body (msgpackr) measured no faster than
- * JSON (0.68–0.96 ms), and the writer's `JSON.stringify` of the values array is cheaper than
- * of the object (1.1–1.2 against 1.3–1.5 µs per benchmark record).
+ * Why: lookups of many entities spend most of their client time decoding values, and the
+ * names are about half of an object's JSON. Measured on 100 entities × 50 features (the
+ * lookup benchmark's values): `JSON.parse` of the objects 0.51–0.57 ms; of the values as
+ * JSON arrays, with the object then built by the shape's compiled constructor, 0.27–0.30
+ * ms — and half the bytes cross the network and sit in Redis. Binary values skip the
+ * decimal parsing of numbers as well (see value-codec.ts for the writer's side). A
+ * MessagePack body (msgpackr) measured no faster than JSON (0.68–0.96 ms).
  *
  * Contracts:
  * - The id is the first 16 base64url characters (96 bits) of the SHA-256 of the names'
@@ -112,7 +115,7 @@ export interface HashReader {
  * from the registry with one HMGET. A shape the registry lacks (it was deleted or evicted)
  * is a `fatal` error naming it: the values that use it cannot be read.
  */
-export async function loadShapesFor(reader: HashReader, registry: string, table: ShapeTable, replies: readonly (readonly string[])[]): Promise<void> {
+export async function loadShapesFor(reader: HashReader, registry: string, table: ShapeTable, replies: readonly (readonly (string | Buffer)[])[]): Promise<void> {
   let missing: Set<string> | undefined;
   for (const flat of replies) {
     for (let i = 1; i < flat.length; i += 2) {
@@ -145,27 +148,36 @@ export interface WriterShape {
   readonly id: string;
   readonly names: readonly string[];
   readonly namesJson: string;
-  /** `#` + id: what precedes the values array in a body. */
-  readonly mark: string;
+  /** `#` + id, as bytes: what precedes the values in a body. */
+  readonly mark: Buffer;
 }
 
 /**
- * Encodes records' features as bodies. Per record it walks the fields once, collecting the
- * values and checking them against the previous record's shape (records of a stream nearly
- * always share one); only a change of fields computes and looks up the new shape.
+ * Encodes records' features as bodies. Per record it walks the fields once, writing each
+ * value (value-codec.ts) and checking the names against the previous record's shape
+ * (records of a stream nearly always share one); only a change of fields computes and
+ * looks up the new shape. The shape's mark goes in front last: it has a fixed length.
  */
 export interface BodyEncoder {
-  /** The body of one record's features: every field, or only `features` (in that order) when given; undefined values are left out, as `JSON.stringify` does. */
-  encode(record: RecordData): string;
+  /**
+   * The body of one record's features: every field, or only `features` (in that order) when
+   * given; undefined values are left out, as `JSON.stringify` does. A view of a buffer the
+   * next call reuses: copy it before then.
+   */
+  encode(record: RecordData): Buffer;
   /** The shapes bodies named since the last call (the batch's), oldest first. */
   takeUsed(): WriterShape[];
 }
+
+/** Bytes of a shaped body before its values: `#` and the shape id. */
+const MARK_LENGTH = 1 + SHAPE_ID_LENGTH;
 
 export function createBodyEncoder(features: readonly string[] | undefined): BodyEncoder {
   const shapes = new Map<string, WriterShape>(); // names JSON → shape
   let last: WriterShape | undefined;
   let lastUsed: WriterShape | undefined;
   let used: WriterShape[] = [];
+  const writer = createValueWriter();
 
   const shapeFor = (names: string[]): WriterShape | undefined => {
     const namesJson = JSON.stringify(names);
@@ -173,7 +185,7 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
     if (shape === undefined) {
       if (shapes.size >= MAX_SHAPES_PER_STREAM) return undefined;
       const id = shapeIdOf(namesJson);
-      shape = { id, names, namesJson, mark: `#${id}` };
+      shape = { id, names, namesJson, mark: Buffer.from(`#${id}`, 'latin1') };
       shapes.set(namesJson, shape);
     }
     return shape;
@@ -184,7 +196,8 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
       const names = last?.names;
       let same = names !== undefined;
       let n = 0;
-      const values: unknown[] = [];
+      writer.entries.length = MARK_LENGTH; // the mark goes in front once the shape is known
+      writer.strings.length = 0;
       // Two copies of one walk: `for…in` straight over the record, rather than first
       // collecting its names into an array to share one loop, which measured slower.
       if (features === undefined) {
@@ -192,7 +205,7 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
           const value = record[name];
           if (value === undefined) continue;
           if (same && names![n] !== name) same = false;
-          values.push(value);
+          writeValue(writer, value);
           n++;
         }
       } else {
@@ -200,7 +213,7 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
           const value = record[name];
           if (value === undefined) continue;
           if (same && names![n] !== name) same = false;
-          values.push(value);
+          writeValue(writer, value);
           n++;
         }
       }
@@ -215,9 +228,7 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
         const shape = shapeFor(fieldNames);
         if (shape === undefined) {
           // Too many shapes: this record's body is a JSON object.
-          const object: Record<string, unknown> = {};
-          for (let i = 0; i < fieldNames.length; i++) object[fieldNames[i]!] = values[i];
-          return JSON.stringify(object);
+          return Buffer.from(JSON.stringify(Object.fromEntries(fieldNames.map((name) => [name, record[name]]))), 'utf8');
         }
         last = shape;
       }
@@ -225,7 +236,9 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
         lastUsed = last;
         if (!used.includes(last!)) used.push(last!);
       }
-      return last!.mark + JSON.stringify(values);
+      finishValues(writer);
+      last!.mark.copy(writer.entries.bytes, 0);
+      return writer.entries.bytes.subarray(0, writer.entries.length);
     },
 
     takeUsed() {

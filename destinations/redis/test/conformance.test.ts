@@ -29,7 +29,7 @@ destinationConformance({
       const [next, keys] = await client.scan(cursor, 'MATCH', entityKeyPattern(String(config.key_prefix), 'acme', stream), 'COUNT', 1000);
       cursor = next;
       for (const key of keys) {
-        const group = decodeEntityHash(await client.hgetall(key), shapes).get(stream);
+        const group = decodeEntityHash(await client.hgetallBuffer(key), shapes).get(stream);
         if (group) rows.push(group.features);
       }
     } while (cursor !== '0');

@@ -53,7 +53,7 @@ async function writeAll(batches: Array<[string, RecordData[]]>, extra: Record<st
 
 /** A stored group value decoded with the shapes of its key prefix. */
 async function storedGroup(prefix: string, key: string, field: string) {
-  return decodeGroupValue((await client.hget(key, field))!, await readAllShapes(client, featureShapesKey(prefix)));
+  return decodeGroupValue((await client.hgetBuffer(key, field))!, await readAllShapes(client, featureShapesKey(prefix)));
 }
 
 const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
@@ -72,15 +72,25 @@ describe('redis feature store', () => {
       ],
       { streams: [{ stream: 'profile', entity_type: 'account' }, { stream: 'scores', entity_type: 'account' }] },
     );
-    const hash = await client.hgetall(entityKey(prefix, 'acme', 'account', 'e1'));
+    const hash = await client.hgetallBuffer(entityKey(prefix, 'acme', 'account', 'e1'));
     // The documented layout: 15-character event time, 15 blanks (no expiry), then `#`, the
-    // shape id and the values in the shape's order; the shape's names are in the registry.
+    // shape id and the values in the shape's order, each tagged (value-codec.ts); the
+    // shape's names are in the registry.
     const profileNames = JSON.stringify(['id', 'tenant_id', 'updated_at', 'plan', 'seats']);
     const scoresNames = JSON.stringify(['id', 'tenant_id', 'updated_at', 'score']);
-    expect(hash).toEqual({
-      'g:profile': `00${Date.parse(at(10))}${' '.repeat(15)}#${shapeIdOf(profileNames)}${JSON.stringify(['e1', 'acme', at(10), 'pro', 5])}`,
-      'g:scores': encodeGroupValue(Date.parse(at(4)), undefined, `#${shapeIdOf(scoresNames)}${JSON.stringify(['e1', 'acme', at(4), 0.9])}`),
-    });
+    // Entries: 0x05 + UTF-16 length per string, 0x03 int32, 0x04 float64; then the strings' text.
+    const str = (s: string) => Buffer.from([0x05, s.length & 255, (s.length >> 8) & 255, 0, 0]);
+    const int32 = (n: number) => Buffer.from([0x03, n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255]);
+    const float64 = (n: number) => {
+      const b = Buffer.alloc(9);
+      b[0] = 0x04;
+      b.writeDoubleLE(n, 1);
+      return b;
+    };
+    const head = (ms: number, id: string) => Buffer.from(`00${ms}${' '.repeat(15)}#${id}`, 'latin1');
+    expect(Object.keys(hash).sort()).toEqual(['g:profile', 'g:scores']);
+    expect(hash['g:profile']).toEqual(Buffer.concat([head(Date.parse(at(10)), shapeIdOf(profileNames)), str('e1'), str('acme'), str(at(10)), str('pro'), int32(5), Buffer.from(`e1acme${at(10)}pro`)]));
+    expect(hash['g:scores']).toEqual(Buffer.concat([head(Date.parse(at(4)), shapeIdOf(scoresNames)), str('e1'), str('acme'), str(at(4)), float64(0.9), Buffer.from(`e1acme${at(4)}`)]));
     // Every shape written is registered, also those of records that lost to a newer value.
     const registered = await client.hgetall(featureShapesKey(prefix));
     expect(registered).toMatchObject({ [shapeIdOf(profileNames)]: profileNames, [shapeIdOf(scoresNames)]: scoresNames });

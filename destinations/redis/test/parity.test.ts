@@ -125,20 +125,20 @@ describe('online/offline parity (library)', () => {
     expect(report.counts).toEqual({ missing_online: 0, missing_offline: 0, event_time_differs: 0, values_differ: 0 });
     expect(report).toMatchObject({ ok: true, offlineEntities: 4, onlineEntities: 4, matching: 4 });
     // And the values are the newest by event time, not the last written.
-    expect(decodeGroupValue((await client.hget(entityKey('par', 'acme', 'account', 'e1'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))?.features).toMatchObject({ plan: 'pro', seats: 5 });
+    expect(decodeGroupValue((await client.hgetBuffer(entityKey('par', 'acme', 'account', 'e1'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))?.features).toMatchObject({ plan: 'pro', seats: 5 });
   });
 
   it('names each divergence: a changed value, a lost entity, a stale one, an entity only online', async () => {
     const key = (tenant: string, id: string): string => entityKey('par', tenant, 'account', id);
-    const saved = await Promise.all(['e1', 'e2', 'e3'].map((id) => client.hgetall(key('acme', id))));
+    const saved = await Promise.all(['e1', 'e2', 'e3'].map((id) => client.hgetallBuffer(key('acme', id)))); // as bytes: values are binary
     try {
       // values_differ: same event time, a feature changed behind the store's back.
-      const e1 = decodeGroupValue((await client.hget(key('acme', 'e1'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))!;
+      const e1 = decodeGroupValue((await client.hgetBuffer(key('acme', 'e1'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))!;
       await client.hset(key('acme', 'e1'), 'g:profile', encodeGroupValue(e1.eventTimeMs, e1.expiresAtMs, JSON.stringify({ ...e1.features, plan: 'enterprise' })));
       // missing_online: the entity is gone from Redis.
       await client.del(key('acme', 'e3'));
       // event_time_differs: Redis holds an older version of e2.
-      const e2 = decodeGroupValue((await client.hget(key('acme', 'e2'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))!;
+      const e2 = decodeGroupValue((await client.hgetBuffer(key('acme', 'e2'), 'g:profile'))!, await readAllShapes(client, featureShapesKey('par')))!;
       await client.hset(key('acme', 'e2'), 'g:profile', encodeGroupValue(Date.parse(at(3)), e2.expiresAtMs, JSON.stringify(e2.features)));
       // missing_offline: an entity the lake never saw.
       await client.hset(key('acme', 'ghost'), 'g:profile', encodeGroupValue(Date.parse(at(1)), undefined, '{"id":"ghost"}'));
@@ -184,7 +184,7 @@ describe('tributary parity (CLI, sample source)', () => {
 
     // One contact's stored features changed in Redis: parity fails and names it.
     const [key] = (await client.scan('0', 'MATCH', 'cli:*:contacts:*', 'COUNT', 1000))[1];
-    const stored = decodeGroupValue((await client.hget(key!, 'g:contacts'))!, await readAllShapes(client, featureShapesKey('cli')))!;
+    const stored = decodeGroupValue((await client.hgetBuffer(key!, 'g:contacts'))!, await readAllShapes(client, featureShapesKey('cli')))!;
     const value = stored.features;
     await client.hset(key!, 'g:contacts', encodeGroupValue(stored.eventTimeMs, stored.expiresAtMs, JSON.stringify({ ...value, score: Number(value.score) + 1 })));
     const failed = await runCli(['parity', 'redis.yaml', '--lake', 'lake.yaml', '--stream', 'contacts', '--json'], work);

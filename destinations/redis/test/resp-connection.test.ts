@@ -100,6 +100,26 @@ describe('RESP connection (the writer’s)', () => {
     }
   });
 
+  it('with bytes, bulk strings come back as the exact bytes stored (binary-safe), also inside arrays', async () => {
+    const binary = Buffer.from([0x00, 0x0d, 0x0a, 0xff, 0xfe, 0x24, 0x2a, 0x0d, 0x0a, 0x80]);
+    const client = new Redis({ port: server.port, host: '127.0.0.1', password: 'pw-1' });
+    const conn = createRespConnection({ port: server.port, password: 'pw-1' });
+    try {
+      await client.set('bin', binary);
+      await client.hset('binhash', 'f', binary);
+      const replies = await conn.send(encodeCommands([['GET', 'bin'], ['HGETALL', 'binhash'], ['GET', 'absent']]), 3, { bytes: true });
+      expect(replies[0]).toEqual(binary);
+      expect(replies[1]).toEqual([Buffer.from('f'), binary]);
+      expect(replies[2]).toBeNull();
+      // Without the option, the same bulk string is UTF-8 text (the bytes above are not valid UTF-8).
+      const [text] = await conn.send(encodeCommands([['GET', 'bin']]), 1);
+      expect(typeof text).toBe('string');
+    } finally {
+      client.disconnect();
+      await conn.close();
+    }
+  });
+
   it('a dropped connection fails the waiting batch as transient, and the next send connects again', async () => {
     let drop = true;
     const fake = await fakeRedis(() => {

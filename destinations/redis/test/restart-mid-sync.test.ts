@@ -103,10 +103,10 @@ it('Redis killed and restarted mid-sync: the sync reconnects and continues, noth
       for (let i = 0; i < records.length; i += 1_000) {
         const slice = records.slice(i, i + 1_000);
         const pipeline = client.pipeline();
-        for (const r of slice) pipeline.hgetall(entityKey('restart', String(r.tenant_id), name, String(r.id)));
+        for (const r of slice) pipeline.hgetallBuffer(entityKey('restart', String(r.tenant_id), name, String(r.id)));
         const replies = (await pipeline.exec()) ?? [];
         slice.forEach((record, j) => {
-          const group = decodeEntityHash(replies[j]![1] as Record<string, string>, shapes).get(name);
+          const group = decodeEntityHash(replies[j]![1] as Record<string, Buffer>, shapes).get(name);
           if (!group) missing.push(String(record.id));
           else if (JSON.stringify(group.features) !== JSON.stringify(record)) different.push(String(record.id));
         });
