@@ -42,6 +42,6 @@ export * from './fs/atomic-file.js';
 export * from './runtime/writer-destination.js';
 export * from './docs/spec-table.js';
 export { seededRandom } from './util/seeded-random.js';
-export { parseDateTimeMs } from './util/iso-time.js';
+export { formatIsoMs, parseDateTimeMs } from './util/iso-time.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';
 export { singleAttempt } from './connector/single-attempt.js';

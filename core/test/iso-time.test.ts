@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDateTimeMs, seededRandom } from '../src/index.js';
+import { formatIsoMs, parseDateTimeMs, seededRandom } from '../src/index.js';
 
 describe('parseDateTimeMs', () => {
   it('equals Date.parse on the fast shape, over random instants and fraction lengths', () => {
@@ -52,5 +52,31 @@ describe('parseDateTimeMs', () => {
       '',
     ];
     for (const text of cases) expect(Object.is(parseDateTimeMs(text), Date.parse(text)), text).toBe(true);
+  });
+});
+
+describe('formatIsoMs', () => {
+  it('equals toISOString on every day of leap, century and random years across the fast range, at random times', () => {
+    const random = seededRandom(11);
+    const years = [1000, 1001, 1582, 1600, 1700, 1900, 1904, 1969, 1970, 1999, 2000, 2024, 2100, 2400, 9998, 9999, ...Array.from({ length: 30 }, () => 1000 + Math.floor(random() * 9000))];
+    for (const year of years) {
+      const first = Date.UTC(year, 0, 1);
+      const last = Date.UTC(year, 11, 31);
+      for (let day = first; day <= last; day += 86_400_000) {
+        const ms = day + Math.floor(random() * 86_400_000);
+        expect(formatIsoMs(ms), String(ms)).toBe(new Date(ms).toISOString());
+        expect(formatIsoMs(day)).toBe(new Date(day).toISOString());
+      }
+    }
+  });
+
+  it('equals toISOString at the edges of the fast range and falls back outside it', () => {
+    const from = Date.UTC(1000, 0, 1);
+    const to = Date.UTC(10_000, 0, 1);
+    for (const ms of [from - 1, from, from + 1, to - 1, to, to + 1, -1, 0, 1, -62_198_755_200_000, 8.64e15, -8.64e15, 1.5, -0.5, 1735689600000.999]) {
+      expect(formatIsoMs(ms), String(ms)).toBe(new Date(ms).toISOString());
+    }
+    expect(() => formatIsoMs(Number.NaN)).toThrow(RangeError);
+    expect(() => formatIsoMs(8.64e15 + 1)).toThrow(RangeError);
   });
 });

@@ -58,3 +58,37 @@ function digits(text: string, start: number, count: number): number {
   }
   return value;
 }
+
+const PAD2 = Array.from({ length: 100 }, (_, n) => (n < 10 ? `0${n}` : String(n)));
+const PAD3 = Array.from({ length: 1000 }, (_, n) => String(n).padStart(3, '0'));
+const DAY_MS = 86_400_000;
+/** 1000-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the years printed as four digits without padding. */
+const FAST_FROM_MS = -30_610_224_000_000;
+const FAST_TO_MS = 253_402_300_800_000;
+
+/**
+ * `new Date(ms).toISOString()`, with a fast path for whole milliseconds in the years
+ * 1000–9999 (integer arithmetic, H. Hinnant's `civil_from_days`): `toISOString` measured
+ * ~0.3–0.8 µs per call here, and the lookup API formats one event time per entity. Anything
+ * else (fractions, other years, NaN: a RangeError) goes to `toISOString`.
+ */
+export function formatIsoMs(ms: number): string {
+  if (!(ms >= FAST_FROM_MS && ms < FAST_TO_MS) || Math.floor(ms) !== ms) return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  let rest = ms - days * DAY_MS;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const mp = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const hour = Math.floor(rest / 3_600_000);
+  rest -= hour * 3_600_000;
+  const minute = Math.floor(rest / 60_000);
+  rest -= minute * 60_000;
+  const second = Math.floor(rest / 1000);
+  return `${year}-${PAD2[month]!}-${PAD2[day]!}T${PAD2[hour]!}:${PAD2[minute]!}:${PAD2[second]!}.${PAD3[rest - second * 1000]!}Z`;
+}

@@ -1,3 +1,4 @@
+import { formatIsoMs } from '@tributary/core';
 import type { RedisConnectionOptions } from './config.js';
 import { decodeEntityFields, entityKey, type DecodedGroup } from './layout.js';
 import { createShapeTable, featureShapesKey, loadShapesFor } from './shapes.js';
@@ -98,10 +99,10 @@ export function createFeatureLookup(options: FeatureLookupOptions = {}): Feature
       if (groups && !groups.includes(name)) continue;
       if (g.expiresAtMs !== undefined && g.expiresAtMs <= at) continue;
       out.groups[name] = {
-        eventTime: new Date(g.eventTimeMs).toISOString(),
+        eventTime: formatIsoMs(g.eventTimeMs),
         eventTimeMs: g.eventTimeMs,
         ageMs: at - g.eventTimeMs,
-        ...(g.expiresAtMs !== undefined ? { expiresAt: new Date(g.expiresAtMs).toISOString() } : {}),
+        ...(g.expiresAtMs !== undefined ? { expiresAt: formatIsoMs(g.expiresAtMs) } : {}),
         features: g.features,
       };
       out.found = true;
