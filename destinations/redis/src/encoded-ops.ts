@@ -1,6 +1,7 @@
 import { groupField, TIME_SLOT_WIDTH, writeTimeSlot } from './layout.js';
 import type { GroupTarget } from './write-script.js';
 import { writeBulk, writeHeader } from './resp-connection.js';
+import { copyBytes } from './value-codec.js';
 
 /**
  * A batch's writes, encoded once, as the create path sends them: `HSETNX <key> <field>
@@ -78,7 +79,7 @@ function writeBulkContent(out: Buffer, offset: number, text: string, before: num
 function writeBulkBytes(out: Buffer, offset: number, bytes: Buffer, before: number): { start: number; length: number } {
   const length = before + bytes.length;
   const start = writeHeader(out, offset, 36, length);
-  bytes.copy(out, start + before);
+  copyBytes(bytes, 0, bytes.length, out, start + before);
   out[start + length] = 13;
   out[start + length + 1] = 10;
   return { start, length };

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { TributaryError, type RecordData } from '@tributary/core';
 import { SHAPE_ID_LENGTH, shapeIdInValue } from './layout.js';
 import { encodeCommands, RedisReplyError, type RespConnection } from './resp-connection.js';
-import { createValueWriter, finishValues, writeValue } from './value-codec.js';
+import { copyBytes, createValueWriter, finishValues, writeValue } from './value-codec.js';
 
 /**
  * Feature shapes: the ordered list of feature names of a group's values, stored once in the
@@ -237,7 +237,7 @@ export function createBodyEncoder(features: readonly string[] | undefined): Body
         if (!used.includes(last!)) used.push(last!);
       }
       finishValues(writer);
-      last!.mark.copy(writer.entries.bytes, 0);
+      copyBytes(last!.mark, 0, MARK_LENGTH, writer.entries.bytes, 0);
       return writer.entries.bytes.subarray(0, writer.entries.length);
     },
 

@@ -133,7 +133,7 @@ export function finishValues(w: ValueWriter): void {
   const n = w.strings.length;
   if (n > 0) {
     const out = ensure(w.entries, n);
-    w.strings.bytes.copy(out, w.entries.length, 0, n);
+    copyBytes(w.strings.bytes, 0, n, out, w.entries.length);
     w.entries.length += n;
   }
   w.strings.length = 0;
@@ -204,4 +204,16 @@ export function readValues(bytes: Buffer, start: number, end: number, count: num
     }
   }
   return at === run.length;
+}
+
+/**
+ * Copies `src[from, to)` to `dst` at `at`; returns the number of bytes. Short runs (keys,
+ * values: tens of bytes) byte by byte — `Buffer#copy` costs a native call through a JS
+ * wrapper each time, which showed in the writer's profile at three copies per record.
+ */
+export function copyBytes(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
+  const n = to - from;
+  if (n > 96) return src.copy(dst, at, from, to);
+  for (let i = 0; i < n; i++) dst[at + i] = src[from + i]!;
+  return n;
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { EncodedOps } from './encoded-ops.js';
 import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
+import { copyBytes } from './value-codec.js';
 import { isNoScript } from './redis-client.js';
 import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type RespReply } from './resp-connection.js';
 
@@ -173,7 +174,7 @@ function encodeScriptCalls(encoded: EncodedOps, calls: readonly (readonly number
       const start = spans[4 * i]!;
       const length = spans[4 * i + 1]!;
       offset = writeHeader(out, offset, 36, length);
-      offset += src.copy(out, offset, start, start + length);
+      offset += copyBytes(src, start, start + length, out, offset);
       out[offset++] = 13;
       out[offset++] = 10;
     }
@@ -183,11 +184,11 @@ function encodeScriptCalls(encoded: EncodedOps, calls: readonly (readonly number
       const length = spans[4 * i + 3]!;
       offset = writeHeader(out, offset, 36, length);
       if (expirySlot === undefined) {
-        offset += src.copy(out, offset, start, start + length);
+        offset += copyBytes(src, start, start + length, out, offset);
       } else {
-        offset += src.copy(out, offset, start, start + TIME_SLOT_WIDTH);
-        offset += expirySlot.copy(out, offset);
-        offset += src.copy(out, offset, start + 2 * TIME_SLOT_WIDTH, start + length);
+        offset += copyBytes(src, start, start + TIME_SLOT_WIDTH, out, offset);
+        offset += copyBytes(expirySlot, 0, expirySlot.length, out, offset);
+        offset += copyBytes(src, start + 2 * TIME_SLOT_WIDTH, start + length, out, offset);
       }
       out[offset++] = 13;
       out[offset++] = 10;
