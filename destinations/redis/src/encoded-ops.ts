@@ -50,6 +50,18 @@ function digitCount(n: number): number {
   return digits;
 }
 
+/** Writes `text` as UTF-8 at `at`; returns the byte count. ASCII (keys, nearly always) byte by byte: cheaper than a native call for short text. */
+function writeUtf8(out: Buffer, at: number, text: string): number {
+  const n = text.length;
+  if (n > 96) return out.write(text, at, 'utf8');
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return out.write(text, at, 'utf8');
+    out[at + i] = c;
+  }
+  return n;
+}
+
 /**
  * Writes `text` as the content of a RESP bulk string whose header starts at `offset`,
  * `before` bytes ahead of the text (the value's time slots), without measuring the text
@@ -62,7 +74,7 @@ function digitCount(n: number): number {
 function writeBulkContent(out: Buffer, offset: number, text: string, before: number): { start: number; length: number } {
   const guessDigits = digitCount(before + text.length);
   let start = offset + 3 + guessDigits;
-  const textBytes = out.write(text, start + before, 'utf8');
+  const textBytes = writeUtf8(out, start + before, text);
   const length = before + textBytes;
   const digits = digitCount(length);
   if (digits !== guessDigits) {

@@ -25,9 +25,13 @@
 import { readValues } from './value-codec.js';
 
 export function encodeKeyPart(part: string): string {
-  // Most parts need no encoding; skipping the two regex passes is measurable per record.
-  if (part.indexOf('%') === -1 && part.indexOf(':') === -1) return part;
-  return part.replace(/%/g, '%25').replace(/:/g, '%3A');
+  // Most parts need no encoding: one pass over the characters finds out (cheaper per record
+  // than two indexOf calls, which cost more than the two regex passes they skip).
+  for (let i = 0; i < part.length; i++) {
+    const c = part.charCodeAt(i);
+    if (c === 37 /* % */ || c === 58 /* : */) return part.replace(/%/g, '%25').replace(/:/g, '%3A');
+  }
+  return part;
 }
 
 export function entityKey(prefix: string, tenant: string, entityType: string, entityId: string): string {
