@@ -21,8 +21,9 @@ function keyPart(value: unknown): string | undefined {
 
 /**
  * Maps each record of a batch to its write — entity key, event time — and calls `each` with
- * it and the record (whose features the caller encodes: `createBodyEncoder`). A record without a usable entity id, tenant or event time is
- * rejected with the reason (the runtime quarantines and reports it); none is dropped.
+ * it and the record (whose features the caller encodes: `createBodyEncoder`). A record
+ * without a usable entity id, tenant or event time is rejected with the reason (the runtime
+ * quarantines and reports it); none is dropped.
  */
 export function forEachWrite(
   records: readonly RecordData[],
@@ -64,11 +65,8 @@ export function forEachWrite(
 
 /** The feature values a record stores (every field, or the mapping's `features`), as the lookup API returns them: JSON values. */
 export function featureValues(record: RecordData, features: readonly string[] | undefined): Record<string, unknown> {
-  let values: Record<string, unknown> = record;
-  if (features) {
-    values = {};
-    for (const name of features) if (record[name] !== undefined) values[name] = record[name];
-  }
+  // (fromEntries: a feature named __proto__ stays an own property.)
+  const values = features ? Object.fromEntries(features.filter((name) => record[name] !== undefined).map((name) => [name, record[name]])) : record;
   return JSON.parse(JSON.stringify(values)) as Record<string, unknown>;
 }
 

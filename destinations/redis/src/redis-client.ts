@@ -48,11 +48,13 @@ export async function connectRedisClient(client: Redis, what: string): Promise<v
 }
 
 /**
- * HGETALL of each key, sent in one socket write: the socket is corked while the commands
- * are issued, so they leave together (one round trip). Measured per 100-entity lookup
- * (client CPU): separate writes ~0.8 ms (one write(2) each), an ioredis pipeline ~0.85 ms
- * (its per-command bookkeeping), corked calls ~0.4 ms. A Lua script doing the HGETALLs cost
- * the server ~7× more (reply tables rebuilt in Lua). Throws the first error, unclassified.
+ * HGETALL of each key (the parity check's reads; lookups use their own RESP connection),
+ * sent in one socket write: the socket is corked while the commands are issued, so they
+ * leave together (one round trip). Measured per 100 entities (client CPU): separate writes
+ * ~0.8 ms (one write(2) each), an ioredis pipeline ~0.85 ms (its per-command bookkeeping),
+ * corked calls ~0.4 ms. A Lua script doing the HGETALLs cost the server ~7× more (reply
+ * tables rebuilt in Lua). Replies as bytes: feature values are binary. Throws the first
+ * error, unclassified.
  */
 export async function hgetallMany(client: Redis, keys: readonly string[]): Promise<Buffer[][]> {
   // Before the connection is ready, commands wait in ioredis's offline queue: nothing to cork.

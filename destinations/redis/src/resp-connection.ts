@@ -2,15 +2,16 @@ import { connect, type Socket } from 'node:net';
 import type { RedisConnectionOptions } from './config.js';
 
 /**
- * The writer's own connection to Redis: commands are encoded straight into one Buffer per
- * batch (RESP2), written with one write(2), and replies are matched to batches in order.
+ * Tributary's own connection to Redis, used by the writer and the lookup API: commands are
+ * encoded straight into one Buffer per batch (RESP2), written with one write(2), and
+ * replies are matched to batches in order (bulk strings as text, or as bytes on request).
  *
- * Why not the ioredis client the lookup API uses: per record, the writer's client-side work
+ * Why not ioredis (still used by `check` and the parity command): per record, the writer's client-side work
  * was the bottleneck of the write benchmark once the server-side script got cheaper, and a
  * third of it was ioredis building each command as a string (one piece per argument) that
  * the socket then flattened and encoded again. Encoding each argument once into a Buffer
  * took ~1 µs per record off the client (measured with process.cpuUsage over 200,000
- * records). The connection does only what the writer needs: AUTH and SELECT on connect,
+ * records). The connection does only what its users need: AUTH and SELECT on connect,
  * pipelined commands, replies of integers, strings, nil, errors and arrays of those.
  *
  * Failure contract: a dropped connection rejects every unanswered batch with an error whose
@@ -24,8 +25,7 @@ export class RedisReplyError extends Error {
   override readonly name = 'RedisReplyError';
 }
 
-/** One reply: integer, (bulk or simple) string, nil, an error reply, or an array of replies. */
-/** A reply: bulk strings are text, or bytes (a Buffer) when the command was sent with `{ bytes: true }`. */
+/** One reply: integer, (bulk or simple) string, nil, an error reply, or an array of replies. Bulk strings are text, or bytes (a Buffer) when sent with `{ bytes: true }`. */
 export type RespReply = number | string | Buffer | null | RedisReplyError | RespReply[];
 
 export interface RespConnection {
@@ -269,7 +269,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   };
 
   const ready = async (): Promise<Link> => {
-    if (closed) throw connectionClosed(new Error('closed by the writer'));
+    if (closed) throw connectionClosed(new Error('closed by its owner'));
     if (link && !link.socket.destroyed) return link;
     connecting ??= open().then(
       (l) => {
@@ -277,7 +277,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
         if (closed) {
           // close() ran while this socket was connecting: do not keep it.
           l.socket.destroy();
-          throw connectionClosed(new Error('closed by the writer'));
+          throw connectionClosed(new Error('closed by its owner'));
         }
         link = l;
         return l;
