@@ -41,7 +41,7 @@ export interface OpsEncoder {
 const NO_PREAMBLE = { payload: Buffer.alloc(0), count: 0 };
 const HSETNX_HEAD = Buffer.from('*4\r\n$6\r\nHSETNX\r\n', 'latin1');
 const BLANK_SLOT = 0x20;
-/** Most bytes a record adds besides its key and JSON (RESP headers, CRLFs, slots), the field aside. */
+/** Most bytes a record adds besides its key and body (RESP headers, CRLFs, slots), the field aside. */
 const RECORD_OVERHEAD = HSETNX_HEAD.length + 3 * 16 + 2 * TIME_SLOT_WIDTH;
 
 function digitCount(n: number): number {

@@ -6,10 +6,10 @@ import type { RedisConnectionOptions } from './config.js';
  * encoded straight into one Buffer per batch (RESP2), written with one write(2), and
  * replies are matched to batches in order (bulk strings as text, or as bytes on request).
  *
- * Why not ioredis (still used by `check` and the parity command): per record, the writer's client-side work
- * was the bottleneck of the write benchmark once the server-side script got cheaper, and a
- * third of it was ioredis building each command as a string (one piece per argument) that
- * the socket then flattened and encoded again. Encoding each argument once into a Buffer
+ * Why not ioredis (still used by `check` and the parity command): per record, the writer's
+ * client-side work was the bottleneck of the write benchmark once the server-side script
+ * got cheaper, and a third of it was ioredis building each command as a string (one piece
+ * per argument) that the socket then flattened and encoded again. Encoding each argument once into a Buffer
  * took ~1 µs per record off the client (measured with process.cpuUsage over 200,000
  * records). The connection does only what its users need: AUTH and SELECT on connect,
  * pipelined commands, replies of integers, strings, nil, errors and arrays of those.
