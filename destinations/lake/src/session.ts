@@ -81,6 +81,30 @@ async function listFiles(dir: string): Promise<string[]> {
  * written again under new names. A crash after it leaves rows whose event ids the next
  * session loads and drops when they are replayed.
  */
+/** Files published at once by a commit (local: fsyncs on libuv's pool of 4 threads; S3: uploads in flight). */
+const PUBLISH_CONCURRENCY = 8;
+
+/**
+ * Runs `each` over `items`, at most `limit` at a time. After a failure no new item starts;
+ * those running finish, then the first failure is thrown.
+ */
+async function forEachConcurrently<T>(items: readonly T[], limit: number, each: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++]!;
+      try {
+        await each(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+}
+
 export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig, store: LakeStore, streams: readonly DestinationStream[]): Promise<DestinationSession> {
   const session = randomUUID();
   const state = await loadLakeState(store);
@@ -240,13 +264,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     } finally {
       if (stagingThreads !== cores) await duck.connection.run(`SET threads = ${stagingThreads}`);
     }
-    // Publish every file, then name them all in one log entry: the atomic step.
+    // Publish every file, then name them all in one log entry: the atomic step. Files are
+    // published PUBLISH_CONCURRENCY at a time (their order does not matter until the log
+    // names them): the sync waits for this step, and each local file costs two fsyncs, each
+    // S3 file an upload.
     const published: PendingFile[] = [];
     try {
-      for (const p of pending) {
+      await forEachConcurrently(pending, PUBLISH_CONCURRENCY, async (p) => {
         await store.putFile(p.key, p.localPath);
         published.push(p);
-      }
+      });
     } finally {
       pending = pending.filter((p) => !published.includes(p));
       adds.push(...published.map((p) => p.file));
