@@ -32,8 +32,8 @@ export interface EncodedOps {
 }
 
 export interface OpsEncoder {
-  /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and body (layout.ts). */
-  add(key: string, eventTimeMs: number, body: string | Buffer): void;
+  /** Adds one write: its entity key, event time (epoch ms, within the layout's range) and body (layout.ts; copied at once). */
+  add(key: string, eventTimeMs: number, body: Buffer): void;
   /** Ends the batch; `preamble` (default none) goes ahead of its values. */
   finish(preamble?: { payload: Buffer; count: number }): EncodedOps;
 }
@@ -63,22 +63,19 @@ function writeUtf8(out: Buffer, at: number, text: string): number {
 }
 
 /**
- * Writes `text` as the content of a RESP bulk string whose header starts at `offset`,
- * `before` bytes ahead of the text (the value's time slots), without measuring the text
- * first: the text goes where the header for its UTF-16 length would end — its UTF-8 length
- * when it is ASCII, the common case — and moves when its UTF-8 length needs more digits.
- * The caller reserved room for 3 bytes per UTF-16 unit, and writes the `before` bytes at
- * the returned start. Returns the content's start and length (the `before` bytes included);
- * the CRLF after it is written.
+ * Writes `text` (a key) as a RESP bulk string at `offset` without measuring it first: the
+ * text goes where the header for its UTF-16 length would end — its UTF-8 length when it is
+ * ASCII, the common case — and moves when its UTF-8 length needs more digits. The caller
+ * reserved room for 3 bytes per UTF-16 unit. Returns the content's start and length; the
+ * CRLF after it is written.
  */
-function writeBulkContent(out: Buffer, offset: number, text: string, before: number): { start: number; length: number } {
-  const guessDigits = digitCount(before + text.length);
+function writeBulkText(out: Buffer, offset: number, text: string): { start: number; length: number } {
+  const guessDigits = digitCount(text.length);
   let start = offset + 3 + guessDigits;
-  const textBytes = writeUtf8(out, start + before, text);
-  const length = before + textBytes;
+  const length = writeUtf8(out, start, text);
   const digits = digitCount(length);
   if (digits !== guessDigits) {
-    out.copyWithin(start + before + digits - guessDigits, start + before, start + before + textBytes);
+    out.copyWithin(start + digits - guessDigits, start, start + length);
     start += digits - guessDigits;
   }
   writeHeader(out, offset, 36, length);
@@ -87,7 +84,11 @@ function writeBulkContent(out: Buffer, offset: number, text: string, before: num
   return { start, length };
 }
 
-/** As `writeBulkContent`, for bytes (their length is known: the header goes first). */
+/**
+ * Writes a RESP bulk string of `before` bytes (left for the caller to fill: the value's time
+ * slots) followed by `bytes`. Returns the content's start and length; the CRLF after it is
+ * written.
+ */
 function writeBulkBytes(out: Buffer, offset: number, bytes: Buffer, before: number): { start: number; length: number } {
   const length = before + bytes.length;
   const start = writeHeader(out, offset, 36, length);
@@ -118,8 +119,8 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
 
   return {
     add(key, eventTimeMs, body) {
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that much, write exactly.
-      reserve(RECORD_OVERHEAD + encodedField.length + 3 * key.length + (typeof body === 'string' ? 3 * body.length : body.length));
+      // UTF-8 takes at most 3 bytes per UTF-16 unit of the key: reserve that much, write exactly.
+      reserve(RECORD_OVERHEAD + encodedField.length + 3 * key.length + body.length);
       if (spans.length < (count + 1) * 4) {
         const more = new Int32Array(spans.length * 2);
         more.set(spans);
@@ -127,13 +128,13 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
       }
       out.set(HSETNX_HEAD, offset);
       offset += HSETNX_HEAD.length;
-      const k = writeBulkContent(out, offset, key, 0);
+      const k = writeBulkText(out, offset, key);
       spans[count * 4] = k.start;
       spans[count * 4 + 1] = k.length;
       offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      const v = typeof body === 'string' ? writeBulkContent(out, offset, body, 2 * TIME_SLOT_WIDTH) : writeBulkBytes(out, offset, body, 2 * TIME_SLOT_WIDTH);
+      const v = writeBulkBytes(out, offset, body, 2 * TIME_SLOT_WIDTH);
       writeTimeSlot(out, v.start, eventTimeMs);
       for (let i = v.start + TIME_SLOT_WIDTH, end = v.start + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
       spans[count * 4 + 2] = v.start;

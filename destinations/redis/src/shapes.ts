@@ -78,7 +78,6 @@ export interface ShapeTable {
   get(id: string): FeatureShape | undefined;
   /** Adds a shape read from the registry; returns undefined when the stored names are not a JSON array of strings or do not hash to `id`. */
   add(id: string, namesJson: string): FeatureShape | undefined;
-  readonly size: number;
 }
 
 export function createShapeTable(): ShapeTable {
@@ -99,13 +98,10 @@ export function createShapeTable(): ShapeTable {
       shapes.set(id, shape);
       return shape;
     },
-    get size() {
-      return shapes.size;
-    },
   };
 }
 
-/** Something that can read hash fields: an ioredis client. */
+/** Something that can read hash fields: an ioredis client, or an adapter over the RESP connection (lookup.ts). */
 export interface HashReader {
   hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
 }

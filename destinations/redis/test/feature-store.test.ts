@@ -16,7 +16,7 @@ let prefixes = 0;
 /** `applyOps` on ops given as objects, through the writer's connection. */
 const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => {
   const encoder = createOpsEncoder(target, ops.length);
-  for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.body);
+  for (const op of ops) encoder.add(op.key, op.eventTimeMs, Buffer.from(op.body));
   return applyOps(writer, target, encoder.finish(), nowMs, hint);
 };
 beforeAll(async () => {
@@ -280,7 +280,8 @@ describe('redis feature store', () => {
     const random = seededRandom(11);
     const text = (n: number) => Array.from({ length: n }, () => ['a', 'é', '€', '😀', ':', '%', '"', '\\', '\n'][Math.floor(random() * 9)]).join('');
     const ops = Array.from({ length: 600 }, (_, i) => ({
-      key: entityKey(prefix, `tenant-${text(3)}`, 'contact', `${i}-${text(5)}`),
+      // Every 50th key is long enough that its UTF-8 length needs one more digit than its UTF-16 length.
+      key: entityKey(prefix, `tenant-${text(3)}`, 'contact', `${i}-${text(i % 50 === 0 ? 40 : 5)}`),
       eventTimeMs: Math.round((random() - 0.3) * 4e12),
       body: JSON.stringify({ i, v: text(i % 50 === 0 ? 20_000 : 40) }),
     }));
@@ -289,7 +290,7 @@ describe('redis feature store', () => {
       const target = { group, ttlMs, ttlRegistry };
       // One buffer sized for one op: the encoder grows it.
       const encoder = createOpsEncoder(target, 1);
-      for (const op of ops) encoder.add(op.key, op.eventTimeMs, op.body);
+      for (const op of ops) encoder.add(op.key, op.eventTimeMs, Buffer.from(op.body));
       expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
       const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));
       expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.body)));
