@@ -4,7 +4,7 @@ import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
 import { forEachWrite } from './records.js';
 import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 import { createRespConnection, type RespConnection } from './resp-connection.js';
-import { entityKeyBuilder, ttlRegistryKey } from './layout.js';
+import { entityKeyHeads, ttlRegistryKey } from './layout.js';
 import { createBodyEncoder, featureShapesKey, registerShapes, shapePreamble, type BodyEncoder } from './shapes.js';
 import { applyOps, loadWriteScript, type GroupTarget, type WriteHint } from './write-script.js';
 
@@ -110,14 +110,16 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
   const shapeRegistry = featureShapesKey(prefix);
   /** Shapes this session saw stored in the registry (`registerShapes`). */
   const checkedShapes = new Set<string>();
-  const mappings = new Map<string, { mapping: StreamMapping; keyOf: (tenant: string, entityId: string) => string; bodies: BodyEncoder; target: GroupTarget; hint: WriteHint }>(
+  const mappings = new Map<string, { mapping: StreamMapping; keyHead: (tenant: string) => string; bodies: BodyEncoder; target: GroupTarget; hint: WriteHint }>(
     streams.map((s) => {
       const mapping = resolveMapping(config, s);
       const target = { group: mapping.group, ttlMs: mapping.ttlMs, ttlRegistry: ttlRegistryKey(prefix, mapping.entityType) };
-      return [s.key, { mapping, keyOf: entityKeyBuilder(prefix, mapping.entityType), bodies: createBodyEncoder(mapping.features), target, hint: { createFirst: true } }];
+      return [s.key, { mapping, keyHead: entityKeyHeads(prefix, mapping.entityType), bodies: createBodyEncoder(mapping.features), target, hint: { createFirst: true } }];
     }),
   );
   let inFlight: InFlight[] = [];
+  /** Buffers of answered batches, for the next batches to encode into (`createOpsEncoder`). */
+  const spareBuffers: Buffer[] = [];
   const counts = { applied: 0, ignored: 0 };
 
   const send = (target: GroupTarget, hint: WriteHint, ops: EncodedOps): InFlight => ({
@@ -148,6 +150,8 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       }
     }
     inFlight.shift();
+    // Redis answered every command of the batch, so its bytes were all sent and read.
+    if (spareBuffers.length < MAX_BATCHES_IN_FLIGHT) spareBuffers.push(oldest.ops.buffer);
   };
 
   return {
@@ -157,9 +161,9 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       // Bound the memory held for re-sends before taking on more. A failure here throws
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
-      const encoder = createOpsEncoder(stream.target, batch.records.length);
+      const encoder = createOpsEncoder(stream.target, batch.records.length, spareBuffers.pop());
       const { bodies } = stream;
-      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyOf, (key, eventTimeMs, record) => encoder.add(key, eventTimeMs, bodies.encode(record)));
+      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, record) => encoder.add(head, tail, eventTimeMs, bodies.encode(record)));
       const shapes = bodies.takeUsed();
       // A shape is stored before any value naming it (see shapes.ts): checked once per session, then re-asserted ahead of each batch.
       try {

@@ -39,19 +39,21 @@ export function entityKey(prefix: string, tenant: string, entityType: string, en
 }
 
 /**
- * `entityKey` for many entities of one entity type: the fixed parts are encoded once and
- * the (few) tenants' encodings are remembered — the writer builds one key per record.
+ * The head of the entity keys of one entity type — `<prefix>:<tenant>:<entity type>:`,
+ * encoded — per tenant: the fixed parts are encoded once and the (few) tenants' heads are
+ * remembered. A key is its head followed by `encodeKeyPart(entity id)`; the writer writes
+ * the two parts side by side, never joining them into one string (see encoded-ops.ts).
  */
-export function entityKeyBuilder(prefix: string, entityType: string): (tenant: string, entityId: string) => string {
+export function entityKeyHeads(prefix: string, entityType: string): (tenant: string) => string {
   const typePart = `:${encodeKeyPart(entityType)}:`;
   const tenants = new Map<string, string>();
-  return (tenant, entityId) => {
+  return (tenant) => {
     let head = tenants.get(tenant);
     if (head === undefined) {
       head = `${prefix}:${encodeKeyPart(tenant)}${typePart}`;
       if (tenants.size < 10_000) tenants.set(tenant, head);
     }
-    return head + encodeKeyPart(entityId);
+    return head;
   };
 }
 

@@ -1,6 +1,6 @@
 import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, encodeKeyPart, entityKeyBuilder } from './layout.js';
+import { decodeEntityFields, encodeKeyPart, entityKeyHeads } from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
@@ -123,7 +123,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   const { ops, rejected } = toOps(
     rows.map((r) => r.record),
     mapping,
-    entityKeyBuilder(prefix, mapping.entityType),
+    entityKeyHeads(prefix, mapping.entityType),
   );
   report.unmapped = rejected.length;
   const rejectedIndexes = new Set(rejected.map((r) => r.index));

@@ -1,6 +1,6 @@
 import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS } from './layout.js';
+import { encodeKeyPart, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS } from './layout.js';
 
 /**
  * Event time in epoch ms: an ISO-8601 date-time string, or a finite number taken as epoch
@@ -21,16 +21,17 @@ function keyPart(value: unknown): string | undefined {
 
 /**
  * Maps each record of a batch to its write — entity key, event time — and calls `each` with
- * it and the record (whose features the caller encodes: `createBodyEncoder`). A record
- * without a usable entity id, tenant or event time is rejected with the reason (the runtime
- * quarantines and reports it); none is dropped.
+ * it and the record (whose features the caller encodes: `createBodyEncoder`). The key comes
+ * in two parts, its head (`entityKeyHeads`) and the encoded entity id, which make the key
+ * when joined. A record without a usable entity id, tenant or event time is rejected with
+ * the reason (the runtime quarantines and reports it); none is dropped.
  */
 export function forEachWrite(
   records: readonly RecordData[],
   mapping: StreamMapping,
-  /** `entityKeyBuilder(prefix, mapping.entityType)`. */
-  keyOf: (tenant: string, entityId: string) => string,
-  each: (key: string, eventTimeMs: number, record: RecordData, index: number) => void,
+  /** `entityKeyHeads(prefix, mapping.entityType)`. */
+  keyHead: (tenant: string) => string,
+  each: (keyHead: string, keyTail: string, eventTimeMs: number, record: RecordData, index: number) => void,
 ): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
@@ -58,7 +59,7 @@ export function forEachWrite(
       rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is outside the years −1199 to 33658 that the feature store holds` });
       continue;
     }
-    each(keyOf(tenant, entityId), eventTime, record, index);
+    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, record, index);
   }
   return rejected;
 }
@@ -81,9 +82,9 @@ export interface MappedWrite {
 export function toOps(
   records: readonly RecordData[],
   mapping: StreamMapping,
-  keyOf: (tenant: string, entityId: string) => string,
+  keyHead: (tenant: string) => string,
 ): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
   const ops: MappedWrite[] = [];
-  const rejected = forEachWrite(records, mapping, keyOf, (key, eventTimeMs, record) => ops.push({ key, eventTimeMs, features: featureValues(record, mapping.features) }));
+  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, record) => ops.push({ key: head + tail, eventTimeMs, features: featureValues(record, mapping.features) }));
   return { ops, rejected };
 }

@@ -82,9 +82,14 @@ function writeText(w: ValueWriter, tag: number, text: string): void {
   }
   w.strings.length = p;
   const entries = ensure(w.entries, 5);
-  entries[w.entries.length] = tag;
-  entries.writeUInt32LE(n, w.entries.length + 1);
-  w.entries.length += 5;
+  const at = w.entries.length;
+  // The length as uint32 LE, byte by byte: `writeUInt32LE` validates its arguments first.
+  entries[at] = tag;
+  entries[at + 1] = n & 0xff;
+  entries[at + 2] = (n >>> 8) & 0xff;
+  entries[at + 3] = (n >>> 16) & 0xff;
+  entries[at + 4] = n >>> 24;
+  w.entries.length = at + 5;
 }
 
 function writeTag(w: ValueWriter, tag: number): void {
@@ -213,7 +218,12 @@ export function readValues(bytes: Buffer, start: number, end: number, count: num
  */
 export function copyBytes(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
   const n = to - from;
-  if (n > 96) return src.copy(dst, at, from, to);
+  if (n > 96) {
+    // A whole buffer (a body) through `TypedArray#set`, which has no JS wrapper to run.
+    if (from === 0 && to === src.length) dst.set(src, at);
+    else src.copy(dst, at, from, to);
+    return n;
+  }
   for (let i = 0; i < n; i++) dst[at + i] = src[from + i]!;
   return n;
 }

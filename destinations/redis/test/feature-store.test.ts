@@ -16,7 +16,7 @@ let prefixes = 0;
 /** `applyOps` on ops given as objects, through the writer's connection. */
 const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint?: WriteHint) => {
   const encoder = createOpsEncoder(target, ops.length);
-  for (const op of ops) encoder.add(op.key, op.eventTimeMs, Buffer.from(op.body));
+  for (const op of ops) encoder.add(op.key, '', op.eventTimeMs, Buffer.from(op.body));
   return applyOps(writer, target, encoder.finish(), nowMs, hint);
 };
 beforeAll(async () => {
@@ -290,7 +290,7 @@ describe('redis feature store', () => {
       const target = { group, ttlMs, ttlRegistry };
       // One buffer sized for one op: the encoder grows it.
       const encoder = createOpsEncoder(target, 1);
-      for (const op of ops) encoder.add(op.key, op.eventTimeMs, Buffer.from(op.body));
+      for (const op of ops) encoder.add(op.key, '', op.eventTimeMs, Buffer.from(op.body));
       expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
       const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));
       expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.body)));
@@ -323,6 +323,31 @@ describe('redis feature store', () => {
     expect(rejected[0]!.reason).toMatch(/outside the years/);
     const ok = await storedGroup(prefix, entityKey(prefix, 'acme', 'profile', 'ok'), 'g:profile');
     expect(ok?.eventTimeMs).toBe(-86_400_000);
+  });
+
+  it('reuses a batch buffer only once Redis answered its batch: batches larger than the socket buffers, sent while Redis is stopped, all arrive intact', async () => {
+    // ~10 MB per batch: the kernel takes only part of one while Redis reads nothing (a few
+    // MB here), so the rest waits in the client's socket queue. A buffer handed to the next
+    // batch before its batch was answered would be overwritten there.
+    const prefix = `t${++prefixes}`;
+    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix });
+    const session = await redisDestination.open(createConnectorContext({}), config, [stream('blobs')]);
+    const blob = (b: number, i: number) => `${b}/${i}/${'é'.repeat(i % 5)}${String.fromCharCode(97 + ((b * 7 + i) % 26)).repeat(7000 + ((b * 31 + i) % 97))}`;
+    const batches = Array.from({ length: 4 }, (_, b) => Array.from({ length: 1500 }, (_, i) => ({ id: `e${b}-${i}`, tenant_id: 'acme', updated_at: at(b), blob: blob(b, i) })));
+    const paused = server.pause(300);
+    for (const records of batches) await session.write({ stream: 'blobs', records, emittedAt: Date.now() });
+    await paused;
+    await session.commit();
+    await session.close({ completed: true });
+    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    try {
+      for (let b = 0; b < batches.length; b++) {
+        const found = await lookup.getMany({ tenant: 'acme', entityType: 'blobs', entityIds: batches[b]!.map((r) => r.id) });
+        found.forEach((entity, i) => expect(entity.groups.blobs?.features.blob, `batch ${b} record ${i}`).toBe(blob(b, i)));
+      }
+    } finally {
+      await lookup.close();
+    }
   });
 
   it('reloads the script after Redis lost it (NOSCRIPT fallback)', async () => {

@@ -1,7 +1,7 @@
 /**
  * Test helper: a real redis-server as a child process of the test (no daemonize), on
  * 127.0.0.1 and a port chosen at run time. `stop()` ends it; `kill()` SIGKILLs it (a crash);
- * `start()` starts it again on the same port and directory.
+ * `pause()` stops it for a while; `start()` starts it again on the same port and directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +16,8 @@ export interface RedisServer {
   start(): Promise<void>;
   /** SIGKILL: no shutdown, no final save. */
   kill(): Promise<void>;
+  /** SIGSTOP, then SIGCONT after `ms`: the server reads nothing meanwhile, so clients' socket buffers fill. */
+  pause(ms: number): Promise<void>;
   /** SIGTERM, then removes the data directory. */
   stop(): Promise<void>;
 }
@@ -75,6 +77,11 @@ export async function startRedisServer(options: { persistent?: boolean; args?: s
       throw new Error(`redis-server on port ${port} did not answer PING: ${stderr}`);
     },
     kill: () => stopChild('SIGKILL'),
+    async pause(ms) {
+      child?.kill('SIGSTOP');
+      await new Promise((r) => setTimeout(r, ms));
+      child?.kill('SIGCONT');
+    },
     async stop() {
       await stopChild('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
