@@ -52,6 +52,28 @@ describe('value codec', () => {
     }
   });
 
+  it('stores arrays as exactly the JSON text JSON.stringify gives (the direct writer for flat arrays, or its fallback)', () => {
+    const random = seededRandom(11);
+    const chars = ['a', 'Z', '0', ' ', '"', '\\', '/', '\u0000', '\u001f', '\u007f', 'é', '\u2028', '\ud800', '😀'];
+    const element = (): unknown => {
+      const r = random();
+      if (r < 0.4) return Array.from({ length: Math.floor(random() * 6) }, () => (random() < 0.85 ? 'abc' : chars[Math.floor(random() * chars.length)]!)).join('');
+      if (r < 0.6) return [0, -0, 1.5, -3, 1e21, 1e-7, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY][Math.floor(random() * 9)];
+      if (r < 0.7) return random() < 0.5;
+      if (r < 0.8) return null;
+      if (r < 0.85) return undefined;
+      if (r < 0.9) return ['nested'];
+      return { k: 'v' };
+    };
+    const arrays: unknown[][] = [[], ['crm', 't1'], [1, 'a', true, null], new Array(3), Object.assign(['x'], { toJSON: () => 'custom' })];
+    for (let i = 0; i < 300; i++) arrays.push(Array.from({ length: Math.floor(random() * 5) }, element));
+    for (const array of arrays) {
+      // An object always takes the JSON.stringify path; its toJSON gives a copy of the array's JSON value.
+      const viaStringify = encode(['head', { toJSON: () => JSON.parse(JSON.stringify(array)) as unknown }, 7]);
+      expect(encode(['head', array, 7]).equals(viaStringify), JSON.stringify(array)).toBe(true);
+    }
+  });
+
   it('refuses bytes that are not exactly the expected number of values', () => {
     const bytes = encode(['abc', 12.5, 'de']);
     const out: unknown[] = [];
