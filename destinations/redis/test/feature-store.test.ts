@@ -1,16 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
-import { createConnectorContext, parseConfig, seededRandom, type DestinationStream, type RecordData } from '@tributary/core';
+import { createConnectorContext, parseConfig, seededRandom, type RecordData } from '@tributary/core';
 import { createFeatureLookup, decodeGroupValue, encodeGroupValue, entityKey, featureShapesKey, readAllShapes, redisDestination, startLookupServer, ttlRegistryKey } from '../src/index.js';
 import { shapeIdOf } from '../src/shapes.js';
 import { createRespConnection, type RespConnection } from '../src/resp-connection.js';
 import { createOpsEncoder } from '../src/encoded-ops.js';
 import { applyOps, WRITE_SCRIPT_SHA, type GroupTarget, type WriteHint, type WriteOp } from '../src/write-script.js';
 import { encodeTimeSlot, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, writeTimeSlot } from '../src/layout.js';
-import { startRedisServer, type RedisServer } from './redis-server.js';
+import { at, keyedStream, useRedisPeer } from './fixtures.js';
 
-let server: RedisServer;
-let client: Redis;
+const peer = useRedisPeer();
 let writer: RespConnection;
 let prefixes = 0;
 /** `applyOps` on ops given as objects, through the writer's connection. */
@@ -19,28 +17,17 @@ const apply = (target: GroupTarget, ops: readonly WriteOp[], nowMs: number, hint
   for (const op of ops) encoder.add(op.key, '', op.eventTimeMs, Buffer.from(op.body));
   return applyOps(writer, target, encoder.finish(), nowMs, hint);
 };
-beforeAll(async () => {
-  server = await startRedisServer();
-  client = new Redis({ port: server.port, host: '127.0.0.1' });
-  writer = createRespConnection({ port: server.port });
+beforeAll(() => {
+  writer = createRespConnection({ port: peer.server.port });
 });
-afterAll(async () => {
-  client.disconnect();
-  await writer.close();
-  await server.stop();
-});
-
-const schema = { type: 'object', properties: { id: { type: 'string' }, tenant_id: { type: 'string' }, updated_at: { type: 'string' } } } as const;
-function stream(name: string): DestinationStream {
-  return { key: name, name, syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: schema, resuming: false };
-}
+afterAll(() => writer.close());
 
 /** Opens a session on a fresh key prefix, writes each batch ([stream, records]) and commits. */
 async function writeAll(batches: Array<[string, RecordData[]]>, extra: Record<string, unknown> = {}) {
   const prefix = `t${++prefixes}`;
-  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix, ...extra });
+  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix, ...extra });
   const names = [...new Set(batches.map(([s]) => s))];
-  const session = await redisDestination.open(createConnectorContext({}), config, names.map(stream));
+  const session = await redisDestination.open(createConnectorContext({}), config, names.map(keyedStream));
   const rejected = [];
   for (const [s, records] of batches) {
     const outcome = await session.write({ stream: s, records, emittedAt: Date.now() });
@@ -53,10 +40,9 @@ async function writeAll(batches: Array<[string, RecordData[]]>, extra: Record<st
 
 /** A stored group value decoded with the shapes of its key prefix. */
 async function storedGroup(prefix: string, key: string, field: string) {
-  return decodeGroupValue((await client.hgetBuffer(key, field))!, await readAllShapes(client, featureShapesKey(prefix)));
+  return decodeGroupValue((await peer.client.hgetBuffer(key, field))!, await readAllShapes(peer.client, featureShapesKey(prefix)));
 }
 
-const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
 
 describe('redis feature store', () => {
   it('ignores an older event after a newer one, per feature group; same event time is a no-op', async () => {
@@ -72,7 +58,7 @@ describe('redis feature store', () => {
       ],
       { streams: [{ stream: 'profile', entity_type: 'account' }, { stream: 'scores', entity_type: 'account' }] },
     );
-    const hash = await client.hgetallBuffer(entityKey(prefix, 'acme', 'account', 'e1'));
+    const hash = await peer.client.hgetallBuffer(entityKey(prefix, 'acme', 'account', 'e1'));
     // The documented layout: 15-character event time, 15 blanks (no expiry), then `#`, the
     // shape id and the values in the shape's order, each tagged (value-codec.ts); the
     // shape's names are in the registry.
@@ -92,12 +78,12 @@ describe('redis feature store', () => {
     expect(hash['g:profile']).toEqual(Buffer.concat([head(Date.parse(at(10)), shapeIdOf(profileNames)), str('e1'), str('acme'), str(at(10)), str('pro'), int32(5), Buffer.from(`e1acme${at(10)}pro`)]));
     expect(hash['g:scores']).toEqual(Buffer.concat([head(Date.parse(at(4)), shapeIdOf(scoresNames)), str('e1'), str('acme'), str(at(4)), float64(0.9), Buffer.from(`e1acme${at(4)}`)]));
     // Every shape written is registered, also those of records that lost to a newer value.
-    const registered = await client.hgetall(featureShapesKey(prefix));
+    const registered = await peer.client.hgetall(featureShapesKey(prefix));
     expect(registered).toMatchObject({ [shapeIdOf(profileNames)]: profileNames, [shapeIdOf(scoresNames)]: scoresNames });
     expect(Object.keys(registered)).toHaveLength(4);
-    expect(await client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
+    expect(await peer.client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
     // No TTL'd group was ever written: no TTL registry; an entity key and the shapes.
-    expect((await client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'account', 'e1'), featureShapesKey(prefix)]);
+    expect((await peer.client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'account', 'e1'), featureShapesKey(prefix)]);
   });
 
   it('within one batch, records of the same entity are applied in order: the newest wins', async () => {
@@ -116,7 +102,7 @@ describe('redis feature store', () => {
       ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1, b: 2 }]],
       ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(2), a: 3 }]],
     ]);
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       const result = await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'e1' });
       expect(result.groups.profile?.features).toEqual({ id: 'e1', tenant_id: 'acme', updated_at: at(2), a: 3 });
@@ -143,7 +129,7 @@ describe('redis feature store', () => {
     expect(rejected[1]!.reason).toMatch(/tenant field "tenant_id"/);
     expect(rejected[2]!.reason).toMatch(/event time field "updated_at"/);
     expect(rejected[3]!.reason).toMatch(/event time field "updated_at"/);
-    expect((await client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'profile', 'ok'), featureShapesKey(prefix)]);
+    expect((await peer.client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'profile', 'ok'), featureShapesKey(prefix)]);
   });
 
   it('expires a feature group after its TTL; the key goes once its last group expired', async () => {
@@ -159,24 +145,24 @@ describe('redis feature store', () => {
         ],
       },
     );
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       const before = await lookup.getMany({ tenant: 'acme', entityType: 'contact', entityIds: ['e1', 'e2'] });
       expect(Object.keys(before[0]!.groups).sort()).toEqual(['fast', 'slow']);
       expect(before[1]!.groups.fast?.features.clicks).toBe(4);
       expect(before[1]!.groups.fast?.expiresAt).toBeDefined();
       // e1 also holds a group without TTL: its key is persistent; e2's key carries the TTL.
-      expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(-1);
-      expect(await client.pttl(entityKey(prefix, 'acme', 'contact', 'e2'))).toBeGreaterThan(0);
-      expect(await client.smembers(ttlRegistryKey(prefix, 'contact'))).toEqual(['g:fast']);
+      expect(await peer.client.pttl(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(-1);
+      expect(await peer.client.pttl(entityKey(prefix, 'acme', 'contact', 'e2'))).toBeGreaterThan(0);
+      expect(await peer.client.smembers(ttlRegistryKey(prefix, 'contact'))).toEqual(['g:fast']);
       // Wait (polling, no timing threshold) until Redis removed the key holding only the expiring group.
       const e2 = entityKey(prefix, 'acme', 'contact', 'e2');
-      while ((await client.exists(e2)) === 1) await new Promise((r) => setTimeout(r, 100));
+      while ((await peer.client.exists(e2)) === 1) await new Promise((r) => setTimeout(r, 100));
       const after = await lookup.getMany({ tenant: 'acme', entityType: 'contact', entityIds: ['e1', 'e2'] });
       expect(after[1]!.found).toBe(false);
       expect(Object.keys(after[0]!.groups)).toEqual(['slow']);
       expect(after[0]!.groups.slow?.features.ltv).toBe(120);
-      expect(await client.exists(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(1);
+      expect(await peer.client.exists(entityKey(prefix, 'acme', 'contact', 'e1'))).toBe(1);
     } finally {
       await lookup.close();
     }
@@ -191,11 +177,11 @@ describe('redis feature store', () => {
     // Written "two minutes ago" with a one-minute TTL: expired, though Redis still holds it.
     const now = Date.now();
     expect(await apply(group, [newer], now - 120_000)).toEqual({ applied: 1, created: 1, ignored: 0 });
-    expect(await client.exists(key)).toBe(1);
+    expect(await peer.client.exists(key)).toBe(1);
     // While live, an older event is ignored; once expired, it is applied.
     expect(await apply(group, [older], now - 90_000)).toEqual({ applied: 0, created: 0, ignored: 1 });
     expect(await apply(group, [older], now)).toEqual({ applied: 1, created: 0, ignored: 0 });
-    expect(decodeGroupValue((await client.hget(key, 'g:fast'))!)).toEqual({ eventTimeMs: older.eventTimeMs, expiresAtMs: now + 60_000, features: { v: 'older' } });
+    expect(decodeGroupValue((await peer.client.hget(key, 'g:fast'))!)).toEqual({ eventTimeMs: older.eventTimeMs, expiresAtMs: now + 60_000, features: { v: 'older' } });
   });
 
   it('create-first (plain HSETNX, or HSETNX in the script) and the general path give the same results, and the hint follows the share of new groups', async () => {
@@ -216,7 +202,7 @@ describe('redis feature store', () => {
         results.push(hint.createFirst);
       }
       const keys = ['a', 'b', 'c', 'd'].map((id) => entityKey(prefix, 'acme', 'contact', id));
-      const values = await Promise.all(keys.map(async (key) => decodeGroupValue((await client.hget(key, 'g:g'))!)?.features));
+      const values = await Promise.all(keys.map(async (key) => decodeGroupValue((await peer.client.hget(key, 'g:g'))!)?.features));
       states.push({ results, values });
     }
     expect(states[1]).toEqual(states[0]);
@@ -242,36 +228,36 @@ describe('redis feature store', () => {
     const op = (id: string, minute: number) => ({ key: key(id), eventTimeMs: Date.parse(at(minute)), body: `{"id":"${id}"}` });
     // Another stream's TTL'd group on e1: the registry exists and e1 carries a TTL.
     await apply({ group: 'fast', ttlMs: 3_600_000, ttlRegistry }, [op('e1', 1)], Date.now());
-    expect(await client.pttl(key('e1'))).toBeGreaterThan(0);
+    expect(await peer.client.pttl(key('e1'))).toBeGreaterThan(0);
     // A writer that has not seen the registry creates its group with plain HSETNX, on e1 and a new e2.
     const hint: WriteHint = { createFirst: true };
     expect(await apply({ group: 'slow', ttlMs: 0, ttlRegistry }, [op('e1', 2), op('e2', 2)], Date.now(), hint)).toEqual({ applied: 2, created: 2, ignored: 0 });
     expect(hint.ttlRegistrySeen).toBe(true);
     // A group without TTL makes its key persistent (else it would vanish with the TTL'd group).
-    expect(await client.pttl(key('e1'))).toBe(-1);
-    expect(await client.pttl(key('e2'))).toBe(-1);
-    expect(decodeGroupValue((await client.hget(key('e1'), 'g:slow'))!)?.features).toEqual({ id: 'e1' });
+    expect(await peer.client.pttl(key('e1'))).toBe(-1);
+    expect(await peer.client.pttl(key('e2'))).toBe(-1);
+    expect(decodeGroupValue((await peer.client.hget(key('e1'), 'g:slow'))!)?.features).toEqual({ id: 'e1' });
   });
 
   it('the script\'s repair mode: persists the key holding the exact value, writes a value that vanished, leaves a newer one alone', async () => {
     const prefix = `t${++prefixes}`;
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
-    await client.sadd(ttlRegistry, 'g:fast');
+    await peer.client.sadd(ttlRegistry, 'g:fast');
     const key = (id: string) => entityKey(prefix, 'acme', 'contact', id);
     const value = (minute: number, v: string) => encodeGroupValue(Date.parse(at(minute)), undefined, JSON.stringify({ v }));
-    await client.hset(key('same'), 'g:g', value(5, 'mine'));
-    await client.pexpire(key('same'), 3_600_000);
-    await client.hset(key('newer'), 'g:g', value(9, 'newer'));
-    await client.pexpire(key('newer'), 3_600_000);
+    await peer.client.hset(key('same'), 'g:g', value(5, 'mine'));
+    await peer.client.pexpire(key('same'), 3_600_000);
+    await peer.client.hset(key('newer'), 'g:g', value(9, 'newer'));
+    await peer.client.pexpire(key('newer'), 3_600_000);
     const keys = [key('same'), key('gone'), key('newer')];
     const values = [value(5, 'mine'), value(5, 'gone'), value(5, 'older')];
-    const reply = await client.evalsha(WRITE_SCRIPT_SHA, keys.length + 1, ttlRegistry, ...keys, String(Date.now()), 'g:g', '0', '2', ...values);
+    const reply = await peer.client.evalsha(WRITE_SCRIPT_SHA, keys.length + 1, ttlRegistry, ...keys, String(Date.now()), 'g:g', '0', '2', ...values);
     expect(reply).toEqual([1, 1]); // only the vanished value was written
-    expect(await client.pttl(key('same'))).toBe(-1);
-    expect(await client.pttl(key('gone'))).toBe(-1);
-    expect(await client.hget(key('gone'), 'g:g')).toBe(values[1]);
-    expect(await client.hget(key('newer'), 'g:g')).toBe(value(9, 'newer'));
-    expect(await client.pttl(key('newer'))).toBeGreaterThan(0);
+    expect(await peer.client.pttl(key('same'))).toBe(-1);
+    expect(await peer.client.pttl(key('gone'))).toBe(-1);
+    expect(await peer.client.hget(key('gone'), 'g:g')).toBe(values[1]);
+    expect(await peer.client.hget(key('newer'), 'g:g')).toBe(value(9, 'newer'));
+    expect(await peer.client.pttl(key('newer'))).toBeGreaterThan(0);
   });
 
   it('encodes every op byte-exactly: multi-byte keys and values, large values, many ops past the first buffer', async () => {
@@ -292,7 +278,7 @@ describe('redis feature store', () => {
       const encoder = createOpsEncoder(target, 1);
       for (const op of ops) encoder.add(op.key, '', op.eventTimeMs, Buffer.from(op.body));
       expect(await applyOps(writer, target, encoder.finish(), now, { ...hint })).toEqual({ applied: 600, created: 600, ignored: 0 });
-      const stored = await Promise.all(ops.map((op) => client.hget(op.key, `g:${group}`)));
+      const stored = await Promise.all(ops.map((op) => peer.client.hget(op.key, `g:${group}`)));
       expect(stored).toEqual(ops.map((op) => encodeGroupValue(op.eventTimeMs, ttlMs > 0 ? now + ttlMs : undefined, op.body)));
     }
   });
@@ -303,16 +289,16 @@ describe('redis feature store', () => {
     const ttlRegistry = ttlRegistryKey(prefix, 'contact');
     const op = (minute: number) => ({ key, eventTimeMs: Date.parse(at(minute)), body: `{"m":${minute}}` });
     await apply({ group: 'g', ttlMs: 3_600_000, ttlRegistry }, [op(1)], Date.now());
-    expect(await client.smembers(ttlRegistry)).toEqual(['g:g']);
-    expect(await client.pttl(key)).toBeGreaterThan(3_500_000);
+    expect(await peer.client.smembers(ttlRegistry)).toEqual(['g:g']);
+    expect(await peer.client.pttl(key)).toBeGreaterThan(3_500_000);
     // The same group's config drops its TTL: the stored expiry is gone and so is the key's TTL.
     await apply({ group: 'g', ttlMs: 0, ttlRegistry }, [op(2)], Date.now());
-    expect(await client.pttl(key)).toBe(-1);
-    expect(decodeGroupValue((await client.hget(key, 'g:g'))!)?.expiresAtMs).toBeUndefined();
+    expect(await peer.client.pttl(key)).toBe(-1);
+    expect(decodeGroupValue((await peer.client.hget(key, 'g:g'))!)?.expiresAtMs).toBeUndefined();
     // A TTL'd group written next to it never puts a TTL on the key holding a group without one.
     await apply({ group: 'h', ttlMs: 1_000, ttlRegistry }, [op(3)], Date.now());
-    expect(await client.pttl(key)).toBe(-1);
-    expect(decodeGroupValue((await client.hget(key, 'g:h'))!)?.expiresAtMs).toBeGreaterThan(Date.now());
+    expect(await peer.client.pttl(key)).toBe(-1);
+    expect(decodeGroupValue((await peer.client.hget(key, 'g:h'))!)?.expiresAtMs).toBeGreaterThan(Date.now());
   });
 
   it('rejects event times outside the range the layout holds, with the reason', async () => {
@@ -330,16 +316,16 @@ describe('redis feature store', () => {
     // MB here), so the rest waits in the client's socket queue. A buffer handed to the next
     // batch before its batch was answered would be overwritten there.
     const prefix = `t${++prefixes}`;
-    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix });
-    const session = await redisDestination.open(createConnectorContext({}), config, [stream('blobs')]);
+    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix });
+    const session = await redisDestination.open(createConnectorContext({}), config, [keyedStream('blobs')]);
     const blob = (b: number, i: number) => `${b}/${i}/${'é'.repeat(i % 5)}${String.fromCharCode(97 + ((b * 7 + i) % 26)).repeat(7000 + ((b * 31 + i) % 97))}`;
     const batches = Array.from({ length: 4 }, (_, b) => Array.from({ length: 1500 }, (_, i) => ({ id: `e${b}-${i}`, tenant_id: 'acme', updated_at: at(b), blob: blob(b, i) })));
-    const paused = server.pause(300);
+    const paused = peer.server.pause(300);
     for (const records of batches) await session.write({ stream: 'blobs', records, emittedAt: Date.now() });
     await paused;
     await session.commit();
     await session.close({ completed: true });
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       for (let b = 0; b < batches.length; b++) {
         const found = await lookup.getMany({ tenant: 'acme', entityType: 'blobs', entityIds: batches[b]!.map((r) => r.id) });
@@ -352,9 +338,9 @@ describe('redis feature store', () => {
 
   it('reloads the script after Redis lost it (NOSCRIPT fallback)', async () => {
     const prefix = `t${++prefixes}`;
-    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix });
-    const session = await redisDestination.open(createConnectorContext({}), config, [stream('profile')]);
-    await client.script('FLUSH');
+    const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix });
+    const session = await redisDestination.open(createConnectorContext({}), config, [keyedStream('profile')]);
+    await peer.client.script('FLUSH');
     await session.write({ stream: 'profile', records: [{ id: 'e1', tenant_id: 'acme', updated_at: at(1), a: 1 }], emittedAt: Date.now() });
     await session.commit();
     await session.close({ completed: true });
@@ -370,7 +356,7 @@ describe('redis feature store', () => {
       { streams: [{ stream: 'profile', entity_type: 'contact' }, { stream: 'scores', entity_type: 'contact', event_time_field: 'event_time' }] },
     );
     const now = Date.parse(at(60));
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix, now: () => now });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix, now: () => now });
     const http = await startLookupServer({ lookup });
     try {
       const one = await lookup.get({ tenant: 'acme', entityType: 'contact', entityId: 'c1' });

@@ -1,35 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
-import { createConnectorContext, parseConfig, TributaryError, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
+import { describe, expect, it } from 'vitest';
+import { createConnectorContext, parseConfig, TributaryError, type DestinationSession, type RecordData } from '@tributary/core';
 import { createFeatureLookup, entityKey, featureShapesKey, redisDestination } from '../src/index.js';
 import { MAX_SHAPES_PER_STREAM, shapeIdOf } from '../src/shapes.js';
-import { startRedisServer, type RedisServer } from './redis-server.js';
+import { at, keyedStream, useRedisPeer } from './fixtures.js';
 
 // Feature shapes (shapes.ts): the names of a group's values stored once in a registry hash.
 // These tests check that values and names always line up, that a value never reaches Redis
 // before its shape, and that a missing shape fails loudly.
 
-let server: RedisServer;
-let client: Redis;
+const peer = useRedisPeer();
 let prefixes = 0;
-beforeAll(async () => {
-  server = await startRedisServer();
-  client = new Redis({ port: server.port, host: '127.0.0.1' });
-});
-afterAll(async () => {
-  client.disconnect();
-  await server.stop();
-});
-
-const schema = { type: 'object', properties: { id: { type: 'string' }, tenant_id: { type: 'string' }, updated_at: { type: 'string' } } } as const;
-function stream(name: string): DestinationStream {
-  return { key: name, name, syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: schema, resuming: false };
-}
-const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
 
 async function open(prefix: string, extra: Record<string, unknown> = {}): Promise<DestinationSession> {
-  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: server.port, key_prefix: prefix, ...extra });
-  return redisDestination.open(createConnectorContext({}), config, [stream('profile')]);
+  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix, ...extra });
+  return redisDestination.open(createConnectorContext({}), config, [keyedStream('profile')]);
 }
 
 async function writeAll(batches: RecordData[][], extra: Record<string, unknown> = {}): Promise<string> {
@@ -43,7 +27,7 @@ async function writeAll(batches: RecordData[][], extra: Record<string, unknown> 
 
 /** Features of each entity through the lookup API (a fresh lookup: no shape known beforehand). */
 async function lookUp(prefix: string, ids: readonly string[]): Promise<Record<string, unknown>[]> {
-  const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
   try {
     const found = await lookup.getMany({ tenant: 'acme', entityType: 'profile', entityIds: ids });
     return found.map((e) => e.groups.profile?.features ?? {});
@@ -74,7 +58,7 @@ describe('feature shapes', () => {
     expect(Object.getPrototypeOf(proto)).toBe(Object.prototype);
     expect(Object.getOwnPropertyDescriptor(proto, '__proto__')?.value).toEqual({ x: 1 });
     // One shape per distinct field list: a, e / b / c / d / f / p.
-    expect(await client.hlen(featureShapesKey(prefix))).toBe(6);
+    expect(await peer.client.hlen(featureShapesKey(prefix))).toBe(6);
   });
 
   it('uses the configured features in their configured order, leaving out absent ones', async () => {
@@ -90,16 +74,16 @@ describe('feature shapes', () => {
     const got = await lookUp(prefix, ['a', 'b']);
     expect(got).toEqual([{ score: 3, plan: 'pro' }, { plan: 'free' }]);
     expect(Object.keys(got[0]!)).toEqual(['score', 'plan']);
-    expect(await client.hget(featureShapesKey(prefix), shapeIdOf('["score","plan"]'))).toBe('["score","plan"]');
+    expect(await peer.client.hget(featureShapesKey(prefix), shapeIdOf('["score","plan"]'))).toBe('["score","plan"]');
   });
 
   it('writes JSON objects once a stream passed its shape limit, and reads both forms', async () => {
     const records = Array.from({ length: MAX_SHAPES_PER_STREAM + 50 }, (_, i) => ({ id: `e${i}`, tenant_id: 'acme', updated_at: at(1), [`only_${i}`]: i }));
     const prefix = await writeAll([records.slice(0, 700), records.slice(700)]);
-    expect(await client.hlen(featureShapesKey(prefix))).toBe(MAX_SHAPES_PER_STREAM);
-    const last = await client.hget(entityKey(prefix, 'acme', 'profile', `e${records.length - 1}`), 'g:profile');
+    expect(await peer.client.hlen(featureShapesKey(prefix))).toBe(MAX_SHAPES_PER_STREAM);
+    const last = await peer.client.hget(entityKey(prefix, 'acme', 'profile', `e${records.length - 1}`), 'g:profile');
     expect(last!.slice(30)).toBe(JSON.stringify(records.at(-1)));
-    const first = await client.hget(entityKey(prefix, 'acme', 'profile', 'e0'), 'g:profile');
+    const first = await peer.client.hget(entityKey(prefix, 'acme', 'profile', 'e0'), 'g:profile');
     expect(first![30]).toBe('#');
     expect(await lookUp(prefix, records.map((r) => r.id))).toEqual(records);
   });
@@ -110,7 +94,7 @@ describe('feature shapes', () => {
     const record = (id: string) => ({ id, tenant_id: 'acme', updated_at: at(1), plan: 'pro' });
     await session.write({ stream: 'profile', records: [record('a')], emittedAt: Date.now() });
     await session.commit();
-    await client.flushall(); // as a restart without persistence would
+    await peer.client.flushall(); // as a restart without persistence would
     await session.write({ stream: 'profile', records: [record('b')], emittedAt: Date.now() });
     await session.commit();
     await session.close({ completed: true });
@@ -120,9 +104,9 @@ describe('feature shapes', () => {
   it('fails a lookup loudly when a value names a shape the registry lacks; a sync stores it again', async () => {
     const records = [{ id: 'a', tenant_id: 'acme', updated_at: at(1), plan: 'pro' }];
     const prefix = await writeAll([records]);
-    const saved = await client.hgetall(featureShapesKey(prefix));
-    await client.del(featureShapesKey(prefix));
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const saved = await peer.client.hgetall(featureShapesKey(prefix));
+    await peer.client.del(featureShapesKey(prefix));
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       const error = await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'a' }).then(() => undefined, (e: unknown) => e);
       expect(error).toBeInstanceOf(TributaryError);
@@ -142,7 +126,7 @@ describe('feature shapes', () => {
   it('refuses to write when the registry holds other names under a shape id, before any value is written', async () => {
     const prefix = `s${++prefixes}`;
     const names = JSON.stringify(['id', 'tenant_id', 'updated_at', 'plan']);
-    await client.hset(featureShapesKey(prefix), shapeIdOf(names), '["something","else"]');
+    await peer.client.hset(featureShapesKey(prefix), shapeIdOf(names), '["something","else"]');
     const session = await open(prefix);
     try {
       const error = await session.write({ stream: 'profile', records: [{ id: 'a', tenant_id: 'acme', updated_at: at(1), plan: 'pro' }], emittedAt: Date.now() }).then(() => undefined, (e: unknown) => e);
@@ -151,13 +135,13 @@ describe('feature shapes', () => {
     } finally {
       await session.close({ completed: false });
     }
-    expect(await client.exists(entityKey(prefix, 'acme', 'profile', 'a'))).toBe(0);
+    expect(await peer.client.exists(entityKey(prefix, 'acme', 'profile', 'a'))).toBe(0);
   });
 
   it('a lookup reads a shape from the registry once, then keeps it', async () => {
     const prefix = await writeAll([[{ id: 'a', tenant_id: 'acme', updated_at: at(1), plan: 'pro' }]]);
-    const hmgets = async () => Number(/cmdstat_hmget:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const hmgets = async () => Number(/cmdstat_hmget:calls=(\d+)/.exec(await peer.client.info('commandstats'))?.[1] ?? 0);
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       const before = await hmgets();
       for (let i = 0; i < 5; i++) await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'a' });
@@ -170,10 +154,10 @@ describe('feature shapes', () => {
 
   it('a lookup reconnects on its next call after its connection was dropped', async () => {
     const prefix = await writeAll([[{ id: 'a', tenant_id: 'acme', updated_at: at(1), plan: 'pro' }]]);
-    const lookup = createFeatureLookup({ port: server.port, keyPrefix: prefix });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
     try {
       expect((await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'a' })).found).toBe(true);
-      await client.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await peer.client.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
       await new Promise((r) => setTimeout(r, 100));
       expect((await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'a' })).found).toBe(true);
     } finally {
