@@ -55,14 +55,20 @@ export function parseEventTime(value: unknown): number {
   return NaN;
 }
 
+/** An envelope to fill in, reused record after record (the stage copies its values out at once). */
+export function emptyEnvelope(): Envelope {
+  return { eventId: '', entityKey: '', customerId: '', tenantId: '', eventTimeMs: 0, op: 'snapshot', position: null, txid: null, before: null, unchanged: null };
+}
+
 /**
- * Maps a record to its envelope, or returns the reason it cannot be one. The event id is
- * deterministic: the configured id field, or SHA-256 of (stream, primary key, source
- * position or cursor, op) — so the same change read again after a crash gets the same id
- * and the session drops it. Without a primary key the whole record is hashed (identical
- * records are one event).
+ * Fills `out` with a record's envelope, or returns the reason it cannot be one (`out` is
+ * then partly filled). The event id is deterministic: the configured id field, or SHA-256
+ * of (stream, primary key, source position or cursor, op) — so the same change read again
+ * after a crash gets the same id and the session drops it. Without a primary key the whole
+ * record is hashed (identical records are one event). Allocates nothing for a record whose
+ * id, key and position are strings (the common case: this runs once per record).
  */
-export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs: number): Envelope | string {
+export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs: number, out: Envelope): string | undefined {
   const rawOp = record._tributary_op;
   let op: EnvelopeOp = mapping.defaultOp;
   if (rawOp !== undefined) {
@@ -93,41 +99,43 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   const cursor = mapping.cursorField ? valueAt(record, mapping.cursorField) : undefined;
   const position = cdcPosition ?? (cursor === undefined || cursor === null ? null : typeof cursor === 'string' ? cursor : JSON.stringify(cursor));
 
-  let eventId: string | undefined;
+  // The primary key: one value is kept as it is (no array); several make a JSON array.
   let entityKey = customerId;
-  const key: unknown[] = [];
-  for (const path of mapping.primaryKey) {
-    const v = valueAt(record, path);
-    if (v === undefined || v === null) return `primary key field "${path.join('.')}" is missing`;
-    key.push(v);
+  let single: unknown;
+  let key: unknown[] | undefined;
+  const paths = mapping.primaryKey;
+  for (let i = 0; i < paths.length; i++) {
+    const v = valueAt(record, paths[i]!);
+    if (v === undefined || v === null) return `primary key field "${paths[i]!.join('.')}" is missing`;
+    if (i === 0) single = v;
+    else (key ??= [single]).push(v);
   }
-  if (key.length > 0) entityKey = key.length === 1 && typeof key[0] === 'string' ? key[0] : key.length === 1 ? JSON.stringify(key[0]) : JSON.stringify(key);
+  if (paths.length > 0) entityKey = key ? JSON.stringify(key) : typeof single === 'string' ? single : JSON.stringify(single);
+  let eventId: string | undefined;
   if (mapping.eventIdField !== undefined) {
     eventId = text(record[mapping.eventIdField]);
     if (eventId === undefined) return `event id field "${mapping.eventIdField}" is missing or empty`;
   } else {
     let identity: string;
-    if (key.length > 0) {
-      identity = `${mapping.stream}\u0000${JSON.stringify(key)}\u0000${position ?? ''}\u0000${op}`;
+    if (paths.length > 0) {
+      identity = `${mapping.stream}\u0000${JSON.stringify(key ?? [single])}\u0000${position ?? ''}\u0000${op}`;
     } else {
       identity = `${mapping.stream}\u0000${JSON.stringify(record)}`;
     }
     eventId = hash('sha256', identity, 'base64url').slice(0, 22);
   }
 
-  const txid = text(record._tributary_txid) ?? null;
   const before = record._tributary_before;
   const unchanged = record._tributary_unchanged;
-  return {
-    eventId,
-    entityKey,
-    customerId,
-    tenantId,
-    eventTimeMs,
-    op,
-    position,
-    txid,
-    before: before === undefined || before === null ? null : JSON.stringify(before),
-    unchanged: Array.isArray(unchanged) && unchanged.length > 0 ? JSON.stringify(unchanged) : null,
-  };
+  out.eventId = eventId;
+  out.entityKey = entityKey;
+  out.customerId = customerId;
+  out.tenantId = tenantId;
+  out.eventTimeMs = eventTimeMs;
+  out.op = op;
+  out.position = position;
+  out.txid = text(record._tributary_txid) ?? null;
+  out.before = before === undefined || before === null ? null : JSON.stringify(before);
+  out.unchanged = Array.isArray(unchanged) && unchanged.length > 0 ? JSON.stringify(unchanged) : null;
+  return undefined;
 }

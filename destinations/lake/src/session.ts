@@ -7,6 +7,7 @@ import { TributaryError, type ConnectorContext, type DestinationSession, type De
 import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { literal, openDuckDb } from './duck.js';
+import { matchesPath, readFileStats } from './file-stats.js';
 import { parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
@@ -194,28 +195,18 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       `COPY (SELECT ${select} FROM ${job.from}) TO ${literal(out)} (FORMAT parquet, COMPRESSION ${compression}, ROW_GROUP_SIZE ${rowGroupSize}, ` +
         `PARTITION_BY (${partitionBy}), WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN ${literal(`${id}-{i}`)})`,
     );
-    // Per-file stats read back from the files just written (a few columns of small files):
-    // cheaper than evaluating the staging select a second time. Each file's tenant and
+    // Per-file stats read back from the files just written. Each file's tenant and
     // partition columns must match its path, as the log records the path's values.
     const written = await listFiles(out);
-    const stats = new Map<string, { n: number; lo: number; hi: number; v: number; tenants: string[]; partitions: string[] }>();
-    if (written.length > 0) {
-      const statsSql =
-        'SELECT filename, count(*)::DOUBLE AS n, epoch_ms(min(event_time))::DOUBLE AS lo, epoch_ms(max(event_time))::DOUBLE AS hi, max(schema_version) AS v, ' +
-        `list(DISTINCT tenant_id) AS tenants, ${partition ? `list(DISTINCT ${partition.name})` : '[]::VARCHAR[]'} AS partitions ` +
-        `FROM read_parquet([${written.map(literal).join(', ')}], filename = true, hive_partitioning = false) GROUP BY ALL`;
-      for (const row of (await copyConnection.runAndReadAll(statsSql)).getRowObjectsJS()) {
-        const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : []);
-        stats.set(String(row.filename), { n: Number(row.n), lo: Number(row.lo), hi: Number(row.hi), v: Number(row.v), tenants: list(row.tenants), partitions: list(row.partitions) });
-      }
-    }
+    const expected = new Map(written.map((localPath) => [localPath, parsePartitionPath(relative(out, localPath).split(sep).join('/'))]));
+    const stats = await readFileStats(copyConnection, written, partition?.name, expected);
     const files: PendingFile[] = [];
     for (const localPath of written) {
       const rel = relative(out, localPath).split(sep).join('/');
-      const { tenant, partition: value } = parsePartitionPath(rel);
+      const path = expected.get(localPath)!;
+      const { tenant, partition: value } = path;
       const s = stats.get(localPath);
-      const matches = s !== undefined && s.tenants.length === 1 && s.tenants[0] === tenant && (partition ? s.partitions.length === 1 && s.partitions[0] === value : true);
-      if (!s || !matches) {
+      if (!s || !matchesPath(s, path, partition !== undefined)) {
         throw new TributaryError('fatal', { userMessage: `lake: DuckDB wrote ${rel}, whose rows do not match its partition path (tenant ${JSON.stringify(tenant)}${s ? `; file holds tenants ${JSON.stringify(s.tenants)}` : '; no rows read back'})` });
       }
       const size = (await stat(localPath)).size;

@@ -3,7 +3,7 @@ import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { ident, literal } from './duck.js';
-import { toEnvelope } from './envelope.js';
+import { emptyEnvelope, toEnvelope } from './envelope.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
 
 const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
@@ -79,25 +79,25 @@ const JSON_TAG = NULL_MARK;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /**
- * One column of up to VALUES_PER_ROW records as one string (`values` is consumed).
- * Numbers print in JavaScript's shortest round-trip form, which DuckDB's DOUBLE cast reads
- * back exactly; booleans as true/false. JSON text (json columns) never holds the two
- * control characters raw (JSON escapes them), so the JSON fallback only happens for
- * strings that really contain them.
+ * One column of up to VALUES_PER_ROW records as one string: its first `n` values (`values`
+ * is consumed). Numbers print in JavaScript's shortest round-trip form, which DuckDB's
+ * DOUBLE cast reads back exactly; booleans as true/false. JSON text (json columns) never
+ * holds the two control characters raw (JSON escapes them), so the JSON fallback only
+ * happens for strings that really contain them.
  */
-function encodeColumn(values: unknown[]): string {
+function encodeColumn(values: unknown[], n: number): string {
   let nulls = false;
-  for (let i = 0; i < values.length; i++) {
+  for (let i = 0; i < n; i++) {
     const v = values[i];
     if (v === null || v === undefined) nulls = true;
     else if (v === 0 && Object.is(v, -0)) values[i] = '-0'; // String(-0) is "0"; a number column holds no strings otherwise
     else if (typeof v === 'string' && (v.includes(SEPARATOR) || v.includes(NULL_MARK))) {
       // JSON escapes a lone UTF-16 surrogate, which DuckDB's JSON reader refuses: make it U+FFFD, as the UTF-8 conversion of a joined column does.
-      return JSON_TAG + JSON.stringify(values.map((x) => (typeof x === 'string' ? x.replace(LONE_SURROGATE, '\ufffd') : x)));
+      return JSON_TAG + JSON.stringify(values.slice(0, n).map((x) => (typeof x === 'string' ? x.replace(LONE_SURROGATE, '\ufffd') : x)));
     }
   }
-  if (nulls) for (let i = 0; i < values.length; i++) if (values[i] === null || values[i] === undefined) values[i] = NULL_MARK;
-  return values.join(SEPARATOR);
+  if (nulls) for (let i = 0; i < n; i++) if (values[i] === null || values[i] === undefined) values[i] = NULL_MARK;
+  return (n === values.length ? values : values.slice(0, n)).join(SEPARATOR);
 }
 
 function selectOf(column: PayloadColumn): string {
@@ -429,23 +429,28 @@ export class StreamStage {
       if (this.quarantined?.has(quarantineIdentity(record))) this.counts.requarantined++;
       else this.quarantine.push({ reason, record });
     };
-    // The batch's values per staging column (the per-batch ingest time column stays empty).
-    let cols: unknown[][] = Array.from({ length: width }, () => []);
+    // Filled record after record (the stage copies its values out at once).
+    const envelope = emptyEnvelope();
+    // The values of the next staging row per column (the per-batch ingest time column stays
+    // empty), sized for a whole row and filled by index (grown by push, each array was
+    // reallocated ~8 times on its way to 1024 values).
+    const newColumns = (): unknown[][] => Array.from({ length: width }, () => new Array<unknown>(VALUES_PER_ROW));
+    let cols = newColumns();
     let n = 0;
     let chars = 0;
-    const stageRow = (): void => {
+    const stageRow = (last: boolean): void => {
       if (n === 0) return;
       // One staging row for up to VALUES_PER_ROW records: one native call per column, not per value.
       const appender = this.appender!;
       for (let k = 0; k < width; k++) {
         if (slotOf[k] === 'ingest_time_ms') appender.appendDouble(ingestMs);
-        else appender.appendVarchar(encodeColumn(cols[k]!));
+        else appender.appendVarchar(encodeColumn(cols[k]!, n));
       }
       appender.endRow();
       this.stagedRows++;
       this.rows += n;
       this.counts.written += n;
-      cols = Array.from({ length: width }, () => []);
+      if (!last) cols = newColumns();
       n = 0;
       chars = 0;
     };
@@ -460,9 +465,9 @@ export class StreamStage {
         reject(i, record, `does not match the stream schema: ${invalid}`);
         continue;
       }
-      const envelope = toEnvelope(record, mapping, ingestMs);
-      if (typeof envelope === 'string') {
-        reject(i, record, envelope);
+      const unfit = toEnvelope(record, mapping, ingestMs, envelope);
+      if (unfit !== undefined) {
+        reject(i, record, unfit);
         continue;
       }
       if (this.committedIds?.has(envelope.eventId)) {
@@ -490,27 +495,27 @@ export class StreamStage {
         const col = cols[k]!;
         const slot = slotOf[k];
         if (slot === undefined) {
-          col.push(payload[payloadIndex[k]!]);
+          col[n] = payload[payloadIndex[k]!];
           continue;
         }
         switch (slot) {
-          case 'event_id': col.push(envelope.eventId); break;
-          case 'entity_key': col.push(envelope.entityKey); break;
-          case 'customer_id': col.push(envelope.customerId); break;
-          case 'tenant_id': col.push(envelope.tenantId); break;
-          case 'event_time_ms': col.push(envelope.eventTimeMs); break;
+          case 'event_id': col[n] = envelope.eventId; break;
+          case 'entity_key': col[n] = envelope.entityKey; break;
+          case 'customer_id': col[n] = envelope.customerId; break;
+          case 'tenant_id': col[n] = envelope.tenantId; break;
+          case 'event_time_ms': col[n] = envelope.eventTimeMs; break;
           case 'ingest_time_ms': break;
-          case 'op_code': col.push(OP_CODE[envelope.op]); break;
-          case 'source_position': col.push(position); break;
-          case 'source_txid': col.push(envelope.txid); break;
-          case 'before_image': col.push(envelope.before); break;
-          case 'unchanged_fields': col.push(envelope.unchanged); break;
+          case 'op_code': col[n] = OP_CODE[envelope.op]; break;
+          case 'source_position': col[n] = position; break;
+          case 'source_txid': col[n] = envelope.txid; break;
+          case 'before_image': col[n] = envelope.before; break;
+          case 'unchanged_fields': col[n] = envelope.unchanged; break;
         }
       }
       if (envelope.before !== null) chars += envelope.before.length;
-      if (++n === VALUES_PER_ROW || chars >= CHARS_PER_ROW) stageRow();
+      if (++n === VALUES_PER_ROW || chars >= CHARS_PER_ROW) stageRow(false);
     }
-    stageRow();
+    stageRow(true);
     this.counts.quarantined += rejected.length;
     return rejected;
   }
