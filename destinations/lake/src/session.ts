@@ -12,7 +12,7 @@ import { parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, StreamStage } from './stream-stage.js';
-import { recordValidator } from './validate.js';
+import { admitsOnlyDeclaredFields, recordValidator } from './validate.js';
 
 interface PendingFile {
   key: string;
@@ -162,7 +162,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         }
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };
-      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined);
+      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema));
       await stage.create();
       stages.set(stream.key, stage);
     }

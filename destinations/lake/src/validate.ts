@@ -28,3 +28,12 @@ export function recordValidator(schema: JsonSchemaObject): (record: RecordData) 
   const validate = ajv.compile(schema);
   return (record) => (validate(record) ? undefined : validate.errors?.[0] ? describe(validate.errors[0]) : 'does not match');
 }
+
+/**
+ * Whether every record `schema` accepts holds only the fields it declares
+ * (`additionalProperties: false`, no `patternProperties`): then a validated stage never
+ * meets a field it has no column for, and need not look for one.
+ */
+export function admitsOnlyDeclaredFields(schema: JsonSchemaObject): boolean {
+  return schema.additionalProperties === false && schema.patternProperties === undefined;
+}

@@ -73,6 +73,21 @@ it('bad records go to quarantine with the reason and are counted; nothing is dro
   expect((await queryLake(config, 'select reason from quarantine')).length).toBe(3);
 });
 
+it('a closed schema (additionalProperties: false): a record with an undeclared field is quarantined and adds no column or schema version', async () => {
+  const config = { path: join(root, 'closed') };
+  const closed = { ...schema(), additionalProperties: false };
+  const rejected = await sync(config, closed, [
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 },
+    { id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, coupon: 'X' },
+  ]);
+  expect(rejected.map((r) => [r.index, r.reason])).toEqual([[1, expect.stringMatching(/additional properties/)]]);
+  const registry = JSON.parse(await readFile(join(config.path, '_tributary', 'schemas', 'orders.json'), 'utf8')) as { versions: Array<{ change: string }> };
+  expect(registry.versions.map((v) => v.change)).toEqual(['initial schema']);
+  const columns = (await queryLake(config, 'describe orders')).map((r) => r.column_name);
+  expect(columns).not.toContain('coupon');
+  expect(await queryLake(config, 'select id from orders')).toEqual([{ id: 1 }]);
+});
+
 it('schema evolution: a new optional column widens the schema (old files read NULL); a breaking type change is refused with a clear message, or mapped to a versioned column', async () => {
   const config = { path: join(root, 'evolve') };
   await sync(config, schema(), [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 5 }]);

@@ -156,3 +156,25 @@ it('each commit-log file entry states its file: rows, tenant, day, event-time ra
   }
   expect(files.reduce((n, f) => n + f.rows, 0)).toBe(2200);
 });
+
+it("constant columns (source system, stream, op, a configured tenant) are plain UTF8 strings with exact statistics, even with quotes in the value", async () => {
+  const path = join(root, 'constants');
+  const config = { path, source_system: "crm's", streams: { values: { tenant_id: "tenant 'q'", op: 'insert' } } };
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+  await session.write({ stream: 'values', records: Array.from({ length: 3000 }, (_, id) => ({ id, customer_id: 'c', note: null, amount: null, flag: null, meta: null })), emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  const glob = `'${join(path, 'data', '**', '*.parquet')}'`;
+  const types = await duckQuery(`SELECT DISTINCT name, type, converted_type FROM parquet_schema(${glob}) WHERE name IN ('source_system', 'stream', 'op', 'tenant_id') ORDER BY name`);
+  expect(types).toEqual(['op', 'source_system', 'stream', 'tenant_id'].map((name) => ({ name, type: 'BYTE_ARRAY', converted_type: 'UTF8' })));
+  const stats = await duckQuery(`SELECT DISTINCT path_in_schema AS name, stats_min_value AS lo, stats_max_value AS hi FROM parquet_metadata(${glob}) WHERE path_in_schema IN ('source_system', 'stream', 'op', 'tenant_id') ORDER BY name`);
+  expect(stats).toEqual([
+    { name: 'op', lo: 'insert', hi: 'insert' },
+    { name: 'source_system', lo: "crm's", hi: "crm's" },
+    { name: 'stream', lo: 'values', hi: 'values' },
+    { name: 'tenant_id', lo: "tenant 'q'", hi: "tenant 'q'" },
+  ]);
+  const described = await duckQuery(`SELECT column_name, column_type FROM (DESCRIBE SELECT source_system, stream, op, tenant_id FROM read_parquet(${glob}, hive_partitioning = false))`);
+  expect(described.map((d) => d.column_type)).toEqual(['VARCHAR', 'VARCHAR', 'VARCHAR', 'VARCHAR']);
+  expect(await duckQuery(`SELECT source_system, stream, op, tenant_id, count(*) AS n FROM read_parquet(${glob}, hive_partitioning = false) GROUP BY ALL`)).toEqual([{ source_system: "crm's", stream: 'values', op: 'insert', tenant_id: "tenant 'q'", n: 3000 }]);
+});
