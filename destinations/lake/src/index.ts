@@ -32,8 +32,11 @@ export const lakeDestination = defineDestination({
     connectionSpecification: lakeConfigSchema,
     supportedDestinationSyncModes: ['append', 'append_dedup'],
   },
-  // Fewer, larger files: a commit writes one file per partition touched.
-  batching: { maxRecords: 10_000, maxBytes: 32 * 1024 * 1024, commitIntervalMs: 5_000 },
+  // Fewer, larger files: a commit writes one file per partition touched. Two batches in
+  // flight, not the runtime's four: the lake stages a batch at once and writes Parquet in
+  // the background, so a deeper queue only keeps records waiting longer (1M sample
+  // activities: +5% rows/s, higher in 8 of 9 alternating pairs; see the README).
+  batching: { maxRecords: 10_000, maxBytes: 32 * 1024 * 1024, commitIntervalMs: 5_000, maxBatchesInFlight: 2 },
   retry: { maxAttempts: 6, baseDelayMs: 200, maxDelayMs: 5_000 },
 
   async check(_ctx, config) {
