@@ -198,13 +198,17 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     // Per-file stats read back from the files just written. Each file's tenant and
     // partition columns must match its path, as the log records the path's values.
     const written = await listFiles(out);
-    const expected = new Map(written.map((localPath) => [localPath, parsePartitionPath(relative(out, localPath).split(sep).join('/'))]));
+    const expected = new Map(
+      written.map((localPath) => {
+        const rel = relative(out, localPath).split(sep).join('/');
+        return [localPath, { rel, ...parsePartitionPath(rel) }];
+      }),
+    );
     const stats = await readFileStats(copyConnection, written, partition?.name, expected);
     const files: PendingFile[] = [];
     for (const localPath of written) {
-      const rel = relative(out, localPath).split(sep).join('/');
       const path = expected.get(localPath)!;
-      const { tenant, partition: value } = path;
+      const { rel, tenant, partition: value } = path;
       const s = stats.get(localPath);
       if (!s || !matchesPath(s, path, partition !== undefined)) {
         throw new TributaryError('fatal', { userMessage: `lake: DuckDB wrote ${rel}, whose rows do not match its partition path (tenant ${JSON.stringify(tenant)}${s ? `; file holds tenants ${JSON.stringify(s.tenants)}` : '; no rows read back'})` });
