@@ -66,22 +66,6 @@ async function listFiles(dir: string): Promise<string[]> {
   }
 }
 
-/**
- * One sync's write session. Commit protocol:
- * 1. `write` stages rows in DuckDB; once a stream's stage reaches `rows_per_file` it is
- *    sealed and DuckDB writes its Parquet files in the background (bounded memory, and the
- *    encoding overlaps with staging the next rows);
- * 2. `commit` writes the staged rows as Parquet (one file per partition), publishes each file
- *    (rename into place locally, PutObject on S3), saves a widened schema if any, then
- *    appends one entry to the commit log naming every file: that conditional create is the
- *    atomic publication. It resolves only after it, so the runtime checkpoints only
- *    published rows;
- * 3. `close({ completed: true })` logs that the streams completed, which ends the replay
- *    window (see LakeState.unclean).
- * A crash before step 2's log entry leaves files no reader sees; the replayed records are
- * written again under new names. A crash after it leaves rows whose event ids the next
- * session loads and drops when they are replayed.
- */
 /** Files published at once by a commit (local: fsyncs on libuv's pool of 4 threads; S3: uploads in flight). */
 const PUBLISH_CONCURRENCY = 8;
 
@@ -106,6 +90,22 @@ async function forEachConcurrently<T>(items: readonly T[], limit: number, each: 
   if (failure !== undefined) throw failure.error;
 }
 
+/**
+ * One sync's write session. Commit protocol:
+ * 1. `write` stages rows in DuckDB; once a stream's stage reaches `rows_per_file` it is
+ *    sealed and DuckDB writes its Parquet files in the background (bounded memory, and the
+ *    encoding overlaps with staging the next rows);
+ * 2. `commit` writes the staged rows as Parquet (one file per partition), publishes each file
+ *    (rename into place locally, PutObject on S3), saves a widened schema if any, then
+ *    appends one entry to the commit log naming every file: that conditional create is the
+ *    atomic publication. It resolves only after it, so the runtime checkpoints only
+ *    published rows;
+ * 3. `close({ completed: true })` logs that the streams completed, which ends the replay
+ *    window (see LakeState.unclean).
+ * A crash before step 2's log entry leaves files no reader sees; the replayed records are
+ * written again under new names. A crash after it leaves rows whose event ids the next
+ * session loads and drops when they are replayed.
+ */
 export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig, store: LakeStore, streams: readonly DestinationStream[]): Promise<DestinationSession> {
   const session = randomUUID();
   const state = await loadLakeState(store);
