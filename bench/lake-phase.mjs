@@ -43,7 +43,7 @@ if (phase === 'lake') {
     destinationConfig: { validate_records: process.env.LAKE_BENCH_VALIDATE !== '0', path: join(dir, 'lake'), streams: stream === 'activities' ? { activities: { event_id_field: 'event_id' } } : {} },
     catalog,
     stateStore: store,
-    batching: { maxRecords: 20_000, commitIntervalMs: 10_000 },
+    // No batching here: the destination's own (index.ts), as `tributary sync` uses it.
   });
   if (result.outcome !== 'completed') throw result.error ?? new Error(result.outcome);
   count = result.streams.reduce((n, s) => n + s.committed, 0);

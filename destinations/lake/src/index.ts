@@ -32,11 +32,15 @@ export const lakeDestination = defineDestination({
     connectionSpecification: lakeConfigSchema,
     supportedDestinationSyncModes: ['append', 'append_dedup'],
   },
-  // Fewer, larger files: a commit writes one file per partition touched. Two batches in
-  // flight, not the runtime's four: the lake stages a batch at once and writes Parquet in
-  // the background, so a deeper queue only keeps records waiting longer (1M sample
-  // activities: +5% rows/s, higher in 8 of 9 alternating pairs; see the README).
-  batching: { maxRecords: 10_000, maxBytes: 32 * 1024 * 1024, commitIntervalMs: 5_000, maxBatchesInFlight: 2 },
+  // A commit every 5 s, not every second: a commit writes one file per partition touched,
+  // so fewer commits make fewer, larger files. Batches of 2k records (the runtime's default;
+  // the lake asked for 10k before): the lake stages a batch as soon as it arrives, so small
+  // batches reach it while their records are young and still in the CPU caches, and fewer
+  // live long enough to be promoted by V8's scavenges (1M sample activities: 2k faster than
+  // 10k in 6 of 8 alternating runs, 0.9 CPU-seconds less; see the README). Two batches in
+  // flight, not the runtime's four: a deeper queue only keeps records waiting longer (+5%
+  // rows/s, higher in 8 of 9 alternating pairs).
+  batching: { maxRecords: 2_000, maxBytes: 32 * 1024 * 1024, commitIntervalMs: 5_000, maxBatchesInFlight: 2 },
   retry: { maxAttempts: 6, baseDelayMs: 200, maxDelayMs: 5_000 },
 
   async check(_ctx, config) {

@@ -188,6 +188,15 @@ export class StreamStage {
    * schema_version is not staged at all: it is constant between widenings (see versionFrom).
    */
   private layout: TableColumn[] = [];
+  /**
+   * The value arrays of the staging row being filled (one per table column, VALUES_PER_ROW
+   * slots each), kept across rows and batches: `encodeColumn` reads the first n values of
+   * each and the next row overwrites them; `append` empties them at its end. Allocated per
+   * row, they were 66 of the 923 MB a 1M-row sample sync allocated with 2k-record batches;
+   * reused, the sync allocates 859 MB (a batch's last, partial row is still copied by
+   * `slice` before the join).
+   */
+  private rowValues: unknown[][] = [];
   /** Staging-table row (DuckDB rowid) from which each schema version applies, in this stage table (a batch starts a new row). */
   private versionFrom: Array<{ row: number; version: number }> = [];
 
@@ -446,13 +455,12 @@ export class StreamStage {
     // Filled record after record (the stage copies its values out at once).
     const envelope = emptyEnvelope();
     // The values of the next staging row per column (the per-batch ingest time column stays
-    // empty), sized for a whole row and filled by index (grown by push, each array was
-    // reallocated ~8 times on its way to 1024 values).
-    const newColumns = (): unknown[][] => Array.from({ length: width }, () => new Array<unknown>(VALUES_PER_ROW));
-    let cols = newColumns();
+    // empty): sized for a whole row, filled by index, reused (see rowValues).
+    if (this.rowValues.length !== width) this.rowValues = Array.from({ length: width }, () => new Array<unknown>(VALUES_PER_ROW));
+    const cols = this.rowValues;
     let n = 0;
     let chars = 0;
-    const stageRow = (last: boolean): void => {
+    const stageRow = (): void => {
       if (n === 0) return;
       // One staging row for up to VALUES_PER_ROW records: one native call per column, not per value.
       const appender = this.appender!;
@@ -464,7 +472,6 @@ export class StreamStage {
       this.stagedRows++;
       this.rows += n;
       this.counts.written += n;
-      if (!last) cols = newColumns();
       n = 0;
       chars = 0;
     };
@@ -527,9 +534,12 @@ export class StreamStage {
         }
       }
       if (envelope.before !== null) chars += envelope.before.length;
-      if (++n === VALUES_PER_ROW || chars >= CHARS_PER_ROW) stageRow(false);
+      if (++n === VALUES_PER_ROW || chars >= CHARS_PER_ROW) stageRow();
     }
-    stageRow(true);
+    stageRow();
+    // Between batches the arrays hold no values: a row of large text (up to CHARS_PER_ROW)
+    // is not kept alive until the next batch overwrites it.
+    for (const col of cols) col.fill(undefined);
     this.counts.quarantined += rejected.length;
     return rejected;
   }
