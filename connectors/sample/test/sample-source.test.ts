@@ -16,7 +16,8 @@ import {
 } from '@tributary/core';
 import { sampleSource, type SampleConfig, type SampleStream } from '@tributary/source-sample';
 import { describe, expect, it } from 'vitest';
-import { createIsoFormatter } from '../src/dataset.js';
+import { MAX_RECORDS_PER_STREAM, resolveConfig } from '../src/config.js';
+import { createDataset, createIsoFormatter } from '../src/dataset.js';
 
 const ALL_STREAMS: SampleStream[] = ['companies', 'contacts', 'deals', 'activities'];
 
@@ -172,6 +173,25 @@ describe('sample source: dataset', () => {
       expect(contact).toBeDefined();
       expect(activity.tenant_id).toBe(contact?.tenant_id);
     }
+  });
+
+  it('builds ids as the prefix and the 1-based position zero-padded to ten digits, up to the largest count', () => {
+    const max = MAX_RECORDS_PER_STREAM;
+    const dataset = createDataset(resolveConfig({ counts: { companies: max, contacts: max, deals: max, activities: max } }));
+    const prefixes: Record<SampleStream, string> = { companies: 'co_', contacts: 'ct_', deals: 'dl_', activities: 'ev_' };
+    const indexes = [0, 1, 8, 9, 98, 99, 12_344, 999_999, 1_048_575, 1_048_576, 33_554_431, max - 1];
+    for (const stream of ALL_STREAMS) {
+      for (const index of indexes) {
+        const expected = prefixes[stream] + String(index + 1).padStart(10, '0');
+        expect(dataset[stream].idAt(index)).toBe(expected);
+        const record = dataset[stream].recordAt(index, '2024-01-01T00:00:00.000Z');
+        expect(record[dataset[stream].idField]).toBe(expected);
+      }
+    }
+    // References use the same formatter: a contact's company and an activity's contact.
+    const contact = dataset.contacts.recordAt(41, '2024-01-01T00:00:00.000Z');
+    expect(contact.company_id).toMatch(/^co_[0-9]{10}$/);
+    expect(dataset.activities.recordAt(5, '2024-01-01T00:00:00.000Z').customer_id).toMatch(/^ct_[0-9]{10}$/);
   });
 
   it('formats cursors exactly like Date#toISOString', () => {
