@@ -19,6 +19,23 @@ export interface Envelope {
   unchanged: string | null;
 }
 
+/**
+ * A \u escape of an unpaired UTF-16 surrogate in JSON.stringify's output (which escapes
+ * only those: a pair is written as it is), not preceded by an escaped backslash.
+ */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
+/**
+ * JSON text of a value as the lake stores it (DuckDB type JSON): JSON.stringify, with each
+ * unpaired surrogate replaced by U+FFFD. JSON.stringify escapes one as `\udXXX`, which
+ * DuckDB's JSON parser refuses, failing the whole COPY; a plain string column gets the
+ * same U+FFFD from its UTF-8 conversion.
+ */
+export function jsonText(value: unknown): string {
+  const text = JSON.stringify(value);
+  return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
+}
+
 /** CDC sources' reserved fields (see the Postgres CDC source): op, position, txid, commit time, before-image. */
 const CDC_OPS: Record<string, EnvelopeOp | 'truncate'> = { r: 'snapshot', c: 'insert', u: 'update', d: 'delete', t: 'truncate' };
 
@@ -135,7 +152,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   out.op = op;
   out.position = position;
   out.txid = text(record._tributary_txid) ?? null;
-  out.before = before === undefined || before === null ? null : JSON.stringify(before);
-  out.unchanged = Array.isArray(unchanged) && unchanged.length > 0 ? JSON.stringify(unchanged) : null;
+  out.before = before === undefined || before === null ? null : jsonText(before);
+  out.unchanged = Array.isArray(unchanged) && unchanged.length > 0 ? jsonText(unchanged) : null;
   return undefined;
 }

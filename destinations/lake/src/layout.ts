@@ -15,9 +15,9 @@ export function streamDir(stream: string): string {
   return encodeURIComponent(stream);
 }
 
-/** The partition column below the tenant, and its SQL over the staging column `event_time_ms`. */
-export function partitionColumn(partitioning: Partitioning): { name: string; sql: string } | undefined {
-  const ts = 'make_timestamp(CAST(event_time_ms * 1000 AS BIGINT))';
+/** The partition column below the tenant, and its SQL over `eventTimeMs`, a column of epoch milliseconds (DOUBLE). */
+export function partitionColumn(partitioning: Partitioning, eventTimeMs: string): { name: string; sql: string } | undefined {
+  const ts = `make_timestamp(CAST(${eventTimeMs} * 1000 AS BIGINT))`;
   if (partitioning === 'tenant_day') return { name: 'event_date', sql: `strftime(${ts}, '%Y-%m-%d')` };
   if (partitioning === 'tenant_month') return { name: 'event_month', sql: `strftime(${ts}, '%Y-%m')` };
   return undefined;

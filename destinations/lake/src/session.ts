@@ -6,12 +6,12 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
-import { literal, openDuckDb } from './duck.js';
+import { ident, literal, openDuckDb } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
-import { quarantineIdentity, StreamStage } from './stream-stage.js';
+import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { admitsOnlyDeclaredFields, recordValidator } from './validate.js';
 
 interface PendingFile {
@@ -120,7 +120,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const cores = availableParallelism();
   const stagingThreads = Math.max(1, cores - 1);
   const duck = await openDuckDb(join(tempDir, 'spill'), stagingThreads);
-  const partition = partitionColumn(config.partitioning ?? 'tenant_day');
+  const partition = partitionColumn(config.partitioning ?? 'tenant_day', ident(slotColumn('event_time_ms')));
   const compression = config.compression ?? 'zstd';
   const rowsPerFile = config.rows_per_file ?? 125_000;
   const rowGroupSize = config.row_group_size ?? 122_880;

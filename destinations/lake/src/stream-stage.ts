@@ -3,7 +3,7 @@ import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { ident, literal } from './duck.js';
-import { emptyEnvelope, toEnvelope } from './envelope.js';
+import { emptyEnvelope, jsonText, toEnvelope } from './envelope.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
 
 const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
@@ -37,6 +37,10 @@ const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   before_image: 'VARCHAR',
   unchanged_fields: 'VARCHAR',
 };
+/** Staging-table column of an envelope slot: prefixed, so that no payload column (never `_tributary_*`, see isReservedField) can have its name. */
+export function slotColumn(slot: EnvelopeSlot): string {
+  return `_tributary_${slot}`;
+}
 const OPS = ['snapshot', 'insert', 'update', 'delete'] as const;
 const CDC_SLOTS: readonly EnvelopeSlot[] = ['op_code', 'source_position', 'source_txid', 'before_image', 'unchanged_fields'];
 const OP_CODE: Record<string, number> = { snapshot: 0, insert: 1, update: 2, delete: 3 };
@@ -76,7 +80,6 @@ const NULL_MARK = '\u001f';
  * more than splitting).
  */
 const JSON_TAG = NULL_MARK;
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /**
  * One column of up to VALUES_PER_ROW records as one string: its first `n` values (`values`
@@ -92,8 +95,7 @@ function encodeColumn(values: unknown[], n: number): string {
     if (v === null || v === undefined) nulls = true;
     else if (v === 0 && Object.is(v, -0)) values[i] = '-0'; // String(-0) is "0"; a number column holds no strings otherwise
     else if (typeof v === 'string' && (v.includes(SEPARATOR) || v.includes(NULL_MARK))) {
-      // JSON escapes a lone UTF-16 surrogate, which DuckDB's JSON reader refuses: make it U+FFFD, as the UTF-8 conversion of a joined column does.
-      return JSON_TAG + JSON.stringify(values.slice(0, n).map((x) => (typeof x === 'string' ? x.replace(LONE_SURROGATE, '\ufffd') : x)));
+      return JSON_TAG + jsonText(values.slice(0, n));
     }
   }
   if (nulls) for (let i = 0; i < n; i++) if (values[i] === null || values[i] === undefined) values[i] = NULL_MARK;
@@ -131,7 +133,7 @@ function stageValue(value: unknown, type: ColumnType): string | number | boolean
     case 'boolean':
       return typeof value === 'boolean' ? value : { error: `expected a boolean, got ${describe(value)}` };
     case 'json':
-      return JSON.stringify(value);
+      return jsonText(value);
   }
 }
 
@@ -262,36 +264,37 @@ export class StreamStage {
     const d = this.derived;
     const m = this.mapping;
     const has = (slot: EnvelopeSlot): boolean => this.has(slot);
+    const col = (slot: EnvelopeSlot): string => ident(slotColumn(slot));
     const ts = (c: string): string => `make_timestamp(CAST(${c} * 1000 AS BIGINT))`;
     const cursorSql = d.cursor ? this.columnOf(d.cursor) : undefined;
-    const position = has('source_position') ? (cursorSql ? `COALESCE(source_position, ${cursorSql})` : 'source_position') : (cursorSql ?? 'NULL::VARCHAR');
-    let tenant = 'tenant_id';
+    const position = has('source_position') ? (cursorSql ? `COALESCE(${col('source_position')}, ${cursorSql})` : col('source_position')) : (cursorSql ?? 'NULL::VARCHAR');
+    let tenant = col('tenant_id');
     if ('constant' in m.tenant) tenant = constantText(m.tenant.constant);
     else if (d.tenant) tenant = m.tenant.fallback !== undefined ? `COALESCE(NULLIF(${this.columnOf(d.tenant)}, ''), ${literal(m.tenant.fallback)})` : this.columnOf(d.tenant);
     const op = has('op_code')
-      ? `CASE CAST(COALESCE(op_code, ${OP_CODE[m.defaultOp]}) AS INTEGER) ${OPS.map((o, i) => `WHEN ${i} THEN '${o}'`).join(' ')} END`
+      ? `CASE CAST(COALESCE(${col('op_code')}, ${OP_CODE[m.defaultOp]}) AS INTEGER) ${OPS.map((o, i) => `WHEN ${i} THEN '${o}'`).join(' ')} END`
       : constantText(m.defaultOp);
     return [
-      `${d.eventId ? this.columnOf(d.eventId) : 'event_id'} AS event_id`,
-      `${d.entityKey ? this.columnOf(d.entityKey) : 'entity_key'} AS entity_key`,
-      `${d.customerId ? this.columnOf(d.customerId) : 'customer_id'} AS customer_id`,
+      `${d.eventId ? this.columnOf(d.eventId) : col('event_id')} AS event_id`,
+      `${d.entityKey ? this.columnOf(d.entityKey) : col('entity_key')} AS entity_key`,
+      `${d.customerId ? this.columnOf(d.customerId) : col('customer_id')} AS customer_id`,
       `${tenant} AS tenant_id`,
-      `${ts('event_time_ms')} AS event_time`,
-      `${ts('ingest_time_ms')} AS ingest_time`,
+      `${ts(col('event_time_ms'))} AS event_time`,
+      `${ts(col('ingest_time_ms'))} AS ingest_time`,
       // source_system and stream are constant per stage: written by the COPY, not staged per row.
       `${constantText(m.sourceSystem)} AS source_system`,
       `${constantText(m.stream)} AS stream`,
       `${op} AS op`,
       `CAST(${VERSION_COLUMN} AS INTEGER) AS schema_version`,
       `${position} AS source_position`,
-      `${has('source_txid') ? 'source_txid' : 'NULL::VARCHAR'} AS source_txid`,
-      `${has('before_image') ? 'CAST(before_image AS JSON)' : 'NULL::JSON'} AS before_image`,
-      `${has('unchanged_fields') ? 'CAST(unchanged_fields AS JSON)' : 'NULL::JSON'} AS unchanged_fields`,
+      `${has('source_txid') ? col('source_txid') : 'NULL::VARCHAR'} AS source_txid`,
+      `${has('before_image') ? `CAST(${col('before_image')} AS JSON)` : 'NULL::JSON'} AS before_image`,
+      `${has('unchanged_fields') ? `CAST(${col('unchanged_fields')} AS JSON)` : 'NULL::JSON'} AS unchanged_fields`,
     ];
   }
 
   private static nameOf(c: TableColumn): string {
-    return 'slot' in c ? c.slot : c.payload.column;
+    return 'slot' in c ? slotColumn(c.slot) : c.payload.column;
   }
 
   /** Staging-table column: the row's values as one string (see encodeColumn), except the per-batch ingest time. */

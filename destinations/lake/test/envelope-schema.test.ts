@@ -230,3 +230,32 @@ it('a bad record replayed after a crash is reported again but kept in the quaran
   expect(await queryLake(config, 'select count(*) as n from orders')).toEqual([{ n: 1 }]);
   expect(await queryLake(config, "select count(*) as n, min(record->>'customer_id') as c from quarantine")).toEqual([{ n: 1, c: 'c2' }]);
 });
+
+it('payload fields named like the stage’s own columns (event_time_ms, op_code, ingest_time_ms) are stored as sent', async () => {
+  const config = { path: join(root, 'stage-names') };
+  const names = { event_time_ms: { type: 'integer' }, ingest_time_ms: { type: 'integer' }, op_code: { type: 'string' } };
+  await sync(config, schema(names), [
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, event_time_ms: 5, ingest_time_ms: 6, op_code: 'x' },
+    { id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, event_time_ms: 7, ingest_time_ms: 8, op_code: 'y' },
+  ]);
+  expect(await queryLake(config, 'select id, event_time_ms, ingest_time_ms, op_code, op from orders order by id')).toEqual([
+    { id: 1, event_time_ms: 5, ingest_time_ms: 6, op_code: 'x', op: 'update' },
+    { id: 2, event_time_ms: 7, ingest_time_ms: 8, op_code: 'y', op: 'update' },
+  ]);
+});
+
+it('JSON values with unpaired surrogates are stored with U+FFFD in their place, not fail the commit', async () => {
+  const config = { path: join(root, 'lone-surrogates') };
+  const records: RecordData[] = [
+    // JSON.stringify escapes an unpaired surrogate (\udXXX), which DuckDB's JSON type refuses.
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, props: { note: 'a\ud800b', ['k\udc00']: 1 }, _tributary_op: 'u', _tributary_position: '0/1', _tributary_before: { note: 'x\udbff' } },
+    // An escaped backslash followed by "ud800" is text, not an escape: kept as it is.
+    { id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, props: { note: 'c\\ud800', pair: '😀' }, _tributary_op: 'u', _tributary_position: '0/2', _tributary_before: null },
+  ];
+  expect(await sync(config, schema({ props: { type: 'object' } }), records)).toEqual([]);
+  const rows = await queryLake(config, 'select id, props, before_image from orders order by id');
+  expect(rows).toEqual([
+    { id: 1, props: { note: 'a\ufffdb', ['k\ufffd']: 1 }, before_image: { note: 'x\ufffd' } },
+    { id: 2, props: { note: 'c\\ud800', pair: '😀' }, before_image: null },
+  ]);
+});
