@@ -37,10 +37,12 @@ const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   before_image: 'VARCHAR',
   unchanged_fields: 'VARCHAR',
 };
+
 /** Staging-table column of an envelope slot: prefixed, so that no payload column (never `_tributary_*`, see isReservedField) can have its name. */
 export function slotColumn(slot: EnvelopeSlot): string {
   return `_tributary_${slot}`;
 }
+
 const OPS = ['snapshot', 'insert', 'update', 'delete'] as const;
 const CDC_SLOTS: readonly EnvelopeSlot[] = ['op_code', 'source_position', 'source_txid', 'before_image', 'unchanged_fields'];
 const OP_CODE: Record<string, number> = { snapshot: 0, insert: 1, update: 2, delete: 3 };
