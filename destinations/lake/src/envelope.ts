@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import { parseDateTimeMs, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
+import { MAX_NAME_BYTES, tenantDirectoryTooLong } from './layout.js';
 
 /** The envelope values of one record (payload columns are handled by the stream stage). */
 export interface Envelope {
@@ -55,6 +56,13 @@ function valueAt(record: RecordData, path: readonly string[]): unknown {
   return node;
 }
 
+/**
+ * Event times beyond JavaScript's date range (±8.64e15 ms: years −271821 to 275760). DuckDB
+ * holds them in microseconds, a BIGINT that overflows a little further out, failing the
+ * whole COPY: such a record is refused instead.
+ */
+const MAX_EVENT_TIME_MS = 8.64e15;
+
 // Consecutive records often share a timestamp (one transaction, one page of events).
 let lastText = '';
 let lastMs = NaN;
@@ -99,6 +107,8 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   if ('constant' in mapping.tenant) tenantId = mapping.tenant.constant;
   else tenantId = text(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
   if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)`;
+  // Its partition directory could not be created, failing the commit and every retry of it.
+  if (tenantDirectoryTooLong(tenantId)) return `tenant id is too long for a partition directory: "tenant_id=" and the percent-encoded id must fit in ${MAX_NAME_BYTES} bytes (id of ${tenantId.length} characters starting ${JSON.stringify(tenantId.slice(0, 20))})`;
 
   const customerId = text(record[mapping.customerIdField]);
   if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty`;
@@ -111,6 +121,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     const commit = parseEventTime(record._tributary_commit_time);
     eventTimeMs = Number.isNaN(commit) ? ingestMs : commit;
   }
+  if (!(Math.abs(eventTimeMs) <= MAX_EVENT_TIME_MS)) return `event time ${eventTimeMs} ms is outside the range of dates (±${MAX_EVENT_TIME_MS} ms from 1970)`;
 
   const cdcPosition = text(record._tributary_position);
   const cursor = mapping.cursorField ? valueAt(record, mapping.cursorField) : undefined;

@@ -31,3 +31,24 @@ export function parsePartitionPath(relative: string): { tenant: string; partitio
   const partSegment = parts.find((p) => p.startsWith('event_date=') || p.startsWith('event_month='));
   return { tenant: value(tenantSegment), partition: partSegment ? value(partSegment) : '' };
 }
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A partition value as DuckDB's partitioned COPY writes it in a path segment: its UTF-8
+ * form (an unpaired surrogate becomes U+FFFD) percent-encoded as `encodeURIComponent`
+ * does, plus `!'()*` (checked against DuckDB's own directories by a test).
+ */
+export function hivePathValue(value: string): string {
+  return encodeURIComponent(value.replace(LONE_SURROGATE, '\ufffd')).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** Longest file or directory name (bytes) on the file systems the lake writes to (NAME_MAX on Linux and macOS). */
+export const MAX_NAME_BYTES = 255;
+/** Tenant ids this long or shorter always fit: one UTF-16 unit encodes to 9 bytes at most (3 UTF-8 bytes, each `%XX`). */
+const ALWAYS_FITS = Math.floor((MAX_NAME_BYTES - 'tenant_id='.length) / 9);
+
+/** Whether a tenant's partition directory (`tenant_id=` + its encoded id) is longer than a file name may be. */
+export function tenantDirectoryTooLong(tenant: string): boolean {
+  return tenant.length > ALWAYS_FITS && 'tenant_id='.length + hivePathValue(tenant).length > MAX_NAME_BYTES;
+}

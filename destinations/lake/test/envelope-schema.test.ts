@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createAjv, createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { lakeConfigSchema, lakeDestination, loadLakeState, openStore, queryLake, readLatestAsOf, readStreamRows } from '../src/index.js';
+import { hivePathValue } from '../src/layout.js';
 import { duckQuery } from './helpers.js';
 
 let root: string;
@@ -258,4 +260,56 @@ it('JSON values with unpaired surrogates are stored with U+FFFD in their place, 
     { id: 1, props: { note: 'a\ufffdb', ['k\ufffd']: 1 }, before_image: { note: 'x\ufffd' } },
     { id: 2, props: { note: 'c\\ud800', pair: '😀' }, before_image: null },
   ]);
+});
+
+it('the lake encodes a tenant’s directory name exactly as DuckDB’s partitioned COPY does (so its length can be checked first)', async () => {
+  const values = ['a b', '!\'()*', 'x\u0000y', '🦆', 'é', '\u2028', 'a\ud800b', 'tenant_id=x'];
+  for (let code = 1; code < 0x3000; code += code < 0x100 ? 1 : 7) if (code < 0xd800 || code > 0xdfff) values.push(`v${String.fromCharCode(code)}w`);
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  try {
+    await connection.run('CREATE TABLE t (k VARCHAR, i INTEGER)');
+    const appender = await connection.createAppender('t');
+    values.forEach((v, i) => {
+      appender.appendVarchar(v);
+      appender.appendInteger(i);
+      appender.endRow();
+    });
+    appender.closeSync();
+    const out = join(root, 'hive-encoding');
+    await connection.run(`COPY t TO '${out}' (FORMAT parquet, PARTITION_BY (k))`);
+    const rows = (await connection.runAndReadAll(`SELECT i, filename FROM read_parquet('${out}/*/*.parquet', filename = true, hive_partitioning = false)`)).getRows();
+    expect(rows.length).toBe(values.length);
+    const mismatches = rows.map(([i, file]) => [values[Number(i)]!, String(file).split('/').at(-2)!]).filter(([value, dir]) => dir !== `k=${hivePathValue(value!)}`);
+    expect(mismatches).toEqual([]);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+});
+
+it('a tenant id too long for its partition directory, or an event time outside the range of dates, is quarantined instead of failing the commit', async () => {
+  const config = { path: join(root, 'limits'), streams: { orders: { event_time_field: 'at' } } };
+  const at = '2024-01-01T00:00:00Z';
+  const rejected = await sync(config, schema({ at: { type: ['string', 'number'] } }), [
+    { id: 1, tenant_id: 'x'.repeat(245), customer_id: 'c1', at }, // tenant_id= + 245 bytes: a 255-byte name, the longest there is
+    { id: 2, tenant_id: 'x'.repeat(246), customer_id: 'c2', at },
+    { id: 3, tenant_id: '租'.repeat(27), customer_id: 'c3', at }, // 27 × %XX%XX%XX = 243 bytes
+    { id: 4, tenant_id: '租'.repeat(28), customer_id: 'c4', at },
+    { id: 5, tenant_id: 't1', customer_id: 'c5', at: 8.64e15 }, // the last date JavaScript has
+    { id: 6, tenant_id: 't1', customer_id: 'c6', at: 1e20 },
+    { id: 7, tenant_id: 't1', customer_id: 'c7', at: -1e17 },
+  ]);
+  expect(rejected.map((r) => [r.index, r.reason.split(':')[0]])).toEqual([
+    [1, 'tenant id is too long for a partition directory'],
+    [3, 'tenant id is too long for a partition directory'],
+    [5, 'event time 100000000000000000000 ms is outside the range of dates (±8640000000000000 ms from 1970)'],
+    [6, 'event time -100000000000000000 ms is outside the range of dates (±8640000000000000 ms from 1970)'],
+  ]);
+  expect(await queryLake(config, 'select id, length(tenant_id) as tenant_length, event_time from orders order by id')).toEqual([
+    { id: 1, tenant_length: 245, event_time: '2024-01-01T00:00:00.000Z' },
+    { id: 3, tenant_length: 27, event_time: '2024-01-01T00:00:00.000Z' },
+    { id: 5, tenant_length: 2, event_time: '+275760-09-13T00:00:00.000Z' },
+  ]);
+  expect((await queryLake(config, 'select reason from quarantine')).length).toBe(4);
 });
