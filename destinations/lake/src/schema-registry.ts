@@ -90,9 +90,33 @@ export function isReservedField(field: string): boolean {
   return field.startsWith('_tributary_');
 }
 
-/** The column of a payload field: its name, or `payload_<name>` when an envelope column has that name. */
+/**
+ * The column a payload field would like: its name, or `payload_<name>` when an envelope or
+ * partition column has that name in any letter case (DuckDB's column names, and the
+ * matching of Parquet columns by name, ignore case), when it is empty (no column can be),
+ * or when it starts like the lake's internal columns (`_tributary_`, any case). The column
+ * it gets is this, made unique: see `uniqueColumn`.
+ */
 export function columnName(field: string): string {
-  return RESERVED.has(field) ? `payload_${field}` : field;
+  const lower = field.toLowerCase();
+  return RESERVED.has(lower) || field === '' || lower.startsWith('_tributary_') ? `payload_${field}` : field;
+}
+
+/** Lower-case names no payload column may take: the envelope and partition columns. */
+function reservedNames(): Set<string> {
+  return new Set(RESERVED);
+}
+
+/**
+ * `preferred`, or `preferred__2`, `__3`… — the first whose lower case is not in `taken`
+ * (which then gets it): a field named like another field's column but for letter case
+ * (`Email` and `email`) gets a column of its own.
+ */
+function uniqueColumn(preferred: string, taken: Set<string>): string {
+  let column = preferred;
+  for (let n = 2; taken.has(column.toLowerCase()); n++) column = `${preferred}__${n}`;
+  taken.add(column.toLowerCase());
+  return column;
 }
 
 /**
@@ -103,11 +127,12 @@ export function columnName(field: string): string {
  */
 export function columnsOfSchema(jsonSchema: JsonSchemaObject, carried: ReadonlySet<string> = new Set()): PayloadColumn[] {
   const properties = (jsonSchema.properties ?? {}) as Record<string, unknown>;
+  const taken = reservedNames();
   return Object.entries(properties)
     .filter(([field]) => !isReservedField(field))
     .map(([field, s]) => {
       const type = columnTypeOf(s);
-      return { field, column: carried.has(field) && type === 'string' ? field : columnName(field), type };
+      return { field, column: carried.has(field) && type === 'string' ? field : uniqueColumn(columnName(field), taken), type };
     });
 }
 
@@ -154,11 +179,15 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
   if (!latest) return { version, at: new Date().toISOString(), columns: [...wanted], jsonSchema: payloadJsonSchema(wanted), change: 'initial schema' };
   const columns = latest.columns.map((c) => ({ ...c }));
   const byField = new Map(columns.map((c) => [c.field, c]));
+  // Names a new column may not take: the envelope's, and every column of every version (files of all versions are read together, matched by name).
+  const taken = reservedNames();
+  for (const v of history.versions) for (const c of v.columns) taken.add(c.column.toLowerCase());
   const changes: string[] = [];
   for (const w of wanted) {
     const have = byField.get(w.field);
     if (!have) {
-      const column = { ...w };
+      const carriedColumn = RESERVED.has(w.column) && w.column === w.field;
+      const column = { ...w, column: carriedColumn ? w.column : uniqueColumn(w.column, taken) };
       columns.push(column);
       byField.set(w.field, column);
       changes.push(`added ${w.field} (${w.type})`);
@@ -170,7 +199,7 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
         changes.push(`widened ${w.field} ${have.type} → ${w.type}`);
         have.type = w.type;
       } else if (mode === 'new_column') {
-        const column = `${w.field}__v${version}`;
+        const column = uniqueColumn(`${w.field}__v${version}`, taken);
         changes.push(`${w.field} changed ${have.type} → ${w.type}: now written to ${column}`);
         have.column = column;
         have.type = w.type;

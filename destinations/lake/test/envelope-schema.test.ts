@@ -313,3 +313,20 @@ it('a tenant id too long for its partition directory, or an event time outside t
   ]);
   expect((await queryLake(config, 'select reason from quarantine')).length).toBe(4);
 });
+
+it('fields whose names differ only in letter case, match an envelope column but for case, or are empty each get a column of their own', async () => {
+  const config = { path: join(root, 'case-twins') };
+  const declared = schema({ Email: { type: 'string' }, email: { type: 'string' } });
+  // `Email`/`email` are declared; `Tenant_Id`, `EVENT_ID` and '' first arrive in records.
+  await sync(config, declared, [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, Email: 'A@x', email: 'a@x', Tenant_Id: 'T', EVENT_ID: 'E', '': 'empty' }]);
+  // A later session: the registry keeps each field's column (a new twin gets the next free name).
+  await sync(config, declared, [{ id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, email: 'b@x', EMAIL: 'B@X' }]);
+  const rows = await readStreamRows(config, { stream: 'orders' });
+  expect(rows.map((r) => r.payload).sort((a, b) => Number(a.id) - Number(b.id))).toEqual([
+    // Written at the version before EMAIL existed: a row's payload has its version's fields.
+    { id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, Email: 'A@x', email: 'a@x', Tenant_Id: 'T', EVENT_ID: 'E', '': 'empty' },
+    { id: 2, tenant_id: 't1', customer_id: 'c2', amount: 2, Email: null, email: 'b@x', Tenant_Id: null, EVENT_ID: null, '': null, EMAIL: 'B@X' },
+  ]);
+  const columns = (await duckQuery(`DESCRIBE SELECT * FROM read_parquet('${join(config.path, 'data', 'orders', '*', '*', '*.parquet')}', union_by_name = true)`)).map((c) => c.column_name);
+  expect(columns).toEqual(expect.arrayContaining(['Email', 'email__2', 'payload_Tenant_Id', 'payload_EVENT_ID', 'payload_', 'EMAIL__3']));
+});
