@@ -45,6 +45,11 @@ export function hivePathValue(value: string): string {
 
 /** Longest file or directory name (bytes) on the file systems the lake writes to (NAME_MAX on Linux and macOS). */
 export const MAX_NAME_BYTES = 255;
+/**
+ * Longest percent-encoded stream name: its registry file `<name>.json` is written through a
+ * temp file `.<name>.json.<12 hex digits>.tmp` (core's writeFileAtomic), 23 bytes more.
+ */
+export const MAX_STREAM_NAME_BYTES = MAX_NAME_BYTES - '.json'.length - '..000000000000.tmp'.length;
 /** Tenant ids this long or shorter always fit: one UTF-16 unit encodes to 9 bytes at most (3 UTF-8 bytes, each `%XX`). */
 const ALWAYS_FITS = Math.floor((MAX_NAME_BYTES - 'tenant_id='.length) / 9);
 

@@ -8,7 +8,7 @@ import { commitEntry, loadLakeState, type LakeFile, type LakeState, type Quarant
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
-import { parsePartitionPath, partitionColumn, streamDir } from './layout.js';
+import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
@@ -141,6 +141,10 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
 
   try {
     for (const [index, stream] of streams.entries()) {
+      // The stream's directory and registry file must be valid file names (see MAX_STREAM_NAME_BYTES).
+      if (streamDir(stream.key).length > MAX_STREAM_NAME_BYTES) {
+        throw new TributaryError('config', { userMessage: `lake: stream "${stream.key.slice(0, 40)}…" has too long a name for the lake's layout: percent-encoded, it must fit in ${MAX_STREAM_NAME_BYTES} bytes (it takes ${streamDir(stream.key).length})` });
+      }
       const mapping = resolveMapping(config, stream);
       const history = await loadSchemaHistory(store, stream.key);
       const next = evolve(history, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)), config.on_breaking_change ?? 'fail');

@@ -330,3 +330,16 @@ it('fields whose names differ only in letter case, match an envelope column but 
   const columns = (await duckQuery(`DESCRIBE SELECT * FROM read_parquet('${join(config.path, 'data', 'orders', '*', '*', '*.parquet')}', union_by_name = true)`)).map((c) => c.column_name);
   expect(columns).toEqual(expect.arrayContaining(['Email', 'email__2', 'payload_Tenant_Id', 'payload_EVENT_ID', 'payload_', 'EMAIL__3']));
 });
+
+it('a stream name too long for the lake’s directory layout is refused when the session opens, with the limit', async () => {
+  const config = parseConfig(lakeDestination.spec.connectionSpecification, { path: join(root, 'long-stream') });
+  const named = (key: string): DestinationStream => ({ ...stream(schema()), key, name: key });
+  const open = (key: string) => lakeDestination.open(createConnectorContext({}), config, [named(key)]);
+  await expect(open('s'.repeat(233))).rejects.toThrow(/too long a name for the lake's layout: percent-encoded, it must fit in 232 bytes \(it takes 233\)/);
+  // The longest that fits: its directory and registry file are written and read back.
+  const session = await open('s'.repeat(232));
+  await session.write({ stream: 's'.repeat(232), records: [{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 }], emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  expect((await readStreamRows(config, { stream: 's'.repeat(232) })).map((r) => r.payload.id)).toEqual([1]);
+});
