@@ -43,5 +43,6 @@ export * from './runtime/writer-destination.js';
 export * from './docs/spec-table.js';
 export { seededRandom } from './util/seeded-random.js';
 export { formatIsoMs, parseDateTimeMs } from './util/iso-time.js';
+export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';
 export { singleAttempt } from './connector/single-attempt.js';

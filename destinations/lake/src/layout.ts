@@ -1,3 +1,4 @@
+import { replaceLoneSurrogates } from '@tributary/core';
 import type { LakeConfig } from './config.js';
 
 /**
@@ -32,15 +33,13 @@ export function parsePartitionPath(relative: string): { tenant: string; partitio
   return { tenant: value(tenantSegment), partition: partSegment ? value(partSegment) : '' };
 }
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
-
 /**
  * A partition value as DuckDB's partitioned COPY writes it in a path segment: its UTF-8
  * form (an unpaired surrogate becomes U+FFFD) percent-encoded as `encodeURIComponent`
  * does, plus `!'()*` (checked against DuckDB's own directories by a test).
  */
 export function hivePathValue(value: string): string {
-  return encodeURIComponent(value.replace(LONE_SURROGATE, '\ufffd')).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return encodeURIComponent(replaceLoneSurrogates(value)).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /** Longest file or directory name (bytes) on the file systems the lake writes to (NAME_MAX on Linux and macOS). */

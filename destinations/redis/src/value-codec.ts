@@ -23,6 +23,8 @@
  * numbers from their bytes instead of parsing decimals.
  */
 
+import { hasLoneSurrogate } from '@tributary/core';
+
 const NULL = 0x00;
 const FALSE = 0x01;
 const TRUE = 0x02;
@@ -30,8 +32,6 @@ const INT32 = 0x03;
 const FLOAT64 = 0x04;
 const STRING = 0x05;
 const JSON_TEXT = 0x06;
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** A growable buffer: `bytes` may be replaced by a larger one; `length` bytes are in use. */
 export interface ByteSink {
@@ -74,7 +74,7 @@ function writeText(w: ValueWriter, tag: number, text: string): void {
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c >= 0x80) {
-      if (tag === STRING && LONE_SURROGATE.test(text)) return writeText(w, JSON_TEXT, JSON.stringify(text));
+      if (tag === STRING && hasLoneSurrogate(text)) return writeText(w, JSON_TEXT, JSON.stringify(text));
       p = start + out.write(text, start, 'utf8');
       break;
     }
