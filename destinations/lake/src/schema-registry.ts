@@ -1,4 +1,5 @@
 import { TributaryError, type JsonSchemaObject } from '@tributary/core';
+import { streamDir } from './layout.js';
 import type { LakeStore } from './storage/store.js';
 
 /** The envelope columns every row carries, in file order. Payload columns follow them. */
@@ -52,7 +53,8 @@ export interface StreamSchemaHistory {
   versions: SchemaVersion[];
 }
 
-export const schemaKey = (stream: string): string => `_tributary/schemas/${encodeURIComponent(stream)}.json`;
+/** The stream's registry file, named like its data directory (see MAX_STREAM_NAME_BYTES). */
+export const schemaKey = (stream: string): string => `_tributary/schemas/${streamDir(stream)}.json`;
 
 export async function loadSchemaHistory(store: LakeStore, stream: string): Promise<StreamSchemaHistory> {
   const bytes = await store.get(schemaKey(stream));

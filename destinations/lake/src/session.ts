@@ -142,8 +142,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   try {
     for (const [index, stream] of streams.entries()) {
       // The stream's directory and registry file must be valid file names (see MAX_STREAM_NAME_BYTES).
-      if (streamDir(stream.key).length > MAX_STREAM_NAME_BYTES) {
-        throw new TributaryError('config', { userMessage: `lake: stream "${stream.key.slice(0, 40)}…" has too long a name for the lake's layout: percent-encoded, it must fit in ${MAX_STREAM_NAME_BYTES} bytes (it takes ${streamDir(stream.key).length})` });
+      const encodedName = streamDir(stream.key);
+      if (encodedName.length > MAX_STREAM_NAME_BYTES) {
+        throw new TributaryError('config', { userMessage: `lake: stream "${stream.key.slice(0, 40)}…" has too long a name for the lake's layout: percent-encoded, it must fit in ${MAX_STREAM_NAME_BYTES} bytes (it takes ${encodedName.length})` });
       }
       const mapping = resolveMapping(config, stream);
       const history = await loadSchemaHistory(store, stream.key);
