@@ -104,11 +104,6 @@ export function columnName(field: string): string {
   return RESERVED.has(lower) || field === '' || lower.startsWith('_tributary_') ? `payload_${field}` : field;
 }
 
-/** Lower-case names no payload column may take: the envelope and partition columns. */
-function reservedNames(): Set<string> {
-  return new Set(RESERVED);
-}
-
 /**
  * `preferred`, or `preferred__2`, `__3`… — the first whose lower case is not in `taken`
  * (which then gets it): a field named like another field's column but for letter case
@@ -129,7 +124,8 @@ function uniqueColumn(preferred: string, taken: Set<string>): string {
  */
 export function columnsOfSchema(jsonSchema: JsonSchemaObject, carried: ReadonlySet<string> = new Set()): PayloadColumn[] {
   const properties = (jsonSchema.properties ?? {}) as Record<string, unknown>;
-  const taken = reservedNames();
+  // Lower-case names no payload column may take: the envelope and partition columns (RESERVED is lower case), then those given.
+  const taken = new Set(RESERVED);
   return Object.entries(properties)
     .filter(([field]) => !isReservedField(field))
     .map(([field, s]) => {
@@ -182,7 +178,7 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
   const columns = latest.columns.map((c) => ({ ...c }));
   const byField = new Map(columns.map((c) => [c.field, c]));
   // Names a new column may not take: the envelope's, and every column of every version (files of all versions are read together, matched by name).
-  const taken = reservedNames();
+  const taken = new Set(RESERVED);
   for (const v of history.versions) for (const c of v.columns) taken.add(c.column.toLowerCase());
   const changes: string[] = [];
   for (const w of wanted) {
