@@ -146,15 +146,24 @@ async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PR
   }
 }
 
+/** A log entry before the log gives it its sequence number and time. */
+export type EntryDraft = Omit<LogEntry, 'seq' | 'at'>;
+
 /**
  * Appends an entry to the log and applies it to `state`. `validate` runs against the
  * latest state before every attempt (after a lost race, on the re-read state); it throws
  * when the entry no longer makes sense (compaction of a file someone else removed).
+ * `entry` may instead be computed from the state: it is computed again after each lost
+ * race, so an entry defined by a rule (retention: every file expired now) also covers what
+ * the winner committed, e.g. the file a concurrent compaction merged expired rows into.
+ * Undefined from it means nothing is left to commit (then nothing is written).
  */
-export async function commitEntry(store: LakeStore, state: LakeState, entry: Omit<LogEntry, 'seq' | 'at'>, validate?: (state: LakeState) => void): Promise<LogEntry> {
+export async function commitEntry(store: LakeStore, state: LakeState, entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined), validate?: (state: LakeState) => void): Promise<LogEntry | undefined> {
   for (let attempt = 0; attempt < 100; attempt++) {
     validate?.(state);
-    const full: LogEntry = { ...entry, seq: state.seq + 1, at: new Date().toISOString() };
+    const draft = typeof entry === 'function' ? entry(state) : entry;
+    if (draft === undefined) return undefined;
+    const full: LogEntry = { ...draft, seq: state.seq + 1, at: new Date().toISOString() };
     if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
       applyEntry(state, full);
       if (full.seq % CHECKPOINT_EVERY === 0) await writeCheckpoint(store, state);

@@ -184,17 +184,30 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
   if (!Number.isFinite(cutoff)) throw new TributaryError('config', { userMessage: `Retention cutoff ${JSON.stringify(options.before)} is not a date-time` });
   const store = openStore(config);
   try {
-    const filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
-    const state = await loadLakeState(store);
-    const expired = [...state.files.values()].filter(
-      (f) => f.maxEventTime < cutoff && (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant),
-    );
-    if (expired.length === 0) return { filesRemoved: 0, rowsRemoved: 0, filesDeleted };
-    const removed = expired.map((f) => f.path);
-    await commitEntry(store, state, { session: `retention-${randomUUID()}`, kind: 'retention', remove: removed });
-    await trash(store, removed);
-    return { filesRemoved: expired.length, rowsRemoved: expired.reduce((n, f) => n + f.rows, 0), filesDeleted };
+    return await retireExpired(store, cutoff, options);
   } finally {
     store.close();
   }
+}
+
+/**
+ * Retention on an open store (see `applyRetention`). The files to drop are chosen on the
+ * log's latest state at the moment of committing: when another writer commits first (a
+ * compaction that merged expired files into a new one), they are chosen again, so the
+ * merged file is dropped too rather than left holding the expired rows.
+ */
+export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'>): Promise<RetentionResult> {
+  const filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
+  const state = await loadLakeState(store);
+  const session = `retention-${randomUUID()}`;
+  let expired: LakeFile[] = [];
+  const entry = await commitEntry(store, state, (current) => {
+    expired = [...current.files.values()].filter(
+      (f) => f.maxEventTime < cutoff && (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant),
+    );
+    return expired.length > 0 ? { session, kind: 'retention', remove: expired.map((f) => f.path) } : undefined;
+  });
+  if (!entry) return { filesRemoved: 0, rowsRemoved: 0, filesDeleted };
+  await trash(store, entry.remove ?? []);
+  return { filesRemoved: expired.length, rowsRemoved: expired.reduce((n, f) => n + f.rows, 0), filesDeleted };
 }
