@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { freePort } from '@tributary/conformance';
+import { freePort, runCli } from '@tributary/conformance';
 
 export { freePort, runCli, type CliResult } from '@tributary/conformance';
 
@@ -21,6 +22,25 @@ export async function duckQuery(sql: string): Promise<Record<string, unknown>[]>
   }
 }
 
+/**
+ * Writes `dir/sync.json` (sample contacts → a lake in `dir/lake`, monthly partitions, a
+ * commit every 250 records: many small files per partition, for compaction and retention)
+ * and runs it through the CLI.
+ */
+export async function syncSmallCommitsLake(dir: string, options: { connection: string; seed: number; contacts: number }): Promise<void> {
+  await writeFile(
+    join(dir, 'sync.json'),
+    JSON.stringify({
+      connection: options.connection,
+      source: { connector: 'sample', config: { seed: options.seed, tenants: 2, counts: { companies: 0, contacts: options.contacts, deals: 0, activities: 0 }, checkpoint_every: 500, page_size: 250 } },
+      destination: { connector: 'lake', config: { path: './lake', partitioning: 'tenant_month' } },
+      streams: [{ name: 'contacts', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
+      batching: { max_records: 250, commit_interval_ms: 1 },
+    }),
+  );
+  const sync = await runCli(['sync', 'sync.json'], dir);
+  if (sync.code !== 0) throw new Error(`sync failed (${sync.code}): ${sync.stderr}`);
+}
 
 export interface MotoServer {
   endpoint: string;

@@ -1,29 +1,18 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '@tributary/core';
 import { lakeConfigSchema, loadLakeState, openLakeReader, openStore } from '../src/index.js';
-import { duckQuery, runCli } from './helpers.js';
+import { duckQuery, runCli, syncSmallCommitsLake } from './helpers.js';
 
 // Compaction and retention through the CLI binary, on a lake written in many small commits.
 let dir: string;
 const lake = () => ({ path: join(dir, 'lake') });
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tributary-lake-maint-'));
-  await writeFile(
-    join(dir, 'sync.json'),
-    JSON.stringify({
-      connection: 'maint',
-      source: { connector: 'sample', config: { seed: 4, tenants: 2, counts: { companies: 0, contacts: 6_000, deals: 0, activities: 0 }, checkpoint_every: 500, page_size: 250 } },
-      destination: { connector: 'lake', config: { path: './lake', partitioning: 'tenant_month' } },
-      streams: [{ name: 'contacts', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-      batching: { max_records: 250, commit_interval_ms: 1 },
-    }),
-  );
-  const sync = await runCli(['sync', 'sync.json'], dir);
-  expect(sync.code, sync.stderr).toBe(0);
+  await syncSmallCommitsLake(dir, { connection: 'maint', seed: 4, contacts: 6_000 });
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 

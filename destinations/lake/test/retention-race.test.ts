@@ -1,29 +1,18 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '@tributary/core';
 import { compactLake, lakeConfigSchema, loadLakeState, openLakeReader, openStore, type CompactionResult, type LakeStore } from '../src/index.js';
 import { retireExpired } from '../src/maintenance.js';
-import { runCli } from './helpers.js';
+import { syncSmallCommitsLake } from './helpers.js';
 
 // Retention and compaction committing at the same time: the compaction wins the race for
 // the next log entry after merging files that retention was about to drop.
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tributary-lake-race-'));
-  await writeFile(
-    join(dir, 'sync.json'),
-    JSON.stringify({
-      connection: 'race',
-      source: { connector: 'sample', config: { seed: 6, tenants: 2, counts: { companies: 0, contacts: 2_000, deals: 0, activities: 0 }, checkpoint_every: 250, page_size: 250 } },
-      destination: { connector: 'lake', config: { path: './lake', partitioning: 'tenant_month' } },
-      streams: [{ name: 'contacts', sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-      batching: { max_records: 250, commit_interval_ms: 1 },
-    }),
-  );
-  const sync = await runCli(['sync', 'sync.json'], dir);
-  expect(sync.code, sync.stderr).toBe(0);
+  await syncSmallCommitsLake(dir, { connection: 'race', seed: 6, contacts: 2_000 });
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
