@@ -125,7 +125,14 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
     async delete(keys) {
       for (let i = 0; i < keys.length; i += 1000) {
         const slice = keys.slice(i, i + 1000);
-        await call('delete', () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: slice.map((k) => ({ Key: full(k) })), Quiet: true } })));
+        const out = await call('delete', () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: slice.map((k) => ({ Key: full(k) })), Quiet: true } })));
+        // DeleteObjects answers 200 even when keys failed: each failure is an entry of Errors.
+        const failed = out.Errors ?? [];
+        if (failed.length > 0) {
+          const first = failed[0]!;
+          const cause = Object.assign(new Error(`${first.Message ?? 'delete failed'} (${failed.length} of ${slice.length} keys, first: ${first.Key ?? '?'})`), { name: first.Code ?? 'Error' });
+          throw toS3Error(cause, `delete ${failed.map((f) => f.Key).join(', ').slice(0, 300)}`);
+        }
       }
     },
     async localCopy(key, cacheDir) {
