@@ -89,9 +89,13 @@ export function emptyEnvelope(): Envelope {
  * Fills `out` with a record's envelope, or returns the reason it cannot be one (`out` is
  * then partly filled). The event id is deterministic: the configured id field, or SHA-256
  * of (stream, primary key, source position or cursor, op) — so the same change read again
- * after a crash gets the same id and the session drops it. Without a primary key the whole
- * record is hashed (identical records are one event). Allocates nothing for a record whose
- * id, key and position are strings (the common case: this runs once per record).
+ * after a crash gets the same id and the session drops it. Without a primary key, or
+ * without a position (no cursor, no CDC position: a full refresh of a table that has no
+ * updated-at), the whole record is hashed: identical records are one event, and a changed
+ * record is a new one (keyed by its primary key alone, each re-read of an entity would get
+ * the id of its first read, and a changed row would be dropped as a replay of it).
+ * Allocates nothing for a record whose id, key and position are strings (the common case:
+ * this runs once per record).
  */
 export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs: number, out: Envelope): string | undefined {
   const rawOp = record._tributary_op;
@@ -145,8 +149,8 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     if (eventId === undefined) return `event id field "${mapping.eventIdField}" is missing or empty`;
   } else {
     let identity: string;
-    if (paths.length > 0) {
-      identity = `${mapping.stream}\u0000${JSON.stringify(key ?? [single])}\u0000${position ?? ''}\u0000${op}`;
+    if (paths.length > 0 && position !== null) {
+      identity = `${mapping.stream}\u0000${JSON.stringify(key ?? [single])}\u0000${position}\u0000${op}`;
     } else {
       identity = `${mapping.stream}\u0000${JSON.stringify(record)}`;
     }

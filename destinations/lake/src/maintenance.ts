@@ -81,7 +81,10 @@ export interface CompactionResult {
 
 /**
  * Merges each partition's small files into one (per stream, tenant and day: never across
- * tenants), dropping rows with an event id seen twice. Commits with a conditional log
+ * tenants), dropping rows whose event id and event time were seen before (a replayed row).
+ * Rows with one id but different event times stay: they are the same record content seen
+ * at two times (a value changed and changed back, in a stream without positions, whose ids
+ * hash the record), and a point-in-time read needs both. Commits with a conditional log
  * entry that checks the input files are still visible, so it can run while a sync writes.
  */
 export async function compactLake(rawConfig: LakeConfig | Record<string, unknown>, options: CompactionOptions = {}): Promise<CompactionResult> {
@@ -113,7 +116,7 @@ export async function compactLake(rawConfig: LakeConfig | Record<string, unknown
       const out = join(dir, `${id}.parquet`);
       const source = `read_parquet([${locals.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`;
       await duck.connection.run(
-        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ingest_time) = 1 ORDER BY event_time) TO ${literal(out)} ` +
+        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY event_id, event_time ORDER BY ingest_time) = 1 ORDER BY event_time) TO ${literal(out)} ` +
           `(FORMAT parquet, COMPRESSION ${config.compression ?? 'zstd'}, ROW_GROUP_SIZE ${config.row_group_size ?? 122_880})`,
       );
       const stats = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, epoch_ms(min(event_time))::DOUBLE, epoch_ms(max(event_time))::DOUBLE, max(schema_version)::DOUBLE FROM read_parquet(${literal(out)})`)).getRows()[0]!;
