@@ -63,10 +63,11 @@ export interface LakeState {
   files: Map<string, LakeFile>;
   quarantine: QuarantineFile[];
   /**
-   * Per stream, the sessions that appended rows since the stream's last completed sync.
-   * Only their rows can be delivered again (the runtime replays records after the last
-   * committed checkpoint, and a completed sync committed its last one), so a new session
-   * loads the event ids of exactly these files to drop replays.
+   * Per stream, the sessions that appended rows or quarantined records since the stream's
+   * last completed sync. Only their records can be delivered again (the runtime replays
+   * records after the last committed checkpoint, and a completed sync committed its last
+   * one), so a new session loads the event ids of exactly these files, and the identities
+   * of exactly these quarantined records, to drop replays.
    */
   unclean: Map<string, Set<string>>;
 }
@@ -86,16 +87,22 @@ export function emptyLakeState(): LakeState {
 }
 
 export function applyEntry(state: LakeState, entry: LogEntry): void {
+  // A sync's appends (rows or quarantined records) may be replayed until it completes.
+  const unclean = (stream: string): void => {
+    if (entry.kind !== 'append') return;
+    const set = state.unclean.get(stream) ?? new Set<string>();
+    set.add(entry.session);
+    state.unclean.set(stream, set);
+  };
   for (const path of entry.remove ?? []) state.files.delete(path);
   for (const file of entry.add ?? []) {
     state.files.set(file.path, file);
-    if (entry.kind === 'append') {
-      const set = state.unclean.get(file.stream) ?? new Set<string>();
-      set.add(entry.session);
-      state.unclean.set(file.stream, set);
-    }
+    unclean(file.stream);
   }
-  if (entry.quarantine) state.quarantine.push(...entry.quarantine);
+  for (const q of entry.quarantine ?? []) {
+    state.quarantine.push(q);
+    unclean(q.stream);
+  }
   if (entry.kind === 'retention') {
     const removed = new Set(entry.remove ?? []);
     state.quarantine = state.quarantine.filter((q) => !removed.has(q.path));

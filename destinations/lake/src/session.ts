@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
@@ -19,6 +21,25 @@ interface PendingFile {
   localPath: string;
   file: LakeFile;
 }
+
+/** Quarantined records in a local JSON lines file, published at the commit. */
+interface PendingQuarantine {
+  localPath: string;
+  file: QuarantineFile;
+}
+
+/**
+ * A stage's quarantined records are written to a file of their own once this many wait
+ * (before the next batch is staged), so that a sync whose records all fail holds a bounded
+ * number of them between commits.
+ */
+const QUARANTINE_RECORDS_PER_FILE = 10_000;
+/**
+ * Characters per write of a quarantine file. A commit's quarantine can exceed the longest
+ * string V8 can build (2^29 − 24 characters): built as one string, it failed the commit
+ * and every retry of it ("Invalid string length"), and the sync could not go on.
+ */
+const QUARANTINE_WRITE_CHARS = 8 * 1024 * 1024;
 
 /** Where a session writes Parquet files before publishing them: inside the lake when local (so publishing is a rename), else the OS temp dir. */
 export function sessionTempDir(config: LakeConfig, session: string): string {
@@ -130,6 +151,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const stages = new Map<string, StreamStage>();
   let pending: PendingFile[] = [];
   let quarantineFiles: QuarantineFile[] = [];
+  let pendingQuarantine: PendingQuarantine[] = [];
   let flushes = 0;
 
   const fail = async (error: unknown): Promise<never> => {
@@ -157,7 +179,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.jsonSchema) : undefined;
       const committedIds = await loadCommittedIds(duck.connection, store, replayableFiles(state, stream.key), tempDir);
-      const quarantined = await loadQuarantined(store, state, stream.key);
+      const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, committedIds, async (added: PayloadColumn[]) => {
         const h = histories.get(stream.key)!;
         const widened = evolve(h, added, config.on_breaking_change ?? 'fail');
@@ -245,6 +267,37 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     sealed.push(job);
   };
 
+  /**
+   * Writes a stage's quarantined records to a local file, to be published at the commit.
+   * They leave the stage only once the file is complete, so a failed attempt is redone whole.
+   */
+  const spillQuarantine = async (key: string, stage: StreamStage): Promise<void> => {
+    if (stage.quarantine.length === 0) return;
+    const name = `${session}-${++flushes}.jsonl`;
+    const localPath = join(tempDir, 'quarantine', name);
+    await mkdir(dirname(localPath), { recursive: true });
+    const at = new Date().toISOString();
+    const handle = await open(localPath, 'w');
+    try {
+      let chunk = '';
+      for (const q of stage.quarantine) {
+        chunk += JSON.stringify({ stream: key, reason: q.reason, quarantined_at: at, record: q.record }) + '\n';
+        if (chunk.length >= QUARANTINE_WRITE_CHARS) {
+          await handle.write(chunk);
+          chunk = '';
+        }
+      }
+      if (chunk.length > 0) await handle.write(chunk);
+    } catch (error) {
+      await handle.close();
+      await rm(localPath, { force: true });
+      throw error;
+    }
+    await handle.close();
+    pendingQuarantine.push({ localPath, file: { path: `_quarantine/${streamDir(key)}/${name}`, stream: key, records: stage.quarantine.length, session } });
+    stage.quarantine.length = 0;
+  };
+
   /** Writes every staged and sealed row; throws the first failure (its job stays queued for the retry). */
   const drain = async (): Promise<void> => {
     for (const [key, stage] of stages) await seal(key, stage);
@@ -278,14 +331,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       pending = pending.filter((p) => !published.includes(p));
       adds.push(...published.map((p) => p.file));
     }
-    for (const [key, stage] of stages) {
-      if (stage.quarantine.length === 0) continue;
-      const path = `_quarantine/${streamDir(key)}/${session}-${++flushes}.jsonl`;
-      const at = new Date().toISOString();
-      const lines = stage.quarantine.map((q) => JSON.stringify({ stream: key, reason: q.reason, quarantined_at: at, record: q.record })).join('\n') + '\n';
-      await store.put(path, lines);
-      quarantineFiles.push({ path, stream: key, records: stage.quarantine.length, session });
-      stage.quarantine.length = 0;
+    for (const [key, stage] of stages) await spillQuarantine(key, stage);
+    const publishedQuarantine: PendingQuarantine[] = [];
+    try {
+      await forEachConcurrently(pendingQuarantine, PUBLISH_CONCURRENCY, async (q) => {
+        await store.putFile(q.file.path, q.localPath);
+        publishedQuarantine.push(q);
+      });
+    } finally {
+      pendingQuarantine = pendingQuarantine.filter((q) => !publishedQuarantine.includes(q));
+      quarantineFiles.push(...publishedQuarantine.map((q) => q.file));
     }
     for (const key of dirtyHistories) await saveSchemaHistory(store, histories.get(key)!);
     dirtyHistories.clear();
@@ -300,9 +355,10 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     async write(batch) {
       const stage = stages.get(batch.stream);
       if (!stage) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
-      // A full stage is sealed before this batch is staged, so if that fails the runtime's
-      // retry of this write stages the batch exactly once.
+      // A full stage is sealed, and its waiting quarantined records written, before this
+      // batch is staged, so if either fails the runtime's retry stages the batch exactly once.
       if (stage.rows >= rowsPerFile) await seal(batch.stream, stage);
+      if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
       const rejected = await stage.append(batch.records, Date.now());
       return rejected.length > 0 ? { rejected } : undefined;
     },
@@ -333,18 +389,20 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
  * Identities of the records that sessions which may be replayed already quarantined, so a
  * replayed bad record is reported again but not stored twice.
  */
-async function loadQuarantined(store: LakeStore, state: LakeState, stream: string): Promise<Set<string> | undefined> {
+async function loadQuarantined(store: LakeStore, state: LakeState, stream: string, tempDir: string): Promise<Set<string> | undefined> {
   const sessions = state.unclean.get(stream);
   const files = state.quarantine.filter((q) => q.stream === stream && q.session !== undefined && sessions?.has(q.session));
   if (files.length === 0) return undefined;
   const seen = new Set<string>();
+  const cache = join(tempDir, 'quarantine-window');
   for (const f of files) {
-    const bytes = await store.get(f.path);
-    if (!bytes) continue;
-    for (const line of new TextDecoder().decode(bytes).split('\n')) {
+    // Line by line: a file can be larger than one string can hold.
+    const lines = createInterface({ input: createReadStream(await store.localCopy(f.path, cache)), crlfDelay: Infinity });
+    for await (const line of lines) {
       if (line.trim()) seen.add(quarantineIdentity((JSON.parse(line) as { record: unknown }).record));
     }
   }
+  await rm(cache, { recursive: true, force: true });
   return seen;
 }
 
