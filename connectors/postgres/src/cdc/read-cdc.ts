@@ -20,7 +20,7 @@ import { formatLsn, parseLsn, pgTimeToIso, type Lsn } from './lsn.js';
 import { UNCHANGED_TOAST, type RelationColumn, type TupleValue } from './pgoutput.js';
 import { ReplicationConnection } from './replication-connection.js';
 import { registerStream } from './live-streams.js';
-import { assertCdcPrerequisites, ensurePublication, slotInfo } from './slot.js';
+import { assertCdcPrerequisites, ensurePublication, publishedColumns, slotInfo } from './slot.js';
 
 /** The shared (GLOBAL) state of a CDC connection: every change before `lsn` is committed downstream. */
 export interface CdcSharedState {
@@ -87,6 +87,16 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     config,
     streams.map((s) => s.table),
   );
+  for (const s of streams) {
+    const published = await publishedColumns(sql, publication, s.table);
+    if (published.left.length > 0) {
+      log.warn(`columns of ${s.key} that logical replication does not stream are left out of its records, the snapshot's too`, {
+        stream: s.key,
+        columns: published.left,
+      });
+    }
+    s.table = published.table;
+  }
 
   const shared = options.state.shared as Partial<CdcSharedState> | undefined;
   const existing = await slotInfo(sql, slot);

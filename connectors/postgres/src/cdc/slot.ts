@@ -68,11 +68,21 @@ export async function assertCdcPrerequisites(client: pg.Client, config: Postgres
   }
 }
 
+/** `server_version_num`, e.g. 180004. */
+async function serverVersion(client: pg.Client): Promise<number> {
+  const result = await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  return Number(result.rows[0]!.v);
+}
+
+/** From PostgreSQL 18 on, a publication can stream stored generated columns (`pubgencols = 's'`). */
+const GENERATED_COLUMNS_FROM = 180_000;
+
 /** Makes sure the publication exists and covers `tables` (creating or extending it when managed). */
 export async function ensurePublication(client: pg.Client, config: PostgresConfig, tables: readonly TableInfo[]): Promise<void> {
   const name = config.publication_name ?? 'tributary_publication';
-  const existing = await client.query<{ puballtables: boolean | string; pubviaroot: boolean | string }>(
-    'SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1',
+  const generated = (await serverVersion(client)) >= GENERATED_COLUMNS_FROM;
+  const existing = await client.query<{ puballtables: boolean | string; pubviaroot: boolean | string; pubgencols: string | null }>(
+    `SELECT puballtables, pubviaroot, ${generated ? 'pubgencols' : 'NULL AS pubgencols'} FROM pg_publication WHERE pubname = $1`,
     [name],
   );
   const manage = config.manage_publication !== false;
@@ -83,13 +93,16 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
       });
     }
     const list = tables.map((t) => qualified(t.namespace, t.name)).join(', ');
-    // Changes of partitions are published as their root table, the stream the user selected.
-    await client.query(
-      tables.length > 0 ? `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (publish_via_partition_root = true)` : `CREATE PUBLICATION ${ident(name)}`,
-    );
+    // Changes of partitions are published as their root table, the stream the user selected;
+    // stored generated columns are published so that streamed rows carry them like snapshot rows.
+    const options = ['publish_via_partition_root = true', ...(generated ? ['publish_generated_columns = stored'] : [])].join(', ');
+    await client.query(tables.length > 0 ? `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (${options})` : `CREATE PUBLICATION ${ident(name)}`);
     return;
   }
   const publication = existing.rows[0]!;
+  // A publication made before this option was set (or by an older version of this connector).
+  // Unmanaged ones are left alone: `publishedColumns` keeps the snapshot to what they stream.
+  if (generated && manage && publication.pubgencols !== 's') await client.query(`ALTER PUBLICATION ${ident(name)} SET (publish_generated_columns = stored)`);
   const truthy = (v: boolean | string): boolean => v === true || v === 't';
   if (tables.some((t) => t.partitioned) && !truthy(publication.pubviaroot)) {
     // Without it, partitions' changes arrive under the partitions' names, not the selected table's.
@@ -122,6 +135,37 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
     });
   }
   await client.query(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${missing.map((t) => qualified(t.namespace, t.name)).join(', ')}`);
+}
+
+/**
+ * `table` with only the columns pgoutput streams for it: generated columns are left out
+ * before PostgreSQL 18 (and virtual ones, or stored ones the publication does not publish,
+ * from 18 on), as are columns outside a publication's column list (15+). The CDC snapshot
+ * reads these columns only, so a snapshot row and the same row streamed later carry the
+ * same columns: a column only the snapshot had would keep its snapshot value downstream
+ * however the row changed. Key columns always stay (the snapshot resumes by them).
+ */
+export async function publishedColumns(client: pg.Client, publication: string, table: TableInfo): Promise<{ table: TableInfo; left: string[] }> {
+  const version = await serverVersion(client);
+  const left = new Set<string>();
+  if (version >= 120_000 && version < GENERATED_COLUMNS_FROM) {
+    const generated = await client.query<{ name: string }>(
+      `SELECT attname AS name FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''`,
+      [table.oid],
+    );
+    for (const row of generated.rows) left.add(row.name);
+  }
+  if (version >= 150_000) {
+    const published = await client.query<{ name: string }>(
+      'SELECT unnest(attnames) AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3',
+      [publication, table.namespace, table.name],
+    );
+    const names = new Set(published.rows.map((row) => row.name));
+    if (names.size > 0) for (const column of table.columns) if (!names.has(column.name)) left.add(column.name);
+  }
+  for (const key of table.primaryKey) left.delete(key);
+  if (left.size === 0) return { table, left: [] };
+  return { table: { ...table, columns: table.columns.filter((c) => !left.has(c.name)) }, left: [...left] };
 }
 
 /**

@@ -81,16 +81,13 @@ function escapedValue(line: Buffer, start: number, end: number, converter: Conve
   return text === null ? null : converter(text);
 }
 
-/** A JSON value back to the text PostgreSQL casts from (for keyset parameters). */
-export function paramOf(value: JsonValue): string | null {
-  if (value === null) return null;
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return JSON.stringify(value);
-}
-
 function castOf(table: TableInfo, column: string): string {
   return table.columns.find((c) => c.name === column)?.sqlType ?? 'text';
+}
+
+/** A saved key or cursor value of `column` back to the text PostgreSQL casts from. */
+function paramOf(table: TableInfo, types: TypeRegistry, column: string, value: JsonValue): string | null {
+  return types.textOf(table.columns.find((c) => c.name === column)?.typeOid ?? 0)(value);
 }
 
 export async function* readChunks(
@@ -134,7 +131,7 @@ export async function* readChunks(
     let text: string;
     if (keyed) {
       const after = position && 'after' in position ? position.after : undefined;
-      const where = after ? `WHERE (${keys}) > (${table.primaryKey.map((k, i) => value(paramOf(after[i] ?? null), k)).join(', ')})` : '';
+      const where = after ? `WHERE (${keys}) > (${table.primaryKey.map((k, i) => value(paramOf(table, types, k, after[i] ?? null), k)).join(', ')})` : '';
       text = `COPY (SELECT ${select} FROM ${from} ${where} ORDER BY ${keys} LIMIT ${queryRows}) TO STDOUT`;
     } else {
       const ctid = position && 'ctid' in position ? position.ctid : undefined;
@@ -190,10 +187,10 @@ export async function* readByCursor(
     if (position && position.key) {
       const cols = [cursor, ...table.primaryKey];
       where += ` AND (${order}) > (${cols.map((c, i) => `$${i + 1}::${castOf(table, c)}`).join(', ')})`;
-      params = [position.cursor, ...position.key].map(paramOf);
+      params = [position.cursor, ...position.key].map((v, i) => paramOf(table, types, cols[i]!, v));
     } else if (position) {
       where += ` AND ${ident(cursor)} > $1::${castOf(table, cursor)}`;
-      params = [paramOf(position.cursor)];
+      params = [paramOf(table, types, cursor, position.cursor)];
     }
     const result = await client.query<(string | null)[]>({
       text: `SELECT ${select} FROM ${from} ${where} ORDER BY ${order} LIMIT ${chunkSize}`,

@@ -125,6 +125,18 @@ export class TypeRegistry {
     return converter;
   }
 
+  /**
+   * The inverse of `converter(oid)`: a JSON value back to the text PostgreSQL reads as that
+   * type, for positions sent back to the server (keyset and cursor parameters). A value must
+   * compare exactly like the row it came from, or a resumed read skips or repeats rows.
+   */
+  textOf(oid: number): (value: JsonValue) => string | null {
+    if (BUILTIN[this.resolve(oid)?.oid ?? oid] !== 'bytea') return jsonText;
+    // bytea goes out as base64 (see `converter`); as text the server would take those
+    // characters for the bytes themselves.
+    return (value) => (typeof value === 'string' ? `\\x${Buffer.from(value, 'base64').toString('hex')}` : jsonText(value));
+  }
+
   /** The converter of `oid` reading COPY text bytes (same results as `converter`). */
   byteConverter(oid: number): ByteConverter {
     let converter = this.byteConverters.get(oid);
@@ -155,6 +167,14 @@ export class TypeRegistry {
   typeName(oid: number): string | undefined {
     return this.types.get(oid)?.name;
   }
+}
+
+/** A JSON value as the text of a scalar parameter (strings as they are, objects as JSON). */
+function jsonText(value: JsonValue): string | null {
+  if (value === null) return null;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
 }
 
 function withNull(schema: JsonSchema): JsonSchema {
