@@ -132,6 +132,50 @@ describe('salesforce source: late commits and deletions', () => {
     expect(full.records).toHaveLength(9);
   });
 
+  // A record deleted while a sync pages came back live (or not at all), but the deleted
+  // endpoint of that same sync already lists it: it must still be reported once purged.
+  const firstByModstamp = (sim: SalesforceSimulator): string =>
+    String([...sim.records('Account')].sort((a, b) => String(a.SystemModstamp).localeCompare(String(b.SystemModstamp)) || String(a.Id).localeCompare(String(b.Id)))[0]!.Id);
+  const onSecondPage = (sim: SalesforceSimulator, action: () => void): (() => void) => {
+    let pages = 0;
+    return sim.onRequest((r) => {
+      if (r.path.includes('/query') && r.status === 200 && (r.rows ?? 0) > 0 && ++pages === 2) action();
+    });
+  };
+
+  it('a record hard-deleted while the first sync pages (after it was read) is reported deleted by the next sync', async () => {
+    const sim = await org({ records: { Account: 60 }, queryPageSize: 10, replicationGranularityMs: 1 });
+    const config = { ...credentials(sim), bulk: 'never' };
+    const catalog = await catalogOf(config, ['Account']);
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    const victim = firstByModstamp(sim);
+    const stop = onSecondPage(sim, () => sim.purge('Account', [victim]));
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    stop();
+    expect(target.rows.get('Account')!.get(victim)).toMatchObject({ Id: victim, IsDeleted: false });
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    expect(target.rows.get('Account')!.get(victim)).toMatchObject({ Id: victim, IsDeleted: true });
+  });
+
+  it('a record moved to the recycle bin while a sync pages, then purged before the next sync, is reported deleted', async () => {
+    const sim = await org({ records: { Account: 60 }, queryPageSize: 10, replicationGranularityMs: 1 });
+    const config = { ...credentials(sim), bulk: 'never' };
+    const catalog = await catalogOf(config, ['Account']);
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    // Changes enough for the second sync to page; the victim is not among them.
+    for (const id of sim.records('Account').map((r) => String(r.Id)).slice(0, 30)) sim.update('Account', id, { Name: `Changed ${id}` });
+    const victim = firstByModstamp(sim);
+    const stop = onSecondPage(sim, () => sim.softDelete('Account', [victim]));
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    stop();
+    sim.purge('Account', [victim]);
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    expect(target.rows.get('Account')!.get(victim)).toMatchObject({ Id: victim, IsDeleted: true });
+  });
+
   it('after more than 15 days without a sync, reads the deletions Salesforce still keeps and warns', async () => {
     const sim = await org({ records: { Account: 6 }, replicationGranularityMs: 1 });
     const config = { ...credentials(sim), bulk: 'never' };
@@ -143,7 +187,9 @@ describe('salesforce source: late commits and deletions', () => {
     sim.purge('Account', [purged!]);
     const second = await readAll(config, catalog, stale);
     expect(second.records).toEqual([expect.objectContaining({ Id: purged, IsDeleted: true })]);
-    expect(Date.parse(String(second.state.streams.Account!.deleted_through))).toBeGreaterThan(Date.now() - 60_000);
+    // Read up to the present; the next sync starts again at this read's horizon (now − the 300 s look-back).
+    expect(second.state.streams.Account!.deleted_through).toBe(second.state.streams.Account!.horizon);
+    expect(Date.parse(String(second.state.streams.Account!.deleted_through))).toBeGreaterThan(Date.now() - 300_000 - 60_000);
   });
 });
 

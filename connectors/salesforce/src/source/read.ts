@@ -17,7 +17,9 @@
  * Deletions. Incremental reads go through queryAll, which also returns rows in the recycle
  * bin (IsDeleted = true; deleting bumps SystemModstamp). Rows purged from the recycle bin are
  * invisible to queryAll: the `deleted` endpoint reports them, and they are emitted as
- * `{ Id, IsDeleted: true, <cursor>: deletedDate }` tombstones after the rows.
+ * `{ Id, IsDeleted: true, <cursor>: deletedDate }` tombstones after the rows. The endpoint is
+ * read again from the read's horizon by the next sync: deletions made while a read pages are
+ * not in its rows.
  *
  * Volume. Large reads go through Bulk API 2.0 query jobs with the same SOQL (ordered the same
  * way), their CSV results paged with `Sforce-Locator` here — jsforce's `bulk2.query` fails
@@ -65,7 +67,7 @@ interface Position {
 interface StreamState extends Position {
   /** Server time the read started, minus the look-back window: rows before it were committed. */
   horizon?: string;
-  /** The `deleted` endpoint has been read up to here (its `latestDateCovered`). */
+  /** The next sync reads the `deleted` endpoint from here: the earlier of its `latestDateCovered` and the read's horizon. */
   deleted_through?: string;
   /** Set on the checkpoints of a full refresh, which resumes only from its own states. */
   full_refresh?: true;
@@ -281,6 +283,12 @@ async function* bulkPages(reader: StreamReader, request: (r: SalesforceRequest) 
   }
 }
 
+/** The earlier of two instants; an undefined one does not count. */
+function earlierOf(a: string | undefined, b: string | undefined): string | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  return Date.parse(b) < Date.parse(a) ? b : a;
+}
+
 /** How long Salesforce keeps the ids of deleted records for the `deleted` endpoint. */
 const DELETED_RETENTION_MS = 15 * 86_400_000;
 
@@ -368,10 +376,12 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   }
 
   const clock: { now?: number } = {};
+  const horizon = (): string | undefined => (clock.now === undefined ? undefined : new Date(clock.now - settings.lookback_seconds * 1000).toISOString());
   const stateOf = (position: Position | undefined, deletedThrough: string | undefined): StateBlob => {
     const state: StreamState = { ...(position ?? {}) };
     if (incremental) {
-      if (clock.now !== undefined) state.horizon = new Date(clock.now - settings.lookback_seconds * 1000).toISOString();
+      const readHorizon = horizon();
+      if (readHorizon !== undefined) state.horizon = readHorizon;
       if (deletedThrough !== undefined) state.deleted_through = deletedThrough;
     } else if (position !== undefined) state.full_refresh = true;
     return state as StateBlob;
@@ -403,7 +413,12 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   if (incremental && settings.hard_deletes && cursorField !== undefined) {
     const { tombstones, covered } = await readPurged(reader.ctx.logger, request, object, cursorField, saved.deleted_through, clock.now ?? Date.now());
     if (tombstones.length > 0) yield recordPage(name, tombstones);
-    yield checkpoint(name, stateOf(position, covered));
+    // The rows above are what queryAll saw when the read started: a record deleted after that
+    // came back live (or not at all), yet the endpoint already lists it, and readPurged skips
+    // it while it sits in the recycle bin (or, on a first sync, skips everything). Once
+    // purged it would be reported by nobody. So the next sync reads deletions again from
+    // this read's horizon, not from `covered`: repeats are tombstones keyed destinations absorb.
+    yield checkpoint(name, stateOf(position, earlierOf(covered, horizon())));
     checkpointed = true;
   }
   // Every stream checkpoints, even when nothing was new: the next sync needs a start.
