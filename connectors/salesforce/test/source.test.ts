@@ -89,7 +89,8 @@ describe('salesforce source: late commits and deletions', () => {
     for (const lookback of [300, 0]) {
       const sim = await org({ records: { Account: 20 }, queryPageSize: 7 });
       const now = Date.now();
-      sim.insert('Account', Array.from({ length: 10 }, (_, i) => ({ Name: `Fresh ${i}`, External_Id__c: `fresh-${i}` })), { stamp: now });
+      // Committed before the sync's query (rows stamped in its own second do not move the position).
+      sim.insert('Account', Array.from({ length: 10 }, (_, i) => ({ Name: `Fresh ${i}`, External_Id__c: `fresh-${i}` })), { stamp: now - 5_000 });
       const config = { ...credentials(sim), bulk: 'never', lookback_seconds: lookback, hard_deletes: false };
       const catalog = await catalogOf(config, ['Account']);
       const target = memoryTarget();
@@ -174,6 +175,27 @@ describe('salesforce source: late commits and deletions', () => {
     sim.purge('Account', [victim]);
     expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
     expect(target.rows.get('Account')!.get(victim)).toMatchObject({ Id: victim, IsDeleted: true });
+  });
+
+  it('a row updated while a sync pages, before its page is read, arrives with its new value and the sync completes', async () => {
+    const sim = await org({ records: { Account: 60 }, queryPageSize: 10, replicationGranularityMs: 1 });
+    const config = { ...credentials(sim), bulk: 'never' };
+    const catalog = await catalogOf(config, ['Account']);
+    const target = memoryTarget();
+    const store = memoryStateStore();
+    // On the fourth page by (SystemModstamp, Id); changed while the second page is read, so its
+    // new SystemModstamp is later than the rows served after it.
+    const middle = [...sim.records('Account')].sort((a, b) => String(a.SystemModstamp).localeCompare(String(b.SystemModstamp)) || String(a.Id).localeCompare(String(b.Id)))[35]!;
+    const victim = String(middle.Id);
+    const stop = onSecondPage(sim, () => sim.update('Account', victim, { Name: 'Changed while paging' }));
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    stop();
+    const rows = target.rows.get('Account')!;
+    expect(rows.size).toBe(60);
+    expect(rows.get(victim)).toMatchObject({ Name: 'Changed while paging' });
+    expect((await sync(config, catalog, target, store)).outcome).toBe('completed');
+    expect(rows.size).toBe(60);
+    expect(rows.get(victim)).toMatchObject({ Name: 'Changed while paging' });
   });
 
   it('after more than 15 days without a sync, reads the deletions Salesforce still keeps and warns', async () => {

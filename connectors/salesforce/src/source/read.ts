@@ -132,6 +132,19 @@ export function whereAfter(position: Position | undefined, cursorField: string |
 }
 
 /** Strict (cursor, Id) order; a position without id stands before its cursor's rows. */
+/**
+ * Whether a row's cursor is not earlier than the server time the read started at
+ * (`startedMs`, from the Date header). Both are whole seconds, so a row changed in the
+ * query's own second counts too; so does a row committed just before the query in that
+ * second, which only means it is read again by the next sync (which starts at or before
+ * this read's start anyway).
+ */
+function changedSinceStart(record: RecordData, cursorField: string | undefined, startedMs: number | undefined): boolean {
+  if (cursorField === undefined || startedMs === undefined) return false;
+  const at = Date.parse(String(record[cursorField]));
+  return Number.isFinite(at) && at >= startedMs;
+}
+
 function isAfter(record: RecordData, position: Position | undefined, cursorField: string | undefined): boolean {
   if (position === undefined) return true;
   const id = String(record.Id);
@@ -400,6 +413,11 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
     const records = page.rows.map(convert);
     // A checkpoint is only as good as the order it relies on: refuse rather than skip rows.
     for (const record of records) {
+      // A row changed after the query started can be served with its new cursor value in its
+      // old place in the order. It is emitted (its newest version), but the position does not
+      // move to it: rows after it in the order may be older, and the next sync, which starts
+      // at or before this read's start, reads it again.
+      if (changedSinceStart(record, cursorField, clock.now)) continue;
       if (!isAfter(record, position, cursorField)) {
         throw new TributaryError('fatal', { userMessage: `Salesforce returned ${name} rows out of (${cursorField ?? 'Id'}, Id) order`, stream: { name } });
       }
