@@ -16,17 +16,8 @@ import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { admitsOnlyDeclaredFields, recordValidator } from './validate.js';
 
-interface PendingFile {
-  key: string;
-  localPath: string;
-  file: LakeFile;
-}
-
-/** Quarantined records in a local JSON lines file, published at the commit. */
-interface PendingQuarantine {
-  localPath: string;
-  file: QuarantineFile;
-}
+/** A finished local file waiting to be published at the commit: a data file or quarantined records (JSON lines). */
+type PendingFile = { key: string; localPath: string } & ({ file: LakeFile } | { quarantine: QuarantineFile });
 
 /**
  * A stage's quarantined records are written to a file of their own once this many wait
@@ -151,7 +142,6 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const stages = new Map<string, StreamStage>();
   let pending: PendingFile[] = [];
   let quarantineFiles: QuarantineFile[] = [];
-  let pendingQuarantine: PendingQuarantine[] = [];
   let flushes = 0;
 
   const fail = async (error: unknown): Promise<never> => {
@@ -294,7 +284,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       throw error;
     }
     await handle.close();
-    pendingQuarantine.push({ localPath, file: { path: `_quarantine/${streamDir(key)}/${name}`, stream: key, records: stage.quarantine.length, session } });
+    const path = `_quarantine/${streamDir(key)}/${name}`;
+    pending.push({ key: path, localPath, quarantine: { path, stream: key, records: stage.quarantine.length, session } });
     stage.quarantine.length = 0;
   };
 
@@ -317,30 +308,23 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     } finally {
       if (stagingThreads !== cores) await duck.connection.run(`SET threads = ${stagingThreads}`);
     }
+    for (const [key, stage] of stages) await spillQuarantine(key, stage);
     // Publish every file, then name them all in one log entry: the atomic step. Files are
     // published PUBLISH_CONCURRENCY at a time (their order does not matter until the log
     // names them): the sync waits for this step, and each local file costs two fsyncs, each
     // S3 file an upload.
-    const published: PendingFile[] = [];
+    const published = new Set<PendingFile>();
     try {
       await forEachConcurrently(pending, PUBLISH_CONCURRENCY, async (p) => {
         await store.putFile(p.key, p.localPath);
-        published.push(p);
+        published.add(p);
       });
     } finally {
-      pending = pending.filter((p) => !published.includes(p));
-      adds.push(...published.map((p) => p.file));
-    }
-    for (const [key, stage] of stages) await spillQuarantine(key, stage);
-    const publishedQuarantine: PendingQuarantine[] = [];
-    try {
-      await forEachConcurrently(pendingQuarantine, PUBLISH_CONCURRENCY, async (q) => {
-        await store.putFile(q.file.path, q.localPath);
-        publishedQuarantine.push(q);
-      });
-    } finally {
-      pendingQuarantine = pendingQuarantine.filter((q) => !publishedQuarantine.includes(q));
-      quarantineFiles.push(...publishedQuarantine.map((q) => q.file));
+      pending = pending.filter((p) => !published.has(p));
+      for (const p of published) {
+        if ('file' in p) adds.push(p.file);
+        else quarantineFiles.push(p.quarantine);
+      }
     }
     for (const key of dirtyHistories) await saveSchemaHistory(store, histories.get(key)!);
     dirtyHistories.clear();
