@@ -347,6 +347,30 @@ describe('runSync', () => {
     expect(result.outcome).toBe('failed');
     expect(result.error?.userMessage).toMatch(/"ghosts", which is not in the configured catalog/);
   });
+
+  it('keeps streams whose names only differ in where the namespace dot falls apart: refused, never merged', async () => {
+    // Namespace "a" + stream "b" and stream "a.b" (no namespace) share the key "a.b". Run
+    // together, their records went into one destination stream and one state entry.
+    const twoStreams = defineSource({
+      ...countingSource,
+      async *read() {
+        yield record('b', { id: 1 }, 'a');
+        yield checkpoint('b', { pos: 'namespaced' }, 'a');
+        yield record('a.b', { id: 1 });
+        yield checkpoint('a.b', { pos: 'dotted' });
+      },
+    });
+    const stream = (name: string, namespace?: string): ConfiguredAirbyteCatalog['streams'][number] => ({
+      stream: { name, ...(namespace ? { namespace } : {}), json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] },
+      sync_mode: 'incremental',
+      destination_sync_mode: 'append',
+    });
+    const target = newTarget();
+    const run = syncInto(target, { source: twoStreams, sourceConfig: {}, catalog: { streams: [stream('b', 'a'), stream('a.b')] } });
+    await expect(run).rejects.toMatchObject({ kind: 'config', userMessage: expect.stringMatching(/both are stored under the key "a\.b"/) });
+    expect(target.written).toEqual([]);
+    expect(await store.load('c')).toBeUndefined();
+  });
 });
 
 describe('runSync rate limiting', () => {

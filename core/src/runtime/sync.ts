@@ -198,6 +198,22 @@ function validateCatalog(catalog: ConfiguredAirbyteCatalog, destination: Destina
     throw new TributaryError('config', { userMessage: 'No streams selected: the configured catalog is empty' });
   }
   const supported = destination.spec.supportedDestinationSyncModes;
+  // Batches, checkpoints and the saved state are keyed by `streamKey` (`namespace.name`),
+  // which two distinct streams can share (namespace `a` + `b.c`, and `a.b` + `c`). Such
+  // streams would silently write into one destination stream and overwrite each other's
+  // state, so a catalog holding them is refused before anything is read.
+  const byKey = new Map<string, string>();
+  for (const c of catalog.streams) {
+    const key = streamKey(c.stream.name, c.stream.namespace);
+    const described = JSON.stringify(c.stream.namespace ? { namespace: c.stream.namespace, name: c.stream.name } : { name: c.stream.name });
+    const other = byKey.get(key);
+    if (other !== undefined) {
+      throw new TributaryError('config', {
+        userMessage: `Streams ${other} and ${described} cannot be synced together: both are stored under the key "${key}". Select only one of them.`,
+      });
+    }
+    byKey.set(key, described);
+  }
   for (const c of catalog.streams) {
     if (!supported.includes(c.destination_sync_mode)) {
       throw new TributaryError('config', {

@@ -66,6 +66,19 @@ export const localFilesDestination = defineDestination({
     const manifest = await readManifest(directory);
     await recoverInterruptedPublish(directory, manifest);
 
+    // `fileName` maps `/` and `\` to `_`, so two streams can name one file ("a/b", "a_b"):
+    // two handles appending to it would corrupt both streams and the committed lengths.
+    const streamOfFile = new Map<string, string>();
+    for (const stream of streams) {
+      const other = streamOfFile.get(fileName(stream.key));
+      if (other !== undefined && other !== stream.key) {
+        throw new TributaryError('config', {
+          userMessage: `Streams "${other}" and "${stream.key}" would both be written to ${fileName(stream.key)}; select only one of them`,
+        });
+      }
+      streamOfFile.set(fileName(stream.key), stream.key);
+    }
+
     const files = new Map<string, StreamFile>();
     for (const stream of streams) {
       const finalPath = fileName(stream.key);

@@ -8,9 +8,11 @@ import { compileSchema, describeSchemaErrors, TributaryError, type DestinationSt
 /**
  * One stream's JSON lines file plus its quarantine file.
  *
- * Replays: for keyed streams an index of (primary key → hashes of the lines stored under it)
- * drops a record identical to one already in the file, so records replayed after a crash
- * add nothing. Unkeyed streams are plain append.
+ * Replays: for keyed streams an index of (primary key → hash of the last line stored under
+ * it) drops a record identical to the key's current version, so records replayed after a
+ * crash, or read again unchanged, add nothing. Only the last line counts: a record equal to
+ * an older version is a change back to it (A → B → A) and is appended, because the last
+ * line of a key must stay its current version. Unkeyed streams are plain append.
  */
 export interface StreamFile {
   readonly stream: DestinationStream;
@@ -43,7 +45,7 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
   const quarantine = await openAt(options.directory, options.quarantinePath, options.committedQuarantine);
   const keyPaths = stream.primaryKey;
   const keyed = keyPaths.length > 0;
-  const index = new Map<string, string | string[]>();
+  const index = new Map<string, string>();
   if (keyed) await loadIndex(join(options.directory, options.dataPath), keyPaths, index);
   const validate = options.validate ? compileSchema(stream.jsonSchema) : undefined;
   let replaysSkipped = 0;
@@ -59,6 +61,9 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       let lines = '';
       let quarantined = '';
       const rejected: RejectedRecord[] = [];
+      // Last lines of this batch's keys: they enter the index only once the batch is written,
+      // so a retry of a failed write does not take its own records for replays.
+      const latest = new Map<string, string>();
       for (let i = 0; i < records.length; i++) {
         const record = records[i];
         const reason = problemWith(record, keyPaths, validate);
@@ -71,14 +76,16 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         if (keyed) {
           const key = keyOf(record as RecordData, keyPaths);
           const hash = hashLine(line);
-          if (!remember(index, key, hash)) {
+          if ((latest.get(key) ?? index.get(key)) === hash) {
             replaysSkipped++;
             continue;
           }
+          latest.set(key, hash);
         }
         lines += line + '\n';
       }
       if (lines) data.size += (await data.handle.write(lines)).bytesWritten;
+      for (const [key, hash] of latest) index.set(key, hash);
       if (quarantined) quarantine.size += (await quarantine.handle.write(quarantined)).bytesWritten;
       return rejected;
     },
@@ -135,19 +142,8 @@ function hashLine(line: string): string {
   return createHash('sha1').update(line).digest('base64');
 }
 
-/** Adds `hash` under `key`; false when that exact line is already stored. */
-function remember(index: Map<string, string | string[]>, key: string, hash: string): boolean {
-  const seen = index.get(key);
-  if (seen === undefined) {
-    index.set(key, hash);
-    return true;
-  }
-  if (seen === hash || (Array.isArray(seen) && seen.includes(hash))) return false;
-  index.set(key, Array.isArray(seen) ? [...seen, hash] : [seen, hash]);
-  return true;
-}
-
-async function loadIndex(path: string, keyPaths: string[][], index: Map<string, string | string[]>): Promise<void> {
+/** Indexes the last line of every key in the file (later lines replace earlier ones). */
+async function loadIndex(path: string, keyPaths: string[][], index: Map<string, string>): Promise<void> {
   const exists = await stat(path).then(
     () => true,
     () => false,
@@ -156,6 +152,6 @@ async function loadIndex(path: string, keyPaths: string[][], index: Map<string, 
   const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) {
     if (!line) continue;
-    remember(index, keyOf(JSON.parse(line) as RecordData, keyPaths), hashLine(line));
+    index.set(keyOf(JSON.parse(line) as RecordData, keyPaths), hashLine(line));
   }
 }

@@ -114,3 +114,30 @@ describe('local files destination', () => {
     await expect(localFilesDestination.check(ctx, config)).rejects.toMatchObject({ kind: 'config' });
   });
 });
+
+describe('local files destination: what a replay may drop', () => {
+  it('appends a change back to an older version (A → B → A): the last line stays the current version', async () => {
+    // Three syncs, each a session: a reverted value is a change, not a replay.
+    for (const name of ['a', 'b', 'a']) {
+      const session = await open([stream({ resuming: true })]);
+      await session.write({ stream: 'people', records: [{ id: 1, name }], emittedAt: 0 });
+      await session.close({ completed: true });
+    }
+    // Within one batch too.
+    const session = await open([stream({ resuming: true })]);
+    await session.write({ stream: 'people', records: [{ id: 2, name: 'x' }, { id: 2, name: 'y' }, { id: 2, name: 'x' }], emittedAt: 0 });
+    await session.close({ completed: true });
+    expect(await lines(join(directory, 'people.jsonl'))).toEqual([
+      { id: 1, name: 'a' },
+      { id: 1, name: 'b' },
+      { id: 1, name: 'a' },
+      { id: 2, name: 'x' },
+      { id: 2, name: 'y' },
+      { id: 2, name: 'x' },
+    ]);
+  });
+
+  it('refuses two streams that would share one file', async () => {
+    await expect(open([stream({ key: 'a/b', name: 'a/b' }), stream({ key: 'a_b', name: 'a_b' })])).rejects.toMatchObject({ kind: 'config' });
+  });
+});
