@@ -7,7 +7,7 @@ import { copyBytes } from './value-codec.js';
  * A batch's writes, encoded once, as the create path sends them: `HSETNX <key> <field>
  * <value>` per record in RESP, back to back, then `EXISTS <TTL registry>` (see
  * `createGroups` in write-script.ts). Each value is the group's field value of the layout
- * (event time slot, a blank expiry slot, the body). The script path copies keys
+ * (event time slot, a blank expiry slot, the order segment if any, the body). The script path copies keys
  * and values out of the same bytes (`spans`), patching the expiry slot when the group has a
  * TTL.
  *
@@ -40,9 +40,10 @@ export interface OpsEncoder {
   /**
    * Adds one write: its entity key as two parts written side by side (the writer passes the
    * key's head and the encoded entity id, see `entityKeyHeads`; either part may be the whole
-   * key), event time (epoch ms, within the layout's range) and body (layout.ts; copied at once).
+   * key), event time (epoch ms, within the layout's range), body (layout.ts; copied at once)
+   * and the order segment that goes between the time slots and the body, if any.
    */
-  add(keyHead: string, keyTail: string, eventTimeMs: number, body: Buffer): void;
+  add(keyHead: string, keyTail: string, eventTimeMs: number, body: Buffer, order?: Buffer): void;
   /** Ends the batch; `preamble` (default none) goes ahead of its values. */
   finish(preamble?: { payload: Buffer; count: number }): EncodedOps;
 }
@@ -136,9 +137,10 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
   };
 
   return {
-    add(keyHead, keyTail, eventTimeMs, body) {
+    add(keyHead, keyTail, eventTimeMs, body, order) {
+      const orderLength = order?.length ?? 0;
       // UTF-8 takes at most 3 bytes per UTF-16 unit of the key: reserve that much, write exactly.
-      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (keyHead.length + keyTail.length) + body.length);
+      reserve(RECORD_OVERHEAD + encodedField.length + 3 * (keyHead.length + keyTail.length) + orderLength + body.length);
       if (spans.length < (count + 1) * 4) {
         const more = new Int32Array(spans.length * 2);
         more.set(spans);
@@ -152,9 +154,10 @@ export function createOpsEncoder(target: Pick<GroupTarget, 'group' | 'ttlRegistr
       offset = k.start + k.length + 2;
       out.set(encodedField, offset);
       offset += encodedField.length;
-      const v = writeBulkBytes(out, offset, body, 2 * TIME_SLOT_WIDTH);
+      const v = writeBulkBytes(out, offset, body, 2 * TIME_SLOT_WIDTH + orderLength);
       writeTimeSlot(out, v.start, eventTimeMs);
       for (let i = v.start + TIME_SLOT_WIDTH, end = v.start + 2 * TIME_SLOT_WIDTH; i < end; i++) out[i] = BLANK_SLOT;
+      if (order !== undefined) copyBytes(order, 0, orderLength, out, v.start + 2 * TIME_SLOT_WIDTH);
       spans[count * 4 + 2] = v.start;
       spans[count * 4 + 3] = v.length;
       offset = v.start + v.length + 2;

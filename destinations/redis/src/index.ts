@@ -163,7 +163,7 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
       const encoder = createOpsEncoder(stream.target, batch.records.length, spareBuffers.pop());
       const { bodies } = stream;
-      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, record) => encoder.add(head, tail, eventTimeMs, bodies.encode(record)));
+      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, order, record) => encoder.add(head, tail, eventTimeMs, bodies.encode(record), order));
       const shapes = bodies.takeUsed();
       // A shape is stored before any value naming it (see shapes.ts): checked once per session, then re-asserted ahead of each batch.
       try {

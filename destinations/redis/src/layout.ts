@@ -9,6 +9,10 @@
  * - event time: epoch milliseconds, zero-padded to 15 characters (`-` then 14 digits when
  *   negative), so the write script reads it with one `string.sub`;
  * - expiry: when the group expires, epoch milliseconds, same format; 15 blanks when never;
+ * - order (optional, 23 chars): `~` + the CDC log position (LSN `X/Y` as 16 hex digits, 8 per
+ *   half, upper case; 16 blanks when the record has none) + the event time's fraction below
+ *   the millisecond (6 digits, nanoseconds). Written only when the record has either; it
+ *   decides between values the event time alone cannot order (see `ORDER_SEGMENT` below);
  * - body: `#` + a shape id (16 chars) + the values, binary (value-codec.ts), in the order
  *   of the shape's feature names, which the registry hash `<prefix>:feature-shapes` holds
  *   (see shapes.ts); or one JSON object, feature name → value (written for streams with too
@@ -117,15 +121,86 @@ export function encodeGroupValue(eventTimeMs: number, expiresAtMs: number | unde
   return encodeTimeSlot(eventTimeMs) + (expiresAtMs === undefined ? NO_EXPIRY : encodeTimeSlot(expiresAtMs)) + body;
 }
 
-/** Where the body starts in a field value. */
+/** Where the order segment, when there is one, and else the body start in a field value. */
 const BODY_START = 2 * TIME_SLOT_WIDTH;
 /** Characters of a shape id (see shapes.ts). */
 export const SHAPE_ID_LENGTH = 16;
 
+/**
+ * The order segment: which of two values of a group is newer, where event times in
+ * milliseconds cannot tell. Contract (the write script applies it; it is the event lake's
+ * point-in-time order, `readLatestAsOf`, so that both stores keep the same version):
+ * 1. when both values carry a CDC log position, the higher position is newer — the source's
+ *    own order of changes, which also orders two changes of one transaction (one commit
+ *    time, one `now()`) and changes whose event time field runs backwards;
+ * 2. else the later event time is newer, to the nanosecond: sources such as PostgreSQL keep
+ *    microseconds, and two changes within one millisecond must not tie;
+ * 3. equal (the same position, or no position and the same instant) is a replay: the
+ *    stored value stays.
+ */
+export const ORDER_MARK = 0x7e; // '~'
+export const ORDER_SEGMENT_LENGTH = 1 + 16 + 6;
+const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+
+/** A CDC log position (`X/Y`, hex halves) as 16 upper-case hex digits, else undefined. */
+export function normalizeLsn(position: unknown): string | undefined {
+  if (typeof position !== 'string') return undefined;
+  const m = LSN_PATTERN.exec(position);
+  return m ? m[1]!.toUpperCase().padStart(8, '0') + m[2]!.toUpperCase().padStart(8, '0') : undefined;
+}
+
+/**
+ * Nanoseconds below the millisecond in an ISO-8601 date-time (its 4th to 9th fraction
+ * digits; `parseEventTime` keeps the first three), 0 when none or for epoch-ms numbers.
+ */
+export function subMillisecondNanos(value: unknown): number {
+  if (typeof value !== 'string') return 0;
+  const dot = value.indexOf('.', 19);
+  if (dot === -1) return 0;
+  let nanos = 0;
+  let digits = 0;
+  for (let i = dot + 1; i < value.length && digits < 9; i++, digits++) {
+    const d = value.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) break;
+    if (digits >= 3) nanos = nanos * 10 + d;
+  }
+  for (let k = Math.max(digits, 3); k < 9; k++) nanos *= 10;
+  return nanos;
+}
+
+/** The order segment of a value (see above), or undefined when it needs none (no position, a whole millisecond). */
+export function encodeOrderSegment(lsn: string | undefined, nanos: number): Buffer | undefined {
+  if (lsn === undefined && nanos === 0) return undefined;
+  return Buffer.from(`~${lsn ?? ' '.repeat(16)}${String(nanos).padStart(6, '0')}`, 'latin1');
+}
+
+/** A value's place in the order above, for code that compares versions outside Redis (the parity check). */
+export interface VersionOrder {
+  eventTimeMs: number;
+  /** `normalizeLsn` of its position, if any. */
+  lsn: string | undefined;
+  /** `subMillisecondNanos` of its event time. */
+  nanos: number;
+}
+
+/** True when `a` is newer than `b`: the write script's `newer` (write-script.ts), in JS. */
+export function isNewerVersion(a: VersionOrder, b: VersionOrder): boolean {
+  if (a.lsn !== undefined && b.lsn !== undefined && a.lsn !== b.lsn) return a.lsn > b.lsn; // same length, hex digits: text order is numeric order
+  if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs > b.eventTimeMs;
+  return a.nanos > b.nanos;
+}
+
+/** Where the body starts in a field value: after the order segment when there is one. */
+function bodyStart(value: string | Buffer): number {
+  const mark = typeof value === 'string' ? value.charCodeAt(BODY_START) : value[BODY_START];
+  return mark === ORDER_MARK ? BODY_START + ORDER_SEGMENT_LENGTH : BODY_START;
+}
+
 /** The shape id a field value's body names, or undefined when the body is not shaped (an object, or not ours). */
 export function shapeIdInValue(value: string | Buffer): string | undefined {
-  if (typeof value === 'string') return value.charCodeAt(BODY_START) === 35 /* '#' */ ? value.slice(BODY_START + 1, BODY_START + 1 + SHAPE_ID_LENGTH) : undefined;
-  return value[BODY_START] === 35 && value.length >= BODY_START + 1 + SHAPE_ID_LENGTH ? value.toString('latin1', BODY_START + 1, BODY_START + 1 + SHAPE_ID_LENGTH) : undefined;
+  const start = bodyStart(value);
+  if (typeof value === 'string') return value.charCodeAt(start) === 35 /* '#' */ ? value.slice(start + 1, start + 1 + SHAPE_ID_LENGTH) : undefined;
+  return value[start] === 35 && value.length >= start + 1 + SHAPE_ID_LENGTH ? value.toString('latin1', start + 1, start + 1 + SHAPE_ID_LENGTH) : undefined;
 }
 
 /** The shapes a decoder can use, by id (a `ShapeTable` of shapes.ts). */
@@ -166,27 +241,28 @@ const scratch: unknown[] = [];
  */
 export function decodeGroupValue(value: string | Buffer, shapes?: ShapeLookup): DecodedGroup | undefined {
   if (typeof value === 'string') {
-    if (value.charCodeAt(BODY_START) === 35) throw new Error('feature values with a shape are binary: read them as bytes (a Buffer), not text');
+    if (value.charCodeAt(bodyStart(value)) === 35) throw new Error('feature values with a shape are binary: read them as bytes (a Buffer), not text');
     value = Buffer.from(value, 'utf8');
   }
-  const mark = value[BODY_START];
-  if (value.length < BODY_START + 2 || (mark !== 123 /* '{' */ && mark !== 35) /* '#' */) return undefined;
+  const start = bodyStart(value);
+  const mark = value[start];
+  if (value.length < start + 2 || (mark !== 123 /* '{' */ && mark !== 35) /* '#' */) return undefined;
   const eventTimeMs = readTimeSlot(value, 0);
   if (Number.isNaN(eventTimeMs)) return undefined;
   const expiresAtMs = value[TIME_SLOT_WIDTH] === 32 /* blank */ ? undefined : readTimeSlot(value, TIME_SLOT_WIDTH);
   if (expiresAtMs !== undefined && Number.isNaN(expiresAtMs)) return undefined;
   let features: Record<string, unknown>;
   if (mark === 35) {
-    const valuesStart = BODY_START + 1 + SHAPE_ID_LENGTH;
+    const valuesStart = start + 1 + SHAPE_ID_LENGTH;
     if (value.length < valuesStart) return undefined;
-    const id = value.toString('latin1', BODY_START + 1, valuesStart);
+    const id = value.toString('latin1', start + 1, valuesStart);
     const shape = shapes?.get(id);
     if (shape === undefined) throw new Error(`feature shape ${id} is not loaded`);
     if (!readValues(value, valuesStart, value.length, shape.names.length, scratch)) return undefined;
     features = shape.build(scratch);
   } else {
     try {
-      features = JSON.parse(value.toString('utf8', BODY_START)) as Record<string, unknown>;
+      features = JSON.parse(value.toString('utf8', start)) as Record<string, unknown>;
     } catch {
       return undefined;
     }

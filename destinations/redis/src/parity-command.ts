@@ -78,7 +78,7 @@ const parityCommand: PluginCommand = async (args) => {
           client,
           prefix: redis.key_prefix ?? 'trib',
           mapping: resolveMapping(redis, stream),
-          offline: rows.map((row) => ({ record: row.payload, ingestTimeMs: Date.parse(row.ingest_time) })),
+          offline: rows.map((row) => ({ record: row.payload, ingestTimeMs: Date.parse(row.ingest_time), position: row.source_position })),
           ...(values.tenant !== undefined ? { tenant: values.tenant } : {}),
           sampleLimit: samples,
         }),

@@ -1,6 +1,6 @@
 import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, encodeKeyPart, entityKeyHeads } from './layout.js';
+import { decodeEntityFields, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, subMillisecondNanos } from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
@@ -19,6 +19,8 @@ export interface OfflineRow {
   readonly record: RecordData;
   /** Ingest time, epoch ms: used to tell a group that expired by its TTL from a missing one. */
   readonly ingestTimeMs?: number;
+  /** The row's source position (the lake's `source_position`): a CDC log position orders versions as in Redis. */
+  readonly position?: string | null;
 }
 
 export type ParityDifferenceKind =
@@ -83,6 +85,8 @@ interface Expected {
   tenant: string;
   entityId: string;
   eventTimeMs: number;
+  lsn: string | undefined;
+  nanos: number;
   values: Record<string, unknown>;
   ingestTimeMs: number | undefined;
 }
@@ -116,8 +120,8 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
 
   // The offline side through the write path's own mapping (toOps), so key, tenant, event
   // time and the stored feature set are derived exactly as the destination derives them.
-  // Per key the newest event time wins and, on a tie, the first row — as in Redis, where a
-  // write with an equal event time changes nothing.
+  // Per key the newest version wins (`isNewerVersion`: the write script's order) and, on a
+  // tie, the first row — as in Redis, where a write as new as the stored one changes nothing.
   const expected = new Map<string, Expected>();
   const rows = [...options.offline];
   const { ops, rejected } = toOps(
@@ -136,12 +140,14 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
       tenant: String(record[mapping.tenantField] ?? mapping.defaultTenant),
       entityId: String(record[mapping.entityIdField]),
       eventTimeMs: write.eventTimeMs,
+      lsn: normalizeLsn(rows[i]!.position ?? record._tributary_position),
+      nanos: subMillisecondNanos(record[mapping.eventTimeField]),
       values: write.features,
       ingestTimeMs: rows[i]!.ingestTimeMs,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
     const seen = expected.get(write.key);
-    if (seen === undefined || entry.eventTimeMs > seen.eventTimeMs) expected.set(write.key, entry);
+    if (seen === undefined || isNewerVersion(entry, seen)) expected.set(write.key, entry);
   }
   report.offlineEntities = expected.size;
 

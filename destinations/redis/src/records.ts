@@ -1,6 +1,6 @@
 import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { encodeKeyPart, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS } from './layout.js';
+import { encodeKeyPart, encodeOrderSegment, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, normalizeLsn, subMillisecondNanos } from './layout.js';
 
 /**
  * Event time in epoch ms: an ISO-8601 date-time string, or a finite number taken as epoch
@@ -20,8 +20,10 @@ function keyPart(value: unknown): string | undefined {
 }
 
 /**
- * Maps each record of a batch to its write — entity key, event time — and calls `each` with
- * it and the record (whose features the caller encodes: `createBodyEncoder`). The key comes
+ * Maps each record of a batch to its write — entity key, event time, order segment (the CDC
+ * position `_tributary_position` and the event time below the millisecond, which order
+ * values the millisecond cannot: see `ORDER_MARK` in layout.ts) — and calls `each` with it
+ * and the record (whose features the caller encodes: `createBodyEncoder`). The key comes
  * in two parts, its head (`entityKeyHeads`) and the encoded entity id, which make the key
  * when joined. A record without a usable entity id, tenant or event time is rejected with
  * the reason (the runtime quarantines and reports it); none is dropped.
@@ -31,7 +33,7 @@ export function forEachWrite(
   mapping: StreamMapping,
   /** `entityKeyHeads(prefix, mapping.entityType)`. */
   keyHead: (tenant: string) => string,
-  each: (keyHead: string, keyTail: string, eventTimeMs: number, record: RecordData, index: number) => void,
+  each: (keyHead: string, keyTail: string, eventTimeMs: number, order: Buffer | undefined, record: RecordData, index: number) => void,
 ): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
@@ -59,7 +61,8 @@ export function forEachWrite(
       rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is outside the years −1199 to 33658 that the feature store holds` });
       continue;
     }
-    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, record, index);
+    const order = encodeOrderSegment(normalizeLsn(record._tributary_position), subMillisecondNanos(record[mapping.eventTimeField]));
+    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, order, record, index);
   }
   return rejected;
 }
@@ -75,6 +78,8 @@ export function featureValues(record: RecordData, features: readonly string[] | 
 export interface MappedWrite {
   readonly key: string;
   readonly eventTimeMs: number;
+  /** The order segment the writer stores (layout.ts), undefined when none. */
+  readonly order: Buffer | undefined;
   readonly features: Record<string, unknown>;
 }
 
@@ -85,6 +90,6 @@ export function toOps(
   keyHead: (tenant: string) => string,
 ): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
   const ops: MappedWrite[] = [];
-  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, record) => ops.push({ key: head + tail, eventTimeMs, features: featureValues(record, mapping.features) }));
+  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, record) => ops.push({ key: head + tail, eventTimeMs, order, features: featureValues(record, mapping.features) }));
   return { ops, rejected };
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { EncodedOps } from './encoded-ops.js';
-import { encodeTimeSlot, groupField, TIME_SLOT_WIDTH } from './layout.js';
+import { encodeTimeSlot, groupField, ORDER_MARK, TIME_SLOT_WIDTH } from './layout.js';
 import { copyBytes } from './value-codec.js';
 import { isNoScript } from './redis-client.js';
 import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type RespReply } from './resp-connection.js';
@@ -13,14 +13,16 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  * KEYS[1]: the entity type's TTL registry (`ttlRegistryKey` in layout.ts); then one entity
  * hash per record. ARGV[1] = now (epoch ms), ARGV[2] = the group's field, ARGV[3] = the
  * group's TTL (ms, 0 = none), ARGV[4] = '1' to try creating the group first (below), then
- * one field value per record (event time slot, expiry slot, body — see layout.ts). Returns
- * {records applied, of which groups that were absent}.
+ * one field value per record (event time slot, expiry slot, order segment if any, body — see
+ * layout.ts). Returns {records applied, of which groups that were absent}.
  *
  * Per record:
- * - If the group's stored event time is newer than or equal to this one, nothing changes:
- *   an older event arriving late never replaces a newer value, and a replay (same event
- *   time) is a no-op — so every write is idempotent and safe to repeat, in any order. A
- *   group whose expiry passed counts as absent.
+ * - If the group's stored value is newer than or as new as this one, nothing changes: an
+ *   older event arriving late never replaces a newer value, and a replay is a no-op — so
+ *   every write is idempotent and safe to repeat, in any order. "Newer" is the order of
+ *   `ORDER_MARK` in layout.ts: the CDC log position when both values have one, else the
+ *   event time to the nanosecond (`newer` below). A group whose expiry passed counts as
+ *   absent.
  * - Otherwise the group's field is replaced. Other groups of the entity are untouched.
  *
  * Expiry: Redis 7.0 has no per-field TTL, so each group carries its own expiry (which the
@@ -51,7 +53,28 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  * have done); a record whose group is absent (its key expired meanwhile) is written again;
  * a newer stored value is left alone.
  */
+/** 1-based index of the order segment's mark in a field value (Lua's string.byte). */
+const ORDER_AT = 2 * TIME_SLOT_WIDTH + 1;
+
 export const WRITE_SCRIPT = `
+-- True when value a is newer than value b (layout.ts, ORDER_MARK): both with a log position,
+-- the higher position; else the later event time, then the later nanoseconds.
+local function newer(a, b)
+  local ao = string.byte(a, ${ORDER_AT}) == ${ORDER_MARK}
+  local bo = string.byte(b, ${ORDER_AT}) == ${ORDER_MARK}
+  if ao and bo and string.byte(a, ${ORDER_AT + 1}) ~= 32 and string.byte(b, ${ORDER_AT + 1}) ~= 32 then
+    -- Two 8-digit halves: exact as Lua numbers, unlike one 64-bit number.
+    local x, y = tonumber(string.sub(a, ${ORDER_AT + 1}, ${ORDER_AT + 8}), 16), tonumber(string.sub(b, ${ORDER_AT + 1}, ${ORDER_AT + 8}), 16)
+    if x ~= y then return x > y end
+    x, y = tonumber(string.sub(a, ${ORDER_AT + 9}, ${ORDER_AT + 16}), 16), tonumber(string.sub(b, ${ORDER_AT + 9}, ${ORDER_AT + 16}), 16)
+    if x ~= y then return x > y end
+  end
+  local x, y = tonumber(string.sub(a, 1, ${TIME_SLOT_WIDTH})), tonumber(string.sub(b, 1, ${TIME_SLOT_WIDTH}))
+  if x ~= y then return x > y end
+  x = ao and tonumber(string.sub(a, ${ORDER_AT + 17}, ${ORDER_AT + 22})) or 0
+  y = bo and tonumber(string.sub(b, ${ORDER_AT + 17}, ${ORDER_AT + 22})) or 0
+  return x > y
+end
 local now = tonumber(ARGV[1])
 local field = ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -79,7 +102,7 @@ for i = 2, #KEYS do
     if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
       live = nil
     end
-    if not (live and tonumber(string.sub(stored, 1, ${TIME_SLOT_WIDTH})) >= tonumber(string.sub(value, 1, ${TIME_SLOT_WIDTH}))) then
+    if not live or newer(value, stored) then
       if ttl > 0 then
         local pttl = redis.call('PTTL', key)
         redis.call('HSET', key, field, value)
