@@ -74,6 +74,27 @@ describe('hubspot writer', () => {
     expect(count(real.results)).toEqual(count(dry.results));
   });
 
+  it('a key written twice in one run ends with its last value, in one request or in two concurrent ones', async () => {
+    // The writer compares each record with the contact as read before its request: two
+    // records of one email in a request, or in two requests in flight at once, must not be
+    // judged against the same old value (the later one would come back `unchanged` and the
+    // older value would stay).
+    const sim = await startHubspotSimulator({ searchLagMs: 0, latencyMs: 50 });
+    sims.push(sim);
+    const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
+    const firstname = (email: string) => sim.objects('contacts').find((o) => o.properties.email === email)?.properties.firstname;
+    await run(config, [{ email: 'one@example.com', firstname: 'A' }, { email: 'two@example.com', firstname: 'A' }]);
+
+    const sameRequest = await run(config, [{ email: 'one@example.com', firstname: 'B' }, { email: 'one@example.com', firstname: 'A' }]);
+    expect(firstname('one@example.com')).toBe('A');
+    expect(sameRequest.results!.map((r) => r.status)).toEqual(['updated', 'updated']);
+
+    // 101 records: two requests of the writer's concurrency 2, the key at both ends.
+    const twoRequests = await run(config, [{ email: 'two@example.com', firstname: 'B' }, ...people(99), { email: 'two@example.com', firstname: 'A' }]);
+    expect(firstname('two@example.com')).toBe('A');
+    expect(count(twoRequests.results)).toEqual({ created: 99, updated: 2 });
+  });
+
   it('a 429 storm is ridden out: every record written once', async () => {
     const { sim, config } = await setup();
     sim.throttle(4);

@@ -87,4 +87,32 @@ describe('reverse ETL into Salesforce through tributary sync', () => {
     expect(patches.length).toBe(firstPatches);
     expect(sim.records('Contact')).toHaveLength(CONTACTS);
   });
+
+  it('a dry run saves no checkpoint: the real run after it writes every contact', async () => {
+    const syncFile = (dryRun: boolean) =>
+      JSON.stringify({
+        connection: 'contacts-to-salesforce',
+        source: { connector: 'sample', config: { seed: 3, counts: { companies: 10, contacts: 50, deals: 0, activities: 0 }, checkpoint_every: 10 } },
+        streams: [{ name: 'contacts', sync_mode: 'incremental' }],
+        writer: {
+          connector: 'salesforce',
+          config: credentials(sim),
+          object: 'Contact',
+          mode: 'upsert',
+          id_property: 'External_Id__c',
+          fields: { External_Id__c: 'email', Email: 'email', FirstName: 'first_name', LastName: 'last_name' },
+          dry_run: dryRun,
+        },
+      });
+    await writeFile(join(dir, 'retl.json'), syncFile(true));
+    const dry = await run('sync', 'retl.json', '--json');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(sim.records('Contact')).toHaveLength(0);
+    expect((await audit()).map((e) => e.status)).toEqual(Array(50).fill('created'));
+    // Had the dry run saved its checkpoints, this run would resume after all 50 and write none.
+    await writeFile(join(dir, 'retl.json'), syncFile(false));
+    const real = await run('sync', 'retl.json', '--json');
+    expect(real.code, real.stderr).toBe(0);
+    expect(sim.records('Contact')).toHaveLength(50);
+  });
 });

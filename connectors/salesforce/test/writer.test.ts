@@ -62,6 +62,24 @@ describe('salesforce writer', () => {
     expect(after.filter((r, i) => r.SystemModstamp !== stamps[i]).length).toBeLessThanOrEqual(5);
   });
 
+  it('a key written twice in one run ends with its last value, in one request or in two concurrent ones', async () => {
+    // The writer compares each record with the row queried before its upsert: two records of
+    // one external id in a request, or in two requests in flight at once, must not be judged
+    // against the same old row (the later one would come back `unchanged`, the older value stay).
+    const { sim } = await orgWithLog();
+    const name = (key: string) => sim.records('Account').find((r) => r.External_Id__c === key)?.Name;
+    await write(sim, [{ External_Id__c: 'one', Name: 'A' }, { External_Id__c: 'two', Name: 'A' }]);
+
+    const sameRequest = await write(sim, [{ External_Id__c: 'one', Name: 'B' }, { External_Id__c: 'one', Name: 'A' }]);
+    expect(name('one')).toBe('A');
+    expect(sameRequest.results!.map((r) => r.status)).toEqual(['updated', 'updated']);
+
+    // 201 records: two requests of the writer's concurrency 2, the key at both ends.
+    const twoRequests = await write(sim, [{ External_Id__c: 'two', Name: 'B' }, ...accounts(199), { External_Id__c: 'two', Name: 'A' }]);
+    expect(name('two')).toBe('A');
+    expect(twoRequests.counts).toMatchObject({ created: 199, updated: 2, unchanged: 0, failed: 0 });
+  });
+
   it('a dry run reports creates, updates and unchanged and changes nothing', async () => {
     const { sim, log } = await orgWithLog();
     await write(sim, accounts(10));

@@ -19,7 +19,7 @@ import { streamKey } from '../protocol/messages.js';
 import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
 import { runSync } from '../runtime/sync.js';
-import { writerDestination } from '../runtime/writer-destination.js';
+import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
 import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
 import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
@@ -375,7 +375,9 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
     sourceConfig,
   );
   const catalog = configureCatalog(discovered, sync.streams, destination.spec.supportedDestinationSyncModes);
-  const stateStore = await openStateStore(sync.state);
+  const openedStore = await openStateStore(sync.state);
+  // A dry run writes nothing, so it must not move the connection's checkpoint either.
+  const stateStore = sync.writer?.dryRun ? dryRunStateStore(openedStore) : openedStore;
 
   const interactive = process.stderr.isTTY === true && !values.json;
   const airbyte = new AirbyteWriter(process.stdout, redact);

@@ -45,7 +45,7 @@ export interface WriteRequest {
    */
   mode: Exclude<WriteMode, 'mirror'>;
   idProperty: string;
-  /** At most `maxBatchSize`; no two records of one request share an idempotency key. */
+  /** At most `maxBatchSize`; no two records of one request share a key (so none share an idempotency key). */
   records: WriteRecord[];
   /** Compute and return results without changing the target. */
   dryRun: boolean;

@@ -10,6 +10,12 @@
  * - Requests respect the writer's rate limit (shared limiter), its declared concurrency and
  *   batch size; each request attempt passes a circuit breaker, and retryable whole-request
  *   failures are retried with backoff.
+ * - Records of one key (one target row) are applied in input order, so the last one wins:
+ *   no request holds two records of a key, and a request waits for every in-flight request
+ *   (retries included) that holds one of its keys. Writers compare each record with the row
+ *   as it was before the request, and concurrent requests (or a retry) land in any order:
+ *   without this an older value could be applied over a newer one, and the newer record
+ *   reported `unchanged`.
  * - `mirror` deletes only when the upserted key set is complete: if any input record lacked
  *   a key, or the run was halted, the delete phase is skipped (deleting rows that a keyless
  *   record may correspond to would lose data).
@@ -225,17 +231,26 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     if (strays > 0) ctx.logger.warn(`writer ${writer.name} returned ${strays} result(s) matching no record of the request`, { object });
   }
 
-  /** Sends batches with at most `concurrency` requests in flight. */
+  /**
+   * Sends batches with at most `concurrency` requests in flight, and never two at once that
+   * hold a record of the same key (the later waits: see the module comment).
+   */
   function createDispatcher(session: WriterSession): {
     submit(request: WriteRequest): Promise<void>;
     drain(): Promise<void>;
     settle(): Promise<void>;
   } {
-    const inFlight = new Set<Promise<void>>();
+    /** In-flight requests and the keys of their records. */
+    const inFlight = new Map<Promise<void>, ReadonlySet<string>>();
     let failure: unknown;
+    const sharesKeyWithInFlight = (keys: ReadonlySet<string>): boolean => {
+      for (const held of inFlight.values()) for (const key of keys) if (held.has(key)) return true;
+      return false;
+    };
     return {
       async submit(request) {
-        while (inFlight.size >= concurrency) await Promise.race(inFlight);
+        const keys = new Set(request.records.map((r) => r.key));
+        while (inFlight.size >= concurrency || sharesKeyWithInFlight(keys)) await Promise.race(inFlight.keys());
         if (failure !== undefined) throw failure;
         const p: Promise<void> = send(session, request).then(
           () => {
@@ -246,15 +261,15 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
             failure ??= error;
           },
         );
-        inFlight.add(p);
+        inFlight.set(p, keys);
       },
       async drain() {
-        while (inFlight.size > 0) await Promise.race(inFlight);
+        while (inFlight.size > 0) await Promise.race(inFlight.keys());
         if (failure !== undefined) throw failure;
       },
       /** Waits for in-flight requests without raising (before closing the session on an error). */
       async settle() {
-        while (inFlight.size > 0) await Promise.race(inFlight);
+        while (inFlight.size > 0) await Promise.race(inFlight.keys());
       },
     };
   }
@@ -292,10 +307,12 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         continue;
       }
       seenKeys?.add(key);
-      // Identical records in one request would share an idempotency key; split them.
-      if (batchKeys.has(idempotencyKey)) await flush();
+      // One record per key and request: a writer judges every record of a request against
+      // the row as it was before the request, so a second record of the key would be compared
+      // with a stale row (and identical records would share an idempotency key).
+      if (batchKeys.has(key)) await flush();
       batch.push({ idempotencyKey, key, fields });
-      batchKeys.add(idempotencyKey);
+      batchKeys.add(key);
       if (batch.length >= writer.maxBatchSize) await flush();
     }
     await flush();

@@ -6,6 +6,7 @@ import { TributaryError } from '../errors.js';
 import { createConnectorContext } from '../connector/create-context.js';
 import { createCircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { RecordData } from '../protocol/messages.js';
+import type { StateStore } from '../state/store.js';
 import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
 
 /** Where a reverse-ETL sync writes one source stream. */
@@ -17,7 +18,10 @@ export interface WriterTarget {
   idProperty: string;
   /** Target field ← source field. Without it, records are written with their own field names. */
   fields?: Record<string, string>;
-  /** Compute results without changing the target. */
+  /**
+   * Compute results without changing the target. Run such a sync with
+   * `dryRunStateStore(store)`: its checkpoints cover records that were not written.
+   */
   dryRun?: boolean;
   breaker?: { failureThreshold: number; resetAfterMs: number };
   /** Receives every per-record result: the audit trail. */
@@ -137,4 +141,21 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
       };
     },
   });
+}
+
+/**
+ * The state store of a dry-run sync. It loads the connection's committed state, so the dry
+ * run previews what the next real run would write, and saves and resets nothing: a dry run
+ * writes no record to the target, and a checkpoint it saved would make the next real run
+ * resume after those records — they would never be written.
+ */
+export function dryRunStateStore(store: StateStore): StateStore {
+  return {
+    location: `${store.location} (read only: dry run)`,
+    load: (connection) => store.load(connection),
+    async save() {},
+    async reset() {},
+    list: () => store.list(),
+    close: () => store.close(),
+  };
 }
