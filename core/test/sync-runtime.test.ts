@@ -468,4 +468,46 @@ describe('runSync with a writer as the destination', () => {
     expect((await run()).outcome).toBe('completed');
     expect(statuses.slice(300)).toEqual(Array(300).fill('unchanged'));
   });
+
+  it('saves each checkpoint only after the audit entries of every record written before it were flushed', async () => {
+    const { defineWriter, writerDestination } = await import('@tributary/core');
+    const writer = defineWriter({
+      name: 'memory-crm',
+      spec: { connectionSpecification: { type: 'object' } },
+      rateLimit: { requests: 1_000, perMs: 1_000, concurrency: 2 },
+      maxBatchSize: 25,
+      async check() {},
+      async discover() {
+        return [{ name: 'items', fields: [{ name: 'id', schema: { type: 'integer' } }], idProperties: ['id'], modes: ['upsert'] }];
+      },
+      async open() {
+        return {
+          async write(request) {
+            return request.records.map((r) => ({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'created' as const }));
+          },
+          async close() {},
+        };
+      },
+    });
+    let audited = 0;
+    let flushed = 0;
+    const destination = writerDestination(writer, {
+      object: 'items',
+      mode: 'upsert',
+      idProperty: 'id',
+      audit: () => audited++,
+      flushAudit: async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        flushed = audited;
+      },
+    });
+    // At each save: how many records were audited, and how many of those were flushed.
+    const atSave: Array<[number, number]> = [];
+    const watched: StateStore = { ...store, save: async (connection, state) => (atSave.push([audited, flushed]), store.save(connection, state)) };
+    const result = await runSync({ connection: 'audit', source: countingSource, sourceConfig: { count: 300, every: 40 }, destination, destinationConfig: {}, catalog: catalog(), stateStore: watched, batching: { maxRecords: 40, commitIntervalMs: 0 } });
+    expect(result.outcome).toBe('completed');
+    expect(audited).toBe(300);
+    expect(atSave.length).toBeGreaterThan(1);
+    for (const [a, f] of atSave) expect(f).toBe(a);
+  });
 });

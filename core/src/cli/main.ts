@@ -1,4 +1,3 @@
-import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -10,6 +9,7 @@ import type { Destination } from '../connector/destination.js';
 import { expandRecordPages, type Source, type SourceMessage } from '../connector/source.js';
 import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
 import { renderSpecTable, updateReadmeSection } from '../docs/spec-table.js';
+import { openAppendLog } from '../fs/append-log.js';
 import { writeFileAtomic } from '../fs/atomic-file.js';
 import { createMetricsRegistry } from '../metrics/metrics.js';
 import { TributaryError, toTributaryError } from '../errors.js';
@@ -339,21 +339,18 @@ async function openTarget(sync: SyncFile): Promise<{ destination: Destination; c
   }
   const selection = sync.writer!;
   const writer = await loadConnector(selection.connector, 'writer');
-  // The audit trail: one JSON line per record result, appended, flushed at the end.
-  const audit = createWriteStream(selection.audit, { flags: 'a' });
+  // The audit trail: one JSON line per record result, appended; durable at each commit.
+  const audit = openAppendLog(selection.audit);
   const destination = writerDestination(writer, {
     object: selection.object,
     mode: selection.mode,
     idProperty: selection.idProperty,
     ...(selection.fields ? { fields: selection.fields } : {}),
     dryRun: selection.dryRun,
-    audit: (entry) => audit.write(JSON.stringify(entry) + '\n'),
+    audit: (entry) => audit.append(JSON.stringify(entry)),
+    flushAudit: () => audit.flush(),
   });
-  return {
-    destination,
-    config: selection.config,
-    close: () => new Promise<void>((resolve, reject) => audit.end((error?: Error | null) => (error ? reject(error) : resolve()))),
-  };
+  return { destination, config: selection.config, close: () => audit.close() };
 }
 
 async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): Promise<number> {

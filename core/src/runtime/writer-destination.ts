@@ -26,6 +26,11 @@ export interface WriterTarget {
   breaker?: { failureThreshold: number; resetAfterMs: number };
   /** Receives every per-record result: the audit trail. */
   audit?: (entry: WriteAuditEntry) => void;
+  /**
+   * Makes every audit entry received so far durable. The destination's commit awaits it, so
+   * the runtime never saves a checkpoint covering records whose audit lines could be lost.
+   */
+  flushAudit?: () => Promise<void>;
 }
 
 /**
@@ -133,8 +138,11 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
           });
           return { rejected };
         },
-        // The target applied every record before `write` returned: nothing is buffered here.
-        async commit() {},
+        // The target applied every record before `write` returned; what may still be buffered
+        // is their audit trail, made durable before the runtime saves the checkpoint.
+        async commit() {
+          await target.flushAudit?.();
+        },
         async close() {
           await session.close();
         },
