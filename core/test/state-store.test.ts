@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -219,6 +219,19 @@ describe.each([fileHarness, postgresHarness])('$name state store contract', (har
     expect(await store.list()).toEqual([]);
   });
 
+  it('gives a connection’s sync lock to one holder at a time, across store instances, until released', async () => {
+    const { store, reopen } = await harness.fresh();
+    const other = await reopen();
+    const lock = await store.lock!('locked');
+    await expect(other.lock!('locked')).rejects.toMatchObject({ kind: 'config', userMessage: expect.stringMatching(/"locked" is already being synced/) });
+    // Other connections are not held.
+    const elsewhere = await other.lock!('elsewhere');
+    await elsewhere.release();
+    await lock.release();
+    const again = await other.lock!('locked');
+    await again.release();
+  });
+
   it('never shows a secret in its location', async () => {
     const { store } = await harness.fresh();
     const secret = harness.secret?.();
@@ -269,6 +282,31 @@ describe('file state store', () => {
     // A file copied over another connection's must not be taken for it.
     await writeFile(join(dir, connectionFileName('b')), JSON.stringify(envelope));
     await expect(store.load('b')).rejects.toThrow(/belongs to connection "a"/);
+  });
+
+  it('takes over a sync lock whose holder process is gone, and a release never removes a lock taken over from it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-lock-'));
+    try {
+      const store = createFileStateStore(dir);
+      // A sync killed with SIGKILL leaves its lock file behind: its pid no longer runs.
+      const dead = spawn(process.execPath, ['-e', '']);
+      await new Promise((r) => dead.once('exit', r));
+      const path = join(dir, 'stale.lock');
+      await writeFile(path, JSON.stringify({ pid: dead.pid, host: hostname(), since: '2026-01-01T00:00:00.000Z', token: 'dead' }));
+      const lock = await store.lock!('stale');
+      expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid });
+      // Presumed dead in turn and taken over by another holder: releasing leaves that one's lock.
+      await writeFile(path, JSON.stringify({ pid: process.pid, host: hostname(), since: '2026-01-01T00:00:00.000Z', token: 'someone else' }));
+      await lock.release();
+      expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ token: 'someone else' });
+      // A holder on another host is never presumed dead.
+      await writeFile(path, JSON.stringify({ pid: dead.pid, host: `not-${hostname()}`, since: '2026-01-01T00:00:00.000Z', token: 'remote' }));
+      await expect(store.lock!('stale')).rejects.toMatchObject({ kind: 'config', userMessage: expect.stringContaining(`process ${dead.pid} on not-${hostname()}`) });
+      expect(await store.list()).toEqual([]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('never leaves a torn file when the writing process is SIGKILLed', async () => {

@@ -373,6 +373,34 @@ describe('runSync', () => {
   });
 });
 
+describe('runSync: one sync per connection', () => {
+  it('a second sync of a connection that is syncing is refused before it reads or writes; the first completes', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let reads = 0;
+    const gated = defineSource({
+      ...countingSource,
+      async *read(ctx, config, catalog, state) {
+        reads++;
+        await held;
+        yield* countingSource.read(ctx, config, catalog, state);
+      },
+    });
+    const first = newTarget();
+    const running = syncInto(first, { source: gated, sourceConfig: { count: 30, every: 10 } });
+    while (reads === 0) await new Promise((r) => setTimeout(r, 1));
+    const second = newTarget();
+    await expect(syncInto(second, { sourceConfig: { count: 30, every: 10 } })).rejects.toMatchObject({ kind: 'config', userMessage: expect.stringMatching(/"c" is already being synced by process \d+/) });
+    expect(second.written).toEqual([]);
+    release();
+    expect((await running).outcome).toBe('completed');
+    expect(first.durable).toHaveLength(30);
+    expect(await store.load('c')).toEqual({ streams: { items: { offset: 30 } } });
+    // Released at the end: the next sync runs.
+    expect((await syncInto(newTarget(), { sourceConfig: { count: 30, every: 10 } })).outcome).toBe('completed');
+  });
+});
+
 describe('runSync rate limiting', () => {
   it('reports RATE_LIMITED for running streams when the peer answers 429, then completes', async () => {
     const { createServer } = await import('node:http');

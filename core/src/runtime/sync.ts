@@ -52,8 +52,19 @@ export interface SyncResult {
  * every record before it; `source.ack(state)` runs only after the store saved it; a failed
  * or interrupted sync still commits what was acknowledged, so the next run resumes there.
  * Full-refresh streams drop their state once completed, so the next sync reads them anew.
+ * One sync per connection at a time: it holds the state store's connection lock (when the
+ * store has one) from before it loads the state until it returns.
  */
 export async function runSync(options: SyncOptions): Promise<SyncResult> {
+  const lock = await options.stateStore.lock?.(options.connection);
+  try {
+    return await syncHoldingLock(options);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
   const started = Date.now();
   const { source, destination, catalog } = options;
   const sourceConfig = parseConfig(source.spec.connectionSpecification, options.sourceConfig, 'source config');

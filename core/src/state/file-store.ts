@@ -12,13 +12,15 @@
  * Operations on one connection run one at a time, in call order (per store instance);
  * `close` waits for those in flight.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { SyncState } from '../connector/state.js';
 import { TributaryError } from '../errors.js';
 import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
-import type { StateStore } from './store.js';
+import type { ConnectionLock, StateStore } from './store.js';
 import { writeFileAtomic } from '../fs/atomic-file.js';
 
 const SUFFIX = '.json';
@@ -125,11 +127,91 @@ export function createFileStateStore(dir: string): StateStore {
       }
       return files.flatMap((file) => connectionOfFile(file) ?? []).sort();
     },
+    lock: (connection) => lockConnection(root, connection, pathOf(connection).slice(0, -SUFFIX.length) + LOCK_SUFFIX),
     async close() {
       closed = true;
       await queue.drain();
     },
   };
+}
+
+/** Beside the state file: `<encoded connection>.lock` (never listed: `list` reads `.json` files only). */
+const LOCK_SUFFIX = '.lock';
+
+interface LockHolder {
+  pid: number;
+  host: string;
+  since: string;
+  token: string;
+}
+
+/**
+ * The file store's connection lock: a file created exclusively (`wx`), naming its holder's
+ * process and host. A lock whose holder is a process of this host that no longer runs (a
+ * sync killed with SIGKILL) is taken over. Two processes taking over the same stale lock at
+ * the same instant could both succeed: the window is the time between reading the stale
+ * file and creating the new one.
+ */
+async function lockConnection(root: string, connection: string, path: string): Promise<ConnectionLock> {
+  await ensureDir(root).catch((error: unknown) => {
+    throw ioError('create the state directory', root, error);
+  });
+  const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: randomUUID() };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      try {
+        await handle.writeFile(JSON.stringify(me));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return {
+        async release() {
+          // Only our own lock: one taken over from us (we were presumed dead) is not ours to remove.
+          if ((await readHolder(path))?.token === me.token) await unlink(path).catch(() => undefined);
+        },
+      };
+    } catch (error) {
+      if (codeOf(error) !== 'EEXIST') throw ioError('lock the state of', path, error);
+    }
+    const holder = await readHolder(path);
+    if (holder !== undefined && holder.host === me.host && !processRuns(holder.pid)) {
+      await unlink(path).catch(() => undefined);
+      continue;
+    }
+    if (holder === undefined && attempt < 2) {
+      // Released meanwhile, or being written by its new holder: look again.
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    throw new TributaryError('config', {
+      userMessage:
+        `Connection ${JSON.stringify(connection)} is already being synced` +
+        (holder ? ` by process ${holder.pid} on ${holder.host} (since ${holder.since})` : '') +
+        `: run one sync per connection at a time. If no such sync runs any more, delete ${path}`,
+    });
+  }
+  throw new TributaryError('config', { userMessage: `Could not take the sync lock ${path}: it keeps changing hands; is another sync of ${JSON.stringify(connection)} starting?` });
+}
+
+async function readHolder(path: string): Promise<LockHolder | undefined> {
+  try {
+    const holder = JSON.parse(await readFile(path, 'utf8')) as Partial<LockHolder>;
+    return typeof holder.pid === 'number' && typeof holder.host === 'string' && typeof holder.token === 'string' ? (holder as LockHolder) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return codeOf(error) === 'EPERM';
+  }
 }
 
 /** Creates the directory; when it had to, makes the new entries durable in their parents. */

@@ -154,6 +154,30 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
         // Sorted here, not by the database collation, so every store lists in the same order.
         return rows.map((r) => r.connection).sort();
       }),
+    lock: (connection) =>
+      run('lock state in', undefined, async () => {
+        checkConnectionName(connection);
+        // A session-level advisory lock on a client of its own, held until release; when the
+        // process dies its database session ends and the lock with it.
+        const client = await pool.connect();
+        const key = `tributary:${where}:${connection}`;
+        try {
+          const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [key]);
+          if (rows[0]?.locked !== true) {
+            throw new TributaryError('config', { userMessage: `Connection ${JSON.stringify(connection)} is already being synced (its lock in ${where} is held by another session): run one sync per connection at a time` });
+          }
+        } catch (error) {
+          client.release();
+          throw error;
+        }
+        return {
+          async release() {
+            let broken: unknown;
+            await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((error: unknown) => (broken = error));
+            client.release(broken instanceof Error ? broken : undefined);
+          },
+        };
+      }),
     close: () => (closing ??= queue.drain().then(() => pool.end())),
   };
 }

@@ -15,5 +15,18 @@ export interface StateStore {
   /** Drops the state of a connection, or of some of its streams (by stream key). */
   reset(connection: string, streams?: readonly string[]): Promise<void>;
   list(): Promise<string[]>;
+  /**
+   * Takes the connection's sync lock, or throws a `config` TributaryError saying who holds
+   * it: two syncs of one connection would read the same state, deliver the same records
+   * twice and overwrite each other's checkpoints. Freed by `release`, and when its holder is
+   * gone (a dead process on this host; a closed database session). `runSync` holds it for
+   * the whole sync. Optional, so that stores written before it keep working (unlocked).
+   */
+  lock?(connection: string): Promise<ConnectionLock>;
   close(): Promise<void>;
+}
+
+/** A connection's sync lock, held (see `StateStore.lock`). */
+export interface ConnectionLock {
+  release(): Promise<void>;
 }
