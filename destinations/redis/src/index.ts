@@ -4,7 +4,7 @@ import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
 import { forEachWrite } from './records.js';
 import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 import { createRespConnection, type RespConnection } from './resp-connection.js';
-import { entityKeyHeads, ttlRegistryKey } from './layout.js';
+import { entityKeyHeads, TOMBSTONE_BODY, ttlRegistryKey } from './layout.js';
 import { createBodyEncoder, featureShapesKey, registerShapes, shapePreamble, type BodyEncoder } from './shapes.js';
 import { applyOps, loadWriteScript, type GroupTarget, type WriteHint } from './write-script.js';
 
@@ -23,7 +23,7 @@ export {
   type LookupManyQuery,
 } from './lookup.js';
 export { startLookupServer, type LookupServer, type LookupServerOptions } from './lookup-server.js';
-export { compareOnlineOffline, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityOptions, type ParityReport } from './parity.js';
+export { compareOnlineOffline, offlineRowFromLake, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityOptions, type ParityReport } from './parity.js';
 export { resolveMapping, type StreamMapping } from './config.js';
 
 /**
@@ -48,7 +48,9 @@ interface InFlight {
  *
  * Delivery `upsert`: a record replaces its feature group only when its event time is newer
  * than the stored one, atomically in a Lua script; replays (same event time) and late,
- * older events change nothing, so at-least-once delivery yields exactly-once state.
+ * older events change nothing, so at-least-once delivery yields exactly-once state. A CDC
+ * delete (`_tributary_op` `d`) replaces the group with a tombstone, ordered the same way,
+ * which lookups treat as absent.
  *
  * Durability: `commit()` resolves once Redis acknowledged every write sent so far. That is
  * as durable as the Redis server is configured to be — with `appendonly yes` and
@@ -163,7 +165,9 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
       const encoder = createOpsEncoder(stream.target, batch.records.length, spareBuffers.pop());
       const { bodies } = stream;
-      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, order, record) => encoder.add(head, tail, eventTimeMs, bodies.encode(record), order));
+      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
+        encoder.add(head, tail, eventTimeMs, deleted ? TOMBSTONE_BODY : bodies.encode(record), order),
+      );
       const shapes = bodies.takeUsed();
       // A shape is stored before any value naming it (see shapes.ts): checked once per session, then re-asserted ahead of each batch.
       try {

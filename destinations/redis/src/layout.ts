@@ -4,7 +4,8 @@
  * One hash per entity: `<prefix>:<tenant>:<entity type>:<entity id>` (each part with `%` and
  * `:` percent-encoded, so a part never spills into the next). One field per feature group G:
  *
- *   `g:G` = event time (15 chars) + expiry (15 chars) + body (the group's feature values)
+ *   `g:G` = event time (15 chars) + expiry (15 chars) + order (optional, 23 chars)
+ *           + body (the group's feature values, or a tombstone)
  *
  * - event time: epoch milliseconds, zero-padded to 15 characters (`-` then 14 digits when
  *   negative), so the write script reads it with one `string.sub`;
@@ -16,7 +17,12 @@
  * - body: `#` + a shape id (16 chars) + the values, binary (value-codec.ts), in the order
  *   of the shape's feature names, which the registry hash `<prefix>:feature-shapes` holds
  *   (see shapes.ts); or one JSON object, feature name → value (written for streams with too
- *   many shapes, and by versions before shapes; always readable).
+ *   many shapes, and by versions before shapes; always readable); or `-` alone, a
+ *   tombstone: the group was deleted (a CDC delete, `_tributary_op` `d`) at this event time
+ *   and order. A tombstone is ordered like any value (so an older write arriving late never
+ *   brings the group back, and a newer one replaces it), expires like the group's values,
+ *   and reads as an absent group (`deleted` in `DecodedGroup`). Readers before tombstones
+ *   skip it as a value not in the layout, i.e. also as absent.
  *
  * A group is always written and replaced as a whole, and its event time decides whether a
  * write wins, so everything of a group is one field: the write script reads it with one
@@ -125,6 +131,9 @@ export function encodeGroupValue(eventTimeMs: number, expiresAtMs: number | unde
 const BODY_START = 2 * TIME_SLOT_WIDTH;
 /** Characters of a shape id (see shapes.ts). */
 export const SHAPE_ID_LENGTH = 16;
+/** The body of a tombstone (see above): `-`, nothing after it. */
+export const TOMBSTONE_MARK = 0x2d;
+export const TOMBSTONE_BODY: Buffer = Buffer.from([TOMBSTONE_MARK]);
 
 /**
  * The order segment: which of two values of a group is newer, where event times in
@@ -174,6 +183,11 @@ export function encodeOrderSegment(lsn: string | undefined, nanos: number): Buff
   return Buffer.from(`~${lsn ?? ' '.repeat(16)}${String(nanos).padStart(6, '0')}`, 'latin1');
 }
 
+/** The nanoseconds of an order segment (`encodeOrderSegment`), 0 when there is none. */
+export function orderSegmentNanos(order: Buffer | undefined): number {
+  return order === undefined ? 0 : Number(order.toString('latin1', 17, ORDER_SEGMENT_LENGTH));
+}
+
 /** A value's place in the order above, for code that compares versions outside Redis (the parity check). */
 export interface VersionOrder {
   eventTimeMs: number;
@@ -213,6 +227,8 @@ export interface DecodedGroup {
   eventTimeMs: number;
   expiresAtMs: number | undefined;
   features: Record<string, unknown>;
+  /** A tombstone: the group was deleted at `eventTimeMs` (features is empty). Readers treat it as absent. */
+  deleted?: true;
 }
 
 /** The epoch ms of the time slot at `start` (as `encodeTimeSlot` writes it), NaN when it is not one. */
@@ -234,8 +250,9 @@ const scratch: unknown[] = [];
 
 /**
  * Decodes a group's field value; undefined when it is not in this layout (never written by
- * us). Shaped bodies are binary (value-codec.ts): read field values as bytes (a Buffer; with
- * ioredis, the `…Buffer` commands), since text decoding would corrupt them. A shaped body
+ * us). A tombstone decodes with `deleted: true` and no features: treat it as absent. Shaped
+ * bodies are binary (value-codec.ts): read field values as bytes (a Buffer; with ioredis,
+ * the `…Buffer` commands), since text decoding would corrupt them. A shaped body
  * needs its shape in `shapes` (load it first: `loadShapesFor`); without it this throws,
  * since the values cannot be named.
  */
@@ -246,11 +263,13 @@ export function decodeGroupValue(value: string | Buffer, shapes?: ShapeLookup): 
   }
   const start = bodyStart(value);
   const mark = value[start];
-  if (value.length < start + 2 || (mark !== 123 /* '{' */ && mark !== 35) /* '#' */) return undefined;
+  const tombstone = mark === TOMBSTONE_MARK && value.length === start + 1;
+  if (!tombstone && (value.length < start + 2 || (mark !== 123 /* '{' */ && mark !== 35) /* '#' */)) return undefined;
   const eventTimeMs = readTimeSlot(value, 0);
   if (Number.isNaN(eventTimeMs)) return undefined;
   const expiresAtMs = value[TIME_SLOT_WIDTH] === 32 /* blank */ ? undefined : readTimeSlot(value, TIME_SLOT_WIDTH);
   if (expiresAtMs !== undefined && Number.isNaN(expiresAtMs)) return undefined;
+  if (tombstone) return { eventTimeMs, expiresAtMs, features: {}, deleted: true };
   let features: Record<string, unknown>;
   if (mark === 35) {
     const valuesStart = start + 1 + SHAPE_ID_LENGTH;

@@ -32,9 +32,9 @@ export interface EntityFeatures {
   tenant: string;
   entityType: string;
   entityId: string;
-  /** False when no live group is stored for the entity. */
+  /** False when no live group is stored for the entity (a deleted group is not live). */
   found: boolean;
-  /** Live groups only: expired ones are left out even before Redis removed them. */
+  /** Live groups only: expired ones are left out even before Redis removed them, deleted ones (tombstones, after a CDC delete) too. */
   groups: Record<string, FeatureGroupValues>;
 }
 
@@ -97,7 +97,7 @@ export function createFeatureLookup(options: FeatureLookupOptions = {}): Feature
     const out: EntityFeatures = { tenant, entityType, entityId, found: false, groups: {} };
     for (const [name, g] of decoded) {
       if (groups && !groups.includes(name)) continue;
-      if (g.expiresAtMs !== undefined && g.expiresAtMs <= at) continue;
+      if (g.deleted || (g.expiresAtMs !== undefined && g.expiresAtMs <= at)) continue;
       out.groups[name] = {
         eventTime: formatIsoMs(g.eventTimeMs),
         eventTimeMs: g.eventTimeMs,

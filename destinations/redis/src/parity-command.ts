@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseConfig, planSync, readSyncFile, TributaryError, type PluginCommand } from '@tributary/core';
 import { loadLakeConfig, readLatestAsOf } from '@tributary/destination-lake';
 import { redisConfigSchema, resolveMapping } from './config.js';
-import { compareOnlineOffline, type ParityReport } from './parity.js';
+import { compareOnlineOffline, offlineRowFromLake, type ParityReport } from './parity.js';
 import { closeRedisClient, connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 
 const USAGE = `Usage:
@@ -10,7 +10,7 @@ const USAGE = `Usage:
 
 Compares the online feature store (Redis, as written by the sync file) with the event lake:
 per entity, the latest lake row as of the given time (default now) must be what Redis serves
-(same event time, same feature values). Streams default to every stream of the sync file.
+(same event time, same feature values); an entity whose latest row is a delete must be absent. Streams default to every stream of the sync file.
 Exit code 0 when both agree, 1 when there are differences, 2 on a usage or config error.`;
 
 /**
@@ -70,7 +70,9 @@ const parityCommand: PluginCommand = async (args) => {
       const rows = await readLatestAsOf(lake, {
         stream: stream.key,
         asOf,
-        includeDeleted: true, // Redis keeps a deleted row's last values too: compare like with like
+        // A key whose latest row is a delete comes back as that delete: Redis must not serve it
+        // (it holds a tombstone, or nothing), which the report counts as deleted.
+        includeDeleted: true,
         ...(values.tenant !== undefined ? { tenant: values.tenant } : {}),
       });
       reports.push(
@@ -78,7 +80,7 @@ const parityCommand: PluginCommand = async (args) => {
           client,
           prefix: redis.key_prefix ?? 'trib',
           mapping: resolveMapping(redis, stream),
-          offline: rows.map((row) => ({ record: row.payload, ingestTimeMs: Date.parse(row.ingest_time), position: row.source_position })),
+          offline: rows.map(offlineRowFromLake),
           ...(values.tenant !== undefined ? { tenant: values.tenant } : {}),
           sampleLimit: samples,
         }),
@@ -105,6 +107,7 @@ function describe(report: ParityReport, asOf: number): string {
     `${report.stream} (entity type ${report.entityType}, feature group ${report.featureGroup}) as of ${new Date(asOf).toISOString()}: ${report.ok ? 'IN PARITY' : 'DIFFERENCES'}`,
     `  lake entities ${report.offlineEntities}, redis entities ${report.onlineEntities}, matching ${report.matching}` +
       (report.expired ? `, expired by TTL ${report.expired}` : '') +
+      (report.deleted ? `, deleted ${report.deleted}` : '') +
       (report.unmapped ? `, lake rows without entity id/tenant/event time ${report.unmapped}` : ''),
   ];
   for (const [kind, count] of Object.entries(report.counts)) if (count > 0) lines.push(`  ${kind}: ${count}`);

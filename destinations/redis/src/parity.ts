@@ -1,6 +1,7 @@
 import type { RecordData } from '@tributary/core';
+import type { LakeRow } from '@tributary/destination-lake';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, subMillisecondNanos } from './layout.js';
+import { decodeEntityFields, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, orderSegmentNanos } from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
@@ -10,7 +11,8 @@ import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } fr
  * entity must be the values the online store (Redis) serves. Both are fed the same records;
  * the lake keeps every version and answers "latest per key as of T", Redis keeps only the
  * newest by event time. This module compares the two for one stream and names every
- * difference; it reads Redis only.
+ * difference; it reads Redis only. A key whose newest offline row is a delete must be absent
+ * online (no value, an expired one, or a tombstone).
  */
 
 /** One offline row: the source record as the lake returns it, and when the lake ingested it. */
@@ -21,12 +23,30 @@ export interface OfflineRow {
   readonly ingestTimeMs?: number;
   /** The row's source position (the lake's `source_position`): a CDC log position orders versions as in Redis. */
   readonly position?: string | null;
+  /** The row is a delete (the lake's op `delete`). A record whose `_tributary_op` is `d` is one without it. */
+  readonly deleted?: boolean;
+}
+
+/**
+ * A row of the lake's point-in-time read (`readLatestAsOf`, with `includeDeleted`) as an
+ * offline row. The lake keeps no `_tributary_*` field in the payload: a delete's commit time
+ * (which the Redis writer takes as its event time when the record has no event time field)
+ * is the row's event time, which the lake took from the commit time for a CDC stream.
+ */
+export function offlineRowFromLake(row: LakeRow): OfflineRow {
+  const deleted = row.op === 'delete';
+  return {
+    record: deleted ? { _tributary_commit_time: row.event_time, ...row.payload } : row.payload,
+    ingestTimeMs: Date.parse(row.ingest_time),
+    position: row.source_position,
+    deleted,
+  };
 }
 
 export type ParityDifferenceKind =
   /** The lake has the entity; Redis has no live value for its group. */
   | 'missing_online'
-  /** Redis serves the entity; the lake has no row for it as of T. */
+  /** Redis serves the entity; the lake has no row for it as of T, or its latest row is a delete. */
   | 'missing_offline'
   /** Both have it, with different event times (Redis stale, or the lake behind). */
   | 'event_time_differs'
@@ -49,7 +69,7 @@ export interface ParityReport {
   stream: string;
   entityType: string;
   featureGroup: string;
-  /** Entities the lake holds (latest row as of T, after the same mapping the sync used). */
+  /** Entities the lake holds (latest row as of T, after the same mapping the sync used; deleted ones left out). */
   offlineEntities: number;
   /** Entities of the group Redis serves (live, within the compared tenants). */
   onlineEntities: number;
@@ -58,6 +78,8 @@ export interface ParityReport {
   expired: number;
   /** Offline rows the Redis mapping rejects (no entity id, tenant or event time): Redis never stored them either. */
   unmapped: number;
+  /** Entities whose latest offline row is a delete and that Redis does not serve (a tombstone, or no value): expected, not a difference. */
+  deleted: number;
   counts: Record<ParityDifferenceKind, number>;
   /** The first differences found (at most `sampleLimit`). */
   samples: ParityDifference[];
@@ -89,6 +111,7 @@ interface Expected {
   nanos: number;
   values: Record<string, unknown>;
   ingestTimeMs: number | undefined;
+  deleted: boolean;
 }
 
 /** Keys read per pipeline round trip. */
@@ -108,6 +131,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     matching: 0,
     expired: 0,
     unmapped: 0,
+    deleted: 0,
     counts: { missing_online: 0, missing_offline: 0, event_time_differs: 0, values_differ: 0 },
     samples: [],
     ok: true,
@@ -122,10 +146,11 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   // time and the stored feature set are derived exactly as the destination derives them.
   // Per key the newest version wins (`isNewerVersion`: the write script's order) and, on a
   // tie, the first row — as in Redis, where a write as new as the stored one changes nothing.
+  // A delete is a version too (Redis stores a tombstone): newest, it makes the key expected absent.
   const expected = new Map<string, Expected>();
   const rows = [...options.offline];
   const { ops, rejected } = toOps(
-    rows.map((r) => r.record),
+    rows.map((r) => (r.deleted === true && r.record._tributary_op !== 'd' ? { ...r.record, _tributary_op: 'd' } : r.record)),
     mapping,
     entityKeyHeads(prefix, mapping.entityType),
   );
@@ -141,15 +166,16 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
       entityId: String(record[mapping.entityIdField]),
       eventTimeMs: write.eventTimeMs,
       lsn: normalizeLsn(rows[i]!.position ?? record._tributary_position),
-      nanos: subMillisecondNanos(record[mapping.eventTimeField]),
+      nanos: orderSegmentNanos(write.order),
       values: write.features,
       ingestTimeMs: rows[i]!.ingestTimeMs,
+      deleted: write.deleted,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
     const seen = expected.get(write.key);
     if (seen === undefined || isNewerVersion(entry, seen)) expected.set(write.key, entry);
   }
-  report.offlineEntities = expected.size;
+  for (const want of expected.values()) if (!want.deleted) report.offlineEntities++;
 
   // Offline → online: one HGETALL per entity, pipelined in chunks.
   const keys = [...expected.keys()];
@@ -160,7 +186,12 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
       const key = chunk[i]!;
       const want = expected.get(key)!;
       const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
-      const live = group !== undefined && (group.expiresAtMs === undefined || group.expiresAtMs > now);
+      const live = group !== undefined && group.deleted !== true && (group.expiresAtMs === undefined || group.expiresAtMs > now);
+      if (want.deleted) {
+        if (live) differ({ kind: 'missing_offline', tenant: want.tenant, entityId: want.entityId, key, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+        else report.deleted++;
+        continue;
+      }
       const base = { tenant: want.tenant, entityId: want.entityId, key, offlineEventTime: new Date(want.eventTimeMs).toISOString() };
       if (!live) {
         const expectedExpired = mapping.ttlMs > 0 && want.ingestTimeMs !== undefined && want.ingestTimeMs + mapping.ttlMs <= now;
@@ -183,7 +214,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     const replies = await hgetallChecked(client, batch, shapes);
     for (let i = 0; i < batch.length; i++) {
       const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
-      if (group === undefined || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
+      if (group === undefined || group.deleted === true || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
       report.onlineEntities++;
       const key = batch[i]!;
       if (expected.has(key)) continue;

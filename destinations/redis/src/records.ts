@@ -22,18 +22,24 @@ function keyPart(value: unknown): string | undefined {
 /**
  * Maps each record of a batch to its write — entity key, event time, order segment (the CDC
  * position `_tributary_position` and the event time below the millisecond, which order
- * values the millisecond cannot: see `ORDER_MARK` in layout.ts) — and calls `each` with it
- * and the record (whose features the caller encodes: `createBodyEncoder`). The key comes
+ * values the millisecond cannot: see `ORDER_MARK` in layout.ts), whether it is a delete —
+ * and calls `each` with it and the record (whose features the caller encodes:
+ * `createBodyEncoder`; a delete writes a tombstone instead, `TOMBSTONE_BODY`). The key comes
  * in two parts, its head (`entityKeyHeads`) and the encoded entity id, which make the key
  * when joined. A record without a usable entity id, tenant or event time is rejected with
  * the reason (the runtime quarantines and reports it); none is dropped.
+ *
+ * A CDC delete (`_tributary_op` `d`) usually carries only the key columns (PostgreSQL's
+ * default replica identity), so no event time field: its event time is then its commit time
+ * (`_tributary_commit_time`), as in the event lake for CDC streams. Its position orders it
+ * among the other changes of the entity either way.
  */
 export function forEachWrite(
   records: readonly RecordData[],
   mapping: StreamMapping,
   /** `entityKeyHeads(prefix, mapping.entityType)`. */
   keyHead: (tenant: string) => string,
-  each: (keyHead: string, keyTail: string, eventTimeMs: number, order: Buffer | undefined, record: RecordData, index: number) => void,
+  each: (keyHead: string, keyTail: string, eventTimeMs: number, order: Buffer | undefined, deleted: boolean, record: RecordData, index: number) => void,
 ): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
@@ -52,17 +58,26 @@ export function forEachWrite(
       rejected.push({ index, reason: `tenant field "${mapping.tenantField}" is missing or empty and no default_tenant is configured` });
       continue;
     }
-    const eventTime = parseEventTime(record[mapping.eventTimeField]);
+    let time = record[mapping.eventTimeField];
+    const deleted = record._tributary_op === 'd';
+    const atCommit = deleted && (time === undefined || time === null);
+    if (atCommit) time = record._tributary_commit_time;
+    const eventTime = parseEventTime(time);
     if (eventTime === undefined) {
-      rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time or epoch milliseconds` });
+      rejected.push({
+        index,
+        reason: atCommit
+          ? `delete without event time: event time field "${mapping.eventTimeField}" is missing and _tributary_commit_time is missing or not an ISO-8601 date-time`
+          : `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time or epoch milliseconds`,
+      });
       continue;
     }
     if (eventTime < MIN_EVENT_TIME_MS || eventTime > MAX_EVENT_TIME_MS) {
-      rejected.push({ index, reason: `event time field "${mapping.eventTimeField}" is outside the years −1199 to 33658 that the feature store holds` });
+      rejected.push({ index, reason: `${atCommit ? '_tributary_commit_time' : `event time field "${mapping.eventTimeField}"`} is outside the years −1199 to 33658 that the feature store holds` });
       continue;
     }
-    const order = encodeOrderSegment(normalizeLsn(record._tributary_position), subMillisecondNanos(record[mapping.eventTimeField]));
-    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, order, record, index);
+    const order = encodeOrderSegment(normalizeLsn(record._tributary_position), subMillisecondNanos(time));
+    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, order, deleted, record, index);
   }
   return rejected;
 }
@@ -74,12 +89,14 @@ export function featureValues(record: RecordData, features: readonly string[] | 
   return JSON.parse(JSON.stringify(values)) as Record<string, unknown>;
 }
 
-/** One record's write as the parity check sees it: entity key, event time, feature values. */
+/** One record's write as the parity check sees it: entity key, event time, feature values (none for a delete). */
 export interface MappedWrite {
   readonly key: string;
   readonly eventTimeMs: number;
   /** The order segment the writer stores (layout.ts), undefined when none. */
   readonly order: Buffer | undefined;
+  /** A delete: the writer stores a tombstone. */
+  readonly deleted: boolean;
   readonly features: Record<string, unknown>;
 }
 
@@ -90,6 +107,8 @@ export function toOps(
   keyHead: (tenant: string) => string,
 ): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
   const ops: MappedWrite[] = [];
-  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, record) => ops.push({ key: head + tail, eventTimeMs, order, features: featureValues(record, mapping.features) }));
+  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
+    ops.push({ key: head + tail, eventTimeMs, order, deleted, features: deleted ? {} : featureValues(record, mapping.features) }),
+  );
   return { ops, rejected };
 }

@@ -24,6 +24,9 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  *   event time to the nanosecond (`newer` below). A group whose expiry passed counts as
  *   absent.
  * - Otherwise the group's field is replaced. Other groups of the entity are untouched.
+ * - A tombstone (a CDC delete, layout.ts) is a value like any other here: only the time
+ *   slots and the order segment are compared, never the body, so a tombstone wins, loses,
+ *   replays and expires exactly as a value would.
  *
  * Expiry: Redis 7.0 has no per-field TTL, so each group carries its own expiry (which the
  * lookup API enforces) and the key's TTL is raised to the latest expiry of its groups. A
