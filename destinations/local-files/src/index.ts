@@ -88,6 +88,7 @@ export const localFilesDestination = defineDestination({
         // A new full refresh starts its generation from scratch.
         await rm(join(directory, dataPath), { force: true });
         manifest.files[dataPath] = 0;
+        if (manifest.completed) delete manifest.completed[dataPath];
       }
       files.set(
         stream.key,
@@ -97,6 +98,7 @@ export const localFilesDestination = defineDestination({
           dataPath,
           quarantinePath,
           committedData: manifest.files[dataPath] ?? 0,
+          windowStart: manifest.completed?.[dataPath] ?? 0,
           committedQuarantine: manifest.files[quarantinePath] ?? 0,
           validate: config.validate_records,
         }),
@@ -127,6 +129,10 @@ export const localFilesDestination = defineDestination({
           if (file.replaysSkipped > 0) ctx.logger.info(`${file.stream.key}: skipped ${file.replaysSkipped} replayed record(s) already stored`);
         }
         if (!completed) return;
+        // Everything is checkpointed now: no line stored so far can be delivered again.
+        manifest.completed = { ...(manifest.completed ?? {}) };
+        for (const file of files.values()) manifest.completed[file.dataPath] = manifest.files[file.dataPath] ?? 0;
+        await writeManifest(directory, manifest);
         for (const file of files.values()) {
           if (file.stream.destinationSyncMode !== 'overwrite') continue;
           await publish(directory, manifest, file.dataPath, fileName(file.stream.key));

@@ -12,6 +12,11 @@ export interface Manifest {
   files: Record<string, number>;
   /** Staged overwrite files being renamed into place (staging path → final path). */
   publishing?: Record<string, string>;
+  /**
+   * Per data file, its committed length when its stream's last sync completed: only lines
+   * after it can be delivered again (the replay window, see stream-file.ts). Absent: 0.
+   */
+  completed?: Record<string, number>;
 }
 
 export const MANIFEST_PATH = join('_tributary', 'manifest.json');

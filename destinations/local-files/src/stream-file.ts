@@ -8,11 +8,17 @@ import { compileSchema, describeSchemaErrors, TributaryError, type DestinationSt
 /**
  * One stream's JSON lines file plus its quarantine file.
  *
- * Replays: for keyed streams an index of (primary key → hash of the last line stored under
- * it) drops a record identical to the key's current version, so records replayed after a
- * crash, or read again unchanged, add nothing. Only the last line counts: a record equal to
- * an older version is a change back to it (A → B → A) and is appended, because the last
- * line of a key must stay its current version. Unkeyed streams are plain append.
+ * Replays: for keyed streams, a record is skipped when it is a line already stored that the
+ * runtime can be delivering again, or the key's current version read again unchanged:
+ * - the replay window: lines stored since the stream's last completed sync (the runtime
+ *   replays records after its last saved checkpoint, and a completed sync saved its last
+ *   one). Per key they are matched in order: a record equal to a window line after the last
+ *   one matched is that line replayed;
+ * - the key's last line: a record equal to it changes nothing.
+ * Anything else is appended, so a change back to an older version (A → B → A) after a
+ * completed sync is stored and the last line of a key stays its current version. Inside one
+ * window, a record equal to a later line of its key that was not yet matched counts as a
+ * replay of it. Unkeyed streams are plain append.
  */
 export interface StreamFile {
   readonly stream: DestinationStream;
@@ -35,6 +41,8 @@ export interface StreamFileOptions {
   quarantinePath: string;
   /** Committed lengths from the manifest; longer files are cut back to them. */
   committedData: number;
+  /** Byte offset in the data file where the replay window starts (its length at the stream's last completed sync). */
+  windowStart: number;
   committedQuarantine: number;
   validate: boolean;
 }
@@ -46,7 +54,8 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
   const keyPaths = stream.primaryKey;
   const keyed = keyPaths.length > 0;
   const index = new Map<string, string>();
-  if (keyed) await loadIndex(join(options.directory, options.dataPath), keyPaths, index);
+  const window = new Map<string, WindowLines>();
+  if (keyed) await loadIndex(join(options.directory, options.dataPath), keyPaths, options.windowStart, index, window);
   const validate = options.validate ? compileSchema(stream.jsonSchema) : undefined;
   let replaysSkipped = 0;
 
@@ -61,9 +70,10 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       let lines = '';
       let quarantined = '';
       const rejected: RejectedRecord[] = [];
-      // Last lines of this batch's keys: they enter the index only once the batch is written,
-      // so a retry of a failed write does not take its own records for replays.
+      // This batch's lines by key: they enter the index and the window only once the batch is
+      // written, so a retry of a failed write does not take its own records for replays.
       const latest = new Map<string, string>();
+      const written: Array<[string, string]> = [];
       for (let i = 0; i < records.length; i++) {
         const record = records[i];
         const reason = problemWith(record, keyPaths, validate);
@@ -76,16 +86,24 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         if (keyed) {
           const key = keyOf(record as RecordData, keyPaths);
           const hash = hashLine(line);
-          if ((latest.get(key) ?? index.get(key)) === hash) {
+          if (isReplay(window.get(key), hash) || (latest.get(key) ?? index.get(key)) === hash) {
             replaysSkipped++;
             continue;
           }
           latest.set(key, hash);
+          written.push([key, hash]);
         }
         lines += line + '\n';
       }
       if (lines) data.size += (await data.handle.write(lines)).bytesWritten;
       for (const [key, hash] of latest) index.set(key, hash);
+      // Stored now, so in the window, but never matched as a replay within this session.
+      for (const [key, hash] of written) {
+        const lines = window.get(key) ?? { hashes: [], matched: 0 };
+        lines.hashes.push(hash);
+        lines.matched = lines.hashes.length;
+        window.set(key, lines);
+      }
       if (quarantined) quarantine.size += (await quarantine.handle.write(quarantined)).bytesWritten;
       return rejected;
     },
@@ -142,16 +160,40 @@ function hashLine(line: string): string {
   return createHash('sha1').update(line).digest('base64');
 }
 
-/** Indexes the last line of every key in the file (later lines replace earlier ones). */
-async function loadIndex(path: string, keyPaths: string[][], index: Map<string, string>): Promise<void> {
+/** A key's lines in the replay window, in file order, and how many of them a replay has matched. */
+interface WindowLines {
+  hashes: string[];
+  matched: number;
+}
+
+/** Whether `hash` is a window line of its key not yet matched (it is then matched, with every line before it). */
+function isReplay(lines: WindowLines | undefined, hash: string): boolean {
+  if (lines === undefined) return false;
+  const at = lines.hashes.indexOf(hash, lines.matched);
+  if (at === -1) return false;
+  lines.matched = at + 1;
+  return true;
+}
+
+/** Indexes the last line of every key in the file (later lines replace earlier ones), and the lines from `windowStart` on per key. */
+async function loadIndex(path: string, keyPaths: string[][], windowStart: number, index: Map<string, string>, window: Map<string, WindowLines>): Promise<void> {
   const exists = await stat(path).then(
     () => true,
     () => false,
   );
   if (!exists) return;
   const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
+  let offset = 0;
   for await (const line of lines) {
+    const at = offset;
+    offset += Buffer.byteLength(line) + 1;
     if (!line) continue;
-    index.set(keyOf(JSON.parse(line) as RecordData, keyPaths), hashLine(line));
+    const key = keyOf(JSON.parse(line) as RecordData, keyPaths);
+    const hash = hashLine(line);
+    index.set(key, hash);
+    if (at < windowStart) continue;
+    const inWindow = window.get(key) ?? { hashes: [], matched: 0 };
+    inWindow.hashes.push(hash);
+    window.set(key, inWindow);
   }
 }

@@ -137,6 +137,28 @@ describe('local files destination: what a replay may drop', () => {
     ]);
   });
 
+  it('a replay after a crash of several versions of one key adds nothing; a change back after a completed sync is stored', async () => {
+    // Two changes of one row committed, then the sync dies before its checkpoint is saved.
+    const crashed = await open([stream({ resuming: true })]);
+    await crashed.write({ stream: 'people', records: [{ id: 3, name: 'a' }, { id: 3, name: 'b' }], emittedAt: 0 });
+    await crashed.commit();
+    await crashed.close({ completed: false });
+    // The rerun delivers both again, then a new change.
+    const rerun = await open([stream({ resuming: true })]);
+    await rerun.write({ stream: 'people', records: [{ id: 3, name: 'a' }, { id: 3, name: 'b' }, { id: 3, name: 'c' }], emittedAt: 0 });
+    await rerun.close({ completed: true });
+    // After the completed sync nothing can be replayed: the same value again is a change back.
+    const later = await open([stream({ resuming: true })]);
+    await later.write({ stream: 'people', records: [{ id: 3, name: 'b' }], emittedAt: 0 });
+    await later.close({ completed: true });
+    expect((await lines(join(directory, 'people.jsonl'))).filter((r) => r.id === 3)).toEqual([
+      { id: 3, name: 'a' },
+      { id: 3, name: 'b' },
+      { id: 3, name: 'c' },
+      { id: 3, name: 'b' },
+    ]);
+  });
+
   it('refuses two streams that would share one file', async () => {
     await expect(open([stream({ key: 'a/b', name: 'a/b' }), stream({ key: 'a_b', name: 'a_b' })])).rejects.toMatchObject({ kind: 'config' });
   });
