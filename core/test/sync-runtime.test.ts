@@ -7,9 +7,11 @@ import {
   createFileStateStore,
   defineDestination,
   defineSource,
+  defineWriter,
   record,
   runSync,
   TributaryError,
+  writerDestination,
   type ConfiguredAirbyteCatalog,
   type Destination,
   type RecordData,
@@ -17,6 +19,7 @@ import {
   type StateStore,
   type SyncOptions,
   type SyncState,
+  type WriterSession,
 } from '@tributary/core';
 
 /**
@@ -453,37 +456,41 @@ describe('runSync rate limiting', () => {
   });
 });
 
+/** A writer of one object, `items` keyed by `id`, whose requests `session` answers; up to `concurrency` requests at once, 25 records each. */
+function memoryCrmWriter(concurrency: number, session: WriterSession) {
+  return defineWriter({
+    name: 'memory-crm',
+    spec: { connectionSpecification: { type: 'object' } },
+    rateLimit: { requests: 1_000, perMs: 1_000, concurrency },
+    maxBatchSize: 25,
+    async check() {},
+    async discover() {
+      return [{ name: 'items', fields: [{ name: 'id', schema: { type: 'integer' } }], idProperties: ['id'], modes: ['upsert'] }];
+    },
+    async open() {
+      return session;
+    },
+  });
+}
+
 describe('runSync with a writer as the destination', () => {
   it('completes with a writer limited to one request at a time, replays come back unchanged', async () => {
-    const { defineWriter, writerDestination } = await import('@tributary/core');
     const rows = new Map<string, string>();
     let inFlight = 0;
     let maxInFlight = 0;
-    const writer = defineWriter({
-      name: 'memory-crm',
-      spec: { connectionSpecification: { type: 'object' } },
-      rateLimit: { requests: 1_000, perMs: 1_000, concurrency: 1 },
-      maxBatchSize: 25,
-      async check() {},
-      async discover() {
-        return [{ name: 'items', fields: [{ name: 'id', schema: { type: 'integer' } }], idProperties: ['id'], modes: ['upsert'] }];
+    const writer = memoryCrmWriter(1, {
+      async write(request) {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 1));
+        inFlight--;
+        return request.records.map((r) => {
+          const before = rows.get(r.key);
+          rows.set(r.key, r.idempotencyKey);
+          return { idempotencyKey: r.idempotencyKey, key: r.key, status: before === undefined ? 'created' : before === r.idempotencyKey ? 'unchanged' : 'updated' };
+        });
       },
-      async open() {
-        return {
-          async write(request) {
-            inFlight++;
-            maxInFlight = Math.max(maxInFlight, inFlight);
-            await new Promise((r) => setTimeout(r, 1));
-            inFlight--;
-            return request.records.map((r) => {
-              const before = rows.get(r.key);
-              rows.set(r.key, r.idempotencyKey);
-              return { idempotencyKey: r.idempotencyKey, key: r.key, status: before === undefined ? 'created' : before === r.idempotencyKey ? 'unchanged' : 'updated' };
-            });
-          },
-          async close() {},
-        };
-      },
+      async close() {},
     });
     const statuses: string[] = [];
     const destination = writerDestination(writer, { object: 'items', mode: 'upsert', idProperty: 'id', audit: (e) => statuses.push(e.status) });
@@ -498,24 +505,11 @@ describe('runSync with a writer as the destination', () => {
   });
 
   it('saves each checkpoint only after the audit entries of every record written before it were flushed', async () => {
-    const { defineWriter, writerDestination } = await import('@tributary/core');
-    const writer = defineWriter({
-      name: 'memory-crm',
-      spec: { connectionSpecification: { type: 'object' } },
-      rateLimit: { requests: 1_000, perMs: 1_000, concurrency: 2 },
-      maxBatchSize: 25,
-      async check() {},
-      async discover() {
-        return [{ name: 'items', fields: [{ name: 'id', schema: { type: 'integer' } }], idProperties: ['id'], modes: ['upsert'] }];
+    const writer = memoryCrmWriter(2, {
+      async write(request) {
+        return request.records.map((r) => ({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'created' as const }));
       },
-      async open() {
-        return {
-          async write(request) {
-            return request.records.map((r) => ({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'created' as const }));
-          },
-          async close() {},
-        };
-      },
+      async close() {},
     });
     let audited = 0;
     let flushed = 0;

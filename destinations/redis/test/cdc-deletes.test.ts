@@ -11,16 +11,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createConnectorContext,
-  createFileStateStore,
-  defineSource,
   parseConfig,
-  runSync,
   type AirbyteStream,
-  type ConfiguredAirbyteCatalog,
-  type Destination,
   type RecordData,
 } from '@tributary/core';
-import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
+import { readLatestAsOf } from '@tributary/destination-lake';
 import {
   compareOnlineOffline,
   createFeatureLookup,
@@ -32,7 +27,7 @@ import {
   redisDestination,
   resolveMapping,
 } from '../src/index.js';
-import { at, keyedStream, useRedisPeer } from './fixtures.js';
+import { at, keyedStream, syncIntoLakeAndRedis, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 let dir: string;
@@ -229,35 +224,9 @@ const profileStream: AirbyteStream = {
   default_cursor_field: ['_tributary_position'],
   source_defined_primary_key: [['id']],
 };
-const catalog: ConfiguredAirbyteCatalog = {
-  streams: [{ stream: profileStream, sync_mode: 'incremental', destination_sync_mode: 'append_dedup', cursor_field: ['_tributary_position'], primary_key: [['id']] }],
-};
-
 /** Syncs the records into a fresh lake and Redis prefix through the runtime; returns what each store serves and the parity report. */
 async function syncBoth(name: string, records: RecordData[]) {
-  const source = defineSource({
-    name: 'cdc-deletes-fixture',
-    spec: { connectionSpecification: { type: 'object', properties: {}, additionalProperties: false } as const, supportsIncremental: true },
-    async check() {},
-    async discover() {
-      return { streams: [profileStream] };
-    },
-    async *read() {
-      yield { kind: 'records', stream: 'profile', records } as const;
-      yield { kind: 'checkpoint', stream: 'profile', state: { done: true } } as const;
-    },
-  });
-  const lakeConfig = { path: join(dir, name) };
-  const redisConfig = { port: peer.server.port, key_prefix: name };
-  const targets: [Destination, Record<string, unknown>][] = [
-    [lakeDestination, lakeConfig],
-    [redisDestination, redisConfig],
-  ];
-  for (const [destination, destinationConfig] of targets) {
-    const result = await runSync({ connection: `${name}-${destination.name}`, source, sourceConfig: {}, destination, destinationConfig, catalog, stateStore: createFileStateStore(join(dir, 'state')) });
-    expect(result.outcome, result.error?.userMessage).toBe('completed');
-    expect(result.streams.find((s) => s.key === 'profile')?.rejected, `${destination.name} rejected records`).toBe(0);
-  }
+  const { lakeConfig, redisConfig } = await syncIntoLakeAndRedis({ dir, port: peer.server.port, name, stream: profileStream, cursorField: ['_tributary_position'], records });
   const mapping = resolveMapping(parseConfig(redisConfigSchema, redisConfig), { ...keyedStream('profile'), cursorField: ['_tributary_position'], jsonSchema: profileStream.json_schema });
   const parity = async () =>
     compareOnlineOffline({ client: peer.client, prefix: name, mapping, offline: (await readLatestAsOf(lakeConfig, { stream: 'profile', includeDeleted: true })).map(offlineRowFromLake) });

@@ -2,9 +2,12 @@
  * Test helpers shared by the Redis test files: a redis-server with an ioredis client for
  * the whole file, and the keyed stream most tests write.
  */
-import { afterAll, beforeAll } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { Redis } from 'ioredis';
-import type { DestinationStream } from '@tributary/core';
+import { createFileStateStore, defineSource, runSync, type AirbyteStream, type Destination, type DestinationStream, type RecordData } from '@tributary/core';
+import { lakeDestination } from '@tributary/destination-lake';
+import { redisDestination } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 /** A redis-server and a client of it, started before the file's tests and stopped after them (read the fields inside tests). */
@@ -30,3 +33,37 @@ export function keyedStream(name: string): DestinationStream {
 
 /** 2025-01-01T00:<minute>:00.000Z. */
 export const at = (minute: number): string => new Date(Date.UTC(2025, 0, 1, 0, minute)).toISOString();
+
+/**
+ * Syncs `records` of `stream` (one batch, then a checkpoint) through the runtime into a
+ * fresh lake under `dir/<name>` and into Redis under the key prefix `name`; fails the test
+ * unless both syncs complete without rejecting a record. Returns both configs.
+ */
+export async function syncIntoLakeAndRedis(options: { dir: string; port: number; name: string; stream: AirbyteStream; cursorField: string[]; records: RecordData[] }) {
+  const { stream, records } = options;
+  const source = defineSource({
+    name: 'lake-and-redis-fixture',
+    spec: { connectionSpecification: { type: 'object', properties: {}, additionalProperties: false } as const, supportsIncremental: true },
+    async check() {},
+    async discover() {
+      return { streams: [stream] };
+    },
+    async *read() {
+      yield { kind: 'records', stream: stream.name, records } as const;
+      yield { kind: 'checkpoint', stream: stream.name, state: { done: true } } as const;
+    },
+  });
+  const catalog = { streams: [{ stream, sync_mode: 'incremental' as const, destination_sync_mode: 'append_dedup' as const, cursor_field: options.cursorField, primary_key: [['id']] }] };
+  const lakeConfig = { path: join(options.dir, options.name) };
+  const redisConfig = { port: options.port, key_prefix: options.name };
+  const targets: [Destination, Record<string, unknown>][] = [
+    [lakeDestination, lakeConfig],
+    [redisDestination, redisConfig],
+  ];
+  for (const [destination, destinationConfig] of targets) {
+    const result = await runSync({ connection: `${options.name}-${destination.name}`, source, sourceConfig: {}, destination, destinationConfig, catalog, stateStore: createFileStateStore(join(options.dir, 'state')) });
+    expect(result.outcome, result.error?.userMessage).toBe('completed');
+    expect(result.streams.find((s) => s.key === stream.name)?.rejected, `${destination.name} rejected records`).toBe(0);
+  }
+  return { lakeConfig, redisConfig };
+}

@@ -13,18 +13,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createConnectorContext,
-  createFileStateStore,
-  defineSource,
   parseConfig,
-  runSync,
   type AirbyteStream,
-  type ConfiguredAirbyteCatalog,
-  type Destination,
   type RecordData,
 } from '@tributary/core';
-import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
-import { compareOnlineOffline, createFeatureLookup, redisConfigSchema, redisDestination, resolveMapping } from '../src/index.js';
-import { keyedStream, useRedisPeer } from './fixtures.js';
+import { readLatestAsOf } from '@tributary/destination-lake';
+import { compareOnlineOffline, createFeatureLookup, offlineRowFromLake, redisConfigSchema, redisDestination, resolveMapping } from '../src/index.js';
+import { keyedStream, syncIntoLakeAndRedis, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 let dir: string;
@@ -106,41 +101,16 @@ const profileStream: AirbyteStream = {
   default_cursor_field: ['updated_at'],
   source_defined_primary_key: [['id']],
 };
-const catalog: ConfiguredAirbyteCatalog = {
-  streams: [{ stream: profileStream, sync_mode: 'incremental', destination_sync_mode: 'append_dedup', cursor_field: ['updated_at'], primary_key: [['id']] }],
-};
-
 /** Syncs the records into a fresh lake and Redis prefix; returns the lake's latest plan, Redis's, and the parity report. */
 async function syncBoth(name: string, records: RecordData[]) {
-  const source = defineSource({
-    name: 'version-order-fixture',
-    spec: { connectionSpecification: { type: 'object', properties: {}, additionalProperties: false } as const, supportsIncremental: true },
-    async check() {},
-    async discover() {
-      return { streams: [profileStream] };
-    },
-    async *read() {
-      yield { kind: 'records', stream: 'profile', records } as const;
-      yield { kind: 'checkpoint', stream: 'profile', state: { done: true } } as const;
-    },
-  });
-  const lakeConfig = { path: join(dir, name) };
-  const redisConfig = { port: peer.server.port, key_prefix: name };
-  const targets: [Destination, Record<string, unknown>][] = [
-    [lakeDestination, lakeConfig],
-    [redisDestination, redisConfig],
-  ];
-  for (const [destination, destinationConfig] of targets) {
-    const result = await runSync({ connection: `${name}-${destination.name}`, source, sourceConfig: {}, destination, destinationConfig, catalog, stateStore: createFileStateStore(join(dir, 'state')) });
-    expect(result.outcome, result.error?.userMessage).toBe('completed');
-  }
+  const { lakeConfig, redisConfig } = await syncIntoLakeAndRedis({ dir, port: peer.server.port, name, stream: profileStream, cursorField: ['updated_at'], records });
   const rows = await readLatestAsOf(lakeConfig, { stream: 'profile', includeDeleted: true });
   const mapping = resolveMapping(parseConfig(redisConfigSchema, redisConfig), { ...keyedStream('profile'), jsonSchema: profileStream.json_schema });
   const report = await compareOnlineOffline({
     client: peer.client,
     prefix: name,
     mapping,
-    offline: rows.map((r) => ({ record: r.payload, ingestTimeMs: Date.parse(r.ingest_time), position: r.source_position })),
+    offline: rows.map(offlineRowFromLake),
   });
   const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: name });
   const online = await lookup.get({ tenant: 'acme', entityType: 'profile', entityId: 'e1' }).finally(() => lookup.close());
