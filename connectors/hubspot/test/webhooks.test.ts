@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { configureCatalog, createFileStateStore, runSync, type Destination, type SyncResult } from '@tributary/core';
 import { findCli, freePort, sourceCases } from '@tributary/conformance';
 import { localFilesDestination } from '@tributary/destination-local';
@@ -34,7 +35,7 @@ beforeEach(async () => {
 afterEach(() => rm(workDir, { recursive: true, force: true }));
 
 /** Starts a sync of the receiver into local files; `gated` holds every commit until openGate(). */
-async function startSync(options: { maxQueueEvents?: number; gated?: boolean } = {}): Promise<Running> {
+async function startSync(options: { maxQueueEvents?: number; gated?: boolean; publicUrl?: string; dedupeWindow?: number } = {}): Promise<Running> {
   const port = await freePort();
   const committed = new Set<number>();
   const seen = new Set<number>();
@@ -67,10 +68,11 @@ async function startSync(options: { maxQueueEvents?: number; gated?: boolean } =
   };
   const sourceConfig = {
     client_secret: SECRET,
-    public_url: PUBLIC_URL,
+    public_url: options.publicUrl ?? PUBLIC_URL,
     port,
     path: '/hubspot/webhooks',
     ...(options.maxQueueEvents ? { max_queue_events: options.maxQueueEvents } : {}),
+    ...(options.dedupeWindow !== undefined ? { dedupe_window: options.dedupeWindow } : {}),
   };
   const controller = new AbortController();
   const catalog = configureCatalog(
@@ -224,5 +226,58 @@ describe('webhook receiver (runSync -> local-files)', () => {
       await second.stop();
     }
     expect((await storedEventIds()).length).toBe(8);
+  });
+  it('keeps exactly the last dedupe_window eventIds in the checkpoint, none for a window of 0', async () => {
+    for (const window of [3, 0]) {
+      const running = await startSync({ dedupeWindow: window });
+      try {
+        expect((await send(running.url, contactEvents(5))).status).toBe(200);
+      } finally {
+        await running.stop();
+      }
+      const state = await createFileStateStore(join(workDir, 'state')).load('hubspot-webhooks');
+      expect((state?.streams[WEBHOOK_STREAM] as { recent?: number[] } | undefined)?.recent).toHaveLength(window);
+      await rm(join(workDir, 'state'), { recursive: true, force: true });
+    }
+  });
+
+  it('verifies the target URL as HubSpot signs it: %3A, %2F, … decoded, the query still covered', async () => {
+    // A target URL carrying a URL in its query. HubSpot decodes the listed percent-encoded
+    // characters of the URI before signing (computed here by hand, as HubSpot does).
+    const query = '?portal=62515&next=https%3A%2F%2Fapp.example.com%2Fdone%3Bv%3D1';
+    const sync = await startSync({ publicUrl: `${PUBLIC_URL}${query}` });
+    const events = contactEvents(3);
+    const hubspotSigned = (uri: string, body: string, ts: string): string =>
+      createHmac('sha256', SECRET).update(`POST${uri}${body}${ts}`, 'utf8').digest('base64');
+    const deliver = (sentQuery: string, signedUri: string) => {
+      const body = JSON.stringify(events);
+      const ts = String(Date.now());
+      return postDelivery(`${sync.url}${sentQuery}`, {
+        body,
+        headers: { 'content-type': 'application/json', 'x-hubspot-request-timestamp': ts, 'x-hubspot-signature-v3': hubspotSigned(signedUri, body, ts) },
+      });
+    };
+    try {
+      // Another query than the one signed is still refused.
+      expect((await deliver('?portal=62515&next=https%3A%2F%2Fevil.example.com', `${PUBLIC_URL}?portal=62515&next=https://app.example.com/done;v%3D1`)).status).toBe(401);
+      expect((await deliver(query, `${PUBLIC_URL}?portal=62515&next=https://app.example.com/done;v%3D1`)).status).toBe(200);
+    } finally {
+      await sync.stop();
+    }
+    expect((await storedEventIds()).sort((x, y) => x - y)).toEqual(events.map((e) => e.eventId));
+  });
+
+  it('a delivery larger than max_queue_events is taken once nothing else is pending, not refused forever', async () => {
+    // HubSpot batches up to 100 events per request; a smaller queue must still take them.
+    const sync = await startSync({ maxQueueEvents: 10 });
+    const events = contactEvents(25);
+    try {
+      const answers = await deliverWithRetries(SECRET, sync.url, events, { signedUrl: PUBLIC_URL, maxAttempts: 5, delayMs: 50 });
+      expect(answers.map((a) => a.status)).toEqual([200]);
+      expect(events.filter((e) => !sync.committed.has(e.eventId))).toEqual([]);
+    } finally {
+      await sync.stop();
+    }
+    expect((await storedEventIds()).length).toBe(25);
   });
 });

@@ -6,7 +6,8 @@
  * which the source's `ack` calls after the runtime committed the checkpoint `seq` (i.e. after
  * the destination acknowledged the events). Anything else makes HubSpot retry:
  * - 503 + Retry-After when the queue is full (events waiting or not yet committed would
- *   exceed `maxQueueEvents`), or when the receiver stops before the events were committed;
+ *   exceed `maxQueueEvents`; a larger delivery is taken alone, when nothing is pending), or
+ *   when the receiver stops before the events were committed;
  * - 401 for a missing, forged or stale signature (timestamp outside ±5 minutes) and for a
  *   replay of a signature already seen in that window (HubSpot signs every attempt anew);
  * - 400 for a body that is not a JSON array of events.
@@ -220,7 +221,9 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       res.end(JSON.stringify({ status: 'ok', message: 'already stored' }));
       return;
     }
-    if (pendingEvents + fresh.length > options.maxQueueEvents) return reject(res, 503, 'queue full', { 'retry-after': '1' });
+    // A delivery larger than the whole queue (HubSpot batches up to 100 events) would be
+    // refused on every retry until HubSpot drops it: it is taken when nothing else is pending.
+    if (pendingEvents > 0 && pendingEvents + fresh.length > options.maxQueueEvents) return reject(res, 503, 'queue full', { 'retry-after': '1' });
     const delivery = newDelivery(res, fresh, [...dependsOn]);
     pendingEvents += fresh.length;
     stats.accepted++;
@@ -281,7 +284,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     recent(limit) {
       const ids = [...order];
       for (const d of yielded) for (const e of d.events) if (!known.has(e.eventId)) ids.push(e.eventId);
-      return ids.slice(-limit);
+      // slice(-0) would be the whole list: a window of 0 keeps none.
+      return limit > 0 ? ids.slice(-limit) : [];
     },
     async stop() {
       stopping = true;

@@ -4,11 +4,22 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export const SIGNATURE_MAX_AGE_MS = 5 * 60 * 1000;
 
 /**
+ * The URI as HubSpot puts it into a v3 signature: these percent-encoded characters decoded
+ * (`%3A` → `:`, `%2F` → `/`, `%3F` → `?`, `%40` → `@`, `%21` `%24` `%27` `%28` `%29` `%2A`
+ * `%2C` `%3B`), every other byte as sent. A target URL carrying e.g. a URL in its query is
+ * signed decoded: verifying the encoded form would refuse every delivery, on every retry.
+ */
+export function signedUri(uri: string): string {
+  return uri.replace(/%(?:3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)/gi, (escape) => decodeURIComponent(escape));
+}
+
+/**
  * HubSpot's v3 request signature: base64(HMAC-SHA256(client secret,
- * method + uri + body + timestamp)), the timestamp being `X-HubSpot-Request-Timestamp` (ms).
+ * method + uri + body + timestamp)), the timestamp being `X-HubSpot-Request-Timestamp` (ms)
+ * and the uri taken as HubSpot signs it (`signedUri`).
  */
 export function signatureV3(clientSecret: string, method: string, uri: string, body: string, timestamp: string): string {
-  return createHmac('sha256', clientSecret).update(`${method}${uri}${body}${timestamp}`, 'utf8').digest('base64');
+  return createHmac('sha256', clientSecret).update(`${method}${signedUri(uri)}${body}${timestamp}`, 'utf8').digest('base64');
 }
 
 export type SignatureVerdict = { ok: true } | { ok: false; reason: 'missing' | 'stale' | 'forged' };
