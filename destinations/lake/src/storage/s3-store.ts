@@ -65,6 +65,16 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
     }
   };
 
+  const get = async (key: string): Promise<Uint8Array | undefined> => {
+    try {
+      const out = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
+      return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+    } catch (error) {
+      if (error instanceof Error && error.name === 'NoSuchKey') return undefined;
+      throw toS3Error(error, `get ${key}`);
+    }
+  };
+
   return {
     location: `s3://${Bucket}/${prefix}`,
     async put(key, body) {
@@ -81,19 +91,16 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
       } catch (error) {
         const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
         // 412: the key exists. 409: a concurrent conditional write to the same key is in flight.
-        if (status === 412 || status === 409) return false;
-        throw toS3Error(error, `create ${key}`);
+        if (status !== 412 && status !== 409) throw toS3Error(error, `create ${key}`);
+        // The SDK retries a PUT whose answer was lost (reset, timeout, 5xx); when the first
+        // attempt was stored, the retry is refused by that very object. The object holding
+        // exactly `body` means this call created it: reported as a lost race, the caller
+        // would commit its log entry a second time under the next number.
+        const existing = await get(key);
+        return existing !== undefined && Buffer.from(existing).equals(typeof body === 'string' ? Buffer.from(body) : body);
       }
     },
-    async get(key) {
-      try {
-        const out = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
-        return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
-      } catch (error) {
-        if (error instanceof Error && error.name === 'NoSuchKey') return undefined;
-        throw toS3Error(error, `get ${key}`);
-      }
-    },
+    get,
     async list(listPrefix, startAfter) {
       const keys: string[] = [];
       let token: string | undefined;

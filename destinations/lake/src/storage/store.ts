@@ -15,7 +15,12 @@ export interface LakeStore {
   put(key: string, body: Uint8Array | string): Promise<void>;
   /** Publishes a finished local file under `key` (moved when local, uploaded to S3). */
   putFile(key: string, localPath: string): Promise<void>;
-  /** False when an object with this key already exists. */
+  /**
+   * False when an object with this key already exists, created by another call. True also
+   * when a retried request of this call finds the object its own earlier attempt created
+   * (it holds exactly `body`): callers must therefore never create one key with the same
+   * bytes from two calls (log entries differ by session and time).
+   */
   createIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
   /** Undefined when absent. */
   get(key: string): Promise<Uint8Array | undefined>;

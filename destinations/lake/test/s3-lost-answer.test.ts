@@ -1,0 +1,92 @@
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
+import { compactLake, lakeConfigSchema, lakeDestination, openLakeReader, openStore } from '../src/index.js';
+import type { LogEntry } from '../src/commit-log.js';
+import { startMoto, type MotoServer } from './helpers.js';
+
+// A commit-log entry whose conditional PUT reached S3 but whose answer was lost (connection
+// reset): the AWS SDK retries the PUT, and S3 answers the retry 412 — the key now exists,
+// created by the first attempt. A proxy in front of moto drops that answer, after letting a
+// compaction commit in between (it merges the files the entry just added).
+let moto: MotoServer;
+let proxy: Server;
+let proxyEndpoint: string;
+const bucket = 'lake-lost-answer';
+/** Runs once the next conditional log PUT has been stored; its answer is then dropped. */
+let beforeDroppingAnswer: (() => Promise<void>) | undefined;
+
+beforeAll(async () => {
+  moto = await startMoto();
+  await moto.createBucket(bucket);
+  const target = new URL(moto.endpoint);
+  proxy = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        const body: Buffer[] = [];
+        answer.on('data', (c: Buffer) => body.push(c));
+        answer.on('end', () => {
+          const hook = beforeDroppingAnswer;
+          if (hook && req.method === 'PUT' && req.headers['if-none-match'] === '*' && req.url?.includes('_tributary/log/') && answer.statusCode === 200) {
+            beforeDroppingAnswer = undefined;
+            void hook().finally(() => req.socket.destroy());
+            return;
+          }
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          res.end(Buffer.concat(body));
+        });
+      });
+      upstream.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  proxyEndpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  if (proxy) await new Promise<void>((r) => proxy.close(() => r()));
+  await moto?.stop();
+});
+
+const lakeConfig = (endpoint: string) => ({ target: 's3', bucket, prefix: 'lake/', endpoint, force_path_style: true, region: 'us-east-1', access_key_id: 'testing', secret_access_key: 'testing' });
+const stream: DestinationStream = {
+  key: 'clicks',
+  name: 'clicks',
+  syncMode: 'incremental',
+  destinationSyncMode: 'append_dedup',
+  primaryKey: [['id']],
+  cursorField: [],
+  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
+  resuming: false,
+};
+const records = (...ids: number[]) => ids.map((id) => ({ id, tenant_id: 't1', customer_id: 'c1', event_time: '2024-01-01T00:00:00Z' }));
+
+it('a retried log PUT that finds its own first attempt is that commit, not a lost race: no second entry, no resurrected file', async () => {
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, lakeConfig(proxyEndpoint)), [stream]);
+  await session.write({ stream: 'clicks', records: records(1, 2), emittedAt: Date.now() });
+  await session.commit();
+  beforeDroppingAnswer = async () => void (await compactLake(lakeConfig(moto.endpoint), { minFiles: 2 }));
+  await session.write({ stream: 'clicks', records: records(3, 4), emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  expect(beforeDroppingAnswer).toBeUndefined();
+
+  const store = openStore(parseConfig(lakeConfigSchema, lakeConfig(moto.endpoint)));
+  try {
+    const kinds: string[] = [];
+    for (const key of await store.list('_tributary/log/')) kinds.push((JSON.parse(new TextDecoder().decode(await store.get(key))) as LogEntry).kind);
+    expect(kinds).toEqual(['append', 'append', 'compact', 'complete']);
+  } finally {
+    store.close();
+  }
+  // Past the grace period the compaction's inputs are deleted: the log must not name them.
+  await compactLake(lakeConfig(moto.endpoint), { graceMs: 0 });
+  const reader = await openLakeReader(lakeConfig(moto.endpoint));
+  try {
+    expect(await reader.query('SELECT count(*)::INT AS n, count(DISTINCT event_id)::INT AS ids FROM events')).toEqual([{ n: 4, ids: 4 }]);
+  } finally {
+    await reader.close();
+  }
+});
