@@ -33,9 +33,12 @@ export interface LakeRow {
 
 export interface LakeReader {
   readonly state: LakeState;
-  /** Stream names that have a view (at least one visible file). */
+  /** Stream names with at least one visible file. */
   readonly streams: string[];
-  /** Runs SQL over the views: one per stream (named after it), `events` (every stream), `quarantine`. */
+  /**
+   * Runs SQL over the views: `events` (every stream), `quarantine`, and one per stream named
+   * after it, unless that name is already taken (see VIEWS).
+   */
   query(sql: string): Promise<Record<string, unknown>[]>;
   /** Like `query` but JSON columns stay JSON text. */
   queryRaw(sql: string): Promise<Record<string, unknown>[]>;
@@ -48,6 +51,14 @@ export interface ReaderOptions {
   /** Only these streams get views. */
   streams?: readonly string[];
 }
+
+/**
+ * The reader's own views. DuckDB matches view names regardless of letter case, and creating
+ * a second view of one name fails the whole reader: so a stream named like one of these, or
+ * differing only in case from a stream whose view came first, gets no view of its own; its
+ * rows are `events WHERE stream = '<name>'`.
+ */
+const VIEWS = ['events', 'quarantine'];
 
 /** A lake config from raw JSON (defaults applied, validated), or one already parsed. */
 function lakeConfig(config: LakeConfig | Record<string, unknown>): LakeConfig {
@@ -73,7 +84,12 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     for (const f of files) local.set(f.path, await store.localCopy(f.path, cache));
     const list = (fs: readonly LakeFile[]): string => `[${fs.map((f) => literal(local.get(f.path)!)).join(', ')}]`;
     const tenantFilter = options.tenant !== undefined ? ` WHERE tenant_id = ${literal(options.tenant)}` : '';
-    for (const [stream, fs] of byStream) {
+    const views: string[] = [];
+    const taken = new Set(VIEWS);
+    for (const [stream, fs] of [...byStream].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (taken.has(stream.toLowerCase())) continue;
+      taken.add(stream.toLowerCase());
+      views.push(stream);
       await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
     }
     if (files.length > 0) {
@@ -91,7 +107,7 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
       try {
         return plainRows(await duck.connection.runAndReadAll(sql), parseJson);
       } catch (error) {
-        const known = [...byStream.keys(), ...(files.length > 0 ? ['events'] : []), ...(quarantine.length > 0 ? ['quarantine'] : [])];
+        const known = [...views, ...(files.length > 0 ? ['events'] : []), ...(quarantine.length > 0 ? ['quarantine'] : [])];
         throw new TributaryError('config', {
           userMessage: `Query failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}. Views: ${known.length > 0 ? known.join(', ') : '(none: the lake is empty)'}`,
           cause: error,
@@ -169,7 +185,8 @@ export async function readStreamRows(rawConfig: LakeConfig | Record<string, unkn
     const store: LakeStore = openStore(config);
     const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
     const build = payloadBuilder(history);
-    return (await reader.queryRaw(`SELECT * FROM ${ident(query.stream)} ORDER BY event_time, event_id`)).map(build);
+    // `events`, not the stream's own view (which it may lack, see VIEWS): the reader holds this stream only.
+    return (await reader.queryRaw('SELECT * FROM events ORDER BY event_time, event_id')).map(build);
   } finally {
     await reader.close();
   }
@@ -219,14 +236,15 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
     const store = openStore(config);
     const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
     const at = new Date(asOfMs).toISOString().replace('T', ' ').replace('Z', '');
+    // The reader holds this stream only: its rows are `events` (the stream may have no view of its own, see VIEWS).
     const keyFilter = query.keys !== undefined ? ` AND ${key} IN (${query.keys.length > 0 ? query.keys.map(literal).join(', ') : 'NULL'})` : '';
     const sql =
-      `SELECT * FROM (SELECT * FROM ${ident(query.stream)} WHERE event_time <= TIMESTAMP ${literal(at)}${keyFilter} ` +
+      `SELECT * FROM (SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)}${keyFilter} ` +
       `QUALIFY row_number() OVER (PARTITION BY tenant_id, ${key} ORDER BY ${NEWEST_FIRST}) = 1)` +
       `${query.includeDeleted ? '' : " WHERE op <> 'delete'"} ORDER BY tenant_id, ${key}`;
     const build = payloadBuilder(history);
     const latest = (await reader.queryRaw(sql)).map(build);
-    await fillUnchanged(reader, query.stream, key, at, latest, build);
+    await fillUnchanged(reader, key, at, latest, build);
     return latest;
   } finally {
     await reader.close();
@@ -236,15 +254,16 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
 /**
  * A CDC update that left TOASTed columns out (`unchanged_fields`) stored no value for them:
  * their value as of T is the one of the latest earlier row of the same key that had them.
+ * `reader` holds one stream (its `events` view).
  */
-async function fillUnchanged(reader: LakeReader, stream: string, key: 'entity_key' | 'customer_id', at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
+async function fillUnchanged(reader: LakeReader, key: 'entity_key' | 'customer_id', at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
   const partial = rows.filter((r) => (r.unchanged_fields?.length ?? 0) > 0);
   if (partial.length === 0) return;
   const keyOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r[key]]);
   const wanted = new Map(partial.map((r) => [keyOf(r), r]));
   const history = (
     await reader.queryRaw(
-      `SELECT * FROM ${ident(stream)} WHERE event_time <= TIMESTAMP ${literal(at)} AND ${key} IN (${partial.map((r) => literal(r[key])).join(', ')}) ` +
+      `SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)} AND ${key} IN (${partial.map((r) => literal(r[key])).join(', ')}) ` +
         `ORDER BY ${NEWEST_FIRST}`,
     )
   ).map(build);
