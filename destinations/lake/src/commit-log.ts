@@ -56,6 +56,12 @@ export interface LogEntry {
   quarantine?: QuarantineFile[];
   /** `complete`: streams whose sync completed, so none of their rows will ever be replayed. */
   streams?: string[];
+  /**
+   * An id the writer keeps for one commit across its retries. An attempt can be stored
+   * although its writer saw it fail (every request of it lost its answer); the retry then
+   * finds this id in the log and stops there, instead of logging the same files again.
+   */
+  commit?: string;
 }
 
 export interface LakeState {
@@ -140,7 +146,9 @@ export async function loadLakeState(store: LakeStore): Promise<LakeState> {
   return state;
 }
 
-async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PREFIX, state.seq)): Promise<void> {
+/** Applies the log entries after `state.seq` to `state`; returns them. */
+async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PREFIX, state.seq)): Promise<LogEntry[]> {
+  const applied: LogEntry[] = [];
   for (const key of await store.list(LOG_PREFIX, state.seq === 0 ? undefined : after)) {
     const bytes = await store.get(key);
     if (!bytes) continue;
@@ -150,7 +158,9 @@ async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PR
       throw new TributaryError('fatal', { userMessage: `The lake's commit log has a gap before entry ${entry.seq} (at ${state.seq}): the lake is damaged` });
     }
     applyEntry(state, entry);
+    applied.push(entry);
   }
+  return applied;
 }
 
 /** A log entry before the log gives it its sequence number and time. */
@@ -176,8 +186,11 @@ export async function commitEntry(store: LakeStore, state: LakeState, entry: Ent
       if (full.seq % CHECKPOINT_EVERY === 0) await writeCheckpoint(store, state);
       return full;
     }
-    // Another writer committed this sequence number first: read what it did, then retry.
-    await catchUp(store, state);
+    // Another writer committed this sequence number first: read what it did, then retry —
+    // unless it was an earlier attempt of this very commit (see `LogEntry.commit`).
+    const applied = await catchUp(store, state);
+    const mine = draft.commit === undefined ? undefined : applied.find((e) => e.commit === draft.commit);
+    if (mine) return mine;
   }
   throw new TributaryError('transient', { userMessage: 'Could not commit to the lake: too many concurrent commits; retrying' });
 }

@@ -329,11 +329,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     for (const key of dirtyHistories) await saveSchemaHistory(store, histories.get(key)!);
     dirtyHistories.clear();
     if (adds.length === 0 && quarantineFiles.length === 0) return;
-    await commitEntry(store, state, { session, kind: 'append', add: adds, quarantine: quarantineFiles });
+    // Kept until the entry is known to be stored: a retry of this commit recognises an
+    // attempt that was stored although it seemed to fail (see LogEntry.commit).
+    commitId ??= randomUUID();
+    await commitEntry(store, state, { session, kind: 'append', commit: commitId, add: adds, quarantine: quarantineFiles });
+    commitId = undefined;
     adds = [];
     quarantineFiles = [];
   };
   let adds: LakeFile[] = [];
+  let commitId: string | undefined;
 
   return {
     async write(batch) {
