@@ -45,28 +45,31 @@ async function audit(): Promise<Array<{ status: string; key: string }>> {
     .map((line) => JSON.parse(line) as { status: string; key: string });
 }
 
+/** The sync file: sample contacts → Salesforce Contacts by External_Id__c (the email), audited to retl.audit.jsonl. */
+function retlSync(options: { contacts: number; checkpointEvery: number; dryRun?: boolean }): string {
+  return JSON.stringify({
+    connection: 'contacts-to-salesforce',
+    source: { connector: 'sample', config: { seed: 3, counts: { companies: 10, contacts: options.contacts, deals: 0, activities: 0 }, checkpoint_every: options.checkpointEvery } },
+    streams: [{ name: 'contacts', sync_mode: 'incremental' }],
+    writer: {
+      connector: 'salesforce',
+      config: credentials(sim),
+      object: 'Contact',
+      mode: 'upsert',
+      id_property: 'External_Id__c',
+      fields: { External_Id__c: 'email', Email: 'email', FirstName: 'first_name', LastName: 'last_name' },
+      ...(options.dryRun ? { dry_run: true } : {}),
+    },
+  });
+}
+
 describe('reverse ETL into Salesforce through tributary sync', () => {
   it('upserts every contact once through sObject collections; a replay is all unchanged', async () => {
     const patches: number[] = [];
     sim.onRequest((r) => {
       if (r.method === 'PATCH') patches.push(r.status);
     });
-    await writeFile(
-      join(dir, 'retl.json'),
-      JSON.stringify({
-        connection: 'contacts-to-salesforce',
-        source: { connector: 'sample', config: { seed: 3, counts: { companies: 10, contacts: CONTACTS, deals: 0, activities: 0 }, checkpoint_every: 100 } },
-        streams: [{ name: 'contacts', sync_mode: 'incremental' }],
-        writer: {
-          connector: 'salesforce',
-          config: credentials(sim),
-          object: 'Contact',
-          mode: 'upsert',
-          id_property: 'External_Id__c',
-          fields: { External_Id__c: 'email', Email: 'email', FirstName: 'first_name', LastName: 'last_name' },
-        },
-      }),
-    );
+    await writeFile(join(dir, 'retl.json'), retlSync({ contacts: CONTACTS, checkpointEvery: 100 }));
     const first = await run('sync', 'retl.json', '--json');
     expect(first.code, first.stderr).toBe(0);
     expect(sim.records('Contact')).toHaveLength(CONTACTS);
@@ -89,28 +92,13 @@ describe('reverse ETL into Salesforce through tributary sync', () => {
   });
 
   it('a dry run saves no checkpoint: the real run after it writes every contact', async () => {
-    const syncFile = (dryRun: boolean) =>
-      JSON.stringify({
-        connection: 'contacts-to-salesforce',
-        source: { connector: 'sample', config: { seed: 3, counts: { companies: 10, contacts: 50, deals: 0, activities: 0 }, checkpoint_every: 10 } },
-        streams: [{ name: 'contacts', sync_mode: 'incremental' }],
-        writer: {
-          connector: 'salesforce',
-          config: credentials(sim),
-          object: 'Contact',
-          mode: 'upsert',
-          id_property: 'External_Id__c',
-          fields: { External_Id__c: 'email', Email: 'email', FirstName: 'first_name', LastName: 'last_name' },
-          dry_run: dryRun,
-        },
-      });
-    await writeFile(join(dir, 'retl.json'), syncFile(true));
+    await writeFile(join(dir, 'retl.json'), retlSync({ contacts: 50, checkpointEvery: 10, dryRun: true }));
     const dry = await run('sync', 'retl.json', '--json');
     expect(dry.code, dry.stderr).toBe(0);
     expect(sim.records('Contact')).toHaveLength(0);
     expect((await audit()).map((e) => e.status)).toEqual(Array(50).fill('created'));
     // Had the dry run saved its checkpoints, this run would resume after all 50 and write none.
-    await writeFile(join(dir, 'retl.json'), syncFile(false));
+    await writeFile(join(dir, 'retl.json'), retlSync({ contacts: 50, checkpointEvery: 10 }));
     const real = await run('sync', 'retl.json', '--json');
     expect(real.code, real.stderr).toBe(0);
     expect(sim.records('Contact')).toHaveLength(50);
