@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { expandRecordPages, streamKey, type ConfiguredAirbyteCatalog, type RecordData, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, configFor, contextWithLogs, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { catalogFor, configFor, contextWithLogs, memoryStateStore, memoryTarget, readAll, sqlClient, startPostgres, syncInProcess, type EmbeddedPostgresServer } from './support.js';
 
 // A chunked read resumed after a checkpoint continues right after the saved primary key.
 // The key is saved as its JSON value (bytea: base64), so it must go back to the server as
@@ -53,4 +53,24 @@ it('a full refresh of a table keyed by bytea resumes after its last chunk: every
 
 it('a CDC snapshot of a table keyed by bytea resumes after its last chunk: every row once', async () => {
   await expectEveryRowOnce('bytea_snapshot', configFor(server, { slot_name: 'bytea_slot', publication_name: 'bytea_pub', chunk_size: 10 }), 'incremental');
+});
+
+it('a full refresh of a table without a primary key starts over instead of resuming after a ctid', async () => {
+  const config = configFor(server, { replication_method: 'standard', chunk_size: 10 });
+  await sql.query('CREATE TABLE keyless_refresh (v int, note text)');
+  await sql.query("INSERT INTO keyless_refresh SELECT g, 'old' FROM generate_series(1, 50) g");
+  const catalog = await catalogFor(config, ['keyless_refresh'], 'full_refresh');
+  expect(catalog.streams[0]!.stream.is_resumable).toBe(false);
+  // A refresh interrupted after its first chunk saved a ctid position…
+  const first = await readFirstChunk(config, catalog);
+  expect(first.records).toHaveLength(10);
+  const store = memoryStateStore();
+  await store.save('test', first.state);
+  // …then rows of that chunk were updated: their new versions sit at new ctids, past it.
+  await sql.query("UPDATE keyless_refresh SET note = 'new' WHERE v <= 5");
+  const target = memoryTarget();
+  expect((await syncInProcess({ config, catalog, target, store })).outcome).toBe('completed');
+  const rows = (target.committed.get('public.keyless_refresh') ?? []).map((r) => [r.v, r.note] as [number, string]).sort((a, b) => a[0] - b[0]);
+  // The whole table once, as it is now (resuming would have read 11–50 plus the five moved rows).
+  expect(rows).toEqual(Array.from({ length: 50 }, (_, i) => [i + 1, i < 5 ? 'new' : 'old']));
 });

@@ -91,6 +91,12 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
 
   validateCatalog(catalog, destination);
   const initialState = (await options.stateStore.load(options.connection)) ?? emptyState();
+  // A full refresh of a stream that cannot resume (`is_resumable: false`, e.g. a table read
+  // by physical position) starts over: the position an interrupted refresh saved is not
+  // handed to the source, and the destination is told it is not resuming (a new generation).
+  for (const c of catalog.streams) {
+    if (c.sync_mode === 'full_refresh' && c.stream.is_resumable === false) delete initialState.streams[streamKey(c.stream.name, c.stream.namespace)];
+  }
 
   const stopReading = new AbortController();
   const onOuterAbort = (): void => stopReading.abort(options.signal?.reason);

@@ -117,6 +117,11 @@ export function streamOf(table: TableInfo, types: TypeRegistry, config: Postgres
     namespace: table.namespace,
     json_schema: jsonSchema,
     supported_sync_modes: canIncremental ? ['full_refresh', 'incremental'] : ['full_refresh'],
+    // A full refresh resumes after the last primary key it read. Without a key it would
+    // resume after a ctid, which is no position across snapshots: an updated row moves to a
+    // new ctid (read twice, or skipped when it lands before the resume point), and VACUUM
+    // FULL or CLUSTER renumber the table. Such a refresh starts over instead.
+    is_resumable: table.primaryKey.length > 0,
     ...(cdc && canIncremental ? { source_defined_cursor: true } : {}),
     ...(cursor !== undefined ? { default_cursor_field: [cursor] } : {}),
     ...(cdc && canIncremental ? { default_cursor_field: cdcCursor } : {}),
