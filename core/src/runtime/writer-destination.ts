@@ -155,7 +155,9 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
  * The state store of a dry-run sync. It loads the connection's committed state, so the dry
  * run previews what the next real run would write, and saves and resets nothing: a dry run
  * writes no record to the target, and a checkpoint it saved would make the next real run
- * resume after those records — they would never be written.
+ * resume after those records — they would never be written. It takes no connection lock
+ * (`lock` is left out): a dry run changes neither the target nor the state, so it may run
+ * beside a real sync of the connection.
  */
 export function dryRunStateStore(store: StateStore): StateStore {
   return {

@@ -70,8 +70,9 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       let lines = '';
       let quarantined = '';
       const rejected: RejectedRecord[] = [];
-      // This batch's lines by key: they enter the index and the window only once the batch is
-      // written, so a retry of a failed write does not take its own records for replays.
+      // This batch's lines (key, hash) in order, and its last line per key: they enter the
+      // index and the window only once the batch is written, so a retry of a failed write
+      // does not take its own records for replays.
       const latest = new Map<string, string>();
       const written: Array<[string, string]> = [];
       for (let i = 0; i < records.length; i++) {
@@ -96,9 +97,10 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         lines += line + '\n';
       }
       if (lines) data.size += (await data.handle.write(lines)).bytesWritten;
-      for (const [key, hash] of latest) index.set(key, hash);
-      // Stored now, so in the window, but never matched as a replay within this session.
+      // Stored now: each key's last line, and in the window, but never matched as a replay
+      // within this session.
       for (const [key, hash] of written) {
+        index.set(key, hash);
         const lines = window.get(key) ?? { hashes: [], matched: 0 };
         lines.hashes.push(hash);
         lines.matched = lines.hashes.length;
