@@ -182,6 +182,33 @@ describe('hubspot source', () => {
     expect(third.records).toEqual([]);
   });
 
+  it('a contact edited, then archived within the look-back, is not resurrected by a later sync', async () => {
+    // Search trails an archive as it trails any write: until the index has it, search still
+    // returns the object as live. The edit is read by the sync after its look-back passed; the
+    // archive must not be emitted before that live version, or the last word is "live".
+    const sim = await simulator({ searchLagMs: 0 });
+    seedHubspot(sim, { contacts: 20 });
+    const config = configOf(sim, { search_lag_seconds: 2 });
+    const catalog = await catalogFor(config, [['contacts', 'incremental']]);
+    const first = await read(config, catalog, { streams: {} });
+    expect(first.records.length).toBe(20);
+    const x = sim.objects('contacts')[5]!;
+    sim.update('contacts', x.id, { firstname: 'edited' }, undefined, 0);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Indexed 1.9 s later: within the 2 s look-back.
+    sim.archive('contacts', x.id, undefined, 1_900);
+    const archivedAt = Date.now();
+    const syncs = [await read(config, catalog, first.state)];
+    // The edit is now older than the look-back; the archive is not yet in the index.
+    await new Promise((r) => setTimeout(r, Math.max(0, archivedAt + 1_200 - Date.now())));
+    syncs.push(await read(config, catalog, syncs[0]!.state));
+    await new Promise((r) => setTimeout(r, 2_100));
+    syncs.push(await read(config, catalog, syncs[1]!.state));
+    const versions = syncs.flatMap((s) => s.records).filter((r) => r.id === String(x.id)).map((r) => (r.archived ? 'archived' : 'live'));
+    expect(versions).toEqual(['live', 'archived']);
+    expect(syncs.every((s) => s.error === undefined)).toBe(true);
+  }, 30_000);
+
   it('a 429 storm (TEN_SECONDLY_ROLLING, then SECONDLY on search) is ridden out: every record once', async () => {
     const sim = await simulator({ searchLagMs: 0 });
     seedHubspot(sim, { contacts: 700, tie: 300 });

@@ -150,6 +150,34 @@ describe('webhook receiver (runSync -> local-files)', () => {
     expect((await storedEventIds()).length).toBe(15);
   });
 
+  it('a replay whose signature is spelled differently (padding, URL-safe base64) is still a replay', async () => {
+    // Base64 decoding ignores padding and takes the URL-safe alphabet: these spellings all
+    // verify, and must all be recognised as the one signature already seen.
+    const sync = await startSync();
+    const events = contactEvents(3);
+    try {
+      const signed = signDelivery(SECRET, PUBLIC_URL, events);
+      const signature = signed.headers['x-hubspot-signature-v3']!;
+      expect((await postDelivery(sync.url, signed)).status).toBe(200);
+      const spellings = [
+        signature.replace(/=+$/, ''),
+        `${signature.replace(/=+$/, '')}==`,
+        signature.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
+      ];
+      for (const spelling of spellings) {
+        expect(spelling).not.toBe(signature);
+        const replay = await postDelivery(sync.url, { ...signed, headers: { ...signed.headers, 'x-hubspot-signature-v3': spelling } });
+        expect({ spelling, status: replay.status, body: replay.body }).toEqual({ spelling, status: 401, body: expect.stringContaining('replayed') });
+      }
+      // A forged signature is still forged, however it is spelled.
+      const forged = signDelivery('not-the-secret', PUBLIC_URL, events).headers['x-hubspot-signature-v3']!.replace(/=+$/, '');
+      expect((await postDelivery(sync.url, { ...signed, headers: { ...signed.headers, 'x-hubspot-signature-v3': forged } })).status).toBe(401);
+    } finally {
+      await sync.stop();
+    }
+    expect((await storedEventIds()).sort()).toEqual(events.map((e) => e.eventId).sort());
+  });
+
   it('refuses forged, tampered, stale and replayed deliveries; a HubSpot retry is stored once', async () => {
     const sync = await startSync();
     const events = contactEvents(4);

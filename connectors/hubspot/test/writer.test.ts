@@ -95,6 +95,56 @@ describe('hubspot writer', () => {
     expect(count(twoRequests.results)).toEqual({ created: 99, updated: 2 });
   });
 
+  it('emails differing only in case are one contact: its last record in input order wins, in one request or in two concurrent ones', async () => {
+    // HubSpot (and the simulator) match emails without regard to case. The runtime's
+    // per-key ordering must see `One@Example.com` and `one@example.com` as one key, or the
+    // two land in one request (or two in flight) and the older value is left standing.
+    const sim = await startHubspotSimulator({ searchLagMs: 0, latencyMs: 50 });
+    sims.push(sim);
+    const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
+    const contact = (email: string) => sim.objects('contacts').filter((o) => o.properties.email?.toLowerCase() === email);
+    await run(config, [{ email: 'one@example.com', firstname: 'A' }, { email: 'two@example.com', firstname: 'A' }]);
+
+    const sameRequest = await run(config, [{ email: 'One@Example.com', firstname: 'B' }, { email: 'one@example.com', firstname: 'A' }]);
+    expect(contact('one@example.com').map((o) => o.properties.firstname)).toEqual(['A']);
+    expect(sameRequest.results!.map((r) => r.status)).toEqual(['updated', 'updated']);
+
+    // 101 records: two requests of the writer's concurrency 2, the contact at both ends.
+    const twoRequests = await run(config, [{ email: 'TWO@example.com', firstname: 'B' }, ...people(99), { email: 'two@example.com', firstname: 'A' }]);
+    expect(contact('two@example.com').map((o) => o.properties.firstname)).toEqual(['A']);
+    expect(count(twoRequests.results)).toEqual({ created: 99, updated: 2 });
+    expect(sim.objects('contacts').length).toBe(101);
+  });
+
+  it('a 207 whose errors do not name their records: each refused record gets its own reason, or an unknown one, never another record\'s', async () => {
+    // HubSpot's errors about a property value name the property, not the input.
+    const { config } = await setup();
+    const records = [
+      ...people(5),
+      { email: 'n1@example.com', num_notes: 'many' },
+      { email: 'n2@example.com', no_such_property: 'x' },
+      ...people(5, 10),
+      // Refused by HubSpot for a reason the writer's local check does not know (enumeration options).
+      { email: 'n3@example.com', lifecyclestage: 'alien' },
+      { email: 'n4@example.com', lifecyclestage: 'martian' },
+    ];
+    const result = await run(config, records);
+    expect(count(result.results)).toEqual({ created: 10, failed: 4 });
+    const reason = (key: string) => result.results!.find((r) => r.key === key)?.reason;
+    expect(reason('n1@example.com')).toMatch(/^VALIDATION_ERROR: .*many is not a valid number for "num_notes"/);
+    expect(reason('n2@example.com')).toMatch(/^VALIDATION_ERROR: Property "no_such_property" does not exist/);
+    // Two records left and two unattributed errors: which is which is unknown.
+    expect(reason('n3@example.com')).toMatch(/^unknown: /);
+    expect(reason('n4@example.com')).toMatch(/^unknown: /);
+    expect(reason('n3@example.com')).not.toMatch(/num_notes|no_such_property/);
+    expect(result.results!.filter((r) => r.status === 'failed').every((r) => r.retryable === false)).toBe(true);
+
+    // One record left with one unattributed error: that error is its own.
+    const single = await run(config, [...people(3, 20), { email: 'n5@example.com', num_notes: 'lots' }, { email: 'n6@example.com', lifecyclestage: 'alien' }]);
+    expect(single.results!.find((r) => r.key === 'n5@example.com')?.reason).toMatch(/lots is not a valid number/);
+    expect(single.results!.find((r) => r.key === 'n6@example.com')?.reason).toMatch(/^VALIDATION_ERROR: .*alien was not one of the allowed options for "lifecyclestage"/);
+  });
+
   it('a 429 storm is ridden out: every record written once', async () => {
     const { sim, config } = await setup();
     sim.throttle(4);

@@ -45,7 +45,10 @@ export interface WriteRequest {
    */
   mode: Exclude<WriteMode, 'mirror'>;
   idProperty: string;
-  /** At most `maxBatchSize`; no two records of one request share a key (so none share an idempotency key). */
+  /**
+   * At most `maxBatchSize`; no two records of one request share a key, nor a key identity
+   * (`keyIdentity`), so none share an idempotency key.
+   */
   records: WriteRecord[];
   /** Compute and return results without changing the target. */
   dryRun: boolean;
@@ -108,6 +111,13 @@ export interface WriterDefinition<S extends ConfigSchema> {
   retry?: RetryPolicy;
   /** Largest batch the target accepts in one request. */
   maxBatchSize: number;
+  /**
+   * The row a key identifies, when the target matches keys less strictly than by exact
+   * string (e.g. emails without regard to case): keys with the same identity are one row, so
+   * the runtime keeps them in input order (never two in a request, never two requests in
+   * flight) and a mirror run counts them as one. Must be a pure function. Default: the key.
+   */
+  keyIdentity?(object: string, idProperty: string, key: string): string;
   /** Proves the config works; throws a TributaryError of kind `config` or `auth` saying what to fix. */
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
   /** The objects the target offers; a sync checks its object, id property and mode against them before writing. */

@@ -12,7 +12,9 @@
  *   failures are retried with backoff.
  * - Records of one key (one target row) are applied in input order, so the last one wins:
  *   no request holds two records of a key, and a request waits for every in-flight request
- *   (retries included) that holds one of its keys. Writers compare each record with the row
+ *   (retries included) that holds one of its keys. Keys are compared by the writer's
+ *   `keyIdentity` (a target that matches emails without regard to case makes `A@x.com` and
+ *   `a@x.com` one key). Writers compare each record with the row
  *   as it was before the request, and concurrent requests (or a retry) land in any order:
  *   without this an older value could be applied over a newer one, and the newer record
  *   reported `unchanged`.
@@ -141,6 +143,9 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   // A shared breaker is watched by whoever created it.
   if (!sharedBreaker) breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object, circuit: state }));
 
+  /** The row a key names, as the target matches keys (see `WriterDefinition.keyIdentity`). */
+  const identityOf = (key: string): string => (writer.keyIdentity ? writer.keyIdentity(object, idProperty, key) : key);
+
   const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<WriteStatus, number>;
   const results: WriteResult[] | undefined = audit ? undefined : [];
   let requests = 0;
@@ -249,7 +254,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     };
     return {
       async submit(request) {
-        const keys = new Set(request.records.map((r) => r.key));
+        const keys = new Set(request.records.map((r) => identityOf(r.key)));
         while (inFlight.size >= concurrency || sharesKeyWithInFlight(keys)) await Promise.race(inFlight.keys());
         if (failure !== undefined) throw failure;
         const p: Promise<void> = send(session, request).then(
@@ -306,13 +311,14 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         report({ idempotencyKey, key: '', status: 'failed', reason: `record ${position} has no usable value for ${JSON.stringify(idProperty)}`, retryable: false });
         continue;
       }
-      seenKeys?.add(key);
+      const identity = identityOf(key);
+      seenKeys?.add(identity);
       // One record per key and request: a writer judges every record of a request against
       // the row as it was before the request, so a second record of the key would be compared
       // with a stale row (and identical records would share an idempotency key).
-      if (batchKeys.has(key)) await flush();
+      if (batchKeys.has(identity)) await flush();
       batch.push({ idempotencyKey, key, fields });
-      batchKeys.add(key);
+      batchKeys.add(identity);
       if (batch.length >= writer.maxBatchSize) await flush();
     }
     await flush();
@@ -328,7 +334,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         const doomed = new Set<string>();
         for await (const key of session.listKeys(object, idProperty)) {
           if (ctx.signal.aborted) throw ctx.signal.reason;
-          if (!seenKeys.has(key)) doomed.add(key);
+          if (!seenKeys.has(identityOf(key))) doomed.add(key);
         }
         let deletes: WriteRecord[] = [];
         for (const key of doomed) {

@@ -105,8 +105,11 @@ export interface HubspotSimulator {
   create(objectType: string, properties: Record<string, string | null>, at?: number, indexDelayMs?: number): StoredObject;
   /** Changes properties and bumps the modification date (to `at`, default now). */
   update(objectType: string, id: number, properties: Record<string, string | null>, at?: number, indexDelayMs?: number): StoredObject;
-  /** Archives (soft-deletes) an object. Like HubSpot, this does not bump the modification date. */
-  archive(objectType: string, id: number, at?: number): void;
+  /**
+   * Archives (soft-deletes) an object. Like HubSpot, this does not bump the modification date;
+   * `indexDelayMs` overrides the random delay before search stops returning it.
+   */
+  archive(objectType: string, id: number, at?: number, indexDelayMs?: number): void;
   associate(fromType: string, fromId: number, toType: string, toId: number): void;
   /** Every object of a type (archived included), in id order. */
   objects(objectType: string): StoredObject[];
@@ -237,12 +240,13 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     return row;
   }
 
-  function archiveRow(t: ObjectTable, row: StoredObject, at?: number): void {
+  function archiveRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number): void {
     if (row.archived) return;
     row.archived = true;
     row.archivedAt = at ?? Date.now();
-    // Archiving does not bump the modification date, but it leaves the search index.
-    t.reindex(row, Date.now(), searchLagMs);
+    // Archiving does not bump the modification date, but it leaves the search index (which
+    // lags it as it lags every write).
+    t.reindex(row, Date.now(), searchLagMs, indexDelayMs);
   }
 
   function publicObject(t: ObjectTable, row: StoredObject, wanted: readonly string[] | undefined): Record<string, unknown> {
@@ -421,9 +425,16 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
           errors.push(batchError('VALIDATION_ERROR', `Property "${idProperty}" is not a unique identifier property`, { [idProperty]: [key] }));
           continue;
         }
-        const problem = problemsOf(t, properties) ?? (idProperty === 'hs_object_id' ? undefined : checkValue({ ...definition, readOnly: false }, idProperty, key)?.message);
+        // As for create: an error about a property value says which property, not which input
+        // (a 207's errors are not promised to name their inputs); a bad key names the key.
+        const problem = problemsOf(t, properties);
         if (problem) {
-          errors.push(batchError('VALIDATION_ERROR', problem, { [idProperty]: [key] }));
+          errors.push(batchError('VALIDATION_ERROR', problem, {}));
+          continue;
+        }
+        const keyProblem = idProperty === 'hs_object_id' ? undefined : checkValue({ ...definition, readOnly: false }, idProperty, key)?.message;
+        if (keyProblem) {
+          errors.push(batchError('VALIDATION_ERROR', keyProblem, { [idProperty]: [key] }));
           continue;
         }
         const row = t.findBy(idProperty, key);
@@ -620,11 +631,11 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       if (!row) throw new Error(`no ${objectType} ${id}`);
       return updateRow(t, row, properties, at, indexDelayMs);
     },
-    archive(objectType, id, at) {
+    archive(objectType, id, at, indexDelayMs) {
       const t = table(objectType);
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id}`);
-      archiveRow(t, row, at);
+      archiveRow(t, row, at, indexDelayMs);
     },
     associate(fromType, fromId, toType, toId) {
       const forward = assoc(fromType, toType);

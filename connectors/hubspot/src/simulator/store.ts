@@ -105,6 +105,11 @@ export function toMillis(text: string): number {
   return /^-?\d+$/.test(text) ? Number(text) : Date.parse(text);
 }
 
+/** How HubSpot matches a unique value: emails without regard to case. */
+export function uniqueKey(property: string, value: string): string {
+  return property === 'email' ? value.toLowerCase() : value;
+}
+
 interface PendingIndex {
   at: number;
   id: number;
@@ -151,7 +156,11 @@ export class ObjectTable {
     }
   }
 
-  /** Unique-valued properties (email, domain): value -> id of the live row holding it. */
+  /**
+   * Unique-valued properties (email, domain): value -> id of the live row holding it. Emails
+   * are one identity whatever their case (`A@x.com` and `a@x.com` are one contact), as on
+   * HubSpot.
+   */
   private readonly unique = new Map<string, Map<string, number>>();
 
   /** Sets properties on a row, keeping the unique-value index in step. */
@@ -161,8 +170,8 @@ export class ObjectTable {
         let index = this.unique.get(name);
         if (!index) this.unique.set(name, (index = new Map()));
         const old = row.properties[name];
-        if (old !== undefined && old !== null && index.get(old) === row.id) index.delete(old);
-        if (value !== null && value !== '') index.set(value, row.id);
+        if (old !== undefined && old !== null && index.get(uniqueKey(name, old)) === row.id) index.delete(uniqueKey(name, old));
+        if (value !== null && value !== '') index.set(uniqueKey(name, value), row.id);
       }
       row.properties[name] = value;
     }
@@ -175,12 +184,13 @@ export class ObjectTable {
     }
     const index = this.unique.get(property);
     if (index) {
-      const id = index.get(value);
+      const id = index.get(uniqueKey(property, value));
       const row = id === undefined ? undefined : this.rows.get(id);
       return row && !row.archived ? row : undefined;
     }
     for (const row of this.rows.values()) {
-      if (!row.archived && row.properties[property] === value) return row;
+      const stored = row.properties[property];
+      if (!row.archived && stored !== undefined && stored !== null && uniqueKey(property, stored) === uniqueKey(property, value)) return row;
     }
     return undefined;
   }

@@ -24,7 +24,9 @@
  *    nothing is skipped, as long as the index lags by less than the look-back.
  * 2. Deletions: search never returns archived objects and archiving does not bump the
  *    modification date, so the archived listing (`archived=true`) is read and objects
- *    archived since the previous sync's horizon are emitted with `archived: true`.
+ *    archived since the previous sync's horizon, up to this sync's, are emitted with
+ *    `archived: true`. The horizon matters here too: until the index has an archive, search
+ *    still returns the object as live, and that version must not follow its deletion.
  *
  * State (per stream): `{ position?: { ts, id }, archived: { since, until?, after? } }` or, for
  * an interrupted full refresh, `{ full_refresh: true, after }`.
@@ -239,8 +241,12 @@ export async function* readIncremental(api: HubspotApi, options: ObjectStreamOpt
   }
   yield checkpoint(stream, stateBlob(state));
 
-  // Phase 2: objects archived since the last sync (archivedAt in (since, until]).
-  const until = state.archived.until ?? now;
+  // Phase 2: objects archived since the last sync (archivedAt in (since, until]), up to the
+  // same horizon as the changes: the search index lags an archive as it lags any write, so
+  // a search may return an object archived within the look-back as still live. An archive
+  // is emitted only once search surely no longer returns the object — else a later sync's
+  // search could emit the object's last live version after its deletion and resurrect it.
+  const until = state.archived.until ?? Math.max(state.archived.since, horizon);
   let after = state.archived.after;
   state.archived.until = until;
   for (;;) {

@@ -194,8 +194,11 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       if (at > now - SIGNATURE_MAX_AGE_MS) break;
       seenSignatures.delete(sig);
     }
-    if (seenSignatures.has(signature as string)) return reject(res, 401, 'signature replayed');
-    seenSignatures.set(signature as string, now);
+    // By the signature's bytes, not its text: base64 decoding ignores padding, whitespace and
+    // the URL-safe alphabet, so one signature has many spellings that all verify.
+    const signatureId = Buffer.from(signature as string, 'base64').toString('hex');
+    if (seenSignatures.has(signatureId)) return reject(res, 401, 'signature replayed');
+    seenSignatures.set(signatureId, now);
     const events = parseEvents(text);
     if (!events) return reject(res, 400, 'body is not a JSON array of events');
 

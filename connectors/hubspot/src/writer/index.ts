@@ -63,11 +63,70 @@ function sameValue(name: string, stored: string | null | undefined, wanted: stri
   return name === 'email' ? a.toLowerCase() === wanted.toLowerCase() : a === wanted;
 }
 
-function reasonFor(key: string, errors: BatchError[]): { reason: string; retryable: boolean } {
-  const own = errors.find((e) => Object.values(e.context ?? {}).some((values) => values.some((v) => v.toLowerCase() === key.toLowerCase())));
-  const error = own ?? errors[0];
-  if (!error) return { reason: 'HubSpot returned no result for this record', retryable: true };
-  return { reason: `${error.category}: ${error.message}`, retryable: error.category === 'RATE_LIMIT' || error.category === 'INTERNAL_ERROR' };
+const RETRYABLE_CATEGORIES = new Set(['RATE_LIMIT', 'INTERNAL_ERROR']);
+
+/** How HubSpot matches a key of `idProperty`: emails without regard to case. */
+function keyIdentity(idProperty: string, key: string): string {
+  return idProperty === 'email' ? key.toLowerCase() : key;
+}
+
+function names(error: BatchError, identity: string, idProperty: string): boolean {
+  return Object.values(error.context ?? {}).some((values) => values.some((v) => keyIdentity(idProperty, v) === identity));
+}
+
+type Failure = { reason: string; retryable: boolean };
+
+function failureOf(error: BatchError): Failure {
+  return { reason: `${error.category}: ${error.message}`, retryable: RETRYABLE_CATEGORIES.has(error.category) };
+}
+
+/**
+ * Why HubSpot refused each record its 207 answer has no result for. An error naming the
+ * record (in its `context`) is its own. HubSpot does not promise that an error names its
+ * input (an error about a property value names the property), so each error naming no
+ * record of the request goes, at most once, to a record whose local check (`problemOf`) says
+ * the same; then a single error left goes to a single record left. A record still without
+ * one gets an "unknown" reason — never another record's error.
+ */
+function attributeErrors<P extends { record: { key: string }; problem?: string }>(
+  missing: readonly P[],
+  sent: readonly P[],
+  idProperty: string,
+  errors: readonly BatchError[],
+): Map<P, Failure> {
+  const out = new Map<P, Failure>();
+  const sentIdentities = sent.map((p) => keyIdentity(idProperty, p.record.key));
+  const pool = errors.filter((e) => !sentIdentities.some((k) => names(e, k, idProperty)));
+  const left: P[] = [];
+  for (const pending of missing) {
+    const own = errors.find((e) => names(e, keyIdentity(idProperty, pending.record.key), idProperty));
+    if (own) out.set(pending, failureOf(own));
+    else left.push(pending);
+  }
+  for (const pending of [...left]) {
+    const problem = pending.problem;
+    const at = problem === undefined ? -1 : pool.findIndex((e) => e.message === problem || e.message.includes(problem));
+    if (at < 0) continue;
+    out.set(pending, failureOf(pool.splice(at, 1)[0]!));
+    left.splice(left.indexOf(pending), 1);
+  }
+  if (left.length === 1 && pool.length === 1) {
+    out.set(left[0]!, failureOf(pool[0]!));
+    return out;
+  }
+  const listed = pool.slice(0, 3).map((e) => `${e.category}: ${e.message}`).join('; ');
+  for (const pending of left) {
+    out.set(
+      pending,
+      pool.length === 0
+        ? { reason: 'HubSpot returned no result for this record', retryable: true }
+        : {
+            reason: `unknown: HubSpot returned no result for this record, and none of its errors names it; the ${pool.length} error(s) naming no record: ${listed}${pool.length > 3 ? '; …' : ''}`,
+            retryable: pool.some((e) => RETRYABLE_CATEGORIES.has(e.category)),
+          },
+    );
+  }
+  return out;
 }
 
 function writableObject(name: string, properties: readonly ApiProperty[]): WritableObject {
@@ -88,7 +147,8 @@ function writableObject(name: string, properties: readonly ApiProperty[]): Writa
 async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiProperty>, request: WriteRequest): Promise<WriteResult[]> {
   const { object, idProperty } = request;
   const results: WriteResult[] = [];
-  type Pending = { record: WriteRequest['records'][number]; values: Record<string, string> };
+  /** `problem`: what the local copy of HubSpot's rules finds wrong (to attribute HubSpot's errors). */
+  type Pending = { record: WriteRequest['records'][number]; values: Record<string, string>; problem?: string };
   const valid: Pending[] = [];
   for (const record of request.records) {
     const values: Record<string, string> = {};
@@ -103,7 +163,7 @@ async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiPr
     // A dry run answers locally what HubSpot would refuse; a real run lets HubSpot decide
     // (and reports its 207 errors), so the two agree without trusting this copy of its rules.
     if (problem && request.dryRun) results.push({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `VALIDATION_ERROR: ${problem}`, retryable: false });
-    else valid.push({ record, values });
+    else valid.push({ record, values, ...(problem ? { problem } : {}) });
   }
   if (valid.length === 0) return results;
 
@@ -112,9 +172,9 @@ async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiPr
   const existing = new Map<string, (typeof current.results)[number]>();
   for (const o of current.results) {
     const key = o.properties[idProperty];
-    if (key) existing.set(idProperty === 'email' ? key.toLowerCase() : key, o);
+    if (key) existing.set(keyIdentity(idProperty, key), o);
   }
-  const lookup = (key: string) => existing.get(idProperty === 'email' ? key.toLowerCase() : key);
+  const lookup = (key: string) => existing.get(keyIdentity(idProperty, key));
 
   const toSend: Pending[] = [];
   for (const pending of valid) {
@@ -140,11 +200,17 @@ async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiPr
     const key = o.properties[idProperty];
     if (key) written.set(key.toLowerCase(), o);
   }
+  const failures = attributeErrors(
+    toSend.filter((p) => !written.has(p.record.key.toLowerCase())),
+    toSend,
+    idProperty,
+    answer.errors,
+  );
   for (const pending of toSend) {
     const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key };
     const done = written.get(pending.record.key.toLowerCase());
     if (done) results.push({ ...base, status: done.new ? 'created' : 'updated', id: done.id });
-    else results.push({ ...base, status: 'failed', ...reasonFor(pending.record.key, answer.errors) });
+    else results.push({ ...base, status: 'failed', ...failures.get(pending)! });
   }
   return results;
 }
@@ -159,6 +225,9 @@ export const hubspotWriter = defineWriter({
   rateLimit: WRITER_RATE_LIMIT,
   retry: { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 15_000 },
   maxBatchSize: MAX_BATCH,
+  // HubSpot matches emails without regard to case: records for `A@x.com` and `a@x.com` are
+  // one contact, kept in input order by the runtime.
+  keyIdentity: (_object, idProperty, key) => keyIdentity(idProperty, key),
 
   async check(ctx, config) {
     const api = hubspotApi(ctx, config);
