@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { parseConfig, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
@@ -93,7 +94,7 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
       await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
     }
     if (files.length > 0) {
-      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM read_parquet(${list(files)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
+      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${await eventsSource(duck.connection, [...byStream.values()], list)}${tenantFilter}`);
     }
     const quarantine = state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream));
     if (quarantine.length > 0) {
@@ -131,6 +132,32 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     await rm(cache, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * The rows of every stream, unioned by column name. Streams are typed apart, so one name
+ * can be a JSON column in one stream and text in another: read as one, DuckDB parsed the
+ * text as JSON and the whole `events` view failed ("Malformed JSON"). Such a column is JSON
+ * in `events`, the other streams' values converted with `to_json` (text `abc` is `"abc"`).
+ */
+async function eventsSource(connection: DuckDBConnection, groups: readonly LakeFile[][], list: (fs: readonly LakeFile[]) => string): Promise<string> {
+  const read = (fs: readonly LakeFile[]): string => `read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)`;
+  if (groups.length < 2) return read(groups.flat());
+  const columns: Array<Array<[string, string]>> = [];
+  for (const fs of groups) columns.push((await connection.runAndReadAll(`DESCRIBE SELECT * FROM ${read(fs)}`)).getRows().map((r) => [String(r[0]), String(r[1])]));
+  // Column names match regardless of letter case, as DuckDB matches them.
+  const types = new Map<string, Set<string>>();
+  for (const [name, type] of columns.flat()) types.set(name.toLowerCase(), (types.get(name.toLowerCase()) ?? new Set()).add(type));
+  const mixed = (name: string): boolean => {
+    const t = types.get(name.toLowerCase())!;
+    return t.size > 1 && t.has('JSON');
+  };
+  if (!columns.flat().some(([name]) => mixed(name))) return read(groups.flat());
+  const parts = groups.map((fs, i) => {
+    const replace = columns[i]!.filter(([name, type]) => type !== 'JSON' && mixed(name)).map(([name]) => `to_json(${ident(name)}) AS ${ident(name)}`);
+    return `SELECT *${replace.length > 0 ? ` REPLACE (${replace.join(', ')})` : ''} FROM ${read(fs)}`;
+  });
+  return `(${parts.join(' UNION ALL BY NAME ')})`;
 }
 
 /** Runs one SQL statement over the lake (see `openLakeReader`). */
@@ -213,12 +240,13 @@ export interface AsOfQuery {
  * first, zero-padded so that text order is numeric order — a snapshot row (no commit
  * time, so its event time is its ingest time) then never wins over a change committed
  * after the snapshot's consistent point. Other rows order by event time, then position,
- * then ingest time.
+ * then ingest time. A position that is a number (a numeric cursor, stored as its JSON
+ * text) orders by its value: as text, `9` came after `10`.
  */
 const LSN_ORDER =
   "CASE WHEN regexp_full_match(source_position, '[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}') " +
   "THEN lpad(upper(split_part(source_position, '/', 1)), 8, '0') || lpad(upper(split_part(source_position, '/', 2)), 8, '0') END";
-const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, source_position DESC NULLS LAST, ingest_time DESC, event_id DESC`;
+const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, TRY_CAST(source_position AS DOUBLE) DESC NULLS LAST, source_position DESC NULLS LAST, ingest_time DESC, event_id DESC`;
 
 /**
  * Point-in-time read: per (tenant, key) the latest row with event_time ≤ asOf (see
@@ -244,7 +272,7 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
       `${query.includeDeleted ? '' : " WHERE op <> 'delete'"} ORDER BY tenant_id, ${key}`;
     const build = payloadBuilder(history);
     const latest = (await reader.queryRaw(sql)).map(build);
-    await fillUnchanged(reader, key, at, latest, build);
+    await fillUnchanged(reader, at, latest, build);
     return latest;
   } finally {
     await reader.close();
@@ -253,30 +281,40 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
 
 /**
  * A CDC update that left TOASTed columns out (`unchanged_fields`) stored no value for them:
- * their value as of T is the one of the latest earlier row of the same key that had them.
- * `reader` holds one stream (its `events` view).
+ * their value as of T is the one of the latest earlier row of the same entity (tenant and
+ * `entity_key`, whatever `key` the read groups by: with `customer_id`, another entity of
+ * the same customer holds other values) that had them. `reader` holds one stream (its
+ * `events` view).
  */
-async function fillUnchanged(reader: LakeReader, key: 'entity_key' | 'customer_id', at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
+async function fillUnchanged(reader: LakeReader, at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
   const partial = rows.filter((r) => (r.unchanged_fields?.length ?? 0) > 0);
   if (partial.length === 0) return;
-  const keyOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r[key]]);
-  const wanted = new Map(partial.map((r) => [keyOf(r), r]));
+  const entityOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r.entity_key]);
+  const sameRow = (a: LakeRow, b: LakeRow): boolean => a.event_id === b.event_id && a.event_time === b.event_time && a.ingest_time === b.ingest_time;
+  // Per entity, the rows to fill, each with the fields it still misses and whether the walk
+  // below has reached it (only rows older than it may fill it). With `key: 'customer_id'`
+  // an entity that moved between customers can be the latest row of two of them.
+  const targets = new Map<string, Array<{ row: LakeRow; missing: Set<string>; reached: boolean }>>();
+  for (const r of partial) {
+    const list = targets.get(entityOf(r)) ?? [];
+    list.push({ row: r, missing: new Set(r.unchanged_fields), reached: false });
+    targets.set(entityOf(r), list);
+  }
+  const keys = [...new Set(partial.map((r) => r.entity_key))];
   const history = (
-    await reader.queryRaw(
-      `SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)} AND ${key} IN (${partial.map((r) => literal(r[key])).join(', ')}) ` +
-        `ORDER BY ${NEWEST_FIRST}`,
-    )
+    await reader.queryRaw(`SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)} AND entity_key IN (${keys.map(literal).join(', ')}) ORDER BY ${NEWEST_FIRST}`)
   ).map(build);
-  const missing = new Map(partial.map((r) => [keyOf(r), new Set(r.unchanged_fields)]));
   for (const older of history) {
-    const k = keyOf(older);
-    const target = wanted.get(k);
-    const fields = missing.get(k);
-    if (!target || !fields || older.event_id === target.event_id) continue;
-    for (const field of [...fields]) {
-      if (older.unchanged_fields?.includes(field)) continue;
-      target.payload[field] = older.payload[field] ?? null;
-      fields.delete(field);
+    for (const target of targets.get(entityOf(older)) ?? []) {
+      if (!target.reached) {
+        target.reached = sameRow(older, target.row);
+        continue;
+      }
+      for (const field of [...target.missing]) {
+        if (older.unchanged_fields?.includes(field)) continue;
+        target.row.payload[field] = older.payload[field] ?? null;
+        target.missing.delete(field);
+      }
     }
   }
 }

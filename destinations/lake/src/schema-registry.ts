@@ -170,6 +170,7 @@ export type BreakingMode = 'fail' | 'new_column';
  * files read as NULL for them). Fields that disappear keep their column (NULL from now on).
  * A type change that readers cannot union is breaking: refused (`fail`) or mapped to a new
  * column `<field>__v<version>` (`new_column`); old rows keep the old column, never rewritten.
+ * integer → number widens the column; integer wanted for a number column keeps it as it is.
  */
 export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode): SchemaVersion | undefined {
   const latest = history.versions[history.versions.length - 1];
@@ -193,7 +194,10 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
       changes.push(`${w.field} now stored in column ${w.column}`);
       have.column = w.column;
     } else if (have.type !== w.type) {
-      if (compatible(have.type, w.type)) {
+      if (have.type === 'number' && w.type === 'integer') {
+        // Narrowed back (a schema inferred from sampled values): integers fit the number column, whose files already hold fractions.
+        continue;
+      } else if (compatible(have.type, w.type)) {
         changes.push(`widened ${w.field} ${have.type} → ${w.type}`);
         have.type = w.type;
       } else if (mode === 'new_column') {

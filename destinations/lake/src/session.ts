@@ -179,7 +179,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         }
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };
-      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema));
+      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>)));
       await stage.create();
       stages.set(stream.key, stage);
     }

@@ -222,6 +222,8 @@ export class StreamStage {
     private readonly quarantined?: Set<string>,
     /** `validate` refuses any field the schema does not declare: no record brings a new column (see admitsOnlyDeclaredFields). */
     private readonly declaredFieldsOnly = false,
+    /** Fields the stream schema declares; the others' column types were inferred from values (see `widensToNumber`). */
+    private readonly declared: ReadonlySet<string> = new Set(),
   ) {
     this.table = `stage_${index}`;
     this.columns = columns.map((c) => ({ ...c }));
@@ -437,6 +439,20 @@ export class StreamStage {
     await this.addColumns(fresh);
   }
 
+  /**
+   * The integer column of a field the stream schema does not declare, when `record` holds a
+   * number that column cannot (a fraction, or an integer beyond 2^53): its type was a guess
+   * from the first values seen, so the column widens to number (integer → number is a
+   * compatible change) instead of the record being quarantined.
+   */
+  private widensToNumber(record: RecordData): PayloadColumn | undefined {
+    for (const column of this.columns) {
+      const value = record[column.field];
+      if (column.type === 'integer' && !this.declared.has(column.field) && typeof value === 'number' && Number.isFinite(value) && !Number.isSafeInteger(value)) return column;
+    }
+    return undefined;
+  }
+
   /** Stages a batch; returns the records refused (kept in `quarantine` with the reason). */
   async append(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
     // Looking for new fields walks every field of every record: skipped when validation already refuses them.
@@ -512,6 +528,14 @@ export class StreamStage {
         payload[c] = v;
       }
       if (error !== undefined) {
+        const widening = this.widensToNumber(record);
+        if (widening !== undefined) {
+          // Rows staged so far keep their version: the widening applies from the next staging row, where this record is staged again.
+          stageRow();
+          await this.widen([{ ...widening, type: 'number' }]);
+          i--;
+          continue;
+        }
         reject(i, record, error);
         continue;
       }
