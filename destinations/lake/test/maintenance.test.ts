@@ -91,3 +91,25 @@ it('files no commit names (a crash between publishing and committing) are invisi
   expect(existsSync(old)).toBe(false);
   expect(existsSync(fresh)).toBe(true);
 });
+
+it('a file published long after it was written is not an orphan: a compaction between its publishing and the log entry keeps it', async () => {
+  // A long session seals a stage (its Parquet file written in the temp dir) and commits
+  // over an hour later; a compaction may list the lake after the file is published and
+  // before the log names it. The file's age must count from its publishing.
+  const [file] = await visible();
+  const written = join(dir, 'sealed-long-ago.parquet');
+  await copyFile(join(dir, 'lake', file!.path), written);
+  const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+  await utimes(written, twoHoursAgo, twoHoursAgo);
+  const key = [...file!.path.split('/').slice(0, -1), 'long-session-0.parquet'].join('/');
+  const store = openStore(parseConfig(lakeConfigSchema, lake()));
+  try {
+    await store.putFile(key, written);
+  } finally {
+    store.close();
+  }
+  const compact = await runCli(['lake', 'compact', '--config', 'sync.json'], dir);
+  expect(compact.code, compact.stderr).toBe(0);
+  expect(JSON.parse(compact.stdout).orphansDeleted).toBe(0);
+  expect(existsSync(join(dir, 'lake', ...key.split('/')))).toBe(true);
+});

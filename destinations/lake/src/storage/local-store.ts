@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, link, mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, link, mkdir, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { fsyncDirectory, fsyncPath, TributaryError, writeDurableTemp, writeFileAtomic } from '@tributary/core';
@@ -22,6 +22,13 @@ export function createLocalStore(root: string): LakeStore {
     async putFile(key, localPath) {
       const path = pathOf(key);
       await ensureDir(path);
+      // Published now, whenever it was written: rename keeps the file's modification time,
+      // and compaction deletes unnamed files by that age (an orphan is an hour old). A file
+      // sealed over an hour before a long session's commit would be deleted by a compaction
+      // running between its publishing and the commit's log entry, which then names a file
+      // that is gone.
+      const now = new Date();
+      await utimes(localPath, now, now);
       await fsyncPath(localPath);
       await rename(localPath, path);
       await fsyncDirectory(dirname(path));
