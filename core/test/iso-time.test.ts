@@ -80,3 +80,28 @@ describe('formatIsoMs', () => {
     expect(() => formatIsoMs(8.64e15 + 1)).toThrow(RangeError);
   });
 });
+
+describe('parseDateTimeMs without an offset', () => {
+  it('takes an ISO date-time without offset as UTC whatever the host time zone (Date.parse takes local time)', () => {
+    const saved = process.env.TZ;
+    try {
+      for (const zone of ['America/New_York', 'Asia/Kolkata', 'UTC']) {
+        process.env.TZ = zone;
+        expect(parseDateTimeMs('2024-01-02T10:00:00'), zone).toBe(Date.UTC(2024, 0, 2, 10));
+        expect(parseDateTimeMs('2024-01-02 10:00:00.123456'), zone).toBe(Date.UTC(2024, 0, 2, 10, 0, 0, 123));
+        expect(parseDateTimeMs('2024-07-02T23:30'), zone).toBe(Date.UTC(2024, 6, 2, 23, 30));
+        expect(parseDateTimeMs('+012024-07-02T23:30:00'), zone).toBe(Date.parse('+012024-07-02T23:30:00Z'));
+        // Offsets and date-only forms are unchanged (a date alone is UTC for Date.parse too).
+        expect(parseDateTimeMs('2024-01-02T10:00:00+02:00'), zone).toBe(Date.UTC(2024, 0, 2, 8));
+        expect(parseDateTimeMs('2024-01-02'), zone).toBe(Date.UTC(2024, 0, 2));
+        expect(parseDateTimeMs('2024-01-02T10:00:00 extra'), zone).toBeNaN();
+      }
+      // The test means something only if the host zone changes Date.parse's answer.
+      process.env.TZ = 'America/New_York';
+      expect(Date.parse('2024-01-02T10:00:00')).not.toBe(Date.UTC(2024, 0, 2, 10));
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  });
+});

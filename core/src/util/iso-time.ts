@@ -5,33 +5,48 @@
  * digit (~5× faster than `Date.parse`, which writers call once per record); anything else —
  * offsets, other separators, out-of-range fields, years before 1000 — goes to `Date.parse`.
  * Returns NaN when the text is not a date-time `Date.parse` accepts.
+ *
+ * One difference from `Date.parse`: an ISO-8601 date-time without an offset
+ * (`2024-01-02T10:00:00`, also with a space for the `T`, as PostgreSQL's `timestamp` and many
+ * exports print it) is UTC. `Date.parse` takes it as the host's local time, so the same
+ * record got a different event time (and partition) depending on the machine's time zone.
  */
 export function parseDateTimeMs(text: string): number {
   const n = text.length;
   // 20 = no fraction; fractions of 1–9 digits.
-  if (n < 20 || n > 30 || text.charCodeAt(n - 1) !== 90 /* Z */) return Date.parse(text);
-  if (text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 84 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return Date.parse(text);
+  if (n < 20 || n > 30 || text.charCodeAt(n - 1) !== 90 /* Z */) return parseOther(text);
+  if (text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 84 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return parseOther(text);
   const year = digits(text, 0, 4);
   const month = digits(text, 5, 2);
   const day = digits(text, 8, 2);
   const hour = digits(text, 11, 2);
   const minute = digits(text, 14, 2);
   const second = digits(text, 17, 2);
-  if (year < 1000 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return Date.parse(text);
+  if (year < 1000 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return parseOther(text);
   let ms = 0;
   if (n > 20) {
     // A fraction: '.' then 1–9 digits; Date.parse keeps the first three.
-    if (text.charCodeAt(19) !== 46 || n === 21) return Date.parse(text);
+    if (text.charCodeAt(19) !== 46 || n === 21) return parseOther(text);
     for (let i = 20; i < n - 1; i++) {
       const d = text.charCodeAt(i) - 48;
-      if (d < 0 || d > 9) return Date.parse(text);
+      if (d < 0 || d > 9) return parseOther(text);
       if (i < 23) ms += d * (i === 20 ? 100 : i === 21 ? 10 : 1);
     }
   }
-  if (Number.isNaN(year + month + day + hour + minute + second)) return Date.parse(text);
+  if (Number.isNaN(year + month + day + hour + minute + second)) return parseOther(text);
   // Days are counted linearly from the month's first (daysFromCivil), so a day past the
   // month's end rolls over exactly as Date.parse and Date.UTC roll it (Feb 30 → Mar 2).
   return ((daysFromCivil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms;
+}
+
+/** An ISO-8601 date-time without an offset: `T` or a space between date and time, seconds and fraction optional. */
+const ZONELESS_DATE_TIME = /^[+-]?\d{4,6}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?$/;
+
+/** `Date.parse`, except that a date-time without an offset is UTC (see `parseDateTimeMs`). */
+function parseOther(text: string): number {
+  if (!ZONELESS_DATE_TIME.test(text)) return Date.parse(text);
+  // The pattern allows one space at most: the date/time separator, which Date.parse wants as `T`.
+  return Date.parse(`${text.replace(' ', 'T')}Z`);
 }
 
 /**

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { parseConfig, TributaryError } from '@tributary/core';
+import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
@@ -222,7 +222,7 @@ export async function readStreamRows(rawConfig: LakeConfig | Record<string, unkn
 export interface AsOfQuery {
   /** Stream name (the stream key for namespaced streams). */
   stream: string;
-  /** Point in time (ISO-8601 string, Date or epoch ms); default now. Rows with event_time ≤ asOf count. */
+  /** Point in time (ISO-8601 string, UTC when it has no offset; Date or epoch ms); default now. Rows with event_time ≤ asOf count. */
   asOf?: string | Date | number;
   /** Restrict to one tenant (only its partitions are read). */
   tenant?: string;
@@ -255,7 +255,7 @@ const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, TRY_CAST(so
  */
 export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unknown>, query: AsOfQuery): Promise<LakeRow[]> {
   const config = lakeConfig(rawConfig);
-  const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : Date.parse(query.asOf);
+  const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : parseDateTimeMs(query.asOf);
   if (!Number.isFinite(asOfMs)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is not an ISO-8601 date-time` });
   const key = query.key ?? 'entity_key';
   const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });

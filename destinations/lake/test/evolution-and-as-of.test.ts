@@ -140,3 +140,26 @@ it('`events` over streams whose same-named column is JSON in one and text in ano
   // Each stream's own view keeps its own type.
   expect(await queryLake(config, 'SELECT typeof(x) AS t, x FROM b')).toEqual([{ t: 'VARCHAR', x: 'plain text' }]);
 });
+
+it('event times and as-of times without an offset are UTC, whatever the host time zone', async () => {
+  const saved = process.env.TZ;
+  process.env.TZ = 'America/New_York';
+  try {
+    const config = { path: join(root, 'zoneless'), streams: { orders: { event_time_field: 'at' } } };
+    // 23:30 without offset: in New York's local time it would be 04:30Z the next day.
+    await sync(config, schema({ at: { type: 'string' } }), [[{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1, at: '2024-01-02T23:30:00' }, { id: 2, tenant_id: 't1', customer_id: 'c1', amount: 2, at: '2024-01-03 01:00:00.5' }]]);
+    const rows = await queryLake(config, "select id, strftime(event_time, '%Y-%m-%dT%H:%M:%S.%g') as t from orders order by id");
+    expect(rows).toEqual([{ id: 1, t: '2024-01-02T23:30:00.000' }, { id: 2, t: '2024-01-03T01:00:00.500' }]);
+    const store = openStore(parseConfig(lakeConfigSchema, { path: config.path }));
+    try {
+      expect([...(await loadLakeState(store)).files.values()].map((f) => f.partition).sort()).toEqual(['2024-01-02', '2024-01-03']);
+    } finally {
+      store.close();
+    }
+    const asOf = await readLatestAsOf(config, { stream: 'orders', asOf: '2024-01-03T00:00:00' });
+    expect(asOf.map((r) => r.payload.id)).toEqual([1]);
+  } finally {
+    if (saved === undefined) delete process.env.TZ;
+    else process.env.TZ = saved;
+  }
+});
