@@ -35,16 +35,21 @@ async function readFirstChunk(config: PostgresConfig, catalog: ConfiguredAirbyte
   return { records, state };
 }
 
-async function expectEveryRowOnce(table: string, config: PostgresConfig, mode: 'full_refresh' | 'incremental'): Promise<void> {
+async function expectEveryRowOnce(
+  table: string,
+  config: PostgresConfig,
+  mode: 'full_refresh' | 'incremental',
   // md5 digests as keys: their bytes sort nothing like their base64 text.
-  await sql.query(`CREATE TABLE ${table} (id bytea PRIMARY KEY, v int)`);
-  await sql.query(`INSERT INTO ${table} SELECT decode(md5(g::text), 'hex'), g FROM generate_series(1, 50) g`);
+  key: { type: string; value: string; rows: number } = { type: 'bytea', value: `decode(md5(g::text), 'hex')`, rows: 50 },
+): Promise<void> {
+  await sql.query(`CREATE TABLE ${table} (id ${key.type} PRIMARY KEY, v int)`);
+  await sql.query(`INSERT INTO ${table} SELECT ${key.value}, g FROM generate_series(1, ${key.rows}) g`);
   const catalog = await catalogFor(config, [table], mode);
   const first = await readFirstChunk(config, catalog);
-  expect(first.records).toHaveLength(10);
+  expect(first.records).toHaveLength(config.chunk_size!);
   const rest = await readAll(config, catalog, first.state);
   const values = [...first.records, ...rest.records.map((r) => r.data)].map((r) => r.v as number).sort((a, b) => a - b);
-  expect(values).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+  expect(values).toEqual(Array.from({ length: key.rows }, (_, i) => i + 1));
 }
 
 it('a full refresh of a table keyed by bytea resumes after its last chunk: every row once', async () => {
@@ -53,6 +58,25 @@ it('a full refresh of a table keyed by bytea resumes after its last chunk: every
 
 it('a CDC snapshot of a table keyed by bytea resumes after its last chunk: every row once', async () => {
   await expectEveryRowOnce('bytea_snapshot', configFor(server, { slot_name: 'bytea_slot', publication_name: 'bytea_pub', chunk_size: 10 }), 'incremental');
+});
+
+it('a full refresh of a table keyed by an array resumes after its last chunk: the key goes back as an array literal', async () => {
+  // Saved as a JSON array; sent back as JSON ('["…"]') the server rejected it (malformed array literal).
+  await expectEveryRowOnce('array_refresh', configFor(server, { replication_method: 'standard', chunk_size: 10 }), 'full_refresh', {
+    type: 'text[]',
+    value: `ARRAY[md5(g::text), E'quote " comma , brace {} backslash \\\\', NULL]`,
+    rows: 50,
+  });
+});
+
+it('a CDC snapshot of a table keyed by jsonb resumes after a JSON null key: every row once', async () => {
+  // The JSON null (first in jsonb order) was sent back as SQL NULL: "> NULL" matched no row,
+  // and the snapshot ended there, the other rows lost.
+  await expectEveryRowOnce('jsonb_snapshot', configFor(server, { slot_name: 'jsonb_slot', publication_name: 'jsonb_pub', chunk_size: 1 }), 'incremental', {
+    type: 'jsonb',
+    value: `(ARRAY['null', '"s"', '1.5', '[1, "x"]', '{"a": null}'])[g]::jsonb`,
+    rows: 5,
+  });
 });
 
 it('a full refresh of a table without a primary key starts over instead of resuming after a ctid', async () => {

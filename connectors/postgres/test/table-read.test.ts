@@ -111,4 +111,27 @@ describe('table reads over COPY', () => {
     }
     expect((await client.query<{ n: string }>('SELECT count(*) AS n FROM keyed')).rows[0]!.n).toBe('60');
   });
+
+  it('a partitioned table without a primary key is read in (partition, ctid) order: every row once across queries', async () => {
+    // Every partition numbers its rows from (0,1): ordered and resumed by ctid alone, a query
+    // ending between rows of equal ctids skipped the others (20 of these 30 rows were read).
+    await client.query('CREATE TABLE parts (id int, k int) PARTITION BY LIST (k)');
+    for (const k of [1, 2, 3]) await client.query(`CREATE TABLE parts_${k} PARTITION OF parts FOR VALUES IN (${k})`);
+    await client.query('INSERT INTO parts SELECT g, 1 + g % 3 FROM generate_series(1, 30) g');
+    const info = await table('parts');
+    const { rows, positions } = await collect(readChunks(client, info, types, 4, null, undefined, { queryRows: 4 }));
+    expect(rows.map((r) => r.id as number).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    // A resumed read continues after the saved (partition, ctid).
+    const rest = await collect(readChunks(client, info, types, 4, positions[3]!, undefined, { queryRows: 4 }));
+    expect(rest.rows.map((r) => r.id)).toEqual(rows.slice(16).map((r) => r.id));
+  });
+
+  it('a COPY the server fails (here: the table was dropped after it was listed) fails the read instead of hanging', async () => {
+    await client.query('CREATE TABLE gone (id int PRIMARY KEY)');
+    const info = await table('gone');
+    await client.query('DROP TABLE gone');
+    // `pg` drops a query on its ErrorResponse: the COPY never saw its end and waited forever.
+    await expect(collect(readChunks(client, info, types, 10, null))).rejects.toThrow(/"public.gone" does not exist/);
+    expect((await client.query<{ n: string }>('SELECT count(*) AS n FROM keyed')).rows[0]!.n).toBe('60');
+  });
 });

@@ -82,7 +82,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     const key = streamKey(configured.stream.name, configured.stream.namespace);
     return { configured, key, table, state: { cdc: 'snapshot', after: null } };
   });
-  await ensurePublication(
+  const added = await ensurePublication(
     sql,
     config,
     streams.map((s) => s.table),
@@ -99,6 +99,8 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
   }
 
   const shared = options.state.shared as Partial<CdcSharedState> | undefined;
+  /** Streams snapshotted again because their table was out of the publication (see below). */
+  const renewed = new Set<CdcStream>();
   const existing = await slotInfo(sql, slot);
   let replication = await ReplicationConnection.open(config);
   // The catalog connection of the streaming phase; replaced after the server went away.
@@ -117,6 +119,17 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       for (const s of streams) {
         const saved = options.state.streams[s.key] as CdcStreamState | undefined;
         if (saved && (saved.cdc === 'streaming' || saved.cdc === 'snapshot')) s.state = saved;
+        const unpublished = added.some((t) => t.namespace === s.table.namespace && t.name === s.table.name);
+        if (unpublished && !(s.state.cdc === 'snapshot' && s.state.after === null)) {
+          // The table left the publication since (dropped and created again, or removed from
+          // it): its changes in between were never streamed. Streaming on would lose them for
+          // good; a new snapshot reads the table as it is.
+          log.warn(`${s.key} was not in publication "${publication}" (table dropped and created again, or removed from it): taking a new snapshot of it; rows deleted meanwhile may remain downstream`, {
+            stream: s.key,
+          });
+          s.state = { cdc: 'snapshot', after: null };
+          renewed.add(s);
+        }
       }
     } else {
       if (existing) {
@@ -346,7 +359,13 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               break;
             }
             case 'relation': {
-              const stream = streams.find((s) => s.table.namespace === decoded.namespace && s.table.name === decoded.name);
+              // The stream's table by oid, whatever it was called then (renamed and back: its
+              // changes in between carry the other name); else by name, an earlier table of that
+              // name (dropped, or renamed away) — unless the stream is snapshotted again: the
+              // snapshot replaced that history.
+              const stream =
+                streams.find((s) => s.table.oid === decoded.oid) ??
+                streams.find((s) => !renewed.has(s) && s.table.namespace === decoded.namespace && s.table.name === decoded.name);
               // Compared with the previous Relation message, or first with the columns the destination was configured with.
               const previous = relations.get(decoded.oid)?.columns ?? (stream ? configuredColumns(stream) : undefined);
               for (const column of decoded.columns) if (!types.has(column.typeOid)) await types.reload(db);

@@ -77,8 +77,12 @@ async function serverVersion(client: pg.Client): Promise<number> {
 /** From PostgreSQL 18 on, a publication can stream stored generated columns (`pubgencols = 's'`). */
 const GENERATED_COLUMNS_FROM = 180_000;
 
-/** Makes sure the publication exists and covers `tables` (creating or extending it when managed). */
-export async function ensurePublication(client: pg.Client, config: PostgresConfig, tables: readonly TableInfo[]): Promise<void> {
+/**
+ * Makes sure the publication exists and covers `tables` (creating or extending it when
+ * managed). Returns the tables it had to add (all of them when it created the publication):
+ * their changes up to now were not published.
+ */
+export async function ensurePublication(client: pg.Client, config: PostgresConfig, tables: readonly TableInfo[]): Promise<TableInfo[]> {
   const name = config.publication_name ?? 'tributary_publication';
   const generated = (await serverVersion(client)) >= GENERATED_COLUMNS_FROM;
   const existing = await client.query<{ puballtables: boolean | string; pubviaroot: boolean | string; pubgencols: string | null }>(
@@ -97,7 +101,7 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
     // stored generated columns are published so that streamed rows carry them like snapshot rows.
     const options = ['publish_via_partition_root = true', ...(generated ? ['publish_generated_columns = stored'] : [])].join(', ');
     await client.query(tables.length > 0 ? `CREATE PUBLICATION ${ident(name)} FOR TABLE ${list} WITH (${options})` : `CREATE PUBLICATION ${ident(name)}`);
-    return;
+    return [...tables];
   }
   const publication = existing.rows[0]!;
   // A publication made before this option was set (or by an older version of this connector).
@@ -115,7 +119,7 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
     }
     await client.query(`ALTER PUBLICATION ${ident(name)} SET (publish_via_partition_root = true)`);
   }
-  if (truthy(publication.puballtables)) return;
+  if (truthy(publication.puballtables)) return [];
   // Direct members (pg_publication_rel) and what the publication covers (tables, schemas).
   const members = await client.query<{ schemaname: string; tablename: string }>(
     `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1
@@ -126,7 +130,7 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
   );
   const have = new Set(members.rows.map((m) => `${m.schemaname}.${m.tablename}`));
   const missing = tables.filter((t) => !have.has(`${t.namespace}.${t.name}`));
-  if (missing.length === 0) return;
+  if (missing.length === 0) return [];
   if (!manage) {
     throw new TributaryError('config', {
       userMessage: `Publication "${name}" lacks table(s) ${missing
@@ -135,6 +139,7 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
     });
   }
   await client.query(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${missing.map((t) => qualified(t.namespace, t.name)).join(', ')}`);
+  return missing;
 }
 
 /**

@@ -90,6 +90,10 @@ export class CopyOutQuery<T, M> implements pg.Submittable {
 
   handleError(error: unknown): void {
     this.error ??= error;
+    // `pg` forgets a query on its ErrorResponse (the ReadyForQuery that follows goes to no
+    // query), so this is the end of the COPY: wake the reader, or it waits forever.
+    this.ended = true;
+    this.wake();
   }
 
   handleReadyForQuery(): void {

@@ -16,8 +16,12 @@ import type { ByteConverter, Converter, JsonValue, TypeRegistry } from '../schem
 /** Rows one COPY reads at most (rounded up to whole chunks). */
 const QUERY_ROWS = 250_000;
 
-/** Where a chunked read stands: after these key values (primary key) or this ctid. */
-export type ChunkPosition = { after: JsonValue[] } | { ctid: string } | null;
+/**
+ * Where a chunked read stands: after these key values (primary key) or this ctid. A
+ * partitioned table without a key is read in (partition oid, ctid) order: every partition
+ * numbers its rows from (0,1), so a ctid alone is no position in it.
+ */
+export type ChunkPosition = { after: JsonValue[] } | { ctid: string; partition?: string } | null;
 
 export interface Chunk {
   rows: Row[];
@@ -107,17 +111,24 @@ export async function* readChunks(
   const keyIndexes = table.primaryKey.map((k) => decoder.columns.indexOf(k));
   // COPY takes no parameters: positions are inlined as quoted literals with a cast.
   const value = (v: string | null, column: string): string => (v === null ? 'NULL' : `${literal(v)}::${castOf(table, column)}`);
-  // Without a primary key the position is the trailing ctid field of the last line.
+  // Without a primary key the position is the trailing ctid field of the last line (after it,
+  // the oid of the row's partition when the table is partitioned).
+  const byPartition = !keyed && table.partitioned;
   let lastCtid: string | null = null;
-  const ctidBounds = new Int32Array(2 * (decoder.columns.length + 1));
+  let lastPartition: string | null = null;
+  const ctidBounds = new Int32Array(2 * (decoder.columns.length + 2));
+  const trailing = (line: Buffer, at: number): string | null => {
+    const start = ctidBounds[2 * at]!;
+    const end = ctidBounds[2 * at + 1]!;
+    return start >= 0 ? line.toString('utf8', start, end) : escapedField(line, start, end);
+  };
   const decodeLine = keyed
     ? decoder.decodeLine
     : (line: Buffer): Row => {
         const at = decoder.columns.length;
         scanCopyLine(line, ctidBounds);
-        const start = ctidBounds[2 * at]!;
-        const end = ctidBounds[2 * at + 1]!;
-        lastCtid = start >= 0 ? line.toString('utf8', start, end) : escapedField(line, start, end);
+        lastCtid = trailing(line, at);
+        if (byPartition) lastPartition = trailing(line, at + 1);
         return decoder.decodeLine(line);
       };
   const socket = (client as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
@@ -126,7 +137,7 @@ export async function* readChunks(
   const queryRows = Math.max(1, Math.ceil((options.queryRows ?? QUERY_ROWS) / chunkSize)) * chunkSize;
   const mark = keyed
     ? (last: Row): ChunkPosition => ({ after: keyIndexes.map((i) => last[decoder.columns[i]!] ?? null) })
-    : (): ChunkPosition => ({ ctid: String(lastCtid) });
+    : (): ChunkPosition => ({ ctid: String(lastCtid), ...(byPartition ? { partition: String(lastPartition) } : {}) });
   const query = (position: ChunkPosition): CopyOutQuery<Row, ChunkPosition> => {
     let text: string;
     if (keyed) {
@@ -135,8 +146,15 @@ export async function* readChunks(
       text = `COPY (SELECT ${select} FROM ${from} ${where} ORDER BY ${keys} LIMIT ${queryRows}) TO STDOUT`;
     } else {
       const ctid = position && 'ctid' in position ? position.ctid : undefined;
-      // The text copy is renamed: an output column named ctid would make ORDER BY sort by text ('(0,10)' < '(0,2)').
-      text = `COPY (SELECT ${select}, ctid::text AS ctid_text FROM ${from} ${ctid ? `WHERE ctid > ${literal(ctid)}::tid` : ''} ORDER BY ctid LIMIT ${queryRows}) TO STDOUT`;
+      // The text copies are renamed: an output column named ctid would make ORDER BY sort by text ('(0,10)' < '(0,2)').
+      if (byPartition) {
+        // A position saved without its partition cannot be placed: read the table again.
+        const partition = position && 'ctid' in position ? position.partition : undefined;
+        const where = ctid !== undefined && partition !== undefined ? `WHERE (tableoid, ctid) > (${literal(partition)}::oid, ${literal(ctid)}::tid)` : '';
+        text = `COPY (SELECT ${select}, ctid::text AS ctid_text, tableoid::text AS tableoid_text FROM ${from} ${where} ORDER BY tableoid, ctid LIMIT ${queryRows}) TO STDOUT`;
+      } else {
+        text = `COPY (SELECT ${select}, ctid::text AS ctid_text FROM ${from} ${ctid ? `WHERE ctid > ${literal(ctid)}::tid` : ''} ORDER BY ctid LIMIT ${queryRows}) TO STDOUT`;
+      }
     }
     return client.query(new CopyOutQuery(text, decodeLine, socket, chunkSize, mark));
   };

@@ -131,7 +131,24 @@ export class TypeRegistry {
    * compare exactly like the row it came from, or a resumed read skips or repeats rows.
    */
   textOf(oid: number): (value: JsonValue) => string | null {
-    if (BUILTIN[this.resolve(oid)?.oid ?? oid] !== 'bytea') return jsonText;
+    const info = this.resolve(oid);
+    const array = this.arrayElement(info);
+    if (array) {
+      // Arrays come out as JSON arrays (see `converter`): back to an array literal, each
+      // element in its own type's text form (as JSON, '["a"]' is no array literal).
+      const element = this.textOf(array.elem);
+      const delim = this.types.get(array.elem)?.delim ?? ',';
+      const literal = (value: JsonValue): string =>
+        Array.isArray(value)
+          ? `{${value.map((v) => (Array.isArray(v) ? literal(v) : quoteArrayElement(v === null ? null : element(v)))).join(delim)}}`
+          : (jsonText(value) ?? 'NULL');
+      return (value) => (value === null ? null : literal(value));
+    }
+    const name = BUILTIN[info?.oid ?? oid];
+    // A JSON value goes out as JSON: the JSON null is 'null' (not SQL NULL, which compares
+    // with nothing), and a JSON string keeps its quotes.
+    if (name === 'json' || name === 'jsonb') return (value) => JSON.stringify(value);
+    if (name !== 'bytea') return jsonText;
     // bytea goes out as base64 (see `converter`); as text the server would take those
     // characters for the bytes themselves.
     return (value) => (typeof value === 'string' ? `\\x${Buffer.from(value, 'base64').toString('hex')}` : jsonText(value));
@@ -175,6 +192,11 @@ function jsonText(value: JsonValue): string | null {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);
+}
+
+/** One element of an array literal: NULL, or the text double-quoted (quotes and backslashes escaped). */
+function quoteArrayElement(text: string | null): string {
+  return text === null ? 'NULL' : `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 function withNull(schema: JsonSchema): JsonSchema {
