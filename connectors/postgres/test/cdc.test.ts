@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMetricsRegistry, expandRecordPages, type RecordData, type SourceMessage, type SyncState } from '@tributary/core';
+import { createConnectorContext, createMetricsRegistry, expandRecordPages, type RecordData, type SourceMessage, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
 import {
   applyChanges,
@@ -223,6 +223,41 @@ describe('postgres CDC', () => {
       await expectTableEquals(config, table, [...dataOf(first.records), ...records]);
       await dropSlot(table);
     }
+  });
+
+  it('REPLICA IDENTITY USING INDEX: the stream is keyed by the identity index, which its deletes carry, and a keyed destination applies them', async () => {
+    await sql.query(`CREATE TABLE ident_ix (id int PRIMARY KEY, email text NOT NULL, v int)`);
+    await sql.query(`CREATE UNIQUE INDEX ident_ix_email ON ident_ix (email)`);
+    await sql.query(`ALTER TABLE ident_ix REPLICA IDENTITY USING INDEX ident_ix_email`);
+    await sql.query(`INSERT INTO ident_ix SELECT g, 'u' || g || '@x.com', g FROM generate_series(1, 6) g`);
+    // Without a primary key, the identity index alone makes the table streamable.
+    await sql.query(`CREATE TABLE ident_nopk (email text NOT NULL, v int)`);
+    await sql.query(`CREATE UNIQUE INDEX ident_nopk_email ON ident_nopk (email)`);
+    await sql.query(`ALTER TABLE ident_nopk REPLICA IDENTITY USING INDEX ident_nopk_email`);
+    const config = cdcConfig('ident_ix');
+    const discovered = await postgresSource.discover(createConnectorContext({}), config);
+    const streamOf = (name: string) => discovered.streams.find((s) => s.name === name)!;
+    expect(streamOf('ident_ix').source_defined_primary_key).toEqual([['email']]);
+    expect(streamOf('ident_nopk').source_defined_primary_key).toEqual([['email']]);
+    expect(streamOf('ident_nopk').supported_sync_modes).toContain('incremental');
+    const catalog = await catalogFor(config, ['ident_ix']);
+    expect(catalog.streams[0]!.primary_key).toEqual([['email']]);
+    const byEmail = (row: Record<string, unknown>): string => String(row.email);
+    const first = await readAll(config, catalog);
+    await sql.query(`DELETE FROM ident_ix WHERE id IN (1, 2)`);
+    await sql.query(`UPDATE ident_ix SET v = -v WHERE id = 3`);
+    await sql.query(`UPDATE ident_ix SET email = 'moved@x.com' WHERE id = 4`);
+    const second = await readAll(config, catalog, first.state);
+    const records = dataOf(second.records);
+    const deletes = records.filter((r) => r._tributary_op === 'd');
+    // What the server sends for a delete: the identity index's columns only.
+    expect(deletes).toHaveLength(2);
+    for (const d of deletes) expect(Object.keys(d).filter((k) => !k.startsWith('_tributary_'))).toEqual(['email']);
+    const image = new Map<string, Record<string, unknown>>();
+    applyChanges(image, [...dataOf(first.records), ...records], byEmail);
+    expect(sortedEntries(image)).toEqual(sortedEntries(await tableImage(config, 'ident_ix', byEmail)));
+    expect(image.size).toBe(4);
+    await dropSlot('ident_ix');
   });
 
   it('generated columns: streamed rows carry the same columns as snapshot rows, with current values', async () => {

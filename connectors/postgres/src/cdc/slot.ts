@@ -168,7 +168,7 @@ export async function publishedColumns(client: pg.Client, publication: string, t
     const names = new Set(published.rows.map((row) => row.name));
     if (names.size > 0) for (const column of table.columns) if (!names.has(column.name)) left.add(column.name);
   }
-  for (const key of table.primaryKey) left.delete(key);
+  for (const key of [...table.primaryKey, ...table.identityIndex]) left.delete(key);
   if (left.size === 0) return { table, left: [] };
   return { table: { ...table, columns: table.columns.filter((c) => !left.has(c.name)) }, left: [...left] };
 }

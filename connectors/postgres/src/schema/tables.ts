@@ -20,6 +20,11 @@ export interface TableInfo {
   primaryKey: string[];
   /** `relreplident`: d default, f full, n nothing, i index. */
   replicaIdentity: string;
+  /**
+   * Columns of the replica identity index (`REPLICA IDENTITY USING INDEX`), in key order;
+   * empty for other identities. A delete's old image holds these columns only.
+   */
+  identityIndex: string[];
   /** A partitioned table (its rows live in partitions). */
   partitioned: boolean;
 }
@@ -44,11 +49,14 @@ export async function loadTables(client: pg.Client, schemas: readonly string[]):
       ORDER BY a.attrelid, a.attnum`,
     [oids],
   );
-  const keys = await client.query<{ indrelid: string; attname: string; position: string }>(
-    `SELECT i.indrelid, a.attname, array_position(i.indkey::int2[], a.attnum) AS position
+  // `roles` as text ('p' primary key, 'i' replica identity): the source's connections read
+  // booleans as their text ('t'/'f'), which would both be truthy.
+  const keys = await client.query<{ indrelid: string; attname: string; position: string; roles: string }>(
+    `SELECT i.indrelid, a.attname, array_position(i.indkey::int2[], a.attnum) AS position,
+            CASE WHEN i.indisprimary THEN 'p' ELSE '' END || CASE WHEN i.indisreplident THEN 'i' ELSE '' END AS roles
        FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
-      ORDER BY i.indrelid, position`,
+      WHERE (i.indisprimary OR i.indisreplident) AND i.indrelid = ANY($1::oid[])
+      ORDER BY i.indrelid, i.indexrelid, position`,
     [oids],
   );
   return tables.rows.map((t) => ({
@@ -58,8 +66,19 @@ export async function loadTables(client: pg.Client, schemas: readonly string[]):
     replicaIdentity: t.relreplident,
     partitioned: t.relkind === 'p',
     columns: columns.rows.filter((c) => c.attrelid === t.oid).map((c) => ({ name: c.attname, typeOid: Number(c.atttypid), sqlType: c.sqltype })),
-    primaryKey: keys.rows.filter((k) => k.indrelid === t.oid).map((k) => k.attname),
+    primaryKey: keys.rows.filter((k) => k.indrelid === t.oid && k.roles.includes('p')).map((k) => k.attname),
+    identityIndex: t.relreplident === 'i' ? keys.rows.filter((k) => k.indrelid === t.oid && k.roles.includes('i')).map((k) => k.attname) : [],
   }));
+}
+
+/**
+ * The key a CDC stream's records are identified by: the replica identity's columns, which
+ * are what a delete (and a key-changing update's old image) carries. That is the primary key,
+ * except under `REPLICA IDENTITY USING INDEX`, whose deletes hold the index's columns only: a
+ * stream keyed by the primary key gave keyed destinations deletes they could not apply.
+ */
+export function cdcKeyOf(table: TableInfo): string[] {
+  return table.replicaIdentity === 'i' && table.identityIndex.length > 0 ? table.identityIndex : table.primaryKey;
 }
 
 /** The cursor column of a table for the standard method, if any. */
@@ -111,7 +130,8 @@ export function streamOf(table: TableInfo, types: TypeRegistry, config: Postgres
   // CDC streams are ordered by the server: the change position is the cursor (read-only).
   const cdcCursor = debezium ? ['source', 'lsn'] : ['_tributary_position'];
   // Standard incremental resumes after (cursor, primary key): ties on the cursor need the key.
-  const canIncremental = cdc ? table.primaryKey.length > 0 || table.replicaIdentity === 'f' : cursor !== undefined && table.primaryKey.length > 0;
+  const key = cdc ? cdcKeyOf(table) : table.primaryKey;
+  const canIncremental = cdc ? key.length > 0 || table.replicaIdentity === 'f' : cursor !== undefined && key.length > 0;
   return {
     name: table.name,
     namespace: table.namespace,
@@ -125,6 +145,6 @@ export function streamOf(table: TableInfo, types: TypeRegistry, config: Postgres
     ...(cdc && canIncremental ? { source_defined_cursor: true } : {}),
     ...(cursor !== undefined ? { default_cursor_field: [cursor] } : {}),
     ...(cdc && canIncremental ? { default_cursor_field: cdcCursor } : {}),
-    ...(table.primaryKey.length > 0 && !debezium ? { source_defined_primary_key: table.primaryKey.map((k) => [k]) } : {}),
+    ...(key.length > 0 && !debezium ? { source_defined_primary_key: key.map((k) => [k]) } : {}),
   };
 }
