@@ -32,10 +32,17 @@ export function collectSecrets(schema: unknown, config: unknown, out: Set<string
   return out;
 }
 
-/** Returns a function that replaces every occurrence of every secret with a mask. */
+/**
+ * Returns a function that replaces every occurrence of every secret with a mask, also where
+ * it appears JSON-escaped (protocol lines are redacted after JSON.stringify, which writes
+ * `"`, `\` and control characters as escapes), once or twice (a JSON text inside a string).
+ */
 export function createRedactor(secrets: Iterable<string>): Redactor {
   // Short values would mask unrelated text ("1", "a") and are not meaningful secrets.
-  const values = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  const raw = [...new Set(secrets)].filter((s) => s.length >= 4);
+  const escaped = (s: string): string => JSON.stringify(s).slice(1, -1);
+  // Longest first: an escaped form is matched whole before the raw form inside it.
+  const values = [...new Set(raw.flatMap((s) => [s, escaped(s), escaped(escaped(s))]))].sort((a, b) => b.length - a.length);
   if (values.length === 0) return (text) => text;
   const pattern = new RegExp(values.map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
   return (text) => text.replace(pattern, MASK);
