@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -309,6 +310,44 @@ describe('file state store', () => {
     }
   });
 
+  it('gives a stale sync lock to exactly one of many processes taking it over at the same moment', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-lock-race-'));
+    const contender = fileURLToPath(new URL('./support/lock-contender.ts', import.meta.url));
+    const dead = spawn(process.execPath, ['-e', '']);
+    await new Promise((r) => dead.once('exit', r));
+    try {
+      for (let round = 0; round < 3; round++) {
+        await rm(join(dir, 'race.lock'), { force: true });
+        await writeFile(join(dir, 'race.lock'), JSON.stringify({ pid: dead.pid, host: hostname(), since: '2026-01-01T00:00:00.000Z', token: `dead-${round}` }));
+        const outcomes = await raceForLock(contender, dir, 'race', 8);
+        expect(outcomes.filter((o) => o === 'won'), outcomes.join('\n')).toHaveLength(1);
+        for (const outcome of outcomes.filter((o) => o !== 'won')) expect(outcome).toMatch(/^lost .*"race" is already being synced by process \d+ on /);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes over a stale sync lock even when a process died while taking it over', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tributary-lock-claim-'));
+    try {
+      const store = createFileStateStore(dir);
+      const dead = spawn(process.execPath, ['-e', '']);
+      await new Promise((r) => dead.once('exit', r));
+      const stale = { pid: dead.pid, host: hostname(), since: '2026-01-01T00:00:00.000Z' };
+      await writeFile(join(dir, 'stale.lock'), JSON.stringify({ ...stale, token: 'dead-holder' }));
+      const claim = `stale.lock.${createHash('sha256').update('dead-holder').digest('hex').slice(0, 32)}.takeover`;
+      await writeFile(join(dir, claim), JSON.stringify({ ...stale, token: 'dead-claimant' }));
+      const lock = await store.lock!('stale');
+      expect(JSON.parse(await readFile(join(dir, 'stale.lock'), 'utf8'))).toMatchObject({ pid: process.pid });
+      await lock.release();
+      expect(await readdir(dir)).toEqual([]);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('never leaves a torn file when the writing process is SIGKILLed', async () => {
     const dir = join(root, 'crash');
     const writer = fileURLToPath(new URL('./support/state-writer.ts', import.meta.url));
@@ -329,6 +368,52 @@ describe('file state store', () => {
     expect(await store.list()).toEqual(['crash']);
   });
 });
+
+/**
+ * Starts `count` lock-contender children, lets them all try to take the lock at once and
+ * resolves with what each printed (`won` or `lost <message>`), after they all exited.
+ */
+async function raceForLock(contender: string, dir: string, connection: string, count: number): Promise<string[]> {
+  const children = Array.from({ length: count }, () =>
+    spawn(process.execPath, ['--conditions=tributary-source', '--import', 'tsx', contender, dir, connection], { stdio: ['pipe', 'pipe', 'pipe'] }),
+  );
+  const lines = children.map((child) => {
+    const queue: string[] = [];
+    const waiters: ((line: string) => void)[] = [];
+    let buffered = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const parts = buffered.split('\n');
+      buffered = parts.pop() ?? '';
+      for (const part of parts) {
+        const waiter = waiters.shift();
+        if (waiter) waiter(part);
+        else queue.push(part);
+      }
+    });
+    const exited = new Promise<void>((resolveExit) => child.once('close', () => resolveExit()));
+    const next = (): Promise<string> =>
+      Promise.race([
+        new Promise<string>((resolveLine) => {
+          const line = queue.shift();
+          if (line !== undefined) resolveLine(line);
+          else waiters.push(resolveLine);
+        }),
+        exited.then(() => Promise.reject(new Error(`contender exited early: ${stderr}`))),
+      ]);
+    return { next, exited };
+  });
+  try {
+    expect(await Promise.all(lines.map((l) => l.next()))).toEqual(children.map(() => 'ready'));
+    for (const child of children) child.stdin.write('go\n');
+    return await Promise.all(lines.map((l) => l.next()));
+  } finally {
+    for (const child of children) child.stdin.end();
+    await Promise.all(lines.map((l) => l.exited));
+  }
+}
 
 /**
  * Runs the writer child until it acknowledged `killAfter` saves, then SIGKILLs it at a random
@@ -416,6 +501,39 @@ describe('postgres state store', () => {
     expect(TributaryError.is(e2, 'config')).toBe(true);
     expect((e2 as TributaryError).userMessage).toContain('"no_such_db"');
     expect((e2 as TributaryError).userMessage).not.toContain(password);
+  });
+
+  it('survives the server ending its lock session: refuses to save while another sync holds the lock, takes it again once free', async () => {
+    const table = `state_${++tableCounter}`;
+    const url = `${pgServer().url}?table=${table}`;
+    const syncing = track(await openStateStore(url));
+    const other = track(await openStateStore(url));
+    const lock = await syncing.lock!('lost');
+    const advisoryLocks = (): Promise<number> =>
+      withClient(async (c) => Number((await c.query(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted`)).rows[0].n));
+    // A server restart, failover or admin ends the session: its advisory lock goes with it.
+    await withClient((c) => c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted`));
+    let taken: Awaited<ReturnType<NonNullable<StateStore['lock']>>> | undefined;
+    // The backend exits asynchronously: wait for the server to free the lock.
+    while (!taken) taken = await other.lock!('lost').catch(() => undefined);
+    // The client learns about the ended session asynchronously too; from then on its saves are refused.
+    let refused: unknown;
+    for (let i = 0; i < 200 && refused === undefined; i++) {
+      refused = await syncing.save('lost', streamState).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      if (refused === undefined) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(refused).toMatchObject({ kind: 'config', userMessage: expect.stringMatching(/"lost" is already being synced/) });
+    await taken.release();
+    // Free again: the next save takes the lock again on a new session.
+    await syncing.save('lost', { streams: { contacts: { cursor: 'after' } } });
+    expect(await advisoryLocks()).toBe(1);
+    await expect(other.lock!('lost')).rejects.toMatchObject({ kind: 'config' });
+    await lock.release();
+    expect(await advisoryLocks()).toBe(0);
+    expect(await other.load('lost')).toEqual({ streams: { contacts: { cursor: 'after' } } });
   });
 
   it('closes its pool: no server session remains, close is idempotent, use after close fails', async () => {

@@ -12,16 +12,16 @@
  * Operations on one connection run one at a time, in call order (per store instance);
  * `close` waits for those in flight.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { SyncState } from '../connector/state.js';
 import { TributaryError } from '../errors.js';
 import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { ConnectionLock, StateStore } from './store.js';
-import { writeFileAtomic } from '../fs/atomic-file.js';
+import { writeDurableTemp, writeFileAtomic } from '../fs/atomic-file.js';
 
 const SUFFIX = '.json';
 /** Keeps the file name and its temp sibling under the usual 255-byte limit. */
@@ -137,6 +137,8 @@ export function createFileStateStore(dir: string): StateStore {
 
 /** Beside the state file: `<encoded connection>.lock` (never listed: `list` reads `.json` files only). */
 const LOCK_SUFFIX = '.lock';
+/** Beside a lock: `<lock>.<hash of a stale holder's token>.takeover`, the claim to remove it. */
+const TAKEOVER_SUFFIX = '.takeover';
 
 interface LockHolder {
   pid: number;
@@ -146,11 +148,19 @@ interface LockHolder {
 }
 
 /**
- * The file store's connection lock: a file created exclusively (`wx`), naming its holder's
- * process and host. A lock whose holder is a process of this host that no longer runs (a
- * sync killed with SIGKILL) is taken over. Two processes taking over the same stale lock at
- * the same instant could both succeed: the window is the time between reading the stale
- * file and creating the new one.
+ * The file store's connection lock: a file naming its holder's process and host, put in
+ * place whole (written to a temp file, then hard-linked to its name, which fails if the name
+ * exists). A lock whose holder is a process of this host that no longer runs (a sync killed
+ * with SIGKILL) is taken over.
+ *
+ * Takeover is exclusive: only the process that created the claim `<lock>.<h>.takeover`
+ * (exclusively; `h` names the stale holder's token) may remove a lock holding that token,
+ * and it removes it only after reading, while holding the claim, that the lock still holds
+ * it. A lock holding a token can be removed by nobody else (its holder is dead), and no new
+ * lock ever holds that token again, so of any number of processes taking over the same
+ * stale lock, exactly one removes it; they then all race on creating the lock, which exactly
+ * one wins. A claim left by a process that died while holding it is itself taken over the
+ * same way.
  */
 async function lockConnection(root: string, connection: string, path: string): Promise<ConnectionLock> {
   await ensureDir(root).catch((error: unknown) => {
@@ -158,30 +168,31 @@ async function lockConnection(root: string, connection: string, path: string): P
   });
   const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: randomUUID() };
   for (let attempt = 0; attempt < 3; attempt++) {
+    let created: boolean;
     try {
-      const handle = await open(path, 'wx');
-      try {
-        await handle.writeFile(JSON.stringify(me));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      created = await createHolderFile(path, path, me);
+    } catch (error) {
+      throw ioError('lock the state of', path, error);
+    }
+    if (created) {
       return {
         async release() {
           // Only our own lock: one taken over from us (we were presumed dead) is not ours to remove.
           if ((await readHolder(path))?.token === me.token) await unlink(path).catch(() => undefined);
         },
       };
-    } catch (error) {
-      if (codeOf(error) !== 'EEXIST') throw ioError('lock the state of', path, error);
     }
     const holder = await readHolder(path);
-    if (holder !== undefined && holder.host === me.host && !processRuns(holder.pid)) {
-      await unlink(path).catch(() => undefined);
+    if (holder !== undefined && isStale(holder, me.host)) {
+      try {
+        await removeStale(path, path, holder, me);
+      } catch (error) {
+        throw ioError('take over the stale lock', path, error);
+      }
       continue;
     }
     if (holder === undefined && attempt < 2) {
-      // Released meanwhile, or being written by its new holder: look again.
+      // Released meanwhile (or written by an older Tributary that created it empty first): look again.
       await new Promise((r) => setTimeout(r, 50));
       continue;
     }
@@ -193,6 +204,67 @@ async function lockConnection(root: string, connection: string, path: string): P
     });
   }
   throw new TributaryError('config', { userMessage: `Could not take the sync lock ${path}: it keeps changing hands; is another sync of ${JSON.stringify(connection)} starting?` });
+}
+
+function isStale(holder: LockHolder, host: string): boolean {
+  return holder.host === host && !processRuns(holder.pid);
+}
+
+/**
+ * Creates `path` holding `holder`, complete from the first moment anyone can read it (a
+ * temp file, named after `lockPath` since claim names are too long to prefix, hard-linked
+ * into place). False when `path` exists.
+ */
+async function createHolderFile(path: string, lockPath: string, holder: LockHolder): Promise<boolean> {
+  const directory = dirname(lockPath);
+  const temp = await writeDurableTemp(directory, basename(lockPath), JSON.stringify(holder));
+  try {
+    await link(temp, path);
+  } catch (error) {
+    if (codeOf(error) === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  await syncDir(directory);
+  return true;
+}
+
+/**
+ * Removes `path` (the lock at `lockPath`, or a claim on it) if it still holds the dead
+ * `stale` holder, exclusively (see lockConnection). Returns without removing it when another
+ * live process is taking it over (once that one is done, or after a while) or it has changed
+ * hands meanwhile: the caller looks again.
+ */
+async function removeStale(path: string, lockPath: string, stale: LockHolder, me: LockHolder, depth = 0): Promise<void> {
+  const claim = `${lockPath}.${createHash('sha256').update(stale.token).digest('hex').slice(0, 32)}${TAKEOVER_SUFFIX}`;
+  if (!(await createHolderFile(claim, lockPath, me))) {
+    const claimant = await readHolder(claim);
+    // A claimant that died before finishing: its claim is taken over like a lock (a chain
+    // of such deaths is bounded; past a few the caller reports the lock as held).
+    if (claimant !== undefined && isStale(claimant, me.host)) {
+      if (depth < 3) await removeStale(claim, lockPath, claimant, me, depth + 1);
+      return;
+    }
+    for (let wait = 0; wait < 40 && (await exists(claim)); wait++) await new Promise((r) => setTimeout(r, 25));
+    return;
+  }
+  try {
+    if ((await readHolder(path))?.token === stale.token) {
+      await unlink(path).catch((error: unknown) => {
+        if (codeOf(error) !== 'ENOENT') throw error;
+      });
+    }
+  } finally {
+    await unlink(claim).catch(() => undefined);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function readHolder(path: string): Promise<LockHolder | undefined> {

@@ -51,6 +51,23 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
   pool.on('error', () => undefined);
 
   const queue = createKeyedQueue();
+  /** The connection locks this store holds (see `lock`). */
+  const locks = new Map<string, HeldLock>();
+
+  /**
+   * A lock lives in a database session, which the server may end while the sync runs
+   * (restart, failover, pg_terminate_backend, idle_session_timeout): the lock goes with it
+   * and another sync may take it. Before a checkpoint is saved, a lost lock is taken again on
+   * a new session; if another sync holds it meanwhile, the save is refused, so that two syncs
+   * never both commit checkpoints of one connection.
+   */
+  const relock = async (connection: string): Promise<void> => {
+    const held = locks.get(connection);
+    if (held === undefined || !held.lost) return;
+    held.client = await tryAdvisoryLock(pool, `tributary:${where}:${connection}`, connection, where);
+    held.lost = false;
+    watchSession(held);
+  };
   let ready: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
 
@@ -129,6 +146,7 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       }),
     save: (connection, state) =>
       run('write state to', connection, async () => {
+        await relock(connection);
         await ensureTable();
         try {
           await upsert(pool, connection, state);
@@ -157,29 +175,59 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
     lock: (connection) =>
       run('lock state in', undefined, async () => {
         checkConnectionName(connection);
-        // A session-level advisory lock on a client of its own, held until release; when the
-        // process dies its database session ends and the lock with it.
-        const client = await pool.connect();
         const key = `tributary:${where}:${connection}`;
-        try {
-          const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [key]);
-          if (rows[0]?.locked !== true) {
-            throw new TributaryError('config', { userMessage: `Connection ${JSON.stringify(connection)} is already being synced (its lock in ${where} is held by another session): run one sync per connection at a time` });
-          }
-        } catch (error) {
-          client.release();
-          throw error;
-        }
+        const held: HeldLock = { client: await tryAdvisoryLock(pool, key, connection, where), lost: false };
+        watchSession(held);
+        locks.set(connection, held);
         return {
           async release() {
+            if (locks.get(connection) === held) locks.delete(connection);
+            if (held.lost) return;
             let broken: unknown;
-            await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((error: unknown) => (broken = error));
-            client.release(broken instanceof Error ? broken : undefined);
+            await held.client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((error: unknown) => (broken = error));
+            held.client.release(broken instanceof Error ? broken : undefined);
           },
         };
       }),
     close: () => (closing ??= queue.drain().then(() => pool.end())),
   };
+}
+
+interface HeldLock {
+  /** The session holding the advisory lock (checked out of the pool for as long). */
+  client: pg.PoolClient;
+  /** The session ended (its lock with it); `client` is unusable. */
+  lost: boolean;
+}
+
+/** Takes the advisory lock `key` on a client of its own, or throws the `config` error saying it is held. */
+async function tryAdvisoryLock(pool: pg.Pool, key: string, connection: string, where: string): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [key]);
+    if (rows[0]?.locked !== true) {
+      throw new TributaryError('config', { userMessage: `Connection ${JSON.stringify(connection)} is already being synced (its lock in ${where} is held by another session): run one sync per connection at a time` });
+    }
+  } catch (error) {
+    client.release();
+    throw error;
+  }
+  return client;
+}
+
+/**
+ * A checked-out pg client has no `error` listener (the pool only listens to idle ones): a
+ * session ended by the server would be an unhandled `error` event, crashing the process.
+ * Marks the lock lost instead and discards the client.
+ */
+function watchSession(held: HeldLock): void {
+  const client = held.client;
+  client.once('error', (error: Error) => {
+    client.on('error', () => undefined);
+    if (held.client !== client) return;
+    held.lost = true;
+    client.release(error);
+  });
 }
 
 /** Runs a statement that needs the table to exist; when it does not, returns `absent`. */
