@@ -35,11 +35,14 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  * a group without TTL lives in it. Making a key persistent costs a PERSIST, needed only when
  * the key may carry a TTL:
  * - the group's stored value had an expiry (its TTL was configured away): PERSIST;
- * - it had none: the key is persistent already (it was made so when that value was written);
- * - the group is new in the key: PERSIST only if a TTL'd group of this entity type was ever
- *   written. Each TTL'd call adds its group to the registry set KEYS[1] before it sets any
- *   key's TTL, and the check runs inside the same atomic script, so an empty registry proves
- *   no key of the entity type has a TTL.
+ * - a TTL'd group of this entity type was ever written: PERSIST on every write of the
+ *   group, and on a write that finds its exact value stored (a re-sent batch, a replay).
+ *   A stored value without expiry does not prove its key persistent then: `createGroups`
+ *   creates groups with plain HSETNX and persists their keys in a second call, which a
+ *   dropped connection or a crash in between never sends. Each TTL'd call adds its group
+ *   to the registry set KEYS[1] before it sets any key's TTL, and the check runs inside the
+ *   same atomic script, so an empty registry proves no key of the entity type has a TTL;
+ * - otherwise the key is persistent already.
  * So without TTLs a write costs one HGET and one HSET per record.
  *
  * Create-first (ARGV[4] = '1'): when most records of a call create their group (a first
@@ -100,7 +103,10 @@ for i = 2, #KEYS do
     applied, created = applied + 1, created + 1
   else
     stored = redis.call('HGET', key, field)
-    if repair and stored == value then redis.call('PERSIST', key) end
+    -- This exact value is stored: it may have been created by a plain HSETNX whose PERSIST
+    -- (the repair call) never ran, the connection or the writer lost after it; a repair,
+    -- a re-sent batch or a replay makes its key persistent now.
+    if stored == value and (repair or (ttl == 0 and ttlSeen)) then redis.call('PERSIST', key) end
     local live = stored
     if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
       live = nil
@@ -113,11 +119,9 @@ for i = 2, #KEYS do
         if pttl ~= -1 and pttl < ttl then redis.call('PEXPIRE', key, ttl) end
       else
         redis.call('HSET', key, field, value)
-        if stored then
-          if string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 then redis.call('PERSIST', key) end
-        elseif ttlSeen then
-          redis.call('PERSIST', key)
-        end
+        -- A stored value without expiry does not prove the key persistent while TTL'd groups
+        -- exist (see above): with the registry present, persist on every write.
+        if ttlSeen or (stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32) then redis.call('PERSIST', key) end
       end
       applied = applied + 1
       if not stored then created = created + 1 end
