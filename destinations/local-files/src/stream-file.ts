@@ -96,7 +96,18 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         }
         lines += line + '\n';
       }
-      if (lines) data.size += (await data.handle.write(lines)).bytesWritten;
+      // All of the batch or none of it: a batch that fails leaves both files as they were,
+      // so a retry of it (or the commit of a failed sync) stores none of its lines twice.
+      const dataBefore = data.size;
+      if (lines) await appendAll(data, lines);
+      if (quarantined) {
+        try {
+          await appendAll(quarantine, quarantined);
+        } catch (error) {
+          await cutBack(data, dataBefore);
+          throw error;
+        }
+      }
       // Stored now: each key's last line, and in the window, but never matched as a replay
       // within this session.
       for (const [key, hash] of written) {
@@ -106,10 +117,10 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         lines.matched = lines.hashes.length;
         window.set(key, lines);
       }
-      if (quarantined) quarantine.size += (await quarantine.handle.write(quarantined)).bytesWritten;
       return rejected;
     },
     async sync() {
+      for (const file of [data, quarantine]) if (file.broken) throw file.broken;
       await data.handle.sync();
       await quarantine.handle.sync();
       return { data: data.size, quarantine: quarantine.size };
@@ -121,7 +132,52 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
   };
 }
 
-async function openAt(directory: string, relative: string, committed: number): Promise<{ handle: FileHandle; size: number }> {
+/** An open data or quarantine file: `size` is the length its appends reached, all whole lines. */
+interface OpenFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+  size: number;
+  /** Set when a failed append could not be cut back: `size` is no longer the file's length. */
+  broken?: TributaryError;
+}
+
+/**
+ * Appends all of `text`, or leaves the file at `file.size`. One `write` may store only part
+ * of it (a full disk, a file size limit: the call then reports fewer bytes, no error), so
+ * it is continued until every byte is written or a write fails; a failure cuts the file
+ * back, so no partial line stays behind to be committed with the next batch.
+ */
+async function appendAll(file: OpenFile, text: string): Promise<void> {
+  if (file.broken) throw file.broken;
+  const bytes = Buffer.from(text, 'utf8');
+  let written = 0;
+  try {
+    while (written < bytes.length) {
+      const { bytesWritten } = await file.handle.write(bytes, written, bytes.length - written);
+      if (bytesWritten === 0) throw new Error(`writing ${file.path} stored no bytes`);
+      written += bytesWritten;
+    }
+  } catch (error) {
+    if (written > 0) await cutBack(file, file.size);
+    throw error;
+  }
+  file.size += written;
+}
+
+/** Truncates the file to `size` (a batch that failed after this file was appended to). */
+async function cutBack(file: OpenFile, size: number): Promise<void> {
+  try {
+    await file.handle.truncate(size);
+    file.size = size;
+  } catch (error) {
+    file.broken = new TributaryError('fatal', {
+      userMessage: `${file.path} could not be cut back to ${size} bytes after a failed write; reopen the directory (it is cut back to its committed length then)`,
+      cause: error,
+    });
+  }
+}
+
+async function openAt(directory: string, relative: string, committed: number): Promise<OpenFile> {
   const path = join(directory, relative);
   await mkdir(dirname(path), { recursive: true });
   const size = await stat(path).then(
@@ -135,7 +191,7 @@ async function openAt(directory: string, relative: string, committed: number): P
   }
   const handle = await open(path, 'a+');
   if (size > committed) await handle.truncate(committed); // bytes never acknowledged: the runtime replays them
-  return { handle, size: committed };
+  return { path, handle, size: committed };
 }
 
 function problemWith(record: unknown, keyPaths: string[][], validate: ReturnType<typeof compileSchema> | undefined): string | undefined {
