@@ -1,7 +1,7 @@
-import { access, mkdir, rename, rm } from 'node:fs/promises';
+import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defineDestination, fsyncDirectory, TributaryError } from '@tributary/core';
-import { readManifest, writeManifest, type Manifest } from './manifest.js';
+import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
 
 const connectionSpecification = {
@@ -79,6 +79,24 @@ export const localFilesDestination = defineDestination({
       streamOfFile.set(fileName(stream.key), stream.key);
     }
 
+    // Every file this session may append to gets a committed length in the manifest before
+    // it is opened: a file the manifest has no length for was not written by this destination
+    // (or the manifest was lost), and cutting it back to "committed: 0" would erase it.
+    let recorded = false;
+    for (const stream of streams) {
+      const finalPath = fileName(stream.key);
+      // A new full refresh's staging file is discarded below anyway.
+      const staged = stream.destinationSyncMode === 'overwrite';
+      const paths = [...(staged && !stream.resuming ? [] : [staged ? join('_staging', finalPath) : finalPath]), join('_quarantine', finalPath)];
+      for (const path of paths) {
+        if (manifest.files[path] !== undefined) continue;
+        await refuseUnrecorded(directory, path);
+        manifest.files[path] = 0;
+        recorded = true;
+      }
+    }
+    if (recorded) await writeManifest(directory, manifest);
+
     const files = new Map<string, StreamFile>();
     for (const stream of streams) {
       const finalPath = fileName(stream.key);
@@ -147,6 +165,22 @@ export default localFilesDestination;
 /** `<stream>.jsonl`, with path separators in namespaced keys made safe. */
 export function fileName(streamKey: string): string {
   return `${streamKey.replace(/[/\\]/g, '_')}.jsonl`;
+}
+
+/**
+ * Refuses a non-empty file at `path` that the manifest holds no committed length for: this
+ * destination records a file's length before it first writes to it, so such a file is
+ * someone else's, or its manifest was lost. Opening it would cut it to zero bytes.
+ */
+async function refuseUnrecorded(directory: string, path: string): Promise<void> {
+  const size = await stat(join(directory, path)).then(
+    (s) => s.size,
+    () => 0,
+  );
+  if (size === 0) return;
+  throw new TributaryError('config', {
+    userMessage: `${join(directory, path)} holds ${size} bytes that ${join(directory, MANIFEST_PATH)} has no committed length for: it was not written by this destination, or the manifest was lost. Move the file away (or restore the manifest); it is left as it is.`,
+  });
 }
 
 /**

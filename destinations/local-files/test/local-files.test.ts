@@ -58,6 +58,28 @@ describe('local files destination', () => {
     expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 2]);
   });
 
+  it('a crash in the first sync, before any commit, leaves nothing behind: the rerun stores each record once', async () => {
+    const session = await open([stream()]);
+    await session.write({ stream: 'people', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });
+    // Simulated crash before the first commit: the session is abandoned.
+    const rerun = await open([stream()]);
+    await rerun.write({ stream: 'people', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });
+    await rerun.commit();
+    await rerun.close({ completed: true });
+    expect((await lines(join(directory, 'people.jsonl'))).map((r) => r.id)).toEqual([1, 2]);
+  });
+
+  it('refuses a non-empty file it has no committed length for (the manifest lost, or not its file) and leaves it as it is', async () => {
+    const session = await open([stream()]);
+    await session.write({ stream: 'people', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });
+    await session.commit();
+    await session.close({ completed: true });
+    await rm(join(directory, '_tributary', 'manifest.json'));
+    const before = await readFile(join(directory, 'people.jsonl'), 'utf8');
+    await expect(open([stream({ resuming: true })])).rejects.toThrow(/people\.jsonl holds \d+ bytes that .*manifest\.json has no committed length for/);
+    expect(await readFile(join(directory, 'people.jsonl'), 'utf8')).toBe(before);
+  });
+
   it('drops exact replays of stored keyed records but keeps new versions', async () => {
     const first = await open([stream()]);
     await first.write({ stream: 'people', records: [{ id: 1, name: 'a' }, { id: 2, name: 'b' }], emittedAt: 0 });
