@@ -287,6 +287,42 @@ describe('salesforce source: sessions, limits and failures', () => {
     });
   }
 
+  for (const [failure, inject] of [
+    ['a 503 HTML page', (sim: SalesforceSimulator) => sim.failNextTokenRequests(1, 503)],
+    ['an answer cut short', (sim: SalesforceSimulator) => sim.dropNextAnswer(1, '/services/oauth2/token')],
+  ] as const) {
+    it(`retries a token refresh that fails with ${failure} mid-sync instead of failing as auth: every row once`, async () => {
+      const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+      const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+      const catalog = await catalogOf(config, ['Account']);
+      const expected = ids((await readAll(config, catalog)).records);
+      let pages = 0;
+      const stop = sim.onRequest((r) => {
+        if (r.path.includes('/query') && r.status === 200 && ++pages === 1) {
+          sim.expireTokens();
+          inject(sim);
+        }
+      });
+      const tokensBefore = sim.stats.tokenRequests;
+      const { records } = await readAll(config, catalog);
+      stop();
+      expect(ids(records)).toEqual(expected);
+      // The first sync's token, the failed refresh, and the refresh that worked.
+      expect(sim.stats.tokenRequests - tokensBefore).toBe(3);
+    });
+  }
+
+  it('retries the first token request of a sync when the login server answers a 503 HTML page', async () => {
+    const sim = await org({ records: { Account: 12 } });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+    const catalog = await catalogOf(config, ['Account']);
+    sim.failNextTokenRequests(1, 503);
+    const tokensBefore = sim.stats.tokenRequests;
+    const { records } = await readAll(config, catalog);
+    expect(records).toHaveLength(12);
+    expect(sim.stats.tokenRequests - tokensBefore).toBe(2);
+  });
+
   it('reports auth, without looping, when freshly issued tokens are refused too', async () => {
     const sim = await org({ records: { Account: 5 }, tokenTtlMs: 0 });
     const config = credentials(sim);
@@ -341,6 +377,38 @@ describe('salesforce source: sessions, limits and failures', () => {
     const received = ids(target.received.get('Account')!);
     expect(received).toHaveLength(200);
     expect(new Set(received).size).toBe(200);
+  });
+
+  it('retries a query page answered 400 QUERY_TIMEOUT instead of failing the sync: every row once', async () => {
+    const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+    const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+    const catalog = await catalogOf(config, ['Account']);
+    const expected = ids((await readAll(config, catalog)).records);
+    let served = 0;
+    sim.onRequest((r) => {
+      if (r.path.includes('/query') && r.status === 200 && ++served === 1) sim.failNext(1, 400, 'QUERY_TIMEOUT');
+    });
+    const { records } = await readAll(config, catalog);
+    expect(ids(records)).toEqual(expected);
+    expect(sim.stats.byStatus[400]).toBe(1);
+  });
+
+  it('retries a page whose connection drops mid-body (REST and Bulk) instead of hanging: every row once', async () => {
+    const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+    const base = { ...credentials(sim), hard_deletes: false, bulk_poll_interval_ms: 0 };
+    const catalog = await catalogOf(base, ['Account']);
+    const expected = ids((await readAll({ ...base, bulk: 'never' }, catalog)).records);
+    for (const [mode, page] of [['never', '/query'], ['always', '/results']] as const) {
+      let served = 0;
+      const stop = sim.onRequest((r) => {
+        if (r.path.includes(page) && r.status === 200 && (r.rows ?? 0) > 0 && ++served === 1) sim.dropNextAnswer();
+      });
+      const warnings: string[] = [];
+      const { records } = await readAll({ ...base, bulk: mode, bulk_page_size: 10 }, catalog, undefined, warnings);
+      stop();
+      expect(ids(records)).toEqual(expected);
+      expect(warnings.filter((w) => /attempt 1 failed \(transient\): Connection problem/.test(w))).toHaveLength(1);
+    }
   });
 
   it('retries 503s through the runtime policy only (jsforce retries off) and completes', async () => {

@@ -109,6 +109,29 @@ describe('salesforce writer', () => {
     expect((await write(other, accounts(5), { config: { all_or_none: true } })).counts.created).toBe(5);
   });
 
+  it('all_or_none: a record refused from the describe alone rolls back its batch, as Salesforce would', async () => {
+    const { sim, log } = await orgWithLog();
+    await write(sim, [{ External_Id__c: 'kept', Name: 'Kept' }]);
+    const records = [
+      { External_Id__c: 'new', Name: 'New' },
+      { External_Id__c: 'kept', Name: 'Renamed' },
+      { External_Id__c: 'bad', Name: 'Bad', Rating: 'Lukewarm' },
+      { External_Id__c: 'nameless' },
+    ];
+    const patches = upserts(log).length;
+    for (const dryRun of [true, false]) {
+      const summary = await write(sim, records, { dryRun, config: { all_or_none: true } });
+      expect(summary.results!.map((r) => [r.key, r.status, r.reason?.split(':')[0]])).toEqual([
+        ['new', 'failed', 'ALL_OR_NONE_OPERATION_ROLLED_BACK'],
+        ['kept', 'failed', 'ALL_OR_NONE_OPERATION_ROLLED_BACK'],
+        ['bad', 'failed', 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST'],
+        ['nameless', 'failed', 'REQUIRED_FIELD_MISSING'],
+      ]);
+    }
+    expect(sim.records('Account').map((r) => [r.External_Id__c, r.Name])).toEqual([['kept', 'Kept']]);
+    expect(upserts(log).length).toBe(patches);
+  });
+
   it('renews an expired session between batches', async () => {
     const { sim, log } = await orgWithLog();
     let patches = 0;

@@ -9,10 +9,15 @@
  *   before the org's daily limit;
  * - failures become TributaryErrors of the right kind, with the errorCode Salesforce sent;
  * - re-authentication is bounded: jsforce logs in again after every 401 without limit, which
- *   loops forever when the new token is refused too.
+ *   loops forever when the new token is refused too;
+ * - an answer whose connection drops mid-body fails (and is retried) instead of hanging: see
+ *   `WholeBodyTransport`.
  */
+import { PassThrough, type Duplex } from 'node:stream';
 import { Connection, OAuth2, type HttpRequest } from 'jsforce';
 import { HttpApi } from 'jsforce/lib/http-api.js';
+import { Transport } from 'jsforce/lib/transport.js';
+import type { HttpRequestOptions, HttpResponse } from 'jsforce/lib/types/common.js';
 import { TributaryError, type ConnectorContext } from '@tributary/core';
 
 /** The connection fields shared by the source's and the writer's config. */
@@ -94,6 +99,9 @@ function authError(message: string, cause?: unknown): TributaryError {
   });
 }
 
+/** Error codes Salesforce answers with a 4xx status that a later attempt may clear. */
+const TRANSIENT_ERROR_CODES = new Set(['QUERY_TIMEOUT']);
+
 /** A TributaryError for what jsforce threw, given the HTTP status of the last answer (if any). */
 export function classifyError(error: unknown, status: number | undefined, what: string): TributaryError {
   if (error instanceof TributaryError) return error;
@@ -101,6 +109,9 @@ export function classifyError(error: unknown, status: number | undefined, what: 
   const code = e?.errorCode ?? '';
   const message = e?.message ?? String(error);
   const internalMessage = `${what}: ${status ?? 'no answer'} ${code} ${message}`.trim();
+  // The token endpoint's failures without an OAuth error body (an HTML page): jsforce names them ERROR_HTTP_<status>.
+  const httpStatus = /^ERROR_HTTP_(\d{3})$/.exec(e?.name ?? '');
+  if (status === undefined && httpStatus) status = Number(httpStatus[1]);
   if (code === DAILY_LIMIT_ERROR_CODE) {
     const daily = new TributaryError('rate_limited', {
       userMessage: 'The Salesforce org reached its daily API request limit (403 REQUEST_LIMIT_EXCEEDED); the sync stopped and resumes from its saved state once the limit resets',
@@ -116,7 +127,9 @@ export function classifyError(error: unknown, status: number | undefined, what: 
     return new TributaryError('auth', { userMessage: `Salesforce refused ${what} (403 ${code}): the integration user lacks a permission`, internalMessage, cause: error });
   }
   if (status === 429 || status === 420) return new TributaryError('rate_limited', { userMessage: `Salesforce asked to slow down (${status})`, internalMessage, cause: error });
-  if (status !== undefined && (status >= 500 || status === 408)) {
+  // A query that ran past Salesforce's time limit (400 QUERY_TIMEOUT) is not a refusal of this
+  // request: the same query often completes when run again.
+  if (status !== undefined && (status >= 500 || status === 408 || TRANSIENT_ERROR_CODES.has(code))) {
     return new TributaryError('transient', { userMessage: `Salesforce answered ${status} ${code} to ${what}`, internalMessage, cause: error });
   }
   if (status !== undefined && status >= 400) {
@@ -128,11 +141,61 @@ export function classifyError(error: unknown, status: number | undefined, what: 
   if (e?.name === 'AbortError' || message === 'Request Timeout') {
     return new TributaryError('transient', { userMessage: `Salesforce did not answer ${what} in time`, internalMessage, cause: error });
   }
-  const typed = (code || e?.code) && e?.name === 'FetchError' ? { code: e.code } : undefined;
-  if (typed) {
-    return new TributaryError('transient', { userMessage: `Connection problem talking to Salesforce (${String(e?.code)})`, internalMessage, cause: error });
+  // node-fetch (jsforce's transport) reports network failures as FetchError with a code; Node's
+  // fetch as a TypeError whose cause carries the code (a body cut short: UND_ERR_SOCKET).
+  const networkCode = e?.name === 'FetchError' ? code || e.code : (e as { cause?: { code?: unknown } } | null)?.cause?.code;
+  if (typeof networkCode === 'string' && networkCode !== '') {
+    return new TributaryError('transient', { userMessage: `Connection problem talking to Salesforce (${networkCode})`, internalMessage, cause: error });
   }
   return new TributaryError('fatal', { userMessage: `Unexpected failure of ${what}: ${message}`, internalMessage, cause: error });
+}
+
+const PROXY_VARIABLES = ['https_proxy', 'http_proxy', 'HTTPS_PROXY', 'HTTP_PROXY'];
+
+/**
+ * jsforce's HTTP transport pipes node-fetch's body into its own stream with `pipe`, which does
+ * not forward errors: when the connection drops after the headers (a page cut short), the
+ * request neither completes nor fails, and the sync hangs forever. This transport reads the
+ * whole body with Node's fetch, which rejects when the body is cut short, so the attempt fails
+ * as `transient` and is retried. Behind a proxy (jsforce honours the proxy variables, Node's
+ * fetch does not) jsforce's own transport is kept.
+ */
+class WholeBodyTransport extends Transport {
+  override getRequestStreamCreator(): (req: HttpRequest, options: HttpRequestOptions) => Duplex {
+    if (PROXY_VARIABLES.some((name) => process.env[name])) return super.getRequestStreamCreator();
+    return (req, options) => {
+      const stream = new PassThrough();
+      fetchWhole(req, options.timeout ?? REQUEST_TIMEOUT_MS).then(
+        (response) => stream.emit('complete', response),
+        (error: unknown) => stream.emit('error', error),
+      );
+      return stream;
+    };
+  }
+}
+
+/** One request; `timeoutMs` bounds the wait for the answer's headers, as jsforce's does. */
+async function fetchWhole(req: HttpRequest, timeoutMs: number): Promise<HttpResponse> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  let response: Response;
+  try {
+    response = await fetch(req.url, {
+      method: req.method,
+      ...(req.headers ? { headers: req.headers } : {}),
+      ...(typeof req.body === 'string' ? { body: req.body } : {}),
+      signal: controller.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  // Rejects (TypeError "terminated", cause UND_ERR_SOCKET) when the connection drops mid-body.
+  const body = await response.text();
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name.toLowerCase()] = value;
+  });
+  return { statusCode: response.status, headers, body };
 }
 
 function parseLimitInfo(header: string | undefined): ApiUsage | undefined {
@@ -192,9 +255,18 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
     ...(settings.client_secret ? { clientSecret: settings.client_secret } : {}),
     redirectUri: `${settings.login_url}/services/oauth2/success`,
   });
+  // Token requests too: a token answer cut short must fail, not hang.
+  const transport = new WholeBodyTransport();
+  oauth2._transport = transport;
   const requestToken = tokenFlow(settings, oauth2);
   let refreshCount = 0;
   let consecutiveRefreshes = 0;
+  /**
+   * Why the last token request of a refresh failed, when a retry may help (5xx, a dropped
+   * connection). jsforce keeps only the message (`Unable to refresh session due to: …`), which
+   * would otherwise read as refused credentials.
+   */
+  let transientRefreshFailure: TributaryError | undefined;
   let lastUsage: ApiUsage | undefined;
 
   const connection: Connection = new Connection({
@@ -205,6 +277,7 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
     ...(settings.access_token ? { accessToken: settings.access_token } : {}),
     // jsforce calls this after a 401 and then repeats the request with the new token.
     refreshFn: (conn, callback) => {
+      transientRefreshFailure = undefined;
       if (!requestToken) return callback(new Error('the access token expired and the config has no refresh token or username/password to get a new one'));
       if (++consecutiveRefreshes > MAX_CONSECUTIVE_REFRESHES) {
         consecutiveRefreshes = 0;
@@ -216,7 +289,13 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
           if (answer.instance_url) conn.instanceUrl = answer.instance_url;
           callback(undefined, answer.access_token);
         },
-        (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
+        (error: unknown) => {
+          const failure = classifyError(error, undefined, 'the token request');
+          // No token was issued, so none was refused: this does not count towards the bound.
+          consecutiveRefreshes--;
+          transientRefreshFailure = failure.retryable ? failure : undefined;
+          callback(error instanceof Error ? error : new Error(String(error)));
+        },
       );
     },
   });
@@ -236,6 +315,7 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
   async function attempt<T>(request: SalesforceRequest): Promise<SalesforceResponse<T>> {
     // jsforce's own retries off: one attempt per call, retries belong to ctx.call.
     const api = new HttpApi(connection, {
+      transport,
       retry: { maxRetries: 0 },
       // Until the answer's headers arrive (jsforce's default is 30 minutes).
       timeout: REQUEST_TIMEOUT_MS,
@@ -263,6 +343,8 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
       request.check?.(response);
       return response;
     } catch (error) {
+      const refreshFailure = transientRefreshFailure;
+      if (refreshFailure && error instanceof Error && error.message.startsWith('Unable to refresh session')) throw refreshFailure;
       throw classifyError(error, status, `${request.method} ${request.path.split('?')[0]}`);
     }
   }

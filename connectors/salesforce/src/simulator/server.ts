@@ -113,6 +113,14 @@ export interface SalesforceSimulator {
   unlock(): void;
   /** The next Bulk results page loses its last row but still declares the full count (a body cut short). */
   cutNextBulkPage(): void;
+  /**
+   * The next `count` answers to requests whose path starts with `pathPrefix` (default: the API,
+   * `/services/data`; `/services/oauth2/token` for the token endpoint) send their headers and
+   * half their body, then the connection drops (a network failure mid-answer).
+   */
+  dropNextAnswer(count?: number, pathPrefix?: string): void;
+  /** The next `count` token requests answer `status` with an HTML page (an unavailable login server). */
+  failNextTokenRequests(count: number, status?: number): void;
   /** The next `count` API requests answer `status` with an error array (e.g. 503). */
   failNext(count: number, status?: number, errorCode?: string): void;
   onRequest(listener: (request: ServedRequest) => void): () => void;
@@ -172,6 +180,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   const stats: SimulatorStats = { requests: 0, apiCalls: 0, byStatus: {}, tokenRequests: 0 };
   let failures: { count: number; status: number; errorCode: string } = { count: 0, status: 503, errorCode: 'SERVER_UNAVAILABLE' };
   let cutBulkPages = 0;
+  let droppedAnswers = { count: 0, pathPrefix: '/services/data' };
+  let tokenFailures = { count: 0, status: 503 };
   let url = '';
 
   function batchSizeOf(req: IncomingMessage): number {
@@ -452,8 +462,15 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
   }
 
-  async function handle(req: IncomingMessage, path: string, params: URLSearchParams, headers: Record<string, string>): Promise<{ status: number; body: unknown; rows?: number; csv?: string }> {
-    if (path === '/services/oauth2/token' && req.method === 'POST') return handleToken(req);
+  async function handle(req: IncomingMessage, path: string, params: URLSearchParams, headers: Record<string, string>): Promise<{ status: number; body: unknown; rows?: number; csv?: string; html?: string }> {
+    if (path === '/services/oauth2/token' && req.method === 'POST') {
+      if (tokenFailures.count > 0) {
+        tokenFailures.count--;
+        stats.tokenRequests++;
+        return { status: tokenFailures.status, body: undefined, html: '<html><body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your request.</p></body></html>' };
+      }
+      return handleToken(req);
+    }
     if (!path.startsWith('/services/data')) throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
     const auth = req.headers.authorization ?? '';
     const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
@@ -483,6 +500,13 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     const path = target.pathname;
     const send = (status: number, payload: string | undefined, contentType: string, rows?: number): void => {
       stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
+      if (droppedAnswers.count > 0 && payload !== undefined && path.startsWith(droppedAnswers.pathPrefix)) {
+        droppedAnswers.count--;
+        const bytes = Buffer.from(payload);
+        res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': String(bytes.length) });
+        res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.destroy());
+        return;
+      }
       if (payload === undefined) res.writeHead(status, headers);
       else res.writeHead(status, { ...headers, 'content-type': contentType });
       res.end(payload);
@@ -490,8 +514,9 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
       for (const listener of [...listeners]) listener(served);
     };
     handle(req, path, target.searchParams, headers).then(
-      ({ status, body, rows, csv }) => {
-        if (csv !== undefined) send(status, csv, 'text/csv', rows);
+      ({ status, body, rows, csv, html }) => {
+        if (html !== undefined) send(status, html, 'text/html;charset=UTF-8');
+        else if (csv !== undefined) send(status, csv, 'text/csv', rows);
         else send(status, body === undefined ? undefined : JSON.stringify(body), 'application/json;charset=UTF-8', rows);
       },
       (error: unknown) => {
@@ -537,6 +562,12 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     },
     cutNextBulkPage() {
       cutBulkPages++;
+    },
+    dropNextAnswer(count = 1, pathPrefix = '/services/data') {
+      droppedAnswers = { count, pathPrefix };
+    },
+    failNextTokenRequests(count, status = 503) {
+      tokenFailures = { count, status };
     },
     lockRows(externalIds) {
       for (const id of externalIds) org.locked.add(id);

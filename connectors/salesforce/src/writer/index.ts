@@ -206,6 +206,19 @@ export const salesforceWriter = defineWriter({
             } else if (request.dryRun) results.set(item.record.idempotencyKey, { ...base, status: 'updated', id: String(row.Id) });
             else toSend.push(item);
           }
+          // With all_or_none, a record refused here (from the describe) would have made
+          // Salesforce roll back the whole request: the other records of the request must not be
+          // written either, and they fail as Salesforce would answer them.
+          if (config.all_or_none && request.records.some((record) => results.get(record.idempotencyKey)?.status === 'failed')) {
+            const rolledBack = (record: WriteRecord): WriteResult =>
+              failed(record, 'ALL_OR_NONE_OPERATION_ROLLED_BACK: Record rolled back because not all records were valid and the request was using AllOrNone header', true);
+            for (const { record } of toSend) results.set(record.idempotencyKey, rolledBack(record));
+            for (const record of request.records) {
+              const status = results.get(record.idempotencyKey)?.status;
+              if (status === 'created' || status === 'updated') results.set(record.idempotencyKey, rolledBack(record));
+            }
+            toSend.length = 0;
+          }
           if (toSend.length > 0) {
             const body = {
               allOrNone: config.all_or_none,
