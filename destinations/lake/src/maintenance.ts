@@ -9,6 +9,7 @@ import { literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
 import { openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
+import { createOwnedTempDir } from './temp-dir.js';
 
 /**
  * Files a commit removed from the log stay in storage for `graceMs`, so a reader that
@@ -91,6 +92,7 @@ export async function compactLake(rawConfig: LakeConfig | Record<string, unknown
   const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
   const store = openStore(config);
   const work = join(tmpdir(), `tributary-lake-compact-${randomUUID()}`);
+  await createOwnedTempDir(work);
   const duck = await openDuckDb(join(work, 'spill'));
   const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0 };
   try {

@@ -10,6 +10,7 @@ import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
+import { createOwnedTempDir } from './temp-dir.js';
 
 /** A lake row as the library returns it: the envelope, and the payload under its record field names. */
 export interface LakeRow {
@@ -77,6 +78,8 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
   const cache = join(tmpdir(), `tributary-lake-read-${randomUUID()}`);
   const duck = await openDuckDb();
   try {
+    // Owned (see temp-dir.ts): a session starting meanwhile must not take it for a crashed reader's.
+    if (config.target === 's3') await createOwnedTempDir(cache);
     const state = await loadLakeState(store);
     const files = [...state.files.values()].filter((f) => (options.tenant === undefined || f.tenant === options.tenant) && (options.streams === undefined || options.streams.includes(f.stream)));
     const byStream = new Map<string, LakeFile[]>();

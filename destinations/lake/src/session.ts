@@ -14,6 +14,7 @@ import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir }
 import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
+import { createOwnedTempDir, removeStaleTempDirs } from './temp-dir.js';
 import { admitsOnlyDeclaredFields, recordValidator } from './validate.js';
 
 /** A finished local file waiting to be published at the commit: a data file or quarantined records (JSON lines). */
@@ -44,22 +45,6 @@ function carriedFields(mapping: StreamMapping): Set<string> {
   if (mapping.customerIdField === 'customer_id') carried.add('customer_id');
   if ('field' in mapping.tenant && mapping.tenant.field === 'tenant_id' && mapping.tenant.fallback === undefined) carried.add('tenant_id');
   return carried;
-}
-
-/** A crashed session leaves its temp dir (unpublished Parquet files); after an hour it can only be such a leftover. */
-const STALE_TEMP_MS = 60 * 60_000;
-
-async function removeStaleTempDirs(parent: string, prefix: string): Promise<void> {
-  let entries: string[];
-  try {
-    entries = (await readdir(parent, { withFileTypes: true })).filter((e) => e.isDirectory() && e.name.startsWith(prefix) && (prefix !== '' || /^[0-9a-f-]{36}$/.test(e.name))).map((e) => join(parent, e.name));
-  } catch {
-    return;
-  }
-  for (const dir of entries) {
-    const age = await stat(dir).then((s) => Date.now() - s.mtimeMs, () => 0);
-    if (age > STALE_TEMP_MS) await rm(dir, { recursive: true, force: true });
-  }
 }
 
 /** Files of `stream` written by sessions whose rows may come again (see LakeState.unclean). */
@@ -122,8 +107,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const session = randomUUID();
   const state = await loadLakeState(store);
   const tempDir = sessionTempDir(config, session);
-  await removeStaleTempDirs(dirname(tempDir), config.target === 's3' ? 'tributary-lake-' : '');
-  await mkdir(tempDir, { recursive: true });
+  // Dirs of crashed sessions (and, in the OS temp dir, of crashed readers and compactions).
+  await removeStaleTempDirs(dirname(tempDir), config.target === 's3' ? (name) => name.startsWith('tributary-lake-') : (name) => /^[0-9a-f-]{36}$/.test(name));
+  await createOwnedTempDir(tempDir);
   // DuckDB threads while records are staged: one core fewer than the machine has, since the
   // JS thread that validates and stages them is busy the whole time (the COPYs of sealed
   // stages run meanwhile). With a thread per core, the COPYs' threads and the JS thread

@@ -27,6 +27,15 @@ export interface S3StoreOptions {
   sessionToken?: string;
 }
 
+/**
+ * S3 error codes that no retry can fix although S3 answers them with HTTP 400 or 3xx: the
+ * credentials expired or are not valid (the user must renew them), or the request went to
+ * the wrong region or endpoint. Retried as transient, a sync spent its retries on them and
+ * then failed as a transient error instead of asking the user to act.
+ */
+const AUTH_CODES = new Set(['ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied']);
+const CONFIG_CODES = new Set(['AuthorizationHeaderMalformed', 'PermanentRedirect', 'IllegalLocationConstraintException', 'InvalidBucketName']);
+
 /** Classifies an S3 failure: throttling and 5xx are retried by the runtime, auth and missing buckets are config errors. */
 export function toS3Error(error: unknown, what: string): TributaryError {
   if (TributaryError.is(error)) return error;
@@ -34,10 +43,17 @@ export function toS3Error(error: unknown, what: string): TributaryError {
   const name = error instanceof Error ? error.name : 'Error';
   const internalMessage = `${what}: ${name} ${error instanceof Error ? error.message : String(error)}`;
   if (name === 'SlowDown' || status === 429 || status === 503) return new TributaryError('rate_limited', { userMessage: `S3 asked to slow down (${what})`, internalMessage, cause: error });
-  if (status === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied') {
-    return new TributaryError('auth', { userMessage: `S3 refused the credentials (${what}): check access_key_id / secret_access_key and the bucket policy`, internalMessage, cause: error });
+  if (status === 403 || AUTH_CODES.has(name)) {
+    return new TributaryError('auth', { userMessage: `S3 refused the credentials (${what}): check access_key_id / secret_access_key / session_token and the bucket policy`, internalMessage, cause: error });
+  }
+  // No credentials configured and none found by the SDK's chain (environment, profile, instance role).
+  if (name === 'CredentialsProviderError') {
+    return new TributaryError('auth', { userMessage: `No S3 credentials (${what}): set access_key_id / secret_access_key, or provide them to the AWS SDK (environment, profile, instance role)`, internalMessage, cause: error });
   }
   if (name === 'NoSuchBucket') return new TributaryError('config', { userMessage: `The S3 bucket does not exist (${what}): create it or fix \`bucket\``, internalMessage, cause: error });
+  if (CONFIG_CODES.has(name) || (status !== undefined && status >= 300 && status < 400)) {
+    return new TributaryError('config', { userMessage: `S3 refused the request as addressed (${what}): check \`bucket\`, \`region\` and \`endpoint\``, internalMessage, cause: error });
+  }
   return new TributaryError('transient', { userMessage: `S3 request failed (${what})`, internalMessage, cause: error });
 }
 
@@ -124,7 +140,15 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
       let token: string | undefined;
       do {
         const page = await call(`list ${listPrefix}`, () => client.send(new ListObjectsV2Command({ Bucket, Prefix: full(listPrefix), ...(token ? { ContinuationToken: token } : {}) })));
-        for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key.slice(prefix.length), modifiedMs: o.LastModified?.getTime() ?? Date.now() });
+        // LastModified is the server's time; callers compare it with this machine's clock
+        // (compaction deletes unnamed files an hour old). The SDK keeps the offset between
+        // the two (from each answer's Date header) and signs with it, so S3 works with a
+        // clock hours off; uncorrected, such a clock ahead made a file a live session had
+        // just published look hours old, and compaction deleted it before its log entry.
+        // Offsets under a minute are left alone (the Date header has whole seconds).
+        const offset = Number(client.config.systemClockOffset ?? 0);
+        const skew = Math.abs(offset) >= 60_000 ? offset : 0;
+        for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key.slice(prefix.length), modifiedMs: o.LastModified ? o.LastModified.getTime() - skew : Date.now() });
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
       return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -154,7 +178,15 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
         await client.send(new HeadBucketCommand({ Bucket }));
       } catch (error) {
         const e = toS3Error(error, `head bucket ${Bucket}`);
+        // Refused credentials stay auth errors; throttling, 5xx and dropped connections stay
+        // retryable (the bucket may be fine): only the rest says the configuration is wrong.
         if (e.kind === 'auth') throw e;
+        // HeadBucket answers have no body, so no error code: a 4xx (a bare 404 for a missing
+        // bucket, 400 for a token or region S3 refuses) is the configuration's fault.
+        const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+        if (e.retryable && (status === undefined || status >= 500 || status === 429 || status === 408)) {
+          throw new TributaryError(e.kind, { userMessage: `S3 bucket "${Bucket}"${options.endpoint ? ` at ${options.endpoint}` : ''} could not be reached: ${e.userMessage}; if this persists, check endpoint and region`, internalMessage: e.internalMessage ?? e.userMessage, cause: error });
+        }
         throw new TributaryError('config', { userMessage: `Cannot use S3 bucket "${Bucket}"${options.endpoint ? ` at ${options.endpoint}` : ''}: check bucket, region, endpoint and credentials`, internalMessage: e.internalMessage ?? e.userMessage, cause: error });
       }
     },

@@ -26,7 +26,7 @@ export interface LakeStore {
   get(key: string): Promise<Uint8Array | undefined>;
   /** Keys under `prefix`, sorted, strictly after `startAfter` when given. */
   list(prefix: string, startAfter?: string): Promise<string[]>;
-  /** Like `list`, with each object's last-modified time (epoch ms). */
+  /** Like `list`, with each object's last-modified time (epoch ms, on this machine's clock). */
   listDetailed(prefix: string): Promise<Array<{ key: string; modifiedMs: number }>>;
   delete(keys: readonly string[]): Promise<void>;
   /** A local path DuckDB can read for `key`: the file itself locally, a downloaded copy in `cacheDir` on S3. */
