@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -25,7 +25,16 @@ export interface S3StoreOptions {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
+  /**
+   * Files larger than this go up in parts of (at least) this size; smaller ones in one
+   * PutObject. Default 64 MiB. S3 takes at most 5 GB in one PUT, parts of at least 5 MiB
+   * (but the last), and 10,000 parts; Node reads no file over 2 GiB into one buffer.
+   */
+  partBytes?: number;
 }
+
+const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
+const MAX_PARTS = 10_000;
 
 /**
  * S3 error codes that no retry can fix although S3 answers them with HTTP 400 or 3xx: the
@@ -59,7 +68,20 @@ export function toS3Error(error: unknown, what: string): TributaryError {
 
 /** The lake in an S3 bucket: PutObject is atomic per object; the commit log uses `If-None-Match: *`. */
 export function createS3Store(options: S3StoreOptions): LakeStore {
-  const { DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException } = loadSdk();
+  const {
+    AbortMultipartUploadCommand,
+    CompleteMultipartUploadCommand,
+    CreateMultipartUploadCommand,
+    DeleteObjectsCommand,
+    GetObjectCommand,
+    HeadBucketCommand,
+    ListObjectsV2Command,
+    PutObjectCommand,
+    S3Client,
+    S3ServiceException,
+    UploadPartCommand,
+  } = loadSdk();
+  const partBytes = options.partBytes ?? DEFAULT_PART_BYTES;
   const prefix = options.prefix ? options.prefix.replace(/\/?$/, '/').replace(/^\//, '') : '';
   const config: S3.S3ClientConfig = {
     region: options.region ?? 'us-east-1',
@@ -91,12 +113,47 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
     }
   };
 
+  /**
+   * A multipart upload, one part in memory at a time. The object appears whole when the
+   * upload completes (never in part); a failed upload is aborted, so its parts are not kept
+   * (and billed) by S3.
+   */
+  const uploadInParts = async (key: string, localPath: string, size: number): Promise<void> => {
+    const part = Math.max(partBytes, Math.ceil(size / MAX_PARTS));
+    const Key = full(key);
+    const { UploadId } = await call(`start upload ${key}`, () => client.send(new CreateMultipartUploadCommand({ Bucket, Key })));
+    if (!UploadId) throw new TributaryError('transient', { userMessage: `S3 started no multipart upload for ${key}` });
+    const handle = await open(localPath, 'r');
+    try {
+      const parts: Array<{ ETag: string; PartNumber: number }> = [];
+      for (let number = 1, offset = 0; offset < size; number++, offset += part) {
+        const body = Buffer.alloc(Math.min(part, size - offset));
+        for (let read = 0; read < body.length; ) {
+          const { bytesRead } = await handle.read(body, read, body.length - read, offset + read);
+          if (bytesRead === 0) throw new TributaryError('fatal', { userMessage: `${localPath} ended before its ${size} bytes were read` });
+          read += bytesRead;
+        }
+        const { ETag } = await call(`upload part ${number} of ${key}`, () => client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: number, Body: body })));
+        if (!ETag) throw new TributaryError('transient', { userMessage: `S3 answered part ${number} of ${key} without an ETag` });
+        parts.push({ ETag, PartNumber: number });
+      }
+      await call(`finish upload ${key}`, () => client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } })));
+    } catch (error) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      throw error;
+    } finally {
+      await handle.close();
+    }
+  };
+
   return {
     location: `s3://${Bucket}/${prefix}`,
     async put(key, body) {
       await call(`put ${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body })));
     },
     async putFile(key, localPath) {
+      const size = (await stat(localPath)).size;
+      if (size > partBytes) return uploadInParts(key, localPath, size);
       const body = await readFile(localPath);
       await call(`upload ${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body })));
     },
