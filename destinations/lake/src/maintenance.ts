@@ -50,12 +50,21 @@ async function deleteOrphans(store: LakeStore, state: LakeState, orphanAgeMs: nu
     const bytes = await store.get(key);
     if (bytes) for (const path of JSON.parse(new TextDecoder().decode(bytes)) as string[]) trashed.add(path);
   }
-  const orphans = (await store.listDetailed('data/')).filter((o) => !state.files.has(o.key) && !trashed.has(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs).map((o) => o.key);
+  const orphans = (await store.listDetailed('data/'))
+    .filter((o) => LAKE_DATA_KEY.test(o.key) && !state.files.has(o.key) && !trashed.has(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs)
+    .map((o) => o.key);
   await store.delete(orphans);
   return orphans.length;
 }
 
 const DEFAULT_ORPHAN_AGE_MS = 60 * 60_000;
+/**
+ * The shape of a data file this lake writes (`data/<stream>/tenant_id=<t>[/event_date=|event_month=<p>]/<name>.parquet`,
+ * see layout.ts). Only such keys can be its orphans: another lake kept below this one's
+ * `data/` (a bucket-root lake, and another with prefix `data/x/`) has `data/x/data/…` keys,
+ * which are not this lake's to delete.
+ */
+const LAKE_DATA_KEY = /^data\/[^/]+\/tenant_id=[^/]*\/(?:event_(?:date|month)=[^/]*\/)?[^/]+\.parquet$/;
 
 export interface CompactionOptions {
   stream?: string;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '@tributary/core';
 import { lakeConfigSchema, loadLakeState, openLakeReader, openStore } from '../src/index.js';
@@ -112,4 +112,19 @@ it('a file published long after it was written is not an orphan: a compaction be
   expect(compact.code, compact.stderr).toBe(0);
   expect(JSON.parse(compact.stdout).orphansDeleted).toBe(0);
   expect(existsSync(join(dir, 'lake', ...key.split('/')))).toBe(true);
+});
+
+it("files below data/ that are not in this lake's layout (another lake nested under it) are never swept as its orphans", async () => {
+  // A lake at the root of a bucket or directory, and another whose prefix is `data/other/`:
+  // the other lake's data files sit below this one's `data/`, named by that lake's log only.
+  const [file] = await visible();
+  const foreign = join(dir, 'lake', 'data', 'other', 'data', 'contacts', 'tenant_id=t1', 'event_date=2024-01-01', 'session-1-0.parquet');
+  await mkdir(dirname(foreign), { recursive: true });
+  await copyFile(join(dir, 'lake', file!.path), foreign);
+  const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+  await utimes(foreign, twoHoursAgo, twoHoursAgo);
+  const compact = await runCli(['lake', 'compact', '--config', 'sync.json'], dir);
+  expect(compact.code, compact.stderr).toBe(0);
+  expect(JSON.parse(compact.stdout).orphansDeleted).toBe(0);
+  expect(existsSync(foreign)).toBe(true);
 });
