@@ -495,6 +495,30 @@ async function stateCommand(args: string[]): Promise<number> {
       return 0;
     }
     const streams = values.stream;
+    // A mistyped connection or stream name resets nothing: say so instead of reporting a reset.
+    // An unreadable state is reset whole all the same (its error message advises exactly that).
+    let current: SyncState | undefined;
+    let readable = true;
+    try {
+      current = await store.load(connection);
+    } catch (error) {
+      if (streams) throw error;
+      readable = false;
+    }
+    if (readable && !current) {
+      // Nothing to do is not a failure (a reset before a reload may run on a fresh store).
+      process.stderr.write(`no state for connection "${connection}" in ${store.location}: nothing to reset\n`);
+      return 0;
+    }
+    const unknown = current ? (streams ?? []).filter((s) => !Object.hasOwn(current.streams, s)) : [];
+    if (current && unknown.length > 0) {
+      const known = Object.keys(current.streams);
+      throw new TributaryError('config', {
+        userMessage:
+          `Connection "${connection}" has no state for stream(s) ${unknown.join(', ')}; nothing was reset. ` +
+          `Streams with state: ${known.length ? known.join(', ') : '(none)'} (a namespaced stream is named namespace.name)`,
+      });
+    }
     await store.reset(connection, streams);
     process.stderr.write(`state of "${connection}"${streams ? ` (streams ${streams.join(', ')})` : ''} reset in ${store.location}\n`);
     return 0;

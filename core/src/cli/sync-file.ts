@@ -5,6 +5,7 @@ import { compileSchema, describeSchemaErrors } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
 import type {
   AirbyteCatalog,
+  AirbyteStream,
   ConfiguredAirbyteCatalog,
   ConfiguredAirbyteStream,
   DestinationSyncMode,
@@ -128,7 +129,9 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
   }
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    // `<<: *anchor` merges the anchored mapping (YAML 1.1 merge keys, as in docker-compose
+    // files); without `merge` it would reach the connector as a property named "<<".
+    raw = parseYaml(text, { merge: true });
   } catch (error) {
     throw new TributaryError('config', { userMessage: `${path} is not valid YAML: ${(error as Error).message}` });
   }
@@ -240,13 +243,21 @@ export function configureCatalog(
 ): ConfiguredAirbyteCatalog {
   const chosen: StreamSelection[] = selection ?? discovered.streams.map((s) => ({ name: s.name, ...(s.namespace ? { namespace: s.namespace } : {}) }));
   const streams: ConfiguredAirbyteStream[] = chosen.map((sel) => {
-    const stream = discovered.streams.find((s) => s.name === sel.name && (sel.namespace === undefined || s.namespace === sel.namespace));
-    if (!stream) {
+    const stream = selectStream(discovered, sel);
+    // `overwrite` replaces the destination's data with what one run reads: with an
+    // incremental read that is only what changed since the last run, so the two are never
+    // combined; `destination_sync_mode: overwrite` alone therefore means a full refresh.
+    const syncMode: SyncMode =
+      sel.sync_mode ??
+      (sel.destination_sync_mode !== 'overwrite' && stream.supported_sync_modes.includes('incremental') ? 'incremental' : 'full_refresh');
+    if (syncMode === 'incremental' && sel.destination_sync_mode === 'overwrite') {
       throw new TributaryError('config', {
-        userMessage: `Unknown stream "${sel.name}". The source offers: ${discovered.streams.map((s) => s.name).join(', ')}`,
+        userMessage:
+          `Stream "${sel.name}": sync_mode incremental with destination_sync_mode overwrite would replace the destination's data with only the records changed since the last run. ` +
+          'Use sync_mode full_refresh with overwrite, or incremental with append or append_dedup.',
       });
     }
-    const syncMode: SyncMode = sel.sync_mode ?? (stream.supported_sync_modes.includes('incremental') ? 'incremental' : 'full_refresh');
+    checkFieldPaths(stream, sel);
     const primaryKey = sel.primary_key ?? stream.source_defined_primary_key ?? [];
     const preferred: DestinationSyncMode =
       syncMode === 'incremental' ? (primaryKey.length > 0 ? 'append_dedup' : 'append') : 'overwrite';
@@ -265,4 +276,61 @@ export function configureCatalog(
     };
   });
   return { streams };
+}
+
+const describeStream = (s: AirbyteStream): string => (s.namespace ? `${s.namespace}.${s.name}` : s.name);
+
+/** The discovered stream a selection names; refuses a name that is absent or, without a namespace, ambiguous. */
+function selectStream(discovered: AirbyteCatalog, sel: StreamSelection): AirbyteStream {
+  const matches = discovered.streams.filter((s) => s.name === sel.name && (sel.namespace === undefined || s.namespace === sel.namespace));
+  if (matches.length === 0) {
+    const named = sel.namespace === undefined ? `"${sel.name}"` : `"${sel.name}" in namespace "${sel.namespace}"`;
+    throw new TributaryError('config', {
+      userMessage: `Unknown stream ${named}. The source offers: ${discovered.streams.map(describeStream).join(', ')}`,
+    });
+  }
+  if (matches.length > 1) {
+    throw new TributaryError('config', {
+      userMessage: `Stream "${sel.name}" exists in several namespaces (${matches.map((s) => s.namespace ?? '(none)').join(', ')}): add namespace: to pick one`,
+    });
+  }
+  return matches[0]!;
+}
+
+/**
+ * A cursor_field that names no field of the stream is a typo the source would either
+ * ignore or query by; a source-defined cursor cannot be changed, so another one is refused
+ * rather than silently ignored.
+ */
+function checkFieldPaths(stream: AirbyteStream, sel: StreamSelection): void {
+  if (sel.cursor_field) {
+    const missing = missingField(stream.json_schema, sel.cursor_field);
+    if (missing !== undefined) {
+      throw new TributaryError('config', {
+        userMessage: `Stream "${sel.name}": cursor_field ${sel.cursor_field.join('.') || '(empty)'} is not a field of the stream${missing.length ? ` (its fields: ${missing.join(', ')})` : ''}`,
+      });
+    }
+  }
+  const defined = stream.default_cursor_field ?? [];
+  if (sel.cursor_field && stream.source_defined_cursor === true && defined.length > 0 && sel.cursor_field.join('.') !== defined.join('.')) {
+    throw new TributaryError('config', {
+      userMessage: `Stream "${sel.name}": the source defines its cursor (${defined.join('.')}); cursor_field ${sel.cursor_field.join('.')} would be ignored. Remove it from the sync file.`,
+    });
+  }
+}
+
+/**
+ * Undefined when `path` is declared in the schema (or cannot be checked: a level without
+ * `properties`); else the field names declared at the level where the path leaves them.
+ */
+function missingField(schema: Record<string, unknown>, path: string[]): string[] | undefined {
+  if (path.length === 0) return [];
+  let node: unknown = schema;
+  for (const part of path) {
+    const properties = (node as { properties?: unknown } | undefined)?.properties;
+    if (!properties || typeof properties !== 'object') return undefined;
+    if (!Object.hasOwn(properties, part)) return Object.keys(properties);
+    node = (properties as Record<string, unknown>)[part];
+  }
+  return undefined;
 }
