@@ -286,6 +286,81 @@ export const destinationCases = {
       }
     },
   },
+  committedSurvivesCrash: {
+    name: 'crash (SIGKILL) right after a commit: the committed batch survives, and a replay of only the uncommitted one completes the data',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      const mode = keyedMode(destination);
+      const batchesA = p.streams.map((s) => batchOf(s, 0, n));
+      const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
+      await runCrashingChild({
+        module: options.module,
+        ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
+        destinationName: destination.name,
+        config: p.raw,
+        streams: destinationStreams(p.streams, mode, false),
+        batchesA,
+        batchesB,
+      });
+      // Once A's commit returned, the runtime stored the checkpoint after A: it resumes
+      // there and sends only B. A must therefore be durable when commit() returns, not when
+      // the session closes or the event loop gets round to it.
+      const session = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, true));
+      for (const batch of batchesB) await session.write(batch);
+      await session.commit();
+      await session.close({ completed: true });
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        assertPresent(stream, rows, batchOf(stream, 0, n).records, 'after a crash right after the commit of the first batch (not replayed)');
+        assertPresent(stream, rows, batchOf(stream, n, 2 * n).records, 'after a crash and the replay of the uncommitted batch');
+        if (destination.delivery !== 'append') assertEachKeyOnce(stream, rows, 'after a crash and the replay of the uncommitted batch');
+      }
+    },
+  },
+  changedRecords: {
+    name: 'changed records: a new version of a stored key is kept (upsert: only the latest, in batch order; append logs: every version)',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = Math.max(4, options.batchSize ?? 50);
+      const half = Math.floor(n / 2);
+      const quarter = Math.floor(n / 4);
+      const mode = keyedMode(destination);
+      const first = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, false));
+      for (const stream of p.streams) await first.write(batchOf(stream, 0, n));
+      await first.commit();
+      await first.close({ completed: true });
+      // A later sync: keys [0, half) change once in one batch, then twice more in the next,
+      // where the two versions of keys [0, quarter) follow each other in the same batch.
+      const second = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, false));
+      for (const stream of p.streams) {
+        await second.write(batchOf(stream, 0, half, (r, i) => changed(stream, r, i, 1)));
+        const records: RecordData[] = [];
+        for (let i = 0; i < half; i++) {
+          records.push(changed(stream, stream.record(i), i, 2));
+          if (i < quarter) records.push(changed(stream, stream.record(i), i, 3));
+        }
+        await second.write({ stream: streamKey(stream.name, stream.namespace), records, emittedAt: Date.now() });
+      }
+      await second.commit();
+      await second.close({ completed: true });
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        const version = (i: number): number => (i < quarter ? 3 : i < half ? 2 : 0);
+        const latest = batchOf(stream, 0, n, (r, i) => changed(stream, r, i, version(i))).records;
+        if (destination.delivery === 'upsert') {
+          assertEachKeyOnce(stream, rows, 'after changing stored records');
+          assertPresent(stream, rows, latest, 'after changing stored records (each key must hold its latest version)');
+        } else {
+          // An append log keeps every version; a dedupe that compares keys only loses the changes.
+          const every = [0, 1, 2, 3].flatMap((v) => batchOf(stream, 0, v === 0 ? n : v === 3 ? quarter : half, (r, i) => changed(stream, r, i, v)).records);
+          assertPresent(stream, rows, every, 'after changing stored records (an append log keeps every version)');
+        }
+      }
+    },
+  },
   newColumn: {
     name: 'schema drift: a field missing from the stream schema is written and read back',
     async run(options) {
@@ -371,6 +446,33 @@ export const destinationCases = {
     },
   },
 } satisfies Record<string, DestinationCase>;
+
+/**
+ * Version `v` of a record (0: the record itself): its cursor moves forward (date-times by
+ * `v` days, numbers by `v` × 10⁶) and its first non-key, non-cursor string field changes, so
+ * a later version is both newer and different.
+ */
+function changed(stream: DestinationConformanceStream, record: RecordData, i: number, v: number): RecordData {
+  if (v === 0) return record;
+  const out = structuredClone(record);
+  const cursor = stream.cursorField ?? [];
+  if (cursor.length > 0) {
+    let node = out as Record<string, unknown>;
+    for (const part of cursor.slice(0, -1)) node = (node[part] ?? {}) as Record<string, unknown>;
+    const last = cursor[cursor.length - 1]!;
+    const value = node[last];
+    if (typeof value === 'number') node[last] = value + v * 1_000_000;
+    else if (typeof value === 'string' && !Number.isNaN(Date.parse(value))) node[last] = new Date(Date.parse(value) + v * 86_400_000).toISOString();
+  }
+  const keyFields = new Set(stream.primaryKey.map((path) => path[0]));
+  const properties = (stream.jsonSchema.properties ?? {}) as Record<string, { type?: unknown; format?: unknown }>;
+  const field = Object.entries(properties).find(
+    ([name, s]) => !keyFields.has(name) && name !== cursor[0] && s.type === 'string' && s.format === undefined && typeof out[name] === 'string',
+  )?.[0];
+  if (field !== undefined) out[field] = `${String(out[field])} (version ${v})`;
+  else if (cursor.length === 0) throw new Error(`changedRecords: stream ${stream.name} has neither a cursor nor a plain string field to change in record ${i}`);
+  return out;
+}
 
 /** Variants of a valid record that no keyed, typed target can store as written. */
 function malformedVariants(stream: DestinationConformanceStream): Array<[string, RecordData]> {

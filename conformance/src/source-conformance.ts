@@ -228,6 +228,28 @@ function assertCheckpointPerStream(run: ReadRun, catalog: ConfiguredAirbyteCatal
   }
 }
 
+/**
+ * Within one read from empty state, a keyed stream yields each version of a record once: the
+ * same primary key with the same cursor value twice is a duplicate (an append destination
+ * stores it twice). A changed record (new cursor value) may come again.
+ */
+function assertNoRepeatedRecords(run: ReadRun, streams: AirbyteStream[], what: string): void {
+  const seen = new Map<string, Set<string>>();
+  const repeated: string[] = [];
+  for (const m of run) {
+    if (m.kind !== 'record') continue;
+    const stream = streamOf(streams, m.stream, m.namespace);
+    if ((stream?.source_defined_primary_key ?? []).length === 0) continue;
+    const key = streamKey(m.stream, m.namespace);
+    const positions = seen.get(key) ?? new Set<string>();
+    seen.set(key, positions);
+    const position = positionOfRecord(stream, m);
+    if (positions.has(position)) repeated.push(`${key} ${position}`);
+    positions.add(position);
+  }
+  if (repeated.length > 0) throw new Error(`${what}: ${repeated.length} record(s) yielded more than once (same primary key and cursor value): ${preview(repeated)}`);
+}
+
 function assertNoRecords(run: ReadRun, what: string): void {
   const records = run.filter((m) => m.kind === 'record');
   if (records.length > 0) {
@@ -334,6 +356,7 @@ export const sourceCases = {
           for (const p of validate(stream.json_schema, m.data, key)) problems.push(`#${index}: ${p}`);
         });
         if (problems.length > 0) throw new Error(`${what}: ${problems.length} problem(s):\n  - ${preview(problems, 20)}`);
+        assertNoRepeatedRecords(run, b.streams, what);
         assertCheckpointPerStream(run, catalog, what);
         // The final state must cover every record, or the next incremental read repeats the tail.
         for (const key of configured) {

@@ -21,6 +21,9 @@ describe('source conformance cases catch broken sources', () => {
     ['unmarked-secret', 'spec', /look like secrets but are not marked "airbyte_secret": true: api_key/],
     ['record-breaks-schema', 'records', /people\.id must be integer/],
     ['records-after-last-checkpoint', 'records', /yields records after its last checkpoint/],
+    ['resume-skips-first', 'resumeFromEveryCheckpoint', /1 record\(s\) missing \(gap\)/],
+    ['checkpoint-before-records', 'resumeFromEveryCheckpoint', /4 record\(s\) missing \(gap\)/],
+    ['duplicates-records', 'records', /full read: 5 record\(s\) yielded more than once \(same primary key and cursor value\): people \[5\]/],
   ];
   for (const [flaw, name, message] of catches) {
     it(`${name} fails on a source that ${flaw.replace(/-/g, ' ')}`, async () => {
