@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   TributaryError,
+  createCircuitBreaker,
   createConnectorContext,
   defineWriter,
   idempotencyKeyOf,
@@ -214,22 +215,52 @@ describe('runWriter', () => {
         },
       },
     );
+    const ctx = createConnectorContext({ rateLimit: { concurrency: 1 } });
     const summary = await runWriter({
       ...base,
       writer: target.writer,
+      ctx,
       mode: 'upsert',
       records: people(10),
       breaker: { failureThreshold: 3, resetAfterMs: 60_000 },
     });
-    // Three attempts reached the peer; everything after was turned away by the breaker.
+    // Three attempts reached the peer; everything after was turned away by the breaker,
+    // without taking a rate-limit slot.
     expect(target.requests).toHaveLength(3);
     expect(summary.requests).toBe(3);
+    expect(ctx.limiter.stats.started).toBe(3);
     expect(summary.total).toBe(10);
     expect(summary.counts.failed).toBe(10);
     const reasons = summary.results!.map((r) => r.reason ?? '');
     expect(reasons.filter((r) => r.startsWith('Circuit open: 3 consecutive failures; retrying after '))).toHaveLength(10);
     expect(summary.results!.every((r) => r.retryable === true)).toBe(true);
     expect(target.store.size).toBe(0);
+  });
+
+  it('does not send a request that waited for a limiter slot while the circuit opened', async () => {
+    // The writer allows two requests in flight; the shared limiter lets one go at a time, so
+    // the second request waits in the limiter while the first fails and opens the circuit.
+    const breaker = createCircuitBreaker({ failureThreshold: 1, resetAfterMs: 60_000 });
+    const statesAtCall: string[] = [];
+    const target = mapTarget(
+      {},
+      {
+        maxBatchSize: 1,
+        latencyMs: 1,
+        rateLimit: { concurrency: 2 },
+        beforeWrite: () => {
+          statesAtCall.push(breaker.state);
+          throw new TributaryError('transient', { userMessage: 'HTTP 503' });
+        },
+      },
+    );
+    const ctx = createConnectorContext({ rateLimit: { concurrency: 1 } });
+    const summary = await runWriter({ ...base, writer: target.writer, ctx, breaker, mode: 'upsert', records: people(2) });
+    expect(target.requests).toHaveLength(1);
+    expect(statesAtCall).toEqual(['closed']);
+    expect(summary.requests).toBe(1);
+    expect(summary.counts.failed).toBe(2);
+    expect(summary.results!.find((r) => r.key === 'p1@x.io')?.reason).toMatch(/^Circuit open/);
   });
 
   it('halts on an auth error: no more requests, every record failed', async () => {
@@ -246,6 +277,49 @@ describe('runWriter', () => {
     expect(target.requests).toHaveLength(1);
     expect(summary.counts.failed).toBe(7);
     expect(summary.halted).toEqual({ kind: 'auth', message: 'token expired' });
+  });
+
+  it('sends no retry of another request once an auth error halted the run', async () => {
+    // Request 0 fails with auth while request 1 is in flight; request 1 then fails with a
+    // transient error, and its retry must not be sent: the run is halted.
+    const calls: string[] = [];
+    let request1Started!: () => void;
+    const started = new Promise<void>((resolve) => (request1Started = resolve));
+    const writer = defineWriter({
+      name: 'halting-target',
+      spec: { connectionSpecification: { type: 'object', properties: { label: { type: 'string' } } } },
+      rateLimit: { concurrency: 2 },
+      retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+      maxBatchSize: 1,
+      async check() {},
+      async discover() {
+        return [];
+      },
+      async open() {
+        return {
+          async write(request: WriteRequest): Promise<WriteResult[]> {
+            const key = request.records[0]!.key;
+            calls.push(key);
+            if (key === 'p0@x.io') {
+              await started;
+              throw new TributaryError('auth', { userMessage: 'token expired' });
+            }
+            request1Started();
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            throw new TributaryError('transient', { userMessage: 'HTTP 503' });
+          },
+          async close() {},
+        };
+      },
+    });
+    const summary = await runWriter({ ...base, writer, mode: 'upsert', records: people(3) });
+    expect(calls).toEqual(['p0@x.io', 'p1@x.io']);
+    expect(summary.requests).toBe(2);
+    expect(summary.halted).toEqual({ kind: 'auth', message: 'token expired' });
+    expect(summary.counts).toMatchObject({ failed: 3, created: 0 });
+    const reasons = Object.fromEntries(summary.results!.map((r) => [r.key, r.reason]));
+    expect(reasons['p1@x.io']).toMatch(/^not retried: the run was halted \(token expired\)/);
+    expect(reasons['p2@x.io']).toMatch(/^not attempted: the run was halted/);
   });
 
   it('mirror: upserts the input, then deletes what is not in it', async () => {
@@ -295,6 +369,16 @@ describe('runWriter', () => {
     expect(target.store.has('keep@x.io')).toBe(true);
     expect(summary.counts).toMatchObject({ created: 2, failed: 1, deleted: 0 });
     expect(summary.deletesSkipped).toContain('1 input record(s) had no email');
+  });
+
+  it('mirror: an empty input deletes nothing', async () => {
+    const target = mapTarget({ 'keep@x.io': { email: 'keep@x.io' }, 'also@x.io': { email: 'also@x.io' } });
+    const summary = await runWriter({ ...base, writer: target.writer, mode: 'mirror', records: [] });
+    expect([...target.store.keys()].sort()).toEqual(['also@x.io', 'keep@x.io']);
+    expect(target.requests).toHaveLength(0);
+    expect(summary.total).toBe(0);
+    expect(summary.counts.deleted).toBe(0);
+    expect(summary.deletesSkipped).toContain('the input was empty');
   });
 
   it('dry run changes nothing but reports what would happen', async () => {

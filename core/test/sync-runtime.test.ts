@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   checkpoint,
+  createConnectorContext,
   createFileStateStore,
   defineDestination,
   defineSource,
@@ -14,6 +15,7 @@ import {
   writerDestination,
   type ConfiguredAirbyteCatalog,
   type Destination,
+  type DestinationStream,
   type RecordData,
   type SourceMessage,
   type StateStore,
@@ -502,6 +504,29 @@ describe('runSync with a writer as the destination', () => {
     await store.reset('w');
     expect((await run()).outcome).toBe('completed');
     expect(statuses.slice(300)).toEqual(Array(300).fill('unchanged'));
+  });
+
+  it('reports a record whose key is no usable value (NaN, Infinity) as rejected, not written', async () => {
+    const sent: string[] = [];
+    const writer = memoryCrmWriter(1, {
+      async write(request) {
+        sent.push(...request.records.map((r) => r.key));
+        return request.records.map((r) => ({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'created' as const }));
+      },
+      async close() {},
+    });
+    const audit: Array<{ key: string; status: string }> = [];
+    const destination = writerDestination(writer, { object: 'items', mode: 'upsert', idProperty: 'id', audit: (e) => audit.push({ key: e.key, status: e.status }) });
+    const stream: DestinationStream = { key: 'items', name: 'items', syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['id'], jsonSchema: { type: 'object' }, resuming: false };
+    const session = await destination.open(createConnectorContext(), {}, [stream]);
+    try {
+      const outcome = await session.write({ stream: 'items', records: [{ id: 1 }, { id: Number.NaN }, { id: 2 }, { id: Number.POSITIVE_INFINITY }], emittedAt: 0 });
+      expect(sent).toEqual(['1', '2']);
+      expect(audit.filter((e) => e.status === 'failed')).toHaveLength(2);
+      expect(outcome?.rejected?.map((r) => r.index)).toEqual([1, 3]);
+    } finally {
+      await session.close({ completed: true });
+    }
   });
 
   it('saves each checkpoint only after the audit entries of every record written before it were flushed', async () => {

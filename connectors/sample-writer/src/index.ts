@@ -127,11 +127,17 @@ export const sampleWriter = defineWriter({
     assertApiKey(config);
     const failEmails = failPatternOf(config);
     const directory = resolve(config.directory);
-    try {
-      await mkdir(directory, { recursive: true });
-    } catch (error) {
-      throw new TributaryError('config', { userMessage: `config.directory: cannot create ${directory}`, cause: error });
-    }
+    // Created by the first write that changes something, not here: a dry run (or a run
+    // with nothing to change) leaves the file system as it found it.
+    let created: Promise<void> | undefined;
+    const createDirectory = (): Promise<void> =>
+      (created ??= mkdir(directory, { recursive: true }).then(
+        () => undefined,
+        (error: unknown) => {
+          created = undefined;
+          throw new TributaryError('config', { userMessage: `config.directory: cannot create ${directory}`, cause: error });
+        },
+      ));
     const inFlight = new Set<Promise<unknown>>();
     let closed = false;
 
@@ -164,7 +170,10 @@ export const sampleWriter = defineWriter({
         const next = cloneTable(current);
         const results = applyRequest(next, object, request, { failEmails, now: new Date().toISOString() });
         const changed = results.some((r) => r.status === 'created' || r.status === 'updated' || r.status === 'deleted');
-        if (!request.dryRun && changed) await saveTable(path, next);
+        if (!request.dryRun && changed) {
+          await createDirectory();
+          await saveTable(path, next);
+        }
         return results;
       });
     }

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TributaryError, createConnectorContext, parseConfig, type WriteRecord, type WriteRequest, type WriteResult, type WriterSession } from '@tributary/core';
+import { TributaryError, createConnectorContext, parseConfig, runWriter, type WriteRecord, type WriteRequest, type WriteResult, type WriterSession } from '@tributary/core';
 import { sampleWriter, type SampleWriterConfig } from '@tributary/writer-sample';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
@@ -258,6 +258,17 @@ describe('sample CRM writer: partial failure, dry run, persistence, concurrency'
     const strip = (results: WriteResult[]): unknown => ordered(batch, results).map(({ status, id, reason }) => ({ status, id, reason }));
     expect(strip(dry)).toEqual(strip(real));
     expect(ordered(batch, real).map((r) => r.status)).toEqual(['updated', 'unchanged', 'created', 'failed']);
+  });
+
+  it('a dry run does not create the directory; the first real write does', async () => {
+    const crm = join(directory, 'crm');
+    const config = parseConfig(sampleWriter.spec.connectionSpecification, { directory: crm });
+    const run = (dryRun: boolean) =>
+      runWriter({ writer: sampleWriter, config, object: 'contacts', mode: 'mirror', idProperty: 'email', dryRun, records: [{ email: 'ada@acme.example', firstname: 'Ada' }] });
+    expect((await run(true)).counts).toMatchObject({ created: 1, failed: 0 });
+    expect(await readdir(directory)).toEqual([]);
+    expect((await run(false)).counts).toMatchObject({ created: 1, failed: 0 });
+    expect(await readdir(crm)).toEqual(['contacts.json']);
   });
 
   it('persists across sessions: a new session sees earlier rows and keeps numbering ids', async () => {

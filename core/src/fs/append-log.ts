@@ -1,4 +1,6 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fsyncDirectory } from './atomic-file.js';
 
 /** Buffered lines are written out once they reach this many characters (between flushes). */
 const WRITE_AT_CHARS = 1 << 20;
@@ -18,6 +20,20 @@ export interface AppendLog {
   close(): Promise<void>;
 }
 
+/**
+ * Writes all of `chunk`. One `write` may take only part of it and report no error (a full
+ * disk, a file size limit): the rest is written by further calls, and the error that stops
+ * them, if any, is thrown.
+ */
+async function writeAll(file: FileHandle, chunk: string): Promise<void> {
+  const bytes = Buffer.from(chunk, 'utf8');
+  for (let offset = 0; offset < bytes.length; ) {
+    const { bytesWritten } = await file.write(bytes, offset, bytes.length - offset);
+    if (!(bytesWritten > 0)) throw Object.assign(new Error(`write to the append log took no bytes (${bytes.length - offset} left)`), { code: 'EIO' });
+    offset += bytesWritten;
+  }
+}
+
 export function openAppendLog(path: string): AppendLog {
   // Opened at once (the file exists from the start, as the audit trail always did); an
   // error to open it surfaces at the first flush.
@@ -32,15 +48,27 @@ export function openAppendLog(path: string): AppendLog {
     buffered = '';
     if (chunk.length > 0) {
       writing = writing.then(async () => {
-        await (await handle).write(chunk);
+        await writeAll(await handle, chunk);
       });
     }
     return writing;
   };
 
+  /**
+   * The file may have been created by `open`: its directory entry is durable only once the
+   * directory is fsynced, so the first flush does that too (a machine crash could otherwise
+   * lose the whole file, fsynced lines included).
+   */
+  let directorySynced: Promise<void> | undefined;
+
   const flush = async (): Promise<void> => {
     await writeOut();
     await (await handle).sync();
+    directorySynced ??= fsyncDirectory(dirname(path)).catch((error: unknown) => {
+      directorySynced = undefined;
+      throw error;
+    });
+    await directorySynced;
   };
 
   return {

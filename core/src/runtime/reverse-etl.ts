@@ -8,8 +8,8 @@
  * - Every record carries an idempotency key derived only from (object, request mode, key,
  *   fields), so a replay of the same change is recognisable by the target.
  * - Requests respect the writer's rate limit (shared limiter), its declared concurrency and
- *   batch size; each request attempt passes a circuit breaker, and retryable whole-request
- *   failures are retried with backoff.
+ *   batch size; each request attempt passes a circuit breaker (asked once the attempt holds
+ *   its limiter slot), and retryable whole-request failures are retried with backoff.
  * - Records of one key (one target row) are applied in input order, so the last one wins:
  *   no request holds two records of a key, and a request waits for every in-flight request
  *   (retries included) that holds one of its keys. Keys are compared by the writer's
@@ -20,7 +20,8 @@
  *   reported `unchanged`.
  * - `mirror` deletes only when the upserted key set is complete: if any input record lacked
  *   a key, or the run was halted, the delete phase is skipped (deleting rows that a keyless
- *   record may correspond to would lose data).
+ *   record may correspond to would lose data). An empty input deletes nothing either: it is
+ *   far more often a broken query or an upstream outage than a wish to empty the object.
  */
 import { createHash } from 'node:crypto';
 import { createConnectorContext } from '../connector/create-context.js';
@@ -29,6 +30,7 @@ import type { WriteMode, WriteRecord, WriteRequest, WriteResult, Writer, WriterS
 import { TributaryError, toTributaryError, type ErrorKind } from '../errors.js';
 import { createCircuitBreaker, isCircuitOpenError, type CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { withRetry } from '../resilience/retry.js';
+import { writeKeyOf } from './write-key.js';
 
 export interface WriteAuditEntry {
   /** ISO 8601 time the result was known. */
@@ -111,13 +113,6 @@ export function idempotencyKeyOf(object: string, mode: Exclude<WriteMode, 'mirro
   return createHash('sha256').update(JSON.stringify([object, mode, key, canonicalJson(fields)])).digest('hex');
 }
 
-function keyOf(value: unknown): string | undefined {
-  if (typeof value === 'string') return value.length > 0 ? value : undefined;
-  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
-  if (typeof value === 'bigint') return value.toString();
-  return undefined;
-}
-
 function reasonOf(error: TributaryError): string {
   const text = error.internalMessage ? `${error.userMessage}: ${error.internalMessage}` : error.userMessage;
   return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}...` : text;
@@ -181,15 +176,31 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       return;
     }
     let answer: WriteResult[];
+    /** Set when the run was halted before this request's next attempt could be sent. */
+    let stoppedByHalt: TributaryError | undefined;
+    let sent = false;
     try {
+      const write = (): Promise<WriteResult[]> => {
+        requests++;
+        sent = true;
+        return session.write(request);
+      };
+      /** An attempt (a retry, or one that waited for a slot) after another request halted the run is not sent. */
+      const unlessHalted = <T>(task: () => Promise<T>): Promise<T> => {
+        if (!halted) return task();
+        stoppedByHalt = halted;
+        return Promise.reject(new TributaryError('fatal', { userMessage: 'the run was halted' }));
+      };
       answer = await withRetry(
+        // With the circuit closed, the breaker is asked once the limiter lets the attempt go,
+        // not before it waits for a slot: an attempt queued behind one that opened the
+        // circuit must be turned away, not sent to a peer the circuit says is down. Otherwise
+        // it is asked first: an open circuit turns the attempt away without taking a slot,
+        // and a trial waits for its slot as the one attempt the circuit lets through.
         () =>
-          breaker.run(() =>
-            ctx.limiter.schedule(() => {
-              requests++;
-              return session.write(request);
-            }, ctx.signal),
-          ),
+          breaker.state === 'closed'
+            ? ctx.limiter.schedule(() => unlessHalted(() => breaker.run(write)), ctx.signal)
+            : unlessHalted(() => breaker.run(() => ctx.limiter.schedule(() => unlessHalted(write), ctx.signal))),
         {
           ...writer.retry,
           signal: ctx.signal,
@@ -202,6 +213,10 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       );
     } catch (thrown) {
       if (ctx.signal.aborted) throw thrown;
+      if (stoppedByHalt) {
+        failAll(request.records, `${sent ? 'not retried' : 'not attempted'}: the run was halted (${stoppedByHalt.userMessage})`, false);
+        return;
+      }
       const error = toTributaryError(thrown, `Writing to ${object} failed`);
       if (error.kind === 'auth' || error.kind === 'config' || error.kind === 'fatal') {
         halted ??= error;
@@ -304,7 +319,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const position = index++;
       const fields: Record<string, unknown> = input !== null && typeof input === 'object' && !Array.isArray(input) ? input : {};
-      const key = keyOf(fields[idProperty]);
+      const key = writeKeyOf(fields[idProperty]);
       const idempotencyKey = idempotencyKeyOf(object, upsertMode, key ?? '', fields);
       if (key === undefined) {
         keyless++;
@@ -327,6 +342,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     if (mode === 'mirror' && seenKeys && session.listKeys) {
       if (keyless > 0) deletesSkipped = `${keyless} input record(s) had no ${idProperty}, so the set of rows to keep is unknown`;
       else if (halted) deletesSkipped = `the run was halted (${halted.userMessage})`;
+      else if (index === 0) deletesSkipped = `the input was empty, and mirroring it would delete every row of ${object} (to empty it, delete its rows in mode delete)`;
       if (deletesSkipped !== undefined) {
         ctx.logger.warn(`mirror of ${object}: not deleting anything: ${deletesSkipped}`, { object });
       } else {

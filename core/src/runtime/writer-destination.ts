@@ -8,6 +8,7 @@ import { createCircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { RecordData } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
 import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
+import { writeKeyOf } from './write-key.js';
 
 /** Where a reverse-ETL sync writes one source stream. */
 export interface WriterTarget {
@@ -131,8 +132,7 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
           // Which records failed, by index: their idempotency keys are a function of their content.
           const rejected: RejectedRecord[] = [];
           records.forEach((fields, index) => {
-            const key = fields[target.idProperty];
-            const id = idempotencyKeyOf(target.object, target.mode, typeof key === 'string' || typeof key === 'number' ? String(key) : '', fields);
+            const id = idempotencyKeyOf(target.object, target.mode, writeKeyOf(fields[target.idProperty]) ?? '', fields);
             const failure = failures.get(id);
             if (failure) rejected.push({ index, reason: failure.reason });
           });
