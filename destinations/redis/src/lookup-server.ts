@@ -61,6 +61,15 @@ function nonEmpty(value: unknown, what: string): string {
   return value;
 }
 
+/** A path segment's text; a malformed percent-escape (`%E0`) is the client's error, not the server's. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `path segment ${JSON.stringify(segment)} is not valid percent-encoded UTF-8`);
+  }
+}
+
 /**
  * A small HTTP front of a `FeatureLookup` (node:http, JSON):
  * - `GET /features/<tenant>/<entity type>/<entity id>[?groups=a,b]` → the entity's
@@ -76,7 +85,7 @@ export async function startLookupServer(options: LookupServerOptions): Promise<L
   const maxEntities = options.maxEntities ?? 1_000;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeSegment);
     if (parts[0] === 'health' && parts.length === 1) return send(res, 200, { ok: true });
     if (parts[0] !== 'features') throw new HttpError(404, 'unknown path');
     if (parts.length === 4) {

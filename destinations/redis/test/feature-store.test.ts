@@ -393,6 +393,8 @@ describe('redis feature store', () => {
       expect((await fetch(`${http.url}/features/acme/contact/nobody`)).status).toBe(404);
       expect((await fetch(`${http.url}/features`, { method: 'POST', body: '{"tenant":"acme"}' })).status).toBe(400);
       expect((await fetch(`${http.url}/elsewhere`)).status).toBe(404);
+      // A malformed percent-escape in the path is a bad request, not a server error.
+      expect((await fetch(`${http.url}/features/acme/contact/%E0`)).status).toBe(400);
     } finally {
       await http.close();
       await lookup.close();
