@@ -119,8 +119,18 @@ async function openCommitted(directory: string, relative: string, manifest: Mani
   return { relative, handle, size: committed ?? 0 };
 }
 
+/**
+ * Appends \`text\`. A failed write is undone (the file cut back to \`size\`), so the batch can
+ * be written again whole: the runtime retries a \`transient\` write with the same batch.
+ */
 async function append(file: AppendFile, text: string): Promise<void> {
-  if (text) file.size += (await file.handle.write(text)).bytesWritten;
+  if (!text) return;
+  try {
+    file.size += (await file.handle.write(text)).bytesWritten;
+  } catch (error) {
+    await file.handle.truncate(file.size);
+    throw error;
+  }
 }
 
 /** One open stream: its data and quarantine files, and what is stored under each key. */
@@ -267,6 +277,10 @@ export const ${identifier} = defineDestination({
         const rejected: RejectedRecord[] = [];
         let lines = '';
         let quarantined = '';
+        // The keys and lines of this batch, remembered as stored only once they are written:
+        // remembered earlier, a retry of a failed write (the runtime retries \`transient\`
+        // errors with the same batch) would drop every record as a replay of itself.
+        const added = new Map<string, Set<string>>();
         batch.records.forEach((record, index) => {
           const reason = problemWith(record, target);
           if (reason !== undefined) {
@@ -275,10 +289,15 @@ export const ${identifier} = defineDestination({
             return;
           }
           const line = JSON.stringify(record);
-          if (target.stream.primaryKey.length > 0 && !remember(target.stored, keyOf(record, target.stream.primaryKey), hashOf(line))) return;
+          if (target.stream.primaryKey.length > 0) {
+            const key = keyOf(record, target.stream.primaryKey);
+            const hash = hashOf(line);
+            if (target.stored.get(key)?.has(hash) || !remember(added, key, hash)) return;
+          }
           lines += line + '\\n';
         });
         await append(target.data, lines);
+        for (const [key, hashes] of added) for (const hash of hashes) remember(target.stored, key, hash);
         await append(target.quarantine, quarantined);
         return rejected.length > 0 ? { rejected } : undefined;
       },

@@ -242,13 +242,27 @@ export const ${identifier} = defineSource({
         if (ctx.signal.aborted) break;
         const after = position;
         const page = await ctx.call(() => listContacts(config, after, config.page_size));
-        const last = page[page.length - 1];
-        if (last !== undefined) {
-          yield recordPage(name, page, namespace);
-          position = { cursor: last.updated_at, id: last.id };
-          yield checkpoint(name, stateOf(position, incremental), namespace);
+        // A checkpoint is only as good as the order it relies on. An API that ignores the
+        // position (a misspelt parameter) would serve the same page forever, and one out of
+        // order would make the checkpoint skip records: refuse both rather than loop or skip.
+        let previous = after;
+        for (const contact of page) {
+          if (previous !== undefined && compare(contact, previous) <= 0) {
+            throw new TributaryError('fatal', {
+              userMessage: \`The ${title} API returned \${name} out of (updated_at, id) order, or not after the requested position\`,
+              stream: namespace === undefined ? { name } : { name, namespace },
+            });
+          }
+          previous = { cursor: contact.updated_at, id: contact.id };
         }
-        if (page.length < config.page_size) break;
+        // The end is an empty page, not a short one: APIs cap the page size below what was
+        // asked (and some answer short pages mid-read), and stopping at the first short page
+        // would end a full refresh early, reported complete, with the rest never read.
+        const last = page[page.length - 1];
+        if (last === undefined) break;
+        yield recordPage(name, page, namespace);
+        position = { cursor: last.updated_at, id: last.id };
+        yield checkpoint(name, stateOf(position, incremental), namespace);
       }
       // The final checkpoint. A completed full refresh ends with \`{}\`, so the next one
       // starts from the first record; an incremental read keeps its position (the initial

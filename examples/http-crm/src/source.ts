@@ -132,6 +132,7 @@ async function* readContacts(
     ? { updated_since: position.cursor, after_id: position.id, limit }
     : { updated_since: config.start_date, limit };
   let checkpointed = false;
+  const tokens = new Set<string>();
   for (let first = true; ; first = false) {
     let response;
     try {
@@ -163,6 +164,12 @@ async function* readContacts(
     }
     if (next === null) break;
     query = { page_token: next, limit };
+    // A token handed out twice in one read (an empty page pointing back at itself, a cycle)
+    // would page forever: the order check above cannot see it when those pages are empty.
+    if (tokens.has(next)) {
+      throw new TributaryError('fatal', { userMessage: 'The CRM API returned a page token it had already returned in this read (a paging loop)' });
+    }
+    tokens.add(next);
   }
   // Every stream checkpoints, even when nothing was new: the next sync needs a start.
   if (!checkpointed) yield checkpoint(CONTACTS, stateOf(position, syncMode));

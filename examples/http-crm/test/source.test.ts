@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   TributaryError,
@@ -173,5 +175,32 @@ describe('http-crm source', () => {
     expect(second.outcome).toBe('completed');
     expect(harness.table.received[1]).toHaveLength(20);
     expect(harness.table.rows.size).toBe(30);
+  });
+
+  it('a page token the API already returned ends the read with a fatal error instead of paging forever', async () => {
+    // An API that answers every request with an empty page pointing at the same token: no
+    // record ever comes back, so only the token itself can reveal the loop.
+    const controller = new AbortController();
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      // Guard for the test itself: without the check the source would never stop.
+      if (++requests === 25) controller.abort();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ data: [], next: 'same-token' }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const read = readMessages({ base_url: `http://127.0.0.1:${port}`, api_token: 'any-token-1234' }, { streams: {} }, controller.signal);
+      const error = await read.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(TributaryError.is(error, 'fatal'), String(error)).toBe(true);
+      expect(requests).toBe(2);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
