@@ -558,3 +558,192 @@ describe('runSync with a writer as the destination', () => {
     for (const [a, f] of atSave) expect(f).toBe(a);
   });
 });
+
+/** A source that yields what `script` yields, for streams `a` and `b` (see `scriptedCatalog`). */
+function scriptedSource(script: () => AsyncGenerator<SourceMessage>) {
+  return defineSource({
+    name: 'scripted',
+    spec: { connectionSpecification: { type: 'object' } },
+    async check() {},
+    async discover() {
+      return { streams: [] };
+    },
+    read: () => script(),
+  });
+}
+
+function scriptedCatalog(names: string[]): ConfiguredAirbyteCatalog {
+  return {
+    streams: names.map((name) => ({
+      stream: { name, json_schema: { type: 'object' }, supported_sync_modes: ['incremental'], source_defined_primary_key: [['id']] },
+      sync_mode: 'incremental',
+      destination_sync_mode: 'append_dedup',
+      cursor_field: ['id'],
+    })),
+  };
+}
+
+describe('runSync: checkpoint order across streams', () => {
+  it('never sets a stream back: a stream checkpoint after a global one still waiting is applied after it', async () => {
+    // The first write waits until the source emitted everything, so the first commit finds
+    // [a's checkpoint (covered), the global one (waiting for a's 2nd record), b's checkpoint
+    // (covered: b has no records)].
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((r) => (openGate = r));
+    const destination = defineDestination({
+      name: 'gated',
+      delivery: 'upsert',
+      spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append_dedup'] },
+      async check() {},
+      async open() {
+        return { async write() { await gate; }, async commit() {}, async close() {} };
+      },
+    });
+    const source = scriptedSource(async function* () {
+      yield record('a', { id: 1 });
+      yield checkpoint('a', { a: 1 });
+      yield record('a', { id: 2 });
+      yield { kind: 'global-checkpoint', shared: { lsn: 2 }, streams: [{ stream: 'a', state: { a: 2 } }, { stream: 'b', state: { b: 'old' } }] };
+      yield checkpoint('b', { b: 'new' });
+      openGate();
+    });
+    const saved: SyncState[] = [];
+    const result = await runSync({
+      connection: 'order',
+      source,
+      sourceConfig: {},
+      destination,
+      destinationConfig: {},
+      catalog: scriptedCatalog(['a', 'b']),
+      stateStore: { ...store, save: async (connection, state) => (saved.push(structuredClone(state)), store.save(connection, state)) },
+      batching: { commitIntervalMs: 0 },
+    });
+    expect(result.outcome).toBe('completed');
+    const b = saved.map((s) => s.streams.b?.b);
+    expect(b).toContain('new');
+    expect(b.lastIndexOf('old')).toBeLessThan(b.indexOf('new'));
+    expect(saved.at(-1)).toEqual({ shared: { lsn: 2 }, streams: { a: { a: 2 }, b: { b: 'new' } } });
+    expect(await store.load('order')).toEqual({ shared: { lsn: 2 }, streams: { a: { a: 2 }, b: { b: 'new' } } });
+  });
+});
+
+describe('runSync: the end of a sync', () => {
+  function closingDestination(calls: string[], closeError?: Error): Destination {
+    return defineDestination({
+      name: 'closing',
+      delivery: 'upsert',
+      spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append_dedup', 'overwrite'] },
+      async check() {},
+      async open() {
+        return {
+          async write() {},
+          async commit() {},
+          async close({ completed }) {
+            calls.push(`close ${completed}`);
+            if (closeError) throw closeError;
+          },
+        };
+      },
+    });
+  }
+
+  it('reports no stream COMPLETE when the destination fails to close (publish) after the last commit', async () => {
+    const statuses: string[] = [];
+    const result = await runSync({
+      connection: 'close',
+      source: countingSource,
+      sourceConfig: { count: 10, every: 5 },
+      destination: closingDestination([], new TributaryError('fatal', { userMessage: 'publish failed' })),
+      destinationConfig: {},
+      catalog: catalog(),
+      stateStore: store,
+      onEvent: (e) => void (e.type === 'status' && statuses.push(e.status)),
+    });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.userMessage).toBe('publish failed');
+    expect(statuses).toEqual(['STARTED', 'INCOMPLETE']);
+    expect(result.streams.map((s) => s.status)).toEqual(['INCOMPLETE']);
+  });
+
+  it('closes the session (not completed) when the state of a finished full refresh cannot be saved', async () => {
+    const calls: string[] = [];
+    const saved: SyncState[] = [];
+    const failing: StateStore = {
+      ...store,
+      save: async (connection, state) => {
+        saved.push(structuredClone(state));
+        // The checkpoints' saves succeed; the one forgetting the finished refresh fails.
+        if (state.streams.items === undefined) throw new Error('disk full');
+        return store.save(connection, state);
+      },
+    };
+    const result = await runSync({
+      connection: 'fr',
+      source: countingSource,
+      sourceConfig: { count: 10, every: 5 },
+      destination: closingDestination(calls),
+      destinationConfig: {},
+      catalog: catalog('full_refresh'),
+      stateStore: failing,
+      batching: { commitIntervalMs: 0 },
+    });
+    expect(saved.at(-1)).toEqual({ streams: {} });
+    expect(calls).toEqual(['close false']);
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.userMessage).toBe('The state could not be saved');
+    expect(result.streams.map((s) => s.status)).toEqual(['INCOMPLETE']);
+  });
+});
+
+describe('runSync: a destination that fails while the source waits', () => {
+  it('stops a source that waits for data (webhooks, CDC) when the destination failed, and fails the sync', async () => {
+    let stoppedBySignal = false;
+    const source = defineSource({
+      name: 'waiting',
+      spec: { connectionSpecification: { type: 'object' } },
+      async check() {},
+      async discover() {
+        return { streams: [] };
+      },
+      async *read(ctx) {
+        yield record('a', { id: 1 });
+        // Waits for the next event, or for the runtime to stop it (a fallback ends the wait
+        // so that a runtime that never stops it fails this test instead of hanging it).
+        stoppedBySignal = await new Promise<boolean>((resolve) => {
+          const fallback = setTimeout(() => resolve(false), 5_000);
+          ctx.signal.addEventListener('abort', () => (clearTimeout(fallback), resolve(true)), { once: true });
+        });
+        yield checkpoint('a', { after: 1 });
+      },
+    });
+    const destination = defineDestination({
+      name: 'broken',
+      delivery: 'upsert',
+      spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append_dedup'] },
+      async check() {},
+      async open() {
+        return {
+          async write() {
+            throw new TributaryError('fatal', { userMessage: 'destination gone' });
+          },
+          async commit() {},
+          async close() {},
+        };
+      },
+    });
+    const result = await runSync({
+      connection: 'waiting',
+      source,
+      sourceConfig: {},
+      destination,
+      destinationConfig: {},
+      catalog: scriptedCatalog(['a']),
+      stateStore: store,
+      batching: { maxAgeMs: 10 },
+    });
+    expect(stoppedBySignal).toBe(true);
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.userMessage).toBe('destination gone');
+    expect(await store.load('waiting')).toBeUndefined();
+  });
+});

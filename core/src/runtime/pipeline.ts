@@ -60,6 +60,12 @@ export interface PipelineOptions {
   batching?: BatchingOptions;
   /** Stop reading at the next message boundary, then flush and commit. */
   signal?: AbortSignal;
+  /**
+   * Called once when the destination failed: the reader stops at the next message, so a
+   * source waiting for data (a webhook receiver, a CDC stream) must be told to stop too, or
+   * the failed sync would wait for that source's next message, possibly forever.
+   */
+  onDestinationFailed?(error: unknown): void;
   /** Runs a destination call with the destination's retry policy. */
   callDestination<T>(task: () => Promise<T>): Promise<T>;
   /**
@@ -71,6 +77,12 @@ export interface PipelineOptions {
   onStart?(streams: ReadonlyMap<string, StreamProgress>): void;
   onRejected?(stream: StreamProgress, rejected: RejectedRecord[], batch: RecordBatchOp): void;
   onStatus?(stream: StreamProgress, status: AirbyteStreamStatus): void;
+  /**
+   * The caller reports the end status (COMPLETE / INCOMPLETE) itself, with `reportEndStatus`,
+   * once it finished the session: a sync whose destination then fails to close (an overwrite
+   * that cannot publish) did not complete.
+   */
+  callerReportsEndStatus?: boolean;
   onEstimate?(stream: StreamProgress, rows: number | undefined, bytes: number | undefined): void;
 }
 
@@ -175,7 +187,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   }
   options.onStart?.(streams);
   const state: SyncState = structuredClone(options.initialState);
-  let pending: PendingCheckpoint[] = [];
+  const pending: PendingCheckpoint[] = [];
   let lastCommitAt = Date.now();
 
   // --- producer side -------------------------------------------------------------------
@@ -247,12 +259,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         s.committed = s.written;
         s.rejectedCommitted = s.rejected;
       }
-      const ready: PendingCheckpoint[] = [];
-      pending = pending.filter((cp) => {
-        const satisfied = cp.requires.every(([s, n]) => s.committed >= n);
-        if (satisfied) ready.push(cp);
-        return !satisfied;
-      });
+      // Only the oldest satisfied checkpoints, in arrival order: a later checkpoint that is
+      // already covered (a stream with no new records) must wait for an earlier one that is not
+      // (a global checkpoint still waiting on another stream), or that earlier one, applied on
+      // a later commit, would set the stream back to its older position.
+      let satisfied = 0;
+      while (satisfied < pending.length && pending[satisfied]!.requires.every(([s, n]) => s.committed >= n)) satisfied++;
+      const ready = pending.splice(0, satisfied);
       if (ready.length === 0) continue;
       const advanced = new Set<StreamCursor>();
       for (const cp of ready) {
@@ -277,6 +290,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   writer.catch((error: unknown) => {
     stopping = true;
     queue.fail(error);
+    options.onDestinationFailed?.(error);
   });
   const onAbort = (): void => {
     stopping = true;
@@ -402,9 +416,18 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     if (!error) error = writeError;
     outcome = 'failed';
   }
-  for (const s of streams.values()) {
-    s.status = outcome === 'completed' ? 'COMPLETE' : 'INCOMPLETE';
-    options.onStatus?.(s, s.status);
-  }
+  if (!options.callerReportsEndStatus) reportEndStatus(streams.values(), outcome === 'completed', options.onStatus);
   return error ? { outcome, error, state, streams } : { outcome, state, streams };
+}
+
+/** Sets and reports every stream's end status: COMPLETE when the sync completed, else INCOMPLETE. */
+export function reportEndStatus(
+  streams: Iterable<StreamProgress>,
+  completed: boolean,
+  onStatus?: (stream: StreamProgress, status: AirbyteStreamStatus) => void,
+): void {
+  for (const s of streams) {
+    s.status = completed ? 'COMPLETE' : 'INCOMPLETE';
+    onStatus?.(s, s.status);
+  }
 }

@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
-import { runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
+import { reportEndStatus, runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
 
 /** Everything the runtime tells its observer (the CLI prints these). */
 export type SyncEvent =
@@ -149,6 +149,7 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
       initialState,
       batching: { ...destination.batching, ...options.batching },
       signal: stopReading.signal,
+      onDestinationFailed: (error) => stopReading.abort(error),
       callDestination: (task) => destinationCtx.call(task),
       commitState: async ({ state, streams: counts }) => {
         assertNoSecrets(state, redact);
@@ -168,6 +169,7 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
         for (const stream of streams.values()) emit({ type: 'status', stream, status: 'STARTED' });
       },
       onStatus: (stream, status) => emit({ type: 'status', stream, status }),
+      callerReportsEndStatus: true,
       onEstimate: (stream, rows, bytes) =>
         emit({ type: 'estimate', stream, ...(rows !== undefined ? { rows } : {}), ...(bytes !== undefined ? { bytes } : {}) }),
       onRejected: (stream, rejected) => {
@@ -181,18 +183,26 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
   }
 
   let state = result.state;
-  try {
-    if (result.outcome === 'completed') {
+  if (result.outcome === 'completed') {
+    try {
       // Forget completed full refreshes *before* the destination publishes them: a crash in
       // between then redoes the refresh, whereas the other order could resume a finished
       // refresh into an empty staging area and publish that.
       const fullRefreshKeys = streams.filter((s) => s.syncMode === 'full_refresh' && state.streams[s.key] !== undefined).map((s) => s.key);
       if (fullRefreshKeys.length > 0) {
-        state = structuredClone(state);
-        for (const key of fullRefreshKeys) delete state.streams[key];
-        await options.stateStore.save(options.connection, state);
+        const forgotten = structuredClone(state);
+        for (const key of fullRefreshKeys) delete forgotten.streams[key];
+        await options.stateStore.save(options.connection, forgotten);
+        state = forgotten;
       }
+    } catch (error) {
+      // The refreshes stay unpublished (closed as not completed) and resumable from the saved state.
+      result.error = toTributaryError(error, 'The state could not be saved');
+      result.outcome = 'failed';
     }
+  }
+  // Closed exactly once, whatever happened before: the session releases what it holds.
+  try {
     await session.close({ completed: result.outcome === 'completed' });
   } catch (error) {
     if (!result.error) {
@@ -200,6 +210,8 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
       result.outcome = 'failed';
     }
   }
+  // Only now: a stream is COMPLETE once its data is committed and published.
+  reportEndStatus(result.streams.values(), result.outcome === 'completed', (stream, status) => emit({ type: 'status', stream, status }));
   if (result.error) logger.error(result.error.userMessage, { kind: result.error.kind });
   return {
     outcome: result.outcome,
