@@ -215,6 +215,28 @@ async function runCrashingChild(input: CrashRunnerInput): Promise<void> {
 }
 
 /** The named destination cases, in the order `destinationConformance` registers them. */
+/**
+ * The two crash cases' common start: a child process opens the destination, writes batch A
+ * of every stream, commits, writes batch B and is SIGKILLed before committing B.
+ */
+async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
+  const p = await prepare(options);
+  const n = options.batchSize ?? 50;
+  const mode = keyedMode(options.destination);
+  const batchesA = p.streams.map((s) => batchOf(s, 0, n));
+  const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
+  await runCrashingChild({
+    module: options.module,
+    ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
+    destinationName: options.destination.name,
+    config: p.raw,
+    streams: destinationStreams(p.streams, mode, false),
+    batchesA,
+    batchesB,
+  });
+  return { p, n, mode, batchesA, batchesB };
+}
+
 export const destinationCases = {
   spec: {
     name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',
@@ -259,20 +281,7 @@ export const destinationCases = {
     name: 'crash (SIGKILL) after an uncommitted batch, then an at-least-once replay: nothing lost, no keyed row duplicated',
     async run(options) {
       const { destination } = options;
-      const p = await prepare(options);
-      const n = options.batchSize ?? 50;
-      const mode = keyedMode(destination);
-      const batchesA = p.streams.map((s) => batchOf(s, 0, n));
-      const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
-      await runCrashingChild({
-        module: options.module,
-        ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
-        destinationName: destination.name,
-        config: p.raw,
-        streams: destinationStreams(p.streams, mode, false),
-        batchesA,
-        batchesB,
-      });
+      const { p, n, mode, batchesA, batchesB } = await crashAfterFirstCommit(options);
       // The runtime resumes from the last committed checkpoint, which precedes A and B here
       // (a checkpoint is stored only after the commit returns), so it sends both again.
       const session = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, true));
@@ -290,20 +299,7 @@ export const destinationCases = {
     name: 'crash (SIGKILL) right after a commit: the committed batch survives, and a replay of only the uncommitted one completes the data',
     async run(options) {
       const { destination } = options;
-      const p = await prepare(options);
-      const n = options.batchSize ?? 50;
-      const mode = keyedMode(destination);
-      const batchesA = p.streams.map((s) => batchOf(s, 0, n));
-      const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
-      await runCrashingChild({
-        module: options.module,
-        ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
-        destinationName: destination.name,
-        config: p.raw,
-        streams: destinationStreams(p.streams, mode, false),
-        batchesA,
-        batchesB,
-      });
+      const { p, n, mode, batchesB } = await crashAfterFirstCommit(options);
       // Once A's commit returned, the runtime stored the checkpoint after A: it resumes
       // there and sends only B. A must therefore be durable when commit() returns, not when
       // the session closes or the event loop gets round to it.
