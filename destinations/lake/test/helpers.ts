@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
+import type { DestinationStream } from '@tributary/core';
 import { freePort, runCli } from '@tributary/conformance';
 
 export { freePort, runCli, type CliResult } from '@tributary/conformance';
@@ -77,5 +78,24 @@ export async function startMoto(): Promise<MotoServer> {
       child.kill('SIGTERM');
       await exited;
     },
+  };
+}
+
+/** A lake config on moto's S3 (`bucket` at `endpoint`, the test credentials), plus `extra` settings. */
+export function motoLakeConfig(endpoint: string, bucket: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { target: 's3', bucket, prefix: 'lake/', endpoint, force_path_style: true, region: 'us-east-1', access_key_id: 'testing', secret_access_key: 'testing', ...extra };
+}
+
+/** An incremental, keyed click stream (id, tenant_id, customer_id, event_time) named `key`. */
+export function clickStream(key = 'clicks'): DestinationStream {
+  return {
+    key,
+    name: key,
+    syncMode: 'incremental',
+    destinationSyncMode: 'append_dedup',
+    primaryKey: [['id']],
+    cursorField: [],
+    jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
+    resuming: false,
   };
 }

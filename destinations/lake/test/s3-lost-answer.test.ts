@@ -1,10 +1,10 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
+import { createConnectorContext, parseConfig } from '@tributary/core';
 import { compactLake, lakeConfigSchema, lakeDestination, openLakeReader, openStore } from '../src/index.js';
 import type { LogEntry } from '../src/commit-log.js';
-import { startMoto, type MotoServer } from './helpers.js';
+import { clickStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
 
 // A commit-log entry whose conditional PUT reached S3 but whose answer was lost (connection
 // reset): the AWS SDK retries the PUT, and S3 answers the retry 412 — the key now exists,
@@ -50,17 +50,8 @@ afterAll(async () => {
   await moto?.stop();
 });
 
-const lakeConfig = (endpoint: string) => ({ target: 's3', bucket, prefix: 'lake/', endpoint, force_path_style: true, region: 'us-east-1', access_key_id: 'testing', secret_access_key: 'testing' });
-const stream: DestinationStream = {
-  key: 'clicks',
-  name: 'clicks',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
-  resuming: false,
-};
+const lakeConfig = (endpoint: string) => motoLakeConfig(endpoint, bucket);
+const stream = clickStream();
 const records = (...ids: number[]) => ids.map((id) => ({ id, tenant_id: 't1', customer_id: 'c1', event_time: '2024-01-01T00:00:00Z' }));
 
 it('a retried log PUT that finds its own first attempt is that commit, not a lost race: no second entry, no resurrected file', async () => {

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
+import { createConnectorContext, parseConfig } from '@tributary/core';
 import { compactLake, lakeConfigSchema, openLakeReader, openStore, type CompactionResult, type LakeStore } from '../src/index.js';
 import { openLakeSession } from '../src/session.js';
-import { startMoto, type MotoServer } from './helpers.js';
+import { clickStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
 
 // Compaction deletes data files no commit names once they are an hour old (by their S3
 // LastModified, stamped by the server's clock). This machine's clock may be off from the
@@ -20,18 +20,8 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-const lakeConfig = { target: 's3', bucket, prefix: 'lake/', endpoint: '', force_path_style: true, region: 'us-east-1', access_key_id: 'testing', secret_access_key: 'testing' };
-const config = () => ({ ...lakeConfig, endpoint: moto.endpoint });
-const stream: DestinationStream = {
-  key: 'clicks',
-  name: 'clicks',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
-  resuming: false,
-};
+const config = () => motoLakeConfig(moto.endpoint, bucket);
+const stream = clickStream();
 const records = (...ids: number[]): Array<Record<string, unknown>> => ids.map((id) => ({ id, tenant_id: 't1', customer_id: 'c1', event_time: '2024-01-01T00:00:00Z' }));
 
 it('with the local clock two hours ahead of S3, compaction does not delete the files a live session just published: its log entry names them', async () => {

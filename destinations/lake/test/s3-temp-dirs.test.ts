@@ -4,9 +4,9 @@ import { mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
+import { createConnectorContext, parseConfig } from '@tributary/core';
 import { lakeDestination, openLakeReader } from '../src/index.js';
-import { startMoto, type MotoServer } from './helpers.js';
+import { clickStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
 
 // A session starting on an S3 lake removes the temp dirs that crashed processes left in the
 // OS temp dir (`tributary-lake-*`, over an hour old). An hour-old dir can also belong to a
@@ -20,21 +20,11 @@ beforeAll(async () => {
 });
 afterAll(() => moto?.stop());
 
-const lakeConfig = (prefix: string) => ({ target: 's3', bucket, prefix, endpoint: moto.endpoint, force_path_style: true, region: 'us-east-1', access_key_id: 'testing', secret_access_key: 'testing', rows_per_file: 1000 });
-const streamOf = (key: string): DestinationStream => ({
-  key,
-  name: key,
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
-  resuming: false,
-});
+const lakeConfig = (prefix: string) => motoLakeConfig(moto.endpoint, bucket, { prefix, rows_per_file: 1000 });
 // A tenant of this run only: it names the temp dirs' contents, so the test finds its own dirs among those of other processes.
 const tenant = `t-${randomUUID()}`;
 const records = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ id: from + i, tenant_id: tenant, customer_id: 'c1', event_time: '2024-01-01T00:00:00Z' }));
-const open = (prefix: string, stream: string) => lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, lakeConfig(prefix)), [streamOf(stream)]);
+const open = (prefix: string, stream: string) => lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, lakeConfig(prefix)), [clickStream(stream)]);
 const twoHoursAgo = () => new Date(Date.now() - 2 * 3600_000);
 /** The temp dirs created since `before` holding this run's tenant. */
 async function ownTempDirs(before: Set<string>): Promise<string[]> {
