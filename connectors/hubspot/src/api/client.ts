@@ -307,11 +307,32 @@ export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: Hu
       };
     },
     async associations(fromType, toType, ids) {
-      const { data } = await call(`POST /crm/v4/associations/${fromType}/${toType}/batch/read`, () =>
-        client.crm.associations.v4.batchApi.getPageWithHttpInfo(fromType, toType, { inputs: ids.map((id) => ({ id })) }, callOptions),
-      );
-      // Objects without associations come back as errors of the 207 answer: nothing to emit.
-      return data.results.map((r) => ({ fromId: String(r._from.id), toIds: r.to.map((t) => String(t.toObjectId)) }));
+      // Each result is paged on its own: an object with more associations than one page
+      // holds comes back with `paging.next.after`, sent again alongside its id until none.
+      const rows = new Map<string, string[]>();
+      let inputs: Array<{ id: string; after?: string }> = ids.map((id) => ({ id }));
+      while (inputs.length > 0) {
+        const batch = inputs;
+        const { data } = await call(`POST /crm/v4/associations/${fromType}/${toType}/batch/read`, () =>
+          client.crm.associations.v4.batchApi.getPageWithHttpInfo(fromType, toType, { inputs: batch }, callOptions),
+        );
+        const asked = new Map(batch.map((input) => [input.id, input.after]));
+        inputs = [];
+        // Objects without associations come back as errors of the 207 answer: nothing to emit.
+        for (const r of data.results) {
+          const fromId = String(r._from.id);
+          const toIds = rows.get(fromId) ?? [];
+          if (!rows.has(fromId)) rows.set(fromId, toIds);
+          for (const t of r.to) toIds.push(String(t.toObjectId));
+          const after = r.paging?.next?.after;
+          if (!after) continue;
+          if (after === asked.get(fromId)) {
+            throw new TributaryError('fatal', { userMessage: `HubSpot returned the same associations page of ${fromType} ${fromId} again (after=${after})` });
+          }
+          inputs.push({ id: fromId, after });
+        }
+      }
+      return [...rows].map(([fromId, toIds]) => ({ fromId, toIds }));
     },
     close() {
       httpAgent.destroy();

@@ -51,6 +51,11 @@ export interface SimulatorLimits {
   listPageSize: number;
   /** Inputs per batch request (default 100). */
   batchSize: number;
+  /**
+   * Associated objects per "from" object in one associations v4 batch read (default 500): more
+   * come back with that result's `paging.next.after`, to send again alongside the id.
+   */
+  associationsPageSize: number;
 }
 
 export const HUBSPOT_LIMITS: Readonly<SimulatorLimits> = Object.freeze({
@@ -62,6 +67,7 @@ export const HUBSPOT_LIMITS: Readonly<SimulatorLimits> = Object.freeze({
   searchPageSize: 200,
   listPageSize: 100,
   batchSize: 100,
+  associationsPageSize: 500,
 });
 
 export interface SimulatorOptions {
@@ -524,9 +530,16 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
         errors.push(batchError('OBJECT_NOT_FOUND', `No ${toType} is associated with ${fromType} ${String(input.id)}.`, { fromObjectId: [String(input.id)] }));
         continue;
       }
+      // Each result is paged on its own: `after` (from that result's `paging.next`) is sent
+      // back alongside the id for the next page of that object's associations.
+      const after = input.after === undefined || input.after === null || input.after === '' ? 0 : Number(input.after);
+      if (!Number.isFinite(after)) throw validationError('after must be a cursor returned by a previous page');
+      const page = [...to].sort((a, b) => a - b).filter((toId) => toId >= after).slice(0, limits.associationsPageSize + 1);
+      const next = page[limits.associationsPageSize];
       results.push({
         from: { id: String(id) },
-        to: [...to].sort((a, b) => a - b).map((toObjectId) => ({ toObjectId, associationTypes: [{ category: 'HUBSPOT_DEFINED', typeId: 1, label: null }] })),
+        to: page.slice(0, limits.associationsPageSize).map((toObjectId) => ({ toObjectId, associationTypes: [{ category: 'HUBSPOT_DEFINED', typeId: 1, label: null }] })),
+        ...(next !== undefined ? { paging: { next: { after: String(next), link: '' } } } : {}),
       });
     }
     return batchAnswer(results, errors, 200, iso(Date.now()));
