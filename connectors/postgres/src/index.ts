@@ -12,7 +12,7 @@ import {
 } from '@tributary/core';
 import type pg from 'pg';
 import { postgresConfigSchema, type PostgresConfig } from './config.js';
-import { connect } from './connection.js';
+import { connect, ident, qualified } from './connection.js';
 import { advanceSlot, assertCdcPrerequisites } from './cdc/slot.js';
 import { liveStream } from './cdc/live-streams.js';
 import { parseLsn } from './cdc/lsn.js';
@@ -101,7 +101,7 @@ async function* readAll(ctx: ConnectorContext, config: PostgresConfig, configure
       const saved = state.streams[streamKey(c.stream.name, c.stream.namespace)];
       if (c.sync_mode === 'full_refresh') yield* readFullRefresh(sql, c, table, types, chunkSize, saved);
       else if (cdc) cdcStreams.push(c);
-      else yield* readIncremental(sql, c, table, types, config, saved);
+      else yield* readIncremental(ctx, sql, c, table, types, config, saved);
     }
     if (cdcStreams.length > 0 && !ctx.signal.aborted) yield* readCdc({ ctx, config, sql, types, tables, streams: cdcStreams, state });
   } finally {
@@ -130,6 +130,7 @@ async function* readFullRefresh(
 }
 
 async function* readIncremental(
+  ctx: ConnectorContext,
   sql: pg.Client,
   c: ConfiguredAirbyteStream,
   table: TableInfo,
@@ -143,11 +144,28 @@ async function* readIncremental(
       userMessage: `Stream ${table.namespace}.${table.name} cannot be read incrementally: it needs a cursor column and a primary key.`,
     });
   }
-  const start = saved && 'cursor' in saved && saved.cursor !== null ? (saved as unknown as CursorPosition) : undefined;
+  // The state names the column its position belongs to: a position of another column (the
+  // cursor was changed in `cursor_fields` or the catalog) is no position in this one — its
+  // value failed to cast, or skipped every row below it. Such a stream is read from the start.
+  const savedColumn = saved && typeof saved.cursor_field === 'string' ? saved.cursor_field : undefined;
+  const sameColumn = savedColumn === undefined || savedColumn === cursor;
+  if (!sameColumn) {
+    ctx.logger.warn(`cursor of ${table.namespace}.${table.name} changed from ${savedColumn} to ${cursor}: reading the table from the start`, {
+      stream: `${table.namespace}.${table.name}`,
+    });
+  }
+  const start = sameColumn && saved && 'cursor' in saved && saved.cursor !== null ? (saved as unknown as CursorPosition) : undefined;
   let last: CursorPosition | undefined = start;
   for await (const chunk of readByCursor(sql, table, types, cursor, config.chunk_size ?? 10_000, start)) {
     if (chunk.rows.length > 0) yield recordPage(c.stream.name, chunk.rows, c.stream.namespace);
     last = chunk.last;
-    yield checkpoint(c.stream.name, (last ?? {}) as StateBlob, c.stream.namespace);
+    const position = last ? { cursor_field: cursor, cursor: last.cursor, ...(last.key ? { key: last.key } : {}), ...(last.since !== undefined ? { since: last.since } : {}) } : {};
+    yield checkpoint(c.stream.name, position as StateBlob, c.stream.namespace);
+  }
+  // Rows whose cursor is NULL have no place in the cursor order: they are never read (nor is
+  // an update that set a read row's cursor to NULL). Say so instead of leaving them out silently.
+  const nulls = await sql.query<{ found: string }>(`SELECT EXISTS (SELECT 1 FROM ${qualified(table.namespace, table.name)} WHERE ${ident(cursor)} IS NULL)::text AS found`);
+  if (nulls.rows[0]?.found === 'true') {
+    ctx.logger.warn(`rows of ${table.namespace}.${table.name} whose cursor ${cursor} is NULL are not read`, { stream: `${table.namespace}.${table.name}`, cursor });
   }
 }

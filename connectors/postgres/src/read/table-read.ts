@@ -183,9 +183,31 @@ export async function* readChunks(
 export interface CursorPosition {
   cursor: JsonValue;
   key?: JsonValue[];
+  /**
+   * The oldest transaction id (modulo 2^32) still running when the read that saved this
+   * position started: a row whose `xmin` is not older was written by a transaction that may
+   * have committed after the read passed its place. Absent in states of older versions.
+   */
+  since?: number;
 }
 
-/** Rows whose (cursor, primary key) comes after `start`, in that order, chunk by chunk. */
+/**
+ * Whether `xmin` (a row's, the text of an xid) is `since` or newer, modulo 2^32 as PostgreSQL
+ * compares xids; 0-2 are special ids (invalid, bootstrap, frozen), always older.
+ */
+function writtenSince(since: string): string {
+  return `(xmin::text::bigint >= 3 AND (xmin::text::bigint - ${since} + 4294967296) % 4294967296 < 2147483648)`;
+}
+
+/**
+ * Rows whose (cursor, primary key) comes after `start`, in that order, chunk by chunk.
+ *
+ * Rows that tie with the saved cursor value and sort before the saved key are read again
+ * when they were written since the read that saved the position started: they were inserted
+ * or updated after that read passed them, keeping the cursor value (a `date` cursor updated
+ * on the same day, equal `now()` timestamps of one transaction, an integer cursor that was
+ * not bumped). A resume strictly after (cursor, key) skipped them for good.
+ */
 export async function* readByCursor(
   client: pg.Client,
   table: TableInfo,
@@ -198,27 +220,54 @@ export async function* readByCursor(
   const select = decoder.columns.map(ident).join(', ');
   const from = qualified(table.namespace, table.name);
   const order = [cursor, ...table.primaryKey].map(ident).join(', ');
-  let position = start;
+  const cols = [cursor, ...table.primaryKey];
+  const casts = cols.map((c) => castOf(table, c));
+  // Taken before the first query: every transaction that commits after any of this read's
+  // queries took its snapshot is running now or starts later, so its xid is not older.
+  const snapshot = await client.query<{ since: string }>(`SELECT (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text AS since`);
+  const since = Number(snapshot.rows[0]!.since);
+  // The start, as parameters $1…: rows after it, and its cursor's ties written since it was saved.
+  let startWhere = '';
+  let startParams: (string | null)[] = [];
+  // With re-read ties: whether a row comes after the start (else it is one of those ties).
+  let beyond = '';
+  if (start && start.key) {
+    startParams = [start.cursor, ...start.key].map((v, i) => paramOf(table, types, cols[i]!, v));
+    const after = `(${order}) > (${cols.map((_, i) => `$${i + 1}::${casts[i]}`).join(', ')})`;
+    const since = typeof start.since === 'number' && Number.isInteger(start.since) ? start.since : undefined;
+    startWhere = since === undefined ? ` AND ${after}` : ` AND (${after} OR (${ident(cursor)} = $1::${casts[0]} AND ${writtenSince(String(since))}))`;
+    if (since !== undefined) beyond = `, ${after}`;
+  } else if (start) {
+    startWhere = ` AND ${ident(cursor)} > $1::${casts[0]}`;
+    startParams = [paramOf(table, types, cursor, start.cursor)];
+  }
+  let position: CursorPosition | undefined = start ? { ...start } : undefined;
+  let after: CursorPosition | undefined;
   for (;;) {
-    let where = `WHERE ${ident(cursor)} IS NOT NULL`;
-    let params: (string | null)[] = [];
-    if (position && position.key) {
-      const cols = [cursor, ...table.primaryKey];
-      where += ` AND (${order}) > (${cols.map((c, i) => `$${i + 1}::${castOf(table, c)}`).join(', ')})`;
-      params = [position.cursor, ...position.key].map((v, i) => paramOf(table, types, cols[i]!, v));
-    } else if (position) {
-      where += ` AND ${ident(cursor)} > $1::${castOf(table, cursor)}`;
-      params = [paramOf(table, types, cursor, position.cursor)];
+    let where = `WHERE ${ident(cursor)} IS NOT NULL${startWhere}`;
+    let params = startParams;
+    if (after && after.key) {
+      const offset = params.length;
+      where += ` AND (${order}) > (${cols.map((_, i) => `$${offset + i + 1}::${casts[i]}`).join(', ')})`;
+      params = [...params, ...[after.cursor, ...after.key].map((v, i) => paramOf(table, types, cols[i]!, v))];
     }
     const result = await client.query<(string | null)[]>({
-      text: `SELECT ${select} FROM ${from} ${where} ORDER BY ${order} LIMIT ${chunkSize}`,
+      text: `SELECT ${select}${beyond} FROM ${from} ${where} ORDER BY ${order} LIMIT ${chunkSize}`,
       values: params,
       rowMode: 'array',
     });
     const rows = result.rows.map((values) => decoder.decode(values));
     const lastRow = rows[rows.length - 1];
-    if (lastRow) position = { cursor: lastRow[cursor] ?? null, key: table.primaryKey.map((k) => lastRow[k] ?? null) };
+    const done = rows.length < chunkSize;
+    if (lastRow) {
+      after = { cursor: lastRow[cursor] ?? null, key: table.primaryKey.map((k) => lastRow[k] ?? null) };
+      const lastValues = result.rows[result.rows.length - 1]!;
+      // A re-read tie sorts before the start: the position stays there, and keeps the old
+      // `since` until every tie was read (a resume reads the rest of them again).
+      if (!beyond || [true, 't'].includes(lastValues[decoder.columns.length] as string)) position = { ...after, since };
+    }
+    if (done && position) position = { ...position, since };
     yield { rows, last: position };
-    if (rows.length < chunkSize) return;
+    if (done) return;
   }
 }
