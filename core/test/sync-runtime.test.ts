@@ -627,6 +627,58 @@ describe('runSync: checkpoint order across streams', () => {
   });
 });
 
+describe('runSync: checkpoint state is taken when emitted', () => {
+  it('a source that reuses one state object for its checkpoints never gets a saved state ahead of the durable records', async () => {
+    // The source runs ahead of a slow destination (every record its own batch) and mutates
+    // the object it checkpointed last; the destination then fails at record 5.
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((r) => (openGate = r));
+    let durable = 0;
+    const destination = defineDestination({
+      name: 'failing-at-5',
+      delivery: 'upsert',
+      spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append_dedup'] },
+      async check() {},
+      async open() {
+        return {
+          async write(batch) {
+            await gate;
+            if (batch.records.some((r) => r.id === 5)) throw new TributaryError('fatal', { userMessage: 'destination broke at 5' });
+            durable += batch.records.length;
+          },
+          async commit() {},
+          async close() {},
+        };
+      },
+    });
+    const source = scriptedSource(async function* () {
+      const position = { offset: 0 };
+      for (let id = 1; id <= 10; id++) {
+        yield record('a', { id });
+        position.offset = id;
+        yield checkpoint('a', position);
+      }
+      openGate();
+    });
+    const saved: SyncState[] = [];
+    const result = await runSync({
+      connection: 'reused-state',
+      source,
+      sourceConfig: {},
+      destination,
+      destinationConfig: {},
+      catalog: scriptedCatalog(['a']),
+      stateStore: { ...store, save: async (connection, state) => (saved.push(structuredClone(state)), store.save(connection, state)) },
+      batching: { maxRecords: 1, maxBatchesInFlight: 20, commitIntervalMs: 0 },
+    });
+    expect(result.outcome).toBe('failed');
+    expect(durable).toBe(4);
+    expect(saved.length).toBeGreaterThan(0);
+    for (const state of saved) expect((state.streams.a as { offset: number }).offset).toBeLessThanOrEqual(4);
+    expect(await store.load('reused-state')).toEqual({ streams: { a: { offset: 4 } } });
+  });
+});
+
 describe('runSync: the end of a sync', () => {
   function closingDestination(calls: string[], closeError?: Error): Destination {
     return defineDestination({

@@ -363,12 +363,14 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           s.bytes += page.length * s.sampleSize;
         } else if (message.kind === 'checkpoint') {
           const s = lookup(message.stream, message.namespace);
-          const blob: StateBlob = message.state;
+          // Copied now: the state is what the source says as of this message, and a source
+          // may keep changing the object it yielded while the records before it are written.
+          const blob: StateBlob = structuredClone(message.state);
           pending.push({ requires: [[s, s.read]], apply: (st) => void (st.streams[s.key] = blob) });
           if (Date.now() - lastCommitAt >= commitIntervalMs) await requestCommit();
         } else if (message.kind === 'global-checkpoint') {
-          const shared = message.shared;
-          const perStream = message.streams.map((x) => [lookup(x.stream, x.namespace), x.state] as const);
+          const shared = structuredClone(message.shared);
+          const perStream = message.streams.map((x) => [lookup(x.stream, x.namespace), structuredClone(x.state)] as const);
           pending.push({
             requires: [...streams.values()].map((s) => [s, s.read] as [StreamCursor, number]),
             apply: (st) => {
