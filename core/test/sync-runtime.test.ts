@@ -560,6 +560,11 @@ describe('runSync with a writer as the destination', () => {
 });
 
 /** A source that yields what `script` yields, for streams `a` and `b` (see `scriptedCatalog`). */
+/** The test's store, also keeping a copy of every state saved into `saved`. */
+function recordingStore(saved: SyncState[]): StateStore {
+  return { ...store, save: async (connection, state) => (saved.push(structuredClone(state)), store.save(connection, state)) };
+}
+
 function scriptedSource(script: () => AsyncGenerator<SourceMessage>) {
   return defineSource({
     name: 'scripted',
@@ -615,7 +620,7 @@ describe('runSync: checkpoint order across streams', () => {
       destination,
       destinationConfig: {},
       catalog: scriptedCatalog(['a', 'b']),
-      stateStore: { ...store, save: async (connection, state) => (saved.push(structuredClone(state)), store.save(connection, state)) },
+      stateStore: recordingStore(saved),
       batching: { commitIntervalMs: 0 },
     });
     expect(result.outcome).toBe('completed');
@@ -668,7 +673,7 @@ describe('runSync: checkpoint state is taken when emitted', () => {
       destination,
       destinationConfig: {},
       catalog: scriptedCatalog(['a']),
-      stateStore: { ...store, save: async (connection, state) => (saved.push(structuredClone(state)), store.save(connection, state)) },
+      stateStore: recordingStore(saved),
       batching: { maxRecords: 1, maxBatchesInFlight: 20, commitIntervalMs: 0 },
     });
     expect(result.outcome).toBe('failed');

@@ -9,6 +9,7 @@ import {
   parseConfig,
   streamKey,
   type ConfiguredAirbyteCatalog,
+  type RecordData,
   type SourceMessage,
   type SyncState,
 } from '@tributary/core';
@@ -39,7 +40,7 @@ async function catalogFor(config: Record<string, unknown>, streams: Array<[strin
 }
 
 interface ReadOutcome {
-  records: Array<{ stream: string; id: string; updatedAt: string; archived: boolean }>;
+  records: Array<{ stream: string; id: string; updatedAt: string; archived: boolean; data: RecordData }>;
   state: SyncState;
   checkpoints: number;
   error?: unknown;
@@ -54,7 +55,7 @@ async function read(config: Record<string, unknown>, catalog: ConfiguredAirbyteC
     for await (const m of expandRecordPages(hubspotSource.read(ctx, parsed, catalog, structuredClone(state)) as AsyncIterable<SourceMessage>)) {
       if (m.kind === 'record') {
         const d = m.data as { id: string; updatedAt: string; archived: boolean };
-        out.records.push({ stream: m.stream, id: d.id, updatedAt: d.updatedAt, archived: d.archived });
+        out.records.push({ stream: m.stream, id: d.id, updatedAt: d.updatedAt, archived: d.archived, data: m.data });
       } else if (m.kind === 'checkpoint') {
         out.state.streams[streamKey(m.stream, m.namespace)] = m.state;
         out.checkpoints++;
@@ -277,5 +278,22 @@ describe('hubspot source', () => {
     const expected = sim.objects('contacts').filter((_, i) => i % 3 === 0).length;
     expect(links.length).toBe(expected);
     expect(duplicates(links)).toEqual([]);
+  });
+});
+
+describe('hubspot source streams', () => {
+  it('associations: an object with more associations than one batch-read page gets all of them (per-result paging)', async () => {
+    const sim = await simulator({ searchLagMs: 0, limits: { associationsPageSize: 3 } });
+    const companies = [0, 1, 2].map((i) => sim.create('companies', { name: `C${i}` }).id);
+    const contacts = Array.from({ length: 8 }, (_, i) => sim.create('contacts', { email: `p${i}@example.com` }).id);
+    // Company 0: 8 contacts (three pages of 3), company 1: 1 contact, company 2: none.
+    for (const c of contacts) sim.associate('companies', companies[0]!, 'contacts', c);
+    sim.associate('companies', companies[1]!, 'contacts', contacts[0]!);
+    const config = configOf(sim, { object_types: ['companies', 'contacts'], associations: ['companies:contacts'] });
+    const outcome = await read(config, await catalogFor(config, [['companies_contacts_associations', 'full_refresh']]), { streams: {} });
+    expect(outcome.error).toBeUndefined();
+    const links = outcome.records.map((r) => `${String(r.data.from_id)}->${String(r.data.to_id)}`).sort();
+    const expected = [...contacts.map((c) => `${companies[0]}->${c}`), `${companies[1]}->${contacts[0]}`].sort();
+    expect(links).toEqual(expected);
   });
 });
