@@ -166,20 +166,32 @@ async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PR
 /** A log entry before the log gives it its sequence number and time. */
 export type EntryDraft = Omit<LogEntry, 'seq' | 'at'>;
 
+/** Hooks of one `commitEntry` call. */
+export interface CommitHooks {
+  /**
+   * Runs against the latest state before every attempt (after a lost race, on the re-read
+   * state); throws when the entry no longer makes sense (compaction of a file someone else
+   * removed).
+   */
+  validate?: (state: LakeState) => void;
+  /** Runs right before each attempt to write the entry, with the entry about to be written. */
+  beforeWrite?: (draft: EntryDraft) => Promise<void>;
+}
+
 /**
- * Appends an entry to the log and applies it to `state`. `validate` runs against the
- * latest state before every attempt (after a lost race, on the re-read state); it throws
- * when the entry no longer makes sense (compaction of a file someone else removed).
- * `entry` may instead be computed from the state: it is computed again after each lost
- * race, so an entry defined by a rule (retention: every file expired now) also covers what
- * the winner committed, e.g. the file a concurrent compaction merged expired rows into.
- * Undefined from it means nothing is left to commit (then nothing is written).
+ * Appends an entry to the log and applies it to `state` (see `CommitHooks` for what runs
+ * before each attempt). `entry` may instead be computed from the state: it is computed
+ * again after each lost race, so an entry defined by a rule (retention: every file expired
+ * now) also covers what the winner committed, e.g. the file a concurrent compaction merged
+ * expired rows into. Undefined from it means nothing is left to commit (then nothing is
+ * written).
  */
-export async function commitEntry(store: LakeStore, state: LakeState, entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined), validate?: (state: LakeState) => void): Promise<LogEntry | undefined> {
+export async function commitEntry(store: LakeStore, state: LakeState, entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined), hooks: CommitHooks = {}): Promise<LogEntry | undefined> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    validate?.(state);
+    hooks.validate?.(state);
     const draft = typeof entry === 'function' ? entry(state) : entry;
     if (draft === undefined) return undefined;
+    await hooks.beforeWrite?.(draft);
     const full: LogEntry = { ...draft, seq: state.seq + 1, at: new Date().toISOString() };
     if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
       applyEntry(state, full);

@@ -3,7 +3,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, TributaryError } from '@tributary/core';
-import { commitEntry, loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
+import { commitEntry, loadLakeState, type EntryDraft, type LakeFile, type LakeState, type LogEntry } from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
@@ -14,24 +14,77 @@ import { createOwnedTempDir } from './temp-dir.js';
 /**
  * Files a commit removed from the log stay in storage for `graceMs`, so a reader that
  * loaded the log just before can still read them: removal is logical first (the log entry),
- * physical later (the next compaction or retention run past the grace period).
+ * physical later (the next compaction or retention run past the grace period). A trash
+ * record (`_tributary/trash/<ms>-<uuid>.json`, the paths as a JSON array) names them with
+ * the time the grace period counts from.
  */
 const TRASH_PREFIX = '_tributary/trash/';
 const DEFAULT_GRACE_MS = 10 * 60_000;
 
-async function trash(store: LakeStore, paths: readonly string[]): Promise<void> {
-  if (paths.length === 0) return;
-  await store.put(`${TRASH_PREFIX}${String(Date.now()).padStart(15, '0')}-${randomUUID()}.json`, JSON.stringify(paths));
+async function trash(store: LakeStore, paths: readonly string[]): Promise<string | undefined> {
+  if (paths.length === 0) return undefined;
+  const key = `${TRASH_PREFIX}${String(Date.now()).padStart(15, '0')}-${randomUUID()}.json`;
+  await store.put(key, JSON.stringify(paths));
+  return key;
 }
 
-/** Deletes files removed from the log more than `graceMs` ago; returns how many. */
-async function emptyTrash(store: LakeStore, graceMs: number): Promise<number> {
+/**
+ * Commits an entry that removes files (compaction, retention). Its trash record is written
+ * before each attempt to write the entry, replacing the previous attempt's, never after the
+ * entry: a file is thus never out of the log without a record, so an orphan sweep running
+ * meanwhile (or after this run crashed right after the entry) does not take it for a
+ * crashed session's leftover and delete it at once, under a reader still on the older
+ * snapshot. The grace period so counts from just before the attempt that wrote the entry.
+ * A record whose entry was never written (nothing left to commit, or a crash before it)
+ * names files still in the log, which `emptyTrash` leaves alone.
+ */
+async function commitRemoval(store: LakeStore, state: LakeState, entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined), validate?: (state: LakeState) => void): Promise<LogEntry | undefined> {
+  let record: string | undefined;
+  const dropRecord = async (): Promise<void> => {
+    // Best effort: a record left behind only names files the log still has, or files another commit removed.
+    if (record !== undefined) await store.delete([record]).catch(() => undefined);
+    record = undefined;
+  };
+  let refused = false;
+  let committed: LogEntry | undefined;
+  try {
+    committed = await commitEntry(store, state, entry, {
+      validate: (current) => {
+        try {
+          validate?.(current);
+        } catch (error) {
+          refused = true;
+          throw error;
+        }
+      },
+      beforeWrite: async (draft) => {
+        const previous = record;
+        record = await trash(store, draft.remove ?? []);
+        if (previous !== undefined) await store.delete([previous]).catch(() => undefined);
+      },
+    });
+  } catch (error) {
+    // Refused by `validate` after a lost race: no attempt of this entry was written. Any
+    // other error keeps the record: the entry may have been written although its answer was lost.
+    if (refused) await dropRecord();
+    throw error;
+  }
+  if (committed === undefined) await dropRecord();
+  return committed;
+}
+
+/**
+ * Deletes files removed from the log more than `graceMs` ago; returns how many. A path the
+ * log (`visible`, loaded before the trash is listed) still has is never deleted: its record
+ * was written for an entry that was never committed.
+ */
+async function emptyTrash(store: LakeStore, visible: LakeState, graceMs: number): Promise<number> {
   let deleted = 0;
   for (const key of await store.list(TRASH_PREFIX)) {
     const at = Number(key.slice(TRASH_PREFIX.length).split('-')[0]);
     if (!(Date.now() - at >= graceMs)) continue;
     const bytes = await store.get(key);
-    const paths = bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : [];
+    const paths = (bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : []).filter((path) => !visible.files.has(path));
     await store.delete(paths);
     await store.delete([key]);
     deleted += paths.length;
@@ -100,13 +153,22 @@ export interface CompactionResult {
 export async function compactLake(rawConfig: LakeConfig | Record<string, unknown>, options: CompactionOptions = {}): Promise<CompactionResult> {
   const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
   const store = openStore(config);
+  try {
+    return await compactStore(store, config, options);
+  } finally {
+    store.close();
+  }
+}
+
+/** Compaction on an open store (see `compactLake`). */
+export async function compactStore(store: LakeStore, config: LakeConfig, options: CompactionOptions = {}): Promise<CompactionResult> {
   const work = join(tmpdir(), `tributary-lake-compact-${randomUUID()}`);
   await createOwnedTempDir(work);
   const duck = await openDuckDb(join(work, 'spill'));
   const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0 };
   try {
-    result.filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
     const state = await loadLakeState(store);
+    result.filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
     result.orphansDeleted = await deleteOrphans(store, state, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
     const groups = new Map<string, LakeFile[]>();
     for (const f of state.files.values()) {
@@ -149,11 +211,10 @@ export async function compactLake(rawConfig: LakeConfig | Record<string, unknown
       };
       await store.putFile(key, out);
       const removed = files.map((f) => f.path);
-      await commitEntry(store, state, { session: id, kind: 'compact', add: [merged], remove: removed }, (s: LakeState) => {
+      await commitRemoval(store, state, { session: id, kind: 'compact', add: [merged], remove: removed }, (s: LakeState) => {
         const gone = removed.filter((p) => !s.files.has(p));
         if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
       });
-      await trash(store, removed);
       const before = files.reduce((n, f) => n + f.rows, 0);
       result.partitions++;
       result.filesBefore += files.length;
@@ -165,7 +226,6 @@ export async function compactLake(rawConfig: LakeConfig | Record<string, unknown
     return result;
   } finally {
     duck.close();
-    store.close();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -211,17 +271,16 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
  * merged file is dropped too rather than left holding the expired rows.
  */
 export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'>): Promise<RetentionResult> {
-  const filesDeleted = await emptyTrash(store, options.graceMs ?? DEFAULT_GRACE_MS);
   const state = await loadLakeState(store);
+  const filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
   const session = `retention-${randomUUID()}`;
   let expired: LakeFile[] = [];
-  const entry = await commitEntry(store, state, (current) => {
+  const entry = await commitRemoval(store, state, (current) => {
     expired = [...current.files.values()].filter(
       (f) => f.maxEventTime < cutoff && (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant),
     );
     return expired.length > 0 ? { session, kind: 'retention', remove: expired.map((f) => f.path) } : undefined;
   });
   if (!entry) return { filesRemoved: 0, rowsRemoved: 0, filesDeleted };
-  await trash(store, entry.remove ?? []);
   return { filesRemoved: expired.length, rowsRemoved: expired.reduce((n, f) => n + f.rows, 0), filesDeleted };
 }
