@@ -392,23 +392,27 @@ export class StreamStage {
     this.appender = undefined;
   }
 
-  /** Fields of `records` the schema has no column for yet (types from the first non-null value), and whether any record carries CDC fields. */
+  /**
+   * Fields of `records` the schema has no column for yet, typed by their first non-null
+   * value, and whether any record carries CDC fields. A field seen only as null gets no
+   * column yet: a column's type is a guess from values, and a guess from nulls alone (JSON)
+   * would make the field's real type, once a value or a stream schema shows it, a breaking
+   * change. Its nulls lose nothing: rows without the column read it as NULL.
+   */
   private scan(records: readonly RecordData[]): { added: PayloadColumn[]; cdc: boolean } {
     const found = new Map<string, PayloadColumn>();
     let cdc = false;
     for (const record of records) {
       if (typeof record !== 'object' || record === null) continue;
       for (const field in record) {
-        if (this.byField.has(field)) continue;
+        if (this.byField.has(field) || found.has(field)) continue;
         if (isReservedField(field)) {
           cdc = true;
           continue;
         }
         const value = record[field];
-        const seen = found.get(field);
-        if (seen && seen.type !== 'json') continue;
-        const type = value === null || value === undefined ? 'json' : columnTypeOfValue(value);
-        if (!seen || (seen.type === 'json' && value !== null && value !== undefined)) found.set(field, { field, column: columnName(field), type });
+        if (value === null || value === undefined) continue;
+        found.set(field, { field, column: columnName(field), type: columnTypeOfValue(value) });
       }
     }
     return { added: [...found.values()], cdc };

@@ -69,6 +69,29 @@ it('a field the stream schema does not declare, first seen with integers, widens
   expect(declared).toEqual([{ index: 0, reason: 'field "amount": expected an integer, got number 1.5' }]);
 });
 
+it('a field the stream schema does not declare, seen only as null, gets no column yet: its type comes from its first value or a later stream schema (not a breaking change)', async () => {
+  const config = { path: join(root, 'null-first') };
+  const row = (id: number, extra: Record<string, unknown>): RecordData => ({ id, tenant_id: 't1', customer_id: 'c1', amount: 1, ...extra });
+  // Sync 1: `score` and `label` arrive as null only; `label` gets a value in a later batch.
+  expect(await sync(config, schema(), [[row(1, { score: null, label: null })], [row(2, { score: null, label: 'gold' })]])).toEqual([]);
+  // Sync 2: the stream schema now declares `score` an integer.
+  expect(await sync(config, schema({ score: { type: ['integer', 'null'] } }), [[row(3, { score: 7 })]])).toEqual([]);
+  const versions = (await registry(config.path)).versions;
+  expect(versions.map((v) => v.change)).toEqual(['initial schema', 'added label (string)', 'added score (integer)']);
+  const rows = await readStreamRows(config, { stream: 'orders' });
+  expect(rows.map((r) => [r.payload.id, r.payload.score ?? null, r.payload.label ?? null]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+    [1, null, null],
+    [2, null, 'gold'],
+    [3, 7, null],
+  ]);
+  const files = await parquetFiles(config.path);
+  expect(await duckQuery(`SELECT id, score, label FROM read_parquet([${files.map((f) => `'${f}'`).join(', ')}], union_by_name = true) ORDER BY id`)).toEqual([
+    { id: 1, score: null, label: null },
+    { id: 2, score: null, label: 'gold' },
+    { id: 3, score: 7, label: null },
+  ]);
+});
+
 it('a stream schema that narrows a widened number back to integer is accepted: the number column stays, no new version', async () => {
   const config = { path: join(root, 'narrowed') };
   await sync(config, schema(), [[{ id: 1, tenant_id: 't1', customer_id: 'c1', amount: 1 }]]);
