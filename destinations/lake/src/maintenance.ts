@@ -80,8 +80,11 @@ async function commitRemoval(store: LakeStore, state: LakeState, entry: EntryDra
  */
 async function emptyTrash(store: LakeStore, visible: LakeState, graceMs: number): Promise<number> {
   let deleted = 0;
-  for (const key of await store.list(TRASH_PREFIX)) {
-    const at = Number(key.slice(TRASH_PREFIX.length).split('-')[0]);
+  for (const { key, modifiedMs } of await store.listDetailed(TRASH_PREFIX)) {
+    // The later of the writer's clock (the name) and the store's (on S3 the server's time,
+    // corrected to this machine's clock): a writer whose clock ran behind this machine's
+    // would otherwise give its removed files less than the grace period.
+    const at = Math.max(Number(key.slice(TRASH_PREFIX.length).split('-')[0]), modifiedMs);
     if (!(Date.now() - at >= graceMs)) continue;
     const bytes = await store.get(key);
     const paths = (bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : []).filter((path) => !visible.files.has(path));

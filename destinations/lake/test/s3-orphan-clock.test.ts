@@ -54,3 +54,31 @@ it('with the local clock two hours ahead of S3, compaction does not delete the f
     await reader.close();
   }
 });
+
+it('files removed by a compaction whose clock ran two hours behind S3 keep their grace period: a later run on a right clock does not delete them at once', async () => {
+  const lake = parseConfig(lakeConfigSchema, { ...config(), prefix: 'behind' });
+  const store = openStore(lake);
+  try {
+    // Three commits: three small files in one partition.
+    const session = await openLakeSession(createConnectorContext({}), lake, store, [stream]);
+    for (const ids of [[1, 2], [3, 4], [5, 6]]) {
+      await session.write({ stream: 'clicks', records: records(...ids), emittedAt: Date.now() });
+      await session.commit();
+    }
+    await session.close({ completed: true });
+  } finally {
+    store.close();
+  }
+  const reader = await openLakeReader({ ...config(), prefix: 'behind' });
+  try {
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    vi.setSystemTime(Date.now() - 2 * 3600_000);
+    expect(await compactLake({ ...config(), prefix: 'behind' }, { minFiles: 2 })).toMatchObject({ partitions: 1, filesBefore: 3, filesAfter: 1 });
+    vi.useRealTimers();
+    // Default grace period (10 min): the files the compaction removed minutes ago stay.
+    expect(await compactLake({ ...config(), prefix: 'behind' })).toMatchObject({ filesDeleted: 0 });
+    expect(await reader.query('SELECT count(*)::INT AS n FROM events')).toEqual([{ n: 6 }]);
+  } finally {
+    await reader.close();
+  }
+});
