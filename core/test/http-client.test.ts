@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TributaryError, createConnectorContext, createHttpClient, parseRetryAfter, readRateLimitHeaders, type HttpClient } from '@tributary/core';
+import { TributaryError, createConnectorContext, createHttpClient, parseRetryAfter, readRateLimitHeaders, type HttpClient, type RetryPolicy } from '@tributary/core';
 
 interface Seen {
   method: string;
@@ -235,6 +235,119 @@ describe('createHttpClient', () => {
     const error = await failureOf(client.request({ method: 'GET', path: '/slow' }));
     expect(error.kind).toBe('transient');
     expect(error.userMessage).toBe('GET /slow timed out after 100 ms');
+  });
+});
+
+/** Closes the connection without an answer, after the whole request was received. */
+function drop(res: ServerResponse): void {
+  res.socket?.destroy();
+}
+
+describe('createHttpClient: retries and idempotency', () => {
+  const retry = { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 2 };
+
+  it('a POST or PATCH whose connection drops after it was sent is sent once, and fails fatal as possibly applied', async () => {
+    const { server, client } = await setup((_req, res) => drop(res), retry);
+    for (const method of ['POST', 'PATCH'] as const) {
+      const error = await failureOf(client.request({ method, path: '/contacts', body: { email: 'ada@example.com' } }));
+      expect(server.seen.filter((s) => s.method === method).length, `${method}s received`).toBe(1);
+      // Not `transient`: neither ctx.call nor a runtime retrying a writer's batch may repeat it.
+      expect(error.kind).toBe('fatal');
+      expect(error.retryable).toBe(false);
+      // "other side closed" (UND_ERR_SOCKET), or a reset if the close raced the request.
+      expect(error.userMessage).toMatch(new RegExp(`^${method} /v1/contacts failed: (UND_ERR_SOCKET|ECONNRESET); it may have been applied, so it was not retried \\(a repeat could apply it twice\\)$`));
+      expect(error.internalMessage).toContain('idempotent: true');
+      expect(everyText(error)).not.toContain(TOKEN);
+    }
+    expect(server.seen.map((s) => s.method)).toEqual(['POST', 'PATCH']);
+  });
+
+  it('a GET, a PUT or a DELETE whose connection drops is retried', async () => {
+    const { server, client } = await setup((_req, res, index) => (index % 2 === 0 ? drop(res) : json(res, 200, { n: index })), retry);
+    for (const method of ['GET', 'PUT', 'DELETE'] as const) {
+      const response = await client.request<{ n: number }>({ method, path: '/contacts/1', ...(method === 'PUT' ? { body: { email: 'a@example.com' } } : {}) });
+      expect(response.status).toBe(200);
+    }
+    expect(server.seen.map((s) => s.method)).toEqual(['GET', 'GET', 'PUT', 'PUT', 'DELETE', 'DELETE']);
+  });
+
+  it('a POST marked idempotent, or carrying an Idempotency-Key, is retried after a drop', async () => {
+    const { server, client } = await setup((_req, res, index) => (index % 2 === 0 ? drop(res) : json(res, 200, { ok: true })), retry);
+    await client.request({ method: 'POST', path: '/contacts/search', body: { query: 'ada' }, idempotent: true });
+    await client.request({ method: 'POST', path: '/payments', body: { amount: 5 }, headers: { 'Idempotency-Key': 'k-1' } });
+    expect(server.seen.map((s) => `${s.method} ${s.url}`)).toEqual([
+      'POST /v1/contacts/search',
+      'POST /v1/contacts/search',
+      'POST /v1/payments',
+      'POST /v1/payments',
+    ]);
+    expect(server.seen[3]?.headers['idempotency-key']).toBe('k-1');
+  });
+
+  it('idempotent: false makes a failed GET unknown too: sent once', async () => {
+    const { server, client } = await setup((_req, res) => drop(res), retry);
+    const error = await failureOf(client.request({ method: 'GET', path: '/queue/pop', idempotent: false }));
+    expect(server.seen).toHaveLength(1);
+    expect(error.kind).toBe('fatal');
+  });
+
+  it('a POST refused before anything was sent (connection refused) is retried', async () => {
+    const closed = await startServer(() => {});
+    await closed.close();
+    const base = createConnectorContext({ retry });
+    let attempts = 0;
+    const ctx = { ...base, call: <T>(request: (attempt: number) => Promise<T>, policy?: RetryPolicy) => base.call((n) => (attempts++, request(n)), policy) };
+    const client = createHttpClient(ctx, { baseUrl: closed.url });
+    cleanups.push(client.close);
+    const error = await failureOf(client.request({ method: 'POST', path: '/contacts', body: {} }));
+    expect(error.kind).toBe('transient');
+    expect(error.userMessage).toBe('POST /contacts failed: ECONNREFUSED');
+    expect(attempts).toBe(retry.maxAttempts);
+  });
+
+  it('a POST answered 429, or 503 with Retry-After, is retried: the server said it did not take it', async () => {
+    const answers = [
+      (res: ServerResponse) => json(res, 429, { error: 'slow down' }, { 'retry-after': '0' }),
+      (res: ServerResponse) => json(res, 503, { error: 'maintenance' }, { 'retry-after': '0' }),
+      (res: ServerResponse) => json(res, 408, { error: 'request timeout' }),
+      (res: ServerResponse) => json(res, 201, { id: 7 }),
+    ];
+    const { server, client } = await setup((_req, res, index) => answers[index]!(res), retry);
+    const response = await client.request<{ id: number }>({ method: 'POST', path: '/contacts', body: { email: 'ada@example.com' } });
+    expect(response.body).toEqual({ id: 7 });
+    expect(server.seen).toHaveLength(4);
+  });
+
+  it('a POST answered 500, 502, 504 or 503 without Retry-After is not retried; a GET is', async () => {
+    for (const status of [500, 502, 503, 504]) {
+      const { server, client } = await setup((_req, res) => json(res, status, { error: 'upstream' }), retry);
+      const error = await failureOf(client.request({ method: 'POST', path: '/contacts', body: {} }));
+      expect(server.seen.length, `POSTs received after HTTP ${status}`).toBe(1);
+      expect(error.kind).toBe('fatal');
+      expect(error.userMessage).toBe(`POST /v1/contacts failed (HTTP ${status}); it may have been applied, so it was not retried (a repeat could apply it twice)`);
+      expect(error.internalMessage).toContain('upstream');
+      const read = await failureOf(client.request({ method: 'GET', path: '/contacts' }));
+      expect(read.kind).toBe('transient');
+      expect(server.seen).toHaveLength(1 + retry.maxAttempts);
+    }
+  });
+
+  it('a POST whose 2xx answer is cut short or not JSON is not retried (it was applied); a GET is', async () => {
+    const { server, client } = await setup((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', ...(req.url === '/v1/cut' ? { 'content-length': '100' } : {}) });
+      if (req.url === '/v1/cut') res.write('{"id":');
+      else res.end('{"id": 7');
+      if (req.url === '/v1/cut') setTimeout(() => drop(res), 10);
+    }, retry);
+    for (const path of ['/cut', '/garbled']) {
+      const error = await failureOf(client.request({ method: 'POST', path, body: {} }));
+      expect(server.seen.filter((s) => s.url === `/v1${path}`).length, `POSTs to ${path} received`).toBe(1);
+      expect(error.kind, path).toBe('fatal');
+      expect(error.userMessage).toContain('it may have been applied');
+    }
+    const read = await failureOf(client.request({ method: 'GET', path: '/garbled' }));
+    expect(read.kind).toBe('transient');
+    expect(server.seen).toHaveLength(2 + retry.maxAttempts);
   });
 });
 

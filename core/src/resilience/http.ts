@@ -16,6 +16,16 @@ export interface HttpRequest {
   /** Strings and bytes are sent as is; anything else as JSON. */
   body?: unknown;
   headers?: Record<string, string>;
+  /**
+   * Whether sending this request twice has the effect of sending it once, so that it may be
+   * retried after a failure that leaves its outcome unknown (see `HttpClient.request`).
+   * Defaults to true for GET, HEAD, PUT, DELETE and OPTIONS (idempotent by HTTP semantics)
+   * and for a request carrying an `Idempotency-Key` header in `headers`; false otherwise
+   * (POST, PATCH). Set it to true for a POST or PATCH the server applies at most once (a
+   * search read via POST, an upsert whose inputs carry the API's idempotency keys); set it
+   * to false for a GET or DELETE with effects a repeat would redo (e.g. one that pops a queue).
+   */
+  idempotent?: boolean;
 }
 
 export interface HttpResponse<T> {
@@ -40,7 +50,24 @@ export interface HttpClient {
    * One logical request: every attempt goes through `ctx.call` (rate limit + retries).
    * Resolves for 2xx; otherwise rejects with a TributaryError: 429 `rate_limited` (with
    * `retryAfterMs`), 401/403 `auth`, 400/404/409/422 `skippable` (the peer's error body in
-   * `internalMessage`), 408/5xx and network failures `transient`, anything else `fatal`.
+   * `internalMessage`), 408/5xx, network failures and timeouts `transient` — except where a
+   * retry could apply the request twice (below) — and anything else `fatal`.
+   *
+   * Retries and idempotency. A `transient` error gets retried (by `ctx.call`, or by the
+   * runtime around a writer session), so it is raised only when repeating the request is
+   * safe. A request that is not idempotent (see `HttpRequest.idempotent`: by default POST and
+   * PATCH) may already have been applied when it fails after reaching the server, and a
+   * repeat could apply it twice (create a record twice). Such a failure is `fatal` — not
+   * retried by anyone, the sync or writer run stops — with a message saying the request may
+   * have been applied. For these requests that covers: a connection that dropped or reset
+   * once the request could have been written, the timeout, a 2xx whose body was cut short or
+   * is not valid JSON (the server did apply it), and every 5xx except a 503 with Retry-After.
+   * What proves the server did not apply the request stays retryable whatever the method:
+   * - a failure before anything was sent: connection refused, DNS failure, connect timeout;
+   * - 429 (`rate_limited`): the server turned the request away;
+   * - 408, and 503 with Retry-After: the server declined it and said to come back. A 503
+   *   without Retry-After is also what proxies answer for an upstream that dropped a request
+   *   it had received, so for a non-idempotent request it is an unknown outcome.
    */
   request<T = unknown>(req: HttpRequest): Promise<HttpResponse<T>>;
   close(): Promise<void>;
@@ -55,6 +82,16 @@ export interface RateLimitBudget {
 const DEFAULT_TIMEOUT_MS = 30_000;
 const MAX_BODY_IN_ERROR = 2_000;
 const SENSITIVE_NAME = /auth|token|secret|key|password|passwd|cookie|session|signature|credential/i;
+/** Methods whose repeat has the effect of one request (RFC 9110, 9.2.2). */
+const IDEMPOTENT_METHODS: ReadonlySet<HttpMethod> = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+/**
+ * Failures of the connection attempt itself (DNS, connect): no byte of the request was
+ * written, so any request may be retried. A reset, EPIPE or "other side closed" may come
+ * after the request was written (a pooled keep-alive connection closed by the peer looks
+ * the same), so they are not in this list.
+ */
+const NOT_SENT_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'UND_ERR_CONNECT_TIMEOUT']);
+const NOT_SENT_SYSCALLS: ReadonlySet<string> = new Set(['connect', 'getaddrinfo']);
 const TRANSIENT_UNDICI_CODES = new Set([
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
@@ -174,6 +211,27 @@ function errorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** True when `error` (or a cause) shows that the request was never written to a connection. */
+function failedBeforeSending(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, syscall } = e as { code?: unknown; syscall?: unknown };
+    if (typeof code === 'string' && NOT_SENT_CODES.has(code)) return true;
+    if (typeof syscall === 'string' && NOT_SENT_SYSCALLS.has(syscall)) return true;
+  }
+  return false;
+}
+
+/** See `HttpRequest.idempotent`. */
+function isIdempotent(req: HttpRequest): boolean {
+  if (req.idempotent !== undefined) return req.idempotent;
+  if (IDEMPOTENT_METHODS.has(req.method)) return true;
+  return Object.keys(req.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key');
+}
+
+/** Why a retry is refused when a non-idempotent request may have been applied; for operators. */
+const NOT_RETRIED_NOTE =
+  'not retried: the request is not idempotent (mark it `idempotent: true`, or send an Idempotency-Key, if the server applies a repeat at most once)';
+
 function truncate(text: string): string {
   return text.length > MAX_BODY_IN_ERROR ? `${text.slice(0, MAX_BODY_IN_ERROR)}... (${text.length} chars)` : text;
 }
@@ -181,8 +239,9 @@ function truncate(text: string): string {
 /**
  * An HTTP client for connectors, on undici with one connection pool per client. Every
  * request runs through `ctx.call`, so it respects the connector's shared rate limit and is
- * retried when transient; every response's rate-limit headers are fed to
- * `ctx.limiter.observe`, so the limiter pauses before the peer starts answering 429.
+ * retried when transient and safe to repeat (see `HttpClient.request`); every response's
+ * rate-limit headers are fed to `ctx.limiter.observe`, so the limiter pauses before the
+ * peer starts answering 429.
  * Header values with sensitive names (Authorization, API keys, cookies) and sensitive
  * query values are scrubbed from every error this client raises.
  */
@@ -206,6 +265,17 @@ export function createHttpClient(ctx: ConnectorContext, options: HttpClientOptio
     }
     // Shown in errors: the path only, never the query (it may carry an API key).
     const what = `${method} ${url.pathname}`;
+    const idempotent = isIdempotent(req);
+    /**
+     * The error for a failure that left the outcome of this non-idempotent request unknown:
+     * `fatal`, so that neither `ctx.call` nor a runtime retrying a writer's batch repeats it.
+     */
+    const mayHaveApplied = (failure: string, internal: string | undefined, cause?: unknown): TributaryError =>
+      new TributaryError('fatal', {
+        userMessage: `${what} ${failure}; it may have been applied, so it was not retried (a repeat could apply it twice)`,
+        internalMessage: internal ? `${internal} (${NOT_RETRIED_NOTE})` : NOT_RETRIED_NOTE,
+        ...(cause !== undefined ? { cause } : {}),
+      });
 
     const headers: Record<string, string> = { accept: 'application/json' };
     for (const source of [defaultHeaders, req.headers ?? {}]) {
@@ -242,16 +312,21 @@ export function createHttpClient(ctx: ConnectorContext, options: HttpClientOptio
       text = await response.body.text();
     } catch (error) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
+      const message = scrub(error instanceof Error ? error.message : String(error), secrets);
+      // Whether the request reached the server decides below whether a retry is safe.
+      const retrySafe = idempotent || failedBeforeSending(error);
       if (timeout.aborted) {
+        if (!retrySafe) throw mayHaveApplied(`timed out after ${timeoutMs} ms`, undefined);
         throw new TributaryError('transient', { userMessage: `${what} timed out after ${timeoutMs} ms` });
       }
       const code = errorCode(error);
-      const message = scrub(error instanceof Error ? error.message : String(error), secrets);
       if (code !== undefined && (/^E[A-Z0-9_]+$/.test(code) || TRANSIENT_UNDICI_CODES.has(code))) {
         // undici's errors carry no request headers, so the cause is safe to keep.
+        if (!retrySafe) throw mayHaveApplied(`failed: ${code}`, message, error);
         throw new TributaryError('transient', { userMessage: `${what} failed: ${code}`, internalMessage: message, cause: error });
       }
       const converted = toTributaryError(error, `${what} failed`);
+      if (converted.retryable && !retrySafe) throw mayHaveApplied('failed', message);
       throw new TributaryError(converted.kind, {
         userMessage: scrub(converted.userMessage, secrets),
         internalMessage: message,
@@ -268,7 +343,9 @@ export function createHttpClient(ctx: ConnectorContext, options: HttpClientOptio
         try {
           parsed = JSON.parse(text);
         } catch {
-          // Most often a body cut short by the network: worth another attempt.
+          // Most often a body cut short by the network: worth another attempt, unless the
+          // request is not idempotent — the 2xx says the server applied it.
+          if (!idempotent) throw mayHaveApplied(`returned invalid JSON (HTTP ${status})`, scrub(truncate(text), secrets));
           throw new TributaryError('transient', {
             userMessage: `${what} returned invalid JSON (HTTP ${status})`,
             internalMessage: scrub(truncate(text), secrets),
@@ -295,6 +372,11 @@ export function createHttpClient(ctx: ConnectorContext, options: HttpClientOptio
     }
     if (status >= 500 || status === 408) {
       const retryAfter = parseRetryAfter(responseHeaders['retry-after'], now);
+      // A 408, or a 503 that says when to come back, is the server declining the request;
+      // any other 5xx may come after it applied it (a 500 mid-way, a gateway's 502/504 or
+      // a proxy's 503 for an upstream that dropped the request it had received).
+      const declined = status === 408 || (status === 503 && retryAfter !== undefined);
+      if (!idempotent && !declined) throw mayHaveApplied(`failed (HTTP ${status})`, internalMessage);
       throw new TributaryError('transient', {
         userMessage: `${what} failed (HTTP ${status})`,
         internalMessage,

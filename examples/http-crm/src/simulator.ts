@@ -2,8 +2,8 @@
  * A local stand-in for the contacts API of `api.ts`: a real HTTP server on 127.0.0.1 (an
  * ephemeral port) with the behaviours a connector must survive — cursor paging over data
  * with many equal `updated_at` values, a per-second rate limit answered with 429 and
- * Retry-After, 401 for a bad token, occasional 503s — and an in-process API to change the
- * data while a sync runs and to see what the server saw.
+ * Retry-After, 401 for a bad token, occasional 503s, answers lost to a dropped connection —
+ * and an in-process API to change the data while a sync runs and to see what the server saw.
  *
  * Timestamps come from a commit clock: every change gets an `updated_at` strictly later than
  * every value already visible (whole seconds). That is why the source needs no look-back
@@ -50,6 +50,8 @@ export interface SimulatorStats {
   byStatus: Record<number, number>;
   /** Requests that arrived before a Retry-After this server had announced had elapsed. */
   ignoredRetryAfter: number;
+  /** Requests handled but never answered (`dropAnswers`). */
+  dropped: number;
 }
 
 export interface CrmSimulator {
@@ -65,6 +67,12 @@ export interface CrmSimulator {
   upsert(inputs: UpsertInput[]): UpsertResult[];
   /** The next `requests` authenticated requests get 429 with Retry-After (a 429 storm). */
   throttle(requests: number): void;
+  /**
+   * The next `requests` requests that succeed are handled in full (an upsert is applied)
+   * but their connection is closed instead of answered: the client cannot tell whether the
+   * request took effect. They are counted in `stats.dropped`, not reported to `onServed`.
+   */
+  dropAnswers(requests: number): void;
   /** Called after each answer is sent; returns an unsubscribe function. */
   onServed(listener: (request: ServedRequest) => void): () => void;
   close(): Promise<void>;
@@ -163,9 +171,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Cr
   });
   nextId = seedCount + 1;
 
-  const stats: SimulatorStats = { requests: 0, byStatus: {}, ignoredRetryAfter: 0 };
+  const stats: SimulatorStats = { requests: 0, byStatus: {}, ignoredRetryAfter: 0, dropped: 0 };
   const listeners = new Set<(request: ServedRequest) => void>();
   let throttled = 0;
+  let dropping = 0;
   let blockedUntil = 0;
   let windowStart = 0;
   let windowCount = 0;
@@ -351,7 +360,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Cr
       for (const listener of [...listeners]) listener(served);
     };
     handle(req, headers).then(
-      ({ status, body }) => respond(status, body),
+      ({ status, body }) => {
+        if (dropping > 0) {
+          dropping--;
+          stats.dropped++;
+          res.socket?.destroy();
+          return;
+        }
+        respond(status, body);
+      },
       (error: unknown) => {
         if (error instanceof HttpProblem) respond(error.status, errorBody(error.code, error.message));
         else respond(500, errorBody('internal', error instanceof Error ? error.message : String(error)));
@@ -374,6 +391,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Cr
     upsert: (inputs) => applyBatch(inputs, false),
     throttle(requests) {
       throttled += requests;
+    },
+    dropAnswers(requests) {
+      dropping += requests;
     },
     onServed(listener) {
       listeners.add(listener);

@@ -70,21 +70,39 @@ interface Position {
 }
 
 /**
- * The saved position to resume from. A full refresh resumes only from its own interrupted
- * checkpoint (tagged `full_refresh`): an incremental state left from before a switch of
- * sync mode would otherwise make the refresh skip every record before it.
+ * The saved position to resume from. A state records which sync mode wrote it: a full
+ * refresh tags its checkpoints `full_refresh: true`, an incremental read does not. Each mode
+ * resumes only from its own states and starts over, with a warning, from the other's:
+ * - a full refresh from an incremental state (the stream was switched to full refresh)
+ *   would skip every record before that cursor;
+ * - an incremental read from an interrupted refresh's checkpoint would take that position
+ *   for a cursor and skip every record before it, although the refresh never completed
+ *   (an `overwrite` destination never published what it staged).
  */
-function positionOf(blob: StateBlob | undefined, syncMode: SyncMode): Position | undefined {
+function positionOf(ctx: ConnectorContext, blob: StateBlob | undefined, syncMode: SyncMode): Position | undefined {
   if (blob === undefined || blob.cursor === undefined) return undefined;
-  if (syncMode === 'full_refresh' && blob.full_refresh !== true) return undefined;
-  const { cursor, id } = blob;
-  if (typeof cursor !== 'string' || !Number.isFinite(Date.parse(cursor)) || (id !== undefined && !Number.isInteger(id))) {
-    throw new TributaryError('config', {
-      userMessage: `The saved state of stream "${CONTACTS}" was not written by this source; reset the stream's state`,
-      stream: { name: CONTACTS },
-    });
+  if (blob.full_refresh !== undefined && blob.full_refresh !== true) throw invalidState();
+  const writtenBy: SyncMode = blob.full_refresh === true ? 'full_refresh' : 'incremental';
+  if (writtenBy !== syncMode) {
+    ctx.logger.warn(
+      writtenBy === 'full_refresh'
+        ? `Stream "${CONTACTS}": the saved state is the position of a full refresh that did not complete, not an incremental cursor; this incremental read starts over from the beginning`
+        : `Stream "${CONTACTS}": the saved state was written by an incremental read; this full refresh starts over from the beginning`,
+      { stream: CONTACTS, stateWrittenBy: writtenBy, syncMode },
+    );
   }
+  if (syncMode === 'full_refresh' && blob.full_refresh !== true) return undefined;
+  if (syncMode === 'incremental' && blob.full_refresh === true) return undefined;
+  const { cursor, id } = blob;
+  if (typeof cursor !== 'string' || !Number.isFinite(Date.parse(cursor)) || (id !== undefined && !Number.isInteger(id))) throw invalidState();
   return id === undefined ? { cursor } : { cursor, id: id as number };
+}
+
+function invalidState(): TributaryError {
+  return new TributaryError('config', {
+    userMessage: `The saved state of stream "${CONTACTS}" was not written by this source; reset the stream's state`,
+    stream: { name: CONTACTS },
+  });
 }
 
 function stateOf(position: Position | undefined, syncMode: SyncMode): StateBlob {
@@ -126,7 +144,7 @@ async function* readContacts(
   syncMode: SyncMode,
   saved: StateBlob | undefined,
 ): AsyncGenerator<SourceMessage> {
-  let position = positionOf(saved, syncMode);
+  let position = positionOf(ctx, saved, syncMode);
   const limit = config.page_size;
   let query: Record<string, HttpQueryValue> = position
     ? { updated_since: position.cursor, after_id: position.id, limit }

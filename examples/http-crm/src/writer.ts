@@ -94,8 +94,12 @@ export const httpCrmWriter = defineWriter({
           dry_run: request.dryRun,
         };
         // A whole-request failure throws (auth, rate_limited, transient, skippable): the runtime
-        // retries what is retryable and fails the batch's records otherwise.
-        const response = await client.request<UpsertResponse>({ method: 'POST', path: '/v1/contacts/batch_upsert', body });
+        // retries what is retryable and fails the batch's records otherwise. A POST, but
+        // `idempotent`: every input carries its idempotency key, so a repeat of a batch the
+        // API already applied (its answer lost with a dropped connection) answers `unchanged`
+        // instead of applying anything twice. Unmarked, the client would refuse to let such a
+        // batch be retried and fail it as possibly applied.
+        const response = await client.request<UpsertResponse>({ method: 'POST', path: '/v1/contacts/batch_upsert', body, idempotent: true });
         const results = response.body?.results;
         if (!Array.isArray(results) || results.length !== request.records.length) {
           throw new TributaryError('fatal', { userMessage: 'The CRM API answered batch_upsert with a result count that does not match the request' });

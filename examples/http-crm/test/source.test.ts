@@ -177,6 +177,34 @@ describe('http-crm source', () => {
     expect(harness.table.rows.size).toBe(30);
   });
 
+  it('an incremental sync after an interrupted full refresh starts over: no record is skipped', async () => {
+    const crm = await simulator({ contacts: 30 });
+    const all = crm.contacts().map((c) => c.id).sort((a, b) => a - b);
+    // A full refresh stopped after its second page: its checkpoint is saved, its generation
+    // staged but never published (the destination replaces its rows only when one completes).
+    const controller = new AbortController();
+    let pages = 0;
+    const stop = crm.onServed((request) => {
+      if (request.status === 200 && ++pages === 2) {
+        stop();
+        controller.abort();
+      }
+    });
+    const harness = await syncHarness(crm, { page_size: 5 });
+    const refresh = await harness.sync({ syncMode: 'full_refresh', signal: controller.signal });
+    expect(refresh.outcome).toBe('interrupted');
+    expect(refresh.state.streams.contacts).toMatchObject({ full_refresh: true, cursor: expect.any(String) });
+    expect(harness.table.rows.size).toBe(0);
+    // The stream is then synced incrementally: the refresh's position is no cursor for it.
+    const incremental = await harness.sync();
+    expect(incremental.outcome, incremental.error?.userMessage).toBe('completed');
+    expect([...harness.table.rows.keys()].map(Number).sort((a, b) => a - b)).toEqual(all);
+    expect(harness.table.received[1]).toHaveLength(30);
+    expect(incremental.state.streams.contacts?.full_refresh).toBeUndefined();
+    const warnings = harness.events.filter((e) => e.type === 'log' && e.level === 'WARN').map((e) => (e.type === 'log' ? e.message : ''));
+    expect(warnings).toContainEqual(expect.stringContaining('a full refresh that did not complete'));
+  });
+
   it('a page token the API already returned ends the read with a fatal error instead of paging forever', async () => {
     // An API that answers every request with an empty page pointing at the same token: no
     // record ever comes back, so only the token itself can reveal the loop.

@@ -50,6 +50,21 @@ describe('http-crm writer', () => {
     expect(crm.contacts()[0]?.first_name).toBe('Countess');
   });
 
+  it('a batch whose answer was lost to a dropped connection is retried, and applied once', async () => {
+    const { crm, upserts } = await crmWithRequestLog();
+    // The API applies the first batch_upsert but the connection closes before its answer: a
+    // POST, which the client retries only because the writer marks it idempotent.
+    crm.dropAnswers(1);
+    const summary = await upsert(crm, [{ email: 'ada@example.com', first_name: 'Ada' }, { email: 'alan@example.com', first_name: 'Alan' }]);
+    expect(summary.halted).toBeUndefined();
+    expect(summary.counts.failed).toBe(0);
+    // The retry carried the same idempotency keys: the API recognised both inputs as applied.
+    expect(summary.counts.unchanged).toBe(2);
+    expect(crm.stats.dropped).toBe(1);
+    expect(upserts).toEqual([200]);
+    expect(crm.contacts().map((c) => c.email).sort()).toEqual(['ada@example.com', 'alan@example.com']);
+  });
+
   it('a bad token halts the run with an auth error after one request', async () => {
     const { crm, upserts } = await crmWithRequestLog();
     const summary = await upsert(crm, [{ email: 'a@example.com' }, { email: 'b@example.com' }], 'wrong-token-0123');

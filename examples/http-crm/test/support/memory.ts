@@ -70,31 +70,49 @@ export function memoryStateStore(): StateStore & { saved: SyncState[] } {
 
 /** Rows keyed by `id`: a replayed record overwrites its earlier copy (delivery `upsert`). */
 export interface MemoryTable {
+  /** What readers of the destination see. */
   rows: Map<string, RecordData>;
+  /**
+   * The generation an `overwrite` sync is building: it replaces `rows` when a sync
+   * completes, survives an interrupted one (the next sync resumes it) and is started afresh
+   * by a sync that does not resume. Undefined when no refresh is under way.
+   */
+  staged?: Map<string, RecordData>;
   /** Records received per sync, in order (replays included). */
   received: RecordData[][];
 }
 
+/**
+ * One stream's destination: `append_dedup` commits into `rows`; `overwrite` keeps to the
+ * `DestinationStream` contract of a full refresh, publishing only a completed generation.
+ */
 export function memoryDestination(table: MemoryTable): Destination {
   return defineDestination({
     name: 'memory',
     delivery: 'upsert',
     spec: { connectionSpecification: { type: 'object' }, supportedDestinationSyncModes: ['append_dedup', 'overwrite'] },
     async check() {},
-    async open() {
+    async open(_ctx, _config, streams) {
+      const overwrite = streams.some((s) => s.destinationSyncMode === 'overwrite');
+      if (overwrite && (table.staged === undefined || !streams.every((s) => s.resuming))) table.staged = new Map();
       const received: RecordData[] = [];
       table.received.push(received);
-      let staged: RecordData[] = [];
+      let pending: RecordData[] = [];
       return {
         async write(batch) {
-          staged.push(...batch.records);
+          pending.push(...batch.records);
           received.push(...batch.records);
         },
         async commit() {
-          for (const row of staged) table.rows.set(String(row.id), row);
-          staged = [];
+          const target = overwrite ? table.staged! : table.rows;
+          for (const row of pending) target.set(String(row.id), row);
+          pending = [];
         },
-        async close() {},
+        async close({ completed }) {
+          if (!overwrite || !completed) return;
+          table.rows = table.staged!;
+          delete table.staged;
+        },
       };
     },
   });
@@ -104,15 +122,16 @@ export interface SyncHarness {
   table: MemoryTable;
   store: ReturnType<typeof memoryStateStore>;
   events: SyncEvent[];
-  sync(options?: { signal?: AbortSignal }): Promise<SyncResult>;
+  /** An incremental sync (`append_dedup`), or a full refresh (`overwrite`) with `syncMode`. */
+  sync(options?: { signal?: AbortSignal; syncMode?: 'incremental' | 'full_refresh' }): Promise<SyncResult>;
 }
 
-/** Incremental syncs of contacts from a simulator into memory, through the real runtime. */
+/** Syncs of contacts from a simulator into memory, through the real runtime. */
 export async function syncHarness(simulator: CrmSimulator, extra: Record<string, unknown> = {}): Promise<SyncHarness> {
   const table: MemoryTable = { rows: new Map(), received: [] };
   const store = memoryStateStore();
   const events: SyncEvent[] = [];
-  const catalog = await contactsCatalog();
+  const catalogs = { incremental: await contactsCatalog('incremental'), full_refresh: await contactsCatalog('full_refresh') };
   return {
     table,
     store,
@@ -124,7 +143,7 @@ export async function syncHarness(simulator: CrmSimulator, extra: Record<string,
         sourceConfig: configFor(simulator, extra),
         destination: memoryDestination(table),
         destinationConfig: {},
-        catalog,
+        catalog: catalogs[options.syncMode ?? 'incremental'],
         stateStore: store,
         onEvent: (event) => events.push(event),
         ...(options.signal ? { signal: options.signal } : {}),
