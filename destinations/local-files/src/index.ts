@@ -1,6 +1,7 @@
-import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { access, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineDestination, fsyncDirectory, TributaryError } from '@tributary/core';
+import { defineDestination, TributaryError } from '@tributary/core';
+import { fsyncRename, makeDirectory } from './durable-directory.js';
 import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
 
@@ -35,7 +36,10 @@ const connectionSpecification = {
  * Replays: keyed streams drop records identical to one already stored (`append-dedupe`).
  * Overwrite streams are staged in `_staging/` and published by rename when the sync completes.
  * Bad records (not an object, missing primary key, schema mismatch) go to
- * `_quarantine/<stream>.jsonl` with the reason and are reported to the runtime.
+ * `_quarantine/<stream>.jsonl` with the reason and are reported to the runtime; a replayed
+ * one is reported again but not stored again (see stream-file.ts).
+ * Every file and directory this destination creates has its directory entry fsynced before
+ * a commit can record bytes in it, and every rename before the manifest records it done.
  */
 export const localFilesDestination = defineDestination({
   name: 'local',
@@ -49,7 +53,7 @@ export const localFilesDestination = defineDestination({
   async check(_ctx, config) {
     const directory = resolve(config.directory);
     try {
-      await mkdir(directory, { recursive: true });
+      await makeDirectory(directory);
       await access(directory, 2 /* W_OK */);
     } catch (error) {
       throw new TributaryError('config', { userMessage: `Cannot write to directory ${directory}`, cause: error });
@@ -59,7 +63,8 @@ export const localFilesDestination = defineDestination({
   async open(ctx, config, streams) {
     const directory = resolve(config.directory);
     try {
-      await mkdir(join(directory, '_tributary'), { recursive: true });
+      // Durably: the manifest in it is the commit log.
+      await makeDirectory(join(directory, '_tributary'));
     } catch (error) {
       throw new TributaryError('config', { userMessage: `Cannot create directory ${directory}`, internalMessage: String(error), cause: error });
     }
@@ -118,6 +123,7 @@ export const localFilesDestination = defineDestination({
           committedData: manifest.files[dataPath] ?? 0,
           windowStart: manifest.completed?.[dataPath] ?? 0,
           committedQuarantine: manifest.files[quarantinePath] ?? 0,
+          quarantineWindowStart: manifest.completed?.[quarantinePath] ?? 0,
           validate: config.validate_records,
         }),
       );
@@ -145,11 +151,15 @@ export const localFilesDestination = defineDestination({
         for (const file of files.values()) {
           await file.close();
           if (file.replaysSkipped > 0) ctx.logger.info(`${file.stream.key}: skipped ${file.replaysSkipped} replayed record(s) already stored`);
+          if (file.requarantined > 0) ctx.logger.info(`${file.stream.key}: ${file.requarantined} refused record(s) were replays already in the quarantine: reported again, not stored again`);
         }
         if (!completed) return;
         // Everything is checkpointed now: no line stored so far can be delivered again.
         manifest.completed = { ...(manifest.completed ?? {}) };
-        for (const file of files.values()) manifest.completed[file.dataPath] = manifest.files[file.dataPath] ?? 0;
+        for (const file of files.values()) {
+          manifest.completed[file.dataPath] = manifest.files[file.dataPath] ?? 0;
+          manifest.completed[file.quarantinePath] = manifest.files[file.quarantinePath] ?? 0;
+        }
         await writeManifest(directory, manifest);
         for (const file of files.values()) {
           if (file.stream.destinationSyncMode !== 'overwrite') continue;
@@ -193,7 +203,8 @@ async function publish(directory: string, manifest: Manifest, stagingPath: strin
   delete manifest.files[stagingPath];
   await writeManifest(directory, manifest);
   await rename(join(directory, stagingPath), join(directory, finalPath));
-  await fsyncDirectory(directory);
+  // Durable before the manifest forgets the move: until then, an open finishes it again.
+  await fsyncRename(join(directory, stagingPath), join(directory, finalPath));
   delete manifest.publishing[stagingPath];
   await writeManifest(directory, manifest);
 }
@@ -207,8 +218,9 @@ async function recoverInterruptedPublish(directory: string, manifest: Manifest):
       () => false,
     );
     if (staged) await rename(join(directory, stagingPath), join(directory, finalPath));
+    // Also when the crashed run renamed it: it may have died before making the rename durable.
+    await fsyncRename(join(directory, stagingPath), join(directory, finalPath));
     delete manifest.publishing?.[stagingPath];
   }
-  await fsyncDirectory(directory);
   await writeManifest(directory, manifest);
 }

@@ -13,8 +13,10 @@ export interface Manifest {
   /** Staged overwrite files being renamed into place (staging path → final path). */
   publishing?: Record<string, string>;
   /**
-   * Per data file, its committed length when its stream's last sync completed: only lines
-   * after it can be delivered again (the replay window, see stream-file.ts). Absent: 0.
+   * Per data and quarantine file, its committed length when its stream's last sync
+   * completed: only lines after it can be delivered again (the replay window, see
+   * stream-file.ts). Absent: 0 (a quarantine file of a manifest older than this entry has
+   * all its lines in the window until its stream's next completed sync).
    */
   completed?: Record<string, number>;
 }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { compileSchema, describeSchemaErrors, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
+import { compileSchema, describeSchemaErrors, fsyncDirectory, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
+import { makeDirectory } from './durable-directory.js';
 
 /**
  * One stream's JSON lines file plus its quarantine file.
@@ -19,6 +20,15 @@ import { compileSchema, describeSchemaErrors, TributaryError, type DestinationSt
  * completed sync is stored and the last line of a key stays its current version. Inside one
  * window, a record equal to a later line of its key that was not yet matched counts as a
  * replay of it. Unkeyed streams are plain append.
+ *
+ * Quarantine replays, keyed streams or not: a refused record is still returned as rejected
+ * (the runtime must learn of every refusal), but it is not stored again when it equals the
+ * record of a quarantine line in that file's replay window (the lines since the stream's
+ * last completed sync, as above) that no replay has matched yet. The record itself is what
+ * identifies it (a refused record may have no key), so each such line stands for one
+ * delivery: the same refused record delivered twice before a crash is stored twice and
+ * matched twice. A refused record equal to an unmatched window line is taken for that line
+ * replayed even when it is a new delivery; it is then reported, not stored again.
  */
 export interface StreamFile {
   readonly stream: DestinationStream;
@@ -32,6 +42,8 @@ export interface StreamFile {
   close(): Promise<void>;
   /** Records skipped as exact replays of stored ones. */
   readonly replaysSkipped: number;
+  /** Refused records not stored again, being replays of quarantine lines (returned as rejected all the same). */
+  readonly requarantined: number;
 }
 
 export interface StreamFileOptions {
@@ -44,6 +56,8 @@ export interface StreamFileOptions {
   /** Byte offset in the data file where the replay window starts (its length at the stream's last completed sync). */
   windowStart: number;
   committedQuarantine: number;
+  /** Byte offset in the quarantine file where its replay window starts (as `windowStart`). */
+  quarantineWindowStart: number;
   validate: boolean;
 }
 
@@ -56,8 +70,11 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
   const index = new Map<string, string>();
   const window = new Map<string, WindowLines>();
   if (keyed) await loadIndex(join(options.directory, options.dataPath), keyPaths, options.windowStart, index, window);
+  // Identity → quarantine lines of the window not yet matched by a replay.
+  const quarantineWindow = await loadQuarantineWindow(quarantine.path, options.quarantineWindowStart);
   const validate = options.validate ? compileSchema(stream.jsonSchema) : undefined;
   let replaysSkipped = 0;
+  let requarantined = 0;
 
   return {
     stream,
@@ -65,6 +82,9 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
     quarantinePath: options.quarantinePath,
     get replaysSkipped() {
       return replaysSkipped;
+    },
+    get requarantined() {
+      return requarantined;
     },
     async append(records) {
       let lines = '';
@@ -75,11 +95,20 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       // does not take its own records for replays.
       const latest = new Map<string, string>();
       const written: Array<[string, string]> = [];
+      // Quarantine lines this batch replays, per identity: taken from the window only once the
+      // batch is written, for the same reason.
+      const replayed = new Map<string, number>();
       for (let i = 0; i < records.length; i++) {
         const record = records[i];
         const reason = problemWith(record, keyPaths, validate);
         if (reason !== undefined) {
           rejected.push({ index: i, reason });
+          const identity = quarantineIdentity(record);
+          const taken = replayed.get(identity) ?? 0;
+          if (taken < (quarantineWindow.get(identity) ?? 0)) {
+            replayed.set(identity, taken + 1);
+            continue;
+          }
           quarantined += JSON.stringify({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() }) + '\n';
           continue;
         }
@@ -116,6 +145,12 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         lines.hashes.push(hash);
         lines.matched = lines.hashes.length;
         window.set(key, lines);
+      }
+      for (const [identity, taken] of replayed) {
+        const left = (quarantineWindow.get(identity) ?? 0) - taken;
+        if (left > 0) quarantineWindow.set(identity, left);
+        else quarantineWindow.delete(identity);
+        requarantined += taken;
       }
       return rejected;
     },
@@ -177,20 +212,34 @@ async function cutBack(file: OpenFile, size: number): Promise<void> {
   }
 }
 
+/**
+ * Opens a data or quarantine file for appending, cut back to its committed length, creating
+ * it (and its directory) if missing. A file created here has its directory entry fsynced
+ * before this resolves, so before any commit can record a length for it: the manifest,
+ * fsynced at the commit, must never name committed bytes of a file a power loss could take
+ * away with its entry. The entry of a missing directory is made durable the same way.
+ */
 async function openAt(directory: string, relative: string, committed: number): Promise<OpenFile> {
   const path = join(directory, relative);
-  await mkdir(dirname(path), { recursive: true });
-  const size = await stat(path).then(
+  await makeDirectory(dirname(path));
+  const existing = await stat(path).then(
     (s) => s.size,
-    () => 0,
+    () => undefined,
   );
+  const size = existing ?? 0;
   if (size < committed) {
     throw new TributaryError('fatal', {
       userMessage: `${path} is shorter (${size} bytes) than its committed length (${committed} bytes): committed data was removed or the manifest is wrong`,
     });
   }
   const handle = await open(path, 'a+');
-  if (size > committed) await handle.truncate(committed); // bytes never acknowledged: the runtime replays them
+  try {
+    if (existing === undefined) await fsyncDirectory(dirname(path));
+    if (size > committed) await handle.truncate(committed); // bytes never acknowledged: the runtime replays them
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
   return { path, handle, size: committed };
 }
 
@@ -216,6 +265,26 @@ function keyOf(record: RecordData, keyPaths: string[][]): string {
 
 function hashLine(line: string): string {
   return createHash('sha1').update(line).digest('base64');
+}
+
+/** What makes two refused records the same one: their JSON, as a quarantine line stores it. */
+function quarantineIdentity(record: unknown): string {
+  return hashLine(JSON.stringify(record) ?? 'undefined');
+}
+
+/**
+ * Counts the quarantine lines from `windowStart` on per identity (of their `record`). The
+ * file was cut back to its committed length first, so these are whole, committed lines.
+ */
+async function loadQuarantineWindow(path: string, windowStart: number): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8', start: windowStart }), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!line) continue;
+    const identity = quarantineIdentity((JSON.parse(line) as { record?: unknown }).record);
+    counts.set(identity, (counts.get(identity) ?? 0) + 1);
+  }
+  return counts;
 }
 
 /** A key's lines in the replay window, in file order, and how many of them a replay has matched. */

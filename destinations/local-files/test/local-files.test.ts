@@ -181,6 +181,36 @@ describe('local files destination: what a replay may drop', () => {
     ]);
   });
 
+  it('a refused record replayed after a crash is rejected again but quarantined once per delivery before the crash', async () => {
+    // Refused twice (two deliveries of one bad record) and committed; the sync dies before its checkpoint is saved.
+    const crashed = await open([stream({ resuming: true })]);
+    const first = await crashed.write({ stream: 'people', records: [{ id: 1 }, { id: 'x' }, { id: 'x' }], emittedAt: 0 });
+    await crashed.commit();
+    await crashed.close({ completed: false });
+    // The rerun delivers both again, then the same bad record a third time.
+    const logged: string[] = [];
+    const logger = { debug: () => undefined, info: (m: string) => void logged.push(m), warn: () => undefined, error: () => undefined };
+    const config = parseConfig(localFilesDestination.spec.connectionSpecification, { directory });
+    const rerun = await localFilesDestination.open(createConnectorContext({ logger }), config, [stream({ resuming: true })]);
+    const second = await rerun.write({ stream: 'people', records: [{ id: 1 }, { id: 'x' }, { id: 'x' }, { id: 'x' }], emittedAt: 0 });
+    await rerun.close({ completed: true });
+    expect(first?.rejected?.map((r) => r.index)).toEqual([1, 2]);
+    expect(second?.rejected?.map((r) => r.index)).toEqual([1, 2, 3]);
+    // The two replays match the two stored lines; the third delivery is a new one.
+    expect((await lines(join(directory, '_quarantine', 'people.jsonl'))).map((q) => q.record)).toEqual([{ id: 'x' }, { id: 'x' }, { id: 'x' }]);
+    expect(logged).toContainEqual('people: 2 refused record(s) were replays already in the quarantine: reported again, not stored again');
+  });
+
+  it('after a completed sync nothing is replayed: the same refused record delivered again is quarantined again', async () => {
+    for (let sync = 0; sync < 2; sync++) {
+      const session = await open([stream({ resuming: true })]);
+      const outcome = await session.write({ stream: 'people', records: [{ id: 'x' }], emittedAt: 0 });
+      await session.close({ completed: true });
+      expect(outcome?.rejected?.map((r) => r.index)).toEqual([0]);
+    }
+    expect((await lines(join(directory, '_quarantine', 'people.jsonl'))).map((q) => q.record)).toEqual([{ id: 'x' }, { id: 'x' }]);
+  });
+
   it('refuses two streams that would share one file', async () => {
     await expect(open([stream({ key: 'a/b', name: 'a/b' }), stream({ key: 'a_b', name: 'a_b' })])).rejects.toMatchObject({ kind: 'config' });
   });
