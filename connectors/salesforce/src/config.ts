@@ -39,6 +39,17 @@ const connectionProperties = {
     airbyte_secret: true,
     order: 8,
   },
+  response_idle_timeout_ms: {
+    type: 'integer',
+    minimum: 100,
+    // Node's fetch gives up on a body silent for 300 s by itself: a longer setting would not apply.
+    maximum: 300_000,
+    default: 120_000,
+    title: 'Stalled answer timeout (ms)',
+    description:
+      'A request fails, and is retried, when Salesforce stops sending an answer it started (its headers arrived) for this long. It bounds the wait between two pieces of an answer, not the whole answer: a large query page or Bulk results page may take longer in total. Not applied behind an http(s)_proxy.',
+    order: 9,
+  },
 } as const;
 
 export const sourceSpec = {

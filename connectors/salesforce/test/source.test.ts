@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TributaryError, createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
 import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
 import { catalogOf, credentials, memoryStateStore, memoryTarget, passwordCredentials, readAll, sync } from './helpers.js';
@@ -15,6 +15,9 @@ async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimul
 }
 
 const ids = (records: RecordData[]): string[] => records.map((r) => String(r.Id));
+
+/** response_idle_timeout_ms of the stalled-answer tests: small, so that a stall costs little time. */
+const STALL_TIMEOUT_MS = 500;
 
 describe('salesforce source: order, ties and resume', () => {
   it('resumes from a checkpoint inside a SystemModstamp tie: the rest of the tie exactly once', async () => {
@@ -290,10 +293,11 @@ describe('salesforce source: sessions, limits and failures', () => {
   for (const [failure, inject] of [
     ['a 503 HTML page', (sim: SalesforceSimulator) => sim.failNextTokenRequests(1, 503)],
     ['an answer cut short', (sim: SalesforceSimulator) => sim.dropNextAnswer(1, '/services/oauth2/token')],
+    ['an answer that stalls', (sim: SalesforceSimulator) => sim.stallNextAnswer(1, '/services/oauth2/token')],
   ] as const) {
     it(`retries a token refresh that fails with ${failure} mid-sync instead of failing as auth: every row once`, async () => {
       const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
-      const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
+      const config = { ...credentials(sim), bulk: 'never', hard_deletes: false, response_idle_timeout_ms: STALL_TIMEOUT_MS };
       const catalog = await catalogOf(config, ['Account']);
       const expected = ids((await readAll(config, catalog)).records);
       let pages = 0;
@@ -309,7 +313,8 @@ describe('salesforce source: sessions, limits and failures', () => {
       expect(ids(records)).toEqual(expected);
       // The first sync's token, the failed refresh, and the refresh that worked.
       expect(sim.stats.tokenRequests - tokensBefore).toBe(3);
-    });
+      await vi.waitFor(() => expect(sim.openStalledAnswers).toBe(0));
+    }, 30_000);
   }
 
   it('retries the first token request of a sync when the login server answers a 503 HTML page', async () => {
@@ -410,6 +415,32 @@ describe('salesforce source: sessions, limits and failures', () => {
       expect(warnings.filter((w) => /attempt 1 failed \(transient\): Connection problem/.test(w))).toHaveLength(1);
     }
   });
+
+  // A stalled answer hangs for as long as nothing bounds it (Node's fetch alone gives up after
+  // 300 s): the test's own timeout is the bound on that hang, far above STALL_TIMEOUT_MS.
+  it('retries a page whose answer stalls after the headers (REST and Bulk) instead of hanging, and closes its connection: every row once', async () => {
+    const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+    const base = { ...credentials(sim), hard_deletes: false, bulk_poll_interval_ms: 0, response_idle_timeout_ms: STALL_TIMEOUT_MS };
+    const catalog = await catalogOf(base, ['Account']);
+    const expected = ids((await readAll({ ...base, bulk: 'never' }, catalog)).records);
+    for (const [mode, page, sent] of [
+      ['never', '/query', 'half'],
+      ['never', '/query', 'none'],
+      ['always', '/results', 'half'],
+    ] as const) {
+      let served = 0;
+      const stop = sim.onRequest((r) => {
+        if (r.path.includes(page) && r.status === 200 && (r.rows ?? 0) > 0 && ++served === 1) sim.stallNextAnswer(1, '/services/data', sent);
+      });
+      const warnings: string[] = [];
+      const { records } = await readAll({ ...base, bulk: mode, bulk_page_size: 10 }, catalog, undefined, warnings);
+      stop();
+      expect(ids(records)).toEqual(expected);
+      expect(warnings.filter((w) => /attempt 1 failed \(transient\): Salesforce stopped sending its answer/.test(w))).toHaveLength(1);
+      // The client closed the stalled connection when it gave up on it: no socket left behind.
+      await vi.waitFor(() => expect(sim.openStalledAnswers).toBe(0));
+    }
+  }, 30_000);
 
   it('retries 503s through the runtime policy only (jsforce retries off) and completes', async () => {
     const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });

@@ -10,7 +10,8 @@
  * - failures become TributaryErrors of the right kind, with the errorCode Salesforce sent;
  * - re-authentication is bounded: jsforce logs in again after every 401 without limit, which
  *   loops forever when the new token is refused too;
- * - an answer whose connection drops mid-body fails (and is retried) instead of hanging: see
+ * - an answer whose connection drops mid-body, or that stops arriving (no data for
+ *   `response_idle_timeout_ms`), fails (and is retried) instead of hanging: see
  *   `WholeBodyTransport`.
  */
 import { PassThrough, type Duplex } from 'node:stream';
@@ -19,6 +20,7 @@ import { HttpApi } from 'jsforce/lib/http-api.js';
 import { Transport } from 'jsforce/lib/transport.js';
 import type { HttpRequestOptions, HttpResponse } from 'jsforce/lib/types/common.js';
 import { TributaryError, type ConnectorContext } from '@tributary/core';
+import { sourceSpec } from '../config.js';
 
 /** The connection fields shared by the source's and the writer's config. */
 export interface ConnectionSettings {
@@ -31,6 +33,8 @@ export interface ConnectionSettings {
   username?: string;
   password?: string;
   access_token?: string;
+  /** How long an answer's body may go without data before the request fails as `transient`. */
+  response_idle_timeout_ms?: number;
 }
 
 export interface SalesforceResponse<T> {
@@ -87,6 +91,20 @@ export interface SalesforceClient {
 /** How long a request may wait for Salesforce to start answering before it is retried. */
 const REQUEST_TIMEOUT_MS = 120_000;
 
+/** The schema's default, for settings that do not come through the config schema. */
+const RESPONSE_IDLE_TIMEOUT_MS = sourceSpec.properties.response_idle_timeout_ms.default;
+
+/**
+ * An answer that stopped arriving: no body data for `idleMs` after its headers or its last
+ * chunk. The request was aborted, which closed its connection; another attempt may get it whole.
+ */
+class StalledAnswerError extends Error {
+  constructor(readonly idleMs: number) {
+    super(`no data for ${idleMs} ms`);
+    this.name = 'StalledAnswerError';
+  }
+}
+
 /** How many times in a row a new token may be refused before the error is reported. */
 const MAX_CONSECUTIVE_REFRESHES = 2;
 
@@ -138,6 +156,9 @@ export function classifyError(error: unknown, status: number | undefined, what: 
   if (e?.name === 'invalid_grant' || e?.name === 'invalid_client_id' || e?.name === 'invalid_client' || e?.name === 'unsupported_grant_type') {
     return authError(message, error);
   }
+  if (error instanceof StalledAnswerError) {
+    return new TributaryError('transient', { userMessage: `Salesforce stopped sending its answer to ${what} (${message})`, internalMessage, cause: error });
+  }
   if (e?.name === 'AbortError' || message === 'Request Timeout') {
     return new TributaryError('transient', { userMessage: `Salesforce did not answer ${what} in time`, internalMessage, cause: error });
   }
@@ -155,17 +176,29 @@ const PROXY_VARIABLES = ['https_proxy', 'http_proxy', 'HTTPS_PROXY', 'HTTP_PROXY
 /**
  * jsforce's HTTP transport pipes node-fetch's body into its own stream with `pipe`, which does
  * not forward errors: when the connection drops after the headers (a page cut short), the
- * request neither completes nor fails, and the sync hangs forever. This transport reads the
- * whole body with Node's fetch, which rejects when the body is cut short, so the attempt fails
- * as `transient` and is retried. Behind a proxy (jsforce honours the proxy variables, Node's
- * fetch does not) jsforce's own transport is kept.
+ * request neither completes nor fails, and the sync hangs forever; nor does it bound the wait
+ * for a body that stops arriving. This transport reads the whole body with Node's fetch, which
+ * rejects when the body is cut short, and gives up on a body that sends nothing for
+ * `idleTimeoutMs` (aborting the request, which closes its connection); either way the attempt
+ * fails as `transient` and is retried. The bound is on the silence between two pieces of an
+ * answer, not on the whole answer: a large query page or Bulk results page keeps arriving for
+ * as long as it takes. (Without it, Node's fetch gives up only after its HTTP client's own
+ * body timeout, 300 s per attempt, which a request cannot change: the most the setting can be.)
+ *
+ * Behind a proxy (jsforce honours the proxy variables, Node's fetch does not) jsforce's own
+ * transport is kept, and neither a body cut short nor a stalled one is bounded there: jsforce
+ * keeps its request and connection to itself, so nothing here could close them.
  */
 class WholeBodyTransport extends Transport {
+  constructor(private readonly idleTimeoutMs: number) {
+    super();
+  }
+
   override getRequestStreamCreator(): (req: HttpRequest, options: HttpRequestOptions) => Duplex {
     if (PROXY_VARIABLES.some((name) => process.env[name])) return super.getRequestStreamCreator();
     return (req, options) => {
       const stream = new PassThrough();
-      fetchWhole(req, options.timeout ?? REQUEST_TIMEOUT_MS).then(
+      fetchWhole(req, options.timeout ?? REQUEST_TIMEOUT_MS, this.idleTimeoutMs).then(
         (response) => stream.emit('complete', response),
         (error: unknown) => stream.emit('error', error),
       );
@@ -174,8 +207,11 @@ class WholeBodyTransport extends Transport {
   }
 }
 
-/** One request; `timeoutMs` bounds the wait for the answer's headers, as jsforce's does. */
-async function fetchWhole(req: HttpRequest, timeoutMs: number): Promise<HttpResponse> {
+/**
+ * One request, read to its end. `timeoutMs` bounds the wait for the answer's headers, as
+ * jsforce's does; `idleTimeoutMs` each wait for body data after them (StalledAnswerError).
+ */
+async function fetchWhole(req: HttpRequest, timeoutMs: number, idleTimeoutMs: number): Promise<HttpResponse> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   let response: Response;
@@ -189,13 +225,45 @@ async function fetchWhole(req: HttpRequest, timeoutMs: number): Promise<HttpResp
   } finally {
     clearTimeout(timer);
   }
-  // Rejects (TypeError "terminated", cause UND_ERR_SOCKET) when the connection drops mid-body.
-  const body = await response.text();
+  const body = await readText(response, controller, idleTimeoutMs);
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => {
     headers[name.toLowerCase()] = value;
   });
   return { statusCode: response.status, headers, body };
+}
+
+/**
+ * The body decoded as UTF-8, as `Response.text()` does. Rejects when the connection drops
+ * mid-body (TypeError "terminated", cause UND_ERR_SOCKET), and with StalledAnswerError after
+ * `idleTimeoutMs` without data: it then aborts the request through `controller`, which closes
+ * the connection (undici cannot reuse a connection with an unread answer on it).
+ */
+async function readText(response: Response, controller: AbortController, idleTimeoutMs: number): Promise<string> {
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let stalled: StalledAnswerError | undefined;
+  const idle = setTimeout(() => {
+    stalled = new StalledAnswerError(idleTimeoutMs);
+    controller.abort(stalled);
+  }, idleTimeoutMs);
+  let text = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      // The abort may end the body instead of failing it: what arrived is then not the whole answer.
+      if (stalled) throw stalled;
+      if (done) break;
+      idle.refresh();
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch (error) {
+    throw stalled ?? error;
+  } finally {
+    clearTimeout(idle);
+  }
+  return text + decoder.decode();
 }
 
 function parseLimitInfo(header: string | undefined): ApiUsage | undefined {
@@ -255,8 +323,8 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
     ...(settings.client_secret ? { clientSecret: settings.client_secret } : {}),
     redirectUri: `${settings.login_url}/services/oauth2/success`,
   });
-  // Token requests too: a token answer cut short must fail, not hang.
-  const transport = new WholeBodyTransport();
+  // Token requests too: a token answer cut short or stalled must fail, not hang.
+  const transport = new WholeBodyTransport(settings.response_idle_timeout_ms ?? RESPONSE_IDLE_TIMEOUT_MS);
   oauth2._transport = transport;
   const requestToken = tokenFlow(settings, oauth2);
   let refreshCount = 0;
@@ -317,7 +385,7 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
     const api = new HttpApi(connection, {
       transport,
       retry: { maxRetries: 0 },
-      // Until the answer's headers arrive (jsforce's default is 30 minutes).
+      // Until the answer's headers arrive (jsforce's default is 30 minutes); the transport bounds the body.
       timeout: REQUEST_TIMEOUT_MS,
       ...(request.responseType === 'text' ? { responseType: 'text/plain' } : {}),
     });

@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { csvValue, sfDateTime } from './format.js';
 import type { SimField } from './objects.js';
 import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type Table, type WriteOptions } from './org.js';
@@ -119,6 +119,15 @@ export interface SalesforceSimulator {
    * half their body, then the connection drops (a network failure mid-answer).
    */
   dropNextAnswer(count?: number, pathPrefix?: string): void;
+  /**
+   * The next `count` answers to requests whose path starts with `pathPrefix` (as for
+   * `dropNextAnswer`) send their headers and half their body (`sent: 'half'`) or none of it
+   * (`'none'`), then neither send more nor close the connection (a stalled answer). Only the
+   * client can end such a connection (or `close()`).
+   */
+  stallNextAnswer(count?: number, pathPrefix?: string, sent?: 'half' | 'none'): void;
+  /** Stalled answers whose connection is still open: the client has not given up on them (yet). */
+  readonly openStalledAnswers: number;
   /** The next `count` token requests answer `status` with an HTML page (an unavailable login server). */
   failNextTokenRequests(count: number, status?: number): void;
   /** The next `count` API requests answer `status` with an error array (e.g. 503). */
@@ -181,6 +190,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   let failures: { count: number; status: number; errorCode: string } = { count: 0, status: 503, errorCode: 'SERVER_UNAVAILABLE' };
   let cutBulkPages = 0;
   let droppedAnswers = { count: 0, pathPrefix: '/services/data' };
+  let stalledAnswers: { count: number; pathPrefix: string; sent: 'half' | 'none' } = { count: 0, pathPrefix: '/services/data', sent: 'half' };
+  const stalledSockets = new Set<Socket>();
   let tokenFailures = { count: 0, status: 503 };
   let url = '';
 
@@ -507,6 +518,17 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
         res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.destroy());
         return;
       }
+      if (stalledAnswers.count > 0 && payload !== undefined && path.startsWith(stalledAnswers.pathPrefix)) {
+        stalledAnswers.count--;
+        const bytes = Buffer.from(payload);
+        res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': String(bytes.length) });
+        if (stalledAnswers.sent === 'half') res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+        else res.flushHeaders();
+        const socket = req.socket;
+        stalledSockets.add(socket);
+        socket.once('close', () => stalledSockets.delete(socket));
+        return;
+      }
       if (payload === undefined) res.writeHead(status, headers);
       else res.writeHead(status, { ...headers, 'content-type': contentType });
       res.end(payload);
@@ -565,6 +587,12 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     },
     dropNextAnswer(count = 1, pathPrefix = '/services/data') {
       droppedAnswers = { count, pathPrefix };
+    },
+    stallNextAnswer(count = 1, pathPrefix = '/services/data', sent = 'half') {
+      stalledAnswers = { count, pathPrefix, sent };
+    },
+    get openStalledAnswers() {
+      return stalledSockets.size;
     },
     failNextTokenRequests(count, status = 503) {
       tokenFailures = { count, status };
