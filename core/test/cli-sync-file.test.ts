@@ -46,6 +46,42 @@ describe('sync file stream selection', () => {
     expect(ok!.cursor_field).toEqual(['address', 'city']);
   });
 
+  it('a primary_key naming no field of the stream is refused, each component and nested paths included', () => {
+    const refused = (primary_key: string[][]) => () => configureCatalog(catalog, [{ name: 'contacts', primary_key }], [...ALL_MODES]);
+    expect(refused([['no_such_field']])).toThrow(
+      'Stream "contacts": primary_key no_such_field is not a field of the stream (its fields: id, updated_at, address)',
+    );
+    expect(refused([['id'], ['address', 'cty']])).toThrow('Stream "contacts": primary_key address.cty is not a field of the stream (fields of address: city)');
+    expect(refused([['id', 'value']])).toThrow('Stream "contacts": primary_key id.value is not a field of the stream (id has no fields)');
+    expect(refused([[]])).toThrow('Stream "contacts": primary_key (empty) is not a field of the stream');
+  });
+
+  it('a primary_key naming declared fields is accepted, also in place of the source-defined key', () => {
+    const keyOf = (primary_key: string[][]) => configureCatalog(catalog, [{ name: 'contacts', primary_key }], [...ALL_MODES]).streams[0]!.primary_key;
+    expect(keyOf([['address', 'city']])).toEqual([['address', 'city']]);
+    expect(keyOf([['id'], ['updated_at']])).toEqual([['id'], ['updated_at']]);
+    // The source's key is the default, not a constraint: the destination applies the key.
+    expect(configureCatalog(catalog, [{ name: 'contacts' }], [...ALL_MODES]).streams[0]!.primary_key).toEqual([['id']]);
+  });
+
+  it('an open schema is checked against the fields it declares; only a level declaring none cannot refuse a key', () => {
+    const open: AirbyteCatalog = {
+      streams: [
+        {
+          ...contacts,
+          json_schema: { type: 'object', additionalProperties: true, properties: { id: { type: 'string' }, payload: { type: 'object' }, extra: {} } },
+        },
+        { ...contacts, name: 'schemaless', json_schema: { type: 'object' } },
+      ],
+    };
+    const configure = (name: string, primary_key: string[][]) => () => configureCatalog(open, [{ name, primary_key }], [...ALL_MODES]);
+    expect(configure('contacts', [['idd']])).toThrow('Stream "contacts": primary_key idd is not a field of the stream (its fields: id, payload, extra)');
+    // Below an object field without properties, or a field of any type, nothing proves the path wrong.
+    expect(configure('contacts', [['payload', 'id']])).not.toThrow();
+    expect(configure('contacts', [['extra', 'id']])).not.toThrow();
+    expect(configure('schemaless', [['anything', 'at_all']])).not.toThrow();
+  });
+
   it('a cursor_field other than a source-defined cursor is refused (the source would ignore it)', () => {
     expect(() => configureCatalog(catalog, [{ name: 'contacts', cursor_field: ['id'] }], [...ALL_MODES])).toThrow(
       /the source defines its cursor \(updated_at\); cursor_field id would be ignored/,

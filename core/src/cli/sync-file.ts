@@ -298,19 +298,23 @@ function selectStream(discovered: AirbyteCatalog, sel: StreamSelection): Airbyte
 }
 
 /**
- * A cursor_field that names no field of the stream is a typo the source would either
- * ignore or query by; a source-defined cursor cannot be changed, so another one is refused
- * rather than silently ignored.
+ * A cursor_field or primary_key path that names no field of the stream is a typo: the source
+ * would ignore or query by an unknown cursor, and a destination would find no key in any
+ * record (quarantining every one of them, or deduplicating on nothing). Both are refused at
+ * plan time, before anything is read or written. A source-defined cursor cannot be changed,
+ * so another one is refused rather than silently ignored; a primary_key other than the
+ * source-defined one is allowed, because the destination, not the source, applies it.
+ *
+ * A path is checked against the `properties` the schema declares, whatever its
+ * `additionalProperties` says: an open schema (the JSON Schema default) still lists the
+ * fields its source produces, as the connector contract requires for keys and cursors, and a
+ * field it does not declare is not one every record can be relied on to carry. Only a level
+ * that declares no `properties` (a schemaless stream or object field) cannot prove a field
+ * absent; such a path is accepted, and records that lack it are the destination's to refuse.
  */
 function checkFieldPaths(stream: AirbyteStream, sel: StreamSelection): void {
-  if (sel.cursor_field) {
-    const missing = missingField(stream.json_schema, sel.cursor_field);
-    if (missing !== undefined) {
-      throw new TributaryError('config', {
-        userMessage: `Stream "${sel.name}": cursor_field ${sel.cursor_field.join('.') || '(empty)'} is not a field of the stream${missing.length ? ` (its fields: ${missing.join(', ')})` : ''}`,
-      });
-    }
-  }
+  if (sel.cursor_field) refuseUnknownField(stream, sel, 'cursor_field', sel.cursor_field);
+  for (const path of sel.primary_key ?? []) refuseUnknownField(stream, sel, 'primary_key', path);
   const defined = stream.default_cursor_field ?? [];
   if (sel.cursor_field && stream.source_defined_cursor === true && defined.length > 0 && sel.cursor_field.join('.') !== defined.join('.')) {
     throw new TributaryError('config', {
@@ -319,18 +323,50 @@ function checkFieldPaths(stream: AirbyteStream, sel: StreamSelection): void {
   }
 }
 
+/** Refuses `path` as the stream's `setting` when the stream's schema proves it names no field, listing the fields there are. */
+function refuseUnknownField(stream: AirbyteStream, sel: StreamSelection, setting: 'cursor_field' | 'primary_key', path: string[]): void {
+  const missing = missingField(stream.json_schema, path);
+  if (missing === undefined) return;
+  // The fields of the level where the path left the schema: the stream's own for a top-level
+  // name, the parent object's for a nested one (where the typo is).
+  const parent = missing.parent.join('.');
+  const listed =
+    missing.parent.length === 0
+      ? missing.fields.length > 0
+        ? ` (its fields: ${missing.fields.join(', ')})`
+        : ''
+      : missing.fields.length > 0
+        ? ` (fields of ${parent}: ${missing.fields.join(', ')})`
+        : ` (${parent} has no fields)`;
+  throw new TributaryError('config', {
+    userMessage: `Stream "${sel.name}": ${setting} ${path.join('.') || '(empty)'} is not a field of the stream${listed}`,
+  });
+}
+
 /**
- * Undefined when `path` is declared in the schema (or cannot be checked: a level without
- * `properties`); else the field names declared at the level where the path leaves them.
+ * Undefined when `path` is declared in the schema, or cannot be checked: it reaches a level
+ * that declares no `properties` and may be an object. Else the path up to the level where it
+ * leaves the declared fields, and the field names declared there (none for an empty path or
+ * a level that cannot hold fields, e.g. a string).
  */
-function missingField(schema: Record<string, unknown>, path: string[]): string[] | undefined {
-  if (path.length === 0) return [];
+function missingField(schema: Record<string, unknown>, path: string[]): { parent: string[]; fields: string[] } | undefined {
+  if (path.length === 0) return { parent: [], fields: [] };
   let node: unknown = schema;
-  for (const part of path) {
+  for (const [depth, part] of path.entries()) {
     const properties = (node as { properties?: unknown } | undefined)?.properties;
-    if (!properties || typeof properties !== 'object') return undefined;
-    if (!Object.hasOwn(properties, part)) return Object.keys(properties);
+    if (!properties || typeof properties !== 'object') {
+      return cannotBeObject(node) ? { parent: path.slice(0, depth), fields: [] } : undefined;
+    }
+    if (!Object.hasOwn(properties, part)) return { parent: path.slice(0, depth), fields: Object.keys(properties) };
     node = (properties as Record<string, unknown>)[part];
   }
   return undefined;
+}
+
+/** A schema whose `type` excludes "object" (e.g. `string`, `["integer", "null"]`) has no fields; without a `type` it may have any. */
+function cannotBeObject(schema: unknown): boolean {
+  const type = (schema as { type?: unknown } | undefined)?.type;
+  if (typeof type === 'string') return type !== 'object';
+  if (Array.isArray(type)) return !type.includes('object');
+  return false;
 }

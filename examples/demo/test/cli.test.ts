@@ -581,6 +581,23 @@ describe('tributary sync and state', () => {
     expect(statsByStream(resumed.messages, 'sourceStats')).toEqual({ companies: 0, contacts: COUNTS.contacts - 2, deals: 0, activities: 0 });
     expect(await outputIds(outDir)).toEqual(allExpectedIds());
   });
+
+  it('a primary_key of the sync file naming declared fields, nested ones included, is accepted in place of the source-defined key', async () => {
+    const dir = await workDir();
+    const file = await writeSyncFile(dir, {
+      connection: 'chosen-keys',
+      streams: [
+        { name: 'contacts', primary_key: [['email']] },
+        { name: 'activities', primary_key: [['event_id'], ['properties', 'channel']] },
+      ],
+    });
+    const result = await runCli(['sync', file, '--json'], { cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    expectValidAirbyte(result);
+    expect(statsByStream(result.messages, 'destinationStats')).toMatchObject({ contacts: COUNTS.contacts, activities: COUNTS.activities });
+    expect(await outputIds(join(dir, 'out'))).toMatchObject({ contacts: expectedIds('contacts'), activities: expectedIds('activities') });
+    for (const stream of ['contacts', 'activities']) expect(await readJsonLines(join(dir, 'out', '_quarantine', `${stream}.jsonl`))).toEqual([]);
+  });
 });
 
 // ---------------------------------------------------------------------------------------
@@ -593,19 +610,25 @@ describe('secrets from ${ENV} never leave the process', () => {
 
   it('appears in no output, state file, data file or quarantine file', async () => {
     const dir = await workDir();
-    // companies gets a primary key the records lack, so the destination quarantines them
-    // (and the runtime logs a warning): the quarantine path is exercised too.
+    // The quarantine path is exercised too: without companies every contact's company_id is
+    // null, so contacts keyed by (id, company_id) lack part of their key and the destination
+    // quarantines them (and the runtime logs a warning); deals are stored.
     const file = await writeSyncFile(dir, {
       connection: 'secret-sync',
-      sourceConfig: secretConfig,
-      streams: [{ name: 'companies', primary_key: [['no_such_field']] }, { name: 'contacts' }],
+      sourceConfig: { ...secretConfig, counts: { ...COUNTS, companies: 0 } },
+      streams: [{ name: 'contacts', primary_key: [['id'], ['company_id']] }, { name: 'deals' }],
     });
     const results = [await runCli(['sync', file, '--json'], { cwd: dir, env: withKey })];
     expect(results[0]!.code, results[0]!.stderr).toBe(0);
     expectValidAirbyte(results[0]!);
-    expect(ofType(results[0]!.messages, 'LOG').map((m) => m.log.message)).toContainEqual(expect.stringMatching(/records committed, 3 quarantined/));
-    expect(await readJsonLines(join(dir, 'out', '_quarantine', 'companies.jsonl'))).toHaveLength(COUNTS.companies);
-    expect(await outputIds(join(dir, 'out'))).toMatchObject({ contacts: expectedIds('contacts') });
+    expect(ofType(results[0]!.messages, 'LOG').map((m) => m.log.message)).toContainEqual(
+      expect.stringMatching(new RegExp(`records committed, ${COUNTS.contacts} quarantined`)),
+    );
+    const quarantined = await readJsonLines(join(dir, 'out', '_quarantine', 'contacts.jsonl'));
+    expect(quarantined.map((q) => [q.reason, idOf('contacts', q.record)])).toEqual(
+      expectedIds('contacts').map((id) => ['primary key field company_id is missing', id]),
+    );
+    expect(await outputIds(join(dir, 'out'))).toMatchObject({ contacts: [], deals: expectedIds('deals') });
 
     results.push(await runCli(['sync', file], { cwd: dir, env: withKey }));
     results.push(await runCli(['state', 'show', 'secret-sync', '--sync', file], { cwd: dir, env: withKey }));
@@ -696,6 +719,28 @@ describe('errors: one clear message on stderr, non-zero exit, no stack trace', (
     const file = await writeSyncFile(dir, { connection: 'bad-stream', streams: [{ name: 'tickets' }] });
     const result = await runCli(['sync', file], { cwd: dir });
     expectCleanError(result, 2, /Unknown stream "tickets"\. The source offers: companies, contacts, deals, activities/);
+  });
+
+  it('a primary_key naming no field of the stream is refused before anything is read or written, nested paths included', async () => {
+    const own = await workDir();
+    const typo = await writeSyncFile(own, { connection: 'bad-key', streams: [{ name: 'companies', primary_key: [['no_such_field']] }] });
+    expectCleanError(
+      await runCli(['sync', typo], { cwd: own }),
+      2,
+      /^error: Stream "companies": primary_key no_such_field is not a field of the stream \(its fields: id, tenant_id, name, domain, industry, country, employees, created_at, updated_at\)$/m,
+    );
+    // One bad component of a composite key is enough; a nested typo lists its parent's fields.
+    const nested = await writeSyncFile(own, {
+      connection: 'bad-nested-key',
+      streams: [{ name: 'contacts' }, { name: 'activities', primary_key: [['event_id'], ['properties', 'chanel']] }],
+    });
+    expectCleanError(
+      await runCli(['sync', nested, '--json'], { cwd: own }),
+      2,
+      /^error: Stream "activities": primary_key properties\.chanel is not a field of the stream \(fields of properties: channel, value\)$/m,
+    );
+    expect(existsSync(join(own, 'out'))).toBe(false);
+    expect(existsSync(join(own, '.tributary'))).toBe(false);
   });
 
   it('an unreadable state says so and how to reset it; following the advice works', async () => {
