@@ -47,7 +47,7 @@ const connectionProperties = {
     default: 120_000,
     title: 'Stalled answer timeout (ms)',
     description:
-      'A request fails, and is retried, when Salesforce stops sending an answer it started (its headers arrived) for this long. It bounds the wait between two pieces of an answer, not the whole answer: a large query page or Bulk results page may take longer in total. Not applied behind an http(s)_proxy.',
+      'A request fails, and is retried, when Salesforce stops sending an answer it started (its headers arrived) for this long. It bounds the wait between two pieces of an answer, not the whole answer: a large query page or Bulk results page may take longer in total.',
     order: 9,
   },
 } as const;

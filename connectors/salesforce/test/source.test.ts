@@ -1,3 +1,5 @@
+import { createServer, request as httpRequest } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TributaryError, createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
 import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
@@ -442,6 +444,37 @@ describe('salesforce source: sessions, limits and failures', () => {
     }
   }, 30_000);
 
+  it('behind an http_proxy too: a stalled answer through the proxy is given up on and retried, every row once', async () => {
+    const proxy = await startForwardProxy();
+    const saved = Object.fromEntries(PROXY_ENV.map((name) => [name, process.env[name]]));
+    for (const name of PROXY_ENV) delete process.env[name];
+    process.env.http_proxy = proxy.url;
+    try {
+      const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
+      const base = { ...credentials(sim), hard_deletes: false, bulk: 'never', response_idle_timeout_ms: STALL_TIMEOUT_MS };
+      const catalog = await catalogOf(base, ['Account']);
+      const expected = ids((await readAll(base, catalog)).records);
+      let served = 0;
+      const stop = sim.onRequest((r) => {
+        if (r.path.includes('/query') && r.status === 200 && (r.rows ?? 0) > 0 && ++served === 1) sim.stallNextAnswer(1, '/services/data', 'half');
+      });
+      const warnings: string[] = [];
+      const { records } = await readAll(base, catalog, undefined, warnings);
+      stop();
+      expect(ids(records)).toEqual(expected);
+      expect(warnings.filter((w) => /attempt 1 failed \(transient\): Salesforce stopped sending its answer/.test(w))).toHaveLength(1);
+      // Every request went through the proxy (token requests included).
+      expect(proxy.requests).toBeGreaterThan(0);
+      expect(proxy.requests).toBe(sim.stats.requests);
+    } finally {
+      for (const name of PROXY_ENV) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+      await proxy.close();
+    }
+  }, 30_000);
+
   it('retries 503s through the runtime policy only (jsforce retries off) and completes', async () => {
     const sim = await org({ records: { Account: 30 }, queryPageSize: 10 });
     const config = { ...credentials(sim), bulk: 'never', hard_deletes: false };
@@ -463,3 +496,64 @@ describe('salesforce source: sessions, limits and failures', () => {
     expect(sim.stats.requests - before).toBe(perRead + 2);
   });
 });
+
+const PROXY_ENV = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'no_proxy', 'NO_PROXY'];
+
+/**
+ * A forward HTTP proxy on 127.0.0.1: tunnels CONNECT requests and forwards absolute-form
+ * ones, counting the requests it carries (one per tunnelled request is not visible, so a
+ * tunnel counts the HTTP requests it sees pass through it).
+ */
+async function startForwardProxy(): Promise<{ url: string; readonly requests: number; close(): Promise<void> }> {
+  let requests = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    requests++;
+    const target = new URL(req.url ?? '/');
+    const upstream = httpRequest({ host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connect', (req, client: Socket, head: Buffer) => {
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      // Count the requests inside the tunnel by their request lines.
+      client.on('data', (chunk: Buffer) => {
+        requests += (chunk.toString('latin1').match(/^(?:GET|POST|PATCH|PUT|DELETE|HEAD) \S+ HTTP\/1\.1\r$/gm) ?? []).length;
+      });
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get requests() {
+      return requests;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -20,6 +20,7 @@ import { HttpApi } from 'jsforce/lib/http-api.js';
 import { Transport } from 'jsforce/lib/transport.js';
 import type { HttpRequestOptions, HttpResponse } from 'jsforce/lib/types/common.js';
 import { TributaryError, type ConnectorContext } from '@tributary/core';
+import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { sourceSpec } from '../config.js';
 
 /** The connection fields shared by the source's and the writer's config. */
@@ -177,28 +178,30 @@ const PROXY_VARIABLES = ['https_proxy', 'http_proxy', 'HTTPS_PROXY', 'HTTP_PROXY
  * jsforce's HTTP transport pipes node-fetch's body into its own stream with `pipe`, which does
  * not forward errors: when the connection drops after the headers (a page cut short), the
  * request neither completes nor fails, and the sync hangs forever; nor does it bound the wait
- * for a body that stops arriving. This transport reads the whole body with Node's fetch, which
+ * for a body that stops arriving. This transport reads the whole body with fetch, which
  * rejects when the body is cut short, and gives up on a body that sends nothing for
  * `idleTimeoutMs` (aborting the request, which closes its connection); either way the attempt
  * fails as `transient` and is retried. The bound is on the silence between two pieces of an
  * answer, not on the whole answer: a large query page or Bulk results page keeps arriving for
- * as long as it takes. (Without it, Node's fetch gives up only after its HTTP client's own
- * body timeout, 300 s per attempt, which a request cannot change: the most the setting can be.)
+ * as long as it takes. (Without it, fetch gives up only after its HTTP client's own body
+ * timeout, 300 s per attempt: the most the setting can be.)
  *
- * Behind a proxy (jsforce honours the proxy variables, Node's fetch does not) jsforce's own
- * transport is kept, and neither a body cut short nor a stalled one is bounded there: jsforce
- * keeps its request and connection to itself, so nothing here could close them.
+ * Proxies: jsforce honours the `http(s)_proxy` variables, and so does this transport (Node's
+ * own fetch ignores them): with one set, requests go through undici's `EnvHttpProxyAgent`,
+ * which also honours `no_proxy`, so a proxied answer is bounded the same way.
  */
 class WholeBodyTransport extends Transport {
   constructor(private readonly idleTimeoutMs: number) {
     super();
   }
 
+  /** Through the proxy the environment names, if any (read when the connection opens, as jsforce does per request). */
+  private readonly dispatcher = PROXY_VARIABLES.some((name) => process.env[name]) ? new EnvHttpProxyAgent() : undefined;
+
   override getRequestStreamCreator(): (req: HttpRequest, options: HttpRequestOptions) => Duplex {
-    if (PROXY_VARIABLES.some((name) => process.env[name])) return super.getRequestStreamCreator();
     return (req, options) => {
       const stream = new PassThrough();
-      fetchWhole(req, options.timeout ?? REQUEST_TIMEOUT_MS, this.idleTimeoutMs).then(
+      fetchWhole(req, options.timeout ?? REQUEST_TIMEOUT_MS, this.idleTimeoutMs, this.dispatcher).then(
         (response) => stream.emit('complete', response),
         (error: unknown) => stream.emit('error', error),
       );
@@ -207,21 +210,30 @@ class WholeBodyTransport extends Transport {
   }
 }
 
+/** What `fetchWhole` reads of an answer (Node's fetch and undici's give the same shape). */
+interface AnswerStream {
+  readonly status: number;
+  readonly headers: { forEach(each: (value: string, name: string) => void): void };
+  readonly body: ReadableStream<Uint8Array> | null;
+}
+
 /**
  * One request, read to its end. `timeoutMs` bounds the wait for the answer's headers, as
  * jsforce's does; `idleTimeoutMs` each wait for body data after them (StalledAnswerError).
  */
-async function fetchWhole(req: HttpRequest, timeoutMs: number, idleTimeoutMs: number): Promise<HttpResponse> {
+async function fetchWhole(req: HttpRequest, timeoutMs: number, idleTimeoutMs: number, dispatcher: Dispatcher | undefined): Promise<HttpResponse> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
-  let response: Response;
+  let response: AnswerStream;
   try {
-    response = await fetch(req.url, {
+    const init = {
       method: req.method,
       ...(req.headers ? { headers: req.headers } : {}),
       ...(typeof req.body === 'string' ? { body: req.body } : {}),
       signal: controller.signal,
-    });
+    };
+    // undici's own fetch when a proxy is set: Node's bundled fetch cannot take an agent of the undici package.
+    response = dispatcher ? await undiciFetch(req.url, { ...init, dispatcher }) : await fetch(req.url, init);
   } finally {
     clearTimeout(timer);
   }
@@ -239,7 +251,7 @@ async function fetchWhole(req: HttpRequest, timeoutMs: number, idleTimeoutMs: nu
  * `idleTimeoutMs` without data: it then aborts the request through `controller`, which closes
  * the connection (undici cannot reuse a connection with an unread answer on it).
  */
-async function readText(response: Response, controller: AbortController, idleTimeoutMs: number): Promise<string> {
+async function readText(response: AnswerStream, controller: AbortController, idleTimeoutMs: number): Promise<string> {
   if (response.body === null) return '';
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
