@@ -95,6 +95,9 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       // does not take its own records for replays.
       const latest = new Map<string, string>();
       const written: Array<[string, string]> = [];
+      // How far this batch's replays matched each key's window lines: applied to the window
+      // only once the batch is written, so a retry of a failed write matches them again.
+      const matched = new Map<string, number>();
       // Quarantine lines this batch replays, per identity: taken from the window only once the
       // batch is written, for the same reason.
       const replayed = new Map<string, number>();
@@ -116,7 +119,7 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
         if (keyed) {
           const key = keyOf(record as RecordData, keyPaths);
           const hash = hashLine(line);
-          if (isReplay(window.get(key), hash) || (latest.get(key) ?? index.get(key)) === hash) {
+          if (isReplay(window.get(key), matched, key, hash) || (latest.get(key) ?? index.get(key)) === hash) {
             replaysSkipped++;
             continue;
           }
@@ -137,8 +140,9 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
           throw error;
         }
       }
-      // Stored now: each key's last line, and in the window, but never matched as a replay
-      // within this session.
+      // Stored now: the replays matched, each key's last line, and in the window, but never
+      // matched as a replay within this session.
+      for (const [key, at] of matched) window.get(key)!.matched = at;
       for (const [key, hash] of written) {
         index.set(key, hash);
         const lines = window.get(key) ?? { hashes: [], matched: 0 };
@@ -293,12 +297,12 @@ interface WindowLines {
   matched: number;
 }
 
-/** Whether `hash` is a window line of its key not yet matched (it is then matched, with every line before it). */
-function isReplay(lines: WindowLines | undefined, hash: string): boolean {
+/** Whether `hash` is a window line of `key` not yet matched (it is then matched in `matched`, with every line before it). */
+function isReplay(lines: WindowLines | undefined, matched: Map<string, number>, key: string, hash: string): boolean {
   if (lines === undefined) return false;
-  const at = lines.hashes.indexOf(hash, lines.matched);
+  const at = lines.hashes.indexOf(hash, matched.get(key) ?? lines.matched);
   if (at === -1) return false;
-  lines.matched = at + 1;
+  matched.set(key, at + 1);
   return true;
 }
 

@@ -14,6 +14,7 @@ import { localFilesDestination } from '../src/index.js';
 import { FILE_SIZE_LIMIT_KIB, limitedBatches, limitedStream } from './support/limited-batches.js';
 
 const runner = join(dirname(fileURLToPath(import.meta.url)), 'support', 'limited-writer.ts');
+const retryRunner = join(dirname(fileURLToPath(import.meta.url)), 'support', 'retry-writer.ts');
 
 let directory: string;
 beforeEach(async () => {
@@ -71,5 +72,22 @@ describe('appends the file system takes only in part', () => {
     expect(await storedIds()).toEqual([...Array.from({ length: 10 }, (_, i) => i), 10]);
     const quarantined = (await readFile(join(directory, '_quarantine', 'people.jsonl'), 'utf8')).split('\n').filter(Boolean);
     expect(quarantined.map((line) => (JSON.parse(line) as { record: RecordData }).record.id)).toEqual([11]);
+  });
+
+  it('a batch retried after its write failed is still matched against the replay window: replayed versions of a key are not stored again', async () => {
+    // A sync that stored two versions of key 1 and did not complete: both are in the replay window.
+    const first = await localFilesDestination.open(createConnectorContext({}), parseConfig(localFilesDestination.spec.connectionSpecification, { directory }), [limitedStream('data')]);
+    await first.write({ stream: 'people', records: [{ id: 1, name: 'v1' }, { id: 1, name: 'v2' }], emittedAt: 0 });
+    await first.close({ completed: false });
+    const child = spawnSync('bash', ['-c', `ulimit -S -f ${FILE_SIZE_LIMIT_KIB}; exec "$0" "$@"`, process.execPath, '--conditions=tributary-source', '--import', 'tsx', retryRunner, directory], { encoding: 'utf8' });
+    expect(child.status, child.stderr).toBe(0);
+    const steps = Object.fromEntries(child.stdout.split('\n').filter(Boolean).map((line) => { const { step, outcome } = JSON.parse(line) as { step: string; outcome: string }; return [step, outcome]; }));
+    expect(steps).toEqual({ write: 'EFBIG', retry: 'ok', close: 'ok' });
+    const text = await readFile(join(directory, 'people.jsonl'), 'utf8');
+    expect(text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as RecordData).map((r) => [r.id, String(r.name).slice(0, 2)])).toEqual([
+      [1, 'v1'],
+      [1, 'v2'],
+      [2, 'nn'],
+    ]);
   });
 });
