@@ -28,8 +28,26 @@ export interface CdcSharedState {
   lsn: string;
 }
 
-/** Per-stream CDC state: the initial snapshot's progress. */
-export type CdcStreamState = { cdc: 'snapshot'; after: ChunkPosition } | { cdc: 'streaming' };
+/**
+ * Per-stream CDC state: the initial snapshot's progress. Written with every global checkpoint,
+ * `at` being that checkpoint's shared `lsn`: a stream whose `at` differs from the shared
+ * position it is resumed with was left out of the syncs that moved the slot from `at` on
+ * (absent from their catalogs, its state kept), so its changes in between were read and
+ * dropped. Absent in states of older versions.
+ */
+export type CdcStreamState = (
+  | {
+      cdc: 'snapshot';
+      after: ChunkPosition;
+      /**
+       * `_tributary_position` of this snapshot's rows, kept so that the rows a resumed snapshot
+       * reads carry the same one (replayed records stay identical). Absent in states of older
+       * versions: the shared `lsn`.
+       */
+      position?: string;
+    }
+  | { cdc: 'streaming' }
+) & { at?: string };
 
 /** Records of one stream held before they are yielded as a page. */
 const PAGE_SIZE = 1_000;
@@ -108,6 +126,13 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
   let unregister: (() => void) | undefined;
   try {
     let startLsn: Lsn;
+    /**
+     * The `_tributary_position` of the rows of a snapshot started now: a position at or after
+     * every change the snapshot already holds and before every change streamed after it, so
+     * that the latest record of a key by position is its current row. Resuming, the
+     * committed position.
+     */
+    let snapshotLsn: Lsn | undefined;
     let consistentSnapshot = false;
     if (shared?.slot === slot && typeof shared.lsn === 'string') {
       if (!existing) {
@@ -118,7 +143,21 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       startLsn = parseLsn(shared.lsn);
       for (const s of streams) {
         const saved = options.state.streams[s.key] as CdcStreamState | undefined;
-        if (saved && (saved.cdc === 'streaming' || saved.cdc === 'snapshot')) s.state = saved;
+        if (saved && (saved.cdc === 'streaming' || saved.cdc === 'snapshot')) {
+          const { at, ...progress } = saved;
+          s.state = progress;
+          if (typeof at === 'string' && at !== shared.lsn) {
+            // The syncs that moved the slot from `at` to the shared position did not read this
+            // stream (it was not in their catalogs): they passed its changes by. Resuming at the
+            // shared position would lose them for good; a new snapshot reads the table as it is.
+            log.warn(`${s.key} was not part of the syncs since ${at} (left out of their catalogs): taking a new snapshot of it; rows deleted meanwhile may remain downstream`, {
+              stream: s.key,
+            });
+            s.state = { cdc: 'snapshot', after: null };
+            renewed.add(s);
+            continue;
+          }
+        }
         const unpublished = added.some((t) => t.namespace === s.table.namespace && t.name === s.table.name);
         if (unpublished && !(s.state.cdc === 'snapshot' && s.state.after === null)) {
           // The table left the publication since (dropped and created again, or removed from
@@ -139,6 +178,17 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       }
       const created = await replication.createSlot(slot);
       startLsn = created.consistentPoint;
+      // Not the consistent point: a change's position is where its WAL record was written, and
+      // a transaction running across the consistent point (begun while the slot was being
+      // created) is not in the snapshot yet streams afterwards with records written before
+      // that point. Every streamed transaction began after the slot reserved its WAL at
+      // restart_lsn (the snapshot builder waited for the older ones to end), so its records
+      // follow restart_lsn, while the snapshot holds no change that is streamed.
+      // Queried on the other connection: the replication connection must run no command
+      // before the exported snapshot is imported.
+      const reserved = await sql.query<{ lsn: string | null }>('SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+      const restartLsn = reserved.rows[0]?.lsn;
+      if (restartLsn) snapshotLsn = parseLsn(restartLsn);
       // Import the exported snapshot before the replication connection runs another command.
       await sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await sql.query(`SET TRANSACTION SNAPSHOT ${literal(created.snapshotName)}`);
@@ -146,14 +196,14 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       log.info(`created replication slot "${slot}" at ${formatLsn(startLsn)}`);
     }
 
-    const position = formatLsn(startLsn);
+    const snapshotPosition = formatLsn(snapshotLsn ?? startLsn);
     const checkpointAt = (lsn: Lsn): SourceMessage => ({
       kind: 'global-checkpoint',
       shared: { slot, lsn: formatLsn(lsn) } satisfies CdcSharedState as unknown as StateBlob,
       streams: streams.map((s) => ({
         stream: s.configured.stream.name,
         ...(s.configured.stream.namespace ? { namespace: s.configured.stream.namespace } : {}),
-        state: structuredClone(s.state) as unknown as StateBlob,
+        state: { ...structuredClone(s.state), at: formatLsn(lsn) } satisfies CdcStreamState as unknown as StateBlob,
       })),
     });
 
@@ -167,13 +217,14 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
         log.warn(
           `resuming the initial snapshot of ${pending
             .map((s) => s.key)
-            .join(', ')} outside the slot's snapshot; changes since ${position} are replayed after it`,
+            .join(', ')} outside the slot's snapshot; changes since ${formatLsn(startLsn)} are replayed after it`,
         );
         await sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       }
       try {
         for (const s of pending) {
-          const state = s.state as { cdc: 'snapshot'; after: ChunkPosition };
+          const state = s.state as Extract<CdcStreamState, { cdc: 'snapshot' }>;
+          const position = state.position ?? (state.after === null ? snapshotPosition : formatLsn(startLsn));
           const tributary = format === 'tributary';
           for await (const chunk of readChunks(sql, s.table, types, chunkSize, state.after, tributary ? snapshotFields(position) : undefined)) {
             if (chunk.rows.length > 0) {
@@ -189,7 +240,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               yield recordPage(s.configured.stream.name, records, s.configured.stream.namespace);
             }
             if (chunk.next === undefined) continue;
-            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next };
+            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next, position };
             yield checkpointAt(startLsn);
           }
         }
