@@ -109,7 +109,7 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     }
     const run = async (sql: string, parseJson: boolean): Promise<Record<string, unknown>[]> => {
       try {
-        return plainRows(await duck.connection.runAndReadAll(sql), parseJson);
+        return plainNested(plainRows(await duck.connection.runAndReadAll(sql), parseJson));
       } catch (error) {
         const known = [...views, ...(files.length > 0 ? ['events'] : []), ...(quarantine.length > 0 ? ['quarantine'] : [])];
         throw new TributaryError('config', {
@@ -142,6 +142,8 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
  * can be a JSON column in one stream and text in another: read as one, DuckDB parsed the
  * text as JSON and the whole `events` view failed ("Malformed JSON"). Such a column is JSON
  * in `events`, the other streams' values converted with `to_json` (text `abc` is `"abc"`).
+ * So is a column that is BOOLEAN in one stream and a number in another: DuckDB unions them
+ * as the number type, and a stream's `true` read as `1` (JSON keeps `true` and `5` apart).
  */
 async function eventsSource(connection: DuckDBConnection, groups: readonly LakeFile[][], list: (fs: readonly LakeFile[]) => string): Promise<string> {
   const read = (fs: readonly LakeFile[]): string => `read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)`;
@@ -151,9 +153,10 @@ async function eventsSource(connection: DuckDBConnection, groups: readonly LakeF
   // Column names match regardless of letter case, as DuckDB matches them.
   const types = new Map<string, Set<string>>();
   for (const [name, type] of columns.flat()) types.set(name.toLowerCase(), (types.get(name.toLowerCase()) ?? new Set()).add(type));
+  const numeric = new Set(['BIGINT', 'DOUBLE', 'INTEGER']);
   const mixed = (name: string): boolean => {
     const t = types.get(name.toLowerCase())!;
-    return t.size > 1 && t.has('JSON');
+    return t.size > 1 && (t.has('JSON') || (t.has('BOOLEAN') && [...t].some((type) => numeric.has(type))));
   };
   if (!columns.flat().some(([name]) => mixed(name))) return read(groups.flat());
   const parts = groups.map((fs, i) => {
@@ -161,6 +164,39 @@ async function eventsSource(connection: DuckDBConnection, groups: readonly LakeF
     return `SELECT *${replace.length > 0 ? ` REPLACE (${replace.join(', ')})` : ''} FROM ${read(fs)}`;
   });
   return `(${parts.join(' UNION ALL BY NAME ')})`;
+}
+
+/** A BIGINT or HUGEINT as plain JSON: a number, or its decimal text beyond 2^53 (as `plainRows` gives top-level ones). */
+function plainBigInt(v: bigint): number | string {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : String(v);
+}
+
+function plainValue(v: unknown): unknown {
+  if (typeof v === 'bigint') return plainBigInt(v);
+  if (v instanceof Date) return v.toISOString();
+  if (Array.isArray(v)) return v.map(plainValue);
+  if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = plainValue(x);
+    return out;
+  }
+  return v;
+}
+
+/**
+ * Query rows as plain JSON values all the way down: `plainRows` converts top-level BIGINTs,
+ * but a LIST, STRUCT, MAP or INTERVAL value (`list(id)`, `max(t) - min(t)`) still held
+ * BigInts, which JSON.stringify refuses: `tributary lake query` failed on such a query in
+ * either output format. Only object values are walked.
+ */
+function plainNested(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  for (const row of rows) {
+    for (const name in row) {
+      const v = row[name];
+      if (typeof v === 'object' && v !== null) row[name] = plainValue(v);
+    }
+  }
+  return rows;
 }
 
 /** Runs one SQL statement over the lake (see `openLakeReader`). */
@@ -251,6 +287,20 @@ const LSN_ORDER =
   "THEN lpad(upper(split_part(source_position, '/', 1)), 8, '0') || lpad(upper(split_part(source_position, '/', 2)), 8, '0') END";
 const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, TRY_CAST(source_position AS DOUBLE) DESC NULLS LAST, source_position DESC NULLS LAST, ingest_time DESC, event_id DESC`;
 
+/** The event times the lake stores (see envelope.ts): JavaScript's dates, ±8.64e15 ms. */
+const MAX_TIME_MS = 8.64e15;
+
+/**
+ * The as-of time as a SQL TIMESTAMP, computed from epoch ms exactly as the writer computes
+ * `event_time` (a DOUBLE of ms, times 1000, cast to BIGINT microseconds), so a row whose
+ * event time is the as-of time counts also when it has a fraction of a millisecond (an epoch
+ * ms number such as 1700000000000.5), and years after 9999 work: a `TIMESTAMP '…'` literal
+ * from `toISOString` dropped the fraction, and DuckDB refused its `+010000-…` years.
+ */
+function asOfTimestamp(ms: number): string {
+  return `make_timestamp(CAST(CAST(${literal(String(ms))} AS DOUBLE) * 1000 AS BIGINT))`;
+}
+
 /**
  * Point-in-time read: per (tenant, key) the latest row with event_time ≤ asOf (see
  * NEWEST_FIRST for the order). Keys whose latest row is a delete are left out. Rows come
@@ -260,17 +310,18 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
   const config = lakeConfig(rawConfig);
   const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : parseDateTimeMs(query.asOf);
   if (!Number.isFinite(asOfMs)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is not an ISO-8601 date-time` });
+  if (!(Math.abs(asOfMs) <= MAX_TIME_MS)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is outside the range of dates (±${MAX_TIME_MS} ms from 1970)` });
   const key = query.key ?? 'entity_key';
   const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });
   try {
     if (!reader.streams.includes(query.stream)) return [];
     const store = openStore(config);
     const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
-    const at = new Date(asOfMs).toISOString().replace('T', ' ').replace('Z', '');
+    const at = asOfTimestamp(asOfMs);
     // The reader holds this stream only: its rows are `events` (the stream may have no view of its own, see VIEWS).
     const keyFilter = query.keys !== undefined ? ` AND ${key} IN (${query.keys.length > 0 ? query.keys.map(literal).join(', ') : 'NULL'})` : '';
     const sql =
-      `SELECT * FROM (SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)}${keyFilter} ` +
+      `SELECT * FROM (SELECT * FROM events WHERE event_time <= ${at}${keyFilter} ` +
       `QUALIFY row_number() OVER (PARTITION BY tenant_id, ${key} ORDER BY ${NEWEST_FIRST}) = 1)` +
       `${query.includeDeleted ? '' : " WHERE op <> 'delete'"} ORDER BY tenant_id, ${key}`;
     const build = payloadBuilder(history);
@@ -289,7 +340,7 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
  * the same customer holds other values) that had them. `reader` holds one stream (its
  * `events` view).
  */
-async function fillUnchanged(reader: LakeReader, at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
+async function fillUnchanged(reader: LakeReader, /** SQL TIMESTAMP (see asOfTimestamp) */ at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
   const partial = rows.filter((r) => (r.unchanged_fields?.length ?? 0) > 0);
   if (partial.length === 0) return;
   const entityOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r.entity_key]);
@@ -305,7 +356,7 @@ async function fillUnchanged(reader: LakeReader, at: string, rows: LakeRow[], bu
   }
   const keys = [...new Set(partial.map((r) => r.entity_key))];
   const history = (
-    await reader.queryRaw(`SELECT * FROM events WHERE event_time <= TIMESTAMP ${literal(at)} AND entity_key IN (${keys.map(literal).join(', ')}) ORDER BY ${NEWEST_FIRST}`)
+    await reader.queryRaw(`SELECT * FROM events WHERE event_time <= ${at} AND entity_key IN (${keys.map(literal).join(', ')}) ORDER BY ${NEWEST_FIRST}`)
   ).map(build);
   for (const older of history) {
     for (const target of targets.get(entityOf(older)) ?? []) {

@@ -134,10 +134,22 @@ export function columnsOfSchema(jsonSchema: JsonSchemaObject, carried: ReadonlyS
     });
 }
 
-/** A field named like an envelope column moving between `payload_<name>` and the envelope column (the mapping changed). */
+/**
+ * A field named like an envelope column moving between its payload column (`payload_<name>`,
+ * or `payload_<name>__<n>` when another field had that name) and the envelope column (the
+ * mapping changed).
+ */
 function isCarryMove(field: string, from: string, to: string): boolean {
-  const places = [field, `payload_${field}`];
-  return RESERVED.has(field) && from !== to && places.includes(from) && places.includes(to);
+  const prefix = `payload_${field}`;
+  const place = (column: string): boolean => column === field || column === prefix || (column.startsWith(`${prefix}__`) && /^[0-9]+$/.test(column.slice(prefix.length + 2)));
+  return RESERVED.has(field) && from !== to && place(from) && place(to);
+}
+
+/** Lower-case column names no column of `field` may take: the envelope's, and every other field's in any version. */
+function columnsOfOthers(history: StreamSchemaHistory, field: string): Set<string> {
+  const taken = new Set(RESERVED);
+  for (const v of history.versions) for (const c of v.columns) if (c.field !== field) taken.add(c.column.toLowerCase());
+  return taken;
 }
 
 const JSON_TYPE: Record<ColumnType, JsonSchemaObject> = {
@@ -191,8 +203,15 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
       byField.set(w.field, column);
       changes.push(`added ${w.field} (${w.type})`);
     } else if (have.type === w.type && isCarryMove(w.field, have.column, w.column)) {
-      changes.push(`${w.field} now stored in column ${w.column}`);
-      have.column = w.column;
+      // Back to `payload_<name>`: that name may be another field's column by now (a field
+      // literally named `payload_customer_id`), and two fields in one column failed the
+      // session's staging table: it gets the next free name, as a new column does.
+      const column = w.column === w.field ? w.column : uniqueColumn(`payload_${w.field}`, columnsOfOthers(history, w.field));
+      if (column !== have.column) {
+        taken.add(column.toLowerCase());
+        changes.push(`${w.field} now stored in column ${column}`);
+        have.column = column;
+      }
     } else if (have.type !== w.type) {
       if (have.type === 'number' && w.type === 'integer') {
         // Narrowed back (a schema inferred from sampled values): integers fit the number column, whose files already hold fractions.

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
-import { TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
+import { replaceLoneSurrogates, TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { ident, literal } from './duck.js';
 import { emptyEnvelope, jsonText, toEnvelope } from './envelope.js';
@@ -162,6 +162,20 @@ export function quarantineIdentity(record: unknown): string {
 export interface QuarantinedRecord {
   reason: string;
   record: unknown;
+}
+
+/**
+ * A refused record and its reason as the quarantine stores them (and as the runtime is told
+ * the reason): an unpaired UTF-16 surrogate becomes U+FFFD, as in the data files (see
+ * `jsonText`). JSON.stringify writes one as a `\udXXX` escape, which DuckDB's JSON reader
+ * refuses: one such record (or a reason whose value excerpt was cut inside a surrogate pair)
+ * made every query of the `quarantine` view fail. Runs for refused records only; the record
+ * is replaced by its JSON form only when that holds such an escape.
+ */
+function quarantineForm(record: unknown, reason: string): QuarantinedRecord {
+  const text = JSON.stringify(record) as string | undefined;
+  const stored = text !== undefined && text.includes('\\ud') ? (JSON.parse(jsonText(record)) as unknown) : record;
+  return { reason: replaceLoneSurrogates(reason), record: stored };
 }
 
 /** A staging table column: an envelope slot or a payload column, in table order. */
@@ -473,9 +487,11 @@ export class StreamStage {
     const { mapping } = this;
     const derivedCursor = this.derived.cursor !== undefined;
     const reject = (index: number, record: unknown, reason: string): void => {
-      rejected.push({ index, reason });
-      if (this.quarantined?.has(quarantineIdentity(record))) this.counts.requarantined++;
-      else this.quarantine.push({ reason, record });
+      const stored = quarantineForm(record, reason);
+      rejected.push({ index, reason: stored.reason });
+      // The identity of the stored form: what a later session reads back from the quarantine file.
+      if (this.quarantined?.has(quarantineIdentity(stored.record))) this.counts.requarantined++;
+      else this.quarantine.push(stored);
     };
     // Filled record after record (the stage copies its values out at once).
     const envelope = emptyEnvelope();
