@@ -76,23 +76,37 @@ async function commitRemoval(store: LakeStore, state: LakeState, entry: EntryDra
 /**
  * Deletes files removed from the log more than `graceMs` ago; returns how many. A path the
  * log (`visible`, loaded before the trash is listed) still has is never deleted: its record
- * was written for an entry that was never committed.
+ * was written for an entry that was never committed. Nor is a path that a record still in
+ * its grace period names: such an old, expired record (of a run whose entry failed) can
+ * name files that a later commit removed only now, under the later record; counted from
+ * the old one, their grace period was cut short (a sweep deleted them at once, under a
+ * reader still on the snapshot before their removal).
  */
 async function emptyTrash(store: LakeStore, visible: LakeState, graceMs: number): Promise<number> {
-  let deleted = 0;
+  const expired: string[] = [];
+  const kept = new Set<string>();
   for (const { key, modifiedMs } of await store.listDetailed(TRASH_PREFIX)) {
     // The later of the writer's clock (the name) and the store's (on S3 the server's time,
     // corrected to this machine's clock): a writer whose clock ran behind this machine's
     // would otherwise give its removed files less than the grace period.
     const at = Math.max(Number(key.slice(TRASH_PREFIX.length).split('-')[0]), modifiedMs);
-    if (!(Date.now() - at >= graceMs)) continue;
-    const bytes = await store.get(key);
-    const paths = (bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : []).filter((path) => !visible.files.has(path));
+    if (Date.now() - at >= graceMs) expired.push(key);
+    else for (const path of await trashedPaths(store, key)) kept.add(path);
+  }
+  let deleted = 0;
+  for (const key of expired) {
+    const paths = (await trashedPaths(store, key)).filter((path) => !visible.files.has(path) && !kept.has(path));
     await store.delete(paths);
     await store.delete([key]);
     deleted += paths.length;
   }
   return deleted;
+}
+
+/** The paths a trash record names (none when it is gone). */
+async function trashedPaths(store: LakeStore, key: string): Promise<string[]> {
+  const bytes = await store.get(key);
+  return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as string[]) : [];
 }
 
 /**
@@ -102,10 +116,7 @@ async function emptyTrash(store: LakeStore, visible: LakeState, graceMs: number)
  */
 async function deleteOrphans(store: LakeStore, state: LakeState, orphanAgeMs: number): Promise<number> {
   const trashed = new Set<string>();
-  for (const key of await store.list(TRASH_PREFIX)) {
-    const bytes = await store.get(key);
-    if (bytes) for (const path of JSON.parse(new TextDecoder().decode(bytes)) as string[]) trashed.add(path);
-  }
+  for (const key of await store.list(TRASH_PREFIX)) for (const path of await trashedPaths(store, key)) trashed.add(path);
   const orphans = (await store.listDetailed('data/'))
     .filter((o) => LAKE_DATA_KEY.test(o.key) && !state.files.has(o.key) && !trashed.has(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs)
     .map((o) => o.key);

@@ -9,8 +9,30 @@ import type { LakeStore } from './store.js';
 export function createLocalStore(root: string): LakeStore {
   const base = resolve(root);
   const pathOf = (key: string): string => join(base, ...key.split('/'));
+  /**
+   * Creates the directory of `path` durably. A new directory entry survives a power loss
+   * only once the directory holding it is fsynced (fsyncing the new directory itself, as
+   * each write here does, does not do it): without this, a partition directory created for
+   * a commit, with the data file renamed into it, or `_tributary/log/` itself, could be gone
+   * after a power loss although the log entry made durable after it names them. So the
+   * parent of every directory created here is fsynced. The lake root and `_tributary/` may
+   * have been created by others without that (the session's temp dir is created inside
+   * them), so the first time this store creates a directory it also fsyncs the root and the
+   * root's parent. Resolves once they are; a directory that exists costs one `mkdir` call.
+   */
+  let rootDurable = false;
   const ensureDir = async (path: string): Promise<void> => {
-    await mkdir(dirname(path), { recursive: true });
+    const directory = dirname(path);
+    const first = await mkdir(directory, { recursive: true });
+    if (first === undefined) return;
+    const parents = new Set<string>();
+    for (let created = directory; ; created = dirname(created)) {
+      parents.add(dirname(created));
+      if (created === resolve(first) || dirname(created) === created) break;
+    }
+    if (!rootDurable) parents.add(base).add(dirname(base));
+    for (const parent of parents) await fsyncDirectory(parent);
+    rootDurable = true;
   };
   return {
     location: pathToFileURL(base).href,

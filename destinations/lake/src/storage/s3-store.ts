@@ -34,6 +34,13 @@ export interface S3StoreOptions {
 }
 
 const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
+/**
+ * Retries of a conditional create answered 409 (a conflicting write in flight), with a
+ * backoff doubling from CONFLICT_BACKOFF_MS up to 2 s: about 25 s in all, then the 409 is a
+ * transient error (the caller cannot tell whether its own write is the one in flight).
+ */
+const CONFLICT_RETRIES = 16;
+const CONFLICT_BACKOFF_MS = 50;
 const MAX_PARTS = 10_000;
 
 /**
@@ -158,19 +165,33 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
       await call(`upload ${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body })));
     },
     async createIfAbsent(key, body) {
-      try {
-        await client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body, IfNoneMatch: '*' }));
-        return true;
-      } catch (error) {
-        const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
-        // 412: the key exists. 409: a concurrent conditional write to the same key is in flight.
-        if (status !== 412 && status !== 409) throw toS3Error(error, `create ${key}`);
-        // The SDK retries a PUT whose answer was lost (reset, timeout, 5xx); when the first
-        // attempt was stored, the retry is refused by that very object. The object holding
-        // exactly `body` means this call created it: reported as a lost race, the caller
-        // would commit its log entry a second time under the next number.
-        const existing = await get(key);
-        return existing !== undefined && Buffer.from(existing).equals(typeof body === 'string' ? Buffer.from(body) : body);
+      for (let conflicts = 0; ; conflicts++) {
+        try {
+          await client.send(new PutObjectCommand({ Bucket, Key: full(key), Body: body, IfNoneMatch: '*' }));
+          return true;
+        } catch (error) {
+          const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+          // 409: another conditional write to this key is in flight, and S3 asks for a retry.
+          // That write can be an earlier attempt of this very call (the SDK retried it after a
+          // timeout) that lands after the 409: the key was then still absent, and answering
+          // "lost race" made the caller re-read the log, find its own entry as another
+          // writer's, and act on it as such (a compaction refused its own inputs as removed
+          // by a concurrent commit, reported failure and dropped its trash record, so an
+          // orphan sweep deleted the removed files under readers on the older snapshot).
+          // Retried until the write in flight is settled: then 412 or success says who won.
+          if (status === 409 && conflicts < CONFLICT_RETRIES) {
+            await new Promise((r) => setTimeout(r, Math.min(CONFLICT_BACKOFF_MS * 2 ** conflicts, 2_000)));
+            continue;
+          }
+          // 412: the key exists.
+          if (status !== 412) throw toS3Error(error, `create ${key}`);
+          // The SDK retries a PUT whose answer was lost (reset, timeout, 5xx); when the first
+          // attempt was stored, the retry is refused by that very object. The object holding
+          // exactly `body` means this call created it: reported as a lost race, the caller
+          // would commit its log entry a second time under the next number.
+          const existing = await get(key);
+          return existing !== undefined && Buffer.from(existing).equals(typeof body === 'string' ? Buffer.from(body) : body);
+        }
       }
     },
     get,
