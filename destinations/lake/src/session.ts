@@ -153,7 +153,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       }
       histories.set(stream.key, history);
       const latest = history.versions[history.versions.length - 1]!;
-      const validate = config.validate_records !== false ? recordValidator(stream.jsonSchema) : undefined;
+      const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
       const committedIds = await loadCommittedIds(duck.connection, store, replayableFiles(state, stream.key), tempDir);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, committedIds, async (added: PayloadColumn[]) => {
