@@ -88,8 +88,16 @@ export function columnTypeOfValue(value: unknown): ColumnType {
   return 'json';
 }
 
+/**
+ * The CDC fields sources add to records (see the PostgreSQL source): the envelope takes them
+ * (op, position, txid, commit time, before-image, unchanged columns) and they get no payload
+ * column. Any other field, `_tributary_`-prefixed or not, is payload (`columnName` gives a
+ * `_tributary_…` one the column `payload__tributary_…`).
+ */
+export const CDC_FIELDS: ReadonlySet<string> = new Set(['_tributary_op', '_tributary_position', '_tributary_txid', '_tributary_commit_time', '_tributary_before', '_tributary_unchanged']);
+
 export function isReservedField(field: string): boolean {
-  return field.startsWith('_tributary_');
+  return CDC_FIELDS.has(field);
 }
 
 /**

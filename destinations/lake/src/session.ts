@@ -11,7 +11,7 @@ import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js
 import { ident, literal, openDuckDb } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
-import { columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
+import { CDC_FIELDS, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { createOwnedTempDir, removeStaleTempDirs } from './temp-dir.js';
@@ -165,7 +165,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         }
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };
-      }, '_tributary_op' in ((stream.jsonSchema.properties ?? {}) as Record<string, unknown>), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>)));
+      }, Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>).some((field) => CDC_FIELDS.has(field)), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>)));
       await stage.create();
       stages.set(stream.key, stage);
     }

@@ -38,7 +38,7 @@ const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   unchanged_fields: 'VARCHAR',
 };
 
-/** Staging-table column of an envelope slot: prefixed, so that no payload column (never `_tributary_*`, see isReservedField) can have its name. */
+/** Staging-table column of an envelope slot: prefixed, so that no payload column (never `_tributary_*`, see columnName) can have its name. */
 export function slotColumn(slot: EnvelopeSlot): string {
   return `_tributary_${slot}`;
 }
