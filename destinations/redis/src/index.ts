@@ -1,11 +1,12 @@
-import { defineDestination, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { defineDestination, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
 import { redisConfigSchema, resolveMapping, type RedisConfig, type StreamMapping } from './config.js';
 import { createOpsEncoder, type EncodedOps } from './encoded-ops.js';
 import { forEachWrite } from './records.js';
 import { connectRedisClient, createRedisClient, toRedisError } from './redis-client.js';
 import { createRespConnection, type RespConnection } from './resp-connection.js';
 import { entityKeyHeads, TOMBSTONE_BODY, ttlRegistryKey } from './layout.js';
-import { createBodyEncoder, featureShapesKey, registerShapes, shapePreamble, type BodyEncoder } from './shapes.js';
+import { createBodyEncoder, createShapeTable, featureShapesKey, registerShapes, shapePreamble, type BodyEncoder } from './shapes.js';
+import { fillUnchangedFields, omitsUnchanged } from './unchanged-fields.js';
 import { applyOps, loadWriteScript, type GroupTarget, type WriteHint } from './write-script.js';
 
 export { redisConfigSchema, type RedisConfig, type RedisConnectionOptions } from './config.js';
@@ -112,6 +113,8 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
   const shapeRegistry = featureShapesKey(prefix);
   /** Shapes this session saw stored in the registry (`registerShapes`). */
   const checkedShapes = new Set<string>();
+  /** Shapes read back from the registry, to decode stored values (`fillUnchangedFields`). */
+  const readShapes = { registry: shapeRegistry, table: createShapeTable() };
   const mappings = new Map<string, { mapping: StreamMapping; keyHead: (tenant: string) => string; bodies: BodyEncoder; target: GroupTarget; hint: WriteHint }>(
     streams.map((s) => {
       const mapping = resolveMapping(config, s);
@@ -163,9 +166,26 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
       // Bound the memory held for re-sends before taking on more. A failure here throws
       // before this batch is queued, so the runtime's retry of this write queues it once.
       while (inFlight.length >= MAX_BATCHES_IN_FLIGHT) await settleOldest();
-      const encoder = createOpsEncoder(stream.target, batch.records.length, spareBuffers.pop());
+      // CDC updates that left TOASTed columns out keep their stored values (unchanged-fields.ts).
+      // Per record on the common path: one property read (`_tributary_unchanged`, absent).
+      let records: readonly RecordData[] = batch.records;
+      let omits = false;
+      for (let i = 0; i < records.length && !omits; i++) {
+        const record = records[i] as RecordData | null | undefined; // not an object: rejected below
+        omits = record?._tributary_unchanged !== undefined && omitsUnchanged(record);
+      }
+      if (omits) {
+        // The values to keep are those of the versions before: every earlier batch must be in Redis first.
+        while (inFlight.length > 0) await settleOldest();
+        try {
+          records = await fillUnchangedFields(connection, stream.mapping, stream.keyHead, records, readShapes);
+        } catch (error) {
+          throw toRedisError(error, 'write');
+        }
+      }
+      const encoder = createOpsEncoder(stream.target, records.length, spareBuffers.pop());
       const { bodies } = stream;
-      const rejected = forEachWrite(batch.records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
+      const rejected = forEachWrite(records, stream.mapping, stream.keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
         encoder.add(head, tail, eventTimeMs, deleted ? TOMBSTONE_BODY : bodies.encode(record), order),
       );
       const shapes = bodies.takeUsed();

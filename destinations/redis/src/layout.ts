@@ -32,16 +32,38 @@
  * layout, measured with `INFO commandstats` over 200,000 records.)
  */
 
+import { hasLoneSurrogate } from '@tributary/core';
 import { readValues } from './value-codec.js';
 
 export function encodeKeyPart(part: string): string {
   // Most parts need no encoding: one pass over the characters finds out (cheaper per record
-  // than two indexOf calls, which cost more than the two regex passes they skip).
+  // than two indexOf calls, which cost more than the two regex passes they skip). The
+  // surrogate test costs one more comparison per character of an ASCII part.
   for (let i = 0; i < part.length; i++) {
     const c = part.charCodeAt(i);
-    if (c === 37 /* % */ || c === 58 /* : */) return part.replace(/%/g, '%25').replace(/:/g, '%3A');
+    if (c === 37 /* % */ || c === 58 /* : */ || (c >= 0xd800 && c <= 0xdfff)) return escapeKeyPart(part);
   }
   return part;
+}
+
+/** A lone UTF-16 surrogate: a high one not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * `%` → `%25`, `:` → `%3A`, and each lone surrogate → `%u` + its 4 hex digits (upper case).
+ * Why the surrogates: keys go to Redis as UTF-8, which cannot carry a lone surrogate — it
+ * became U+FFFD, so ids such as "a\ud800" and "a\udfff" (and "a\ufffd") shared one hash and
+ * overwrote each other's features, and a lookup of one served another's. `%` never stands
+ * for itself in an encoded part, so every escape is unambiguous (`decodeKeyPart`).
+ */
+function escapeKeyPart(part: string): string {
+  const escaped = part.replace(/%/g, '%25').replace(/:/g, '%3A');
+  return hasLoneSurrogate(escaped) ? escaped.replace(LONE_SURROGATE, (s) => `%u${s.charCodeAt(0).toString(16).toUpperCase()}`) : escaped;
+}
+
+/** The text of a key part (`encodeKeyPart` reversed). */
+export function decodeKeyPart(part: string): string {
+  return part.replace(/%(25|3A|u[0-9A-F]{4})/g, (_, code: string) => (code === '25' ? '%' : code === '3A' ? ':' : String.fromCharCode(parseInt(code.slice(1), 16))));
 }
 
 export function entityKey(prefix: string, tenant: string, entityType: string, entityId: string): string {
@@ -202,6 +224,18 @@ export function isNewerVersion(a: VersionOrder, b: VersionOrder): boolean {
   if (a.lsn !== undefined && b.lsn !== undefined && a.lsn !== b.lsn) return a.lsn > b.lsn; // same length, hex digits: text order is numeric order
   if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs > b.eventTimeMs;
   return a.nanos > b.nanos;
+}
+
+/**
+ * The place in the order above of a stored field value (`isNewerVersion`), read from its
+ * time slot and order segment; undefined when the value is not in this layout.
+ */
+export function versionOfValue(value: Buffer): VersionOrder | undefined {
+  const eventTimeMs = readTimeSlot(value, 0);
+  if (Number.isNaN(eventTimeMs)) return undefined;
+  if (value[BODY_START] !== ORDER_MARK || value.length < BODY_START + ORDER_SEGMENT_LENGTH) return { eventTimeMs, lsn: undefined, nanos: 0 };
+  const lsn = value[BODY_START + 1] === 32 /* blank: no position */ ? undefined : value.toString('latin1', BODY_START + 1, BODY_START + 17);
+  return { eventTimeMs, lsn, nanos: Number(value.toString('latin1', BODY_START + 17, BODY_START + ORDER_SEGMENT_LENGTH)) };
 }
 
 /** Where the body starts in a field value: after the order segment when there is one. */

@@ -71,6 +71,20 @@ function decodeSegment(segment: string): string {
 }
 
 /**
+ * The raw segments of the request's path, not yet percent-decoded. Not `URL#pathname`: URL
+ * parsing resolves `.` and `..` segments, `%2E` and `%2E%2E` too, and reads `\` as `/`, so
+ * the entity ids `.` and `..` (percent-encoded as a client must) never reached the lookup —
+ * the path lost a segment and answered 404 "unknown path" — and `/x/%2E%2E/` named
+ * another entity. Ids are data here, not a file system path.
+ */
+function pathSegments(target: string): string[] {
+  // Origin-form (`/features/…`), as clients send; the absolute form of a proxy through URL.
+  const path = target.startsWith('/') ? target : new URL(target, 'http://localhost').pathname;
+  const query = path.indexOf('?');
+  return (query === -1 ? path : path.slice(0, query)).split('/').filter(Boolean);
+}
+
+/**
  * A small HTTP front of a `FeatureLookup` (node:http, JSON):
  * - `GET /features/<tenant>/<entity type>/<entity id>[?groups=a,b]` → the entity's
  *   `EntityFeatures`; 404 with the same body (`found: false`) when nothing live is stored.
@@ -85,7 +99,7 @@ export async function startLookupServer(options: LookupServerOptions): Promise<L
   const maxEntities = options.maxEntities ?? 1_000;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeSegment);
+    const parts = pathSegments(req.url ?? '/').map(decodeSegment);
     if (parts[0] === 'health' && parts.length === 1) return send(res, 200, { ok: true });
     if (parts[0] !== 'features') throw new HttpError(404, 'unknown path');
     if (parts.length === 4) {

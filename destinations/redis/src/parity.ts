@@ -1,7 +1,7 @@
 import type { RecordData } from '@tributary/core';
 import type { LakeRow } from '@tributary/destination-lake';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, orderSegmentNanos } from './layout.js';
+import { decodeEntityFields, decodeKeyPart, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, orderSegmentNanos } from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
@@ -260,8 +260,7 @@ async function* scanEntityKeys(client: Redis, prefix: string, entityType: string
 
 function keyParts(key: string, prefix: string): [string, string] {
   const parts = key.slice(prefix.length + 1).split(':');
-  const decode = (s: string | undefined): string => decodeURIComponent(s ?? '');
-  return [decode(parts[0]), decode(parts[2])];
+  return [decodeKeyPart(parts[0] ?? ''), decodeKeyPart(parts[2] ?? '')];
 }
 
 /** Feature names whose values differ, `_tributary_*`/`_ab_*` bookkeeping fields left out. */
