@@ -116,6 +116,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   let pendingEvents = 0;
   let stopping = false;
   let wake: (() => void) | undefined;
+  /** Verified signatures (their bytes, hex) -> when their timestamp stops verifying; arrival order. */
   const seenSignatures = new Map<string, number>();
   const stats = { accepted: 0, rejected: {} as Record<string, number>, duplicates: 0 };
   const publicUrl = new URL(options.publicUrl);
@@ -190,15 +191,21 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       timestamp: typeof timestamp === 'string' ? timestamp : undefined,
     }, now);
     if (!verdict.ok) return reject(res, 401, `signature ${verdict.reason}`);
-    for (const [sig, at] of seenSignatures) {
-      if (at > now - SIGNATURE_MAX_AGE_MS) break;
+    // A signature is remembered for as long as its own timestamp verifies (until timestamp +
+    // SIGNATURE_MAX_AGE_MS), not for a fixed time after it arrived: a timestamp up to 5
+    // minutes ahead (a sender clock running fast) verifies for up to 10 minutes after its
+    // arrival, and a replay in that time must still be refused. Entries are in arrival order,
+    // not expiry order: pruning stops at the first one still live; an expired entry behind it
+    // lingers harmlessly, since its timestamp is refused as stale before this check.
+    for (const [sig, expiresAt] of seenSignatures) {
+      if (expiresAt >= now) break;
       seenSignatures.delete(sig);
     }
     // By the signature's bytes, not its text: base64 decoding ignores padding, whitespace and
     // the URL-safe alphabet, so one signature has many spellings that all verify.
     const signatureId = Buffer.from(signature as string, 'base64').toString('hex');
     if (seenSignatures.has(signatureId)) return reject(res, 401, 'signature replayed');
-    seenSignatures.set(signatureId, now);
+    seenSignatures.set(signatureId, Number(timestamp) + SIGNATURE_MAX_AGE_MS);
     const events = parseEvents(text);
     if (!events) return reject(res, 400, 'body is not a JSON array of events');
 

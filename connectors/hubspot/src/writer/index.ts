@@ -195,20 +195,24 @@ async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiPr
     idProperty,
     toSend.map((p) => ({ id: p.record.key, properties: p.values })),
   );
+  // Results are matched to records by the key's identity as HubSpot matches it (email
+  // without regard to case, every other unique property exactly): folding the case of, say,
+  // `domain` made `Acme.example` and `acme.example` — two companies — one key, so a refused
+  // record took the other's success and id.
   const written = new Map<string, (typeof answer.results)[number]>();
   for (const o of answer.results) {
     const key = o.properties[idProperty];
-    if (key) written.set(key.toLowerCase(), o);
+    if (key) written.set(keyIdentity(idProperty, key), o);
   }
   const failures = attributeErrors(
-    toSend.filter((p) => !written.has(p.record.key.toLowerCase())),
+    toSend.filter((p) => !written.has(keyIdentity(idProperty, p.record.key))),
     toSend,
     idProperty,
     answer.errors,
   );
   for (const pending of toSend) {
     const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key };
-    const done = written.get(pending.record.key.toLowerCase());
+    const done = written.get(keyIdentity(idProperty, pending.record.key));
     if (done) results.push({ ...base, status: done.new ? 'created' : 'updated', id: done.id });
     else results.push({ ...base, status: 'failed', ...failures.get(pending)! });
   }
