@@ -7,7 +7,7 @@ import type { ConnectorContext } from '../connector/context.js';
 import { createConnectorContext } from '../connector/create-context.js';
 import type { Destination } from '../connector/destination.js';
 import { expandRecordPages, type Source, type SourceMessage } from '../connector/source.js';
-import { emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
+import { describeStreams, emptyState, fromStateMessages, toStateMessages, type SyncState } from '../connector/state.js';
 import { renderSpecTable, updateReadmeSection } from '../docs/spec-table.js';
 import { openAppendLog } from '../fs/append-log.js';
 import { writeFileAtomic } from '../fs/atomic-file.js';
@@ -21,6 +21,7 @@ import { runPipeline } from '../runtime/pipeline.js';
 import { runSync } from '../runtime/sync.js';
 import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
+import type { StateStore } from '../state/store.js';
 import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
 import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
@@ -188,7 +189,13 @@ async function connectorCommand(
   const schema = connector.spec.connectionSpecification;
   setRedactor(createRedactor(collectSecrets(schema, rawConfig)));
   const logger = createLogger((level, message) => out.log(level, message));
-  const ctx = createConnectorContext({ logger, ...(connector.rateLimit ? { rateLimit: connector.rateLimit } : {}) });
+  // The connector's declared policies, as in `tributary sync`: its `retry` is the default of
+  // `ctx.call` (and so of its HTTP client), whatever command runs it.
+  const ctx = createConnectorContext({
+    logger,
+    ...(connector.rateLimit ? { rateLimit: connector.rateLimit } : {}),
+    ...(connector.retry ? { retry: connector.retry } : {}),
+  });
 
   if (command === 'check') {
     try {
@@ -269,7 +276,13 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
   setRedactor(createRedactor(collectSecrets(destination.spec.connectionSpecification, rawConfig)));
   const config = parseConfig(destination.spec.connectionSpecification, rawConfig);
   const catalog = (await readJson(values.catalog, 'catalog')) as ConfiguredAirbyteCatalog;
-  const ctx = createConnectorContext({ logger: createLogger((level, message) => out.log(level, message)) });
+  // The destination's declared rate limit and retry policy apply to its context and to every
+  // `write` and `commit` (`callDestination` below), as in `tributary sync`.
+  const ctx = createConnectorContext({
+    logger: createLogger((level, message) => out.log(level, message)),
+    ...(destination.rateLimit ? { rateLimit: destination.rateLimit } : {}),
+    ...(destination.retry ? { retry: destination.retry } : {}),
+  });
   const streams = catalog.streams.map((c) => ({
     key: streamKey(c.stream.name, c.stream.namespace),
     name: c.stream.name,
@@ -281,15 +294,18 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
     jsonSchema: c.stream.json_schema,
     resuming: false,
   }));
+  const describe = describeStreams(streams);
   const session = await destination.open(ctx, config, streams);
   const result = await runPipeline({
     messages: stdinMessages(),
     session,
     streams,
     initialState: emptyState(),
+    ...(destination.batching ? { batching: destination.batching } : {}),
     callDestination: (task) => ctx.call(task),
-    // Echo each STATE once its records are committed, as Airbyte destinations do.
-    commitState: async ({ state, streams: advanced }) => out.state(state, advanced),
+    // Echo each STATE once its records are committed, as Airbyte destinations do, naming
+    // the streams as the catalog (and so the source's STATE messages) does.
+    commitState: async ({ state, streams: advanced }) => out.state(state, advanced, describe),
   });
   await session.close({ completed: result.outcome === 'completed' });
   if (result.error) throw result.error;
@@ -379,7 +395,7 @@ async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): 
   const interactive = process.stderr.isTTY === true && !values.json;
   const airbyte = new AirbyteWriter(process.stdout, redact);
   const progress = interactive ? createProgressDisplay(process.stderr, redact) : undefined;
-  const onEvent = progress ? progress.onEvent : airbyteEventPrinter(airbyte);
+  const onEvent = progress ? progress.onEvent : airbyteEventPrinter(airbyte, describeStreams(catalog.streams.map((c) => c.stream)));
 
   const controller = new AbortController();
   let signalled: NodeJS.Signals | undefined;
@@ -468,63 +484,81 @@ async function stateCommand(args: string[]): Promise<number> {
       return 0;
     }
     if (!connection) throw new TributaryError('config', { userMessage: `tributary state ${action} needs a connection name (or --sync <file.yaml>)` });
-    if (action === 'show') {
-      const state = await store.load(connection);
-      if (!state) {
-        process.stderr.write(`no state for connection "${connection}" in ${store.location}\n`);
-        return 1;
+    if (action === 'set' || action === 'reset') {
+      // A running sync holds the whole state in memory and saves it at its next checkpoint,
+      // which would silently undo this change: take the connection's sync lock, so that the
+      // change is refused (config error, exit 2) while a sync of the connection runs.
+      const lock = await store.lock?.(connection);
+      try {
+        return await changeState(action, connection, store, values);
+      } finally {
+        await lock?.release();
       }
-      process.stdout.write(JSON.stringify(toStateMessages(state), null, 2) + '\n');
-      return 0;
     }
-    if (action === 'set') {
-      const path = values.file;
-      let parsed: unknown;
-      // A missing or unreadable --file is a config error, like every other input file.
-      if (path) parsed = await readJson(path, 'state file');
-      else {
-        const text = await readStdin();
-        try {
-          parsed = JSON.parse(text);
-        } catch (error) {
-          throw new TributaryError('config', { userMessage: `State to set is not valid JSON: ${(error as Error).message}` });
-        }
-      }
-      await store.save(connection, fromStateMessages(asStateMessages(parsed, path ?? 'stdin')));
-      process.stderr.write(`state of "${connection}" set in ${store.location}\n`);
-      return 0;
+    const state = await store.load(connection);
+    if (!state) {
+      process.stderr.write(`no state for connection "${connection}" in ${store.location}\n`);
+      return 1;
     }
-    const streams = values.stream;
-    // A mistyped connection or stream name resets nothing: say so instead of reporting a reset.
-    // An unreadable state is reset whole all the same (its error message advises exactly that).
-    let current: SyncState | undefined;
-    let readable = true;
-    try {
-      current = await store.load(connection);
-    } catch (error) {
-      if (streams) throw error;
-      readable = false;
-    }
-    if (readable && !current) {
-      // Nothing to do is not a failure (a reset before a reload may run on a fresh store).
-      process.stderr.write(`no state for connection "${connection}" in ${store.location}: nothing to reset\n`);
-      return 0;
-    }
-    const unknown = current ? (streams ?? []).filter((s) => !Object.hasOwn(current.streams, s)) : [];
-    if (current && unknown.length > 0) {
-      const known = Object.keys(current.streams);
-      throw new TributaryError('config', {
-        userMessage:
-          `Connection "${connection}" has no state for stream(s) ${unknown.join(', ')}; nothing was reset. ` +
-          `Streams with state: ${known.length ? known.join(', ') : '(none)'} (a namespaced stream is named namespace.name)`,
-      });
-    }
-    await store.reset(connection, streams);
-    process.stderr.write(`state of "${connection}"${streams ? ` (streams ${streams.join(', ')})` : ''} reset in ${store.location}\n`);
+    process.stdout.write(JSON.stringify(toStateMessages(state), null, 2) + '\n');
     return 0;
   } finally {
     await store.close();
   }
+}
+
+/** `state set` / `state reset`, with the connection's sync lock held. */
+async function changeState(
+  action: 'set' | 'reset',
+  connection: string,
+  store: StateStore,
+  values: { file?: string | undefined; stream?: string[] | undefined },
+): Promise<number> {
+  if (action === 'set') {
+    const path = values.file;
+    let parsed: unknown;
+    // A missing or unreadable --file is a config error, like every other input file.
+    if (path) parsed = await readJson(path, 'state file');
+    else {
+      const text = await readStdin();
+      try {
+        parsed = JSON.parse(text);
+      } catch (error) {
+        throw new TributaryError('config', { userMessage: `State to set is not valid JSON: ${(error as Error).message}` });
+      }
+    }
+    await store.save(connection, fromStateMessages(asStateMessages(parsed, path ?? 'stdin')));
+    process.stderr.write(`state of "${connection}" set in ${store.location}\n`);
+    return 0;
+  }
+  const streams = values.stream;
+  // A mistyped connection or stream name resets nothing: say so instead of reporting a reset.
+  // An unreadable state is reset whole all the same (its error message advises exactly that).
+  let current: SyncState | undefined;
+  let readable = true;
+  try {
+    current = await store.load(connection);
+  } catch (error) {
+    if (streams) throw error;
+    readable = false;
+  }
+  if (readable && !current) {
+    // Nothing to do is not a failure (a reset before a reload may run on a fresh store).
+    process.stderr.write(`no state for connection "${connection}" in ${store.location}: nothing to reset\n`);
+    return 0;
+  }
+  const unknown = current ? (streams ?? []).filter((s) => !Object.hasOwn(current.streams, s)) : [];
+  if (current && unknown.length > 0) {
+    const known = Object.keys(current.streams);
+    throw new TributaryError('config', {
+      userMessage:
+        `Connection "${connection}" has no state for stream(s) ${unknown.join(', ')}; nothing was reset. ` +
+        `Streams with state: ${known.length ? known.join(', ') : '(none)'} (a namespaced stream is named namespace.name)`,
+    });
+  }
+  await store.reset(connection, streams);
+  process.stderr.write(`state of "${connection}"${streams ? ` (streams ${streams.join(', ')})` : ''} reset in ${store.location}\n`);
+  return 0;
 }
 
 async function readStdin(): Promise<string> {

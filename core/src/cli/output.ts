@@ -2,9 +2,10 @@ import type { Redactor } from '../config/secrets.js';
 import type { SyncState } from '../connector/state.js';
 import { toStateMessages } from '../connector/state.js';
 import { toErrorTrace } from '../errors.js';
-import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel } from '../protocol/messages.js';
+import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel, StreamDescriptor } from '../protocol/messages.js';
 import type { CommittedCheckpoint, StreamProgress } from '../runtime/pipeline.js';
 import { streamKey } from '../protocol/messages.js';
+import { estimateCount } from '../protocol/wire.js';
 import type { SyncEvent } from '../runtime/sync.js';
 
 /** Writes Airbyte messages as JSON lines. Every string passes the redactor first. */
@@ -41,8 +42,9 @@ export class AirbyteWriter {
   /**
    * STATE messages for the streams a commit advanced. sourceStats counts the records read
    * since the stream's previous state; destinationStats the ones stored and the ones rejected.
+   * `describe` names the stream of each key as the catalog does (see `describeStreams`).
    */
-  state(state: SyncState, advanced: CommittedCheckpoint['streams']): void {
+  state(state: SyncState, advanced: CommittedCheckpoint['streams'], describe?: (key: string) => StreamDescriptor): void {
     const stats = (counts: Array<{ records: number; rejected: number }>) => {
       const records = counts.reduce((n, c) => n + c.records, 0);
       const rejected = counts.reduce((n, c) => n + c.rejected, 0);
@@ -51,7 +53,7 @@ export class AirbyteWriter {
         destinationStats: { recordCount: records - rejected, ...(rejected > 0 ? { rejectedRecordCount: rejected } : {}) },
       };
     };
-    for (const message of toStateMessages(state)) {
+    for (const message of toStateMessages(state, describe)) {
       if (message.type === 'STREAM') {
         const d = message.stream.stream_descriptor;
         const counts = advanced[streamKey(d.name, d.namespace)];
@@ -63,8 +65,11 @@ export class AirbyteWriter {
   }
 }
 
-/** Maps runtime events to Airbyte messages (for pipes and log collectors). */
-export function airbyteEventPrinter(writer: AirbyteWriter): (event: SyncEvent) => void {
+/**
+ * Maps runtime events to Airbyte messages (for pipes and log collectors). `describe` names
+ * the stream of each state key as the catalog does (see `describeStreams`).
+ */
+export function airbyteEventPrinter(writer: AirbyteWriter, describe?: (key: string) => StreamDescriptor): (event: SyncEvent) => void {
   return (event) => {
     switch (event.type) {
       case 'log':
@@ -73,7 +78,9 @@ export function airbyteEventPrinter(writer: AirbyteWriter): (event: SyncEvent) =
       case 'status':
         writer.status(event.stream, event.status, event.reasons);
         break;
-      case 'estimate':
+      case 'estimate': {
+        const rows = estimateCount(event.rows);
+        const bytes = estimateCount(event.bytes);
         writer.emit({
           type: 'TRACE',
           trace: {
@@ -83,14 +90,15 @@ export function airbyteEventPrinter(writer: AirbyteWriter): (event: SyncEvent) =
               name: event.stream.name,
               type: 'STREAM',
               ...(event.stream.namespace ? { namespace: event.stream.namespace } : {}),
-              ...(event.rows !== undefined ? { row_estimate: event.rows } : {}),
-              ...(event.bytes !== undefined ? { byte_estimate: event.bytes } : {}),
+              ...(rows !== undefined ? { row_estimate: rows } : {}),
+              ...(bytes !== undefined ? { byte_estimate: bytes } : {}),
             },
           },
         });
         break;
+      }
       case 'state':
-        writer.state(event.state, event.streams);
+        writer.state(event.state, event.streams, describe);
         break;
     }
   };

@@ -1,4 +1,4 @@
-import type { AirbyteStateMessage, StateBlob } from '../protocol/messages.js';
+import type { AirbyteStateMessage, StateBlob, StreamDescriptor } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
 
 /**
@@ -18,15 +18,35 @@ export function streamStateOf(state: SyncState, name: string, namespace?: string
   return state.streams[streamKey(name, namespace)];
 }
 
-function splitKey(key: string): { name: string; namespace?: string } {
+/**
+ * A stream key read back as a descriptor, without the catalog: the part before the first dot
+ * is taken for the namespace. Ambiguous for a stream whose name holds a dot (`v1.items`
+ * without a namespace reads as `items` in `v1`); the keys stay the same either way, so a
+ * state round-trips, but messages for others to read name streams with `describeStreams`.
+ */
+function splitKey(key: string): StreamDescriptor {
   const dot = key.indexOf('.');
   return dot < 0 ? { name: key } : { namespace: key.slice(0, dot), name: key.slice(dot + 1) };
 }
 
-/** Airbyte STATE messages for a state (one GLOBAL, or one STREAM per stream). */
-export function toStateMessages(state: SyncState): AirbyteStateMessage[] {
+/**
+ * The descriptor of each stream key, as the catalog names the stream (keys of other streams
+ * are split at their first dot). For `toStateMessages` when the messages leave Tributary.
+ */
+export function describeStreams(streams: Iterable<StreamDescriptor>): (key: string) => StreamDescriptor {
+  const byKey = new Map<string, StreamDescriptor>();
+  for (const s of streams) byKey.set(streamKey(s.name, s.namespace), s.namespace ? { name: s.name, namespace: s.namespace } : { name: s.name });
+  return (key) => byKey.get(key) ?? splitKey(key);
+}
+
+/**
+ * Airbyte STATE messages for a state (one GLOBAL, or one STREAM per stream). `describe`
+ * names the stream of each key; pass `describeStreams(catalog streams)` for messages that
+ * others match with their streams, or a stream whose name holds a dot is misnamed.
+ */
+export function toStateMessages(state: SyncState, describe: (key: string) => StreamDescriptor = splitKey): AirbyteStateMessage[] {
   const streamStates = Object.entries(state.streams).map(([key, blob]) => ({
-    stream_descriptor: splitKey(key),
+    stream_descriptor: describe(key),
     stream_state: blob,
   }));
   if (state.shared !== undefined) {

@@ -6,6 +6,18 @@ function descriptor(stream: string, namespace: string | undefined): StreamDescri
 }
 
 /**
+ * An estimate as the protocol carries it: ESTIMATE's `row_estimate` and `byte_estimate` are
+ * integers. A source's estimate is a hint nobody checks (extrapolated, possibly fractional,
+ * `NaN` from a division by zero), so it is rounded, and left out when it is no count at all,
+ * rather than printed as a message that does not validate (`NaN` would even print `null`).
+ */
+export function estimateCount(value: number | undefined): number | undefined {
+  if (value === undefined || !Number.isFinite(value) || value < 0) return undefined;
+  const rounded = Math.round(value);
+  return Number.isSafeInteger(rounded) ? rounded : undefined;
+}
+
+/**
  * The Airbyte message a source message becomes on the wire (what `tributary read` prints).
  * Checkpoints become STATE (STREAM or GLOBAL), statuses and estimates become TRACE.
  */
@@ -45,7 +57,9 @@ export function toAirbyteMessage(message: FlatSourceMessage, emittedAt: number):
         type: 'TRACE',
         trace: { type: 'STREAM_STATUS', emitted_at: emittedAt, stream_status: { stream_descriptor: descriptor(message.stream, message.namespace), status: message.status } },
       };
-    case 'estimate':
+    case 'estimate': {
+      const rows = estimateCount(message.rows);
+      const bytes = estimateCount(message.bytes);
       return {
         type: 'TRACE',
         trace: {
@@ -55,10 +69,11 @@ export function toAirbyteMessage(message: FlatSourceMessage, emittedAt: number):
             name: message.stream,
             type: 'STREAM',
             ...(message.namespace !== undefined ? { namespace: message.namespace } : {}),
-            ...(message.rows !== undefined ? { row_estimate: message.rows } : {}),
-            ...(message.bytes !== undefined ? { byte_estimate: message.bytes } : {}),
+            ...(rows !== undefined ? { row_estimate: rows } : {}),
+            ...(bytes !== undefined ? { byte_estimate: bytes } : {}),
           },
         },
       };
+    }
   }
 }

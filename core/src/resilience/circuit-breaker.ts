@@ -43,7 +43,8 @@ function countsAsFailure(error: TributaryError): boolean {
  * Closed: calls pass; `failureThreshold` consecutive counted failures open the circuit.
  * Open: calls are rejected at once for `resetAfterMs`. Then the next call is the single
  * trial (half-open): its success closes the circuit, a counted failure reopens it for
- * another `resetAfterMs`.
+ * another `resetAfterMs`. Answers of calls that started before the circuit last opened
+ * change nothing: only the trial decides.
  */
 export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBreaker {
   const { failureThreshold, resetAfterMs } = options;
@@ -57,6 +58,13 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
   let state: CircuitState = 'closed';
   let consecutiveFailures = 0;
   let retryAt = 0;
+  /**
+   * How many times the circuit opened. A call remembers the value it started under; when
+   * the circuit opened since, its answer is ignored: it says how the peer was before the
+   * circuit opened, it is not the trial. A late success would otherwise close the circuit
+   * during its reset time, and a late failure reopen it while the trial is still out.
+   */
+  let openings = 0;
   const listeners = new Set<(state: CircuitState, previous: CircuitState) => void>();
 
   function transition(next: CircuitState): void {
@@ -95,6 +103,7 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
     consecutiveFailures++;
     if (state === 'half-open' || consecutiveFailures >= failureThreshold) {
       retryAt = clock.now() + resetAfterMs;
+      openings++;
       transition('open');
     }
   }
@@ -107,12 +116,13 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
       if (now < retryAt) return rejectOpen(now, retryAt);
       transition('half-open');
     }
+    const startedUnder = openings;
     try {
       const value = await task();
-      onSuccess();
+      if (startedUnder === openings) onSuccess();
       return value;
     } catch (error) {
-      onFailure(error);
+      if (startedUnder === openings) onFailure(error);
       throw error;
     }
   }

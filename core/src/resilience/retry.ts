@@ -66,9 +66,10 @@ function gaveUp(error: TributaryError, attempts: number): TributaryError {
  * rethrown at once). The wait after attempt n is `random() * min(maxDelayMs, baseDelayMs *
  * 2^(n-1))`, raised to the error's `retryAfterMs` when it carries one (even above
  * `maxDelayMs`). A `rate_limited` error also pauses `limiter` so that every stream of the
- * connector waits, not just this call. After the last attempt the last error is rethrown as
- * a TributaryError of the same kind whose `internalMessage` notes the attempt count and
- * whose `cause` is the original. If `signal` aborts, rejects with its reason.
+ * connector waits, not just this call — also after the last attempt. After the last
+ * attempt the last error is rethrown as a TributaryError of the same kind whose
+ * `internalMessage` notes the attempt count and whose `cause` is the original. If `signal`
+ * aborts, rejects with its reason.
  */
 export async function withRetry<T>(task: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_RETRY_POLICY.maxAttempts;
@@ -84,11 +85,15 @@ export async function withRetry<T>(task: (attempt: number) => Promise<T>, option
     } catch (thrown) {
       if (signal?.aborted) throw signal.reason;
       const error = toTributaryError(thrown);
+      const backoff = backoffDelay(attempt, options, random);
+      // The peer's "slow down" holds for every request of the connector, so the limiter is
+      // paused even when this call gives up (last attempt, or a veto): otherwise the next
+      // request — another stream's, another batch's, the runtime's replay of this one — would
+      // go out at once, inside the window the peer asked to be left alone.
+      if (error.kind === 'rate_limited') limiter?.pauseFor(error.retryAfterMs ?? backoff);
       if (!error.retryable || (shouldRetry && !shouldRetry(error, attempt))) throw error;
       if (attempt >= maxAttempts) throw attempt > 1 ? gaveUp(error, attempt) : error;
-      const backoff = backoffDelay(attempt, options, random);
       const delay = error.retryAfterMs !== undefined && error.retryAfterMs > backoff ? Math.ceil(error.retryAfterMs) : backoff;
-      if (error.kind === 'rate_limited') limiter?.pauseFor(error.retryAfterMs ?? backoff);
       onRetry?.(error, attempt, delay);
       await sleep(delay, signal);
     }

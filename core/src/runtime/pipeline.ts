@@ -155,7 +155,22 @@ function turnEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Refuses batching options the pipeline cannot run with, as a `config` error naming the
+ * option: with fewer than one batch allowed in flight the reader waits forever for queue
+ * space (the sync hangs with its session open and its connection locked), and `NaN` would
+ * remove the bound altogether. The sync file's schema checks its own; these may also come
+ * from a destination's declaration or a `runSync` caller.
+ */
+export function checkBatching(batching: BatchingOptions | undefined): void {
+  const inFlight = batching?.maxBatchesInFlight;
+  if (inFlight !== undefined && !(inFlight >= 1)) {
+    throw new TributaryError('config', { userMessage: `Batching option maxBatchesInFlight must be at least 1, got ${String(inFlight)}` });
+  }
+}
+
 export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
+  checkBatching(options.batching);
   const maxRecords = options.batching?.maxRecords ?? 2_000;
   const maxBytes = options.batching?.maxBytes ?? 8 * 1024 * 1024;
   const maxAgeMs = options.batching?.maxAgeMs ?? 1_000;
@@ -186,7 +201,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     });
   }
   options.onStart?.(streams);
+  /** The checkpoints applied so far, in order: the state the next `commitState` saves. */
   const state: SyncState = structuredClone(options.initialState);
+  /**
+   * The state `commitState` last accepted (the initial one until then): what the result
+   * reports. Not `state`, which already holds the checkpoints of a save that failed.
+   */
+  let committed: SyncState = structuredClone(options.initialState);
   const pending: PendingCheckpoint[] = [];
   let lastCommitAt = Date.now();
 
@@ -282,6 +303,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
         s.rejectedAtState = s.rejectedCommitted;
       }
       await options.commitState({ state: structuredClone(state), streams: counts });
+      committed = structuredClone(state);
     }
   })();
   // --- reader loop (hot path: keep per-record work minimal) -------------------------------
@@ -311,6 +333,23 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       });
     }
     return s;
+  };
+
+  /**
+   * A checkpoint's state as the runtime keeps it: a copy (the state is what the source says
+   * as of this message; a source may keep changing the object it yielded while the records
+   * before it are written), and a JSON object — Airbyte's `stream_state` / `shared_state` is
+   * one and the state stores refuse anything else on load, so another value (easy to yield
+   * from JavaScript) would be saved and then keep every later sync of the connection from
+   * starting. It fails the sync here instead, before it is committed.
+   */
+  const stateBlob = (value: unknown, what: string): StateBlob => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new TributaryError('fatal', {
+        userMessage: `The source yielded ${what} whose state is not a JSON object (${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}); refusing to store it. This is a connector bug.`,
+      });
+    }
+    return structuredClone(value as StateBlob);
   };
 
   try {
@@ -363,14 +402,15 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           s.bytes += page.length * s.sampleSize;
         } else if (message.kind === 'checkpoint') {
           const s = lookup(message.stream, message.namespace);
-          // Copied now: the state is what the source says as of this message, and a source
-          // may keep changing the object it yielded while the records before it are written.
-          const blob: StateBlob = structuredClone(message.state);
+          const blob = stateBlob(message.state, `a checkpoint of stream "${s.key}"`);
           pending.push({ requires: [[s, s.read]], apply: (st) => void (st.streams[s.key] = blob) });
           if (Date.now() - lastCommitAt >= commitIntervalMs) await requestCommit();
         } else if (message.kind === 'global-checkpoint') {
-          const shared = structuredClone(message.shared);
-          const perStream = message.streams.map((x) => [lookup(x.stream, x.namespace), structuredClone(x.state)] as const);
+          const shared = stateBlob(message.shared, 'a global checkpoint');
+          const perStream = message.streams.map((x) => {
+            const s = lookup(x.stream, x.namespace);
+            return [s, stateBlob(x.state, `a global checkpoint, for stream "${s.key}",`)] as const;
+          });
           pending.push({
             requires: [...streams.values()].map((s) => [s, s.read] as [StreamCursor, number]),
             apply: (st) => {
@@ -419,7 +459,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     outcome = 'failed';
   }
   if (!options.callerReportsEndStatus) reportEndStatus(streams.values(), outcome === 'completed', options.onStatus);
-  return error ? { outcome, error, state, streams } : { outcome, state, streams };
+  return error ? { outcome, error, state: committed, streams } : { outcome, state: committed, streams };
 }
 
 /** Sets and reports every stream's end status: COMPLETE when the sync completed, else INCOMPLETE. */

@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
-import { reportEndStatus, runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
+import { checkBatching, reportEndStatus, runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
 
 /** Everything the runtime tells its observer (the CLI prints these). */
 export type SyncEvent =
@@ -90,6 +90,9 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
   const logger: Logger = createLogger(sink('runtime'));
 
   validateCatalog(catalog, destination);
+  const batching: BatchingOptions = { ...destination.batching, ...options.batching };
+  // Before the destination is opened: refused options leave nothing to close.
+  checkBatching(batching);
   const initialState = (await options.stateStore.load(options.connection)) ?? emptyState();
   // A full refresh of a stream that cannot resume (`is_resumable: false`, e.g. a table read
   // by physical position) starts over: the position an interrupted refresh saved is not
@@ -147,7 +150,7 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
       session,
       streams,
       initialState,
-      batching: { ...destination.batching, ...options.batching },
+      batching,
       signal: stopReading.signal,
       onDestinationFailed: (error) => stopReading.abort(error),
       callDestination: (task) => destinationCtx.call(task),
