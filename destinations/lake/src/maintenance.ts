@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, TributaryError } from '@tributary/core';
+import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
 import { commitEntry, loadLakeState, type EntryDraft, type LakeFile, type LakeState, type LogEntry } from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { literal, openDuckDb } from './duck.js';
+import { ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
 import { openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
@@ -158,10 +158,11 @@ export interface CompactionResult {
 
 /**
  * Merges each partition's small files into one (per stream, tenant and day: never across
- * tenants), dropping rows whose event id and event time were seen before (a replayed row).
- * Rows with one id but different event times stay: they are the same record content seen
- * at two times (a value changed and changed back, in a stream without positions, whose ids
- * hash the record), and a point-in-time read needs both. Commits with a conditional log
+ * tenants), dropping rows stored again with every column equal but the ingest time (a
+ * replayed row; its last copy stays). Rows with one id but different event times stay: they are the same record
+ * content seen at two times (a value changed and changed back, in a stream without
+ * positions, whose ids hash the record), and a point-in-time read needs both; so do rows
+ * with one id and one event time but different values (two changes within one cursor value). Commits with a conditional log
  * entry that checks the input files are still visible, so it can run while a sync writes.
  */
 export async function compactLake(rawConfig: LakeConfig | Record<string, unknown>, options: CompactionOptions = {}): Promise<CompactionResult> {
@@ -189,7 +190,14 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
       if (options.stream !== undefined && f.stream !== options.stream) continue;
       if (options.tenant !== undefined && f.tenant !== options.tenant) continue;
       if (f.rows >= (options.targetRows ?? 1_000_000)) continue;
-      const key = JSON.stringify([f.stream, f.tenant, f.partition]);
+      // Files holding rows of a sync that may be replayed (see LakeState.unclean) merge only
+      // among themselves: a new session drops every id of such files as a replay, so a file
+      // merging them with completed syncs' rows widened that window to those rows, and a
+      // later change that shares an earlier row's id (a value changed back, ids hashing the
+      // record) was dropped on the resume.
+      const unclean = state.unclean.get(f.stream);
+      const replayable = f.sessions.some((session) => unclean?.has(session) === true);
+      const key = JSON.stringify([f.stream, f.tenant, f.partition, replayable]);
       groups.set(key, [...(groups.get(key) ?? []), f]);
     }
     for (const files of groups.values()) {
@@ -202,8 +210,17 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
       for (const f of files) locals.push(await store.localCopy(f.path, join(work, 'in')));
       const out = join(dir, `${id}.parquet`);
       const source = `read_parquet([${locals.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`;
+      // A replay is the same record stored again: every column equal but the ingest time.
+      // The last stored copy stays: it is the one point-in-time reads return (they order
+      // equal rows by ingest time, newest first), so their answers do not change with a
+      // compaction. Event id and event time alone do not make a replay: an
+      // incremental cursor coarser than the source's changes (a row updated twice within one
+      // `updated_at` value) gives two different changes one id and one time, and dropping the
+      // later one changed point-in-time answers (the earlier value came back).
+      const columns = (await duck.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRows().map((r) => String(r[0]));
+      const identity = columns.filter((c) => c !== 'ingest_time').map(ident).join(', ');
       await duck.connection.run(
-        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY event_id, event_time ORDER BY ingest_time) = 1 ORDER BY event_time) TO ${literal(out)} ` +
+        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY ${identity} ORDER BY ingest_time DESC) = 1 ORDER BY event_time) TO ${literal(out)} ` +
           `(FORMAT parquet, COMPRESSION ${config.compression ?? 'zstd'}, ROW_GROUP_SIZE ${config.row_group_size ?? 122_880})`,
       );
       const stats = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, epoch_ms(min(event_time))::DOUBLE, epoch_ms(max(event_time))::DOUBLE, max(schema_version)::DOUBLE FROM read_parquet(${literal(out)})`)).getRows()[0]!;
@@ -247,7 +264,7 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
 export interface RetentionOptions {
   /** Keep events from this many days before now (UTC midnight boundary). */
   keepDays?: number;
-  /** Or: drop every file whose events are all before this time. */
+  /** Or: drop every file whose events are all before this time (ISO-8601, UTC when it has no offset; Date or epoch ms). */
   before?: string | Date | number;
   stream?: string;
   tenant?: string;
@@ -264,7 +281,10 @@ export interface RetentionResult {
 export async function applyRetention(rawConfig: LakeConfig | Record<string, unknown>, options: RetentionOptions): Promise<RetentionResult> {
   const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
   let cutoff: number;
-  if (options.before !== undefined) cutoff = options.before instanceof Date ? options.before.getTime() : typeof options.before === 'number' ? options.before : Date.parse(options.before);
+  // A string is read as every other time the lake takes (event times, as-of): without an
+  // offset it is UTC. Date.parse read it in the host's time zone, so west of UTC a cutoff of
+  // midnight dropped the first hours of the day after it.
+  if (options.before !== undefined) cutoff = options.before instanceof Date ? options.before.getTime() : typeof options.before === 'number' ? options.before : parseDateTimeMs(options.before);
   else if (options.keepDays !== undefined) {
     const today = new Date();
     cutoff = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate()) - options.keepDays * 86_400_000;

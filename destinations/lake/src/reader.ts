@@ -48,7 +48,7 @@ export interface LakeReader {
 }
 
 export interface ReaderOptions {
-  /** Only this tenant's partitions are opened: another tenant's rows cannot appear in any result. */
+  /** Only this tenant's partitions are opened: another tenant's rows cannot appear in any result (so there is no `quarantine` view, see `openLakeReader`). */
   tenant?: string;
   /** Only these streams get views. */
   streams?: readonly string[];
@@ -99,7 +99,10 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     if (files.length > 0) {
       await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${await eventsSource(duck.connection, [...byStream.values()], list)}${tenantFilter}`);
     }
-    const quarantine = state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream));
+    // Quarantine files are per stream, not per tenant (a refused record may have no tenant at
+    // all), so none can be opened for one tenant without showing another's records: reading
+    // one tenant has no quarantine view.
+    const quarantine = options.tenant !== undefined ? [] : state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream));
     if (quarantine.length > 0) {
       const paths: string[] = [];
       for (const q of quarantine) paths.push(await store.localCopy(q.path, cache));
@@ -112,8 +115,9 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
         return plainNested(plainRows(await duck.connection.runAndReadAll(sql), parseJson));
       } catch (error) {
         const known = [...views, ...(files.length > 0 ? ['events'] : []), ...(quarantine.length > 0 ? ['quarantine'] : [])];
+        const noQuarantine = options.tenant !== undefined && state.quarantine.length > 0 ? ' (no quarantine view when reading one tenant, --tenant: quarantined records are not partitioned by tenant)' : '';
         throw new TributaryError('config', {
-          userMessage: `Query failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}. Views: ${known.length > 0 ? known.join(', ') : '(none: the lake is empty)'}`,
+          userMessage: `Query failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}. Views: ${known.length > 0 ? known.join(', ') : '(none: the lake is empty)'}${noQuarantine}`,
           cause: error,
         });
       }
