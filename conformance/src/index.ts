@@ -22,4 +22,4 @@ export {
 } from './destination-conformance.js';
 export { writerConformance, writerCases, type WriterConformanceOptions, type WriterCase, type WriterCaseName } from './writer-conformance.js';
 export { runtimeCrashConformance, findCli, type RuntimeCrashOptions } from './runtime-crash.js';
-export { freePort, runCli, type CliResult } from './test-support.js';
+export { freePort, parseStraceCalls, runCli, straceRuns, type CliResult, type TracedCall } from './test-support.js';

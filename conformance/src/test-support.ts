@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { findCli } from './runtime-crash.js';
 
@@ -40,4 +40,52 @@ export function runCli(args: readonly string[], cwd: string, env: NodeJS.Process
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** One system call of an `strace -f -y` trace: its name, the paths it names (quoted strings, and fd paths of fsyncs) and whether it succeeded. */
+export interface TracedCall {
+  name: string;
+  paths: string[];
+  ok: boolean;
+  /** An `open`/`openat` with `O_CREAT`. */
+  creates: boolean;
+}
+
+/** Whether `strace` can trace here (installed, and ptrace allowed). Tests of system-call order skip without it. */
+export function straceRuns(): boolean {
+  return spawnSync('strace', ['-qq', '-e', 'trace=fsync', 'true']).status === 0;
+}
+
+/**
+ * The calls of an `strace -f -y` trace in the order they started: a call split across
+ * threads (`<unfinished ...>` then `<... resumed>`) is joined and placed where it began,
+ * which is the order that matters for durability (an fsync that started before a write of
+ * the manifest did not make a later entry durable).
+ */
+export function parseStraceCalls(text: string): TracedCall[] {
+  const started: Array<{ at: number; text: string }> = [];
+  const unfinished = new Map<string, { at: number; head: string }>();
+  text.split('\n').forEach((line, at) => {
+    const split = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line);
+    if (split) return void unfinished.set(split[1]!, { at, head: split[2]! });
+    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
+    if (resumed) {
+      const head = unfinished.get(resumed[1]!);
+      if (head) started.push({ at: head.at, text: head.head + resumed[2]! });
+      unfinished.delete(resumed[1]!);
+      return;
+    }
+    const whole = /^\d+\s+(.*)$/.exec(line);
+    if (whole) started.push({ at, text: whole[1]! });
+  });
+  return started
+    .sort((a, b) => a.at - b.at)
+    .flatMap(({ text: call }) => {
+      const parsed = /^(\w+)\((.*)\)\s+=\s+(.*)$/.exec(call);
+      if (!parsed) return [];
+      const [, name, args, result] = parsed as unknown as [string, string, string, string];
+      const strings = [...args.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
+      const fdPaths = name === 'fsync' || name === 'fdatasync' ? [...args.matchAll(/<([^>]*)>/g)].map((m) => m[1]!) : [];
+      return [{ name, paths: [...strings, ...fdPaths], ok: !result.startsWith('-1'), creates: args.includes('O_CREAT') }];
+    });
 }

@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { duckQuery, repoRoot } from './helpers.js';
+import { parseStraceCalls, straceRuns } from '@tributary/conformance';
 
-const straceRuns = spawnSync('strace', ['-qq', '-e', 'trace=fsync', 'true']).status === 0;
 
 /** Opens a session on the missing lake directory argv[1], writes two tenants' days and a refused record, commits, closes as completed. */
 const child = `
@@ -44,43 +44,7 @@ afterEach(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** One traced system call: its name, the paths it names (strings and `-y` fd paths) and whether it succeeded. */
-interface Call {
-  name: string;
-  paths: string[];
-  ok: boolean;
-}
-
-/** Parses `strace -f -y` output, joining calls split across threads, in the order they started. */
-function parseTrace(text: string): Call[] {
-  const started: Array<{ at: number; text: string }> = [];
-  const unfinished = new Map<string, { at: number; head: string }>();
-  text.split('\n').forEach((line, at) => {
-    const split = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line);
-    if (split) return void unfinished.set(split[1]!, { at, head: split[2]! });
-    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
-    if (resumed) {
-      const head = unfinished.get(resumed[1]!);
-      if (head) started.push({ at: head.at, text: head.head + resumed[2]! });
-      unfinished.delete(resumed[1]!);
-      return;
-    }
-    const whole = /^\d+\s+(.*)$/.exec(line);
-    if (whole) started.push({ at, text: whole[1]! });
-  });
-  return started
-    .sort((a, b) => a.at - b.at)
-    .flatMap(({ text: call }) => {
-      const parsed = /^(\w+)\((.*)\)\s+=\s+(.*)$/.exec(call);
-      if (!parsed) return [];
-      const [, name, args, result] = parsed as unknown as [string, string, string, string];
-      const strings = [...args.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
-      const fdPaths = name === 'fsync' || name === 'fdatasync' ? [...args.matchAll(/<([^>]*)>/g)].map((m) => m[1]!) : [];
-      return [{ name, paths: [...strings, ...fdPaths], ok: !result.startsWith('-1') }];
-    });
-}
-
-it.skipIf(!straceRuns)('every directory and file a commit creates in a fresh lake is durable in its parent before the log entry naming it', async () => {
+it.skipIf(!straceRuns())('every directory and file a commit creates in a fresh lake is durable in its parent before the log entry naming it', async () => {
   const lake = join(workDir, 'lake');
   const trace = join(workDir, 'trace.txt');
   const run = spawnSync(
@@ -100,7 +64,7 @@ it.skipIf(!straceRuns)('every directory and file a commit creates in a fresh lak
   const late: string[] = [];
   const created: string[] = [];
   let entries = 0;
-  for (const call of parseTrace(await readFile(trace, 'utf8'))) {
+  for (const call of parseStraceCalls(await readFile(trace, 'utf8'))) {
     if (!call.ok) continue;
     if (call.name === 'fsync' || call.name === 'fdatasync') {
       unsynced.delete(call.paths[0]!);

@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { parseStraceCalls, straceRuns } from '@tributary/conformance';
 
 const runner = join(dirname(fileURLToPath(import.meta.url)), 'support', 'fresh-directory-session.ts');
-const straceRuns = spawnSync('strace', ['-qq', '-e', 'trace=fsync', 'true']).status === 0;
 
 let workDir: string;
 beforeEach(async () => {
@@ -26,44 +26,7 @@ afterEach(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** One traced system call: its name, the paths it names (strings and `-y` fd paths) and its result. */
-interface Call {
-  name: string;
-  paths: string[];
-  ok: boolean;
-  creates: boolean;
-}
-
-/** Parses `strace -f -y` output, joining calls split across threads, in the order they started. */
-function parseTrace(text: string): Call[] {
-  const started: Array<{ at: number; text: string }> = [];
-  const unfinished = new Map<string, { at: number; head: string }>();
-  text.split('\n').forEach((line, at) => {
-    const split = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line);
-    if (split) return void unfinished.set(split[1]!, { at, head: split[2]! });
-    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
-    if (resumed) {
-      const head = unfinished.get(resumed[1]!);
-      if (head) started.push({ at: head.at, text: head.head + resumed[2]! });
-      unfinished.delete(resumed[1]!);
-      return;
-    }
-    const whole = /^\d+\s+(.*)$/.exec(line);
-    if (whole) started.push({ at, text: whole[1]! });
-  });
-  return started
-    .sort((a, b) => a.at - b.at)
-    .flatMap(({ text: call }) => {
-      const parsed = /^(\w+)\((.*)\)\s+=\s+(.*)$/.exec(call);
-      if (!parsed) return [];
-      const [, name, args, result] = parsed as unknown as [string, string, string, string];
-      const strings = [...args.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!);
-      const fdPaths = name === 'fsync' ? [...args.matchAll(/<([^>]*)>/g)].map((m) => m[1]!) : [];
-      return [{ name, paths: [...strings, ...fdPaths], ok: !result.startsWith('-1'), creates: args.includes('O_CREAT') }];
-    });
-}
-
-it.skipIf(!straceRuns)('every file, directory and rename a session makes is fsynced in its directory before the next manifest write', async () => {
+it.skipIf(!straceRuns())('every file, directory and rename a session makes is fsynced in its directory before the next manifest write', async () => {
   const out = join(workDir, 'out');
   const trace = join(workDir, 'trace.txt');
   const child = spawnSync(
@@ -82,7 +45,7 @@ it.skipIf(!straceRuns)('every file, directory and rename a session makes is fsyn
   const created = new Set<string>();
   const late: string[] = [];
   let manifestWrites = 0;
-  for (const call of parseTrace(await readFile(trace, 'utf8'))) {
+  for (const call of parseStraceCalls(await readFile(trace, 'utf8'))) {
     const [path, to] = call.paths as [string | undefined, string | undefined];
     if (!call.ok || path === undefined) continue;
     if (call.name === 'fsync') unsynced.delete(path);
