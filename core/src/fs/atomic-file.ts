@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /**
  * Replaces `path` with `data` atomically and durably: after this resolves, a crash (of the
@@ -56,4 +56,20 @@ export async function fsyncPath(path: string): Promise<void> {
 /** Makes the entries of `directory` (creations, renames, deletions) durable. */
 export async function fsyncDirectory(directory: string): Promise<void> {
   await fsyncPath(directory);
+}
+
+/**
+ * `mkdir -p` whose result survives a power loss: a new directory entry is durable only once
+ * the directory holding it is fsynced (fsyncing the new directory itself does not do it), so
+ * the parent of every directory created here is. Resolves once they all are; returns whether
+ * anything was created (a directory that exists costs one `mkdir` call).
+ */
+export async function makeDirectoryDurably(path: string): Promise<boolean> {
+  const first = await mkdir(path, { recursive: true });
+  if (first === undefined) return false;
+  const top = resolve(first);
+  for (let created = resolve(path); ; created = dirname(created)) {
+    await fsyncDirectory(dirname(created));
+    if (created === top || dirname(created) === created) return true;
+  }
 }

@@ -1,7 +1,7 @@
 import { access, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineDestination, TributaryError } from '@tributary/core';
-import { fsyncRename, makeDirectory } from './durable-directory.js';
+import { defineDestination, makeDirectoryDurably, TributaryError } from '@tributary/core';
+import { fsyncRename } from './durable-directory.js';
 import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
 
@@ -53,7 +53,7 @@ export const localFilesDestination = defineDestination({
   async check(_ctx, config) {
     const directory = resolve(config.directory);
     try {
-      await makeDirectory(directory);
+      await makeDirectoryDurably(directory);
       await access(directory, 2 /* W_OK */);
     } catch (error) {
       throw new TributaryError('config', { userMessage: `Cannot write to directory ${directory}`, cause: error });
@@ -64,7 +64,7 @@ export const localFilesDestination = defineDestination({
     const directory = resolve(config.directory);
     try {
       // Durably: the manifest in it is the commit log.
-      await makeDirectory(join(directory, '_tributary'));
+      await makeDirectoryDurably(join(directory, '_tributary'));
     } catch (error) {
       throw new TributaryError('config', { userMessage: `Cannot create directory ${directory}`, internalMessage: String(error), cause: error });
     }

@@ -3,8 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { compileSchema, describeSchemaErrors, fsyncDirectory, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
-import { makeDirectory } from './durable-directory.js';
+import { compileSchema, describeSchemaErrors, fsyncDirectory, makeDirectoryDurably, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
 
 /**
  * One stream's JSON lines file plus its quarantine file.
@@ -225,7 +224,7 @@ async function cutBack(file: OpenFile, size: number): Promise<void> {
  */
 async function openAt(directory: string, relative: string, committed: number): Promise<OpenFile> {
   const path = join(directory, relative);
-  await makeDirectory(dirname(path));
+  await makeDirectoryDurably(dirname(path));
   const existing = await stat(path).then(
     (s) => s.size,
     () => undefined,

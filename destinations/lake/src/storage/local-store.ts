@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, link, mkdir, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { fsyncDirectory, fsyncPath, TributaryError, writeDurableTemp, writeFileAtomic } from '@tributary/core';
+import { fsyncDirectory, fsyncPath, makeDirectoryDurably, TributaryError, writeDurableTemp, writeFileAtomic } from '@tributary/core';
 import type { LakeStore } from './store.js';
 
 /** The lake in a local directory. Atomic replace = write a temp file, fsync, rename, fsync the directory. */
@@ -10,28 +10,18 @@ export function createLocalStore(root: string): LakeStore {
   const base = resolve(root);
   const pathOf = (key: string): string => join(base, ...key.split('/'));
   /**
-   * Creates the directory of `path` durably. A new directory entry survives a power loss
-   * only once the directory holding it is fsynced (fsyncing the new directory itself, as
-   * each write here does, does not do it): without this, a partition directory created for
-   * a commit, with the data file renamed into it, or `_tributary/log/` itself, could be gone
-   * after a power loss although the log entry made durable after it names them. So the
-   * parent of every directory created here is fsynced. The lake root and `_tributary/` may
-   * have been created by others without that (the session's temp dir is created inside
-   * them), so the first time this store creates a directory it also fsyncs the root and the
-   * root's parent. Resolves once they are; a directory that exists costs one `mkdir` call.
+   * Creates the directory of `path` durably (core's `makeDirectoryDurably`: the parent of
+   * every directory created is fsynced), so that a partition directory created for a
+   * commit, or `_tributary/log/` itself, cannot be gone after a power loss while the log
+   * entry made durable after it names it. The lake root and `_tributary/` may have been
+   * created by others without that (the session's temp dir is created inside them), so the
+   * first time this store creates a directory it also fsyncs the root and the root's parent.
    */
   let rootDurable = false;
   const ensureDir = async (path: string): Promise<void> => {
-    const directory = dirname(path);
-    const first = await mkdir(directory, { recursive: true });
-    if (first === undefined) return;
-    const parents = new Set<string>();
-    for (let created = directory; ; created = dirname(created)) {
-      parents.add(dirname(created));
-      if (created === resolve(first) || dirname(created) === created) break;
-    }
-    if (!rootDurable) parents.add(base).add(dirname(base));
-    for (const parent of parents) await fsyncDirectory(parent);
+    if (!(await makeDirectoryDurably(dirname(path))) || rootDurable) return;
+    await fsyncDirectory(base);
+    await fsyncDirectory(dirname(base));
     rootDurable = true;
   };
   return {
