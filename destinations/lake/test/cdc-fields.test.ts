@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, readStreamRows } from '../src/index.js';
+import type { RecordData } from '@tributary/core';
+import { readStreamRows } from '../src/index.js';
+import { keyedStream, writeSession } from './helpers.js';
 
 // Only the CDC fields sources add (`_tributary_op`, `_position`, `_txid`, `_commit_time`,
 // `_before`, `_unchanged`) belong to the envelope; any other `_tributary_…` field is payload.
@@ -13,12 +14,7 @@ afterAll(() => rm(root, { recursive: true, force: true }));
 
 async function sync(name: string, jsonSchema: Record<string, unknown>, records: RecordData[]) {
   const config = { path: join(root, name) };
-  const stream: DestinationStream = { key: 'rows', name: 'rows', syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: [], jsonSchema, resuming: false };
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
-  const outcome = await session.write({ stream: 'rows', records, emittedAt: Date.now() });
-  expect(outcome?.rejected ?? []).toEqual([]);
-  await session.commit();
-  await session.close({ completed: true });
+  expect(await writeSession(config, keyedStream('rows', {}, { jsonSchema }), [records])).toEqual([]);
   return (await readStreamRows(config, { stream: 'rows' })).sort((a, b) => Number(a.payload.id) - Number(b.payload.id));
 }
 

@@ -3,8 +3,9 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
-import type { DestinationStream } from '@tributary/core';
+import { createConnectorContext, parseConfig, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
 import { freePort, runCli } from '@tributary/conformance';
+import { lakeDestination } from '../src/index.js';
 
 export { freePort, runCli, type CliResult } from '@tributary/conformance';
 
@@ -88,6 +89,11 @@ export function motoLakeConfig(endpoint: string, bucket: string, extra: Record<s
 
 /** An incremental, keyed click stream (id, tenant_id, customer_id, event_time) named `key`. */
 export function clickStream(key = 'clicks'): DestinationStream {
+  return keyedStream(key, { event_time: { type: 'string', format: 'date-time' } });
+}
+
+/** An incremental, deduplicated stream keyed by `id`, with `tenant_id`, `customer_id` and the `properties` given. */
+export function keyedStream(key: string, properties: Record<string, unknown> = {}, overrides: Partial<DestinationStream> = {}): DestinationStream {
   return {
     key,
     name: key,
@@ -95,7 +101,21 @@ export function clickStream(key = 'clicks'): DestinationStream {
     destinationSyncMode: 'append_dedup',
     primaryKey: [['id']],
     cursorField: [],
-    jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string', format: 'date-time' } } },
+    jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, ...properties } },
     resuming: false,
+    ...overrides,
   };
+}
+
+/**
+ * One lake session over `stream`: writes each batch, commits, closes (`completed: false`
+ * leaves it replayable, as a crash after the commit would). Returns the records refused.
+ */
+export async function writeSession(config: Record<string, unknown>, stream: DestinationStream, batches: RecordData[][], completed = true): Promise<RejectedRecord[]> {
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+  const rejected: RejectedRecord[] = [];
+  for (const records of batches) rejected.push(...((await session.write({ stream: stream.key, records, emittedAt: Date.now() }))?.rejected ?? []));
+  await session.commit();
+  await session.close({ completed });
+  return rejected;
 }

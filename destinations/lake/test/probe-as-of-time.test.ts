@@ -2,9 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, readLatestAsOf } from '../src/index.js';
-import { duckQuery } from './helpers.js';
+import type { RecordData } from '@tributary/core';
+import { readLatestAsOf } from '../src/index.js';
+import { duckQuery, keyedStream, writeSession } from './helpers.js';
 
 // Point-in-time reads count the rows with event_time ≤ asOf, at the precision and over the
 // range of dates the lake stores (microseconds, ±8.64e15 ms).
@@ -12,28 +12,16 @@ let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-probe-as-of-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const stream: DestinationStream = {
-  key: 'orders',
-  name: 'orders',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, at: { type: ['string', 'number'] } } },
-  resuming: false,
-};
+const stream = keyedStream('orders', { at: { type: ['string', 'number'] } });
 
 it('as of a time with a fraction of a millisecond, or after the year 9999, counts the rows at that very time', async () => {
   const config = { path: join(root, 'lake'), streams: { orders: { event_time_field: 'at' } } };
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
   const records: RecordData[] = [
     { id: 1, tenant_id: 't', customer_id: 'c', at: 1700000000000.5 },
     { id: 2, tenant_id: 't', customer_id: 'c', at: '+012000-06-01T00:00:00Z' },
     { id: 3, tenant_id: 't', customer_id: 'c', at: 8.64e15 },
   ];
-  expect((await session.write({ stream: 'orders', records, emittedAt: Date.now() }))?.rejected ?? []).toEqual([]);
-  await session.commit();
-  await session.close({ completed: true });
+  expect(await writeSession(config, stream, [records])).toEqual([]);
   // Stored to the microsecond: 1700000000000.5 ms is …000500 µs.
   const stored = await duckQuery(`SELECT id, epoch_us(event_time) AS us FROM read_parquet('${join(config.path, 'data', '**', '*.parquet')}', hive_partitioning = false) ORDER BY id`);
   expect(stored[0]).toEqual({ id: 1, us: 1700000000000500 });

@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, readStreamRows } from '../src/index.js';
-import { duckQuery } from './helpers.js';
+import type { RecordData } from '@tributary/core';
+import { readStreamRows } from '../src/index.js';
+import { duckQuery, keyedStream, writeSession } from './helpers.js';
 
 // A field named like an envelope column is stored in that column while the mapping takes
 // the envelope value from it (customer_id from `customer_id`), else in `payload_<name>` —
@@ -13,22 +13,10 @@ let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-probe-carry-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const stream: DestinationStream = {
-  key: 'orders',
-  name: 'orders',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, payload_customer_id: { type: 'string' }, account: { type: 'string' } } },
-  resuming: false,
-};
+const stream = keyedStream('orders', { payload_customer_id: { type: 'string' }, account: { type: 'string' } });
 
 async function sync(config: Record<string, unknown>, records: RecordData[]) {
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
-  expect((await session.write({ stream: 'orders', records, emittedAt: Date.now() }))?.rejected ?? []).toEqual([]);
-  await session.commit();
-  await session.close({ completed: true });
+  expect(await writeSession(config, stream, [records])).toEqual([]);
 }
 
 it('a carried field moving back to the payload gets a free column when a field named payload_<name> holds that one', async () => {

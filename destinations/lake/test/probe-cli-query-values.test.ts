@@ -2,9 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
-import { lakeDestination, queryLake } from '../src/index.js';
-import { runCli } from './helpers.js';
+import { queryLake } from '../src/index.js';
+import { keyedStream, runCli, writeSession } from './helpers.js';
 
 // `tributary lake query` prints whatever the SQL returns: nested values (LIST, STRUCT,
 // INTERVAL) hold DuckDB's BIGINTs too.
@@ -12,27 +11,15 @@ let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-probe-cli-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const stream: DestinationStream = {
-  key: 'orders',
-  name: 'orders',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, event_time: { type: 'string' } } },
-  resuming: false,
-};
+const stream = keyedStream('orders', { event_time: { type: 'string' } });
 
 it('query results with nested BIGINTs and intervals print in both formats and come back as plain JSON', async () => {
   const config = { path: join(root, 'lake') };
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
   const records = [
     { id: 1, tenant_id: 't', customer_id: 'c', event_time: '2024-01-01T00:00:00Z' },
     { id: 2, tenant_id: 't', customer_id: 'c', event_time: '2024-01-01T00:00:01.5Z' },
   ];
-  await session.write({ stream: 'orders', records, emittedAt: Date.now() });
-  await session.commit();
-  await session.close({ completed: true });
+  await writeSession(config, stream, [records]);
   await writeFile(join(root, 'lake.json'), JSON.stringify(config));
 
   const sql = "select list(id order by id) as ids, {'n': count(*), 'big': 9007199254740993::BIGINT} as s, max(event_time) - min(event_time) as span, [min(event_time)] as times from orders";

@@ -2,9 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, queryLake } from '../src/index.js';
-import { duckQuery } from './helpers.js';
+import type { RecordData } from '@tributary/core';
+import { queryLake } from '../src/index.js';
+import { duckQuery, keyedStream, writeSession } from './helpers.js';
 
 // `events` unions the streams by column name; streams are typed apart, so one name can be a
 // boolean column in one stream and a number in another.
@@ -13,20 +13,7 @@ beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-probe
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 async function sync(config: Record<string, unknown>, key: string, flag: Record<string, unknown>, records: RecordData[]) {
-  const stream: DestinationStream = {
-    key,
-    name: key,
-    syncMode: 'incremental',
-    destinationSyncMode: 'append_dedup',
-    primaryKey: [['id']],
-    cursorField: [],
-    jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, flag } },
-    resuming: false,
-  };
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
-  expect((await session.write({ stream: key, records, emittedAt: Date.now() }))?.rejected ?? []).toEqual([]);
-  await session.commit();
-  await session.close({ completed: true });
+  expect(await writeSession(config, keyedStream(key, { flag }), [records])).toEqual([]);
 }
 
 it('a column that is boolean in one stream and a number in others reads each stream’s values as stored (true, not 1)', async () => {

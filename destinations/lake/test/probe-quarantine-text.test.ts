@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, queryLake } from '../src/index.js';
+import type { RecordData } from '@tributary/core';
+import { queryLake } from '../src/index.js';
+import { keyedStream, writeSession } from './helpers.js';
 
 // The `quarantine` view reads the quarantine files with DuckDB's JSON reader, which refuses
 // the `\udXXX` escape JSON.stringify writes for an unpaired UTF-16 surrogate.
@@ -11,23 +12,10 @@ let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-probe-quarantine-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const stream: DestinationStream = {
-  key: 'orders',
-  name: 'orders',
-  syncMode: 'incremental',
-  destinationSyncMode: 'append_dedup',
-  primaryKey: [['id']],
-  cursorField: [],
-  jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, customer_id: { type: 'string' }, n: { type: 'integer' } } },
-  resuming: false,
-};
+const stream = keyedStream('orders', { n: { type: 'integer' } });
 
 async function write(config: Record<string, unknown>, records: RecordData[], completed: boolean) {
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
-  const outcome = await session.write({ stream: 'orders', records, emittedAt: Date.now() });
-  await session.commit();
-  await session.close({ completed });
-  return outcome?.rejected ?? [];
+  return writeSession(config, stream, [records], completed);
 }
 
 it('refused records with unpaired surrogates (in a value, or cut into the reason) are stored with U+FFFD: the quarantine view stays readable, and a replay is still recognised', async () => {

@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { lakeDestination, readStreamRows } from '../src/index.js';
+import type { RecordData } from '@tributary/core';
+import { readStreamRows } from '../src/index.js';
+import { keyedStream, writeSession } from './helpers.js';
 
 // Record validation reads a stream schema by its `$schema`: draft-07 (Airbyte's, and the
 // default), 2019-09 and 2020-12 with their own rules, draft-04 and -06 (Singer taps) as
@@ -16,13 +17,9 @@ const base = { type: 'object', properties: { id: { type: 'integer' }, tenant_id:
 
 async function sync(name: string, jsonSchema: Record<string, unknown>, records: RecordData[]) {
   const config = { path: join(root, name) };
-  const stream: DestinationStream = { key: 'rows', name: 'rows', syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: [], jsonSchema, resuming: false };
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
-  const outcome = await session.write({ stream: 'rows', records, emittedAt: Date.now() });
-  await session.commit();
-  await session.close({ completed: true });
+  const rejected = await writeSession(config, keyedStream('rows', {}, { jsonSchema }), [records]);
   const stored = (await readStreamRows(config, { stream: 'rows' })).map((r) => r.payload.id).sort();
-  return { rejected: (outcome?.rejected ?? []).map((r) => [r.index, r.reason]), stored };
+  return { rejected: rejected.map((r) => [r.index, r.reason]), stored };
 }
 
 const row = (id: number, score: number): RecordData => ({ id, tenant_id: 't1', customer_id: 'c1', score });
