@@ -5,48 +5,20 @@
  * destination session open and the connection locked. It is refused before anything is
  * opened or read, as a config error naming the option.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkpoint, createFileStateStore, defineDestination, defineSource, record, runSync, type BatchingOptions, type SourceMessage, type StateStore } from '@tributary/core';
+import { describe, expect, it } from 'vitest';
+import { checkpoint, record, runSync, type BatchingOptions, type SourceMessage } from '@tributary/core';
+import { discardingDestination, itemsSource, useTempStateStore } from './support/sync-fixtures.js';
 
-let dir: string;
-let store: StateStore;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tributary-probe-batching-'));
-  store = createFileStateStore(dir);
-});
-afterEach(async () => {
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = useTempStateStore('tributary-probe-batching-');
 
-const source = defineSource({
-  name: 'one',
-  spec: { connectionSpecification: { type: 'object', properties: {} } },
-  async check() {},
-  async discover() {
-    return { streams: [{ name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }] };
-  },
-  async *read(): AsyncGenerator<SourceMessage> {
-    yield record('items', { id: 1 });
-    yield checkpoint('items', { page: 1 });
-  },
+const source = itemsSource('one', async function* (): AsyncGenerator<SourceMessage> {
+  yield record('items', { id: 1 });
+  yield checkpoint('items', { page: 1 });
 });
 
 function sync(batching: BatchingOptions, opened: string[]) {
-  const destination = defineDestination({
-    name: 'sink',
-    delivery: 'upsert',
-    batching,
-    spec: { connectionSpecification: { type: 'object', properties: {} }, supportedDestinationSyncModes: ['append'] },
-    async check() {},
-    async open() {
-      opened.push('open');
-      return { async write() {}, async commit() {}, async close() {} };
-    },
-  });
+  const destination = discardingDestination({ batching, onOpen: () => opened.push('open') });
+
   return runSync({
     connection: 'c',
     source,
@@ -54,7 +26,7 @@ function sync(batching: BatchingOptions, opened: string[]) {
     destination,
     destinationConfig: {},
     catalog: { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }, sync_mode: 'incremental', destination_sync_mode: 'append' }] },
-    stateStore: store,
+    stateStore: temp.store,
   });
 }
 

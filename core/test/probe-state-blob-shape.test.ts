@@ -5,49 +5,22 @@
  * checkpoint, with the last good state kept. Before, the runtime saved it: the sync
  * "completed", and every later sync of the connection failed to load its state.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFileStateStore, defineDestination, defineSource, runSync, type SourceMessage, type StateStore } from '@tributary/core';
+import { describe, expect, it } from 'vitest';
+import { runSync, type SourceMessage } from '@tributary/core';
+import { discardingDestination, itemsSource, useTempStateStore } from './support/sync-fixtures.js';
 
-let dir: string;
-let store: StateStore;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tributary-probe-blob-'));
-  store = createFileStateStore(dir);
-});
-afterEach(async () => {
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const temp = useTempStateStore('tributary-probe-blob-');
 
-const destination = defineDestination({
-  name: 'sink',
-  delivery: 'upsert',
-  spec: { connectionSpecification: { type: 'object', properties: {} }, supportedDestinationSyncModes: ['append'] },
-  async check() {},
-  async open() {
-    return { async write() {}, async commit() {}, async close() {} };
-  },
-});
+const destination = discardingDestination();
 
 /** Yields a good checkpoint, then `bad` as the next one (as JavaScript lets a source do). */
 function sourceYielding(bad: (messages: { good: SourceMessage }) => SourceMessage) {
-  return defineSource({
-    name: 'js',
-    spec: { connectionSpecification: { type: 'object', properties: {} } },
-    async check() {},
-    async discover() {
-      return { streams: [{ name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }] };
-    },
-    async *read(): AsyncGenerator<SourceMessage> {
-      const good: SourceMessage = { kind: 'checkpoint', stream: 'items', state: { page: 1 } };
-      yield { kind: 'record', stream: 'items', data: { id: 1 } };
-      yield good;
-      yield { kind: 'record', stream: 'items', data: { id: 2 } };
-      yield bad({ good });
-    },
+  return itemsSource('js', async function* (): AsyncGenerator<SourceMessage> {
+    const good: SourceMessage = { kind: 'checkpoint', stream: 'items', state: { page: 1 } };
+    yield { kind: 'record', stream: 'items', data: { id: 1 } };
+    yield good;
+    yield { kind: 'record', stream: 'items', data: { id: 2 } };
+    yield bad({ good });
   });
 }
 
@@ -67,7 +40,7 @@ describe('a checkpoint whose state is not a JSON object', () => {
         destination,
         destinationConfig: {},
         catalog: { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }, sync_mode: 'incremental', destination_sync_mode: 'append' }] },
-        stateStore: store,
+        stateStore: temp.store,
         batching: { commitIntervalMs: 0 },
       });
     const result = await run(sourceYielding(bad));
@@ -75,6 +48,6 @@ describe('a checkpoint whose state is not a JSON object', () => {
     expect(result.error?.kind).toBe('fatal');
     expect(result.error?.userMessage).toContain('JSON object');
     // The connection still syncs: its state is the last good one.
-    expect(await store.load('c')).toEqual({ streams: { items: { page: 1 } } });
+    expect(await temp.store.load('c')).toEqual({ streams: { items: { page: 1 } } });
   });
 });

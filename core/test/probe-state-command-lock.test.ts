@@ -9,8 +9,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { checkpoint, createFileStateStore, defineDestination, defineSource, record, runSync, type SourceMessage, type StateStore } from '../src/index.js';
+import { checkpoint, createFileStateStore, record, runSync, type SourceMessage, type StateStore } from '../src/index.js';
 import { main } from '../src/cli/main.js';
+import { discardingDestination, itemsSource } from './support/sync-fixtures.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -41,32 +42,16 @@ async function cli(args: string[], input?: string): Promise<{ code: number; stde
 
 /** Yields page 1 and its checkpoint, waits for `gate`, then page 2 and its checkpoint. */
 function gatedSource(gate: Promise<void>) {
-  return defineSource({
-    name: 'gated',
-    spec: { connectionSpecification: { type: 'object', properties: {} } },
-    async check() {},
-    async discover() {
-      return { streams: [{ name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }] };
-    },
-    async *read(): AsyncGenerator<SourceMessage> {
-      yield record('items', { id: 1 });
-      yield checkpoint('items', { page: 1 });
-      await gate;
-      yield record('items', { id: 2 });
-      yield checkpoint('items', { page: 2 });
-    },
+  return itemsSource('gated', async function* (): AsyncGenerator<SourceMessage> {
+    yield record('items', { id: 1 });
+    yield checkpoint('items', { page: 1 });
+    await gate;
+    yield record('items', { id: 2 });
+    yield checkpoint('items', { page: 2 });
   });
 }
 
-const destination = defineDestination({
-  name: 'sink',
-  delivery: 'upsert',
-  spec: { connectionSpecification: { type: 'object', properties: {} }, supportedDestinationSyncModes: ['append'] },
-  async check() {},
-  async open() {
-    return { async write() {}, async commit() {}, async close() {} };
-  },
-});
+const destination = discardingDestination();
 
 async function withRunningSync(body: (stateDir: string) => Promise<void>): Promise<StateStore> {
   const stateDir = join(dir, 'state');
