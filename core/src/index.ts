@@ -44,5 +44,6 @@ export * from './docs/spec-table.js';
 export { seededRandom } from './util/seeded-random.js';
 export { formatIsoMs, parseDateTimeMs } from './util/iso-time.js';
 export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
+export { stringifyJson } from './util/json-text.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';
 export { singleAttempt } from './connector/single-attempt.js';

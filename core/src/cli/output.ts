@@ -6,6 +6,7 @@ import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel, StreamDescrip
 import type { CommittedCheckpoint, StreamProgress } from '../runtime/pipeline.js';
 import { streamKey } from '../protocol/messages.js';
 import { estimateCount } from '../protocol/wire.js';
+import { stringifyJson } from '../util/json-text.js';
 import type { SyncEvent } from '../runtime/sync.js';
 
 /** Writes Airbyte messages as JSON lines. Every string passes the redactor first. */
@@ -20,7 +21,8 @@ export class AirbyteWriter {
   }
 
   emit(message: AirbyteMessage): void {
-    this.out.write(this.redact(JSON.stringify(message)) + '\n');
+    // stringifyJson: a record nested deeper than JSON.stringify recurses is printed too.
+    this.out.write(this.redact(stringifyJson(message)!) + '\n');
   }
 
   log(level: LogLevel, message: string): void {

@@ -4,6 +4,7 @@ import type { SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import type { AirbyteStreamStatus, RecordData, StateBlob } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
+import { stringifyJson } from '../util/json-text.js';
 import { BoundedQueue } from './bounded-queue.js';
 
 /** When a partial batch is handed to the destination. */
@@ -372,7 +373,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           s.read++;
           if (s.sampleCountdown-- === 0) {
             s.sampleCountdown = SAMPLE_EVERY - 1;
-            s.sampleSize = JSON.stringify(message.data).length + 1;
+            s.sampleSize = (stringifyJson(message.data)?.length ?? 4) + 1;
           }
           s.batchBytes += s.sampleSize;
           s.bytes += s.sampleSize;
@@ -381,7 +382,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           const s = lookup(message.stream, message.namespace);
           const page = message.records;
           if (page.length === 0) continue;
-          s.sampleSize = JSON.stringify(page[0]).length + 1;
+          s.sampleSize = (stringifyJson(page[0])?.length ?? 4) + 1;
           const pageBytes = page.length * s.sampleSize;
           if (s.batch.length === 0 && page.length * 2 >= maxRecords && page.length <= maxRecords && pageBytes <= maxBytes) {
             // A page of batch size is a batch: hand the array over without copying it.

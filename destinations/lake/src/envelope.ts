@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { parseDateTimeMs, type RecordData } from '@tributary/core';
+import { parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
 import { MAX_NAME_BYTES, tenantDirectoryTooLong } from './layout.js';
 
@@ -33,7 +33,8 @@ const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
  * same U+FFFD from its UTF-8 conversion.
  */
 export function jsonText(value: unknown): string {
-  const text = JSON.stringify(value);
+  // stringifyJson: JSON.stringify, also for values nested deeper than it can recurse.
+  const text = stringifyJson(value) ?? 'null';
   return text.includes('\\ud') ? text.replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd') : text;
 }
 
@@ -89,7 +90,8 @@ export function emptyEnvelope(): Envelope {
  * Fills `out` with a record's envelope, or returns the reason it cannot be one (`out` is
  * then partly filled). The event id is deterministic: the configured id field, or SHA-256
  * of (stream, primary key, source position or cursor, op) — so the same change read again
- * after a crash gets the same id and the session drops it. Without a primary key, or
+ * after a crash gets the same id and the session drops it (when its content matches too:
+ * two changes within one cursor value share the id, see ReplayWindow). Without a primary key, or
  * without a position (no cursor, no CDC position: a full refresh of a table that has no
  * updated-at), the whole record is hashed: identical records are one event, and a changed
  * record is a new one (keyed by its primary key alone, each re-read of an entity would get
@@ -129,7 +131,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
 
   const cdcPosition = text(record._tributary_position);
   const cursor = mapping.cursorField ? valueAt(record, mapping.cursorField) : undefined;
-  const position = cdcPosition ?? (cursor === undefined || cursor === null ? null : typeof cursor === 'string' ? cursor : JSON.stringify(cursor));
+  const position = cdcPosition ?? (cursor === undefined || cursor === null ? null : typeof cursor === 'string' ? cursor : stringifyJson(cursor)!);
 
   // The primary key: one value is kept as it is (no array); several make a JSON array.
   let entityKey = customerId;
@@ -142,7 +144,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     if (i === 0) single = v;
     else (key ??= [single]).push(v);
   }
-  if (paths.length > 0) entityKey = key ? JSON.stringify(key) : typeof single === 'string' ? single : JSON.stringify(single);
+  if (paths.length > 0) entityKey = key ? stringifyJson(key)! : typeof single === 'string' ? single : stringifyJson(single)!;
   let eventId: string | undefined;
   if (mapping.eventIdField !== undefined) {
     eventId = text(record[mapping.eventIdField]);
@@ -150,9 +152,9 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   } else {
     let identity: string;
     if (paths.length > 0 && position !== null) {
-      identity = `${mapping.stream}\u0000${JSON.stringify(key ?? [single])}\u0000${position}\u0000${op}`;
+      identity = `${mapping.stream}\u0000${stringifyJson(key ?? [single])}\u0000${position}\u0000${op}`;
     } else {
-      identity = `${mapping.stream}\u0000${JSON.stringify(record)}`;
+      identity = `${mapping.stream}\u0000${stringifyJson(record)}`;
     }
     eventId = hash('sha256', identity, 'base64url').slice(0, 22);
   }

@@ -4,13 +4,13 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import { TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
+import { loadReplayWindow } from './replay-window.js';
 import { CDC_FIELDS, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
@@ -154,9 +154,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       histories.set(stream.key, history);
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
-      const committedIds = await loadCommittedIds(duck.connection, store, replayableFiles(state, stream.key), tempDir);
+      const replayWindow = await loadReplayWindow(duck.connection, store, replayableFiles(state, stream.key), tempDir, latest.columns);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
-      const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, committedIds, async (added: PayloadColumn[]) => {
+      const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, replayWindow, async (added: PayloadColumn[]) => {
         const h = histories.get(stream.key)!;
         const widened = evolve(h, added, config.on_breaking_change ?? 'fail');
         if (widened) {
@@ -257,7 +257,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     try {
       let chunk = '';
       for (const q of stage.quarantine) {
-        chunk += JSON.stringify({ stream: key, reason: q.reason, quarantined_at: at, record: q.record }) + '\n';
+        chunk += stringifyJson({ stream: key, reason: q.reason, quarantined_at: at, record: q.record }) + '\n';
         if (chunk.length >= QUARANTINE_WRITE_CHARS) {
           await handle.write(chunk);
           chunk = '';
@@ -379,17 +379,4 @@ async function loadQuarantined(store: LakeStore, state: LakeState, stream: strin
   }
   await rm(cache, { recursive: true, force: true });
   return seen;
-}
-
-/** Event ids stored in `files` (read with DuckDB; S3 files are downloaded to `tempDir` first). */
-async function loadCommittedIds(connection: DuckDBConnection, store: LakeStore, files: readonly LakeFile[], tempDir: string): Promise<Set<string> | undefined> {
-  if (files.length === 0) return undefined;
-  const cache = join(tempDir, 'replay-window');
-  const paths: string[] = [];
-  for (const f of files) paths.push(await store.localCopy(f.path, cache));
-  const ids = new Set<string>();
-  const reader = await connection.streamAndReadAll(`SELECT event_id FROM read_parquet([${paths.map(literal).join(', ')}])`);
-  for (const [id] of reader.getRows()) ids.add(String(id));
-  await rm(cache, { recursive: true, force: true });
-  return ids;
 }

@@ -1,9 +1,10 @@
 import { hash } from 'node:crypto';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
-import { replaceLoneSurrogates, TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
+import { replaceLoneSurrogates, stringifyJson, TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { ident, literal } from './duck.js';
-import { emptyEnvelope, jsonText, toEnvelope } from './envelope.js';
+import { emptyEnvelope, jsonText, toEnvelope, type Envelope } from './envelope.js';
+import { recordFingerprint, type ReplayWindow } from './replay-window.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
 
 const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
@@ -156,7 +157,7 @@ export interface StageCounts {
 
 /** What makes two quarantined records the same one (a replay). */
 export function quarantineIdentity(record: unknown): string {
-  return hash('sha256', JSON.stringify(record) ?? 'undefined', 'base64url');
+  return hash('sha256', stringifyJson(record) ?? 'undefined', 'base64url');
 }
 
 export interface QuarantinedRecord {
@@ -173,7 +174,7 @@ export interface QuarantinedRecord {
  * is replaced by its JSON form only when that holds such an escape.
  */
 function quarantineForm(record: unknown, reason: string): QuarantinedRecord {
-  const text = JSON.stringify(record) as string | undefined;
+  const text = stringifyJson(record);
   const stored = text !== undefined && text.includes('\\ud') ? (JSON.parse(jsonText(record)) as unknown) : record;
   return { reason: replaceLoneSurrogates(reason), record: stored };
 }
@@ -226,8 +227,8 @@ export class StreamStage {
     /** Current payload schema version; raised by `widen`. */
     public version: number,
     private readonly validate: ((record: RecordData) => string | undefined) | undefined,
-    /** Event ids already committed by sessions that may be replayed (see LakeState.unclean). */
-    private readonly committedIds: Set<string> | undefined,
+    /** Rows already committed by sessions that may be replayed (see LakeState.unclean). */
+    private readonly replayWindow: ReplayWindow | undefined,
     /** Called when records bring fields the schema does not have: returns the new version. */
     private readonly onNewColumns: (added: PayloadColumn[]) => Promise<{ version: number; columns: PayloadColumn[] }>,
     /** The stream declares CDC fields (`_tributary_op`…): stage them from the start. */
@@ -471,6 +472,18 @@ export class StreamStage {
     return undefined;
   }
 
+  /**
+   * Whether a record whose event id the replay window holds is a replay: same content as a
+   * stored row of that id. Runs only for such records (after a crash, the resume's replayed
+   * ones). Payload columns added since the session opened are null in every stored row.
+   */
+  private isReplay(envelope: Envelope, payload: readonly unknown[]): boolean {
+    const window = this.replayWindow!;
+    const covered = window.columns.length;
+    for (let c = covered; c < this.columns.length; c++) if (payload[c] !== null) return false;
+    return window.holds(envelope.eventId, recordFingerprint(envelope, payload, covered));
+  }
+
   /** Stages a batch; returns the records refused (kept in `quarantine` with the reason). */
   async append(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
     // Looking for new fields walks every field of every record: skipped when validation already refuses them.
@@ -532,10 +545,8 @@ export class StreamStage {
         reject(i, record, unfit);
         continue;
       }
-      if (this.committedIds?.has(envelope.eventId)) {
-        this.counts.replays++;
-        continue;
-      }
+      // A stored row with this id: a replay if its content is the same (see ReplayWindow).
+      const storedId = this.replayWindow?.has(envelope.eventId) === true;
       let error: string | undefined;
       for (let c = 0; c < payloadCount; c++) {
         const column = this.columns[c]!;
@@ -557,6 +568,10 @@ export class StreamStage {
           continue;
         }
         reject(i, record, error);
+        continue;
+      }
+      if (storedId && this.isReplay(envelope, payload)) {
+        this.counts.replays++;
         continue;
       }
       // A position that only repeats the (staged) cursor column is not staged twice.

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { compileSchema, describeSchemaErrors, fsyncDirectory, makeDirectoryDurably, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
+import { compileSchema, describeSchemaErrors, fsyncDirectory, makeDirectoryDurably, stringifyJson, TributaryError, type DestinationStream, type RecordData, type RejectedRecord } from '@tributary/core';
 
 /**
  * One stream's JSON lines file plus its quarantine file.
@@ -111,10 +111,10 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
             replayed.set(identity, taken + 1);
             continue;
           }
-          quarantined += JSON.stringify({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() }) + '\n';
+          quarantined += stringifyJson({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() }) + '\n';
           continue;
         }
-        const line = JSON.stringify(record);
+        const line = stringifyJson(record)!;
         if (keyed) {
           const key = keyOf(record as RecordData, keyPaths);
           const hash = hashLine(line);
@@ -263,7 +263,7 @@ function valueAt(record: RecordData, path: string[]): unknown {
 }
 
 function keyOf(record: RecordData, keyPaths: string[][]): string {
-  return keyPaths.length === 1 ? JSON.stringify(valueAt(record, keyPaths[0]!)) : JSON.stringify(keyPaths.map((p) => valueAt(record, p)));
+  return keyPaths.length === 1 ? stringifyJson(valueAt(record, keyPaths[0]!))! : stringifyJson(keyPaths.map((p) => valueAt(record, p)))!;
 }
 
 function hashLine(line: string): string {
@@ -272,7 +272,7 @@ function hashLine(line: string): string {
 
 /** What makes two refused records the same one: their JSON, as a quarantine line stores it. */
 function quarantineIdentity(record: unknown): string {
-  return hashLine(JSON.stringify(record) ?? 'undefined');
+  return hashLine(stringifyJson(record) ?? 'undefined');
 }
 
 /**

@@ -1,0 +1,112 @@
+/**
+ * JSON text of a value, exactly as `JSON.stringify(value)` gives it, also for values nested
+ * deeper than JSON.stringify can go.
+ *
+ * JSON.stringify recurses on the native stack and throws RangeError ("Maximum call stack
+ * size exceeded") at ~4,000 levels on Node 20's default stack, while JSON.parse reads any
+ * depth: a source can deliver a record (an API answer, a jsonb value) that parses but does
+ * not serialize. A destination that failed on it failed the batch, and every retry of it.
+ * Only on that error does this walk the value again with an explicit stack (slower, rare).
+ */
+export function stringifyJson(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError && /call stack/i.test(error.message)) return stringifyJsonIteratively(value);
+    throw error;
+  }
+}
+
+type Container = readonly unknown[] | Record<string, unknown>;
+
+interface Frame {
+  container: Container;
+  /** Object keys (own enumerable, in order, as JSON.stringify takes them); undefined for an array. */
+  keys: string[] | undefined;
+  index: number;
+  /** An object member has been written (the next one needs a comma). */
+  wrote: boolean;
+}
+
+/** The value JSON.stringify serializes for `value` at `key`: after `toJSON`, boxed primitives unboxed. */
+function serializable(value: unknown, key: string): unknown {
+  let v = value;
+  if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
+    const toJSON = (v as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') v = (toJSON as (this: unknown, key: string) => unknown).call(v, key);
+  }
+  if (v instanceof Number) return Number(v);
+  if (v instanceof String) return String(v);
+  if (v instanceof Boolean) return v.valueOf();
+  return v;
+}
+
+/** JSON text of a non-container value; undefined for what JSON omits (undefined, functions, symbols). */
+function scalarText(v: unknown): string | undefined {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v);
+    case 'number':
+      return Number.isFinite(v) ? JSON.stringify(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'bigint':
+      // JSON.stringify's own error for a BigInt without toJSON.
+      throw new TypeError('Do not know how to serialize a BigInt');
+    default:
+      return undefined;
+  }
+}
+
+const isContainer = (v: unknown): v is Container => typeof v === 'object' && v !== null;
+
+/** JSON.stringify's result, computed with an explicit stack (exported for its tests). */
+export function stringifyJsonIteratively(root: unknown): string | undefined {
+  const first = serializable(root, '');
+  if (!isContainer(first)) return scalarText(first);
+  const out: string[] = [];
+  const stack: Frame[] = [];
+  const ancestors = new Set<Container>();
+  const open = (container: Container): void => {
+    if (ancestors.has(container)) throw new TypeError('Converting circular structure to JSON');
+    ancestors.add(container);
+    const isArray = Array.isArray(container);
+    stack.push({ container, keys: isArray ? undefined : Object.keys(container), index: 0, wrote: false });
+    out.push(isArray ? '[' : '{');
+  };
+  open(first);
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.keys === undefined) {
+      const items = frame.container as readonly unknown[];
+      if (frame.index === items.length) {
+        out.push(']');
+        ancestors.delete(frame.container);
+        stack.pop();
+        continue;
+      }
+      const i = frame.index++;
+      if (i > 0) out.push(',');
+      const v = serializable(items[i], String(i));
+      if (isContainer(v)) open(v);
+      else out.push(scalarText(v) ?? 'null');
+    } else {
+      if (frame.index === frame.keys.length) {
+        out.push('}');
+        ancestors.delete(frame.container);
+        stack.pop();
+        continue;
+      }
+      const key = frame.keys[frame.index++]!;
+      const v = serializable((frame.container as Record<string, unknown>)[key], key);
+      const text = isContainer(v) ? undefined : scalarText(v);
+      if (!isContainer(v) && text === undefined) continue;
+      out.push(`${frame.wrote ? ',' : ''}${JSON.stringify(key)}:`);
+      frame.wrote = true;
+      if (isContainer(v)) open(v);
+      else out.push(text!);
+    }
+  }
+  return out.join('');
+}
