@@ -61,6 +61,16 @@ export const sourceSpec = {
         'HubSpot search trails writes. An incremental sync reads changes up to this many seconds ago; newer ones are read by the next sync, once indexed.',
       order: 5,
     },
+    rate_limit_wait_seconds: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 3600,
+      default: 300,
+      title: 'Rate-limit wait (seconds)',
+      description:
+        'How long one request keeps waiting out HubSpot 429s of the rolling (10-second or search per-second) limits before the sync fails with its progress saved. 0: only the usual retries. A DAILY 429 always stops at once.',
+      order: 6,
+    },
   },
 } as const;
 

@@ -22,6 +22,27 @@ export type ChangeOp = 'r' | 'c' | 'u' | 'd' | 't';
 
 export type Row = Record<string, JsonValue>;
 
+/**
+ * Sets `row[name]` as an own, enumerable data property. A column may be named `__proto__`:
+ * a plain assignment (or an object literal key) of that name sets the object's prototype
+ * instead, so the column vanished from records and schemas. Every place that builds a row or
+ * a schema from column names goes through this (or `assignField`, chosen once per table with
+ * `fieldSetter`) or through a literal with computed keys.
+ */
+export function defineField<T>(row: Record<string, T>, name: string, value: T): void {
+  Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** A plain assignment: what `defineField` does for every name except `__proto__`. */
+export function assignField<T>(row: Record<string, T>, name: string, value: T): void {
+  row[name] = value;
+}
+
+/** The setter for rows of these columns: the plain assignment unless one is named `__proto__`. */
+export function fieldSetter(names: readonly string[]): typeof defineField {
+  return names.includes('__proto__') ? defineField : assignField;
+}
+
 export interface ChangeEvent {
   op: ChangeOp;
   namespace: string;
@@ -90,7 +111,7 @@ function debeziumRecord(event: ChangeEvent, database: string): RecordData {
   let after = event.after;
   if (after && event.unchanged?.length) {
     after = { ...after };
-    for (const column of event.unchanged) after[column] = '__debezium_unavailable_value';
+    for (const column of event.unchanged) defineField<JsonValue>(after, column, '__debezium_unavailable_value');
   }
   return {
     before: event.before,

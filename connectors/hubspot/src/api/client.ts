@@ -17,6 +17,11 @@
  *   sliding-window limiter already knows when the oldest request leaves the window.
  * - A `DAILY` 429 is not retried (the quota comes back at midnight): it surfaces as a
  *   `DailyLimitError` the source turns into a clean stop with its state saved.
+ * - A rolling-window 429 that outlasts `ctx.call`'s attempts is not the end of the read:
+ *   those attempts can all fall inside one 10 s window (the first retries wait 1 s), while
+ *   HubSpot's windows roll over within seconds. With `rateLimitWaitMs` (the source's
+ *   `rate_limit_wait_seconds`), the call waits out a whole window and tries again, until a
+ *   429 has refused it for that long; then it fails with a message that says so.
  */
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -94,6 +99,53 @@ export interface ApiConfig {
   base_url?: string;
 }
 
+/**
+ * HubSpot refused a request for its rolling rate limit (a 429 `TEN_SECONDLY_ROLLING` or
+ * `SECONDLY`, or a per-input `RATE_LIMITS` error of a batch answer): it clears once the
+ * window has rolled over, `windowMs` at most.
+ */
+export class RollingLimitError extends TributaryError {
+  constructor(
+    readonly policy: string,
+    readonly windowMs: number,
+    options: { userMessage: string; internalMessage: string },
+  ) {
+    // HubSpot sends no Retry-After. A rolling window frees a slot as soon as its oldest
+    // request ages out; one second is a safe pause for every stream of the connector.
+    super('rate_limited', { ...options, retryAfterMs: 1000 });
+    this.name = 'RollingLimitError';
+  }
+}
+
+/** HubSpot's documented windows: search's secondly limit, else the rolling 10 seconds. */
+function windowOf(policy: string | undefined): number {
+  return policy === 'SECONDLY' ? 1_000 : 10_000;
+}
+
+/** The `RollingLimitError` that `error` is or wraps (`withRetry` wraps the last error when it gives up). */
+function rollingLimitOf(error: unknown): RollingLimitError | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof RollingLimitError) return e;
+  }
+  return undefined;
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** The daily quota is used up: nothing will succeed before it resets. */
 export class DailyLimitError extends TributaryError {
   constructor(internalMessage: string) {
@@ -150,6 +202,18 @@ function describeBody(body: unknown): string {
   }
 }
 
+/** The failure of a call that rolling-limit 429s kept refusing for longer than the wait budget. */
+function stormOutlasted(what: string, limited: RollingLimitError, waitedMs: number, budgetMs: number, cause: unknown): TributaryError {
+  return new TributaryError('rate_limited', {
+    userMessage:
+      `HubSpot kept rate limiting ${what} (${limited.policy}) for ${Math.round(waitedMs / 1000)} s, and waiting out another ${limited.windowMs / 1000} s window ` +
+      `would pass rate_limit_wait_seconds (${Math.round(budgetMs / 1000)}). Another app may be using this account's API budget. ` +
+      'The read stopped with its progress saved; run the sync again later, or raise rate_limit_wait_seconds.',
+    internalMessage: limited.internalMessage ?? limited.userMessage,
+    cause,
+  });
+}
+
 /** Maps what the client threw to the TributaryError kind the runtime acts on. */
 export function toHubspotError(error: unknown, what: string): TributaryError {
   if (error instanceof TributaryError) return error;
@@ -159,9 +223,10 @@ export function toHubspotError(error: unknown, what: string): TributaryError {
     const internalMessage = `HTTP ${status}${policy ? ` policyName=${policy}` : ''}: ${describeBody(error.body)}`;
     if (status === 429) {
       if (policy === 'DAILY') return new DailyLimitError(internalMessage);
-      // HubSpot sends no Retry-After. A rolling window frees a slot as soon as its oldest
-      // request ages out; one second is a safe pause for every stream of the connector.
-      return new TributaryError('rate_limited', { userMessage: `HubSpot rate limited ${what} (HTTP 429 ${policy ?? ''})`.trim(), internalMessage, retryAfterMs: 1000 });
+      return new RollingLimitError(policy ?? 'TEN_SECONDLY_ROLLING', windowOf(policy), {
+        userMessage: `HubSpot rate limited ${what} (HTTP 429 ${policy ?? ''})`.trim(),
+        internalMessage,
+      });
     }
     if (status === 401 || status === 403) {
       return new TributaryError('auth', {
@@ -188,6 +253,26 @@ export function toHubspotError(error: unknown, what: string): TributaryError {
 }
 
 /**
+ * Per-input errors of an associations v4 batch read (a 207 answer). HubSpot answers an
+ * object without associations of the asked type with an `OBJECT_NOT_FOUND` error (subCategory
+ * `crm.associations.NO_ASSOCIATIONS_FOUND`): that, and only that, means "no associations".
+ * Any other category (`RATE_LIMITS`, an internal error, …) says nothing about the object's
+ * associations, so the batch must not be read as complete: this returns the error to retry
+ * the whole batch with (`RATE_LIMITS` as a rolling-limit error, the rest as transient), or
+ * undefined when every error is a not-found.
+ */
+export function associationBatchFailure(errors: readonly BatchError[], what: string): TributaryError | undefined {
+  const failed = errors.filter((e) => e.category !== 'OBJECT_NOT_FOUND');
+  if (failed.length === 0) return undefined;
+  const categories = [...new Set(failed.map((e) => e.category))].join(', ');
+  const ids = failed.flatMap((e) => e.context?.fromObjectId ?? []);
+  const internalMessage = `${failed.length} per-input error(s) (${categories})${ids.length > 0 ? ` for ${ids.slice(0, 20).join(', ')}` : ''}: ${describeBody(failed.slice(0, 5))}`;
+  const userMessage = `HubSpot could not read the associations of ${failed.length} object(s) in ${what} (${categories}); the batch is retried, never taken as "no associations"`;
+  if (failed.some((e) => e.category === 'RATE_LIMITS')) return new RollingLimitError('RATE_LIMITS', windowOf(undefined), { userMessage, internalMessage });
+  return new TributaryError('transient', { userMessage, internalMessage });
+}
+
+/**
  * A HubSpot API whose every call runs under `ctx.call` (rate limit + retries). For a writer
  * session, pass a context whose `call` makes one attempt (the runtime already limits and
  * retries each `write`).
@@ -200,6 +285,13 @@ export interface HubspotApiOptions {
    * `-Interval-Milliseconds`); without it the reported limit is not fed to the limiter.
    */
   limitFromHeaders?: (max: number, intervalMs: number) => number;
+  /**
+   * How long a call keeps trying while HubSpot answers it with rolling-limit 429s, ms from
+   * its first attempt (default 0: only `ctx.call`'s own attempts). When `ctx.call` gives up
+   * on such a 429 earlier, the call waits out the policy's window (10 s, 1 s for search's
+   * `SECONDLY`) and runs `ctx.call` again; past this time it fails.
+   */
+  rateLimitWaitMs?: number;
 }
 
 export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: HubspotApiOptions = {}): HubspotApi {
@@ -243,23 +335,49 @@ export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: Hu
     }
   }
 
+  /**
+   * One request under `ctx.call`; `check` may refuse a 2xx answer (a batch whose per-input
+   * errors must be retried) by returning the error to retry with. Rolling-limit 429s are
+   * ridden out for up to `rateLimitWaitMs` (see `HubspotApiOptions`).
+   */
   async function call<T>(
     what: string,
     request: () => Promise<{ httpStatusCode: number; headers: Record<string, string>; data: T }>,
     extraLimiter?: RateLimiter,
+    check?: (data: T) => TributaryError | undefined,
   ): Promise<{ status: number; data: T }> {
-    return ctx.call(async () => {
+    const attempt = async (): Promise<{ status: number; data: T }> => {
       // Search has its own, lower per-second limit on top of the account's budget.
       if (extraLimiter) await extraLimiter.schedule(() => Promise.resolve(), ctx.signal);
       try {
         const info = await request();
         observe(info.headers);
+        const refused = check?.(info.data);
+        if (refused) throw refused;
         return { status: info.httpStatusCode, data: info.data };
       } catch (error) {
         if (isApiException(error)) observe(error.headers);
         throw toHubspotError(error, what);
       }
-    });
+    };
+    const budgetMs = options.rateLimitWaitMs ?? 0;
+    const started = Date.now();
+    for (;;) {
+      try {
+        return await ctx.call(attempt);
+      } catch (error) {
+        const limited = rollingLimitOf(error);
+        if (!limited || budgetMs === 0 || ctx.signal.aborted) throw error;
+        const waited = Date.now() - started;
+        if (waited + limited.windowMs > budgetMs) throw stormOutlasted(what, limited, waited, budgetMs, error);
+        ctx.logger.warn(`HubSpot keeps rate limiting ${what} (${limited.policy}); waiting ${limited.windowMs} ms for its window to roll over`, {
+          policy: limited.policy,
+          waitedMs: waited,
+          budgetMs,
+        });
+        await pause(limited.windowMs, ctx.signal);
+      }
+    }
   }
 
   return {
@@ -313,12 +431,17 @@ export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: Hu
       let inputs: Array<{ id: string; after?: string }> = ids.map((id) => ({ id }));
       while (inputs.length > 0) {
         const batch = inputs;
-        const { data } = await call(`POST /crm/v4/associations/${fromType}/${toType}/batch/read`, () =>
-          client.crm.associations.v4.batchApi.getPageWithHttpInfo(fromType, toType, { inputs: batch }, callOptions),
+        const what = `POST /crm/v4/associations/${fromType}/${toType}/batch/read`;
+        const { data } = await call(
+          what,
+          () => client.crm.associations.v4.batchApi.getPageWithHttpInfo(fromType, toType, { inputs: batch }, callOptions),
+          undefined,
+          (answer) => associationBatchFailure(batchErrors(answer), what),
         );
         const asked = new Map(batch.map((input) => [input.id, input.after]));
         inputs = [];
-        // Objects without associations come back as errors of the 207 answer: nothing to emit.
+        // Objects without associations come back as OBJECT_NOT_FOUND errors of the 207 answer:
+        // nothing to emit. Any other per-input error was retried above (`associationBatchFailure`).
         for (const r of data.results) {
           const fromId = String(r._from.id);
           const toIds = rows.get(fromId) ?? [];

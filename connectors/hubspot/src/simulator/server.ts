@@ -123,6 +123,14 @@ export interface HubspotSimulator {
   throttle(count: number, policyName?: 'TEN_SECONDLY_ROLLING' | 'SECONDLY'): void;
   /** The next `count` authenticated requests are answered with `status` (5xx). */
   failNext(count: number, status?: number): void;
+  /**
+   * The next `count` associations v4 batch reads answer their first input with a per-input
+   * error of `category` (a 207, the other inputs answered as usual) instead of its result.
+   * HubSpot documents the per-input error shape (`StandardError`: status, category,
+   * message, context) and `RATE_LIMITS` as the category of rate-limit errors; only
+   * `OBJECT_NOT_FOUND` means the object has no associations.
+   */
+  failAssociationInputs(count: number, category?: string): void;
   /** Uses up the daily quota: every further request gets 429 DAILY until `resetDaily`. */
   exhaustDaily(): void;
   resetDaily(): void;
@@ -212,6 +220,8 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
   let throttlePolicy: 'TEN_SECONDLY_ROLLING' | 'SECONDLY' = 'TEN_SECONDLY_ROLLING';
   let failing = 0;
   let failStatus = 502;
+  let failingAssociationReads = 0;
+  let associationErrorCategory = 'RATE_LIMITS';
 
   function table(objectType: string): ObjectTable {
     const t = tables.get(objectType);
@@ -362,8 +372,8 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     return { status: 207, body: { ...body, numErrors: errors.length, errors } };
   }
 
-  function batchError(category: string, message: string, context: Record<string, string[]>): Record<string, unknown> {
-    return { status: 'error', category, message, context, links: {}, errors: [] };
+  function batchError(category: string, message: string, context: Record<string, string[]>, subCategory?: string): Record<string, unknown> {
+    return { status: 'error', category, ...(subCategory ? { subCategory } : {}), message, context, links: {}, errors: [] };
   }
 
   function handleBatch(objectType: string, action: string, body: Record<string, unknown>): Answer {
@@ -523,11 +533,19 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     const map = assoc(fromType, toType);
     const results: unknown[] = [];
     const errors: Array<Record<string, unknown>> = [];
-    for (const input of inputs) {
+    const failFirst = failingAssociationReads > 0 && inputs.length > 0;
+    if (failFirst) failingAssociationReads--;
+    for (const [i, input] of inputs.entries()) {
       const id = Number(input.id);
+      const context = { fromObjectId: [String(input.id)], fromObjectType: [fromType], toObjectType: [toType] };
+      if (failFirst && i === 0) {
+        errors.push(batchError(associationErrorCategory, `Could not read the ${toType} associated with ${fromType} ${String(input.id)}.`, context));
+        continue;
+      }
       const to = map.get(id);
       if (!to || to.size === 0) {
-        errors.push(batchError('OBJECT_NOT_FOUND', `No ${toType} is associated with ${fromType} ${String(input.id)}.`, { fromObjectId: [String(input.id)] }));
+        // HubSpot's answer for an object without associations of that type.
+        errors.push(batchError('OBJECT_NOT_FOUND', `No ${toType} is associated with ${fromType} ${String(input.id)}.`, context, 'crm.associations.NO_ASSOCIATIONS_FOUND'));
         continue;
       }
       // Each result is paged on its own: `after` (from that result's `paging.next`) is sent
@@ -666,6 +684,10 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     failNext(count, status = 502) {
       failing = count;
       failStatus = status;
+    },
+    failAssociationInputs(count, category = 'RATE_LIMITS') {
+      failingAssociationReads = count;
+      associationErrorCategory = category;
     },
     exhaustDaily() {
       dailyUsed = limits.daily;

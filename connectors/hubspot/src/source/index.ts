@@ -114,6 +114,8 @@ export const hubspotSource = defineSource({
     const api = hubspotApi(ctx, config, {
       searchLimiter: createRateLimiter(SEARCH_RATE_LIMIT),
       limitFromHeaders: (max, intervalMs) => scaledLimit(max, intervalMs, HUBSPOT_RATE_LIMIT.perMs),
+      // A 429 storm (another app spending the account's budget) may outlast the retries below.
+      rateLimitWaitMs: (config.rate_limit_wait_seconds ?? 300) * 1000,
     });
     const pairs = new Map(pairsOf(config).map((p) => [associationStreamName(p), p]));
     const startMs = config.start_date ? Date.parse(config.start_date) : 0;

@@ -13,7 +13,7 @@ import {
 import type { PostgresConfig } from '../config.js';
 import { connect, literal, sqlState } from '../connection.js';
 import { readChunks, type ChunkPosition } from '../read/table-read.js';
-import { snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
+import { fieldSetter, snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
 import type { TableInfo } from '../schema/tables.js';
 import type { Converter, TypeRegistry } from '../schema/values.js';
 import { formatLsn, parseLsn, pgTimeToIso, type Lsn } from './lsn.js';
@@ -71,6 +71,8 @@ interface Relation {
   name: string;
   columns: RelationColumn[];
   converters: Converter[];
+  /** Sets a column of a decoded row (see `fieldSetter`: a column may be named `__proto__`). */
+  setField: (row: Row, name: string, value: Row[string]) => void;
   stream: CdcStream | undefined;
 }
 
@@ -332,17 +334,18 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     };
     const rowOf = (relation: Relation, tuple: TupleValue[], keysOnly: boolean, unchanged?: string[], fallback?: Row | null): Row => {
       const row: Row = {};
+      const set = relation.setField;
       for (let i = 0; i < relation.columns.length; i++) {
         const column = relation.columns[i]!;
         if (keysOnly && !column.key) continue;
         const value = tuple[i];
-        if (typeof value === 'string') row[column.name] = relation.converters[i]!(value);
-        else if (value === null || value === undefined) row[column.name] = null;
+        if (typeof value === 'string') set(row, column.name, relation.converters[i]!(value));
+        else if (value === null || value === undefined) set(row, column.name, null);
         else if (value === UNCHANGED_TOAST) {
           // An unchanged TOASTed value: take it from the old image when the server sent one, else leave it out — never null.
-          if (fallback && fallback[column.name] !== undefined) row[column.name] = fallback[column.name]!;
+          if (fallback && Object.hasOwn(fallback, column.name)) set(row, column.name, fallback[column.name]!);
           else unchanged?.push(column.name);
-        } else row[column.name] = value.toString('base64');
+        } else set(row, column.name, value.toString('base64'));
       }
       return row;
     };
@@ -426,6 +429,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
                 name: decoded.name,
                 columns: decoded.columns,
                 converters: decoded.columns.map((c) => types.converter(c.typeOid)),
+                setField: fieldSetter(decoded.columns.map((c) => c.name)),
                 stream,
               });
               if (stream && previous) reportSchemaChange(log, stream, previous, decoded.columns);

@@ -52,14 +52,14 @@ export function rowDecoder(table: TableInfo, types: TypeRegistry, extra: Row = {
   const columns = table.columns.map((c) => c.name);
   const converters: Converter[] = table.columns.map((c) => types.converter(c.typeOid));
   const byteConverters: ByteConverter[] = table.columns.map((c) => types.byteConverter(c.typeOid));
-  const constants = Object.keys(extra).map((name) => `${JSON.stringify(name)}: x[${JSON.stringify(name)}]`);
+  const constants = Object.keys(extra).map((name) => `${literalKey(name)}: x[${JSON.stringify(name)}]`);
   // Only column names (JSON-quoted) and indexes reach the generated source.
-  const fields = columns.map((name, i) => `${JSON.stringify(name)}: v[${i}] == null ? null : c[${i}](v[${i}])`);
+  const fields = columns.map((name, i) => `${literalKey(name)}: v[${i}] == null ? null : c[${i}](v[${i}])`);
   const build = new Function('v', 'c', 'x', `return { ${[...fields, ...constants].join(', ')} };`) as (v: (string | null)[], c: Converter[], x: Row) => Row;
   const lineFields = columns.map((name, i) => {
     const s = `p[${2 * i}]`;
     const e = `p[${2 * i + 1}]`;
-    return `${JSON.stringify(name)}: ${s} >= 0 ? k[${i}](b, ${s}, ${e}) : esc(b, ${s}, ${e}, c[${i}])`;
+    return `${literalKey(name)}: ${s} >= 0 ? k[${i}](b, ${s}, ${e}) : esc(b, ${s}, ${e}, c[${i}])`;
   });
   const buildLine = new Function('b', 'p', 'k', 'c', 'esc', 'x', `return { ${[...lineFields, ...constants].join(', ')} };`) as (
     b: Buffer,
@@ -78,6 +78,16 @@ export function rowDecoder(table: TableInfo, types: TypeRegistry, extra: Row = {
       return buildLine(line, bounds, byteConverters, converters, escapedValue, extra);
     },
   };
+}
+
+/**
+ * A column name as a key of the generated object literal. `__proto__` is written as a computed
+ * key: as a plain key (quoted or not) it sets the row's prototype instead of a field. Other
+ * names stay plain keys, which keep the literal one boilerplate (a computed key makes V8 add
+ * every later property one by one).
+ */
+function literalKey(name: string): string {
+  return name === '__proto__' ? `[${JSON.stringify(name)}]` : JSON.stringify(name);
 }
 
 function escapedValue(line: Buffer, start: number, end: number, converter: Converter): JsonValue {

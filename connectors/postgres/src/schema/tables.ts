@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { AirbyteStream } from '@tributary/core';
 import type { PostgresConfig } from '../config.js';
-import { CHANGE_FIELDS_SCHEMA } from '../records.js';
+import { CHANGE_FIELDS_SCHEMA, defineField } from '../records.js';
 import type { JsonSchema, TypeRegistry } from './values.js';
 
 export interface ColumnInfo {
@@ -90,7 +90,8 @@ export function cursorColumnOf(table: TableInfo, config: PostgresConfig): string
 
 export function rowSchema(table: TableInfo, types: TypeRegistry): Record<string, JsonSchema> {
   const properties: Record<string, JsonSchema> = {};
-  for (const column of table.columns) properties[column.name] = types.jsonSchema(column.typeOid);
+  // Defined, not assigned: a column named `__proto__` is a property like the others.
+  for (const column of table.columns) defineField(properties, column.name, types.jsonSchema(column.typeOid));
   return properties;
 }
 

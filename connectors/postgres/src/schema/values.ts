@@ -14,7 +14,7 @@ import type pg from 'pg';
  * | int8 | integer, or a decimal string beyond ±2^53 | a double cannot hold every int8 |
  * | float4, float8 | number, or "NaN"/"Infinity"/"-Infinity" | JSON has no such numbers |
  * | numeric | string (the exact decimal) | beyond double precision |
- * | json, jsonb | the parsed JSON value | |
+ * | json, jsonb | the parsed JSON value; numbers in it as doubles | records are JS values written out with JSON.stringify |
  * | bytea | base64 string | |
  * | timestamptz | ISO-8601 string in UTC with microseconds (`…Z`) | a JS Date keeps milliseconds only |
  * | timestamp | ISO-8601 string without zone | |
@@ -243,6 +243,17 @@ function scalarConverter(name: string): Converter {
   }
 }
 
+/**
+ * Numbers inside json/jsonb values are parsed as doubles: PostgreSQL keeps any number of digits
+ * (jsonb stores numeric), but a record is a JS value that destinations write with
+ * JSON.stringify, and Node 20 has no way to write a number with more digits than a double
+ * holds (no JSON.rawJSON). Turning only such numbers into strings would keep the digits but
+ * change the value's type inside the document, silently, for a reader that expects a number.
+ * So the limit is kept, and stated in the column's schema.
+ */
+const JSON_NUMBER_LIMIT =
+  "; numbers inside are read as IEEE-754 double precision: digits beyond a double's (about 15-17 significant, e.g. 12345678901234567890 or 0.1000000000000000055511151231257827) are not kept";
+
 function scalarSchema(name: string): JsonSchema {
   switch (name) {
     case 'bool':
@@ -260,7 +271,7 @@ function scalarSchema(name: string): JsonSchema {
       return { type: ['string', 'null'], description: 'numeric: the exact decimal as a string' };
     case 'json':
     case 'jsonb':
-      return { description: `${name}: the JSON value` };
+      return { description: `${name}: the JSON value${JSON_NUMBER_LIMIT}` };
     case 'bytea':
       return { type: ['string', 'null'], contentEncoding: 'base64' };
     case 'timestamptz':
