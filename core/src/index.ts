@@ -36,6 +36,7 @@ export * from './resilience/circuit-breaker.js';
 export * from './resilience/http.js';
 export * from './connector/create-context.js';
 export * from './runtime/reverse-etl.js';
+export { createDryRunLedger, type DryRunLedger } from './runtime/dry-run-ledger.js';
 export * from './protocol/wire.js';
 export * from './concurrency/keyed-queue.js';
 export * from './fs/atomic-file.js';

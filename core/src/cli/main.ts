@@ -18,7 +18,7 @@ import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, Con
 import { streamKey } from '../protocol/messages.js';
 import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
-import { runSync } from '../runtime/sync.js';
+import { runSync, toDestinationStreams } from '../runtime/sync.js';
 import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
 import { openStateStore } from '../state/open-store.js';
 import type { StateStore } from '../state/store.js';
@@ -26,6 +26,7 @@ import { createConnectorPackage, describeCreated, isConnectorKind } from '../sca
 import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
 import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
+import { checkCatalogFile } from './configured-catalog.js';
 
 const USAGE = `tributary — move CRM data reliably
 
@@ -275,7 +276,8 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
   const rawConfig = await readJson(values.config, 'config');
   setRedactor(createRedactor(collectSecrets(destination.spec.connectionSpecification, rawConfig)));
   const config = parseConfig(destination.spec.connectionSpecification, rawConfig);
-  const catalog = (await readJson(values.catalog, 'catalog')) as ConfiguredAirbyteCatalog;
+  // Checked as `tributary sync` checks its catalog, before the destination is opened.
+  const catalog = checkCatalogFile(await readJson(values.catalog, 'catalog'), values.catalog, destination);
   // The destination's declared rate limit and retry policy apply to its context and to every
   // `write` and `commit` (`callDestination` below), as in `tributary sync`.
   const ctx = createConnectorContext({
@@ -283,17 +285,7 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
     ...(destination.rateLimit ? { rateLimit: destination.rateLimit } : {}),
     ...(destination.retry ? { retry: destination.retry } : {}),
   });
-  const streams = catalog.streams.map((c) => ({
-    key: streamKey(c.stream.name, c.stream.namespace),
-    name: c.stream.name,
-    ...(c.stream.namespace ? { namespace: c.stream.namespace } : {}),
-    syncMode: c.sync_mode,
-    destinationSyncMode: c.destination_sync_mode,
-    primaryKey: c.primary_key ?? c.stream.source_defined_primary_key ?? [],
-    cursorField: c.cursor_field ?? [],
-    jsonSchema: c.stream.json_schema,
-    resuming: false,
-  }));
+  const streams = toDestinationStreams(catalog);
   const describe = describeStreams(streams);
   const session = await destination.open(ctx, config, streams);
   const result = await runPipeline({

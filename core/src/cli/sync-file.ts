@@ -323,6 +323,18 @@ function checkFieldPaths(stream: AirbyteStream, sel: StreamSelection): void {
   }
 }
 
+/**
+ * Refuses a configured stream (of a catalog given whole, e.g. `tributary write --catalog`)
+ * whose primary_key or cursor_field names no field of its schema, as `checkFieldPaths` does
+ * for a sync file's selection. An empty cursor_field is the source's own choice and passes.
+ */
+export function checkConfiguredFields(configured: ConfiguredAirbyteStream): void {
+  const sel: StreamSelection = { name: configured.stream.name };
+  const cursor = configured.cursor_field ?? [];
+  if (cursor.length > 0) refuseUnknownField(configured.stream, sel, 'cursor_field', cursor);
+  for (const path of configured.primary_key ?? []) refuseUnknownField(configured.stream, sel, 'primary_key', path);
+}
+
 /** Refuses `path` as the stream's `setting` when the stream's schema proves it names no field, listing the fields there are. */
 function refuseUnknownField(stream: AirbyteStream, sel: StreamSelection, setting: 'cursor_field' | 'primary_key', path: string[]): void {
   const missing = missingField(stream.json_schema, path);

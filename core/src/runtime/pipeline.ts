@@ -32,11 +32,11 @@ export interface StreamProgress {
   readonly namespace: string | undefined;
   /** Records read from the source. */
   read: number;
-  /** Records handed to the destination (written or rejected). */
+  /** Records handed to the destination (stored or rejected). */
   written: number;
-  /** Records the destination made durable. */
+  /** Records the destination stored and made durable; rejected records are not among them. */
   committed: number;
-  /** Records the destination set aside with a reason. */
+  /** Records the destination set aside (quarantined) with a reason, committed or not yet. */
   rejected: number;
   /** Estimated JSON bytes read. */
   bytes: number;
@@ -113,16 +113,18 @@ interface StreamCursor extends StreamProgress {
   /** JSON size of the last sampled record; every record is costed at it. */
   sampleSize: number;
   sampleCountdown: number;
+  /** Records covered by the last destination commit, stored or rejected (`committed + rejectedCommitted`). */
+  settled: number;
   /** Rejected records covered by the last destination commit. */
   rejectedCommitted: number;
-  /** `committed` / `rejectedCommitted` when this stream's state last advanced. */
-  committedAtState: number;
+  /** `settled` / `rejectedCommitted` when this stream's state last advanced. */
+  settledAtState: number;
   rejectedAtState: number;
 }
 
 /** A checkpoint waiting for the destination to make the records before it durable. */
 interface PendingCheckpoint {
-  /** Per stream, how many records must be committed first. */
+  /** Per stream, how many records must be settled (stored or rejected) by a commit first. */
   requires: Array<[StreamCursor, number]>;
   apply(state: SyncState): void;
 }
@@ -196,8 +198,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       batchStartedAt: 0,
       sampleSize: 0,
       sampleCountdown: 0,
+      settled: 0,
       rejectedCommitted: 0,
-      committedAtState: 0,
+      settledAtState: 0,
       rejectedAtState: 0,
     });
   }
@@ -278,15 +281,16 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       }
       await options.callDestination(() => options.session.commit());
       for (const s of streams.values()) {
-        s.committed = s.written;
+        s.settled = s.written;
         s.rejectedCommitted = s.rejected;
+        s.committed = s.settled - s.rejectedCommitted;
       }
       // Only the oldest satisfied checkpoints, in arrival order: a later checkpoint that is
       // already covered (a stream with no new records) must wait for an earlier one that is not
       // (a global checkpoint still waiting on another stream), or that earlier one, applied on
       // a later commit, would set the stream back to its older position.
       let satisfied = 0;
-      while (satisfied < pending.length && pending[satisfied]!.requires.every(([s, n]) => s.committed >= n)) satisfied++;
+      while (satisfied < pending.length && pending[satisfied]!.requires.every(([s, n]) => s.settled >= n)) satisfied++;
       const ready = pending.splice(0, satisfied);
       if (ready.length === 0) continue;
       const advanced = new Set<StreamCursor>();
@@ -299,8 +303,8 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       }
       const counts: CommittedCheckpoint['streams'] = {};
       for (const s of advanced) {
-        counts[s.key] = { records: s.committed - s.committedAtState, rejected: s.rejectedCommitted - s.rejectedAtState };
-        s.committedAtState = s.committed;
+        counts[s.key] = { records: s.settled - s.settledAtState, rejected: s.rejectedCommitted - s.rejectedAtState };
+        s.settledAtState = s.settled;
         s.rejectedAtState = s.rejectedCommitted;
       }
       await options.commitState({ state: structuredClone(state), streams: counts });

@@ -31,6 +31,7 @@ import { TributaryError, toTributaryError, type ErrorKind } from '../errors.js';
 import { createCircuitBreaker, isCircuitOpenError, type CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { withRetry } from '../resilience/retry.js';
 import { writeKeyOf } from './write-key.js';
+import { createDryRunLedger, type DryRunLedger } from './dry-run-ledger.js';
 
 export interface WriteAuditEntry {
   /** ISO 8601 time the result was known. */
@@ -70,7 +71,12 @@ export interface RunWriterOptions {
   writer: Writer;
   /** Already parsed and validated against the writer's spec (see `parseConfig`). */
   config: Record<string, unknown>;
-  /** Defaults to a context built from `writer.rateLimit` / `writer.retry`. */
+  /**
+   * Defaults to a context of this run built from `writer.rateLimit` / `writer.retry`: its
+   * limiter keeps this run within the writer's limits, not runs beside it. Runs in one process
+   * that spend the same budget (the same API token) must share one context (or its limiter,
+   * `createConnectorContext({ limiter })`); runs against different accounts must not.
+   */
   ctx?: ConnectorContext;
   object: string;
   mode: WriteMode;
@@ -86,6 +92,12 @@ export interface RunWriterOptions {
   session?: WriterSession;
   /** Receives every result as it is known; the summary then omits `results`. */
   audit?: (entry: WriteAuditEntry) => void;
+  /**
+   * For a dry run: the rows earlier runs of the same dry run would have changed, so that
+   * consecutive runs (the batches of a sync) report a key that comes back as a real run
+   * would (see `createDryRunLedger`). Default: one of its own per dry run.
+   */
+  dryRunLedger?: DryRunLedger;
 }
 
 const STATUSES: readonly WriteStatus[] = ['created', 'updated', 'unchanged', 'deleted', 'failed'];
@@ -141,6 +153,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   /** The row a key names, as the target matches keys (see `WriterDefinition.keyIdentity`). */
   const identityOf = (key: string): string => (writer.keyIdentity ? writer.keyIdentity(object, idProperty, key) : key);
 
+  const ledger = dryRun ? (options.dryRunLedger ?? createDryRunLedger()) : undefined;
   const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<WriteStatus, number>;
   const results: WriteResult[] | undefined = audit ? undefined : [];
   let requests = 0;
@@ -225,11 +238,15 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       failAll(request.records, reasonOf(error), error.retryable);
       return;
     }
-    matchResults(request.records, Array.isArray(answer) ? answer : []);
+    matchResults(request, Array.isArray(answer) ? answer : []);
   }
 
-  /** Enforces "exactly one result per input record", matched by idempotency key. */
-  function matchResults(records: WriteRecord[], answer: WriteResult[]): void {
+  /**
+   * Enforces "exactly one result per input record", matched by idempotency key. A dry run's
+   * results pass the ledger, which judges a key seen earlier in the run as a real run would.
+   */
+  function matchResults(request: WriteRequest, answer: WriteResult[]): void {
+    const records = request.records;
     const byKey = new Map<string, WriteResult>();
     let strays = 0;
     for (const result of answer) {
@@ -244,7 +261,8 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       } else if (!STATUSES.includes(result.status)) {
         report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` });
       } else {
-        report({ ...result, idempotencyKey: record.idempotencyKey, key: record.key });
+        const matched: WriteResult = { ...result, idempotencyKey: record.idempotencyKey, key: record.key };
+        report(ledger ? ledger.judge(identityOf(record.key), request.mode, record, matched) : matched);
       }
     }
     strays += byKey.size;

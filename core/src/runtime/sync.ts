@@ -3,7 +3,7 @@ import { collectSecrets, createRedactor, type Redactor } from '../config/secrets
 import { createConnectorContext } from '../connector/create-context.js';
 import type { Destination, DestinationStream } from '../connector/destination.js';
 import type { Source } from '../connector/source.js';
-import { emptyState, type SyncState } from '../connector/state.js';
+import { emptyState, withDescriptors, type SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import { createLogger, type Logger, type LogSink } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -89,11 +89,13 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
       });
   const logger: Logger = createLogger(sink('runtime'));
 
-  validateCatalog(catalog, destination);
+  checkConfiguredCatalog(catalog, destination);
   const batching: BatchingOptions = { ...destination.batching, ...options.batching };
   // Before the destination is opened: refused options leave nothing to close.
   checkBatching(batching);
-  const initialState = (await options.stateStore.load(options.connection)) ?? emptyState();
+  // Named from the catalog: every state this sync saves names its streams as the catalog
+  // does, also when it resumes from a state stored before descriptors were kept.
+  const initialState = withDescriptors((await options.stateStore.load(options.connection)) ?? emptyState(), catalog.streams.map((c) => c.stream));
   // A full refresh of a stream that cannot resume (`is_resumable: false`, e.g. a table read
   // by physical position) starts over: the position an interrupted refresh saved is not
   // handed to the source, and the destination is told it is not resuming (a new generation).
@@ -194,7 +196,11 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
       const fullRefreshKeys = streams.filter((s) => s.syncMode === 'full_refresh' && state.streams[s.key] !== undefined).map((s) => s.key);
       if (fullRefreshKeys.length > 0) {
         const forgotten = structuredClone(state);
-        for (const key of fullRefreshKeys) delete forgotten.streams[key];
+        for (const key of fullRefreshKeys) {
+          delete forgotten.streams[key];
+          if (forgotten.descriptors) delete forgotten.descriptors[key];
+        }
+        if (forgotten.descriptors && Object.keys(forgotten.descriptors).length === 0) delete forgotten.descriptors;
         await options.stateStore.save(options.connection, forgotten);
         state = forgotten;
       }
@@ -225,7 +231,13 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
   };
 }
 
-function validateCatalog(catalog: ConfiguredAirbyteCatalog, destination: Destination): void {
+/**
+ * Refuses, as a `config` error, a configured catalog `destination` cannot be run with: no
+ * stream, two streams stored under one key, a destination_sync_mode the destination does not
+ * support, a sync_mode the stream does not support, append_dedup without a primary key.
+ * `runSync` and `tributary write` call it before the destination is opened.
+ */
+export function checkConfiguredCatalog(catalog: ConfiguredAirbyteCatalog, destination: Destination): void {
   if (catalog.streams.length === 0) {
     throw new TributaryError('config', { userMessage: 'No streams selected: the configured catalog is empty' });
   }

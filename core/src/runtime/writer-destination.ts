@@ -9,6 +9,7 @@ import type { RecordData } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
 import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
 import { writeKeyOf } from './write-key.js';
+import { createDryRunLedger } from './dry-run-ledger.js';
 
 /** Where a reverse-ETL sync writes one source stream. */
 export interface WriterTarget {
@@ -97,6 +98,8 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
       }
       const session = await writer.open(ctx, config);
       const breaker = createCircuitBreaker(target.breaker ?? { failureThreshold: 5, resetAfterMs: 30_000 });
+      // One for the whole sync: a key that comes back in a later batch is judged as a real sync would.
+      const dryRunLedger = target.dryRun ? createDryRunLedger() : undefined;
       breaker.onStateChange((state) => ctx.logger.warn(`writer ${writer.name}: circuit ${state}`, { object: target.object, circuit: state }));
       const mapping = target.fields;
       const shape = (data: RecordData): Record<string, unknown> =>
@@ -117,6 +120,7 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
             idProperty: target.idProperty,
             records,
             dryRun: target.dryRun ?? false,
+            ...(dryRunLedger ? { dryRunLedger } : {}),
             audit: (entry) => {
               if (entry.status === 'failed') failures.set(entry.idempotencyKey, { reason: entry.reason ?? 'failed', retryable: entry.retryable === true });
               target.audit?.(entry);

@@ -140,7 +140,10 @@ export function withoutStreams(state: SyncState, streams: readonly string[]): Sy
   const kept = Object.fromEntries(entries.filter(([key]) => !drop.has(key)));
   if (Object.keys(kept).length === entries.length) return state;
   if (Object.keys(kept).length === 0) return undefined;
-  return state.shared === undefined ? { streams: kept } : { streams: kept, shared: state.shared };
+  const result: SyncState = state.shared === undefined ? { streams: kept } : { streams: kept, shared: state.shared };
+  const descriptors = Object.entries(state.descriptors ?? {}).filter(([key]) => Object.hasOwn(kept, key));
+  if (descriptors.length > 0) result.descriptors = Object.fromEntries(descriptors);
+  return result;
 }
 
 /**

@@ -11,6 +11,8 @@
  *
  * Errors: refused credentials are `auth`, unreachable/lost connections `transient`, missing
  * database/schema or missing privileges `config`. No message ever contains the password.
+ * `save` retries `transient` failures a few times with backoff (see SAVE_RETRY) before it
+ * reports one: a checkpoint is not lost to a session the server ended between two commits.
  */
 import pg from 'pg';
 import type { SyncState } from '../connector/state.js';
@@ -19,6 +21,8 @@ import { TributaryError } from '../errors.js';
 import { checkConnectionName, decodeState, encodeState, withoutStreams } from './codec.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { StateStore } from './store.js';
+import type { RetryPolicy } from '../resilience/policy.js';
+import { withRetry } from '../resilience/retry.js';
 
 export interface PostgresStateStoreOptions {
   /** `postgres://user:password@host:port/db` (anything `pg` accepts). */
@@ -30,6 +34,13 @@ export interface PostgresStateStoreOptions {
 }
 
 export const DEFAULT_STATE_TABLE = 'tributary_state';
+
+/**
+ * Attempts of a save that fails `transient` (the server unreachable or the session ended,
+ * see `classifyError`); any other failure is final at once. About 2 s of waits at most, on
+ * top of the attempts themselves.
+ */
+const SAVE_RETRY: RetryPolicy = { maxAttempts: 4, baseDelayMs: 250, maxDelayMs: 1_000 };
 
 interface StateRow {
   state: unknown;
@@ -113,6 +124,21 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
     );
   };
 
+  /** One attempt of `save`: takes a lost lock again, then upserts the state. */
+  const saveOnce = async (connection: string, state: SyncState): Promise<void> => {
+    await relock(connection);
+    await ensureTable();
+    try {
+      await upsert(pool, connection, state);
+    } catch (error) {
+      if (pgCode(error) !== '42P01') throw error;
+      // The table was dropped behind our back since we created it: create it again, once.
+      ready = undefined;
+      await ensureTable();
+      await upsert(pool, connection, state);
+    }
+  };
+
   const resetStreams = async (connection: string, streams: readonly string[]): Promise<void> => {
     const client = await pool.connect();
     let broken: unknown;
@@ -145,19 +171,23 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
         return row === undefined ? undefined : decodeRow(connection, row);
       }),
     save: (connection, state) =>
-      run('write state to', connection, async () => {
-        await relock(connection);
-        await ensureTable();
-        try {
-          await upsert(pool, connection, state);
-        } catch (error) {
-          if (pgCode(error) !== '42P01') throw error;
-          // The table was dropped behind our back since we created it: create it again, once.
-          ready = undefined;
-          await ensureTable();
-          await upsert(pool, connection, state);
-        }
-      }),
+      run('write state to', connection, () =>
+        // The server may end a session between two checkpoints or during one (a restart, a
+        // failover, pg_terminate_backend, idle_session_timeout); the pool then connects anew.
+        // Retrying is safe: a save is one upsert of the whole state, so an attempt whose commit
+        // did reach the server before its answer was lost leaves the row a retry writes again,
+        // and the keyed queue holds back later operations on the connection meanwhile.
+        withRetry(
+          async () => {
+            try {
+              await saveOnce(connection, state);
+            } catch (error) {
+              throw classifyError(error, 'write state to', where, target);
+            }
+          },
+          SAVE_RETRY,
+        ),
+      ),
     reset: (connection, streams) =>
       run('reset state in', connection, async () => {
         if (streams === undefined) {
@@ -176,13 +206,15 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       run('lock state in', undefined, async () => {
         checkConnectionName(connection);
         const key = `tributary:${where}:${connection}`;
-        const held: HeldLock = { client: await tryAdvisoryLock(pool, key, connection, where), lost: false };
+        const held: HeldLock = { client: await tryAdvisoryLock(pool, key, connection, where), lost: false, released: false };
         watchSession(held);
         locks.set(connection, held);
         return {
           async release() {
             if (locks.get(connection) === held) locks.delete(connection);
             if (held.lost) return;
+            // From here the client is released below, whatever happens to its session.
+            held.released = true;
             let broken: unknown;
             await held.client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((error: unknown) => (broken = error));
             held.client.release(broken instanceof Error ? broken : undefined);
@@ -198,6 +230,8 @@ interface HeldLock {
   client: pg.PoolClient;
   /** The session ended (its lock with it); `client` is unusable. */
   lost: boolean;
+  /** `release` gave the client back (or is about to): its session is no longer this lock's. */
+  released: boolean;
 }
 
 /** Takes the advisory lock `key` on a client of its own, or throws the `config` error saying it is held. */
@@ -218,13 +252,15 @@ async function tryAdvisoryLock(pool: pg.Pool, key: string, connection: string, w
 /**
  * A checked-out pg client has no `error` listener (the pool only listens to idle ones): a
  * session ended by the server would be an unhandled `error` event, crashing the process.
- * Marks the lock lost instead and discards the client.
+ * Marks the lock lost instead and discards the client. Once the lock released its client
+ * (back to the pool, where it may serve other statements), an error of that session is not
+ * the lock's: releasing the client a second time would throw from the event handler.
  */
 function watchSession(held: HeldLock): void {
   const client = held.client;
   client.once('error', (error: Error) => {
     client.on('error', () => undefined);
-    if (held.client !== client) return;
+    if (held.client !== client || held.released) return;
     held.lost = true;
     client.release(error);
   });

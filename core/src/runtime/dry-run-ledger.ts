@@ -1,0 +1,69 @@
+/**
+ * What a dry run would have changed so far, so that it reports what a real run would.
+ *
+ * A real run sends two records of one key in two requests, and the target judges the second
+ * against the row the first created or changed. In a dry run the target changes nothing, so
+ * a writer judges every record against the row as it was before the run: the second record
+ * of a new key would come back `created` again, and one setting a row back to its old value
+ * `unchanged`. The ledger keeps, per row (key identity), the fields the run's earlier records
+ * gave it, and judges the later records of the row against them instead.
+ *
+ * Applies to `upsert` and `update` requests (the upserts of a `mirror` run included). A
+ * repeated key of an `insert` or `delete` run is reported as the writer judged it: what the
+ * target answers to inserting an existing row or deleting a missing one is the writer's own.
+ * Memory: one entry per row the dry run created or changed, holding its fields as canonical
+ * JSON; nothing is kept outside dry runs.
+ */
+import type { WriteRecord, WriteRequest, WriteResult } from '../connector/writer.js';
+// A cycle with reverse-etl.ts, which is harmless: canonicalJson is only called, never read at load time.
+import { canonicalJson } from './reverse-etl.js';
+
+export interface DryRunLedger {
+  /**
+   * The result a real run would report for `record` (of a request of `mode`), given the
+   * writer's dry-run `result` for it. `identity` is the row it names (`keyIdentity`). Must be
+   * called in input order for the records of one row, which `runWriter` guarantees.
+   */
+  judge(identity: string, mode: WriteRequest['mode'], record: WriteRecord, result: WriteResult): WriteResult;
+}
+
+interface VirtualRow {
+  /** The row existed before the run (the writer did not answer `created` for its first record). */
+  existed: boolean;
+  /** Field → canonical JSON of the value the run's records last gave it. */
+  fields: Map<string, string>;
+}
+
+const APPLIED = new Set<WriteResult['status']>(['created', 'updated', 'unchanged']);
+
+export function createDryRunLedger(): DryRunLedger {
+  const rows = new Map<string, VirtualRow>();
+  return {
+    judge(identity, mode, record, result) {
+      if ((mode !== 'upsert' && mode !== 'update') || !APPLIED.has(result.status)) return result;
+      const row = rows.get(identity);
+      if (row === undefined) {
+        rows.set(identity, { existed: result.status !== 'created', fields: canonicalFields(record) });
+        return result;
+      }
+      let differs = false;
+      let unknown = false;
+      const fields = canonicalFields(record);
+      for (const [name, value] of fields) {
+        const known = row.fields.get(name);
+        if (known === undefined) unknown = true;
+        else if (known !== value) differs = true;
+        row.fields.set(name, value);
+      }
+      // A field the run has not set yet: a row the run created holds the target's default
+      // there (unknown here), so the record counts as a change; a row that existed holds its
+      // old value, which the writer compared with.
+      const status = differs || (unknown && !row.existed) ? 'updated' : !unknown ? 'unchanged' : result.status === 'created' ? 'updated' : result.status;
+      return status === result.status ? result : { ...result, status };
+    },
+  };
+}
+
+function canonicalFields(record: WriteRecord): Map<string, string> {
+  return new Map(Object.entries(record.fields).map(([name, value]) => [name, canonicalJson(value)]));
+}
