@@ -10,6 +10,16 @@
  * (`2024-01-02T10:00:00`, also with a space for the `T`, as PostgreSQL's `timestamp` and many
  * exports print it) is UTC. `Date.parse` takes it as the host's local time, so the same
  * record got a different event time (and partition) depending on the machine's time zone.
+ *
+ * Another: a leap second (RFC 3339's `time-second` 60, e.g. `2016-12-31T23:59:60Z`, which the
+ * JSON Schema `date-time` format accepts) is the last millisecond of its minute
+ * (`…23:59:59.999Z`), its fraction dropped: JavaScript time has no leap seconds, and
+ * `Date.parse` refused it (NaN). So it orders after every earlier instant of that UTC day (but
+ * ties with `…59.999`), and keeps its UTC date. A leap second is inserted at 23:59:60 UTC, so
+ * second 60 is accepted only where the time, its offset applied, is 23:59 UTC
+ * (`1990-12-31T15:59:60-08:00`, RFC 3339's own example; also without an offset, read as UTC),
+ * on any date (future leap seconds are not known in advance); elsewhere it is NaN, as is
+ * any text that is not a date-time with `59` in its place.
  */
 export function parseDateTimeMs(text: string): number {
   const n = text.length;
@@ -42,11 +52,25 @@ export function parseDateTimeMs(text: string): number {
 /** An ISO-8601 date-time without an offset: `T` or a space between date and time, seconds and fraction optional. */
 const ZONELESS_DATE_TIME = /^[+-]?\d{4,6}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?$/;
 
-/** `Date.parse`, except that a date-time without an offset is UTC (see `parseDateTimeMs`). */
+/** A date-time at second 60: what comes before the seconds, and the offset after them (the fraction is dropped). */
+const LEAP_SECOND = /^([+-]?\d{4,6}-\d\d-\d\d[Tt ]\d\d:\d\d:)60(?:\.\d+)?(.*)$/;
+/** 23:59:59.000 as milliseconds into a UTC day. */
+const LAST_SECOND_OF_DAY_MS = 86_399_000;
+
+/** `Date.parse`, except that a date-time without an offset is UTC and a leap second is its minute's last millisecond (see `parseDateTimeMs`). */
 function parseOther(text: string): number {
+  const leap = LEAP_SECOND.exec(text);
+  if (leap !== null) return parseLeapSecond(`${leap[1]!}59${leap[2]!}`);
   if (!ZONELESS_DATE_TIME.test(text)) return Date.parse(text);
   // The pattern allows one space at most: the date/time separator, which Date.parse wants as `T`.
   return Date.parse(`${text.replace(' ', 'T')}Z`);
+}
+
+/** A leap second given as the same text at second 59: its last millisecond, or NaN unless that is 23:59:59 UTC. */
+function parseLeapSecond(atSecond59: string): number {
+  const ms = parseOther(atSecond59);
+  const intoDay = ms - Math.floor(ms / DAY_MS) * DAY_MS;
+  return intoDay === LAST_SECOND_OF_DAY_MS ? ms + 999 : Number.NaN;
 }
 
 /**

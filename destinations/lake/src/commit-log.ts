@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { TributaryError } from '@tributary/core';
 import type { LakeStore } from './storage/store.js';
 
@@ -216,4 +217,110 @@ async function writeCheckpoint(store: LakeStore, state: LakeState): Promise<void
   };
   // A checkpoint only shortens the next open; a failure to write one loses nothing.
   await store.put(seqKey(CHECKPOINT_PREFIX, state.seq), JSON.stringify(cp)).catch(() => undefined);
+}
+
+/**
+ * Commit leases: `_tributary/leases/<owner>.<uuid>.json`, written by a writer (a sync session, a
+ * compaction) before it publishes files and renewed while it publishes and commits them.
+ * Between publishing its files and writing its log entry, a writer's files are named by no
+ * entry: an orphan sweep (see maintenance.ts) takes such files for a crashed writer's
+ * leftovers once they are old. A file whose owner (see `fileOwner`) holds a lease modified
+ * less than LEASE_TTL_MS ago by the store's clock is never swept. Each renewal is a new
+ * object (the previous one is deleted after it): a sweep deletes only lease objects it saw
+ * stale, so it never deletes a renewal it did not see.
+ *
+ * The writer judges its lease by its own monotonic clock (whatever the store's or this
+ * machine's wall clock says): before each attempt to write its log entry, it checks that
+ * its last renewal started less than LEASE_LAPSE_MS ago. Otherwise (the process stalled for
+ * half an hour between publishing and committing) a sweep may have deleted its files, and
+ * the commit fails instead of naming files that may be gone: nothing of it becomes visible,
+ * and the runtime replays its records (it checkpoints only committed rows). The half hour
+ * between LEASE_LAPSE_MS and LEASE_TTL_MS is the margin for the entry's write to land and
+ * for clocks that differ by less than the S3 store's skew correction (a minute). A sweep
+ * lists the leases after the data files and reads the log after the leases, so it sees any
+ * entry written while the lease was fresh.
+ */
+export const LEASE_PREFIX = '_tributary/leases/';
+export const LEASE_TTL_MS = 60 * 60_000;
+const LEASE_LAPSE_MS = 30 * 60_000;
+/** A lease is written again when its last renewal started this long ago. */
+const LEASE_RENEW_MS = 5 * 60_000;
+
+/** The owner a lease object's key names (`_tributary/leases/<owner>.<uuid>.json`; owners have no dot). */
+export const leaseOwner = (key: string): string => key.slice(LEASE_PREFIX.length).split('.')[0]!;
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+/** Data file names: `<session uuid>-<n>-<i>.parquet` (sync sessions), `compact-<uuid>.parquet` (compactions). */
+const OWNED_FILE = new RegExp(`^(?:(${UUID})-.*|(compact-${UUID}))\\.parquet$`);
+
+/** The lease owner of a data file (its writer's id, from its name); undefined for names no writer of this version gives. */
+export function fileOwner(path: string): string | undefined {
+  const match = OWNED_FILE.exec(path.slice(path.lastIndexOf('/') + 1));
+  return match ? (match[1] ?? match[2]) : undefined;
+}
+
+/**
+ * One writer's lease. `keep` before each file it publishes and before each attempt to write
+ * the log entry naming them (a writer that keeps working keeps its lease: a commit publishing
+ * for hours, or retrying its entry); `settled` once the entry is written. Not renewed
+ * between commits: an idle writer's lease may lapse, which matters only while it has
+ * published files no entry names yet.
+ */
+export class CommitLease {
+  private renewedAt: number | undefined;
+  /** The current lease object's key. */
+  private key: string | undefined;
+  /** Files were published under this lease and no log entry names them yet. */
+  private holding = false;
+  private renewal: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: LakeStore,
+    readonly owner: string,
+  ) {}
+
+  /** Renews the lease when due; throws (fatal) when it may have lapsed while published files wait for their entry. */
+  async keep(): Promise<void> {
+    if (this.holding) this.assertHeld();
+    // Renewed when 5 minutes old: the sweep honours it for an hour, and `assertHeld`
+    // counts from its last renewal, so a fresher one buys nothing (a write per commit saved).
+    if (this.renewedAt === undefined || performance.now() - this.renewedAt >= LEASE_RENEW_MS) await this.renew();
+    this.holding = true;
+  }
+
+  private assertHeld(): void {
+    if (!this.holding || this.renewedAt === undefined || performance.now() - this.renewedAt < LEASE_LAPSE_MS) return;
+    throw new TributaryError('fatal', {
+      userMessage: `lake: the commit of ${this.owner} stalled for over ${LEASE_LAPSE_MS / 60_000} minutes between publishing its files and its log entry; a concurrent orphan sweep may have deleted them, so it is not committed (its records are replayed on the next run)`,
+    });
+  }
+
+  /** The log entry naming the published files was written (or nothing waits for one). */
+  settled(): void {
+    this.holding = false;
+  }
+
+  /** Deletes the lease (best effort: a sweep deletes a stale one). */
+  async release(): Promise<void> {
+    if (this.key !== undefined) await this.store.delete([this.key]).catch(() => undefined);
+    this.key = undefined;
+  }
+
+  private async renew(): Promise<void> {
+    // One write at a time: files are published concurrently.
+    this.renewal ??= (async () => {
+      const started = performance.now();
+      try {
+        const key = `${LEASE_PREFIX}${this.owner}.${randomUUID()}.json`;
+        await this.store.put(key, JSON.stringify({ owner: this.owner, at: new Date().toISOString() }));
+        const previous = this.key;
+        this.key = key;
+        this.renewedAt = started;
+        if (previous !== undefined) await this.store.delete([previous]).catch(() => undefined);
+      } finally {
+        this.renewal = undefined;
+      }
+    })();
+    await this.renewal;
+  }
 }

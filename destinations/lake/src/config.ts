@@ -22,7 +22,7 @@ export const lakeConfigSchema = {
   additionalProperties: false,
   properties: {
     target: { type: 'string', enum: ['local', 's3'], default: 'local', title: 'Target', description: '`local`: a directory (the embedded default). `s3`: a bucket through the AWS SDK.', order: 0 },
-    path: { type: 'string', minLength: 1, default: './lake', title: 'Local directory', description: 'Root of the lake when `target` is `local` (created if missing; relative to the working directory).', order: 1 },
+    path: { type: 'string', minLength: 1, default: './lake', title: 'Local directory', description: 'Root of the lake when `target` is `local` (relative to the working directory). A sync creates it if missing; readers and `tributary lake` commands refuse a directory no sync has written to (no `_tributary/` in it).', order: 1 },
     bucket: { type: 'string', minLength: 1, title: 'S3 bucket', description: 'Bucket of the lake when `target` is `s3`.', order: 2 },
     prefix: { type: 'string', default: '', title: 'S3 key prefix', description: 'Key prefix of the lake inside the bucket, e.g. `lake/` (empty: the bucket root).', order: 3 },
     region: { type: 'string', default: 'us-east-1', title: 'S3 region', order: 4 },

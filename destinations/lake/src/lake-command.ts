@@ -9,7 +9,7 @@ import { loadLakeState } from './commit-log.js';
 import { loadLakeConfig } from './config-file.js';
 import { applyRetention, compactLake } from './maintenance.js';
 import { queryLake, readLatestAsOf } from './reader.js';
-import { openStore } from './storage/open-store.js';
+import { openExistingLake } from './storage/open-store.js';
 
 export { loadLakeConfig } from './config-file.js';
 
@@ -113,7 +113,7 @@ export default async function lakeCommand(args: string[]): Promise<number> {
       return 0;
     }
     case 'status': {
-      const store = openStore(config);
+      const store = await openExistingLake(config);
       try {
         const state = await loadLakeState(store);
         const groups = new Map<string, { stream: string; tenant: string; files: number; rows: number; bytes: number }>();

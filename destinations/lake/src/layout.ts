@@ -1,4 +1,4 @@
-import { replaceLoneSurrogates } from '@tributary/core';
+import { replaceLoneSurrogates, TributaryError } from '@tributary/core';
 import type { LakeConfig } from './config.js';
 
 /**
@@ -12,8 +12,21 @@ import type { LakeConfig } from './config.js';
  */
 export type Partitioning = NonNullable<LakeConfig['partitioning']>;
 
+/**
+ * The name of a stream's directory (`data/<dir>/`, `_quarantine/<dir>/`) and registry file
+ * (`_tributary/schemas/<dir>.json`): the stream name percent-encoded as `encodeURIComponent`
+ * does, except that a name encoding to `.` or `..` has its dots encoded too (`%2E`, `%2E%2E`):
+ * as path segments they named `data/` itself or its parent, so a stream `..` wrote its
+ * partitions into the lake's root, beside `data/`. `decodeURIComponent` gives the name back,
+ * and no two names share a directory (`encodeURIComponent` never outputs `%2E`: it leaves
+ * `.` alone and encodes `%` as `%25`). An empty name cannot name a directory: it is refused
+ * (a config error, which fails the session that opens such a stream).
+ */
 export function streamDir(stream: string): string {
-  return encodeURIComponent(stream);
+  const encoded = encodeURIComponent(stream);
+  if (encoded === '.' || encoded === '..') return encoded.replaceAll('.', '%2E');
+  if (encoded === '') throw new TributaryError('config', { userMessage: 'lake: a stream has an empty name, which cannot name its directory in the lake' });
+  return encoded;
 }
 
 /** The partition column below the tenant, and its SQL over `eventTimeMs`, a column of epoch milliseconds (DOUBLE). */

@@ -1,13 +1,28 @@
 import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
-import { commitEntry, loadLakeState, type EntryDraft, type LakeFile, type LakeState, type LogEntry } from './commit-log.js';
+import {
+  CommitLease,
+  commitEntry,
+  fileOwner,
+  LEASE_PREFIX,
+  LEASE_TTL_MS,
+  leaseOwner,
+  loadLakeState,
+  type EntryDraft,
+  type LakeFile,
+  type LakeState,
+  type LogEntry,
+  type QuarantineFile,
+} from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
-import { openStore } from './storage/open-store.js';
+import { openExistingLake } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
 import { createOwnedTempDir } from './temp-dir.js';
 
@@ -38,7 +53,13 @@ async function trash(store: LakeStore, paths: readonly string[]): Promise<string
  * A record whose entry was never written (nothing left to commit, or a crash before it)
  * names files still in the log, which `emptyTrash` leaves alone.
  */
-async function commitRemoval(store: LakeStore, state: LakeState, entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined), validate?: (state: LakeState) => void): Promise<LogEntry | undefined> {
+async function commitRemoval(
+  store: LakeStore,
+  state: LakeState,
+  entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined),
+  validate?: (state: LakeState) => void,
+  lease?: CommitLease,
+): Promise<LogEntry | undefined> {
   let record: string | undefined;
   const dropRecord = async (): Promise<void> => {
     // Best effort: a record left behind only names files the log still has, or files another commit removed.
@@ -58,6 +79,8 @@ async function commitRemoval(store: LakeStore, state: LakeState, entry: EntryDra
         }
       },
       beforeWrite: async (draft) => {
+        // The file the entry adds was published under `lease`: not committed once it may have lapsed.
+        await lease?.keep();
         const previous = record;
         record = await trash(store, draft.remove ?? []);
         if (previous !== undefined) await store.delete([previous]).catch(() => undefined);
@@ -94,8 +117,10 @@ async function emptyTrash(store: LakeStore, visible: LakeState, graceMs: number)
     else for (const path of await trashedPaths(store, key)) kept.add(path);
   }
   let deleted = 0;
+  // Retention also removes quarantine files: a record whose entry was never written names them while the log still has them.
+  const quarantined = new Set(visible.quarantine.map((q) => q.path));
   for (const key of expired) {
-    const paths = (await trashedPaths(store, key)).filter((path) => !visible.files.has(path) && !kept.has(path));
+    const paths = (await trashedPaths(store, key)).filter((path) => !visible.files.has(path) && !quarantined.has(path) && !kept.has(path));
     await store.delete(paths);
     await store.delete([key]);
     deleted += paths.length;
@@ -110,17 +135,35 @@ async function trashedPaths(store: LakeStore, key: string): Promise<string[]> {
 }
 
 /**
- * Data files no commit names: published by a session that crashed before its log entry.
- * Readers never see them; they are deleted once older than `orphanAgeMs` (a live session
- * commits within seconds of publishing, so an hour-old unnamed file can only be a leftover).
+ * Data files no commit names: published by a writer that crashed before its log entry.
+ * Readers never see them; they are deleted once older than `orphanAgeMs`, unless their
+ * writer holds a fresh lease (see CommitLease in commit-log.ts): a live writer's files wait
+ * for its log entry however long it takes between publishing and committing. Steps in this
+ * order: the data files are listed first, the leases after them (so a file listed was
+ * published after its writer's lease was written, which is then seen), and the log after
+ * the leases (so any entry a writer wrote while its lease was fresh is seen). Leases stale
+ * for LEASE_TTL_MS are deleted.
  */
-async function deleteOrphans(store: LakeStore, state: LakeState, orphanAgeMs: number): Promise<number> {
+async function deleteOrphans(store: LakeStore, orphanAgeMs: number): Promise<number> {
+  const old = (await store.listDetailed('data/')).filter((o) => LAKE_DATA_KEY.test(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs);
+  const live = new Set<string>();
+  const stale: string[] = [];
+  for (const { key, modifiedMs } of await store.listDetailed(LEASE_PREFIX)) {
+    if (Date.now() - modifiedMs < LEASE_TTL_MS) live.add(leaseOwner(key));
+    else stale.push(key);
+  }
+  const state = await loadLakeState(store);
   const trashed = new Set<string>();
   for (const key of await store.list(TRASH_PREFIX)) for (const path of await trashedPaths(store, key)) trashed.add(path);
-  const orphans = (await store.listDetailed('data/'))
-    .filter((o) => LAKE_DATA_KEY.test(o.key) && !state.files.has(o.key) && !trashed.has(o.key) && Date.now() - o.modifiedMs >= orphanAgeMs)
+  const orphans = old
+    .filter((o) => !state.files.has(o.key) && !trashed.has(o.key))
+    .filter((o) => {
+      const owner = fileOwner(o.key);
+      return owner === undefined || !live.has(owner);
+    })
     .map((o) => o.key);
   await store.delete(orphans);
+  await store.delete(stale);
   return orphans.length;
 }
 
@@ -167,7 +210,8 @@ export interface CompactionResult {
  */
 export async function compactLake(rawConfig: LakeConfig | Record<string, unknown>, options: CompactionOptions = {}): Promise<CompactionResult> {
   const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
-  const store = openStore(config);
+  // A path that holds no lake is refused: compaction would sweep another directory's `data/` for orphans.
+  const store = await openExistingLake(config);
   try {
     return await compactStore(store, config, options);
   } finally {
@@ -184,7 +228,7 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
   try {
     const state = await loadLakeState(store);
     result.filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
-    result.orphansDeleted = await deleteOrphans(store, state, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
+    result.orphansDeleted = await deleteOrphans(store, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
     const groups = new Map<string, LakeFile[]>();
     for (const f of state.files.values()) {
       if (options.stream !== undefined && f.stream !== options.stream) continue;
@@ -240,12 +284,23 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
         maxEventTime: Number(stats[2]),
         sessions: [...new Set(files.flatMap((f) => f.sessions))],
       };
+      // Published under a lease, so another run's orphan sweep leaves it until the entry names it.
+      const lease = new CommitLease(store, id);
+      await lease.keep();
       await store.putFile(key, out);
       const removed = files.map((f) => f.path);
-      await commitRemoval(store, state, { session: id, kind: 'compact', add: [merged], remove: removed }, (s: LakeState) => {
-        const gone = removed.filter((p) => !s.files.has(p));
-        if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
-      });
+      await commitRemoval(
+        store,
+        state,
+        { session: id, kind: 'compact', add: [merged], remove: removed },
+        (s: LakeState) => {
+          const gone = removed.filter((p) => !s.files.has(p));
+          if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
+        },
+        lease,
+      );
+      lease.settled();
+      await lease.release();
       const before = files.reduce((n, f) => n + f.rows, 0);
       result.partitions++;
       result.filesBefore += files.length;
@@ -275,6 +330,20 @@ export interface RetentionResult {
   filesRemoved: number;
   rowsRemoved: number;
   filesDeleted: number;
+  /**
+   * Expired files left in place because the sync that wrote them may still be replayed (it
+   * has not completed since: see LakeState.unclean); a run after that stream's sync
+   * completes removes them.
+   */
+  filesDeferred: number;
+  rowsDeferred: number;
+  /** Quarantine files removed: every record in them was quarantined before the cutoff (and, with `tenant`, is that tenant's). */
+  quarantineFilesRemoved: number;
+  quarantineRecordsRemoved: number;
+  /** Expired quarantine files of syncs that may still be replayed, left in place as `filesDeferred`. */
+  quarantineFilesDeferred: number;
+  /** Quarantine files holding expired records of the run's tenant together with other records (other tenants', newer ones, or records without a tenant): kept. */
+  quarantineFilesKept: number;
 }
 
 /** Drops whole files (a tenant's day, with the default partitioning) whose events are all older than the cutoff. */
@@ -290,9 +359,10 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
     cutoff = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate()) - options.keepDays * 86_400_000;
   } else throw new TributaryError('config', { userMessage: 'Retention needs --keep-days N or --before <ISO time>' });
   if (!Number.isFinite(cutoff)) throw new TributaryError('config', { userMessage: `Retention cutoff ${JSON.stringify(options.before)} is not a date-time` });
-  const store = openStore(config);
+  // A path that holds no lake is refused, not read as an empty lake.
+  const store = await openExistingLake(config);
   try {
-    return await retireExpired(store, cutoff, options);
+    return await retireExpired(store, cutoff, { ...options, config });
   } finally {
     store.close();
   }
@@ -303,18 +373,105 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
  * log's latest state at the moment of committing: when another writer commits first (a
  * compaction that merged expired files into a new one), they are chosen again, so the
  * merged file is dropped too rather than left holding the expired rows.
+ *
+ * Files of syncs that may still be replayed (not completed since their commit: a crash
+ * after it, LakeState.unclean) stay, reported as deferred: the sync's resume reads their
+ * event ids (and quarantined records) to drop the records it replays, and without them it
+ * wrote the expired rows again.
+ *
+ * Quarantine files go when every record in them was quarantined before the cutoff
+ * (`quarantined_at`: the one time each quarantined record has; its event time may be
+ * missing or unreadable, often the reason it was refused). With `tenant`, only when each
+ * record is that tenant's too, read as the sync read it (see `quarantinedTenant`): a file
+ * also holding other records is kept and counted in `quarantineFilesKept`.
  */
-export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'>): Promise<RetentionResult> {
+export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'> & { config?: LakeConfig }): Promise<RetentionResult> {
   const state = await loadLakeState(store);
   const filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
+  const quarantine = await expiredQuarantine(store, state, cutoff, options);
   const session = `retention-${randomUUID()}`;
+  const inScope = (stream: string): boolean => options.stream === undefined || stream === options.stream;
   let expired: LakeFile[] = [];
+  let deferred: LakeFile[] = [];
+  let quarantineExpired: QuarantineFile[] = [];
+  let quarantineDeferred: QuarantineFile[] = [];
   const entry = await commitRemoval(store, state, (current) => {
-    expired = [...current.files.values()].filter(
-      (f) => f.maxEventTime < cutoff && (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant),
-    );
-    return expired.length > 0 ? { session, kind: 'retention', remove: expired.map((f) => f.path) } : undefined;
+    const replayable = (stream: string, sessions: readonly string[]): boolean => sessions.some((s) => current.unclean.get(stream)?.has(s) === true);
+    const candidates = [...current.files.values()].filter((f) => f.maxEventTime < cutoff && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
+    expired = candidates.filter((f) => !replayable(f.stream, f.sessions));
+    deferred = candidates.filter((f) => replayable(f.stream, f.sessions));
+    const quarantined = current.quarantine.filter((q) => quarantine.removable.has(q.path));
+    quarantineExpired = quarantined.filter((q) => q.session === undefined || !replayable(q.stream, [q.session]));
+    quarantineDeferred = quarantined.filter((q) => !quarantineExpired.includes(q));
+    const remove = [...expired.map((f) => f.path), ...quarantineExpired.map((q) => q.path)];
+    return remove.length > 0 ? { session, kind: 'retention', remove } : undefined;
   });
-  if (!entry) return { filesRemoved: 0, rowsRemoved: 0, filesDeleted };
-  return { filesRemoved: expired.length, rowsRemoved: expired.reduce((n, f) => n + f.rows, 0), filesDeleted };
+  const removed = entry !== undefined;
+  return {
+    filesRemoved: removed ? expired.length : 0,
+    rowsRemoved: removed ? expired.reduce((n, f) => n + f.rows, 0) : 0,
+    filesDeleted,
+    filesDeferred: deferred.length,
+    rowsDeferred: deferred.reduce((n, f) => n + f.rows, 0),
+    quarantineFilesRemoved: removed ? quarantineExpired.length : 0,
+    quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) : 0,
+    quarantineFilesDeferred: quarantineDeferred.length,
+    quarantineFilesKept: quarantine.kept,
+  };
+}
+
+/**
+ * The quarantine files of the run's streams whose every record is expired (`removable`),
+ * and how many hold expired records of the run's tenant among others (`kept`). Reads each
+ * file (line by line: one can be larger than a string holds; on S3 a downloaded copy).
+ */
+async function expiredQuarantine(
+  store: LakeStore,
+  state: LakeState,
+  cutoff: number,
+  options: Pick<RetentionOptions, 'stream' | 'tenant'> & { config?: LakeConfig },
+): Promise<{ removable: Set<string>; kept: number }> {
+  const removable = new Set<string>();
+  let kept = 0;
+  const files = state.quarantine.filter((q) => options.stream === undefined || q.stream === options.stream);
+  if (files.length === 0) return { removable, kept };
+  const work = join(tmpdir(), `tributary-lake-retention-${randomUUID()}`);
+  await createOwnedTempDir(work);
+  try {
+    for (const file of files) {
+      let records = 0;
+      let expired = 0;
+      const lines = createInterface({ input: createReadStream(await store.localCopy(file.path, work)), crlfDelay: Infinity });
+      for await (const line of lines) {
+        if (!line.trim()) continue;
+        records++;
+        const { quarantined_at: at, record } = JSON.parse(line) as { quarantined_at?: unknown; record?: unknown };
+        // Unreadable time: never expired.
+        const atMs = typeof at === 'string' ? Date.parse(at) : Number.NaN;
+        if (!(atMs < cutoff)) continue;
+        if (options.tenant !== undefined && quarantinedTenant(options.config, file.stream, record) !== options.tenant) continue;
+        expired++;
+      }
+      if (records > 0 && expired === records) removable.add(file.path);
+      else if (expired > 0) kept++;
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return { removable, kept };
+}
+
+/**
+ * The tenant a quarantined record belongs to, as the sync derived it (see envelope.ts): the
+ * stream's constant tenant, else its tenant field's text (a non-empty string or a number),
+ * else `default_tenant`; undefined when none (a record quarantined for having no tenant).
+ * Read with the retention's lake config: pass the sync's, whose mapping stored the records.
+ */
+function quarantinedTenant(config: LakeConfig | undefined, stream: string, record: unknown): string | undefined {
+  const own = config?.streams?.[stream];
+  if (own?.tenant_id !== undefined) return own.tenant_id;
+  const value = typeof record === 'object' && record !== null ? (record as Record<string, unknown>)[own?.tenant_id_field ?? 'tenant_id'] : undefined;
+  if (typeof value === 'string' && value.length > 0) return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return config?.default_tenant;
 }

@@ -8,7 +8,7 @@ import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
-import { openStore } from './storage/open-store.js';
+import { openExistingLake, openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
 import { createOwnedTempDir } from './temp-dir.js';
 
@@ -74,7 +74,8 @@ function lakeConfig(config: LakeConfig | Record<string, unknown>): LakeConfig {
  */
 export async function openLakeReader(rawConfig: LakeConfig | Record<string, unknown>, options: ReaderOptions = {}): Promise<LakeReader> {
   const config = lakeConfig(rawConfig);
-  const store = openStore(config);
+  // A path that holds no lake is refused, not read as an empty lake (see assertLakeExists).
+  const store = await openExistingLake(config);
   const cache = join(tmpdir(), `tributary-lake-read-${randomUUID()}`);
   const duck = await openDuckDb();
   try {

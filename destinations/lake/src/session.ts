@@ -5,7 +5,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
-import { commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
+import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
@@ -302,6 +302,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     const published = new Set<PendingFile>();
     try {
       await forEachConcurrently(pending, PUBLISH_CONCURRENCY, async (p) => {
+        // Published under the session's lease: no orphan sweep deletes it before the entry (see CommitLease).
+        await lease.keep();
         await store.putFile(p.key, p.localPath);
         published.add(p);
       });
@@ -318,13 +320,15 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     // Kept until the entry is known to be stored: a retry of this commit recognises an
     // attempt that was stored although it seemed to fail (see LogEntry.commit).
     commitId ??= randomUUID();
-    await commitEntry(store, state, { session, kind: 'append', commit: commitId, add: adds, quarantine: quarantineFiles });
+    await commitEntry(store, state, { session, kind: 'append', commit: commitId, add: adds, quarantine: quarantineFiles }, { beforeWrite: () => lease.keep() });
+    lease.settled();
     commitId = undefined;
     adds = [];
     quarantineFiles = [];
   };
   let adds: LakeFile[] = [];
   let commitId: string | undefined;
+  const lease = new CommitLease(store, session);
 
   return {
     async write(batch) {
@@ -355,6 +359,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         copyConnection.closeSync();
         duck.close();
         await rm(tempDir, { recursive: true, force: true });
+        // Files this session published are named by its log entries or are orphans now (a
+        // failed commit): neither needs the lease. Best effort; a sweep removes a stale one.
+        await lease.release();
       }
     },
   };
