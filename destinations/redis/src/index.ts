@@ -24,7 +24,7 @@ export {
   type LookupManyQuery,
 } from './lookup.js';
 export { startLookupServer, type LookupServer, type LookupServerOptions } from './lookup-server.js';
-export { compareOnlineOffline, offlineRowFromLake, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityOptions, type ParityReport } from './parity.js';
+export { compareOnlineOffline, offlineRowFromLake, sameValue, type OfflineRow, type ParityDifference, type ParityDifferenceKind, type ParityEntity, type ParityOptions, type ParityReport } from './parity.js';
 export { resolveMapping, type StreamMapping } from './config.js';
 
 /**

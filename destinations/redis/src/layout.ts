@@ -181,10 +181,16 @@ export function normalizeLsn(position: unknown): string | undefined {
 }
 
 /**
- * Nanoseconds below the millisecond in an ISO-8601 date-time (its 4th to 9th fraction
- * digits; `parseEventTime` keeps the first three), 0 when none or for epoch-ms numbers.
+ * Nanoseconds below the millisecond of an event time: of an ISO-8601 date-time, its 4th to
+ * 9th fraction digits (`parseEventTime` keeps the first three); of an epoch-ms number, the
+ * fraction to the microsecond the event lake stores (`lakeMicroseconds`). 0 when none.
  */
 export function subMillisecondNanos(value: unknown): number {
+  if (typeof value === 'number') {
+    if (Number.isInteger(value) || !Number.isFinite(value)) return 0;
+    const micros = lakeMicroseconds(value);
+    return (micros - Math.floor(micros / 1000) * 1000) * 1000;
+  }
   if (typeof value !== 'string') return 0;
   const dot = value.indexOf('.', 19);
   if (dot === -1) return 0;
@@ -197,6 +203,21 @@ export function subMillisecondNanos(value: unknown): number {
   }
   for (let k = Math.max(digits, 3); k < 9; k++) nanos *= 10;
   return nanos;
+}
+
+/**
+ * An epoch-ms number as the event lake stores it: whole microseconds, the number times 1000
+ * rounded half to even (DuckDB's `CAST(DOUBLE AS BIGINT)`, which the lake applies to its
+ * `event_time`). Two event times 0.5 ms apart are two microseconds there, so they must be two
+ * versions here too (the writer truncated them to one millisecond, and kept the first one
+ * written where the lake kept the later one).
+ */
+export function lakeMicroseconds(ms: number): number {
+  const scaled = ms * 1000;
+  const floor = Math.floor(scaled);
+  const fraction = scaled - floor;
+  if (fraction !== 0.5) return fraction < 0.5 ? floor : floor + 1;
+  return floor % 2 === 0 ? floor : floor + 1;
 }
 
 /** The order segment of a value (see above), or undefined when it needs none (no position, a whole millisecond). */

@@ -46,6 +46,8 @@ const parityCommand: PluginCommand = async (args) => {
   if (!syncPath || !values.lake || positionals.length > 1) throw new TributaryError('config', { userMessage: USAGE });
   const asOf = values['as-of'] === undefined ? Date.now() : Date.parse(values['as-of']);
   if (!Number.isFinite(asOf)) throw new TributaryError('config', { userMessage: `--as-of ${values['as-of']} is not an ISO-8601 date-time` });
+  // The writer never stores an empty tenant (an empty tenant field is default_tenant), nor does the lake.
+  if (values.tenant === '') throw new TributaryError('config', { userMessage: `--tenant '' selects nothing: records with an empty tenant field are stored under default_tenant; give that tenant, or leave --tenant out for all` });
   const samples = values.samples === undefined ? 20 : Number(values.samples);
   if (!Number.isInteger(samples) || samples < 0) throw new TributaryError('config', { userMessage: `--samples must be a whole number` });
 
@@ -107,6 +109,7 @@ function describe(report: ParityReport, asOf: number): string {
     `${report.stream} (entity type ${report.entityType}, feature group ${report.featureGroup}) as of ${new Date(asOf).toISOString()}: ${report.ok ? 'IN PARITY' : 'DIFFERENCES'}`,
     `  lake entities ${report.offlineEntities}, redis entities ${report.onlineEntities}, matching ${report.matching}` +
       (report.expired ? `, expired by TTL ${report.expired}` : '') +
+      (report.expiryUnknown ? `, gone from redis with their TTL passed since their event time (expired, or never written: cannot tell) ${report.expiryUnknown}` : '') +
       (report.deleted ? `, deleted ${report.deleted}` : '') +
       (report.unmapped ? `, lake rows without entity id/tenant/event time ${report.unmapped}` : ''),
   ];
@@ -115,9 +118,12 @@ function describe(report: ParityReport, asOf: number): string {
     const detail = [
       d.offlineEventTime ? `lake ${d.offlineEventTime}` : undefined,
       d.onlineEventTime ? `redis ${d.onlineEventTime}` : undefined,
+      d.offlinePosition ? `lake position ${d.offlinePosition}` : undefined,
+      d.onlinePosition ? `redis position ${d.onlinePosition}` : undefined,
       d.features ? `features ${d.features.join(', ')}` : undefined,
     ].filter(Boolean);
     lines.push(`    ${d.kind} ${d.tenant}/${d.entityId}${detail.length ? ` (${detail.join('; ')})` : ''}`);
   }
+  for (const e of report.expiryUnknownSamples) lines.push(`    expiry unknown (not a difference) ${e.tenant}/${e.entityId} (lake ${e.offlineEventTime})`);
   return `${lines.join('\n')}\n`;
 }

@@ -1,7 +1,20 @@
-import type { RecordData } from '@tributary/core';
+import { TributaryError, type RecordData } from '@tributary/core';
 import type { LakeRow } from '@tributary/destination-lake';
 import type { StreamMapping } from './config.js';
-import { decodeEntityFields, decodeKeyPart, encodeKeyPart, entityKeyHeads, isNewerVersion, normalizeLsn, orderSegmentNanos } from './layout.js';
+import {
+  decodeEntityFields,
+  decodeKeyPart,
+  encodeKeyPart,
+  entityKeyHeads,
+  groupField,
+  isNewerVersion,
+  normalizeLsn,
+  orderSegmentNanos,
+  subMillisecondNanos,
+  versionOfValue,
+  type DecodedGroup,
+  type VersionOrder,
+} from './layout.js';
 import { toOps } from './records.js';
 import { hgetallMany, toRedisError, type Redis } from './redis-client.js';
 import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } from './shapes.js';
@@ -19,7 +32,11 @@ import { createShapeTable, featureShapesKey, loadShapesFor, type ShapeTable } fr
 export interface OfflineRow {
   /** The record's fields (the lake's payload, under the record's field names). */
   readonly record: RecordData;
-  /** Ingest time, epoch ms: used to tell a group that expired by its TTL from a missing one. */
+  /**
+   * The lake's ingest time, epoch ms. Not used: a group's TTL runs from when the Redis writer
+   * wrote it, which the lake's ingest time does not tell (the two syncs run apart). Kept so
+   * callers that pass it still compile.
+   */
   readonly ingestTimeMs?: number;
   /** The row's source position (the lake's `source_position`): a CDC log position orders versions as in Redis. */
   readonly position?: string | null;
@@ -53,14 +70,22 @@ export type ParityDifferenceKind =
   /** Same event time, different feature values. */
   | 'values_differ';
 
-export interface ParityDifference {
-  kind: ParityDifferenceKind;
+/** An entity of the report: its tenant, id and Redis key. */
+export interface ParityEntity {
   tenant: string;
   entityId: string;
   /** The Redis key of the entity. */
   key: string;
+}
+
+export interface ParityDifference extends ParityEntity {
+  kind: ParityDifferenceKind;
+  /** Event times to the nanosecond when they have digits below the millisecond (`…00.000600Z`). */
   offlineEventTime?: string;
   onlineEventTime?: string;
+  /** CDC positions (`X/Y`), when the version has one: they order versions before event times. */
+  offlinePosition?: string;
+  onlinePosition?: string;
   /** For `values_differ`: the features whose values differ. */
   features?: string[];
 }
@@ -74,8 +99,23 @@ export interface ParityReport {
   /** Entities of the group Redis serves (live, within the compared tenants). */
   onlineEntities: number;
   matching: number;
-  /** Offline entities Redis no longer holds because their TTL passed since they were ingested: expected, not a difference. */
+  /**
+   * Offline entities whose group Redis holds as that same version with its expiry passed (the
+   * writer's TTL: from when it wrote the version): expected, not a difference.
+   */
   expired: number;
+  /**
+   * Offline entities of a group with TTL whose key is gone from Redis and whose version's
+   * event time is at least the TTL before now: Redis may have written that version more than
+   * the TTL ago and let the key expire, or never written it — the lake cannot tell which (it
+   * does not know when Redis wrote). Not counted as differences; listed in
+   * `expiryUnknownSamples`. (A version whose event time is less than the TTL before now
+   * cannot have expired — Redis writes a version no earlier than its event time — so its
+   * absence is `missing_online`.)
+   */
+  expiryUnknown: number;
+  /** The first of those entities (at most `sampleLimit`). */
+  expiryUnknownSamples: (ParityEntity & { offlineEventTime: string })[];
   /** Offline rows the Redis mapping rejects (no entity id, tenant or event time): Redis never stored them either. */
   unmapped: number;
   /** Entities whose latest offline row is a delete and that Redis does not serve (a tombstone, or no value): expected, not a difference. */
@@ -95,22 +135,23 @@ export interface ParityOptions {
   mapping: StreamMapping;
   /** The lake's latest rows per key as of T, for this stream. */
   offline: Iterable<OfflineRow>;
-  /** Compare only this tenant (its online keys; the offline rows should be filtered to it too). */
+  /**
+   * Compare only this tenant (its online keys; the offline rows should be filtered to it too).
+   * Offline rows are assigned to tenants as the writer assigns them (`tenantOf` in
+   * records.ts): a row whose tenant field is empty or missing belongs to `default_tenant`.
+   * Not '' (a config error): the writer never stores an empty tenant.
+   */
   tenant?: string;
-  /** Clock, epoch ms (default now): expiry of online groups. */
+  /** Clock, epoch ms (default now): expiry of online groups, compared with the expiry the writer stored. */
   now?: number;
   /** How many differences to keep as samples (default 20). */
   sampleLimit?: number;
 }
 
-interface Expected {
+interface Expected extends VersionOrder {
   tenant: string;
   entityId: string;
-  eventTimeMs: number;
-  lsn: string | undefined;
-  nanos: number;
   values: Record<string, unknown>;
-  ingestTimeMs: number | undefined;
   deleted: boolean;
 }
 
@@ -119,6 +160,11 @@ const CHUNK = 500;
 
 export async function compareOnlineOffline(options: ParityOptions): Promise<ParityReport> {
   const { client, prefix, mapping } = options;
+  if (options.tenant === '') {
+    throw new TributaryError('config', {
+      userMessage: `The feature store has no empty tenant: records whose tenant field "${mapping.tenantField}" is empty are stored under default_tenant${mapping.defaultTenant !== undefined ? ` ("${mapping.defaultTenant}")` : ' (none is configured: they are rejected)'}; compare that tenant instead`,
+    });
+  }
   const shapes = { registry: featureShapesKey(prefix), table: createShapeTable() };
   const now = options.now ?? Date.now();
   const sampleLimit = options.sampleLimit ?? 20;
@@ -130,6 +176,8 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     onlineEntities: 0,
     matching: 0,
     expired: 0,
+    expiryUnknown: 0,
+    expiryUnknownSamples: [],
     unmapped: 0,
     deleted: 0,
     counts: { missing_online: 0, missing_offline: 0, event_time_differs: 0, values_differ: 0 },
@@ -162,13 +210,12 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     const write = ops[op++]!;
     const record = rows[i]!.record;
     const entry: Expected = {
-      tenant: String(record[mapping.tenantField] ?? mapping.defaultTenant),
-      entityId: String(record[mapping.entityIdField]),
+      tenant: write.tenant,
+      entityId: write.entityId,
       eventTimeMs: write.eventTimeMs,
       lsn: normalizeLsn(rows[i]!.position ?? record._tributary_position),
       nanos: orderSegmentNanos(write.order),
       values: write.features,
-      ingestTimeMs: rows[i]!.ingestTimeMs,
       deleted: write.deleted,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
@@ -178,6 +225,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   for (const want of expected.values()) if (!want.deleted) report.offlineEntities++;
 
   // Offline → online: one HGETALL per entity, pipelined in chunks.
+  const field = groupField(mapping.group);
   const keys = [...expected.keys()];
   for (let start = 0; start < keys.length; start += CHUNK) {
     const chunk = keys.slice(start, start + CHUNK);
@@ -185,26 +233,41 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     for (let i = 0; i < chunk.length; i++) {
       const key = chunk[i]!;
       const want = expected.get(key)!;
-      const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
-      const live = group !== undefined && group.deleted !== true && (group.expiresAtMs === undefined || group.expiresAtMs > now);
+      const reply = replies[i]!;
+      const group = decodeEntityFields(reply, shapes.table).get(mapping.group);
+      const live = group !== undefined && group.deleted !== true && !expiredAt(group, now);
       if (want.deleted) {
-        if (live) differ({ kind: 'missing_offline', tenant: want.tenant, entityId: want.entityId, key, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+        if (live) differ({ kind: 'missing_offline', tenant: want.tenant, entityId: want.entityId, key, onlineEventTime: storedEventTime(reply, field) });
         else report.deleted++;
         continue;
       }
-      const base = { tenant: want.tenant, entityId: want.entityId, key, offlineEventTime: new Date(want.eventTimeMs).toISOString() };
-      if (!live) {
-        const expectedExpired = mapping.ttlMs > 0 && want.ingestTimeMs !== undefined && want.ingestTimeMs + mapping.ttlMs <= now;
-        if (expectedExpired) report.expired++;
-        else differ({ kind: 'missing_online', ...base });
+      const base = { tenant: want.tenant, entityId: want.entityId, key, offlineEventTime: isoEventTime(want.eventTimeMs, want.nanos) };
+      if (group === undefined || group.deleted === true) {
+        // No value: the group's field is absent (a key holding other groups keeps its expired
+        // ones: it was never written), or a tombstone. Only a key that is gone entirely may have
+        // expired, and only if Redis can have written the version at least the TTL ago.
+        if (reply.length === 0 && mapping.ttlMs > 0 && want.eventTimeMs + mapping.ttlMs <= now) {
+          report.expiryUnknown++;
+          if (report.expiryUnknownSamples.length < sampleLimit) report.expiryUnknownSamples.push(base);
+        } else {
+          differ({ kind: 'missing_online', ...base });
+        }
         continue;
       }
-      if (group.eventTimeMs !== want.eventTimeMs) {
-        differ({ kind: 'event_time_differs', ...base, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+      // Versions compare in the writer's order, to the nanosecond and by CDC position: the
+      // millisecond alone called two changes 0.5 ms apart (or two of one transaction) the same.
+      const stored = versionOfValue(rawField(reply, field)!)!;
+      if (isNewerVersion(want, stored) || isNewerVersion(stored, want)) {
+        differ({ kind: 'event_time_differs', ...base, onlineEventTime: isoEventTime(stored.eventTimeMs, stored.nanos), ...positions(want, stored) });
+        continue;
+      }
+      // The very version the lake holds, its expiry (the writer's: TTL from its write) passed.
+      if (!live) {
+        report.expired++;
         continue;
       }
       const features = differingFeatures(want.values, group.features);
-      if (features.length > 0) differ({ kind: 'values_differ', ...base, onlineEventTime: new Date(group.eventTimeMs).toISOString(), features });
+      if (features.length > 0) differ({ kind: 'values_differ', ...base, onlineEventTime: isoEventTime(stored.eventTimeMs, stored.nanos), features });
       else report.matching++;
     }
   }
@@ -214,15 +277,45 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     const replies = await hgetallChecked(client, batch, shapes);
     for (let i = 0; i < batch.length; i++) {
       const group = decodeEntityFields(replies[i]!, shapes.table).get(mapping.group);
-      if (group === undefined || group.deleted === true || (group.expiresAtMs !== undefined && group.expiresAtMs <= now)) continue;
+      if (group === undefined || group.deleted === true || expiredAt(group, now)) continue;
       report.onlineEntities++;
       const key = batch[i]!;
       if (expected.has(key)) continue;
       const [tenant, entityId] = keyParts(key, prefix);
-      differ({ kind: 'missing_offline', tenant, entityId, key, onlineEventTime: new Date(group.eventTimeMs).toISOString() });
+      differ({ kind: 'missing_offline', tenant, entityId, key, onlineEventTime: storedEventTime(replies[i]!, groupField(mapping.group)) });
     }
   }
   return report;
+}
+
+/** The writer's expiry rule (write-script.ts): a group is expired once its stored expiry is not after now. */
+function expiredAt(group: DecodedGroup, now: number): boolean {
+  return group.expiresAtMs !== undefined && group.expiresAtMs <= now;
+}
+
+/** The value of one field in HGETALL's raw reply (field, value, field, value, …). */
+function rawField(flat: readonly Buffer[], field: string): Buffer | undefined {
+  for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i]!.toString('utf8') === field) return flat[i + 1];
+  return undefined;
+}
+
+/** An event time as ISO-8601, with the digits below the millisecond when there are any (`…00.000600Z`, `…00.000000123Z`). */
+function isoEventTime(ms: number, nanos: number): string {
+  const iso = new Date(ms).toISOString();
+  if (nanos === 0) return iso;
+  return `${iso.slice(0, -1)}${String(nanos).padStart(6, '0').replace(/(000)+$/, '')}Z`;
+}
+
+/** The event time of a group's stored value (in `flat`, HGETALL's reply, which holds it), to the nanosecond. */
+function storedEventTime(flat: readonly Buffer[], field: string): string {
+  const version = versionOfValue(rawField(flat, field)!)!;
+  return isoEventTime(version.eventTimeMs, version.nanos);
+}
+
+/** The CDC positions of two versions that differ, as `X/Y`, for the report. */
+function positions(offline: VersionOrder, online: VersionOrder): { offlinePosition?: string; onlinePosition?: string } {
+  const text = (lsn: string): string => `${lsn.slice(0, 8).replace(/^0+(?=.)/, '')}/${lsn.slice(8).replace(/^0+(?=.)/, '')}`;
+  return { ...(offline.lsn !== undefined ? { offlinePosition: text(offline.lsn) } : {}), ...(online.lsn !== undefined ? { onlinePosition: text(online.lsn) } : {}) };
 }
 
 /** HGETALL of each key, with the shapes their values name loaded into `shapes.table`. */
@@ -280,7 +373,8 @@ const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]
  * Value equality across the two stores' representations: the lake returns typed columns
  * (numbers, timestamps rendered as ISO strings with its own precision and separator), Redis
  * the record's JSON. Null and absent are the same (a lake column the record did not have
- * reads as null); numbers compare by value; two date-time strings compare as instants.
+ * reads as null); numbers compare by value; two date-time strings compare as instants, to
+ * the microsecond.
  */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a === undefined || a === null) return b === undefined || b === null;
@@ -289,8 +383,11 @@ export function sameValue(a: unknown, b: unknown): boolean {
   if (typeof a === 'string' && typeof b === 'string') {
     if (a === b) return true;
     if (ISO_DATE_TIME.test(a) && ISO_DATE_TIME.test(b)) {
+      // To the microsecond, what both stores keep (the lake's timestamps have microseconds):
+      // Date.parse alone stops at the millisecond, so two instants 0.5 ms apart were equal.
       const utc = (s: string): number => Date.parse(/(Z|[+-]\d{2}:?\d{2})$/.test(s) ? s.replace(' ', 'T') : `${s.replace(' ', 'T')}Z`);
-      return utc(a) === utc(b);
+      const micros = (s: string): number => Math.floor(subMillisecondNanos(s) / 1000);
+      return utc(a) === utc(b) && micros(a) === micros(b);
     }
     return false;
   }

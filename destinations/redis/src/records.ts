@@ -1,13 +1,19 @@
 import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { encodeKeyPart, encodeOrderSegment, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, normalizeLsn, subMillisecondNanos } from './layout.js';
+import { decodeKeyPart, encodeKeyPart, encodeOrderSegment, lakeMicroseconds, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, normalizeLsn, subMillisecondNanos } from './layout.js';
 
 /**
- * Event time in epoch ms: an ISO-8601 date-time string, or a finite number taken as epoch
- * milliseconds. Anything else is undefined (the record is then rejected, not guessed at).
+ * Event time in whole epoch ms: an ISO-8601 date-time string, or a finite number taken as
+ * epoch milliseconds — a fraction of a millisecond is kept to the microsecond as the event
+ * lake keeps it (`lakeMicroseconds`): this is its whole millisecond (rounded down), the rest
+ * goes to the order segment (`subMillisecondNanos`). Anything else is undefined (the record
+ * is then rejected, not guessed at).
  */
 export function parseEventTime(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) ? Math.trunc(value) : undefined;
+  if (typeof value === 'number') {
+    if (Number.isInteger(value)) return value;
+    return Number.isFinite(value) ? Math.floor(lakeMicroseconds(value) / 1000) : undefined;
+  }
   if (typeof value !== 'string' || value.length === 0) return undefined;
   const ms = parseDateTimeMs(value);
   return Number.isNaN(ms) ? undefined : ms;
@@ -17,6 +23,16 @@ function keyPart(value: unknown): string | undefined {
   if (typeof value === 'string') return value.length > 0 ? value : undefined;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   return undefined;
+}
+
+/**
+ * The tenant a record is stored under: its tenant field when that is a non-empty string or a
+ * number, else `default_tenant` — so an empty tenant field ('') is the default tenant (there
+ * is no empty tenant in a key). undefined when neither: the writer rejects the record. The
+ * parity check selects tenants by this same rule.
+ */
+export function tenantOf(record: RecordData, mapping: StreamMapping): string | undefined {
+  return keyPart(record[mapping.tenantField]) ?? mapping.defaultTenant;
 }
 
 /**
@@ -53,7 +69,7 @@ export function forEachWrite(
       rejected.push({ index, reason: `entity id field "${mapping.entityIdField}" is missing, empty or not a string or number` });
       continue;
     }
-    const tenant = keyPart(record[mapping.tenantField]) ?? mapping.defaultTenant;
+    const tenant = tenantOf(record, mapping);
     if (tenant === undefined) {
       rejected.push({ index, reason: `tenant field "${mapping.tenantField}" is missing or empty and no default_tenant is configured` });
       continue;
@@ -92,6 +108,9 @@ export function featureValues(record: RecordData, features: readonly string[] | 
 /** One record's write as the parity check sees it: entity key, event time, feature values (none for a delete). */
 export interface MappedWrite {
   readonly key: string;
+  /** The tenant and entity id of the key, as the writer took them from the record (`tenantOf`). */
+  readonly tenant: string;
+  readonly entityId: string;
   readonly eventTimeMs: number;
   /** The order segment the writer stores (layout.ts), undefined when none. */
   readonly order: Buffer | undefined;
@@ -108,7 +127,15 @@ export function toOps(
 ): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
   const ops: MappedWrite[] = [];
   const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
-    ops.push({ key: head + tail, eventTimeMs, order, deleted, features: deleted ? {} : featureValues(record, mapping.features) }),
+    ops.push({
+      key: head + tail,
+      tenant: tenantOf(record, mapping)!, // forEachWrite rejects records without one
+      entityId: decodeKeyPart(tail),
+      eventTimeMs,
+      order,
+      deleted,
+      features: deleted ? {} : featureValues(record, mapping.features),
+    }),
   );
   return { ops, rejected };
 }
