@@ -68,18 +68,48 @@ const MAX_EVENT_TIME_MS = 8.64e15;
 let lastText = '';
 let lastMs = NaN;
 
-/** Epoch ms of an ISO-8601 string or an epoch-ms number; NaN when neither. */
+/**
+ * Epoch ms of an ISO-8601 string or an epoch-ms number; NaN when neither. A string's
+ * fraction digits below the millisecond are kept (the lake stores microseconds, and
+ * PostgreSQL prints them): `parseDateTimeMs`, like `Date.parse`, keeps three digits, so two
+ * changes 0.5 ms apart had one event time and ordered by position instead of by time.
+ */
 export function parseEventTime(value: unknown): number {
   if (typeof value === 'number') return Number.isFinite(value) ? value : NaN;
   if (typeof value === 'string') {
     if (value !== lastText) {
       lastText = value;
-      lastMs = parseDateTimeMs(value);
+      lastMs = parseTimeMs(value);
     }
     return lastMs;
   }
   return NaN;
 }
+
+/** Epoch ms of a date-time text, to its last fraction digit (see `parseEventTime`); NaN when it is none. */
+export function parseTimeMs(text: string): number {
+  const ms = parseDateTimeMs(text);
+  return Number.isNaN(ms) ? ms : ms + belowMillisecond(text);
+}
+
+/**
+ * The fraction digits of a date-time beyond the third (`.000600` → 0.6), in ms; 0 when it
+ * has three or fewer, and for a leap second (`…:60.5`), which stands for its minute's last
+ * millisecond. Called only for text `parseDateTimeMs` accepted: a date has no `.`, and the
+ * seconds' fraction is the time's only one (an offset has none).
+ */
+function belowMillisecond(text: string): number {
+  const dot = text.indexOf('.', 16);
+  // Four digits at least (`.5+01:00` has one, then an offset).
+  if (dot < 0 || !isDigit(text.charCodeAt(dot + 1)) || !isDigit(text.charCodeAt(dot + 2)) || !isDigit(text.charCodeAt(dot + 3)) || !isDigit(text.charCodeAt(dot + 4))) return 0;
+  if (text.charCodeAt(dot - 2) === 54 && text.charCodeAt(dot - 1) === 48) return 0; // "60"
+  let fraction = 0;
+  let scale = 0.1;
+  for (let i = dot + 4; i < text.length && isDigit(text.charCodeAt(i)); i++, scale /= 10) fraction += (text.charCodeAt(i) - 48) * scale;
+  return fraction;
+}
+
+const isDigit = (code: number): boolean => code >= 48 && code <= 57;
 
 /** An envelope to fill in, reused record after record (the stage copies its values out at once). */
 export function emptyEnvelope(): Envelope {

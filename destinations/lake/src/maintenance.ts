@@ -4,7 +4,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
+import { parseConfig, TributaryError } from '@tributary/core';
 import {
   CommitLease,
   commitEntry,
@@ -19,6 +19,7 @@ import {
   type LogEntry,
   type QuarantineFile,
 } from './commit-log.js';
+import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
@@ -353,7 +354,7 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
   // A string is read as every other time the lake takes (event times, as-of): without an
   // offset it is UTC. Date.parse read it in the host's time zone, so west of UTC a cutoff of
   // midnight dropped the first hours of the day after it.
-  if (options.before !== undefined) cutoff = options.before instanceof Date ? options.before.getTime() : typeof options.before === 'number' ? options.before : parseDateTimeMs(options.before);
+  if (options.before !== undefined) cutoff = options.before instanceof Date ? options.before.getTime() : typeof options.before === 'number' ? options.before : parseTimeMs(options.before);
   else if (options.keepDays !== undefined) {
     const today = new Date();
     cutoff = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate()) - options.keepDays * 86_400_000;

@@ -3,8 +3,9 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
+import { parseConfig, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
+import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
@@ -313,7 +314,7 @@ function asOfTimestamp(ms: number): string {
  */
 export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unknown>, query: AsOfQuery): Promise<LakeRow[]> {
   const config = lakeConfig(rawConfig);
-  const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : parseDateTimeMs(query.asOf);
+  const asOfMs = query.asOf === undefined ? Date.now() : query.asOf instanceof Date ? query.asOf.getTime() : typeof query.asOf === 'number' ? query.asOf : parseTimeMs(query.asOf);
   if (!Number.isFinite(asOfMs)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is not an ISO-8601 date-time` });
   if (!(Math.abs(asOfMs) <= MAX_TIME_MS)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is outside the range of dates (±${MAX_TIME_MS} ms from 1970)` });
   const key = query.key ?? 'entity_key';
