@@ -20,7 +20,7 @@ import { formatLsn, parseLsn, pgTimeToIso, type Lsn } from './lsn.js';
 import { UNCHANGED_TOAST, type RelationColumn, type TupleValue } from './pgoutput.js';
 import { ReplicationConnection } from './replication-connection.js';
 import { registerStream } from './live-streams.js';
-import { assertCdcPrerequisites, ensurePublication, publishedColumns, slotInfo } from './slot.js';
+import { assertCdcPrerequisites, ensurePublication, publishedColumns, publishedRowFilter, slotInfo, slotInvalidation, unpublishedActions } from './slot.js';
 
 /** The shared (GLOBAL) state of a CDC connection: every change before `lsn` is committed downstream. */
 export interface CdcSharedState {
@@ -45,6 +45,14 @@ export type CdcStreamState = (
        * versions: the shared `lsn`.
        */
       position?: string;
+      /**
+       * Keyless tables (positions by ctid): the relfilenode of the relation `after` points into
+       * (the table, or its partition), when the position was saved. A ctid is a place in that
+       * file only: VACUUM FULL, CLUSTER, TRUNCATE or a rewriting ALTER TABLE move every row to
+       * a new file and number them from (0,1) again, without a change event, so a resume after
+       * the old ctid would skip rows for good. Absent in states of older versions.
+       */
+      file?: string;
     }
   | { cdc: 'streaming' }
 ) & { at?: string };
@@ -63,6 +71,8 @@ interface CdcStream {
   key: string;
   table: TableInfo;
   state: CdcStreamState;
+  /** The publication's row filter of the table: its snapshot reads only the rows it streams. */
+  rowFilter?: string;
 }
 
 interface Relation {
@@ -107,6 +117,14 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     config,
     streams.map((s) => s.table),
   );
+  const unpublished = await unpublishedActions(sql, publication);
+  if (unpublished.length > 0) {
+    // Possibly on purpose (e.g. no deletes downstream), so not refused; but never silent.
+    log.warn(`publication "${publication}" does not publish ${unpublished.join(', ')}: those changes of its tables never reach the destination (e.g. deleted or truncated rows stay there)`, {
+      publication,
+      unpublished,
+    });
+  }
   for (const s of streams) {
     const published = await publishedColumns(sql, publication, s.table);
     if (published.left.length > 0) {
@@ -116,6 +134,11 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
       });
     }
     s.table = published.table;
+    const rowFilter = await publishedRowFilter(sql, publication, s.table);
+    if (rowFilter !== undefined) {
+      s.rowFilter = rowFilter;
+      log.info(`publication "${publication}" streams the rows of ${s.key} where ${rowFilter}: its snapshot reads those rows only`, { stream: s.key });
+    }
   }
 
   const shared = options.state.shared as Partial<CdcSharedState> | undefined;
@@ -142,7 +165,17 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
           userMessage: `Replication slot "${slot}" is missing, so the changes after ${shared.lsn} (the committed position) can no longer be read. Reset this connection's state to take a new snapshot (the slot is then created again).`,
         });
       }
+      const invalidated = await slotInvalidation(sql, slot);
+      if (invalidated) {
+        // Checked before any snapshot is read: streaming would fail after it, every sync.
+        throw new TributaryError('config', {
+          userMessage: `Replication slot "${slot}" was invalidated by PostgreSQL (${invalidated}${
+            invalidated === 'wal_removed' ? ': the WAL it needed was removed, as max_slot_wal_keep_size allows' : ''
+          }), so the changes after ${shared.lsn} (the committed position) can no longer be read. Reset this connection's state to take a new snapshot (the slot is then created again).`,
+        });
+      }
       startLsn = parseLsn(shared.lsn);
+      assertSlotNotAhead(slot, existing.confirmedFlush, startLsn);
       for (const s of streams) {
         const saved = options.state.streams[s.key] as CdcStreamState | undefined;
         if (saved && (saved.cdc === 'streaming' || saved.cdc === 'snapshot')) {
@@ -228,7 +261,21 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
           const state = s.state as Extract<CdcStreamState, { cdc: 'snapshot' }>;
           const position = state.position ?? (state.after === null ? snapshotPosition : formatLsn(startLsn));
           const tributary = format === 'tributary';
-          for await (const chunk of readChunks(sql, s.table, types, chunkSize, state.after, tributary ? snapshotFields(position) : undefined)) {
+          // Keyless tables are read by ctid: their positions name the file they point into.
+          const files = s.table.primaryKey.length === 0 ? await relationFiles(sql, s.table) : undefined;
+          const fileOf = (after: ChunkPosition): string | undefined => (files && after && 'ctid' in after ? files.get(after.partition ?? String(s.table.oid)) : undefined);
+          let start = state.after;
+          if (start && 'ctid' in start && state.file !== undefined && fileOf(start) !== state.file) {
+            // Rewritten since the position was saved: its rows were renumbered. Read the table
+            // again (rows read before carry the same position: identical records).
+            log.warn(`${s.key} was rewritten (VACUUM FULL, CLUSTER, TRUNCATE or ALTER TABLE) since its snapshot stopped at ctid ${start.ctid}: reading it again from the start`, {
+              stream: s.key,
+            });
+            start = null;
+          }
+          for await (const chunk of readChunks(sql, s.table, types, chunkSize, start, tributary ? snapshotFields(position) : undefined, {
+            ...(s.rowFilter !== undefined ? { filter: s.rowFilter } : {}),
+          })) {
             if (chunk.rows.length > 0) {
               const records: RecordData[] = tributary
                 ? chunk.rows
@@ -242,7 +289,8 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               yield recordPage(s.configured.stream.name, records, s.configured.stream.namespace);
             }
             if (chunk.next === undefined) continue;
-            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next, position };
+            const file = fileOf(chunk.next);
+            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next, position, ...(file !== undefined ? { file } : {}) };
             yield checkpointAt(startLsn);
           }
         }
@@ -521,6 +569,37 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     await replication.close();
     if (db !== sql) await db.end().catch(() => undefined);
   }
+}
+
+/**
+ * The slot must not have confirmed more than this connection committed. This source confirms
+ * only committed positions (after the state store saved them), so a slot ahead of the state
+ * was moved by someone else: dropped and created again (by a DBA, or by another connection
+ * given the same `slot_name`), advanced, or the state is older than the one last saved.
+ * PostgreSQL starts streaming at the slot's confirmed position whatever position is asked for,
+ * so the changes in between would be skipped without a word.
+ */
+function assertSlotNotAhead(slot: string, confirmed: Lsn | undefined, committed: Lsn): void {
+  if (confirmed === undefined || confirmed <= committed) return;
+  throw new TributaryError('config', {
+    userMessage: `Replication slot "${slot}" has confirmed changes up to ${formatLsn(confirmed)}, past this connection's committed position ${formatLsn(
+      committed,
+    )}: it was created again or advanced by someone else (another connection using the same slot_name?), or the connection's state was restored from an older copy. The changes in between can no longer be read from it. Give each connection its own slot_name, then reset this connection's state to take a new snapshot.`,
+  });
+}
+
+/**
+ * The relfilenode of `table` and of every partition below it, by oid (relations without
+ * storage have none). Taken before the table is read: a rewrite between this and the read's
+ * lock leaves the saved file stale, which only makes a resume read the table again.
+ */
+async function relationFiles(sql: pg.Client, table: TableInfo): Promise<Map<string, string>> {
+  const result = await sql.query<{ oid: string; file: string | null }>(
+    `WITH RECURSIVE tree(oid) AS (SELECT $1::oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+     SELECT oid::text AS oid, pg_relation_filenode(oid)::text AS file FROM tree`,
+    [table.oid],
+  );
+  return new Map(result.rows.filter((r) => r.file !== null).map((r) => [r.oid, r.file!]));
 }
 
 /** Connection losses the stream rides out by reconnecting (a server restart, a dropped socket). */

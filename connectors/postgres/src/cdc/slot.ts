@@ -39,6 +39,26 @@ export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInf
 }
 
 /**
+ * Why PostgreSQL invalidated the slot, or undefined while it can stream. An invalidated slot
+ * still exists but will never stream again: `wal_status = 'lost'` (13+; the WAL it needed was
+ * removed, beyond `max_slot_wal_keep_size`), and from 17 on `invalidation_reason`
+ * (`wal_removed`, `rows_removed`, `wal_level_insufficient`, `idle_timeout`).
+ */
+export async function slotInvalidation(client: pg.Client, slot: string): Promise<string | undefined> {
+  const version = await serverVersion(client);
+  if (version < 130_000) return undefined;
+  const reason = version >= 170_000 ? 'invalidation_reason' : 'NULL::text';
+  const result = await client.query<{ wal_status: string | null; reason: string | null }>(
+    `SELECT wal_status, ${reason} AS reason FROM pg_replication_slots WHERE slot_name = $1`,
+    [slot],
+  );
+  const row = result.rows[0];
+  if (!row) return undefined;
+  if (row.reason) return row.reason;
+  return row.wal_status === 'lost' ? 'wal_removed' : undefined;
+}
+
+/**
  * What logical replication needs from the server and the role; each missing piece is a
  * `config` error that says exactly what to change.
  */
@@ -96,6 +116,7 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
         userMessage: `Publication "${name}" does not exist. Create it (CREATE PUBLICATION ${ident(name)} FOR TABLE …) or set manage_publication: true.`,
       });
     }
+    await assertReplicaIdentity(client, name, tables);
     const list = tables.map((t) => qualified(t.namespace, t.name)).join(', ');
     // Changes of partitions are published as their root table, the stream the user selected;
     // stored generated columns are published so that streamed rows carry them like snapshot rows.
@@ -138,8 +159,46 @@ export async function ensurePublication(client: pg.Client, config: PostgresConfi
         .join(', ')}. Add them (ALTER PUBLICATION … ADD TABLE …) or set manage_publication: true.`,
     });
   }
+  await assertReplicaIdentity(client, name, missing);
   await client.query(`ALTER PUBLICATION ${ident(name)} ADD TABLE ${missing.map((t) => qualified(t.namespace, t.name)).join(', ')}`);
   return missing;
+}
+
+/**
+ * Refuses to publish tables whose UPDATEs and DELETEs PostgreSQL would then reject: a table in
+ * a publication that publishes updates and deletes (as the managed one does) needs a replica
+ * identity, or every UPDATE and DELETE on it fails with "cannot update table … because it does
+ * not have a replica identity and publishes updates" — the application's writes, not the
+ * sync, would break. That is a table (or a partition of a partitioned table: each is checked
+ * on its own) with `REPLICA IDENTITY NOTHING`, with `DEFAULT` and no primary key, or with
+ * `USING INDEX` whose index is gone. Checked right before the publication is created or
+ * extended, on the catalog as it is then (the configured catalog may be older).
+ */
+async function assertReplicaIdentity(client: pg.Client, publication: string, tables: readonly TableInfo[]): Promise<void> {
+  if (tables.length === 0) return;
+  const lacking = await client.query<{ name: string; identity: string }>(
+    `WITH RECURSIVE tree(oid) AS (
+       SELECT unnest($1::oid[])
+       UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid
+     )
+     SELECT DISTINCT c.oid::regclass::text AS name, c.relreplident::text AS identity
+       FROM tree JOIN pg_class c ON c.oid = tree.oid
+      WHERE c.relkind = 'r'
+        AND (c.relreplident = 'n'
+          OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary))
+          OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisreplident)))
+      ORDER BY 1`,
+    [tables.map((t) => t.oid)],
+  );
+  if (lacking.rows.length === 0) return;
+  const described = lacking.rows.map((r) => `${r.name} (${r.identity === 'n' ? 'REPLICA IDENTITY NOTHING' : r.identity === 'd' ? 'no primary key' : 'replica identity index missing'})`);
+  throw new TributaryError('config', {
+    userMessage: `Cannot stream ${described.join(', ')} by CDC: in publication "${publication}" every UPDATE and DELETE on ${
+      lacking.rows.length === 1 ? 'it' : 'them'
+    } would fail ("does not have a replica identity"). Give ${lacking.rows.length === 1 ? 'it' : 'each'} a replica identity (a primary key with ALTER TABLE … REPLICA IDENTITY DEFAULT, or ALTER TABLE … REPLICA IDENTITY FULL), or sync ${
+      lacking.rows.length === 1 ? 'it' : 'them'
+    } with sync_mode full_refresh.`,
+  });
 }
 
 /**
@@ -171,6 +230,37 @@ export async function publishedColumns(client: pg.Client, publication: string, t
   for (const key of [...table.primaryKey, ...table.identityIndex]) left.delete(key);
   if (left.size === 0) return { table, left: [] };
   return { table: { ...table, columns: table.columns.filter((c) => !left.has(c.name)) }, left: [...left] };
+}
+
+/**
+ * The kinds of change the publication leaves out (`publish = '…'` without them): `insert`,
+ * `update`, `delete`, `truncate` (11+). A publication this connector creates publishes all
+ * four; one created by someone else may not, and those changes then never reach the stream.
+ */
+export async function unpublishedActions(client: pg.Client, publication: string): Promise<string[]> {
+  const truncate = (await serverVersion(client)) >= 110_000 ? 'pubtruncate' : 'true';
+  const result = await client.query<{ insert: string; update: string; delete: string; truncate: string }>(
+    `SELECT pubinsert::text AS insert, pubupdate::text AS update, pubdelete::text AS delete, ${truncate}::text AS truncate FROM pg_publication WHERE pubname = $1`,
+    [publication],
+  );
+  const row = result.rows[0];
+  if (!row) return [];
+  return (['insert', 'update', 'delete', 'truncate'] as const).filter((action) => row[action] !== 'true');
+}
+
+/**
+ * The publication's row filter of `table` (15+: `FOR TABLE t WHERE (…)`), as SQL over its
+ * columns, or undefined. Changes of rows outside it are never streamed (an update keeping a
+ * row outside, its delete), so the CDC snapshot reads only rows inside it, as PostgreSQL's own
+ * table synchronization does: a snapshot row outside it would stay downstream unchanged.
+ */
+export async function publishedRowFilter(client: pg.Client, publication: string, table: TableInfo): Promise<string | undefined> {
+  if ((await serverVersion(client)) < 150_000) return undefined;
+  const result = await client.query<{ rowfilter: string | null }>(
+    'SELECT rowfilter FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3',
+    [publication, table.namespace, table.name],
+  );
+  return result.rows[0]?.rowfilter ?? undefined;
 }
 
 /**

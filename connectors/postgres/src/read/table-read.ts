@@ -111,7 +111,14 @@ export async function* readChunks(
   chunkSize: number,
   start: ChunkPosition,
   extra?: Row,
-  options: { queryRows?: number } = {},
+  options: {
+    queryRows?: number;
+    /**
+     * A boolean SQL expression over the table's columns: only rows matching it are read (a
+     * publication's row filter, for a CDC snapshot). Trusted text, from the server's catalog.
+     */
+    filter?: string;
+  } = {},
 ): AsyncGenerator<Chunk> {
   const decoder = rowDecoder(table, types, extra);
   const select = decoder.columns.map(ident).join(', ');
@@ -148,22 +155,27 @@ export async function* readChunks(
   const mark = keyed
     ? (last: Row): ChunkPosition => ({ after: keyIndexes.map((i) => last[decoder.columns[i]!] ?? null) })
     : (): ChunkPosition => ({ ctid: String(lastCtid), ...(byPartition ? { partition: String(lastPartition) } : {}) });
+  // The conditions of a query: after the position, and matching the filter.
+  const where = (after: string | undefined): string => {
+    const conditions = [...(options.filter !== undefined ? [`(${options.filter})`] : []), ...(after !== undefined ? [after] : [])];
+    return conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+  };
   const query = (position: ChunkPosition): CopyOutQuery<Row, ChunkPosition> => {
     let text: string;
     if (keyed) {
       const after = position && 'after' in position ? position.after : undefined;
-      const where = after ? `WHERE (${keys}) > (${table.primaryKey.map((k, i) => value(paramOf(table, types, k, after[i] ?? null), k)).join(', ')})` : '';
-      text = `COPY (SELECT ${select} FROM ${from} ${where} ORDER BY ${keys} LIMIT ${queryRows}) TO STDOUT`;
+      const past = after ? `(${keys}) > (${table.primaryKey.map((k, i) => value(paramOf(table, types, k, after[i] ?? null), k)).join(', ')})` : undefined;
+      text = `COPY (SELECT ${select} FROM ${from} ${where(past)} ORDER BY ${keys} LIMIT ${queryRows}) TO STDOUT`;
     } else {
       const ctid = position && 'ctid' in position ? position.ctid : undefined;
       // The text copies are renamed: an output column named ctid would make ORDER BY sort by text ('(0,10)' < '(0,2)').
       if (byPartition) {
         // A position saved without its partition cannot be placed: read the table again.
         const partition = position && 'ctid' in position ? position.partition : undefined;
-        const where = ctid !== undefined && partition !== undefined ? `WHERE (tableoid, ctid) > (${literal(partition)}::oid, ${literal(ctid)}::tid)` : '';
-        text = `COPY (SELECT ${select}, ctid::text AS ctid_text, tableoid::text AS tableoid_text FROM ${from} ${where} ORDER BY tableoid, ctid LIMIT ${queryRows}) TO STDOUT`;
+        const past = ctid !== undefined && partition !== undefined ? `(tableoid, ctid) > (${literal(partition)}::oid, ${literal(ctid)}::tid)` : undefined;
+        text = `COPY (SELECT ${select}, ctid::text AS ctid_text, tableoid::text AS tableoid_text FROM ${from} ${where(past)} ORDER BY tableoid, ctid LIMIT ${queryRows}) TO STDOUT`;
       } else {
-        text = `COPY (SELECT ${select}, ctid::text AS ctid_text FROM ${from} ${ctid ? `WHERE ctid > ${literal(ctid)}::tid` : ''} ORDER BY ctid LIMIT ${queryRows}) TO STDOUT`;
+        text = `COPY (SELECT ${select}, ctid::text AS ctid_text FROM ${from} ${where(ctid ? `ctid > ${literal(ctid)}::tid` : undefined)} ORDER BY ctid LIMIT ${queryRows}) TO STDOUT`;
       }
     }
     return client.query(new CopyOutQuery(text, decodeLine, socket, chunkSize, mark));

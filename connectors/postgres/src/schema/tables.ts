@@ -132,7 +132,9 @@ export function streamOf(table: TableInfo, types: TypeRegistry, config: Postgres
   const cdcCursor = debezium ? ['source', 'lsn'] : ['_tributary_position'];
   // Standard incremental resumes after (cursor, primary key): ties on the cursor need the key.
   const key = cdc ? cdcKeyOf(table) : table.primaryKey;
-  const canIncremental = cdc ? key.length > 0 || table.replicaIdentity === 'f' : cursor !== undefined && key.length > 0;
+  // CDC also needs a replica identity: under NOTHING a published table's UPDATEs and DELETEs
+  // fail (and none would say which row changed), so such a table is offered full refresh only.
+  const canIncremental = cdc ? table.replicaIdentity !== 'n' && (key.length > 0 || table.replicaIdentity === 'f') : cursor !== undefined && key.length > 0;
   return {
     name: table.name,
     namespace: table.namespace,

@@ -64,8 +64,29 @@ export interface ApiUsage {
   limit: number;
 }
 
+/**
+ * The longest query path (`/query?q=…`, relative to the versioned root) a request may carry.
+ * A SOQL query travels in the URI of its GET, and Salesforce refuses a request whose URI and
+ * headers together pass 16,384 bytes (414 URI Too Long, or 431). The margin is for the
+ * versioned root (`/services/data/vNN.N`) and the headers (session token, query options).
+ */
+export const MAX_QUERY_PATH_LENGTH = 12_000;
+
+/** The path of a REST query (`query`, or `queryAll` for rows in the recycle bin too). */
+export function queryPath(soql: string, all = false): string {
+  return `/${all ? 'queryAll' : 'query'}?q=${encodeURIComponent(soql)}`;
+}
+
 /** The org answered 403 REQUEST_LIMIT_EXCEEDED: nothing will work until the daily limit resets. */
 export const DAILY_LIMIT_ERROR_CODE = 'REQUEST_LIMIT_EXCEEDED';
+
+/**
+ * The message of REQUEST_LIMIT_EXCEEDED when the org runs as many long-running requests (20 s
+ * or more) as it may: `ConcurrentRequests (Concurrent API Requests) Limit exceeded.` (and
+ * `ConcurrentPerOrgLongTxn …`). Same errorCode and status as the daily limit (`TotalRequests
+ * Limit exceeded.`), but it clears as soon as one of those requests ends.
+ */
+const CONCURRENT_LIMIT_MESSAGE = /^Concurrent/i;
 
 const dailyLimitErrors = new WeakSet<TributaryError>();
 
@@ -131,6 +152,13 @@ export function classifyError(error: unknown, status: number | undefined, what: 
   // The token endpoint's failures without an OAuth error body (an HTML page): jsforce names them ERROR_HTTP_<status>.
   const httpStatus = /^ERROR_HTTP_(\d{3})$/.exec(e?.name ?? '');
   if (status === undefined && httpStatus) status = Number(httpStatus[1]);
+  if (code === DAILY_LIMIT_ERROR_CODE && CONCURRENT_LIMIT_MESSAGE.test(message)) {
+    return new TributaryError('rate_limited', {
+      userMessage: `Salesforce refused ${what} while the org runs as many long-running requests as it may (403 REQUEST_LIMIT_EXCEEDED: ${message})`,
+      internalMessage,
+      cause: error,
+    });
+  }
   if (code === DAILY_LIMIT_ERROR_CODE) {
     const daily = new TributaryError('rate_limited', {
       userMessage: 'The Salesforce org reached its daily API request limit (403 REQUEST_LIMIT_EXCEEDED); the sync stopped and resumes from its saved state once the limit resets',

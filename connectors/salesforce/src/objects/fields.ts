@@ -19,6 +19,8 @@ export interface DescribedField {
   externalId?: boolean;
   idLookup?: boolean;
   unique?: boolean;
+  /** Text comparisons are case-sensitive (only unique case-sensitive text fields). */
+  caseSensitive?: boolean;
   compoundFieldName?: string | null;
   length?: number;
   picklistValues?: Array<{ value: string; active?: boolean }>;

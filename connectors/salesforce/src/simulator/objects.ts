@@ -19,6 +19,8 @@ export interface SimField {
   filterable: boolean;
   externalId: boolean;
   unique: boolean;
+  /** Text comparisons on the field are case-sensitive (describe's `caseSensitive`; true only for unique case-sensitive text fields). */
+  caseSensitive: boolean;
   idLookup: boolean;
   custom: boolean;
   defaultedOnCreate: boolean;
@@ -53,6 +55,7 @@ function field(spec: FieldSpec): SimField {
     filterable: !compound && spec.type !== 'textarea' && spec.type !== 'base64',
     externalId: false,
     unique: false,
+    caseSensitive: false,
     idLookup: spec.name === 'Id',
     custom: spec.name.endsWith('__c') || spec.name.endsWith('__s'),
     defaultedOnCreate: system || spec.type === 'boolean',
@@ -94,11 +97,24 @@ function address(prefix: string): SimField[] {
   ];
 }
 
+/** A unique external id, case-insensitive: the default when "Unique" is ticked in Setup. */
 function externalId(): SimField {
-  return field({ name: 'External_Id__c', type: 'string', externalId: true, unique: true, idLookup: true });
+  return field({ name: 'External_Id__c', type: 'string', externalId: true, unique: true, caseSensitive: false, idLookup: true });
 }
 
-export function defaultObjects(): SimObject[] {
+/** `count` custom text fields (`Custom_Text_Field_0001__c`, …), as a wide object of an org has. */
+function customTextFields(count: number): SimField[] {
+  return Array.from({ length: count }, (_, i) => field({ name: `Custom_Text_Field_${String(i + 1).padStart(4, '0')}__c`, type: 'string' }));
+}
+
+/** The org's objects; `customFields` adds that many custom text fields to the objects it names. */
+export function defaultObjects(customFields: Partial<Record<string, number>> = {}): SimObject[] {
+  const objects = baseObjects();
+  for (const object of objects) object.fields.push(...customTextFields(customFields[object.name] ?? 0));
+  return objects;
+}
+
+function baseObjects(): SimObject[] {
   return [
     {
       name: 'Account',

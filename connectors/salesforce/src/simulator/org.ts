@@ -37,6 +37,8 @@ export class ApiProblem extends Error {
 
 export const SEED_EPOCH_MS = Date.parse('2024-01-01T00:00:00Z');
 const SYSTEM_FIELDS = new Set(['Id', 'IsDeleted', 'CreatedDate', 'LastModifiedDate', 'SystemModstamp']);
+/** Field types SOQL compares as text (case-insensitively unless unique case-sensitive). */
+const TEXT_TYPES = new Set(['string', 'textarea', 'email', 'phone', 'url']);
 
 export function secondsOf(ms: number): number {
   return Math.floor(ms / 1000) * 1000;
@@ -66,6 +68,8 @@ export interface OrgOptions {
   records?: Partial<Record<string, number>>;
   tieGroup?: number;
   seed?: number;
+  /** Extra custom text fields per object (see the simulator's `customFields`). */
+  customFields?: Partial<Record<string, number>>;
 }
 
 export interface UpsertOutcome {
@@ -80,7 +84,7 @@ export type Org = ReturnType<typeof createOrg>;
 export function createOrg(options: OrgOptions) {
   const { version } = options;
   const tables = new Map<string, Table>();
-  for (const object of defaultObjects()) {
+  for (const object of defaultObjects(options.customFields)) {
     tables.set(object.name.toLowerCase(), {
       object,
       byLower: new Map(object.fields.map((f) => [f.name.toLowerCase(), f])),
@@ -101,6 +105,23 @@ export function createOrg(options: OrgOptions) {
       throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
     }
     return table;
+  }
+
+  /**
+   * Whether SOQL equality on a field ignores case: for text fields except unique case-sensitive
+   * ones (ids, references and picklists are compared as stored here).
+   */
+  function foldsCaseOf(f: SimField): boolean {
+    return TEXT_TYPES.has(f.type) && !(f.unique && f.caseSensitive);
+  }
+
+  /**
+   * Whether an upsert matches `key` to a row's external id without case: only when the field
+   * is unique and case-insensitive ("Treat ABC and abc as duplicate values").
+   */
+  function matchesExternalId(f: SimField, stored: unknown, key: string): boolean {
+    if (typeof stored !== 'string') return false;
+    return f.unique && !f.caseSensitive ? stored.toLowerCase() === key.toLowerCase() : stored === key;
   }
 
   function fieldOf(table: Table, name: string): SimField {
@@ -199,7 +220,8 @@ export function createOrg(options: OrgOptions) {
     }
     const order = query.orderBy.map((term) => ({ field: fieldOf(table, term.field), descending: term.descending }));
     const valueOf = (row: Row) => (name: string) => row[fieldOf(table, name).name];
-    let rows = [...table.rows.values()].filter((row) => (all || row.IsDeleted !== true) && evaluate(query.where, valueOf(row)));
+    const foldsCase = (name: string) => foldsCaseOf(fieldOf(table, name));
+    let rows = [...table.rows.values()].filter((row) => (all || row.IsDeleted !== true) && evaluate(query.where, valueOf(row), foldsCase));
     if (order.length > 0) {
       rows.sort((a, b) => {
         for (const term of order) {
@@ -284,7 +306,7 @@ export function createOrg(options: OrgOptions) {
         if (problem) return { outcome: fail(problemCode(f, problem), `${f.label}: ${problem}: [${String(value)}]`, [f.name]) };
         values[f.name] = value;
       }
-      const existing = [...table.rows.values()].find((row) => row[ext.name] === key && row.IsDeleted !== true);
+      const existing = [...table.rows.values()].find((row) => matchesExternalId(ext, row[ext.name], key) && row.IsDeleted !== true);
       if (existing) {
         const readOnly = Object.keys(values).find((name) => name !== ext.name && !fieldOf(table, name).updateable);
         if (readOnly) return { outcome: fail('INVALID_FIELD_FOR_INSERT_UPDATE', `Unable to create/update fields: ${readOnly}.`, [readOnly]) };

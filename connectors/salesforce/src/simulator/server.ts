@@ -41,6 +41,12 @@ export const SALESFORCE_LIMITS = {
   dailyApiRequests: 100_000,
   /** Rows per Bulk API 2.0 results page when the client does not ask for fewer. */
   bulkPageSize: 50_000,
+  /**
+   * Bytes of a request's URI and headers together: past it Salesforce answers 431 Request
+   * Header Fields Too Large, or 414 URI Too Long when the URI alone is past it (Knowledge
+   * article 000386264). A SOQL query travels in the URI of `GET /query?q=`.
+   */
+  requestHeadBytes: 16_384,
 } as const;
 
 export interface SalesforceSimulatorOptions {
@@ -61,6 +67,11 @@ export interface SalesforceSimulatorOptions {
   bulkPollsToComplete?: number;
   /** The `updated`/`deleted` endpoints cover whole units of this (default one minute, as Salesforce). */
   replicationGranularityMs?: number;
+  /**
+   * Extra custom text fields per object, e.g. `{ Account: 600 }` (an org's wide objects: up to
+   * 800 custom fields each), named `Custom_Text_Field_0001__c`…, seeded like the others.
+   */
+  customFields?: Partial<Record<string, number>>;
 }
 
 export interface ServedRequest {
@@ -130,8 +141,13 @@ export interface SalesforceSimulator {
   readonly openStalledAnswers: number;
   /** The next `count` token requests answer `status` with an HTML page (an unavailable login server). */
   failNextTokenRequests(count: number, status?: number): void;
-  /** The next `count` API requests answer `status` with an error array (e.g. 503). */
-  failNext(count: number, status?: number, errorCode?: string): void;
+  /**
+   * The next `count` API requests answer `status` with an error array (e.g. 503) of
+   * `errorCode` and `message` — e.g. 403 REQUEST_LIMIT_EXCEEDED with Salesforce's
+   * `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`, the answer while the org
+   * runs as many long-running requests as it may (25 of 20 s or more in production orgs).
+   */
+  failNext(count: number, status?: number, errorCode?: string, message?: string): void;
   onRequest(listener: (request: ServedRequest) => void): () => void;
   close(): Promise<void>;
 }
@@ -178,6 +194,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     ...(options.records ? { records: options.records } : {}),
     ...(options.tieGroup !== undefined ? { tieGroup: options.tieGroup } : {}),
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.customFields ? { customFields: options.customFields } : {}),
   });
   const { tables, tableOf, select, parse, restRecord, upsertCollection } = org;
 
@@ -187,7 +204,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   const jobs = new Map<string, BulkJob>();
   const listeners = new Set<(request: ServedRequest) => void>();
   const stats: SimulatorStats = { requests: 0, apiCalls: 0, byStatus: {}, tokenRequests: 0 };
-  let failures: { count: number; status: number; errorCode: string } = { count: 0, status: 503, errorCode: 'SERVER_UNAVAILABLE' };
+  const UNAVAILABLE = 'The server is temporarily unable to handle the request';
+  let failures: { count: number; status: number; errorCode: string; message: string } = { count: 0, status: 503, errorCode: 'SERVER_UNAVAILABLE', message: UNAVAILABLE };
   let cutBulkPages = 0;
   let droppedAnswers = { count: 0, pathPrefix: '/services/data' };
   let stalledAnswers: { count: number; pathPrefix: string; sent: 'half' | 'none' } = { count: 0, pathPrefix: '/services/data', sent: 'half' };
@@ -499,12 +517,27 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     headers['sforce-limit-info'] = `api-usage=${apiUsed}/${dailyApiLimit}`;
     if (failures.count > 0) {
       failures.count--;
-      throw new ApiProblem(failures.status, failures.errorCode, 'The server is temporarily unable to handle the request');
+      throw new ApiProblem(failures.status, failures.errorCode, failures.message);
     }
     return route(req, path, params, headers);
   }
 
-  const server = createServer((req, res: ServerResponse) => {
+  /**
+   * 414 when the URI alone is longer than Salesforce takes, 431 when URI and headers together
+   * are (the request line's method and version, and header separators, are not counted).
+   */
+  function requestHeadProblem(req: IncomingMessage): { status: number; reason: string } | undefined {
+    const uriBytes = Buffer.byteLength(req.url ?? '');
+    if (uriBytes > SALESFORCE_LIMITS.requestHeadBytes) return { status: 414, reason: 'URI Too Long' };
+    let headerBytes = 0;
+    for (const part of req.rawHeaders) headerBytes += Buffer.byteLength(part);
+    if (uriBytes + headerBytes > SALESFORCE_LIMITS.requestHeadBytes) return { status: 431, reason: 'Request Header Fields Too Large' };
+    return undefined;
+  }
+
+  // Node's own header limit (16 KiB, the request line included) would answer before the
+  // simulator could: raise it, so that the limit applied is Salesforce's, checked above.
+  const server = createServer({ maxHeaderSize: 4 * SALESFORCE_LIMITS.requestHeadBytes }, (req, res: ServerResponse) => {
     stats.requests++;
     const headers: Record<string, string> = {};
     const target = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -535,6 +568,11 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
       const served: ServedRequest = { method: req.method ?? 'GET', path, status, ...(rows !== undefined ? { rows } : {}) };
       for (const listener of [...listeners]) listener(served);
     };
+    const tooLarge = requestHeadProblem(req);
+    if (tooLarge) {
+      send(tooLarge.status, `<html><body><h1>${tooLarge.status} ${tooLarge.reason}</h1></body></html>`, 'text/html;charset=UTF-8');
+      return;
+    }
     handle(req, path, target.searchParams, headers).then(
       ({ status, body, rows, csv, html }) => {
         if (html !== undefined) send(status, html, 'text/html;charset=UTF-8');
@@ -603,8 +641,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     unlock() {
       org.locked.clear();
     },
-    failNext(count, status = 503, errorCode = 'SERVER_UNAVAILABLE') {
-      failures = { count, status, errorCode };
+    failNext(count, status = 503, errorCode = 'SERVER_UNAVAILABLE', message = UNAVAILABLE) {
+      failures = { count, status, errorCode, message };
     },
     onRequest(listener) {
       listeners.add(listener);

@@ -295,19 +295,30 @@ export function compareValues(a: unknown, b: unknown): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
-/** Evaluates `condition` on a row; `valueOf` resolves a field name (any case) to the row's value. */
-export function evaluate(condition: Condition | undefined, valueOf: (field: string) => unknown): boolean {
+/** Whether two values are equal, strings compared without case when `foldCase`. */
+function equalValues(a: unknown, b: unknown, foldCase: boolean): boolean {
+  if (foldCase && typeof a === 'string' && typeof b === 'string') return a.toLowerCase() === b.toLowerCase();
+  return compareValues(a, b) === 0;
+}
+
+/**
+ * Evaluates `condition` on a row; `valueOf` resolves a field name (any case) to the row's
+ * value. `foldsCase(field)` tells whether equality on the field ignores case: in SOQL, `=`,
+ * `!=` and `IN` on strings are case-insensitive except for unique case-sensitive fields.
+ */
+export function evaluate(condition: Condition | undefined, valueOf: (field: string) => unknown, foldsCase: (field: string) => boolean = () => false): boolean {
   if (!condition) return true;
   switch (condition.kind) {
     case 'and':
-      return evaluate(condition.left, valueOf) && evaluate(condition.right, valueOf);
+      return evaluate(condition.left, valueOf, foldsCase) && evaluate(condition.right, valueOf, foldsCase);
     case 'or':
-      return evaluate(condition.left, valueOf) || evaluate(condition.right, valueOf);
+      return evaluate(condition.left, valueOf, foldsCase) || evaluate(condition.right, valueOf, foldsCase);
     case 'not':
-      return !evaluate(condition.inner, valueOf);
+      return !evaluate(condition.inner, valueOf, foldsCase);
     case 'in': {
       const value = valueOf(condition.field);
-      const found = condition.values.some((v) => compareValues(value ?? null, literalValue(v)) === 0);
+      const fold = foldsCase(condition.field);
+      const found = condition.values.some((v) => equalValues(value ?? null, literalValue(v), fold));
       return condition.negated ? !found : found;
     }
     case 'compare': {
@@ -317,12 +328,12 @@ export function evaluate(condition: Condition | undefined, valueOf: (field: stri
         const equal = literal === value;
         return condition.op === '=' ? equal : condition.op === '!=' ? !equal : false;
       }
+      if (condition.op === '=' || condition.op === '!=') {
+        const equal = equalValues(value, literal, foldsCase(condition.field));
+        return condition.op === '=' ? equal : !equal;
+      }
       const c = compareValues(value, literal);
       switch (condition.op) {
-        case '=':
-          return c === 0;
-        case '!=':
-          return c !== 0;
         case '<':
           return c < 0;
         case '<=':

@@ -40,7 +40,7 @@ import {
   type StateBlob,
   type SyncMode,
 } from '@tributary/core';
-import { type SalesforceClient, type SalesforceRequest, type SalesforceResponse } from '../client/connection.js';
+import { MAX_QUERY_PATH_LENGTH, queryPath, type SalesforceClient, type SalesforceRequest, type SalesforceResponse } from '../client/connection.js';
 import { countCsvRecords, csvRecords } from '../client/csv.js';
 import { cursorFieldOf, describeObject } from '../objects/describe.js';
 import { isoDateTime, recordConverter, selectableFields, type DescribedObject } from '../objects/fields.js';
@@ -228,7 +228,7 @@ function prefetch<T>(start: () => Promise<T>): Promise<T> {
 async function* restPages(reader: StreamReader, request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, soql: string, all: boolean, clock: { now?: number }): AsyncGenerator<RawPage> {
   const headers = { 'Sforce-Query-Options': `batchSize=${reader.settings.page_size}` };
   const fetchPage = (path: string) => request({ method: 'GET', path, headers }) as Promise<SalesforceResponse<QueryPage>>;
-  let next: Promise<SalesforceResponse<QueryPage>> | undefined = fetchPage(`/${all ? 'queryAll' : 'query'}?q=${encodeURIComponent(soql)}`);
+  let next: Promise<SalesforceResponse<QueryPage>> | undefined = fetchPage(queryPath(soql, all));
   let first = true;
   while (next !== undefined) {
     const response: SalesforceResponse<QueryPage> = await next;
@@ -351,7 +351,7 @@ async function readPurged(
 }
 
 async function* restPagesOf(request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, soql: string): AsyncGenerator<Array<Record<string, unknown>>> {
-  let path: string | undefined = `/queryAll?q=${encodeURIComponent(soql)}`;
+  let path: string | undefined = queryPath(soql, true);
   while (path !== undefined) {
     const { body } = (await request({ method: 'GET', path })) as SalesforceResponse<QueryPage>;
     yield body.records ?? [];
@@ -381,10 +381,19 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   const fields = selectableFields(object).map((f) => f.name);
   const soql = `SELECT ${fields.join(', ')} FROM ${object.name}${whereAfter(start, cursorField)} ORDER BY ${cursorField ? `${cursorField}, Id` : 'Id'}`;
 
-  let bulk = settings.bulk === 'always';
-  if (settings.bulk === 'auto') {
+  // A REST query travels in the URI, which Salesforce takes up to 16 KB: an object with
+  // hundreds of fields is read through Bulk API 2.0, whose query travels in the request body.
+  const fitsRest = queryPath(soql, incremental).length <= MAX_QUERY_PATH_LENGTH;
+  if (!fitsRest && settings.bulk === 'never') {
+    throw new TributaryError('config', {
+      userMessage: `Stream "${name}" selects ${fields.length} fields: its query is too long for the REST API (Salesforce refuses URIs over 16,384 bytes). Set bulk to auto or always to read it through Bulk API 2.0.`,
+      stream: { name },
+    });
+  }
+  let bulk = settings.bulk === 'always' || !fitsRest;
+  if (settings.bulk === 'auto' && !bulk) {
     const countSoql = `SELECT COUNT() FROM ${object.name}${whereAfter(start, cursorField)}`;
-    const { body } = (await request({ method: 'GET', path: `/${incremental ? 'queryAll' : 'query'}?q=${encodeURIComponent(countSoql)}` })) as SalesforceResponse<QueryPage>;
+    const { body } = (await request({ method: 'GET', path: queryPath(countSoql, incremental) })) as SalesforceResponse<QueryPage>;
     bulk = (body.totalSize ?? 0) >= settings.bulk_threshold;
   }
 

@@ -24,7 +24,7 @@ import {
   type WriteRequest,
   type WriteResult,
 } from '@tributary/core';
-import { checkSalesforce, isDailyLimitError, openSalesforce, type SalesforceClient } from '../client/connection.js';
+import { MAX_QUERY_PATH_LENGTH, checkSalesforce, isDailyLimitError, openSalesforce, queryPath, type SalesforceClient } from '../client/connection.js';
 import { writerSpec } from '../config.js';
 import { describeObject, listObjects } from '../objects/describe.js';
 import { jsonSchemaOf, type DescribedField, type DescribedObject } from '../objects/fields.js';
@@ -63,9 +63,50 @@ function soqlString(value: string): string {
 
 const NUMERIC_TYPES = new Set(['int', 'long', 'double', 'currency', 'percent']);
 
+/** `, ` between two literals of an IN list, as it stands in a query path. */
+const IN_SEPARATOR_LENGTH = encodeURIComponent(', ').length;
+
+/**
+ * `prefix` + the literals joined by `, ` + `)`, as few queries as the literals need so that
+ * each one's REST path stays within MAX_QUERY_PATH_LENGTH: 200 long external ids (composite
+ * keys, hashes) do not fit in one URI, which Salesforce refuses past 16 KB (414).
+ */
+function inListQueries(prefix: string, literals: readonly string[], objectName: string): string[] {
+  const base = queryPath(`${prefix})`).length;
+  const queries: string[] = [];
+  let chunk: string[] = [];
+  let length = base;
+  for (const literal of literals) {
+    const added = encodeURIComponent(literal).length;
+    if (chunk.length > 0 && length + IN_SEPARATOR_LENGTH + added > MAX_QUERY_PATH_LENGTH) {
+      queries.push(`${prefix}${chunk.join(', ')})`);
+      chunk = [];
+      length = base;
+    }
+    if (base + added > MAX_QUERY_PATH_LENGTH) {
+      throw new TributaryError('config', {
+        userMessage: `The writer cannot read the current ${objectName} rows to compare: the query is longer than a Salesforce request URI may be (16,384 bytes) even for one key. Map fewer fields.`,
+      });
+    }
+    length += (chunk.length > 0 ? IN_SEPARATOR_LENGTH : 0) + added;
+    chunk.push(literal);
+  }
+  if (chunk.length > 0) queries.push(`${prefix}${chunk.join(', ')})`);
+  return queries;
+}
+
 /** The key as Salesforce expects the external id: numbers for numeric external id fields. */
 function keyValue(field: DescribedField, key: string): string | number {
   return NUMERIC_TYPES.has(field.type) && Number.isFinite(Number(key)) ? Number(key) : key;
+}
+
+/**
+ * How the writer matches a row's external id to a record key: as Salesforce's upsert does,
+ * case-insensitively for a unique case-insensitive field (`ABC-1` is the row of `abc-1`; the
+ * default for a unique text field), exactly otherwise.
+ */
+function matchKeyOf(idField: DescribedField): (key: string) => string {
+  return idField.unique === true && idField.caseSensitive === false && !NUMERIC_TYPES.has(idField.type) ? (key) => key.toLowerCase() : (key) => key;
 }
 
 function failed(record: WriteRecord, reason: string, retryable = false): WriteResult {
@@ -140,16 +181,22 @@ export const salesforceWriter = defineWriter({
       return pending;
     }
 
+    /** The stored rows of `keys`, by matchKeyOf(idField) of their external id. */
     async function currentRows(object: DescribedObject, idField: DescribedField, keys: string[], fields: string[]): Promise<Map<string, Record<string, unknown>>> {
       const idProperty = idField.name;
       const select = [...new Set(['Id', idProperty, ...fields])].join(', ');
       const literals = keys.map((key) => (NUMERIC_TYPES.has(idField.type) ? String(Number(key)) : soqlString(key)));
-      let path: string | undefined = `/query?q=${encodeURIComponent(`SELECT ${select} FROM ${object.name} WHERE ${idProperty} IN (${literals.join(', ')})`)}`;
+      // Keyed by matchKeyOf(idField): SOQL's IN ignores case too (except on unique
+      // case-sensitive fields), so a row stored as `ABC-1` comes back for `abc-1`.
+      const matchKey = matchKeyOf(idField);
       const rows = new Map<string, Record<string, unknown>>();
-      while (path !== undefined) {
-        const page: { records?: Array<Record<string, unknown>>; done?: boolean; nextRecordsUrl?: string } = await send({ method: 'GET', path });
-        for (const row of page.records ?? []) rows.set(String(row[idProperty]), row);
-        path = page.done === false && page.nextRecordsUrl ? page.nextRecordsUrl : undefined;
+      for (const soql of inListQueries(`SELECT ${select} FROM ${object.name} WHERE ${idProperty} IN (`, literals, object.name)) {
+        let path: string | undefined = queryPath(soql);
+        while (path !== undefined) {
+          const page: { records?: Array<Record<string, unknown>>; done?: boolean; nextRecordsUrl?: string } = await send({ method: 'GET', path });
+          for (const row of page.records ?? []) rows.set(matchKey(String(row[idProperty])), row);
+          path = page.done === false && page.nextRecordsUrl ? page.nextRecordsUrl : undefined;
+        }
       }
       return rows;
     }
@@ -191,9 +238,10 @@ export const salesforceWriter = defineWriter({
         if (valid.length > 0) {
           const fields = [...new Set(valid.flatMap((v) => Object.keys(v.values)))];
           const current = await currentRows(object, idField, valid.map((v) => v.record.key), fields);
+          const matchKey = matchKeyOf(idField);
           const toSend: typeof valid = [];
           for (const item of valid) {
-            const row = current.get(item.record.key);
+            const row = current.get(matchKey(item.record.key));
             const base = { idempotencyKey: item.record.idempotencyKey, key: item.record.key };
             const missing = row === undefined ? requiredOnCreate.filter((name) => name !== idField.name && (item.values[name] === undefined || item.values[name] === null)) : [];
             if (missing.length > 0) {
