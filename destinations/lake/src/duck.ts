@@ -1,4 +1,19 @@
-import { DuckDBInstance, type DuckDBConnection, type DuckDBResultReader } from '@duckdb/node-api';
+import {
+  DuckDBDateValue,
+  DuckDBDecimalValue,
+  DuckDBInstance,
+  DuckDBTimestampMillisecondsValue,
+  DuckDBTimestampNanosecondsValue,
+  DuckDBTimestampSecondsValue,
+  DuckDBTimestampTZValue,
+  DuckDBTimestampValue,
+  DuckDBTypeId,
+  JSDuckDBValueConverter,
+  type DuckDBConnection,
+  type DuckDBResultReader,
+  type DuckDBValueConverter,
+  type JS,
+} from '@duckdb/node-api';
 
 /** A private in-process DuckDB (in memory, spilling to `tempDir` when given; `threads` default: one per core). */
 export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
@@ -17,12 +32,88 @@ export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ 
 export const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 export const literal = (value: string): string => `'${value.replace(/'/g, "''")}'`;
 
-/** Rows as plain JSON values: BIGINT → number (string beyond 2^53), TIMESTAMP → ISO string, JSON → parsed. */
+/** JavaScript's dates: ±8.64e15 ms from 1970. */
+const MAX_DATE_MS = 8_640_000_000_000_000n;
+
+type TimeValue = DuckDBDateValue | DuckDBTimestampValue | DuckDBTimestampTZValue | DuckDBTimestampNanosecondsValue | DuckDBTimestampMillisecondsValue | DuckDBTimestampSecondsValue;
+
+/** The instant as a count of `1 / perMs` ms since 1970. */
+function unitsOf(value: TimeValue): { units: bigint; perMs: bigint } {
+  if (value instanceof DuckDBDateValue) return { units: BigInt(value.days) * 86_400_000n, perMs: 1n };
+  if (value instanceof DuckDBTimestampNanosecondsValue) return { units: value.nanos, perMs: 1_000_000n };
+  if (value instanceof DuckDBTimestampMillisecondsValue) return { units: value.millis, perMs: 1n };
+  if (value instanceof DuckDBTimestampSecondsValue) return { units: value.seconds * 1000n, perMs: 1n };
+  return { units: value.micros, perMs: 1000n };
+}
+
+/**
+ * A DATE or TIMESTAMP as ISO-8601 UTC: `toISOString`'s form when it is a whole millisecond,
+ * else with the digits below the millisecond too (`.000600Z`); `infinity`/`-infinity`; and
+ * DuckDB's own text for a time a Date cannot hold (a year past 275760). The millisecond is
+ * the floor, not the quotient, which moved times before 1970 a millisecond later.
+ */
+function plainTime(value: TimeValue): string {
+  const { units, perMs } = unitsOf(value);
+  if (!value.isFinite) return units > 0n ? 'infinity' : '-infinity';
+  let ms = units / perMs;
+  if (units < 0n && ms * perMs !== units) ms -= 1n;
+  if (ms > MAX_DATE_MS || ms < -MAX_DATE_MS) return String(value);
+  const iso = new Date(Number(ms)).toISOString();
+  const below = units - ms * perMs;
+  return below === 0n ? iso : `${iso.slice(0, -1)}${String(below).padStart(String(perMs).length - 1, '0')}Z`;
+}
+
+/** Significant digits a double always holds exactly (DBL_DIG): a DECIMAL with no more is a number, a longer one its text. */
+const EXACT_DIGITS = 15;
+
+function plainDecimal(value: DuckDBDecimalValue): number | string {
+  const text = value.toString();
+  const digits = text.replace(/[-.]/g, '').replace(/^0+/, '').replace(/0+$/, '');
+  return digits.length <= EXACT_DIGITS ? Number(text) : text;
+}
+
+/**
+ * DuckDB values as JavaScript values without losing what a Date or a double cannot hold
+ * (see `plainRows`); nested values (LIST, STRUCT, MAP…) come through it too. The node API's
+ * JS conversion cut TIMESTAMPs to the millisecond (toward 1970, so a time before it moved a
+ * millisecond later), read a 38-digit DECIMAL as a double, gave BIT values as their internal
+ * bytes, and threw on a time a Date cannot hold (`'infinity'::TIMESTAMP`), failing the query.
+ */
+const plainConverter: DuckDBValueConverter<JS> = (value, type, converter) => {
+  if (value === null) return null;
+  if (
+    value instanceof DuckDBDateValue ||
+    value instanceof DuckDBTimestampValue ||
+    value instanceof DuckDBTimestampTZValue ||
+    value instanceof DuckDBTimestampNanosecondsValue ||
+    value instanceof DuckDBTimestampMillisecondsValue ||
+    value instanceof DuckDBTimestampSecondsValue
+  ) {
+    return plainTime(value);
+  }
+  if (value instanceof DuckDBDecimalValue) return plainDecimal(value);
+  switch (type.typeId) {
+    // DuckDB's text: BLOB `\xAA\x00` (JSON.stringify made a Buffer `{"type":"Buffer",…}`), BIT `101`, TIME `12:34:56.789` (not microseconds).
+    case DuckDBTypeId.BLOB:
+    case DuckDBTypeId.BIT:
+    case DuckDBTypeId.TIME:
+    case DuckDBTypeId.TIME_NS:
+      return String(value);
+    default:
+      return JSDuckDBValueConverter(value, type, converter);
+  }
+};
+
+/**
+ * Rows as plain JSON values: BIGINT → number (string beyond 2^53), TIMESTAMP → ISO string
+ * (to the microsecond when it has digits below the millisecond), DECIMAL → number (its text
+ * beyond 15 significant digits), JSON → parsed; see `plainConverter` for the rest.
+ */
 export function plainRows(result: DuckDBResultReader, parseJson = true): Record<string, unknown>[] {
   const types = result.columnTypes();
   const names = result.columnNames();
   const json = new Set(parseJson ? names.filter((_, i) => types[i]!.alias === 'JSON') : []);
-  return result.getRowObjectsJS().map((row) => {
+  return result.convertRowObjects(plainConverter).map((row) => {
     const out: Record<string, unknown> = {};
     for (const name of names) {
       const v = row[name] as unknown;

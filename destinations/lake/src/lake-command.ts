@@ -49,10 +49,16 @@ function print(rows: readonly Record<string, unknown>[], format: string): void {
   process.stdout.write(`${out.join('\n')}\n(${rows.length} row${rows.length === 1 ? '' : 's'})\n`);
 }
 
+/**
+ * A count given in decimal digits only. `Number` read an empty value (`--keep-days=`, as a
+ * script with an unset variable passes it) or blanks as 0, so retention removed everything
+ * before today and `--grace-ms` / `--orphan-age-ms` deleted files at once; it also took
+ * `0x10`, `1e3` and `2.0`.
+ */
 function intOption(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw usage(`--${name} must be a non-negative integer`);
+  const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw usage(`--${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
   return n;
 }
 

@@ -370,6 +370,19 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
 }
 
 /**
+ * Whether every event of `file` is before `cutoff` (epoch ms, with a fraction when the cutoff
+ * has digits below the millisecond). The log records a file's latest event time in whole
+ * milliseconds, cut toward 1970 (DuckDB's `epoch_ms`), while event times are stored to the
+ * microsecond: the latest event is anywhere before the end of that millisecond, which must
+ * not be after the cutoff. Compared by the recorded millisecond itself, a file whose latest
+ * event came after the cutoff within its millisecond (`.000900` against `.000800`) was
+ * dropped. A file whose events are all before the cutoff but in its millisecond stays.
+ */
+function allBefore(file: LakeFile, cutoff: number): boolean {
+  return file.maxEventTime + 1 <= cutoff;
+}
+
+/**
  * Retention on an open store (see `applyRetention`). The files to drop are chosen on the
  * log's latest state at the moment of committing: when another writer commits first (a
  * compaction that merged expired files into a new one), they are chosen again, so the
@@ -398,7 +411,7 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
   let quarantineDeferred: QuarantineFile[] = [];
   const entry = await commitRemoval(store, state, (current) => {
     const replayable = (stream: string, sessions: readonly string[]): boolean => sessions.some((s) => current.unclean.get(stream)?.has(s) === true);
-    const candidates = [...current.files.values()].filter((f) => f.maxEventTime < cutoff && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
+    const candidates = [...current.files.values()].filter((f) => allBefore(f, cutoff) && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
     expired = candidates.filter((f) => !replayable(f.stream, f.sessions));
     deferred = candidates.filter((f) => replayable(f.stream, f.sessions));
     const quarantined = current.quarantine.filter((q) => quarantine.removable.has(q.path));

@@ -19,7 +19,7 @@ export interface LakeRow {
   entity_key: string;
   customer_id: string;
   tenant_id: string;
-  /** ISO-8601, UTC. */
+  /** ISO-8601, UTC: `toISOString`'s form, with the microseconds when the time has digits below the millisecond (`.000600Z`). */
   event_time: string;
   ingest_time: string;
   source_system: string;
