@@ -5,6 +5,7 @@ import { postgresSource, type PostgresConfig } from '../src/index.js';
 import {
   applyChanges,
   catalogFor,
+  cdcConfigFor,
   configFor,
   confirmedFlush,
   contextWithLogs,
@@ -35,10 +36,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** A config with its own slot and publication, so cases do not see each other's tables. */
-function cdcConfig(name: string, overrides: Record<string, unknown> = {}): PostgresConfig {
-  return configFor(server, { slot_name: `${name}_slot`, publication_name: `${name}_pub`, ...overrides });
-}
+const cdcConfig = (name: string, overrides: Record<string, unknown> = {}): PostgresConfig => cdcConfigFor(server, name, overrides);
 
 async function dropSlot(name: string): Promise<void> {
   await sql.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [`${name}_slot`]);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnectorContext } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, configFor, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { catalogFor, cdcConfigFor, configFor, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
 
 // Columns named like Object.prototype members (`__proto__`, `constructor`) are ordinary
 // columns: every path that builds a record or a schema from column names must give them an
@@ -22,9 +22,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-function cdcConfig(name: string, overrides: Record<string, unknown> = {}): PostgresConfig {
-  return configFor(server, { slot_name: `${name}_slot`, publication_name: `${name}_pub`, ...overrides });
-}
+const cdcConfig = (name: string, overrides: Record<string, unknown> = {}): PostgresConfig => cdcConfigFor(server, name, overrides);
 
 /**
  * [id, `__proto__`, `constructor`] of a record, read as a destination sees it: through JSON.

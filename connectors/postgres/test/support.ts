@@ -50,6 +50,11 @@ export function configFor(server: Server, overrides: Record<string, unknown> = {
   });
 }
 
+/** A CDC config with its own slot (`<name>_slot`) and publication (`<name>_pub`), so cases do not see each other's tables. */
+export function cdcConfigFor(server: Server, name: string, overrides: Record<string, unknown> = {}): PostgresConfig {
+  return configFor(server, { slot_name: `${name}_slot`, publication_name: `${name}_pub`, ...overrides });
+}
+
 export async function sqlClient(server: Server): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: server.url });
   client.on('error', () => undefined);
