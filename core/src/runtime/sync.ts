@@ -269,6 +269,15 @@ export function checkConfiguredCatalog(catalog: ConfiguredAirbyteCatalog, destin
         userMessage: `Stream "${c.stream.name}" does not support sync_mode ${c.sync_mode} (supported: ${c.stream.supported_sync_modes.join(', ')})`,
       });
     }
+    // `overwrite` replaces the stream's data with what one run read; an incremental run reads
+    // only what changed since the last checkpoint, so each sync would discard all the rest.
+    if (c.sync_mode === 'incremental' && c.destination_sync_mode === 'overwrite') {
+      throw new TributaryError('config', {
+        userMessage:
+          `Stream "${c.stream.name}": sync_mode incremental with destination_sync_mode overwrite would replace the destination's data with only the records changed since the last run. ` +
+          'Use sync_mode full_refresh with overwrite, or incremental with append or append_dedup.',
+      });
+    }
     if (c.destination_sync_mode === 'append_dedup' && (c.primary_key ?? c.stream.source_defined_primary_key ?? []).length === 0) {
       throw new TributaryError('config', { userMessage: `Stream "${c.stream.name}": append_dedup needs a primary key` });
     }

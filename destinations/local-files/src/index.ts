@@ -1,6 +1,7 @@
 import { access, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { defineDestination, makeDirectoryDurably, TributaryError } from '@tributary/core';
+import { defineDestination, makeDirectoryDurably, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { lockDirectory, type DirectoryLock } from './directory-lock.js';
 import { fsyncRename } from './durable-directory.js';
 import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
@@ -40,6 +41,8 @@ const connectionSpecification = {
  * one is reported again but not stored again (see stream-file.ts).
  * Every file and directory this destination creates has its directory entry fsynced before
  * a commit can record bytes in it, and every rename before the manifest records it done.
+ * One session per directory: a session of another process holding it is refused (see
+ * directory-lock.ts).
  */
 export const localFilesDestination = defineDestination({
   name: 'local',
@@ -68,109 +71,129 @@ export const localFilesDestination = defineDestination({
     } catch (error) {
       throw new TributaryError('config', { userMessage: `Cannot create directory ${directory}`, internalMessage: String(error), cause: error });
     }
-    const manifest = await readManifest(directory);
-    await recoverInterruptedPublish(directory, manifest);
-
-    // `fileName` maps `/` and `\` to `_`, so two streams can name one file ("a/b", "a_b"):
-    // two handles appending to it would corrupt both streams and the committed lengths.
-    const streamOfFile = new Map<string, string>();
-    for (const stream of streams) {
-      const other = streamOfFile.get(fileName(stream.key));
-      if (other !== undefined && other !== stream.key) {
-        throw new TributaryError('config', {
-          userMessage: `Streams "${other}" and "${stream.key}" would both be written to ${fileName(stream.key)}; select only one of them`,
-        });
-      }
-      streamOfFile.set(fileName(stream.key), stream.key);
+    // One session per directory: held until close(), released if opening fails.
+    const lock = await lockDirectory(directory);
+    try {
+      return await openSession(ctx, directory, config.validate_records, streams, lock);
+    } catch (error) {
+      await lock.release();
+      throw error;
     }
-
-    // Every file this session may append to gets a committed length in the manifest before
-    // it is opened: a file the manifest has no length for was not written by this destination
-    // (or the manifest was lost), and cutting it back to "committed: 0" would erase it.
-    let recorded = false;
-    for (const stream of streams) {
-      const finalPath = fileName(stream.key);
-      // A new full refresh's staging file is discarded below anyway.
-      const staged = stream.destinationSyncMode === 'overwrite';
-      const paths = [...(staged && !stream.resuming ? [] : [staged ? join('_staging', finalPath) : finalPath]), join('_quarantine', finalPath)];
-      for (const path of paths) {
-        if (manifest.files[path] !== undefined) continue;
-        await refuseUnrecorded(directory, path);
-        manifest.files[path] = 0;
-        recorded = true;
-      }
-    }
-    if (recorded) await writeManifest(directory, manifest);
-
-    const files = new Map<string, StreamFile>();
-    for (const stream of streams) {
-      const finalPath = fileName(stream.key);
-      const dataPath = stream.destinationSyncMode === 'overwrite' ? join('_staging', finalPath) : finalPath;
-      const quarantinePath = join('_quarantine', finalPath);
-      if (stream.destinationSyncMode === 'overwrite' && !stream.resuming) {
-        // A new full refresh starts its generation from scratch.
-        await rm(join(directory, dataPath), { force: true });
-        manifest.files[dataPath] = 0;
-        if (manifest.completed) delete manifest.completed[dataPath];
-      }
-      files.set(
-        stream.key,
-        await openStreamFile({
-          directory,
-          stream,
-          dataPath,
-          quarantinePath,
-          committedData: manifest.files[dataPath] ?? 0,
-          windowStart: manifest.completed?.[dataPath] ?? 0,
-          committedQuarantine: manifest.files[quarantinePath] ?? 0,
-          quarantineWindowStart: manifest.completed?.[quarantinePath] ?? 0,
-          validate: config.validate_records,
-        }),
-      );
-    }
-
-    const commit = async (): Promise<void> => {
-      for (const file of files.values()) {
-        const lengths = await file.sync();
-        manifest.files[file.dataPath] = lengths.data;
-        manifest.files[file.quarantinePath] = lengths.quarantine;
-      }
-      await writeManifest(directory, manifest);
-    };
-
-    return {
-      async write(batch) {
-        const file = files.get(batch.stream);
-        if (!file) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
-        const rejected = await file.append(batch.records);
-        return rejected.length > 0 ? { rejected } : undefined;
-      },
-      commit,
-      async close({ completed }) {
-        await commit();
-        for (const file of files.values()) {
-          await file.close();
-          if (file.replaysSkipped > 0) ctx.logger.info(`${file.stream.key}: skipped ${file.replaysSkipped} replayed record(s) already stored`);
-          if (file.requarantined > 0) ctx.logger.info(`${file.stream.key}: ${file.requarantined} refused record(s) were replays already in the quarantine: reported again, not stored again`);
-        }
-        if (!completed) return;
-        // Everything is checkpointed now: no line stored so far can be delivered again.
-        manifest.completed = { ...(manifest.completed ?? {}) };
-        for (const file of files.values()) {
-          manifest.completed[file.dataPath] = manifest.files[file.dataPath] ?? 0;
-          manifest.completed[file.quarantinePath] = manifest.files[file.quarantinePath] ?? 0;
-        }
-        await writeManifest(directory, manifest);
-        for (const file of files.values()) {
-          if (file.stream.destinationSyncMode !== 'overwrite') continue;
-          await publish(directory, manifest, file.dataPath, fileName(file.stream.key));
-        }
-      },
-    };
   },
 });
 
 export default localFilesDestination;
+
+/** The session of `open`, on a directory whose lock it holds and releases at `close`. */
+async function openSession(ctx: ConnectorContext, directory: string, validate: boolean, streams: readonly DestinationStream[], lock: DirectoryLock): Promise<DestinationSession> {
+  const manifest = await readManifest(directory);
+  await recoverInterruptedPublish(directory, manifest);
+
+  // `fileName` maps `/` and `\` to `_`, so two streams can name one file ("a/b", "a_b"):
+  // two handles appending to it would corrupt both streams and the committed lengths.
+  const streamOfFile = new Map<string, string>();
+  for (const stream of streams) {
+    const other = streamOfFile.get(fileName(stream.key));
+    if (other !== undefined && other !== stream.key) {
+      throw new TributaryError('config', {
+        userMessage: `Streams "${other}" and "${stream.key}" would both be written to ${fileName(stream.key)}; select only one of them`,
+      });
+    }
+    streamOfFile.set(fileName(stream.key), stream.key);
+  }
+
+  // Every file this session may append to gets a committed length in the manifest before
+  // it is opened: a file the manifest has no length for was not written by this destination
+  // (or the manifest was lost), and cutting it back to "committed: 0" would erase it.
+  let recorded = false;
+  for (const stream of streams) {
+    const finalPath = fileName(stream.key);
+    // A new full refresh's staging file is discarded below anyway.
+    const staged = stream.destinationSyncMode === 'overwrite';
+    const paths = [...(staged && !stream.resuming ? [] : [staged ? join('_staging', finalPath) : finalPath]), join('_quarantine', finalPath)];
+    for (const path of paths) {
+      if (manifest.files[path] !== undefined) continue;
+      await refuseUnrecorded(directory, path);
+      manifest.files[path] = 0;
+      recorded = true;
+    }
+  }
+  if (recorded) await writeManifest(directory, manifest);
+
+  const files = new Map<string, StreamFile>();
+  for (const stream of streams) {
+    const finalPath = fileName(stream.key);
+    const dataPath = stream.destinationSyncMode === 'overwrite' ? join('_staging', finalPath) : finalPath;
+    const quarantinePath = join('_quarantine', finalPath);
+    if (stream.destinationSyncMode === 'overwrite' && !stream.resuming) {
+      // A new full refresh starts its generation from scratch.
+      await rm(join(directory, dataPath), { force: true });
+      manifest.files[dataPath] = 0;
+      if (manifest.completed) delete manifest.completed[dataPath];
+    }
+    files.set(
+      stream.key,
+      await openStreamFile({
+        directory,
+        stream,
+        dataPath,
+        quarantinePath,
+        committedData: manifest.files[dataPath] ?? 0,
+        windowStart: manifest.completed?.[dataPath] ?? 0,
+        committedQuarantine: manifest.files[quarantinePath] ?? 0,
+        quarantineWindowStart: manifest.completed?.[quarantinePath] ?? 0,
+        validate,
+      }),
+    );
+  }
+
+  const commit = async (): Promise<void> => {
+    for (const file of files.values()) {
+      const lengths = await file.sync();
+      manifest.files[file.dataPath] = lengths.data;
+      manifest.files[file.quarantinePath] = lengths.quarantine;
+    }
+    await writeManifest(directory, manifest);
+  };
+
+  return {
+    async write(batch) {
+      const file = files.get(batch.stream);
+      if (!file) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+      const rejected = await file.append(batch.records);
+      return rejected.length > 0 ? { rejected } : undefined;
+    },
+    commit,
+    async close({ completed }) {
+      try {
+        await closeFiles(completed);
+      } finally {
+        await lock.release();
+      }
+    },
+  };
+
+  async function closeFiles(completed: boolean): Promise<void> {
+    await commit();
+    for (const file of files.values()) {
+      await file.close();
+      if (file.replaysSkipped > 0) ctx.logger.info(`${file.stream.key}: skipped ${file.replaysSkipped} replayed record(s) already stored`);
+      if (file.requarantined > 0) ctx.logger.info(`${file.stream.key}: ${file.requarantined} refused record(s) were replays already in the quarantine: reported again, not stored again`);
+    }
+    if (!completed) return;
+    // Everything is checkpointed now: no line stored so far can be delivered again.
+    manifest.completed = { ...(manifest.completed ?? {}) };
+    for (const file of files.values()) {
+      manifest.completed[file.dataPath] = manifest.files[file.dataPath] ?? 0;
+      manifest.completed[file.quarantinePath] = manifest.files[file.quarantinePath] ?? 0;
+    }
+    await writeManifest(directory, manifest);
+    for (const file of files.values()) {
+      if (file.stream.destinationSyncMode !== 'overwrite') continue;
+      await publish(directory, manifest, file.dataPath, fileName(file.stream.key));
+    }
+  }
+}
 
 /** `<stream>.jsonl`, with path separators in namespaced keys made safe. */
 export function fileName(streamKey: string): string {
