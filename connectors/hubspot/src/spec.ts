@@ -18,6 +18,23 @@ const baseUrl = {
   order: 1,
 } as const;
 
+const requestTimeout = {
+  type: 'integer',
+  minimum: 1,
+  maximum: 600,
+  default: 60,
+  title: 'Request timeout (seconds)',
+  description:
+    'How long a request may go without a byte from HubSpot before it is abandoned and retried (a stalled connection would otherwise hang the sync).',
+  order: 9,
+} as const;
+
+/**
+ * An object type as HubSpot's object endpoints take it: a name (`contacts`, a custom object's
+ * `p12345_cars`; letters, digits, underscores) or an object type id (`0-1`, `2-3465`).
+ */
+const OBJECT_TYPE = '(?:[A-Za-z0-9_]+|[0-9]+-[0-9]+)';
+
 export const sourceSpec = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'HubSpot source',
@@ -29,16 +46,16 @@ export const sourceSpec = {
     base_url: baseUrl,
     object_types: {
       type: 'array',
-      items: { type: 'string', pattern: '^[a-z0-9_]+$' },
+      items: { type: 'string', pattern: `^${OBJECT_TYPE}$` },
       minItems: 1,
       default: ['contacts', 'companies', 'deals'],
       title: 'Object types',
-      description: 'CRM object types to offer as streams; their fields come from the properties API.',
+      description: 'CRM object types to offer as streams, by name (contacts, p12345_cars) or object type id (0-1, 2-3465); their fields come from the properties API.',
       order: 2,
     },
     associations: {
       type: 'array',
-      items: { type: 'string', pattern: '^[a-z0-9_]+:[a-z0-9_]+$' },
+      items: { type: 'string', pattern: `^${OBJECT_TYPE}:${OBJECT_TYPE}$` },
       default: ['contacts:companies'],
       title: 'Associations',
       description: 'Association streams as "from:to" object types (associations v4), e.g. contacts:companies.',
@@ -71,6 +88,7 @@ export const sourceSpec = {
         'How long one request keeps waiting out HubSpot 429s of the rolling (10-second or search per-second) limits before the sync fails with its progress saved. 0: only the usual retries. A DAILY 429 always stops at once.',
       order: 6,
     },
+    request_timeout_seconds: requestTimeout,
   },
 } as const;
 
@@ -83,5 +101,6 @@ export const writerSpec = {
   properties: {
     access_token: accessToken,
     base_url: baseUrl,
+    request_timeout_seconds: requestTimeout,
   },
 } as const;

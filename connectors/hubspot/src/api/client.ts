@@ -97,6 +97,39 @@ export interface HubspotApi {
 export interface ApiConfig {
   access_token: string;
   base_url?: string;
+  /** How long a request may go without a byte from HubSpot (default 60). */
+  request_timeout_seconds?: number;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * The keep-alive agent every request goes through, with a stall guard: @hubspot/api-client
+ * 13.5 (node-fetch underneath) sets no timeout and takes no abort signal, so an answer that
+ * never comes (a proxy that swallowed the request, a half-open connection) would keep the
+ * sync waiting forever. A socket that carries no byte for `timeoutMs` (the agent's `timeout`,
+ * kept across keep-alive reuse) is destroyed with an `ETIMEDOUT` error: the pending request
+ * rejects, as a transient failure, and is retried on a new connection. Node's agent itself
+ * only closes idle sockets on that timeout, never one a request is waiting on.
+ */
+function stallGuardedAgent(base: string, timeoutMs: number): Agent {
+  const options = { keepAlive: true, maxSockets: 16, timeout: timeoutMs };
+  const agent: Agent = base.startsWith('https:') ? new HttpsAgent(options) : new Agent(options);
+  const createConnection = agent.createConnection.bind(agent);
+  agent.createConnection = (connectOptions, callback) => {
+    const socket = createConnection(connectOptions, callback);
+    if (!socket) return socket;
+    // Our own destroy(error) must not surface as an unhandled 'error' of an idle socket; a
+    // request using the socket still receives it through its own listener.
+    socket.on('error', () => {});
+    socket.on('timeout', () => {
+      if (socket.destroyed) return;
+      const error = Object.assign(new Error(`no answer from HubSpot for ${timeoutMs / 1000} s (request_timeout_seconds)`), { code: 'ETIMEDOUT' });
+      socket.destroy(error);
+    });
+    return socket;
+  };
+  return agent;
 }
 
 /**
@@ -243,6 +276,9 @@ export function toHubspotError(error: unknown, what: string): TributaryError {
   }
   const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
+  if (code === 'ETIMEDOUT') {
+    return new TributaryError('transient', { userMessage: `${what} timed out: HubSpot sent no answer within request_timeout_seconds`, internalMessage: message, cause: error });
+  }
   if (typeof code === 'string' && /^E[A-Z0-9_]+$/.test(code)) {
     return new TributaryError('transient', { userMessage: `${what} failed: ${code}`, internalMessage: message, cause: error });
   }
@@ -296,7 +332,11 @@ export interface HubspotApiOptions {
 
 export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: HubspotApiOptions = {}): HubspotApi {
   const base = config.base_url ?? 'https://api.hubapi.com';
-  const httpAgent = base.startsWith('https:') ? new HttpsAgent({ keepAlive: true, maxSockets: 16 }) : new Agent({ keepAlive: true, maxSockets: 16 });
+  const httpAgent = stallGuardedAgent(base, (config.request_timeout_seconds ?? DEFAULT_REQUEST_TIMEOUT_MS / 1000) * 1000);
+  // A stop (SIGTERM) must not wait for a request in flight: the client takes no signal, so
+  // its sockets are destroyed, the request rejects, and `ctx.call` sees the aborted signal.
+  const abortRequests = (): void => httpAgent.destroy();
+  ctx.signal.addEventListener('abort', abortRequests, { once: true });
   const client = new Client({ accessToken: config.access_token, basePath: base.replace(/\/+$/, ''), numberOfApiCallRetries: 0 });
   // Passed with every call: in @hubspot/api-client 13.5 the generated APIs apply middleware
   // (and so `httpAgent`) only when a call brings its own — the Client's are never run.
@@ -458,6 +498,7 @@ export function hubspotApi(ctx: ConnectorContext, config: ApiConfig, options: Hu
       return [...rows].map(([fromId, toIds]) => ({ fromId, toIds }));
     },
     close() {
+      ctx.signal.removeEventListener('abort', abortRequests);
       httpAgent.destroy();
     },
   };

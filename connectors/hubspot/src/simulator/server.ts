@@ -5,7 +5,8 @@
  *
  * - CRM objects (contacts, companies, deals): list paged by an id cursor, `archived=true`
  *   listing, batch read/create/update/upsert/archive (at most 100 inputs; 207 with `errors`
- *   and `numErrors` when some inputs fail), the properties API, associations v4.
+ *   and `numErrors` when some inputs fail), merges (a new record listing the merged-away ids
+ *   in `hs_merged_object_ids`), the properties API, associations v4.
  * - Search: filterGroups (≤ 5 groups, ≤ 6 filters each), ONE honoured sort (ties come back
  *   in an order unrelated to id, as nothing is promised), ≤ 200 per page, 400 when a query
  *   pages past 10,000 results, never archived records, an index that lags writes by
@@ -116,6 +117,12 @@ export interface HubspotSimulator {
    * `indexDelayMs` overrides the random delay before search stops returning it.
    */
   archive(objectType: string, id: number, at?: number, indexDelayMs?: number): void;
+  /**
+   * Merges `idToMerge` into `primaryId` as HubSpot does (see `POST …/merge`): a new record
+   * with a new id, both old ids gone (aliases, not archives), listed in its
+   * `hs_merged_object_ids`. Returns the new record.
+   */
+  merge(objectType: string, primaryId: number, idToMerge: number, at?: number): StoredObject;
   associate(fromType: string, fromId: number, toType: string, toId: number): void;
   /** Every object of a type (archived included), in id order. */
   objects(objectType: string): StoredObject[];
@@ -263,6 +270,66 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     // Archiving does not bump the modification date, but it leaves the search index (which
     // lags it as it lags every write).
     t.reindex(row, Date.now(), searchLagMs, indexDelayMs);
+  }
+
+  /**
+   * A merge as HubSpot documents it (developer changelog "Updated merge functionality for
+   * contacts and companies": contacts and companies now merge as the other object types do):
+   * a NEW record with a new id takes both records' values, the primary's winning; its
+   * `hs_merged_object_ids` lists both old ids (and any merged into them before); both old ids
+   * leave the CRM — list, archived list and (once the index catches up) search — without
+   * being archived, and stay aliases: a read by id returns the new record. Associations of
+   * either move to the new record.
+   */
+  function mergeRows(t: ObjectTable, primary: StoredObject, secondary: StoredObject, at?: number): StoredObject {
+    const olds = [primary, secondary];
+    const mergedIds = new Set<string>();
+    for (const old of olds) {
+      for (const id of (old.properties.hs_merged_object_ids ?? '').split(';')) if (id) mergedIds.add(id);
+      mergedIds.add(String(old.id));
+    }
+    const system = new Set(['hs_object_id', 'createdate', 'hs_merged_object_ids', modificationProperty(t.objectType)]);
+    const values: Record<string, string | null> = {};
+    for (const old of [secondary, primary]) {
+      for (const [name, value] of Object.entries(old.properties)) if (!system.has(name) && value !== null && value !== '') values[name] = value;
+    }
+    for (const old of olds) {
+      t.rows.delete(old.id);
+      // Release its unique values (email, domain) for the new record, and leave the index.
+      const unique = [...t.definitions.values()].filter((d) => d.hasUniqueValue && d.name !== 'hs_object_id');
+      t.assign(old, Object.fromEntries(unique.map((d) => [d.name, null])));
+      t.reindex({ ...old, archived: true }, Date.now(), searchLagMs);
+    }
+    const row = createRow(t, { ...values, hs_merged_object_ids: [...mergedIds].join(';') }, at);
+    for (const old of olds) {
+      for (const [alias, target] of t.mergedInto) if (target === old.id) t.mergedInto.set(alias, row.id);
+      t.mergedInto.set(old.id, row.id);
+    }
+    for (const [key, map] of associations) {
+      const [fromType, toType] = key.split('|');
+      for (const old of olds) {
+        if (fromType === t.objectType && map.has(old.id)) {
+          const target = map.get(row.id) ?? new Set<number>();
+          for (const to of map.get(old.id)!) target.add(to);
+          map.set(row.id, target);
+          map.delete(old.id);
+        }
+        if (toType === t.objectType) for (const set of map.values()) if (set.delete(old.id)) set.add(row.id);
+      }
+    }
+    return row;
+  }
+
+  function handleMerge(objectType: string, body: Record<string, unknown>): Answer {
+    const t = table(objectType);
+    const primaryId = Number(body.primaryObjectId);
+    const otherId = Number(body.objectIdToMerge);
+    if (!Number.isInteger(primaryId) || !Number.isInteger(otherId)) throw validationError('primaryObjectId and objectIdToMerge are required');
+    if (primaryId === otherId) throw validationError('Cannot merge an object with itself');
+    const primary = t.rows.get(primaryId);
+    const other = t.rows.get(otherId);
+    if (!primary || primary.archived || !other || other.archived) throw notFound(`Object not found. objectId are usually numeric.`);
+    return { status: 200, body: publicObject(t, mergeRows(t, primary, other), undefined) };
   }
 
   function publicObject(t: ObjectTable, row: StoredObject, wanted: readonly string[] | undefined): Record<string, unknown> {
@@ -580,6 +647,7 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     if (method === 'GET' && (m = path.match(/^\/crm\/v3\/properties\/([^/]+)$/))) return handleProperties(m[1]!);
     if (method === 'GET' && (m = path.match(/^\/crm\/v3\/objects\/([^/]+)$/))) return handleList(m[1]!, query);
     if (method === 'POST' && (m = path.match(/^\/crm\/v3\/objects\/([^/]+)\/search$/))) return handleSearch(m[1]!, parseJson(text));
+    if (method === 'POST' && (m = path.match(/^\/crm\/v3\/objects\/([^/]+)\/merge$/))) return handleMerge(m[1]!, parseJson(text));
     if (method === 'POST' && (m = path.match(/^\/crm\/v3\/objects\/([^/]+)\/batch\/(read|create|update|upsert|archive)$/))) {
       return handleBatch(m[1]!, m[2]!, parseJson(text));
     }
@@ -667,6 +735,13 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id}`);
       archiveRow(t, row, at, indexDelayMs);
+    },
+    merge(objectType, primaryId, idToMerge, at) {
+      const t = table(objectType);
+      const primary = t.rows.get(primaryId);
+      const other = t.rows.get(idToMerge);
+      if (!primary || !other || primary === other) throw new Error(`cannot merge ${objectType} ${idToMerge} into ${primaryId}`);
+      return mergeRows(t, primary, other, at);
     },
     associate(fromType, fromId, toType, toId) {
       const forward = assoc(fromType, toType);

@@ -35,6 +35,9 @@ export function modificationProperty(objectType: string): string {
 const COMMON: PropertyDefinition[] = [
   { name: 'hs_object_id', label: 'Record ID', type: 'number', fieldType: 'number', groupName: 'info', readOnly: true, hasUniqueValue: true },
   { name: 'createdate', label: 'Create date', type: 'datetime', fieldType: 'date', groupName: 'info', readOnly: true },
+  // The ids merged into a record, `;`-separated (a multi-value property): merged-away ids
+  // leave the CRM without an archive, and this is where they can be found.
+  { name: 'hs_merged_object_ids', label: 'Merged record IDs', type: 'enumeration', fieldType: 'checkbox', groupName: 'info', readOnly: true },
 ];
 
 const LIFECYCLE = ['subscriber', 'lead', 'customer'].map((v) => ({ label: v, value: v }));
@@ -177,9 +180,13 @@ export class ObjectTable {
     }
   }
 
+  /** Ids merged away -> the id of the record they were merged into (HubSpot keeps them as aliases). */
+  readonly mergedInto = new Map<number, number>();
+
   findBy(property: string, value: string): StoredObject | undefined {
     if (property === 'hs_object_id') {
-      const row = this.rows.get(Number(value));
+      const id = Number(value);
+      const row = this.rows.get(this.mergedInto.get(id) ?? id);
       return row && !row.archived ? row : undefined;
     }
     const index = this.unique.get(property);

@@ -12,9 +12,9 @@ import { associationJsonSchema, associationStreamName, readAssociations, type As
 import { readFullRefresh, readIncremental } from './objects.js';
 import { objectSchema } from './schema.js';
 
-/** The property HubSpot bumps on every change: `lastmodifieddate` for contacts only. */
+/** The property HubSpot bumps on every change: `lastmodifieddate` for contacts (type id `0-1`) only. */
 export function modifiedPropertyOf(objectType: string): string {
-  return objectType === 'contacts' ? 'lastmodifieddate' : 'hs_lastmodifieddate';
+  return objectType === 'contacts' || objectType === '0-1' ? 'lastmodifieddate' : 'hs_lastmodifieddate';
 }
 
 /**

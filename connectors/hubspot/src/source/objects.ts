@@ -27,11 +27,13 @@
  *    archived since the previous sync's horizon, up to this sync's, are emitted with
  *    `archived: true`. The horizon matters here too: until the index has an archive, search
  *    still returns the object as live, and that version must not follow its deletion.
+ *    Ids merged away are neither archived nor searchable: phase 1 deletes them after the
+ *    record that lists them in `hs_merged_object_ids` (see `withMergedAway`).
  *
  * State (per stream): `{ position?: { ts, id }, archived: { since, until?, after? } }` or, for
  * an interrupted full refresh, `{ full_refresh: true, after }`.
  */
-import { TributaryError, checkpoint, recordPage, streamStatus, type SourceMessage, type StateBlob } from '@tributary/core';
+import { TributaryError, checkpoint, recordPage, streamStatus, type RecordData, type SourceMessage, type StateBlob } from '@tributary/core';
 import type { ApiObject, HubspotApi, SearchBody } from '../api/client.js';
 import { toRecord } from './schema.js';
 
@@ -104,6 +106,30 @@ function compareIds(a: string, b: string): number {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
+/** The property listing the ids merged into a record, `;`-separated. */
+export const MERGED_IDS_PROPERTY = 'hs_merged_object_ids';
+
+/**
+ * A record changed, followed by a deletion for each id merged into it. HubSpot merges two
+ * records into a new one (or, before 2024, into the primary); the merged-away ids leave the
+ * CRM without an archive — neither search nor the archived listing returns them again — and
+ * remain only in the survivor's `hs_merged_object_ids`. Their deletion carries no properties
+ * and the survivor's timestamps (`archivedAt` = its `updatedAt`, the merge or a later
+ * change): it comes again with every later change of the survivor, harmlessly. Per record
+ * this costs one property lookup; the split only runs for merged records.
+ */
+function withMergedAway(object: ApiObject, types: ReadonlyMap<string, string>): RecordData[] {
+  const record = toRecord(object, types);
+  const merged = object.properties[MERGED_IDS_PROPERTY];
+  if (!merged) return [record];
+  const out = [record];
+  for (const id of new Set(merged.split(';').map((part) => part.trim()))) {
+    if (!/^\d+$/.test(id) || id === object.id) continue;
+    out.push({ id, createdAt: object.createdAt, updatedAt: object.updatedAt, archived: true, archivedAt: object.updatedAt, properties: {} });
+  }
+  return out;
+}
+
 /** Full refresh: the live objects in id order, a checkpoint after every page. */
 export async function* readFullRefresh(api: HubspotApi, options: ObjectStreamOptions, saved: StateBlob | undefined): AsyncGenerator<SourceMessage> {
   const stream = options.objectType;
@@ -137,7 +163,7 @@ export async function* readIncremental(api: HubspotApi, options: ObjectStreamOpt
     if (objects.length === 0) return;
     const last = objects[objects.length - 1]!;
     state.position = { ts: modifiedAt(last, mod), id: last.id };
-    yield recordPage(stream, objects.map((o) => toRecord(o, options.types)));
+    yield recordPage(stream, objects.flatMap((o) => withMergedAway(o, options.types)));
     yield checkpoint(stream, stateBlob(state));
   };
 
