@@ -9,6 +9,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Two test files at a time even on 2 cores (vitest's default there is one): most files wait
+    // on peers — child processes, PostgreSQL, Redis, moto, simulators — more than they compute.
+    maxWorkers: 2,
     reporters: ['default'],
   },
   // Workspace packages resolve to their TypeScript sources during tests. No `module`
