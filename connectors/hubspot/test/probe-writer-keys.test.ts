@@ -1,20 +1,16 @@
 // Writer results for unique properties other than email: HubSpot folds only email case, so
 // `Acme.example` and `acme.example` are two companies, and each record's result must be its
 // own — a refused record must not borrow the success of the other key's record.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig, runWriter } from '@tributary/core';
 import { hubspotWriter } from '../src/index.js';
-import { startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 describe('hubspot writer: keys of case-sensitive unique properties', () => {
   it('a refused company is reported failed, not with the result of a domain differing only in case', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0 });
     const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
     const result = await runWriter({
       writer: hubspotWriter,
@@ -36,8 +32,7 @@ describe('hubspot writer: keys of case-sensitive unique properties', () => {
   });
 
   it('two companies whose domains differ only in case each get their own id', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0 });
     const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
     const result = await runWriter({
       writer: hubspotWriter,

@@ -3,7 +3,7 @@
 // (e.g. RATE_LIMITS) must be retried, and fail the read once the retries are spent — never
 // read as "no associations", which dropped links silently. Against the simulator, through
 // the real @hubspot/api-client.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   TributaryError,
   createConnectorContext,
@@ -15,12 +15,10 @@ import {
   type SyncState,
 } from '@tributary/core';
 import { hubspotSource } from '../src/index.js';
-import { startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 const STREAM = 'contacts_companies_associations';
 
@@ -32,8 +30,7 @@ interface Outcome {
 
 /** A simulator with `contacts` contacts; every one but the last is linked to one of two companies. */
 async function linkedSimulator(contacts: number): Promise<{ sim: HubspotSimulator; expected: string[] }> {
-  const sim = await startHubspotSimulator({ searchLagMs: 0 });
-  sims.push(sim);
+  const sim = await simulator({ searchLagMs: 0 });
   const companies = [sim.create('companies', { name: 'A' }).id, sim.create('companies', { name: 'B' }).id];
   const expected: string[] = [];
   for (let i = 0; i < contacts; i++) {

@@ -3,7 +3,7 @@
 // waits out whole windows, for up to rate_limit_wait_seconds, before it fails — with its
 // checkpoint kept and a message naming the setting. Against the simulator, through the real
 // @hubspot/api-client.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   TributaryError,
   createConnectorContext,
@@ -15,12 +15,10 @@ import {
   type SyncState,
 } from '@tributary/core';
 import { hubspotSource } from '../src/index.js';
-import { seedHubspot, startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { seedHubspot, type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 interface Outcome {
   ids: string[];
@@ -70,8 +68,7 @@ async function readThroughStorm(sim: HubspotSimulator, config: never, storm: num
 
 describe('hubspot source: a 429 storm longer than one call\'s retries', () => {
   it('is waited out window by window (TEN_SECONDLY_ROLLING): the read completes, every record once', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0 });
     seedHubspot(sim, { contacts: 500 });
     // 4 refusals: 3 attempts give up, a 10 s window is waited out, the 4th refusal is retried.
     const out = await readThroughStorm(sim, configOf(sim), 4);
@@ -82,8 +79,7 @@ describe('hubspot source: a 429 storm longer than one call\'s retries', () => {
   }, 60_000);
 
   it('that outlasts rate_limit_wait_seconds fails the read with a message naming it; the checkpoint is kept', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0 });
     seedHubspot(sim, { contacts: 500 });
     // 5 s is less than one 10 s window: the call fails once its own attempts are spent.
     const out = await readThroughStorm(sim, configOf(sim, { rate_limit_wait_seconds: 5 }), 1_000);

@@ -3,21 +3,17 @@
 // custom objects work as `object_types` entries "by their type id or name". The config
 // refused every type id (a pattern without `-`). Against the simulator serving a custom
 // object type, through the real @hubspot/api-client.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createConnectorContext, expandRecordPages, parseConfig, type SourceMessage } from '@tributary/core';
 import { hubspotSource } from '../src/index.js';
 import { modifiedPropertyOf } from '../src/source/index.js';
-import { startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 describe('hubspot source: custom objects by type id', () => {
   it('reads a custom object named by its type id, incrementally, and its associations', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0, objectTypes: ['contacts', '2-3465'] });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0, objectTypes: ['contacts', '2-3465'] });
     const contact = sim.create('contacts', { email: 'ann@example.com' });
     const cars = [sim.create('2-3465', { name: 'Car 1' }), sim.create('2-3465', { name: 'Car 2' })];
     sim.associate('contacts', contact.id, '2-3465', cars[1]!.id);

@@ -6,7 +6,7 @@
 // contacts live next to the merged one. The merge is made through the real
 // @hubspot/api-client against the simulator.
 import { Client } from '@hubspot/api-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createConnectorContext,
   expandRecordPages,
@@ -18,12 +18,10 @@ import {
   type SyncState,
 } from '@tributary/core';
 import { hubspotSource } from '../src/index.js';
-import { startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 function configOf(sim: HubspotSimulator): never {
   return parseConfig(hubspotSource.spec.connectionSpecification, {
@@ -56,8 +54,7 @@ const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
 
 describe('hubspot source: merged records', () => {
   it('an incremental sync deletes both merged-away ids: the destination holds the merged contact only', async () => {
-    const sim = await startHubspotSimulator({ searchLagMs: 0 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0 });
     const a = sim.create('contacts', { email: 'ann@example.com', firstname: 'Ann' });
     const b = sim.create('contacts', { email: 'ann.smith@example.com', firstname: 'Ann', lastname: 'Smith' });
     const c = sim.create('contacts', { email: 'bob@example.com', firstname: 'Bob' });

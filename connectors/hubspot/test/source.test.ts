@@ -1,7 +1,7 @@
 // The HubSpot source against the simulator, through the real @hubspot/api-client: ties and
 // the 10,000-result search cap, writes while a sync runs with a lagging index, deletions,
 // a 429 storm, and a DAILY 429 that stops with a resumable state.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   TributaryError,
   createConnectorContext,
@@ -14,18 +14,11 @@ import {
   type SyncState,
 } from '@tributary/core';
 import { hubspotSource } from '../src/index.js';
-import { seedHubspot, startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import { seedHubspot, type HubspotSimulator } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
-async function simulator(options: Parameters<typeof startHubspotSimulator>[0] = {}): Promise<HubspotSimulator> {
-  const sim = await startHubspotSimulator(options);
-  sims.push(sim);
-  return sim;
-}
 
 type Mode = 'incremental' | 'full_refresh';
 

@@ -1,19 +1,16 @@
 // The HubSpot writer against the simulator, through the real @hubspot/api-client: results
 // from 207 answers, idempotent replays, dry runs, a 429 storm, and the circuit breaker on
 // repeated 5xx.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig, runWriter, type WriteResult } from '@tributary/core';
 import { hubspotWriter } from '../src/index.js';
-import { startHubspotSimulator, type HubspotSimulator, type ServedRequest } from '../src/simulator/index.js';
+import { type HubspotSimulator, type ServedRequest } from '../src/simulator/index.js';
+import { useSimulators } from './support.js';
 
-const sims: HubspotSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(sims.splice(0).map((s) => s.close()));
-});
+const simulator = useSimulators();
 
 async function setup(): Promise<{ sim: HubspotSimulator; served: ServedRequest[]; config: Record<string, unknown> }> {
-  const sim = await startHubspotSimulator({ searchLagMs: 0 });
-  sims.push(sim);
+  const sim = await simulator({ searchLagMs: 0 });
   const served: ServedRequest[] = [];
   sim.onServed((r) => served.push(r));
   const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
@@ -79,8 +76,7 @@ describe('hubspot writer', () => {
     // records of one email in a request, or in two requests in flight at once, must not be
     // judged against the same old value (the later one would come back `unchanged` and the
     // older value would stay).
-    const sim = await startHubspotSimulator({ searchLagMs: 0, latencyMs: 50 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0, latencyMs: 50 });
     const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
     const firstname = (email: string) => sim.objects('contacts').find((o) => o.properties.email === email)?.properties.firstname;
     await run(config, [{ email: 'one@example.com', firstname: 'A' }, { email: 'two@example.com', firstname: 'A' }]);
@@ -99,8 +95,7 @@ describe('hubspot writer', () => {
     // HubSpot (and the simulator) match emails without regard to case. The runtime's
     // per-key ordering must see `One@Example.com` and `one@example.com` as one key, or the
     // two land in one request (or two in flight) and the older value is left standing.
-    const sim = await startHubspotSimulator({ searchLagMs: 0, latencyMs: 50 });
-    sims.push(sim);
+    const sim = await simulator({ searchLagMs: 0, latencyMs: 50 });
     const config = parseConfig(hubspotWriter.spec.connectionSpecification, { access_token: sim.token, base_url: sim.url });
     const contact = (email: string) => sim.objects('contacts').filter((o) => o.properties.email?.toLowerCase() === email);
     await run(config, [{ email: 'one@example.com', firstname: 'A' }, { email: 'two@example.com', firstname: 'A' }]);

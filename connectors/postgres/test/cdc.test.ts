@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createConnectorContext, createMetricsRegistry, expandRecordPages, type RecordData, type SourceMessage, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
 import {
@@ -14,9 +14,9 @@ import {
   readAll,
   sortedEntries,
   sqlClient,
-  startPostgres,
   syncInProcess,
   tableImage,
+  usePostgres,
   type EmbeddedPostgresServer,
 } from './support.js';
 
@@ -27,13 +27,9 @@ let server: EmbeddedPostgresServer;
 let sql: pg.Client;
 const byId = (row: Record<string, unknown>): string => String(row.id);
 
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 const cdcConfig = (name: string, overrides: Record<string, unknown> = {}): PostgresConfig => cdcConfigFor(server, name, overrides);

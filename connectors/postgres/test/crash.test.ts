@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { findCli } from '@tributary/conformance';
 import { seededRandom } from '@tributary/core';
-import { applyChanges, configFor, sortedEntries, sqlClient, startPostgres, tableImage, type EmbeddedPostgresServer } from './support.js';
+import { applyChanges, configFor, sortedEntries, sqlClient, tableImage, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // The sync SIGKILLed at random points — in the snapshot and while streaming, with writes
 // running the whole time — through the real CLI and the local-files destination. After
@@ -15,13 +15,9 @@ import { applyChanges, configFor, sortedEntries, sqlClient, startPostgres, table
 
 let server: EmbeddedPostgresServer;
 let sql: pg.Client;
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 const ROWS = 60_000;

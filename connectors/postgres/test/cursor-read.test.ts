@@ -1,19 +1,15 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { catalogFor, configFor, contextWithLogs, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { expect, it } from 'vitest';
+import { catalogFor, configFor, contextWithLogs, readAll, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // The standard method (cursor column) across syncs, on a real server.
 
 let server: EmbeddedPostgresServer;
 let sql: pg.Client;
 
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 it('a cursor changed in cursor_fields reads the table from the start instead of resuming after a position of the old column', async () => {

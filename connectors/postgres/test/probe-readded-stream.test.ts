@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { RecordData } from '@tributary/core';
-import { applyChanges, catalogFor, configFor, contextWithLogs, readAll, sortedEntries, sqlClient, startPostgres, tableImage, type EmbeddedPostgresServer } from './support.js';
+import { applyChanges, catalogFor, configFor, contextWithLogs, readAll, sortedEntries, tableImage, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // A CDC stream left out of one sync's catalog and selected again later. Its stream state
 // survives in the connection's state (the runtime merges per-stream states), while the
@@ -11,13 +11,9 @@ let server: EmbeddedPostgresServer;
 let sql: pg.Client;
 const byId = (row: Record<string, unknown>): string => String(row.id);
 
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 it('a stream left out of a sync and selected again is snapshotted again: its changes made meanwhile are not lost', async () => {

@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createConnectorContext } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, cdcConfigFor, configFor, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { catalogFor, cdcConfigFor, configFor, readAll, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // Columns named like Object.prototype members (`__proto__`, `constructor`) are ordinary
 // columns: every path that builds a record or a schema from column names must give them an
@@ -13,13 +13,9 @@ let sql: pg.Client;
 
 const TABLE = `CREATE TABLE %s (id int PRIMARY KEY, "__proto__" text, "constructor" text, updated_at int NOT NULL)`;
 
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 const cdcConfig = (name: string, overrides: Record<string, unknown> = {}): PostgresConfig => cdcConfigFor(server, name, overrides);

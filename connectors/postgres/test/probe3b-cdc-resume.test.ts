@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createConnectorContext, expandRecordPages, streamKey, type ConfiguredAirbyteCatalog, type RecordData, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, configFor, contextWithLogs, readAll, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { catalogFor, configFor, contextWithLogs, readAll, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // CDC syncs resumed after PostgreSQL moved things under them: the slot (created again by
 // another connection), a keyless table's rows (renumbered by a rewrite), and the tables the
@@ -10,13 +10,9 @@ import { catalogFor, configFor, contextWithLogs, readAll, sqlClient, startPostgr
 
 let server: EmbeddedPostgresServer;
 let sql: pg.Client;
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 /** Reads until the first global checkpoint that follows some records (a sync killed right after it committed). */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { applyChanges, catalogFor, configFor, contextWithLogs, readAll, sortedEntries, sqlClient, startPostgres, type EmbeddedPostgresServer } from './support.js';
+import { expect, it } from 'vitest';
+import { applyChanges, catalogFor, configFor, contextWithLogs, readAll, sortedEntries, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // What a publication made by someone else leaves out of the stream. A row filter (PostgreSQL
 // 15+: FOR TABLE t WHERE (…)) streams only the changes of rows inside it: an update that keeps
@@ -10,13 +10,9 @@ import { applyChanges, catalogFor, configFor, contextWithLogs, readAll, sortedEn
 let server: EmbeddedPostgresServer;
 let sql: pg.Client;
 const byId = (row: Record<string, unknown>): string => String(row.id);
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 it("a CDC snapshot reads only the rows of the publication's row filter: the destination ends as the filtered table", async () => {

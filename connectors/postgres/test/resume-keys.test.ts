@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { expandRecordPages, streamKey, type ConfiguredAirbyteCatalog, type RecordData, type SyncState } from '@tributary/core';
 import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, configFor, contextWithLogs, memoryStateStore, memoryTarget, readAll, sqlClient, startPostgres, syncInProcess, type EmbeddedPostgresServer } from './support.js';
+import { catalogFor, configFor, contextWithLogs, memoryStateStore, memoryTarget, readAll, syncInProcess, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // A chunked read resumed after a checkpoint continues right after the saved primary key.
 // The key is saved as its JSON value (bytea: base64), so it must go back to the server as
@@ -10,13 +10,9 @@ import { catalogFor, configFor, contextWithLogs, memoryStateStore, memoryTarget,
 
 let server: EmbeddedPostgresServer;
 let sql: pg.Client;
-beforeAll(async () => {
-  server = await startPostgres();
-  sql = await sqlClient(server);
-});
-afterAll(async () => {
-  await sql?.end();
-  await server?.stop();
+usePostgres((started, client) => {
+  server = started;
+  sql = client;
 });
 
 /** Reads until the first checkpoint that follows some records (a sync killed right after it committed). */

