@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatIsoMs, parseDateTimeMs, seededRandom } from '../src/index.js';
+import { formatIsoMs, nanosBelowMillisecond, parseDateTimeMs, seededRandom } from '../src/index.js';
 
 describe('parseDateTimeMs', () => {
   it('equals Date.parse on the fast shape, over random instants and fraction lengths', () => {
@@ -103,5 +103,19 @@ describe('parseDateTimeMs without an offset', () => {
       if (saved === undefined) delete process.env.TZ;
       else process.env.TZ = saved;
     }
+  });
+});
+
+describe('nanosBelowMillisecond', () => {
+  it('reads the 4th to 9th fraction digits, with or without an offset; 0 for three or fewer and for a leap second', () => {
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.000600Z')).toBe(600_000);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.123456789Z')).toBe(456_789);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.1234+01:00')).toBe(400_000);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.1234567891Z')).toBe(456_789);
+    expect(nanosBelowMillisecond('2026-03-01 10:00:00.000001')).toBe(1_000);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.123Z')).toBe(0);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00.5+01:00')).toBe(0);
+    expect(nanosBelowMillisecond('2026-03-01T10:00:00Z')).toBe(0);
+    expect(nanosBelowMillisecond('2016-12-31T23:59:60.123456Z')).toBe(0);
   });
 });

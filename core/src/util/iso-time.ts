@@ -131,3 +131,25 @@ export function formatIsoMs(ms: number): string {
   const second = Math.floor(rest / 1000);
   return `${year}-${PAD2[month]!}-${PAD2[day]!}T${PAD2[hour]!}:${PAD2[minute]!}:${PAD2[second]!}.${PAD3[rest - second * 1000]!}Z`;
 }
+
+/**
+ * Nanoseconds below the millisecond of a date-time text: its 4th to 9th fraction digits
+ * (`…00.000600Z` → 600,000), which `parseDateTimeMs` (like `Date.parse`) leaves out; 0 when
+ * the fraction has three digits or fewer, and for a leap second (`…:60.5`), which
+ * `parseDateTimeMs` reads as its minute's last millisecond. For text `parseDateTimeMs`
+ * accepts: a date has no `.`, and the seconds' fraction is the time's only one (an offset
+ * has none).
+ */
+export function nanosBelowMillisecond(text: string): number {
+  const dot = text.indexOf('.', 16);
+  // Four digits at least (`.5+01:00` has one, then an offset).
+  if (dot < 0 || !isDigit(text.charCodeAt(dot + 1)) || !isDigit(text.charCodeAt(dot + 2)) || !isDigit(text.charCodeAt(dot + 3)) || !isDigit(text.charCodeAt(dot + 4))) return 0;
+  if (text.charCodeAt(dot - 2) === 54 && text.charCodeAt(dot - 1) === 48) return 0; // second "60"
+  let nanos = 0;
+  let digits = 3;
+  for (let i = dot + 4; digits < 9 && isDigit(text.charCodeAt(i)); i++, digits++) nanos = nanos * 10 + (text.charCodeAt(i) - 48);
+  for (; digits < 9; digits++) nanos *= 10;
+  return nanos;
+}
+
+const isDigit = (code: number): boolean => code >= 48 && code <= 57;

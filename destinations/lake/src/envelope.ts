@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
+import { nanosBelowMillisecond, parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
 import { MAX_NAME_BYTES, tenantDirectoryTooLong } from './layout.js';
 
@@ -89,27 +89,8 @@ export function parseEventTime(value: unknown): number {
 /** Epoch ms of a date-time text, to its last fraction digit (see `parseEventTime`); NaN when it is none. */
 export function parseTimeMs(text: string): number {
   const ms = parseDateTimeMs(text);
-  return Number.isNaN(ms) ? ms : ms + belowMillisecond(text);
+  return Number.isNaN(ms) ? ms : ms + nanosBelowMillisecond(text) / 1e6;
 }
-
-/**
- * The fraction digits of a date-time beyond the third (`.000600` → 0.6), in ms; 0 when it
- * has three or fewer, and for a leap second (`…:60.5`), which stands for its minute's last
- * millisecond. Called only for text `parseDateTimeMs` accepted: a date has no `.`, and the
- * seconds' fraction is the time's only one (an offset has none).
- */
-function belowMillisecond(text: string): number {
-  const dot = text.indexOf('.', 16);
-  // Four digits at least (`.5+01:00` has one, then an offset).
-  if (dot < 0 || !isDigit(text.charCodeAt(dot + 1)) || !isDigit(text.charCodeAt(dot + 2)) || !isDigit(text.charCodeAt(dot + 3)) || !isDigit(text.charCodeAt(dot + 4))) return 0;
-  if (text.charCodeAt(dot - 2) === 54 && text.charCodeAt(dot - 1) === 48) return 0; // "60"
-  let fraction = 0;
-  let scale = 0.1;
-  for (let i = dot + 4; i < text.length && isDigit(text.charCodeAt(i)); i++, scale /= 10) fraction += (text.charCodeAt(i) - 48) * scale;
-  return fraction;
-}
-
-const isDigit = (code: number): boolean => code >= 48 && code <= 57;
 
 /** An envelope to fill in, reused record after record (the stage copies its values out at once). */
 export function emptyEnvelope(): Envelope {

@@ -32,7 +32,7 @@
  * layout, measured with `INFO commandstats` over 200,000 records.)
  */
 
-import { hasLoneSurrogate } from '@tributary/core';
+import { hasLoneSurrogate, nanosBelowMillisecond } from '@tributary/core';
 import { readValues } from './value-codec.js';
 
 export function encodeKeyPart(part: string): string {
@@ -191,18 +191,7 @@ export function subMillisecondNanos(value: unknown): number {
     const micros = lakeMicroseconds(value);
     return (micros - Math.floor(micros / 1000) * 1000) * 1000;
   }
-  if (typeof value !== 'string') return 0;
-  const dot = value.indexOf('.', 19);
-  if (dot === -1) return 0;
-  let nanos = 0;
-  let digits = 0;
-  for (let i = dot + 1; i < value.length && digits < 9; i++, digits++) {
-    const d = value.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) break;
-    if (digits >= 3) nanos = nanos * 10 + d;
-  }
-  for (let k = Math.max(digits, 3); k < 9; k++) nanos *= 10;
-  return nanos;
+  return typeof value === 'string' ? nanosBelowMillisecond(value) : 0;
 }
 
 /**
