@@ -31,12 +31,15 @@ export function isCircuitOpenError(error: unknown): boolean {
 }
 
 /**
- * Failures that say the peer is unhealthy. `transient`, `rate_limited` and `fatal` count;
+ * Failures that say the peer is unhealthy. `transient` and `fatal` count; `rate_limited`,
  * `skippable`, `config` and `auth` are answers from a peer that works, so they count as
- * evidence of health (they reset the streak and close a half-open circuit).
+ * evidence of health (they reset the streak and close a half-open circuit). A 429 is the
+ * peer pacing its clients, which the limiter and the retries already obey (Retry-After):
+ * counted, an ordinary throttle storm opened the circuit and failed every record behind it
+ * although each request still had attempts left and the peer was up.
  */
 function countsAsFailure(error: TributaryError): boolean {
-  return error.retryable || error.kind === 'fatal';
+  return error.kind === 'transient' || error.kind === 'fatal';
 }
 
 /**

@@ -9,7 +9,8 @@
  *   fields), so a replay of the same change is recognisable by the target.
  * - Requests respect the writer's rate limit (shared limiter), its declared concurrency and
  *   batch size; each request attempt passes a circuit breaker (asked once the attempt holds
- *   its limiter slot), and retryable whole-request failures are retried with backoff.
+ *   its limiter slot; while a half-open circuit's trial is out, attempts wait for its answer),
+ *   and retryable whole-request failures are retried with backoff.
  * - Records of one key (one target row) are applied in input order, so the last one wins:
  *   no request holds two records of a key, and a request waits for every in-flight request
  *   (retries included) that holds one of its keys. Keys are compared by the writer's
@@ -130,6 +131,31 @@ function reasonOf(error: TributaryError): string {
   return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}...` : text;
 }
 
+/**
+ * Resolves once `breaker` is not half-open: at once when it is not, else when its trial was
+ * answered (the breaker then closes or reopens). Rejects with the signal's reason on abort.
+ */
+function trialAnswered(breaker: CircuitBreaker, signal: AbortSignal): Promise<void> {
+  if (breaker.state !== 'half-open') return Promise.resolve();
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      unsubscribe();
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(signal.reason);
+    };
+    const unsubscribe = breaker.onStateChange((state) => {
+      if (state === 'half-open') return;
+      done();
+      resolve();
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** Writes `records` to `object` through `writer`; see the module comment for guarantees. */
 export async function runWriter(options: RunWriterOptions): Promise<WriterRunSummary> {
   const { writer, object, mode, idProperty, audit } = options;
@@ -205,15 +231,21 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         return Promise.reject(new TributaryError('fatal', { userMessage: 'the run was halted' }));
       };
       answer = await withRetry(
-        // With the circuit closed, the breaker is asked once the limiter lets the attempt go,
-        // not before it waits for a slot: an attempt queued behind one that opened the
-        // circuit must be turned away, not sent to a peer the circuit says is down. Otherwise
-        // it is asked first: an open circuit turns the attempt away without taking a slot,
-        // and a trial waits for its slot as the one attempt the circuit lets through.
-        () =>
-          breaker.state === 'closed'
+        // While a half-open circuit's trial is out, an attempt waits for its answer (holding
+        // no limiter slot, which the trial may need) instead of being turned away: the trial
+        // decides whether the peer is back, and turned away, every request sent while it was
+        // out failed although the peer was up. With the circuit closed, the breaker is asked
+        // once the limiter lets the attempt go, not before it waits for a slot: an attempt
+        // queued behind one that opened the circuit must be turned away, not sent to a peer
+        // the circuit says is down. Otherwise it is asked first: an open circuit turns the
+        // attempt away without taking a slot, and a trial waits for its slot as the one
+        // attempt the circuit lets through.
+        async () => {
+          await trialAnswered(breaker, ctx.signal);
+          return breaker.state === 'closed'
             ? ctx.limiter.schedule(() => unlessHalted(() => breaker.run(write)), ctx.signal)
-            : unlessHalted(() => breaker.run(() => ctx.limiter.schedule(() => unlessHalted(write), ctx.signal))),
+            : unlessHalted(() => breaker.run(() => ctx.limiter.schedule(() => unlessHalted(write), ctx.signal)));
+        },
         {
           ...writer.retry,
           signal: ctx.signal,

@@ -108,7 +108,17 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
       return {
         async write(batch) {
           const records = batch.records.map(shape);
-          const failures = new Map<string, { reason: string; retryable: boolean }>();
+          /**
+           * Every result's idempotency key and failure (undefined: applied), as reported. One
+           * change may appear twice in a batch (one idempotency key) and fail only once — a
+           * record refused before another created its row is applied when it comes back — so
+           * failures are matched to records by occurrence, not by key: results of one key are
+           * reported in input order (`runWriter` applies a key's records in order).
+           */
+          const reportedKeys: string[] = [];
+          const reportedFailures: Array<Failure | undefined> = [];
+          let failed = 0;
+          let retryable = false;
           const summary = await runWriter({
             writer,
             config,
@@ -122,25 +132,25 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
             dryRun: target.dryRun ?? false,
             ...(dryRunLedger ? { dryRunLedger } : {}),
             audit: (entry) => {
-              if (entry.status === 'failed') failures.set(entry.idempotencyKey, { reason: entry.reason ?? 'failed', retryable: entry.retryable === true });
+              reportedKeys.push(entry.idempotencyKey);
+              if (entry.status === 'failed') {
+                failed++;
+                retryable ||= entry.retryable === true;
+                reportedFailures.push({ reason: entry.reason ?? 'failed', retryable: entry.retryable === true });
+              } else {
+                reportedFailures.push(undefined);
+              }
               target.audit?.(entry);
             },
           });
           if (summary.halted) {
             throw new TributaryError(summary.halted.kind, { userMessage: `Writer ${writer.name} stopped: ${summary.halted.message}` });
           }
-          if (failures.size === 0) return undefined;
-          if ([...failures.values()].some((f) => f.retryable)) {
+          if (failed === 0) return undefined;
+          if (retryable) {
             throw new TributaryError('transient', { userMessage: `Writer ${writer.name}: some records could not be written yet; the sync stops here and the next run resumes` });
           }
-          // Which records failed, by index: their idempotency keys are a function of their content.
-          const rejected: RejectedRecord[] = [];
-          records.forEach((fields, index) => {
-            const id = idempotencyKeyOf(target.object, target.mode, writeKeyOf(fields[target.idProperty]) ?? '', fields);
-            const failure = failures.get(id);
-            if (failure) rejected.push({ index, reason: failure.reason });
-          });
-          return { rejected };
+          return { rejected: rejectedRecords(records, reportedKeys, reportedFailures, target) };
         },
         // The target applied every record before `write` returned; what may still be buffered
         // is their audit trail, made durable before the runtime saves the checkpoint.
@@ -153,6 +163,38 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
       };
     },
   });
+}
+
+interface Failure {
+  reason: string;
+  retryable: boolean;
+}
+
+/**
+ * The records of a batch that failed, by index, from the results reported for them. A
+ * record's idempotency key is a function of its content; records sharing one take that key's
+ * results in the order reported, which is input order.
+ */
+function rejectedRecords(
+  records: readonly Record<string, unknown>[],
+  reportedKeys: readonly string[],
+  reportedFailures: ReadonlyArray<Failure | undefined>,
+  target: WriterTarget,
+): RejectedRecord[] {
+  /** Per idempotency key, its results' failures in the order reported. */
+  const outcomes = new Map<string, Array<Failure | undefined>>();
+  reportedKeys.forEach((key, i) => {
+    const list = outcomes.get(key);
+    if (list) list.push(reportedFailures[i]);
+    else outcomes.set(key, [reportedFailures[i]]);
+  });
+  const rejected: RejectedRecord[] = [];
+  records.forEach((fields, index) => {
+    const id = idempotencyKeyOf(target.object, target.mode, writeKeyOf(fields[target.idProperty]) ?? '', fields);
+    const failure = outcomes.get(id)?.shift();
+    if (failure) rejected.push({ index, reason: failure.reason });
+  });
+  return rejected;
 }
 
 /**
