@@ -323,6 +323,9 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     let lastLagAt = 0;
     let lagInFlight = false;
     let txn: { xid: number; commitTime: string; skip: boolean } | undefined;
+    // The WAL record of the last change, and how many changes before this one came from it (see changePosition).
+    let recordStart = -1n;
+    let inRecord = 0;
     let rows = 0;
     let streamFrom = startLsn;
     let reconnects = 0;
@@ -375,6 +378,27 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
         commitTime: open.commitTime,
         ...(unchanged.length > 0 ? { unchanged: [...unchanged] } : {}),
       });
+    /**
+     * The `_tributary_position` of a change sent at `walStart` (`position` printed): its WAL
+     * record's LSN. One record can hold several changes — COPY FROM and other bulk inserts
+     * (heap_multi_insert) log the rows put on one heap page in one record, all sent at the
+     * record's start — and two identical rows of a keyless table would then be identical
+     * records, one event downstream (the lake hashes them to one event id; compaction keeps
+     * one). So the k-th further change of a record gets the record's LSN + k: still inside
+     * that record (every row takes more than one byte of it), hence after every earlier
+     * record and before every later one, and the same again when the transaction is
+     * replayed. Changes arrive in WAL order, those of one record consecutively. On the
+     * per-change path: one bigint comparison.
+     */
+    const changePosition = (walStart: Lsn, position: string): string => {
+      if (walStart !== recordStart) {
+        recordStart = walStart;
+        inRecord = 0;
+        return position;
+      }
+      inRecord++;
+      return formatLsn(walStart + BigInt(inRecord));
+    };
     const relationOf = (oid: number): Relation => {
       const relation = relations.get(oid);
       if (!relation) throw new TributaryError('fatal', { userMessage: `pgoutput sent a change for relation ${oid} before its Relation message` });
@@ -443,6 +467,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
           switch (decoded.tag) {
             case 'begin':
               txn = { xid: decoded.xid, commitTime: pgTimeToIso(decoded.commitTime), skip: decoded.finalLsn < streamFrom };
+              recordStart = -1n;
               break;
             case 'commit': {
               const finished = txn;
@@ -489,7 +514,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             case 'insert': {
               const relation = relationOf(decoded.relation);
               if (!relation.stream || !txn || txn.skip) break;
-              const full = pushChange(relation.stream, relation, txn, message.position, 'c', rowOf(relation, decoded.after, false), null);
+              const full = pushChange(relation.stream, relation, txn, changePosition(message.walStart, message.position), 'c', rowOf(relation, decoded.after, false), null);
               if (full) yield full;
               break;
             }
@@ -498,15 +523,24 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
               if (!relation.stream || !txn || txn.skip) break;
               const before = decoded.before ? rowOf(relation, decoded.before, decoded.beforeKind === 'K') : null;
               const unchanged: string[] = [];
-              const after = rowOf(relation, decoded.after, false, unchanged, decoded.beforeKind === 'O' ? before : null);
-              const full = pushChange(relation.stream, relation, txn, message.position, 'u', after, before, unchanged);
+              // Unchanged TOASTed columns are taken from the old image the server sent: every
+              // column under FULL ('O'); the key columns under DEFAULT ('K'). The server sends
+              // the old key also when the key did not change but a key column is stored out of
+              // line (TOASTed), and the new tuple then lacks that column: without the old key,
+              // the record had no key at all.
+              const after = rowOf(relation, decoded.after, false, unchanged, before);
+              // A 'K' image of a key that did not change is no before-image (records document
+              // `_tributary_before` as null then): a keyed destination would delete the row
+              // before upserting it, losing the columns the update did not send.
+              const beforeImage = decoded.beforeKind === 'K' && before !== null && sameValues(before, after) ? null : before;
+              const full = pushChange(relation.stream, relation, txn, changePosition(message.walStart, message.position), 'u', after, beforeImage, unchanged);
               if (full) yield full;
               break;
             }
             case 'delete': {
               const relation = relationOf(decoded.relation);
               if (!relation.stream || !txn || txn.skip) break;
-              const full = pushChange(relation.stream, relation, txn, message.position, 'd', null, rowOf(relation, decoded.before, decoded.beforeKind === 'K'));
+              const full = pushChange(relation.stream, relation, txn, changePosition(message.walStart, message.position), 'd', null, rowOf(relation, decoded.before, decoded.beforeKind === 'K'));
               if (full) yield full;
               break;
             }
@@ -569,6 +603,16 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
     await replication.close();
     if (db !== sql) await db.end().catch(() => undefined);
   }
+}
+
+/** Whether `row` has every column of `image` with the same value (key images: rare, off the common path). */
+function sameValues(image: Row, row: Row): boolean {
+  for (const [name, value] of Object.entries(image)) {
+    if (!Object.hasOwn(row, name)) return false;
+    const other = row[name];
+    if (value !== other && JSON.stringify(value) !== JSON.stringify(other)) return false;
+  }
+  return true;
 }
 
 /**
