@@ -30,8 +30,8 @@ afterAll(async () => {
 
 it('CDC → lake: changes land as envelope rows; ADD COLUMN mid-stream becomes schema version 2; as-of equals the table', async () => {
   await sql.query('CREATE TABLE accounts (id int PRIMARY KEY, tenant_id text NOT NULL, plan text)');
-  // FULL: a delete's before image carries tenant_id, which the lake needs (under DEFAULT
-  // a delete carries the key only, and the lake quarantines a row without a tenant).
+  // FULL: a delete's before image carries every column (under DEFAULT it carries the key
+  // only, and the lake takes the tenant from the row's earlier rows: lake-delete-identity.test.ts).
   await sql.query('ALTER TABLE accounts REPLICA IDENTITY FULL');
   await sql.query(`INSERT INTO accounts VALUES (1, 'acme', 'free'), (2, 'acme', 'pro'), (3, 'globex', 'free')`);
   const config = configFor(server, { slot_name: 'lake_slot', publication_name: 'lake_pub' });

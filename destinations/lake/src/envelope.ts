@@ -41,7 +41,8 @@ export function jsonText(value: unknown): string {
 /** CDC sources' reserved fields (see the Postgres CDC source): op, position, txid, commit time, before-image. */
 const CDC_OPS: Record<string, EnvelopeOp | 'truncate'> = { r: 'snapshot', c: 'insert', u: 'update', d: 'delete', t: 'truncate' };
 
-function text(value: unknown): string | undefined {
+/** An envelope text value (ids, tenant, position): a non-empty string, or a finite number or bigint as text; else undefined. */
+export function envelopeText(value: unknown): string | undefined {
   if (typeof value === 'string') return value.length > 0 ? value : undefined;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   if (typeof value === 'bigint') return String(value);
@@ -92,6 +93,27 @@ export function parseTimeMs(text: string): number {
   return Number.isNaN(ms) ? ms : ms + nanosBelowMillisecond(text) / 1e6;
 }
 
+/** Why a CDC delete lacking its customer id or tenant is quarantined (see delete-attribution.ts). */
+const UNATTRIBUTED_DELETE =
+  '; a CDC delete carries only the key columns under REPLICA IDENTITY DEFAULT, and no earlier row of its key is in the lake or this sync to take it from (REPLICA IDENTITY FULL sends every column)';
+
+/**
+ * The entity key `toEnvelope` gives a record with a primary key: one value as it is when
+ * text, else JSON (several values: a JSON array of them). Undefined when a key field is
+ * missing or null.
+ */
+export function entityKeyOf(record: RecordData, paths: readonly (readonly string[])[]): string | undefined {
+  const values: unknown[] = [];
+  for (const path of paths) {
+    const v = valueAt(record, path);
+    if (v === undefined || v === null) return undefined;
+    values.push(v);
+  }
+  if (values.length === 0) return undefined;
+  if (values.length > 1) return stringifyJson(values)!;
+  return typeof values[0] === 'string' ? values[0] : stringifyJson(values[0])!;
+}
+
 /** An envelope to fill in, reused record after record (the stage copies its values out at once). */
 export function emptyEnvelope(): Envelope {
   return { eventId: '', entityKey: '', customerId: '', tenantId: '', eventTimeMs: 0, op: 'snapshot', position: null, txid: null, before: null, unchanged: null };
@@ -122,13 +144,13 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
 
   let tenantId: string | undefined;
   if ('constant' in mapping.tenant) tenantId = mapping.tenant.constant;
-  else tenantId = text(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
-  if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)`;
+  else tenantId = envelopeText(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
+  if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)${op === 'delete' ? UNATTRIBUTED_DELETE : ''}`;
   // Its partition directory could not be created, failing the commit and every retry of it.
   if (tenantDirectoryTooLong(tenantId)) return `tenant id is too long for a partition directory: "tenant_id=" and the percent-encoded id must fit in ${MAX_NAME_BYTES} bytes (id of ${tenantId.length} characters starting ${JSON.stringify(tenantId.slice(0, 20))})`;
 
-  const customerId = text(record[mapping.customerIdField]);
-  if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty`;
+  const customerId = envelopeText(record[mapping.customerIdField]);
+  if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty${op === 'delete' ? UNATTRIBUTED_DELETE : ''}`;
 
   let eventTimeMs: number;
   if (mapping.eventTimeField !== undefined) {
@@ -140,7 +162,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   }
   if (!(Math.abs(eventTimeMs) <= MAX_EVENT_TIME_MS)) return `event time ${eventTimeMs} ms is outside the range of dates (±${MAX_EVENT_TIME_MS} ms from 1970)`;
 
-  const cdcPosition = text(record._tributary_position);
+  const cdcPosition = envelopeText(record._tributary_position);
   const cursor = mapping.cursorField ? valueAt(record, mapping.cursorField) : undefined;
   const position = cdcPosition ?? (cursor === undefined || cursor === null ? null : typeof cursor === 'string' ? cursor : stringifyJson(cursor)!);
 
@@ -158,7 +180,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   if (paths.length > 0) entityKey = key ? stringifyJson(key)! : typeof single === 'string' ? single : stringifyJson(single)!;
   let eventId: string | undefined;
   if (mapping.eventIdField !== undefined) {
-    eventId = text(record[mapping.eventIdField]);
+    eventId = envelopeText(record[mapping.eventIdField]);
     if (eventId === undefined) return `event id field "${mapping.eventIdField}" is missing or empty`;
   } else {
     let identity: string;
@@ -179,7 +201,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   out.eventTimeMs = eventTimeMs;
   out.op = op;
   out.position = position;
-  out.txid = text(record._tributary_txid) ?? null;
+  out.txid = envelopeText(record._tributary_txid) ?? null;
   out.before = before === undefined || before === null ? null : jsonText(before);
   out.unchanged = Array.isArray(unchanged) && unchanged.length > 0 ? jsonText(unchanged) : null;
   return undefined;

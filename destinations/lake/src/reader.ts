@@ -8,6 +8,7 @@ import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
+import { NEWEST_FIRST } from './row-order.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
@@ -278,20 +279,6 @@ export interface AsOfQuery {
   /** Keep keys whose latest row is a delete (with op `delete`); default false: they are absent as of T. */
   includeDeleted?: boolean;
 }
-
-/**
- * Order of the rows of one key, newest first. CDC positions of the form `X/Y` (PostgreSQL
- * LSNs, the Tributary change format) are the source's own order of changes: they decide
- * first, zero-padded so that text order is numeric order — a snapshot row (no commit
- * time, so its event time is its ingest time) then never wins over a change committed
- * after the snapshot's consistent point. Other rows order by event time, then position,
- * then ingest time. A position that is a number (a numeric cursor, stored as its JSON
- * text) orders by its value: as text, `9` came after `10`.
- */
-const LSN_ORDER =
-  "CASE WHEN regexp_full_match(source_position, '[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}') " +
-  "THEN lpad(upper(split_part(source_position, '/', 1)), 8, '0') || lpad(upper(split_part(source_position, '/', 2)), 8, '0') END";
-const NEWEST_FIRST = `${LSN_ORDER} DESC NULLS LAST, event_time DESC, TRY_CAST(source_position AS DOUBLE) DESC NULLS LAST, source_position DESC NULLS LAST, ingest_time DESC, event_id DESC`;
 
 /** The event times the lake stores (see envelope.ts): JavaScript's dates, ±8.64e15 ms. */
 const MAX_TIME_MS = 8.64e15;

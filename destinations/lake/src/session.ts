@@ -4,10 +4,11 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import { stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
+import { stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
 import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
-import { ident, literal, openDuckDb } from './duck.js';
+import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
+import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { loadReplayWindow } from './replay-window.js';
@@ -126,6 +127,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const histories = new Map<string, StreamSchemaHistory>();
   const dirtyHistories = new Set<string>();
   const stages = new Map<string, StreamStage>();
+  /** Streams whose CDC deletes may lack the customer id or tenant (see delete-attribution.ts). */
+  const attributions = new Map<string, AttributedFields>();
   let pending: PendingFile[] = [];
   let quarantineFiles: QuarantineFile[] = [];
   let flushes = 0;
@@ -145,6 +148,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         throw new TributaryError('config', { userMessage: `lake: stream "${stream.key.slice(0, 40)}…" has too long a name for the lake's layout: percent-encoded, it must fit in ${MAX_STREAM_NAME_BYTES} bytes (it takes ${encodedName.length})` });
       }
       const mapping = resolveMapping(config, stream);
+      const fields = attributedFields(mapping);
+      if (fields) attributions.set(stream.key, fields);
       const history = await loadSchemaHistory(store, stream.key);
       const next = evolve(history, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)), config.on_breaking_change ?? 'fail');
       if (next) {
@@ -227,8 +232,13 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     // Done with the job before anything else can fail, so a retry never writes its rows twice.
     sealed = sealed.filter((x) => x !== job);
     pending.push(...files);
-    await copyConnection.run(`DROP TABLE ${job.table}`).catch(() => undefined);
+    // A lookup may be reading the table (its rows are in `pending` now too): dropped after it.
+    if (lookups > 0) undropped.push(job.table);
+    else await copyConnection.run(`DROP TABLE ${job.table}`).catch(() => undefined);
   };
+  /** Lookups of earlier rows running (see `attributeDeletes`), and the sealed tables written meanwhile. */
+  let lookups = 0;
+  const undropped: string[] = [];
 
   /** Seals a stage's rows and starts writing them in the background (awaited by `commit`). */
   const seal = async (key: string, stage: StreamStage): Promise<void> => {
@@ -287,6 +297,67 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     }
   };
 
+  /** Local copies of committed files read by attribution lookups (files are immutable). */
+  const lookupCopies = new Map<string, string>();
+  const lookupCache = join(tempDir, 'lookup');
+  /** The relations holding a stream's earlier rows: the lake's files, this session's written files, sealed and staged rows. */
+  const storedRows = async (key: string, stage: StreamStage, committed: Iterable<LakeFile>): Promise<string[]> => {
+    const paths: string[] = [];
+    for (const f of committed) {
+      if (f.stream !== key) continue;
+      let local = lookupCopies.get(f.path);
+      if (local === undefined) lookupCopies.set(f.path, (local = await store.localCopy(f.path, lookupCache)));
+      paths.push(local);
+    }
+    for (const p of pending) if ('file' in p && p.file.stream === key) paths.push(p.localPath);
+    const sources = paths.length > 0 ? [`read_parquet([${paths.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`] : [];
+    for (const job of sealed) if (job.stream === key) sources.push(`(SELECT ${job.select} FROM ${job.from})`);
+    const staged = stage.stagedRowsSql();
+    if (staged !== undefined) sources.push(staged);
+    return sources;
+  };
+
+  /**
+   * The batch with each CDC delete that lacks its customer id or tenant given those of the
+   * latest earlier row of its key (see delete-attribution.ts); the batch itself when none
+   * does. Deletes whose key has no earlier row are left as they came (quarantined).
+   */
+  const attributeDeletes = async (key: string, stage: StreamStage, fields: AttributedFields, records: RecordData[]): Promise<RecordData[]> => {
+    const found = batchDeletes(records, stage.mapping, fields);
+    if (found === undefined) return records;
+    const { resolved, lookups: wanted } = found;
+    if (wanted.length > 0) {
+      const byDelete = new Map<string, Attribution>();
+      const query = async (committed: Iterable<LakeFile>): Promise<void> => {
+        const sources = await storedRows(key, stage, committed);
+        if (sources.length === 0) return;
+        for (const row of plainRows(await duck.connection.runAndReadAll(lookupSql(sources, wanted)))) {
+          byDelete.set(`${String(row.k)}\u0000${String(row.p)}`, { customer: String(row.customer_id), tenant: String(row.tenant_id) });
+        }
+      };
+      lookups++;
+      try {
+        await query([...state.files.values(), ...adds]).catch(async () => {
+          // A compaction elsewhere may have removed files this session's view of the lake
+          // still names (after their grace period): look again in the lake as it is now.
+          lookupCopies.clear();
+          const now = await loadLakeState(store);
+          await query([...now.files.values(), ...adds]);
+        });
+      } finally {
+        if (--lookups === 0) for (const table of undropped.splice(0)) await copyConnection.run(`DROP TABLE ${table}`).catch(() => undefined);
+      }
+      for (const d of wanted) {
+        const a = byDelete.get(`${d.key}\u0000${d.position}`);
+        if (a) resolved.set(d.index, a);
+      }
+    }
+    if (resolved.size === 0) return records;
+    const out = records.slice();
+    for (const [index, a] of resolved) out[index] = attributed(records[index]!, fields, a, (field) => stage.typeOf(field));
+    return out;
+  };
+
   const commit = async (): Promise<void> => {
     if (stagingThreads !== cores) await duck.connection.run(`SET threads = ${cores}`);
     try {
@@ -338,7 +409,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       // batch is staged, so if either fails the runtime's retry stages the batch exactly once.
       if (stage.rows >= rowsPerFile) await seal(batch.stream, stage);
       if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
-      const rejected = await stage.append(batch.records, Date.now());
+      const fields = attributions.get(batch.stream);
+      const records = fields ? await attributeDeletes(batch.stream, stage, fields, batch.records) : batch.records;
+      const rejected = await stage.append(records, Date.now());
       return rejected.length > 0 ? { rejected } : undefined;
     },
     commit,

@@ -398,6 +398,22 @@ export class StreamStage {
     return { table: sealedName, select, from };
   }
 
+  /**
+   * The rows staged since the last seal as a relation with the envelope's columns (the
+   * COPY's select over the staging table; its appender flushed first), or undefined when
+   * there are none. For lookups of earlier rows (see delete-attribution.ts).
+   */
+  stagedRowsSql(): string | undefined {
+    if (this.stagedRows === 0) return undefined;
+    this.appender?.flushSync();
+    return `(SELECT ${this.selectList()} FROM ${this.fromSql(this.table)})`;
+  }
+
+  /** The column type of a payload field, if it has a column. */
+  typeOf(field: string): ColumnType | undefined {
+    return this.byField.get(field)?.type;
+  }
+
   close(): void {
     try {
       this.appender?.closeSync();

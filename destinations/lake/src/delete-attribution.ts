@@ -1,0 +1,135 @@
+/**
+ * Attribution of CDC deletes that lack the envelope's customer id or tenant.
+ *
+ * Under PostgreSQL's default replica identity a delete carries the key columns only. Every
+ * lake row needs a customer id and a tenant (the tenant is a partition), so such a delete
+ * was quarantined, and point-in-time reads kept the deleted row live; with `default_tenant`
+ * set it went to that tenant's partition, where it hid nothing. A primary key names one row
+ * of the source table, so the delete belongs to the customer and tenant of the latest row
+ * of its key that precedes it: an earlier record of its batch, else a row this sync staged
+ * or wrote, or one the lake holds (looked up with one query per batch that needs it). A
+ * delete whose key has no such row is left as it came (and quarantined with that reason).
+ *
+ * Only streams with a primary key that leaves out the customer id field or the tenant field
+ * can need this; for other streams nothing here runs.
+ */
+import type { RecordData } from '@tributary/core';
+import type { StreamMapping } from './config.js';
+import { literal } from './duck.js';
+import { entityKeyOf, envelopeText } from './envelope.js';
+import { lsnOrder, NEWEST_FIRST } from './row-order.js';
+import type { ColumnType } from './schema-registry.js';
+
+/** Fields a delete of the stream may lack, which attribution fills in (each absent when the primary key holds it). */
+export interface AttributedFields {
+  customer?: string;
+  tenant?: string;
+}
+
+/** The fields a CDC delete of this stream can lack, or undefined when it never needs attribution. */
+export function attributedFields(mapping: StreamMapping): AttributedFields | undefined {
+  if (mapping.primaryKey.length === 0) return undefined;
+  const inKey = (field: string): boolean => mapping.primaryKey.some((path) => path.length === 1 && path[0] === field);
+  const fields: AttributedFields = {};
+  if (!inKey(mapping.customerIdField)) fields.customer = mapping.customerIdField;
+  // A constant tenant is never missing.
+  if ('field' in mapping.tenant && !inKey(mapping.tenant.field)) fields.tenant = mapping.tenant.field;
+  return fields.customer === undefined && fields.tenant === undefined ? undefined : fields;
+}
+
+/** One delete to attribute: its index in the batch, its entity key and its source position. */
+export interface PendingDelete {
+  index: number;
+  key: string;
+  position: string;
+}
+
+/** The customer id and tenant (envelope text) of the row a delete removes. */
+export interface Attribution {
+  customer: string;
+  tenant: string;
+}
+
+function lacks(record: RecordData, fields: AttributedFields): boolean {
+  return (fields.customer !== undefined && envelopeText(record[fields.customer]) === undefined) || (fields.tenant !== undefined && envelopeText(record[fields.tenant]) === undefined);
+}
+
+/**
+ * The deletes of `records` that lack a field of `fields` and carry their whole key, each
+ * attributed from the latest earlier record of its key in the batch when there is one
+ * (`resolved`, by index); the others are `lookups`. Undefined when the batch has no such
+ * delete (the common case: one property test per record).
+ */
+export function batchDeletes(records: readonly RecordData[], mapping: StreamMapping, fields: AttributedFields): { resolved: Map<number, Attribution>; lookups: PendingDelete[] } | undefined {
+  let first = -1;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (typeof r === 'object' && r !== null && r._tributary_op === 'd' && lacks(r, fields)) {
+      first = i;
+      break;
+    }
+  }
+  if (first < 0) return undefined;
+  const resolved = new Map<number, Attribution>();
+  const lookups: PendingDelete[] = [];
+  // The latest attribution of each key among the records before the current one.
+  const seen = new Map<string, Attribution>();
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i];
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) continue;
+    const key = entityKeyOf(record, mapping.primaryKey);
+    if (key === undefined) continue;
+    if (i >= first && record._tributary_op === 'd' && lacks(record, fields)) {
+      const known = seen.get(key);
+      if (known) resolved.set(i, known);
+      else lookups.push({ index: i, key, position: envelopeText(record._tributary_position) ?? '' });
+      continue;
+    }
+    const customer = envelopeText(record[mapping.customerIdField]);
+    const tenant = 'field' in mapping.tenant ? envelopeText(record[mapping.tenant.field]) : mapping.tenant.constant;
+    if (customer !== undefined && tenant !== undefined) seen.set(key, { customer, tenant });
+  }
+  return { resolved, lookups };
+}
+
+/** Envelope columns a lookup source must provide (see `lookupSql`). */
+export const LOOKUP_COLUMNS = 'entity_key, customer_id, tenant_id, source_position, event_time, ingest_time, event_id';
+
+/**
+ * One query over `sources` (SQL relations with the envelope's columns: Parquet files,
+ * staged rows) returning, per delete of `deletes`, the customer id and tenant of the latest
+ * row of its key (see NEWEST_FIRST) that precedes it: when both positions are CDC positions,
+ * an earlier one (a row written after the delete, e.g. the key inserted again, is not the
+ * deleted row); otherwise any. Rows: `k`, `p` (the delete's key and position), `customer_id`,
+ * `tenant_id`.
+ */
+export function lookupSql(sources: readonly string[], deletes: readonly PendingDelete[]): string {
+  const keys = [...new Set(deletes.map((d) => d.key))].map(literal).join(', ');
+  const wanted = [...new Map(deletes.map((d) => [`${d.key}\u0000${d.position}`, d])).values()].map((d) => `(${literal(d.key)}, ${literal(d.position)})`).join(', ');
+  const rows = sources.map((s) => `SELECT ${LOOKUP_COLUMNS} FROM ${s} WHERE entity_key IN (${keys}) AND customer_id IS NOT NULL AND tenant_id IS NOT NULL`).join(' UNION ALL ');
+  return (
+    `WITH wanted(k, p) AS (VALUES ${wanted}), stored AS (${rows}) ` +
+    `SELECT k, p, customer_id, tenant_id FROM wanted JOIN stored ON entity_key = k ` +
+    `WHERE ${lsnOrder('p')} IS NULL OR ${lsnOrder('source_position')} IS NULL OR ${lsnOrder('source_position')} < ${lsnOrder('p')} ` +
+    `QUALIFY row_number() OVER (PARTITION BY k, p ORDER BY ${NEWEST_FIRST}) = 1`
+  );
+}
+
+/**
+ * The delete with its customer id and tenant fields set from `attribution` (a copy: the
+ * batch is the runtime's). A payload column's value takes the column's type: a number for
+ * an integer or number column (the envelope holds ids as text).
+ */
+export function attributed(record: RecordData, fields: AttributedFields, attribution: Attribution, typeOf: (field: string) => ColumnType | undefined): RecordData {
+  const out: RecordData = { ...record };
+  const set = (field: string, text: string): void => {
+    const type = typeOf(field);
+    const number = Number(text);
+    const value = (type === 'integer' || type === 'number') && text.trim() !== '' && Number.isFinite(number) ? number : text;
+    // Defined, not assigned: a field named `__proto__` would set the copy's prototype.
+    Object.defineProperty(out, field, { value, writable: true, enumerable: true, configurable: true });
+  };
+  if (fields.customer !== undefined && envelopeText(record[fields.customer]) === undefined) set(fields.customer, attribution.customer);
+  if (fields.tenant !== undefined && envelopeText(record[fields.tenant]) === undefined) set(fields.tenant, attribution.tenant);
+  return out;
+}
