@@ -11,10 +11,19 @@
  * - 401 for a missing, forged or stale signature (timestamp outside ±5 minutes) and for a
  *   replay of a signature already seen in that window (HubSpot signs every attempt anew);
  * - 400 for a body that is not a JSON array of events.
- * An event already committed (its eventId is among the recent ones kept in the checkpoint
+ * An event already committed (its `eventKey` is among the recent ones kept in the checkpoint
  * state) is dropped and answered 2xx at once; one still in flight makes the delivery wait
  * for that event's commit.
+ *
+ * Event identity: HubSpot documents `eventId` as "not guaranteed to be unique", so two
+ * different events may share one and keying on it alone would drop one of them. What stays
+ * the same across HubSpot's retries of one event is every field but `attemptNumber` (the
+ * only per-attempt field HubSpot documents): the identity is a digest of all the other
+ * fields (`eventKey`). Taking every field, not a chosen list, also separates event kinds
+ * whose distinguishing fields differ (association events carry fromObjectId/toObjectId,
+ * merges mergedObjectIds, property changes propertyName/propertyValue, …).
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RecordData } from '@tributary/core';
@@ -29,14 +38,49 @@ export interface ReceiverOptions {
   /** The target URL configured in HubSpot: what HubSpot signs. */
   publicUrl: string;
   maxQueueEvents: number;
-  /** eventIds already committed (from the saved state), oldest first. */
-  committed: readonly number[];
+  /**
+   * Identities of events already committed (from the saved state), oldest first: `eventKey`s,
+   * or `eventId:<n>` for an eventId saved by an earlier version (matched on eventId alone).
+   */
+  committed: readonly string[];
+  /** How many committed identities to remember (the newest); older ones are forgotten. Default 5000, as `dedupe_window`. */
+  dedupeWindow?: number;
   /** How long yielded-but-uncommitted deliveries wait for their commit once the read stopped. */
   drainMs?: number;
 }
 
 export interface HubspotEvent extends RecordData {
   eventId: number;
+  /** The event's identity, the same on every delivery attempt (see the module comment). */
+  eventKey: string;
+}
+
+/** The prefix of identities saved by versions that deduped on eventId alone. */
+const LEGACY_PREFIX = 'eventId:';
+
+export function legacyIdentity(eventId: number): string {
+  return `${LEGACY_PREFIX}${eventId}`;
+}
+
+/** JSON with object keys sorted at every level: equal values give equal text whatever the key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The identity of an event as HubSpot sent it, without `attemptNumber`: base64url of the
+ * first 16 bytes of SHA-256 over its canonical JSON (22 characters; the checkpoint keeps
+ * `dedupe_window` of them).
+ */
+export function eventKeyOf(event: Readonly<Record<string, unknown>>): string {
+  return createHash('sha256').update(canonicalJson(event)).digest().subarray(0, 16).toString('base64url');
 }
 
 interface Delivery {
@@ -52,6 +96,7 @@ interface Delivery {
 }
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const DEFAULT_DEDUPE_WINDOW = 5_000;
 
 function readBody(req: IncomingMessage): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
@@ -83,10 +128,12 @@ function parseEvents(text: string): HubspotEvent[] | undefined {
   for (const item of parsed) {
     if (typeof item !== 'object' || item === null || !Number.isSafeInteger((item as { eventId?: unknown }).eventId)) return undefined;
     // attemptNumber describes the delivery, not the event: without it a redelivered event is
-    // byte-identical, so keyed destinations dedupe it too.
-    const { attemptNumber: _attempt, ...event } = item as Record<string, unknown>;
+    // byte-identical, so keyed destinations dedupe it too. A field named eventKey sent by
+    // HubSpot is not part of the identity: it is replaced by the one computed here.
+    const { attemptNumber: _attempt, eventKey: _sentKey, ...event } = item as Record<string, unknown>;
     void _attempt;
-    events.push(JSON.parse(JSON.stringify(event)) as HubspotEvent);
+    void _sentKey;
+    events.push({ ...event, eventKey: eventKeyOf(event) } as HubspotEvent);
   }
   return events;
 }
@@ -99,18 +146,21 @@ export interface Receiver {
   markYielded(deliveries: Delivery[], seq: number): void;
   /** The runtime committed checkpoint `seq`: answer 2xx to every delivery it covers. */
   ackUpTo(seq: number): void;
-  /** The recent eventIds to keep in the next checkpoint (committed or in it), oldest first. */
-  recent(limit: number): number[];
+  /** The recent event identities to keep in the next checkpoint (committed or in it), oldest first; at most `dedupeWindow`. */
+  recent(): string[];
   /** Stops accepting; answers 503 to queued deliveries; gives yielded ones `drainMs` to be acked. */
   stop(): Promise<void>;
-  readonly stats: { accepted: number; rejected: Record<string, number>; duplicates: number };
+  readonly stats: { accepted: number; rejected: Record<string, number>; duplicates: number; remembered: number };
 }
 
 export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
-  const known = new Set<number>(options.committed);
-  const order: number[] = [...options.committed];
-  /** eventId -> delivery that holds it, until committed. */
-  const holders = new Map<number, Delivery>();
+  /** Identities of committed events, the newest `dedupeWindow` of them; `order` is oldest first. */
+  const known = new Set<string>();
+  const order: string[] = [];
+  /** Whether the saved state had eventIds of an earlier version: events are then also matched on eventId. */
+  const hasLegacy = options.committed.some((id) => id.startsWith(LEGACY_PREFIX));
+  /** eventKey -> delivery that holds it, until committed. */
+  const holders = new Map<string, Delivery>();
   const queued: Delivery[] = [];
   const yielded: Delivery[] = [];
   let pendingEvents = 0;
@@ -118,8 +168,26 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   let wake: (() => void) | undefined;
   /** Verified signatures (their bytes, hex) -> when their timestamp stops verifying; arrival order. */
   const seenSignatures = new Map<string, number>();
-  const stats = { accepted: 0, rejected: {} as Record<string, number>, duplicates: 0 };
+  const dedupeWindow = options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW;
+  const stats = { accepted: 0, rejected: {} as Record<string, number>, duplicates: 0, remembered: 0 };
   const publicUrl = new URL(options.publicUrl);
+
+  /** Remembers committed identities, forgetting the oldest beyond `dedupeWindow` (the checkpoint keeps no more either). */
+  function remember(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (known.has(id)) continue;
+      known.add(id);
+      order.push(id);
+    }
+    const excess = order.length - dedupeWindow;
+    if (excess > 0) for (const id of order.splice(0, excess)) known.delete(id);
+    stats.remembered = known.size;
+  }
+  remember(options.committed);
+
+  function isCommitted(event: HubspotEvent): boolean {
+    return known.has(event.eventKey) || (hasLegacy && known.has(legacyIdentity(event.eventId)));
+  }
 
   function reject(res: ServerResponse, status: number, reason: string, headers: Record<string, string> = {}): void {
     stats.rejected[reason] = (stats.rejected[reason] ?? 0) + 1;
@@ -150,15 +218,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   }
 
   function release(delivery: Delivery, ok: boolean, status: number, message: string): void {
-    for (const event of delivery.events) if (holders.get(event.eventId) === delivery) holders.delete(event.eventId);
-    if (ok) {
-      for (const event of delivery.events) {
-        if (!known.has(event.eventId)) {
-          known.add(event.eventId);
-          order.push(event.eventId);
-        }
-      }
-    }
+    for (const event of delivery.events) if (holders.get(event.eventKey) === delivery) holders.delete(event.eventKey);
+    if (ok) remember(delivery.events.map((event) => event.eventKey));
     delivery.answer(status, message);
     delivery.resolveDone(ok);
   }
@@ -211,19 +272,19 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
 
     const fresh: HubspotEvent[] = [];
     const dependsOn = new Set<Delivery>();
-    const inThisDelivery = new Set<number>();
+    const inThisDelivery = new Set<string>();
     for (const event of events) {
-      if (known.has(event.eventId) || inThisDelivery.has(event.eventId)) {
+      if (isCommitted(event) || inThisDelivery.has(event.eventKey)) {
         stats.duplicates++;
         continue;
       }
-      const holder = holders.get(event.eventId);
+      const holder = holders.get(event.eventKey);
       if (holder) {
         stats.duplicates++;
         dependsOn.add(holder);
         continue;
       }
-      inThisDelivery.add(event.eventId);
+      inThisDelivery.add(event.eventKey);
       fresh.push(event);
     }
     if (fresh.length === 0 && dependsOn.size === 0) {
@@ -241,7 +302,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       answerAfterDependencies(delivery);
       return;
     }
-    for (const event of fresh) holders.set(event.eventId, delivery);
+    for (const event of fresh) holders.set(event.eventKey, delivery);
     queued.push(delivery);
     wake?.();
   }
@@ -291,9 +352,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
         release(yielded.shift()!, true, 200, 'stored');
       }
     },
-    recent(limit) {
+    recent() {
+      const limit = dedupeWindow;
       const ids = [...order];
-      for (const d of yielded) for (const e of d.events) if (!known.has(e.eventId)) ids.push(e.eventId);
+      for (const d of yielded) for (const e of d.events) if (!known.has(e.eventKey)) ids.push(e.eventKey);
       // slice(-0) would be the whole list: a window of 0 keeps none.
       return limit > 0 ? ids.slice(-limit) : [];
     },

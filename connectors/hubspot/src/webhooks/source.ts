@@ -5,13 +5,14 @@
  * checkpoint — so an answered delivery is durable, and anything else (a crash, a full queue,
  * a stop) leaves HubSpot to retry it.
  *
- * Dedupe survives restarts: the checkpoint state keeps the most recent `dedupe_window`
- * eventIds, and events are keyed by eventId (without the per-attempt `attemptNumber`), so a
- * keyed destination also drops any repeat older than the window.
+ * Dedupe survives restarts: the checkpoint state keeps the most recent `dedupe_window` event
+ * identities (`eventKey`: a digest of the event without the per-attempt `attemptNumber`, since
+ * HubSpot does not guarantee eventIds unique), and records are keyed by `eventKey`, so a keyed
+ * destination also drops any repeat older than the window.
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError, checkpoint, defineSource, recordPage, streamStateOf, streamStatus, type AirbyteStream, type StateBlob } from '@tributary/core';
-import { startReceiver, type Receiver } from './receiver.js';
+import { legacyIdentity, startReceiver, type Receiver } from './receiver.js';
 
 export const WEBHOOK_STREAM = 'webhook_events';
 
@@ -53,7 +54,7 @@ export const webhookSpec = {
       minimum: 0,
       default: 5_000,
       title: 'Dedupe window (events)',
-      description: 'How many recent eventIds the checkpoint keeps to drop repeated deliveries, across restarts.',
+      description: 'How many recent events the checkpoint (and the receiver) remembers to drop repeated deliveries, across restarts.',
       order: 6,
     },
     stop_after_idle_seconds: {
@@ -71,10 +72,11 @@ const eventStream: AirbyteStream = {
   json_schema: {
     $schema: 'http://json-schema.org/draft-07/schema#',
     type: 'object',
-    required: ['eventId', 'occurredAt', 'subscriptionType', 'objectId'],
+    required: ['eventId', 'eventKey', 'occurredAt', 'subscriptionType', 'objectId'],
     additionalProperties: true,
     properties: {
       eventId: { type: 'integer' },
+      eventKey: { type: 'string' },
       subscriptionId: { type: 'integer' },
       portalId: { type: 'integer' },
       appId: { type: 'integer' },
@@ -89,19 +91,25 @@ const eventStream: AirbyteStream = {
   supported_sync_modes: ['incremental'],
   source_defined_cursor: true,
   default_cursor_field: ['occurredAt'],
-  source_defined_primary_key: [['eventId']],
+  // Not eventId: HubSpot documents it as not guaranteed unique.
+  source_defined_primary_key: [['eventKey']],
 };
 
 /** Receivers of running reads, by the id their checkpoints carry, for `ack`. */
 const running = new Map<string, { receiver: Receiver; acked: number }>();
 
-function recentOf(blob: StateBlob | undefined): number[] {
+/**
+ * The committed event identities of the saved state: eventKeys, and the bare eventIds that
+ * versions before eventKey saved (as `eventId:<n>`, matched on eventId until they leave the
+ * window).
+ */
+function recentOf(blob: StateBlob | undefined): string[] {
   const recent = blob?.recent;
   if (recent === undefined) return [];
-  if (!Array.isArray(recent) || !recent.every((id) => Number.isSafeInteger(id))) {
+  if (!Array.isArray(recent) || !recent.every((id) => Number.isSafeInteger(id) || typeof id === 'string')) {
     throw new TributaryError('config', { userMessage: `The saved state of stream "${WEBHOOK_STREAM}" was not written by this source; reset the stream's state` });
   }
-  return recent as number[];
+  return (recent as (number | string)[]).map((id) => (typeof id === 'number' ? legacyIdentity(id) : id));
 }
 
 export const hubspotWebhookSource = defineSource({
@@ -119,6 +127,7 @@ export const hubspotWebhookSource = defineSource({
       publicUrl: config.public_url,
       maxQueueEvents: 1,
       committed: [],
+      dedupeWindow: 0,
       drainMs: 0,
     }).catch((error: unknown) => {
       throw new TributaryError('config', { userMessage: `Cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, cause: error });
@@ -141,6 +150,7 @@ export const hubspotWebhookSource = defineSource({
       publicUrl: config.public_url,
       maxQueueEvents: config.max_queue_events,
       committed: recentOf(streamStateOf(state, WEBHOOK_STREAM)),
+      dedupeWindow: config.dedupe_window,
     });
     running.set(id, { receiver, acked: 0 });
     ctx.logger.info(`receiving HubSpot webhooks on ${receiver.url}`);
@@ -149,14 +159,14 @@ export const hubspotWebhookSource = defineSource({
     try {
       yield streamStatus(WEBHOOK_STREAM, 'RUNNING');
       // A first checkpoint: the stream has a state even before any delivery.
-      yield checkpoint(WEBHOOK_STREAM, { receiver: id, seq, recent: receiver.recent(config.dedupe_window) });
+      yield checkpoint(WEBHOOK_STREAM, { receiver: id, seq, recent: receiver.recent() });
       for (;;) {
         const batch = await receiver.next(ctx.signal, idleMs);
         if (!batch) return;
         seq++;
         receiver.markYielded(batch.deliveries, seq);
         yield recordPage(WEBHOOK_STREAM, batch.events);
-        yield checkpoint(WEBHOOK_STREAM, { receiver: id, seq, recent: receiver.recent(config.dedupe_window) });
+        yield checkpoint(WEBHOOK_STREAM, { receiver: id, seq, recent: receiver.recent() });
       }
     } finally {
       // Not awaited: deliveries already yielded are answered by the ack of the runtime's
