@@ -23,7 +23,7 @@ interface Running {
   committed: Set<number>;
   /** eventIds handed to the destination's write() (committed or not). */
   written: Set<number>;
-  /** Resolves the gate: commits wait for it while `gated`. */
+  /** Resolves the gate: while `gated`, commits that cover records wait for it. */
   openGate(): void;
   stop(): Promise<SyncResult>;
 }
@@ -34,7 +34,7 @@ beforeEach(async () => {
 });
 afterEach(() => rm(workDir, { recursive: true, force: true }));
 
-/** Starts a sync of the receiver into local files; `gated` holds every commit until openGate(). */
+/** Starts a sync of the receiver into local files; `gated` holds every commit of records until openGate(). */
 async function startSync(options: { maxQueueEvents?: number; gated?: boolean; publicUrl?: string; dedupeWindow?: number } = {}): Promise<Running> {
   const port = await freePort();
   const committed = new Set<number>();
@@ -56,7 +56,9 @@ async function startSync(options: { maxQueueEvents?: number; gated?: boolean; pu
           return session.write(batch);
         },
         async commit() {
-          await gate;
+          // Only commits that cover records wait: the runtime also commits on a timer with
+          // nothing written, and held, such a commit kept every later batch from being written.
+          if (written.length > 0) await gate;
           const covered = written;
           written = [];
           await session.commit();
@@ -208,20 +210,19 @@ describe('webhook receiver (runSync -> local-files)', () => {
 
   it('a full queue answers 503 so HubSpot retries; nothing is lost or duplicated', async () => {
     const sync = await startSync({ maxQueueEvents: 10, gated: true });
-    const first = contactEvents(4);
-    const second = contactEvents(4);
+    // One delivery, so that it reaches the destination as one batch: the runtime writes no
+    // further batch while a commit is pending (here: held by the gate), so a second delivery
+    // would wait in the receiver's queue unobservably (waiting for it to be written could hang).
+    const first = contactEvents(8);
     const third = contactEvents(4);
     try {
       const a = send(sync.url, first);
-      const b = send(sync.url, second);
-      // Both reached the destination (their answers wait for the gated commit).
-      const queued = [...first, ...second].map((e) => e.eventId);
-      while (!queued.every((id) => sync.written.has(id))) await new Promise((r) => setTimeout(r, 10));
+      // It reached the destination (its answer waits for the gated commit): 8 events pending.
+      while (!first.every((e) => sync.written.has(e.eventId))) await new Promise((r) => setTimeout(r, 10));
       const refused = await send(sync.url, third);
       expect(refused.status).toBe(503);
       sync.openGate();
       expect((await a).status).toBe(200);
-      expect((await b).status).toBe(200);
       const retried = await deliverWithRetries(SECRET, sync.url, third, { signedUrl: PUBLIC_URL });
       expect(retried.at(-1)?.status).toBe(200);
     } finally {
@@ -229,7 +230,7 @@ describe('webhook receiver (runSync -> local-files)', () => {
       await sync.stop();
     }
     const stored = await storedEventIds();
-    const expected = [...first, ...second, ...third].map((e) => e.eventId);
+    const expected = [...first, ...third].map((e) => e.eventId);
     expect(stored.sort((x, y) => x - y)).toEqual(expected.sort((x, y) => x - y));
   });
 
