@@ -20,13 +20,14 @@ import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
 import { runSync, toDestinationStreams } from '../runtime/sync.js';
 import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
+import { checkStateMessages } from '../state/codec.js';
 import { openStateStore } from '../state/open-store.js';
 import type { StateStore } from '../state/store.js';
 import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
 import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
 import { AirbyteWriter, airbyteEventPrinter, createProgressDisplay } from './output.js';
 import { configureCatalog, readSyncFile, type SyncFile } from './sync-file.js';
-import { checkCatalogFile } from './configured-catalog.js';
+import { checkCatalogFile, checkReadCatalogFile } from './configured-catalog.js';
 
 const USAGE = `tributary — move CRM data reliably
 
@@ -219,22 +220,16 @@ async function connectorCommand(
     return 0;
   }
   const configured = values.catalog
-    ? ((await readJson(values.catalog, 'catalog')) as ConfiguredAirbyteCatalog)
+    ? checkReadCatalogFile(await readJson(values.catalog, 'catalog'), values.catalog, catalog)
     : configureCatalog(catalog, undefined, ['append', 'append_dedup', 'overwrite']);
   const state = values.state ? fromStateMessages(asStateMessages(await readJson(values.state, 'state'), values.state)) : emptyState();
   await readToStdout(connector, ctx, config, configured, state, out);
   return 0;
 }
 
+/** A state file's STATE messages (one message or an array), checked as the state stores check a stored state. */
 function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
-  const list = Array.isArray(value) ? value : [value];
-  for (const item of list) {
-    const type = (item as { type?: unknown } | null)?.type;
-    if (type !== 'STREAM' && type !== 'GLOBAL') {
-      throw new TributaryError('config', { userMessage: `State file ${path} must hold Airbyte STATE messages of type STREAM or GLOBAL` });
-    }
-  }
-  return list as AirbyteStateMessage[];
+  return checkStateMessages(Array.isArray(value) ? value : [value], `State file ${path}`);
 }
 
 /**
@@ -320,7 +315,9 @@ async function* stdinMessages(): AsyncGenerator<SourceMessage> {
       const r = message.record;
       yield r.namespace ? { kind: 'record', stream: r.stream, namespace: r.namespace, data: r.data } : { kind: 'record', stream: r.stream, data: r.data };
     } else if (message.type === 'STATE') {
-      const s = message.state;
+      // A STATE the destination is to echo once committed: checked as a stored state is, so
+      // that a malformed one (or a LEGACY one) is a config error naming its line.
+      const [s] = checkStateMessages([message.state], `stdin line ${n}`) as [AirbyteStateMessage];
       if (s.type === 'STREAM') {
         const d = s.stream.stream_descriptor;
         yield { kind: 'checkpoint', stream: d.name, ...(d.namespace ? { namespace: d.namespace } : {}), state: s.stream.stream_state ?? {} };

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { ErrorObject } from 'ajv';
 import { compileSchema, describeSchemaErrors } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
 import type {
@@ -137,9 +138,7 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
   }
   const validate = compileSchema(syncFileSchema);
   if (!validate(raw)) {
-    throw new TributaryError('config', {
-      userMessage: `Invalid sync file ${path}:\n  - ${describeSchemaErrors(validate.errors, 'sync').join('\n  - ')}`,
-    });
+    throw new TributaryError('config', { userMessage: `Invalid sync file ${path}:\n  - ${syncFileProblems(raw, validate.errors).join('\n  - ')}` });
   }
   const file = substituteEnv(raw, env, 'sync') as {
     connection?: string;
@@ -193,6 +192,28 @@ export async function readSyncFile(path: string, env: NodeJS.ProcessEnv = proces
     state: resolveStateUrl(file.state, baseDir),
     ...(batching ? { batching } : {}),
   };
+}
+
+/**
+ * The problems of an invalid sync file, as lines naming the offending keys. The schema's
+ * `oneOf` (a destination or a writer) would only say "sync must match exactly one schema in
+ * oneOf", also for an empty file or one with both: said plainly instead.
+ */
+function syncFileProblems(raw: unknown, errors: ErrorObject[] | null | undefined): string[] {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    return [`the file must be a YAML mapping with source: and destination: (or writer: for reverse ETL), not ${raw === null || raw === undefined ? 'empty' : Array.isArray(raw) ? 'a list' : `a ${typeof raw}`}`];
+  }
+  const fromTarget = (e: ErrorObject): boolean => e.schemaPath.startsWith('#/oneOf');
+  const problems = describeSchemaErrors(errors?.filter((e) => !fromTarget(e)), 'sync');
+  if (errors?.some(fromTarget)) {
+    const has = (key: string): boolean => Object.hasOwn(raw, key);
+    problems.push(
+      has('destination') && has('writer')
+        ? 'sync has both destination: and writer:; a sync writes into one of them (writer: for reverse ETL)'
+        : 'sync needs destination: (or writer: for reverse ETL)',
+    );
+  }
+  return problems;
 }
 
 /** File state paths in a sync file are relative to the file, like connector directories. */

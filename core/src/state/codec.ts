@@ -73,6 +73,26 @@ const envelopeSchema = {
   },
 } as const;
 
+const stateMessages = { type: 'array', items: stateMessage } as const;
+
+/**
+ * `messages` (Airbyte STATE messages a user hands over: `tributary state set`, `read --state`)
+ * as the STATE messages they are, or a `config` error locating the first problems. Checked
+ * with the schema every store reads a stored state with, so a state accepted here is one
+ * the next sync can load (a `stream_state` that is not an object used to be stored, and every
+ * later sync of the connection then refused the state as unreadable). `what` names the input.
+ */
+export function checkStateMessages(messages: readonly unknown[], what: string): AirbyteStateMessage[] {
+  const validate = compileSchema(stateMessages);
+  if (!validate(messages)) {
+    const errors = validate.errors?.filter((e) => e.keyword !== 'if');
+    throw new TributaryError('config', {
+      userMessage: `${what} must hold Airbyte STATE messages of type STREAM or GLOBAL: ${describeSchemaErrors(errors, 'state').slice(0, 3).join('; ')}`,
+    });
+  }
+  return messages as AirbyteStateMessage[];
+}
+
 export function encodeState(connection: string, state: SyncState, now: Date = new Date()): StateEnvelope {
   return { version: STATE_FORMAT_VERSION, connection, updatedAt: now.toISOString(), state: toStateMessages(state) };
 }

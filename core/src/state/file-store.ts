@@ -13,7 +13,8 @@
  * `close` waits for those in flight.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, readlink, stat, unlink } from 'node:fs/promises';
+import { connect, createServer, type Server } from 'node:net';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SyncState } from '../connector/state.js';
@@ -145,13 +146,19 @@ interface LockHolder {
   host: string;
   since: string;
   token: string;
+  /**
+   * The holder's Linux network namespace (`net:[inode]`), when it listens on its liveness
+   * socket (see `announceHolder`) there. Absent in locks of older Tributary versions.
+   */
+  netns?: string;
 }
 
 /**
  * The file store's connection lock: a file naming its holder's process and host, put in
  * place whole (written to a temp file, then hard-linked to its name, which fails if the name
  * exists). A lock whose holder is a process of this host that no longer runs (a sync killed
- * with SIGKILL) is taken over.
+ * with SIGKILL) is taken over: on Linux a holder of this network namespace runs while its
+ * liveness socket answers (see `isStale`), any other holder while its pid runs.
  *
  * Takeover is exclusive: only the process that created the claim `<lock>.<h>.takeover`
  * (exclusively; `h` names the stale holder's token) may remove a lock holding that token,
@@ -167,6 +174,25 @@ async function lockConnection(root: string, connection: string, path: string): P
     throw ioError('create the state directory', root, error);
   });
   const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: randomUUID() };
+  // Listening before the holder file exists: from the first moment anyone can read it, the
+  // socket it names answers for as long as this process may hold the lock or a claim.
+  const alive = await announceHolder(me);
+  try {
+    const lock = await takeLock(connection, path, me);
+    return {
+      async release() {
+        await lock.release();
+        await alive?.close();
+      },
+    };
+  } catch (error) {
+    await alive?.close();
+    throw error;
+  }
+}
+
+/** lockConnection's attempts, as `me`. */
+async function takeLock(connection: string, path: string, me: LockHolder): Promise<ConnectionLock> {
   for (let attempt = 0; attempt < 3; attempt++) {
     let created: boolean;
     try {
@@ -183,7 +209,7 @@ async function lockConnection(root: string, connection: string, path: string): P
       };
     }
     const holder = await readHolder(path);
-    if (holder !== undefined && isStale(holder, me.host)) {
+    if (holder !== undefined && (await isStale(holder, me))) {
       try {
         await removeStale(path, path, holder, me);
       } catch (error) {
@@ -206,8 +232,58 @@ async function lockConnection(root: string, connection: string, path: string): P
   throw new TributaryError('config', { userMessage: `Could not take the sync lock ${path}: it keeps changing hands; is another sync of ${JSON.stringify(connection)} starting?` });
 }
 
-function isStale(holder: LockHolder, host: string): boolean {
-  return holder.host === host && !processRuns(holder.pid);
+/**
+ * Whether `holder` is a process of this host that no longer runs. A holder in this network
+ * namespace is alive exactly while its liveness socket answers, whatever its pid means here:
+ * pids are per PID namespace, and a container's entrypoint runs as PID 1 (or another fixed
+ * pid) in every run, so a pid check took the lock of a sync killed there (SIGKILL, OOM) for
+ * the new run's own and refused that sync, and every later one, for good; and it took a
+ * live sync of another container sharing the state directory (host network) for dead if its
+ * pid was not running here. Other holders are checked by pid, as before.
+ */
+async function isStale(holder: LockHolder, me: LockHolder): Promise<boolean> {
+  if (holder.host !== me.host) return false;
+  if (holder.netns !== undefined && holder.netns === me.netns) return !(await holderAnswers(holder.token));
+  return !processRuns(holder.pid);
+}
+
+/** The abstract Unix socket (Linux) on which the holder issuing `token` listens while it runs. */
+const livenessSocket = (token: string): string => `\0tributary-state-lock:${token}`;
+
+/**
+ * Listens on `me`'s liveness socket and records the network namespace in `me` (Linux only;
+ * elsewhere, or if it cannot listen, `me` is checked by pid as before). The kernel closes
+ * the socket when the process dies, so a SIGKILL leaves no live-looking holder behind. The
+ * server never keeps the process running.
+ */
+async function announceHolder(me: LockHolder): Promise<{ close(): Promise<void> } | undefined> {
+  if (process.platform !== 'linux') return undefined;
+  const netns = await readlink('/proc/self/ns/net').catch(() => undefined);
+  if (netns === undefined) return undefined;
+  const server: Server = createServer((socket) => socket.destroy());
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(livenessSocket(me.token), () => resolve(true));
+  });
+  if (!listening) return undefined;
+  server.unref();
+  me.netns = netns;
+  return { close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** Whether a process listens on the liveness socket of `token` (any failure but "nobody listens" counts as alive). */
+function holderAnswers(token: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(livenessSocket(token));
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      socket.destroy();
+      resolve(error.code !== 'ECONNREFUSED' && error.code !== 'ENOENT');
+    });
+  });
 }
 
 /**
@@ -242,7 +318,7 @@ async function removeStale(path: string, lockPath: string, stale: LockHolder, me
     const claimant = await readHolder(claim);
     // A claimant that died before finishing: its claim is taken over like a lock (a chain
     // of such deaths is bounded; past a few the caller reports the lock as held).
-    if (claimant !== undefined && isStale(claimant, me.host)) {
+    if (claimant !== undefined && (await isStale(claimant, me))) {
       if (depth < 3) await removeStale(claim, lockPath, claimant, me, depth + 1);
       return;
     }

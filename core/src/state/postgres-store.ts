@@ -3,7 +3,8 @@
  *
  * Table (created on first write if missing, in `schema` or else the first schema of the
  * search_path):
- *   connection text PRIMARY KEY, state jsonb NOT NULL (Airbyte STATE messages),
+ *   connection text PRIMARY KEY, state jsonb NOT NULL (Airbyte STATE messages; as a jsonb
+ *   string of their JSON text when that holds an escape jsonb refuses, see toStateColumn),
  *   version integer NOT NULL (envelope format), updated_at timestamptz NOT NULL
  * A row is the same envelope the file store writes, split into columns, and is validated
  * by the same codec on load. `save` is one upsert statement, hence atomic; durability is
@@ -108,7 +109,7 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
         version: row.version,
         connection,
         updatedAt: row.updated_at instanceof Date ? row.updated_at.toISOString() : row.updated_at,
-        state: row.state,
+        state: fromStateColumn(row.state),
       },
       connection,
       where,
@@ -120,7 +121,7 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       `INSERT INTO ${qualified} (connection, state, version, updated_at) VALUES ($1, $2::jsonb, $3, $4)
        ON CONFLICT (connection) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
       // Serialised here: pg would send a JS array as a PostgreSQL array, not as JSON.
-      [connection, JSON.stringify(envelope.state), envelope.version, envelope.updatedAt],
+      [connection, toStateColumn(envelope.state), envelope.version, envelope.updatedAt],
     );
   };
 
@@ -223,6 +224,36 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       }),
     close: () => (closing ??= queue.drain().then(() => pool.end())),
   };
+}
+
+/**
+ * The escapes JSON.stringify writes for a NUL character (`\u0000`) and for an unpaired UTF-16
+ * surrogate (`\ud800`…`\udfff`; a paired one is written as the character itself). jsonb
+ * refuses both (22P05, 22P02), although they are valid JSON and the file store keeps them.
+ * Also matches a literal backslash followed by such text, which merely takes the text form.
+ */
+const JSONB_REFUSED_ESCAPE = /\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
+
+/**
+ * The `state` column's JSON text for the STATE messages: the messages themselves, a jsonb
+ * array (readable in SQL) — or, when their text holds an escape jsonb refuses (a cursor or
+ * page token copied from data can hold any string), a jsonb string holding that text, in
+ * which the escapes are plain characters. Without this such a checkpoint could never be
+ * saved, and every later sync of the connection failed at it.
+ */
+function toStateColumn(messages: unknown): string {
+  const text = JSON.stringify(messages);
+  return JSONB_REFUSED_ESCAPE.test(text) ? JSON.stringify(text) : text;
+}
+
+/** The STATE messages a `state` column holds (see `toStateColumn`); anything else is returned for the codec to refuse. */
+function fromStateColumn(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return value;
+  }
 }
 
 interface HeldLock {
