@@ -8,12 +8,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { configureCatalog, createFileStateStore, runSync, type Destination, type SyncResult } from '@tributary/core';
-import { freePort } from '@tributary/conformance';
-import { localFilesDestination } from '@tributary/destination-local';
-import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
+import { WEBHOOK_STREAM } from '../src/index.js';
 import { startReceiver, type Receiver } from '../src/webhooks/receiver.js';
 import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
+import { startWebhookSync, type WebhookSync } from './support.js';
 
 const SECRET = 'client-secret-dedupe';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
@@ -23,65 +21,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-interface RunningSync {
-  url: string;
-  /** eventKeys whose commit() resolved. */
-  committed: Set<string>;
-  stop(): Promise<SyncResult>;
-}
-
-/** A sync of the receiver into local files under `workDir`; commits are observed, not changed. */
-async function startSync(workDir: string): Promise<RunningSync> {
-  const port = await freePort();
-  const committed = new Set<string>();
-  const destination: Destination = {
-    ...localFilesDestination,
-    async open(ctx, config, streams) {
-      const session = await localFilesDestination.open(ctx, config as Parameters<typeof localFilesDestination.open>[1], streams);
-      let written: string[] = [];
-      return {
-        async write(batch) {
-          written.push(...batch.records.map((r) => (r as { eventKey: string }).eventKey));
-          return session.write(batch);
-        },
-        async commit() {
-          const covered = written;
-          written = [];
-          await session.commit();
-          for (const key of covered) committed.add(key);
-        },
-        close: (info) => session.close(info),
-      };
-    },
-  };
-  const catalog = configureCatalog(
-    await hubspotWebhookSource.discover(undefined as never, undefined as never),
-    [{ name: WEBHOOK_STREAM, sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-    localFilesDestination.spec.supportedDestinationSyncModes ?? [],
-  );
-  const controller = new AbortController();
-  let listening: () => void = () => {};
-  const ready = new Promise<void>((r) => (listening = r));
-  const done = runSync({
-    connection: 'hubspot-webhooks-dedupe',
-    source: hubspotWebhookSource,
-    sourceConfig: { client_secret: SECRET, public_url: PUBLIC_URL, port, path: '/hubspot/webhooks' },
-    destination,
-    destinationConfig: { directory: join(workDir, 'out') },
-    catalog,
-    stateStore: createFileStateStore(join(workDir, 'state')),
-    batching: { maxRecords: 500, maxAgeMs: 10, commitIntervalMs: 10 },
-    signal: controller.signal,
-    onEvent: (event) => {
-      if (event.type === 'log' && event.message.includes('receiving HubSpot webhooks')) listening();
-    },
-  });
-  await Promise.race([ready, done.then((r) => Promise.reject(new Error(`sync ended early: ${r.outcome} ${r.error?.message ?? ''}`)))]);
-  return {
-    url: `http://127.0.0.1:${port}/hubspot/webhooks`,
-    committed,
-    stop: () => (controller.abort(), done),
-  };
+/** A sync of the receiver into local files under `workDir` (see startWebhookSync); records are tracked by eventKey. */
+function startSync(workDir: string): Promise<WebhookSync<string>> {
+  return startWebhookSync({ workDir, keyOf: (r) => (r as { eventKey: string }).eventKey, clientSecret: SECRET, publicUrl: PUBLIC_URL, connection: 'hubspot-webhooks-dedupe' });
 }
 
 async function storedEvents(workDir: string): Promise<{ eventId: number; eventKey: string; objectId: number }[]> {

@@ -7,26 +7,15 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { configureCatalog, createFileStateStore, runSync, type Destination, type SyncResult } from '@tributary/core';
-import { findCli, freePort, sourceCases } from '@tributary/conformance';
-import { localFilesDestination } from '@tributary/destination-local';
+import { createFileStateStore } from '@tributary/core';
+import { findCli, sourceCases } from '@tributary/conformance';
 import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
 import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
+import { startWebhookSync, type WebhookSync } from './support.js';
 
 const SECRET = 'client-secret-0123456789';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
 
-
-interface Running {
-  url: string;
-  /** eventIds whose commit() resolved, in commit order. */
-  committed: Set<number>;
-  /** eventIds handed to the destination's write() (committed or not). */
-  written: Set<number>;
-  /** Resolves the gate: while `gated`, commits that cover records wait for it. */
-  openGate(): void;
-  stop(): Promise<SyncResult>;
-}
 
 let workDir: string;
 beforeEach(async () => {
@@ -34,81 +23,9 @@ beforeEach(async () => {
 });
 afterEach(() => rm(workDir, { recursive: true, force: true }));
 
-/** Starts a sync of the receiver into local files; `gated` holds every commit of records until openGate(). */
-async function startSync(options: { maxQueueEvents?: number; gated?: boolean; publicUrl?: string; dedupeWindow?: number } = {}): Promise<Running> {
-  const port = await freePort();
-  const committed = new Set<number>();
-  const seen = new Set<number>();
-  let gate: Promise<void> = options.gated ? new Promise(() => {}) : Promise.resolve();
-  let open: () => void = () => {};
-  if (options.gated) gate = new Promise<void>((r) => (open = r));
-  // The real local-files destination; the wrapper only observes commits (and can hold them).
-  const destination: Destination = {
-    ...localFilesDestination,
-    async open(ctx, config, streams) {
-      const session = await localFilesDestination.open(ctx, config as Parameters<typeof localFilesDestination.open>[1], streams);
-      let written: number[] = [];
-      return {
-        async write(batch) {
-          const ids = batch.records.map((r) => (r as { eventId: number }).eventId);
-          written.push(...ids);
-          for (const id of ids) seen.add(id);
-          return session.write(batch);
-        },
-        async commit() {
-          // Only commits that cover records wait: the runtime also commits on a timer with
-          // nothing written, and held, such a commit kept every later batch from being written.
-          if (written.length > 0) await gate;
-          const covered = written;
-          written = [];
-          await session.commit();
-          for (const id of covered) committed.add(id);
-        },
-        close: (info) => session.close(info),
-      };
-    },
-  };
-  const sourceConfig = {
-    client_secret: SECRET,
-    public_url: options.publicUrl ?? PUBLIC_URL,
-    port,
-    path: '/hubspot/webhooks',
-    ...(options.maxQueueEvents ? { max_queue_events: options.maxQueueEvents } : {}),
-    ...(options.dedupeWindow !== undefined ? { dedupe_window: options.dedupeWindow } : {}),
-  };
-  const controller = new AbortController();
-  const catalog = configureCatalog(
-    await hubspotWebhookSource.discover(undefined as never, undefined as never),
-    [{ name: WEBHOOK_STREAM, sync_mode: 'incremental', destination_sync_mode: 'append_dedup' }],
-    localFilesDestination.spec.supportedDestinationSyncModes ?? [],
-  );
-  const listening = { resolve: (): void => {} };
-  const ready = new Promise<void>((r) => (listening.resolve = r));
-  const done = runSync({
-    connection: 'hubspot-webhooks',
-    source: hubspotWebhookSource,
-    sourceConfig,
-    destination,
-    destinationConfig: { directory: join(workDir, 'out') },
-    catalog,
-    stateStore: createFileStateStore(join(workDir, 'state')),
-    batching: { maxRecords: 500, maxAgeMs: 10, commitIntervalMs: 10 },
-    signal: controller.signal,
-    onEvent: (event) => {
-      if (event.type === 'log' && event.message.includes('receiving HubSpot webhooks')) listening.resolve();
-    },
-  });
-  await Promise.race([ready, done.then((r) => Promise.reject(new Error(`sync ended early: ${r.outcome} ${r.error?.message ?? ''}`)))]);
-  return {
-    url: `http://127.0.0.1:${port}/hubspot/webhooks`,
-    committed,
-    written: seen,
-    openGate: () => open(),
-    async stop() {
-      controller.abort();
-      return done;
-    },
-  };
+/** Starts a sync of the receiver into local files (see startWebhookSync); records are tracked by eventId. */
+function startSync(options: { maxQueueEvents?: number; gated?: boolean; publicUrl?: string; dedupeWindow?: number } = {}): Promise<WebhookSync<number>> {
+  return startWebhookSync({ workDir, keyOf: (r) => (r as { eventId: number }).eventId, clientSecret: SECRET, ...options, publicUrl: options.publicUrl ?? PUBLIC_URL });
 }
 
 async function storedEventIds(): Promise<number[]> {
