@@ -42,7 +42,9 @@ async function audit(): Promise<Array<{ status: string; key: string }>> {
   return text
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as { status: string; key: string });
+    .map((line) => JSON.parse(line) as { status: string; key: string })
+    // Results only: the write-ahead `sending` lines come before each request.
+    .filter((entry) => entry.status !== 'sending');
 }
 
 /** The sync file: sample contacts → Salesforce Contacts by External_Id__c (the email), audited to retl.audit.jsonl. */

@@ -18,6 +18,7 @@ import type { AirbyteMessage, AirbyteStateMessage, ConfiguredAirbyteCatalog, Con
 import { streamKey } from '../protocol/messages.js';
 import { toAirbyteMessage } from '../protocol/wire.js';
 import { runPipeline } from '../runtime/pipeline.js';
+import type { WriteIntent } from '../runtime/reverse-etl.js';
 import { runSync, toDestinationStreams } from '../runtime/sync.js';
 import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
 import { checkStateMessages } from '../state/codec.js';
@@ -344,7 +345,9 @@ async function openTarget(sync: SyncFile): Promise<{ destination: Destination; c
   }
   const selection = sync.writer!;
   const writer = await loadConnector(selection.connector, 'writer');
-  // The audit trail: one JSON line per record result, appended; durable at each commit.
+  // The audit trail, write-ahead: before each request is sent, one `sending` line per record,
+  // fsynced (a crash then cannot hide a write the target applied); then one JSON line per
+  // record result, appended, durable at each commit (before its checkpoint is saved).
   const audit = openAppendLog(selection.audit);
   const destination = writerDestination(writer, {
     object: selection.object,
@@ -353,9 +356,26 @@ async function openTarget(sync: SyncFile): Promise<{ destination: Destination; c
     ...(selection.fields ? { fields: selection.fields } : {}),
     dryRun: selection.dryRun,
     audit: (entry) => audit.append(JSON.stringify(entry)),
+    auditIntent: (intent) => {
+      audit.append(intentLines(intent));
+      return audit.flush();
+    },
     flushAudit: () => audit.flush(),
   });
   return { destination, config: selection.config, close: () => audit.close() };
+}
+
+/**
+ * The audit lines of a request about to be sent: one per record, shaped as its outcome line
+ * will be (status `sending`, the request id in `request`). The fields common to the request
+ * are encoded once, not per record.
+ */
+function intentLines(intent: WriteIntent): string {
+  const head = `{"timestamp":${JSON.stringify(intent.timestamp)},"object":${JSON.stringify(intent.object)},"mode":${JSON.stringify(intent.mode)},"key":`;
+  const tail = `,"status":"sending","dryRun":false,"request":${JSON.stringify(intent.request)}}\n`;
+  let lines = '';
+  for (const record of intent.records) lines += `${head}${JSON.stringify(record.key)},"idempotencyKey":${JSON.stringify(record.idempotencyKey)}${tail}`;
+  return lines;
 }
 
 async function syncCommand(args: string[], setRedactor: (r: Redactor) => void): Promise<number> {

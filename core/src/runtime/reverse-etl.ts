@@ -23,8 +23,12 @@
  *   a key, or the run was halted, the delete phase is skipped (deleting rows that a keyless
  *   record may correspond to would lose data). An empty input deletes nothing either: it is
  *   far more often a broken query or an upstream outage than a wish to empty the object.
+ * - With `auditIntent`, the audit trail is write-ahead: before a request is first sent, its
+ *   intent (request id, records' keys and idempotency keys) is recorded and awaited, so a
+ *   crash can never leave a write applied by the target without a trace of it; the records'
+ *   outcome entries carry the same request id.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createConnectorContext } from '../connector/create-context.js';
 import type { ConnectorContext } from '../connector/context.js';
 import type { WriteMode, WriteRecord, WriteRequest, WriteResult, Writer, WriterSession, WriteStatus } from '../connector/writer.js';
@@ -49,6 +53,31 @@ export interface WriteAuditEntry {
   /** For failures: whether a later attempt could succeed. */
   retryable?: boolean;
   dryRun: boolean;
+  /**
+   * The request that carried the record (see `WriteIntent.request`); set when the run records
+   * intents (`auditIntent`) and the record was handed to a request, absent otherwise (e.g. a
+   * record without a key, or one not attempted because the run was halted first).
+   */
+  request?: string;
+}
+
+/**
+ * A request about to be sent: what the target may apply from this moment on, whatever
+ * happens to this process. Given to `auditIntent` once per request (before its first
+ * attempt; its retries carry the same records), never for a dry run, which applies nothing.
+ */
+export interface WriteIntent {
+  /** Unique per request (a random UUID); the outcome entries of its records carry it. */
+  request: string;
+  /** ISO 8601 time the intent was formed, before the request waited for a limiter slot. */
+  timestamp: string;
+  object: string;
+  /** The run's mode, as in audit entries (`mirror` for both its upserts and its deletes). */
+  mode: WriteMode;
+  /** What the request does: the run's mode, or for a mirror run `upsert` or `delete`. */
+  operation: Exclude<WriteMode, 'mirror'>;
+  /** The request's records (fields included), in request order. Not to be modified. */
+  records: readonly WriteRecord[];
 }
 
 export interface WriterRunSummary {
@@ -93,6 +122,14 @@ export interface RunWriterOptions {
   session?: WriterSession;
   /** Receives every result as it is known; the summary then omits `results`. */
   audit?: (entry: WriteAuditEntry) => void;
+  /**
+   * Records a request's intent durably (a write-ahead audit trail); the request is sent only
+   * once the returned promise resolved. Awaited once per request, before its first attempt
+   * (and before it waits for a limiter slot), so its cost overlaps other requests in flight.
+   * If it rejects, nothing more is sent: the run halts (`fatal`), the request's records and
+   * every later one fail as not attempted. Not called in a dry run. Default: none, at no cost.
+   */
+  auditIntent?: (intent: WriteIntent) => Promise<void>;
   /**
    * For a dry run: the rows earlier runs of the same dry run would have changed, so that
    * consecutive runs (the batches of a sync) report a key that comes back as a real run
@@ -160,6 +197,8 @@ function trialAnswered(breaker: CircuitBreaker, signal: AbortSignal): Promise<vo
 export async function runWriter(options: RunWriterOptions): Promise<WriterRunSummary> {
   const { writer, object, mode, idProperty, audit } = options;
   const dryRun = options.dryRun ?? false;
+  // A dry run applies nothing, so it has nothing to record ahead.
+  const auditIntent = dryRun ? undefined : options.auditIntent;
   if (!Number.isInteger(writer.maxBatchSize) || writer.maxBatchSize < 1) {
     throw new TributaryError('config', { userMessage: `Writer ${writer.name} declares an invalid maxBatchSize (${String(writer.maxBatchSize)})` });
   }
@@ -185,7 +224,8 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   let requests = 0;
   let halted: TributaryError | undefined;
 
-  function report(result: WriteResult): void {
+  /** `request`: the id of the request that carried the record, when intents are recorded. */
+  function report(result: WriteResult, request?: string): void {
     counts[result.status]++;
     if (results) results.push(result);
     if (audit) {
@@ -201,12 +241,38 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       if (result.reason !== undefined) entry.reason = result.reason;
       if (result.id !== undefined) entry.id = result.id;
       if (result.retryable !== undefined) entry.retryable = result.retryable;
+      if (request !== undefined) entry.request = request;
       audit(entry);
     }
   }
 
-  function failAll(records: WriteRecord[], reason: string, retryable: boolean): void {
-    for (const r of records) report({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'failed', reason, retryable });
+  function failAll(records: WriteRecord[], reason: string, retryable: boolean, request?: string): void {
+    for (const r of records) report({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'failed', reason, retryable }, request);
+  }
+
+  /**
+   * Records `request`'s intent through `auditIntent` and returns its id; undefined without
+   * `auditIntent`. When recording fails, halts the run and fails the request's records as
+   * not attempted (nothing was sent), and returns null.
+   */
+  async function recordIntent(request: WriteRequest): Promise<string | undefined | null> {
+    if (!auditIntent) return undefined;
+    const id = randomUUID();
+    try {
+      await auditIntent({ request: id, timestamp: new Date().toISOString(), object, mode, operation: request.mode, records: request.records });
+      return id;
+    } catch (thrown) {
+      const cause = toTributaryError(thrown, 'recording the write intent failed');
+      const error = new TributaryError('fatal', {
+        userMessage: 'The audit trail could not record a write before it was sent',
+        internalMessage: cause.internalMessage ?? cause.userMessage,
+        cause: thrown,
+      });
+      halted ??= error;
+      ctx.logger.error(`write to ${object}: the audit trail could not record the intent; halting the run`, { object });
+      failAll(request.records, `not attempted: ${error.userMessage}`, false, id);
+      return null;
+    }
   }
 
   async function send(session: WriterSession, request: WriteRequest): Promise<void> {
@@ -214,6 +280,8 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       failAll(request.records, `not attempted: the run was halted (${halted.userMessage})`, false);
       return;
     }
+    const requestId = await recordIntent(request);
+    if (requestId === null) return;
     let answer: WriteResult[];
     /** Set when the run was halted before this request's next attempt could be sent. */
     let stoppedByHalt: TributaryError | undefined;
@@ -259,7 +327,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     } catch (thrown) {
       if (ctx.signal.aborted) throw thrown;
       if (stoppedByHalt) {
-        failAll(request.records, `${sent ? 'not retried' : 'not attempted'}: the run was halted (${stoppedByHalt.userMessage})`, false);
+        failAll(request.records, `${sent ? 'not retried' : 'not attempted'}: the run was halted (${stoppedByHalt.userMessage})`, false, requestId);
         return;
       }
       const error = toTributaryError(thrown, `Writing to ${object} failed`);
@@ -267,17 +335,17 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         halted ??= error;
         ctx.logger.error(`write to ${object} failed (${error.kind}); halting the run`, { object, kind: error.kind });
       }
-      failAll(request.records, reasonOf(error), error.retryable);
+      failAll(request.records, reasonOf(error), error.retryable, requestId);
       return;
     }
-    matchResults(request, Array.isArray(answer) ? answer : []);
+    matchResults(request, Array.isArray(answer) ? answer : [], requestId);
   }
 
   /**
    * Enforces "exactly one result per input record", matched by idempotency key. A dry run's
    * results pass the ledger, which judges a key seen earlier in the run as a real run would.
    */
-  function matchResults(request: WriteRequest, answer: WriteResult[]): void {
+  function matchResults(request: WriteRequest, answer: WriteResult[], requestId: string | undefined): void {
     const records = request.records;
     const byKey = new Map<string, WriteResult>();
     let strays = 0;
@@ -289,12 +357,12 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       const result = byKey.get(record.idempotencyKey);
       byKey.delete(record.idempotencyKey);
       if (!result) {
-        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: 'writer returned no result', retryable: true });
+        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: 'writer returned no result', retryable: true }, requestId);
       } else if (!STATUSES.includes(result.status)) {
-        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` });
+        report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` }, requestId);
       } else {
         const matched: WriteResult = { ...result, idempotencyKey: record.idempotencyKey, key: record.key };
-        report(ledger ? ledger.judge(identityOf(record.key), request.mode, record, matched) : matched);
+        report(ledger ? ledger.judge(identityOf(record.key), request.mode, record, matched) : matched, requestId);
       }
     }
     strays += byKey.size;

@@ -7,7 +7,7 @@ import { createConnectorContext } from '../connector/create-context.js';
 import { createCircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { RecordData } from '../protocol/messages.js';
 import type { StateStore } from '../state/store.js';
-import { idempotencyKeyOf, runWriter, type WriteAuditEntry } from './reverse-etl.js';
+import { idempotencyKeyOf, runWriter, type WriteAuditEntry, type WriteIntent } from './reverse-etl.js';
 import { writeKeyOf } from './write-key.js';
 import { createDryRunLedger } from './dry-run-ledger.js';
 
@@ -28,6 +28,13 @@ export interface WriterTarget {
   breaker?: { failureThreshold: number; resetAfterMs: number };
   /** Receives every per-record result: the audit trail. */
   audit?: (entry: WriteAuditEntry) => void;
+  /**
+   * Makes the audit trail write-ahead: records each request's intent durably before it is
+   * sent (see `RunWriterOptions.auditIntent`), so that records the target applied in a run
+   * that crashed before its commit still show in the trail; their replay comes back
+   * `unchanged`. Not called for a dry run.
+   */
+  auditIntent?: (intent: WriteIntent) => Promise<void>;
   /**
    * Makes every audit entry received so far durable. The destination's commit awaits it, so
    * the runtime never saves a checkpoint covering records whose audit lines could be lost.
@@ -131,6 +138,7 @@ export function writerDestination(writer: Writer, target: WriterTarget): Destina
             records,
             dryRun: target.dryRun ?? false,
             ...(dryRunLedger ? { dryRunLedger } : {}),
+            ...(target.auditIntent ? { auditIntent: target.auditIntent } : {}),
             audit: (entry) => {
               reportedKeys.push(entry.idempotencyKey);
               if (entry.status === 'failed') {

@@ -33,12 +33,25 @@ function run(cwd: string, ...args: string[]) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-async function auditOf(dir: string): Promise<Array<{ status: string; key: string; reason?: string }>> {
+interface AuditLine {
+  status: string;
+  key: string;
+  reason?: string;
+  request?: string;
+}
+
+/** Every line of the audit trail: `sending` intents and outcomes. */
+async function trailOf(dir: string): Promise<AuditLine[]> {
   const text = await readFile(join(dir, 'retl.audit.jsonl'), 'utf8');
   return text
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as { status: string; key: string; reason?: string });
+    .map((line) => JSON.parse(line) as AuditLine);
+}
+
+/** The outcome lines of the audit trail (one per record result), without the `sending` intents. */
+async function auditOf(dir: string): Promise<AuditLine[]> {
+  return (await trailOf(dir)).filter((e) => e.status !== 'sending');
 }
 
 async function expectedEmails(source: Record<string, unknown> = sourceConfig): Promise<string[]> {
@@ -73,6 +86,12 @@ describe('reverse ETL sync (sample → sample-crm)', () => {
     for (const line of first.stdout.trim().split('\n')) expect(validateAirbyteMessage(line)).toEqual([]);
     expect((await crmEmails(dir)).sort()).toEqual((await expectedEmails()).sort());
     expect((await auditOf(dir)).map((e) => e.status)).toEqual(Array(CONTACTS).fill('created'));
+    // Write-ahead: each record's `sending` line, of the request its outcome names, comes first.
+    const trail = await trailOf(dir);
+    for (const [i, e] of trail.entries()) {
+      if (e.status === 'sending') continue;
+      expect(trail.slice(0, i).some((s) => s.status === 'sending' && s.key === e.key && s.request === e.request)).toBe(true);
+    }
 
     // Replay everything from scratch: the target already holds each change.
     expect(run(dir, 'state', 'reset', 'contacts-to-crm', '--sync', 'retl.yaml').code).toBe(0);
