@@ -47,7 +47,10 @@ export interface DestinationConformanceOptions {
    * (extra columns the destination adds, e.g. metadata, are allowed).
    */
   readBack(config: RawConfig, streamName: string, namespace?: string): Promise<RecordData[]>;
-  /** Streams to write. Default: one keyed stream `conformance_people` with scalar, array and object fields. */
+  /**
+   * Streams to write. Default: `defaultDestinationStreams`, two keyed streams with the same
+   * key values (so a destination that ignores, merges or confuses streams is caught).
+   */
   streams?: DestinationConformanceStream[];
   /**
    * Where the crash case's child process imports the destination from: a package name
@@ -96,6 +99,43 @@ export const defaultDestinationStream: DestinationConformanceStream = {
   }),
 };
 
+/**
+ * The second default stream: another shape (amounts, stages, a nested owner) under the same
+ * key values as `conformance_people`, so each key exists in both streams. A destination that
+ * writes only one stream, sends every batch to the first stream's table, or stores rows by key
+ * without their stream fails the cases that read back either stream.
+ */
+export const defaultSecondDestinationStream: DestinationConformanceStream = {
+  name: 'conformance_deals',
+  primaryKey: [['id']],
+  cursorField: ['updated_at'],
+  jsonSchema: {
+    type: 'object',
+    required: ['id'],
+    properties: {
+      id: { type: 'integer' },
+      title: { type: 'string' },
+      amount: { type: 'number' },
+      stage: { type: 'string' },
+      closed: { type: 'boolean' },
+      updated_at: { type: 'string', format: 'date-time' },
+      owner: { type: 'object', properties: { email: { type: 'string' }, team: { type: ['string', 'null'] } } },
+    },
+  },
+  record: (i) => ({
+    id: i + 1,
+    title: `Deal ${i + 1}`,
+    amount: Math.round((i + 1) * 1234.5) / 10,
+    stage: ['lead', 'qualified', 'won', 'lost'][i % 4]!,
+    closed: i % 4 >= 2,
+    updated_at: new Date(Date.UTC(2024, 5, 1) + i * 90_000).toISOString(),
+    owner: { email: `owner${i % 3}@example.com`, team: i % 5 === 0 ? null : `team-${i % 2}` },
+  }),
+};
+
+/** The streams every case writes unless the connector's test passes its own. */
+export const defaultDestinationStreams: readonly DestinationConformanceStream[] = [defaultDestinationStream, defaultSecondDestinationStream];
+
 const NEW_COLUMN = 'conformance_new_column';
 
 interface Prepared {
@@ -108,7 +148,7 @@ interface Prepared {
 async function prepare(options: DestinationConformanceOptions): Promise<Prepared> {
   const raw = await options.config();
   const config = parseConfig(options.destination.spec.connectionSpecification, raw, 'config');
-  return { raw, config, streams: options.streams ?? [defaultDestinationStream] };
+  return { raw, config, streams: options.streams ?? [...defaultDestinationStreams] };
 }
 
 /** The sync mode the replay cases use: the keyed one when the destination promises dedupe. */
@@ -315,6 +355,38 @@ export const destinationCases = {
       }
     },
   },
+  retriedWrite: {
+    name: 'retried write: a batch written again with the same records (as the runtime retries) is left as given and loses nothing; upsert stores each key once',
+    async run(options) {
+      const { destination } = options;
+      const p = await prepare(options);
+      const n = options.batchSize ?? 50;
+      const mode = keyedMode(destination);
+      const session = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, false));
+      for (const stream of p.streams) {
+        // The runtime retries with the same records array; the first attempt may have taken
+        // effect (a request that timed out after the target applied it).
+        const batch = batchOf(stream, 0, n);
+        const given = structuredClone(batch.records);
+        await session.write(batch);
+        assertRecordsUnchanged(batch.records, given, `${stream.name}, first attempt`);
+        await session.write({ stream: batch.stream, records: batch.records, emittedAt: batch.emittedAt });
+        assertRecordsUnchanged(batch.records, given, `${stream.name}, retry`);
+        await session.write(batchOf(stream, n, 2 * n));
+      }
+      await session.commit();
+      await session.close({ completed: true });
+      for (const stream of p.streams) {
+        const rows = await readBack(options, p.raw, stream);
+        assertPresent(stream, rows, batchOf(stream, 0, 2 * n).records, 'after a retried write');
+        // Upsert keys rows by primary key, so two writes of a key leave one row however they
+        // came. Log destinations are not judged on a repeat within one session: they may
+        // throw a retryable error only before a batch took effect (the lake does so), and
+        // the runtime repeats a write only after it threw.
+        if (destination.delivery === 'upsert') assertEachKeyOnce(stream, rows, 'after a retried write');
+      }
+    },
+  },
   changedRecords: {
     name: 'changed records: a new version of a stored key is kept (upsert: only the latest, in batch order; append logs: every version)',
     async run(options) {
@@ -442,6 +514,20 @@ export const destinationCases = {
     },
   },
 } satisfies Record<string, DestinationCase>;
+
+/**
+ * A write must leave the records it was given as they were: the runtime retries a failed
+ * write with the same records array, and counts what it wrote by its length.
+ */
+function assertRecordsUnchanged(records: readonly RecordData[], given: readonly RecordData[], what: string): void {
+  const problem =
+    records.length !== given.length
+      ? `${given.length} record(s) given, ${records.length} left`
+      : records.flatMap((r, i) => (stableJson(r) === stableJson(given[i]) ? [] : [`record ${i} was ${stableJson(given[i])}, is now ${stableJson(r)}`]))[0];
+  if (problem !== undefined) {
+    throw new Error(`write() changed the records of the batch it was given (${what}): ${problem}. A retry of a failed write sends the same records again.`);
+  }
+}
 
 /**
  * Version `v` of a record (0: the record itself): its cursor moves forward (date-times by

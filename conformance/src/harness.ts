@@ -42,13 +42,24 @@ export function assertValidAirbyteMessage(message: unknown, what: string): void 
   }
 }
 
-/** Names that suggest a secret. Matched against the lower-cased property name. */
-const SECRET_NAME = /password|passwd|secret|token|api_?key|private_?key|access_?key/;
+/**
+ * Names that suggest a secret. Matched against the lower-cased property name, `-` read as `_`.
+ * Key-like names are matched only with a qualifier (`ssh_key`, `signing_key`, …), so that
+ * `primary_key` or `key_prefix` are not taken for secrets.
+ */
+const SECRET_NAME =
+  /password|passwd|passphrase|secret|token|credential|cookie|auth_header|connection_?string|api_?key|(?:private|access|ssh|signing|encryption|client|master|shared|license|service_account)_?key/;
+
+/** Keywords whose value is one subschema that a config value must (or may) also satisfy. */
+const SUBSCHEMA_KEYWORDS = ['if', 'then', 'else', 'not', 'contains', 'additionalItems'] as const;
 
 /**
  * Dotted paths of every property whose name suggests a secret but is not marked
  * `airbyte_secret: true`. Booleans and objects are exempt: a flag is not a secret, and an
- * object's secrets are its leaves (which are checked).
+ * object's secrets are its leaves (which are checked). Every place a property can be declared
+ * is searched: combinators and conditionals, array items, maps (`additionalProperties` as
+ * `name.*`, `patternProperties` as `name.<pattern>`) and shared definitions reached through
+ * `$ref` (as `#/definitions/name.field`).
  */
 export function unmarkedSecretFields(schema: unknown, path = ''): string[] {
   const out: string[] = [];
@@ -58,19 +69,35 @@ export function unmarkedSecretFields(schema: unknown, path = ''): string[] {
     const options = node[combinator];
     if (Array.isArray(options)) for (const option of options) out.push(...unmarkedSecretFields(option, path));
   }
-  if (node.items && typeof node.items === 'object') out.push(...unmarkedSecretFields(node.items, `${path}[]`));
+  for (const keyword of SUBSCHEMA_KEYWORDS) out.push(...unmarkedSecretFields(node[keyword], path));
+  if (Array.isArray(node.items)) for (const item of node.items) out.push(...unmarkedSecretFields(item, `${path}[]`));
+  else if (node.items && typeof node.items === 'object') out.push(...unmarkedSecretFields(node.items, `${path}[]`));
+  if (node.additionalProperties && typeof node.additionalProperties === 'object') out.push(...unmarkedSecretFields(node.additionalProperties, `${path}.*`));
+  for (const [pattern, child] of Object.entries(objectOrEmpty(node.patternProperties))) out.push(...unmarkedSecretFields(child, `${path}.<${pattern}>`));
+  for (const dependency of Object.values(objectOrEmpty(node.dependencies))) {
+    if (!Array.isArray(dependency)) out.push(...unmarkedSecretFields(dependency, path));
+  }
+  for (const keyword of ['definitions', '$defs']) {
+    for (const [name, child] of Object.entries(objectOrEmpty(node[keyword]))) out.push(...unmarkedSecretFields(child, `${path}#/${keyword}/${name}`));
+  }
   const properties = node.properties;
   if (properties && typeof properties === 'object') {
     for (const [name, child] of Object.entries(properties as Record<string, unknown>)) {
       const childPath = path ? `${path}.${name}` : name;
       const c = (child ?? {}) as Record<string, unknown>;
       const types = Array.isArray(c.type) ? (c.type as unknown[]) : [c.type];
-      const exempt = types.includes('boolean') || types.includes('object') || (c.properties !== undefined && c.type === undefined);
+      // Without a type, a node of properties, branches or a `$ref` is checked at its leaves
+      // (a `$ref` where it points: the definitions, above).
+      const exempt = types.includes('boolean') || types.includes('object') || (c.type === undefined && ['properties', 'oneOf', 'anyOf', 'allOf', '$ref'].some((k) => c[k] !== undefined));
       if (SECRET_NAME.test(name.toLowerCase().replace(/-/g, '_')) && !exempt && c.airbyte_secret !== true) out.push(childPath);
       out.push(...unmarkedSecretFields(child, childPath));
     }
   }
   return out;
+}
+
+function objectOrEmpty(value: unknown): Record<string, unknown> {
+  return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 /**

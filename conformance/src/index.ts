@@ -15,6 +15,8 @@ export {
   destinationCases,
   applicableDestinationCases,
   defaultDestinationStream,
+  defaultSecondDestinationStream,
+  defaultDestinationStreams,
   type DestinationConformanceOptions,
   type DestinationConformanceStream,
   type DestinationCase,

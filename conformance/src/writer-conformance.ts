@@ -84,6 +84,57 @@ function describeResults(results: WriteResult[]): string {
   return preview(results.map((r) => `${r.key}: ${r.status}${r.reason ? ` (${r.reason})` : ''}`));
 }
 
+/**
+ * When the writer can list the target's keys (`listKeys`, as for mirror runs), every record a
+ * run reported applied must be listed: a writer that answers from a ledger of its own and
+ * never stored the row passes every status check, and fails here.
+ */
+async function assertInTarget(options: WriterConformanceOptions, config: RawConfig, results: WriteResult[], what: string): Promise<void> {
+  const { writer } = options;
+  const session = await writer.open(contextFor(writer), validated(config));
+  try {
+    if (!session.listKeys) return;
+    const identity = (key: string): string => (writer.keyIdentity ? writer.keyIdentity(options.object, options.idProperty, key) : key);
+    const listed = new Set<string>();
+    for await (const key of session.listKeys(options.object, options.idProperty)) listed.add(identity(key));
+    const absent = results.filter((r) => APPLIED.includes(r.status) && !listed.has(identity(r.key)));
+    if (absent.length > 0) throw new Error(`${what}: ${absent.length} applied record(s) are not in the target (listKeys does not list them): ${describeResults(absent)}`);
+  } finally {
+    await session.close();
+  }
+}
+
+/**
+ * The field the changed-records case changes, from the object's discovered fields: the first
+ * writable, non-unique, non-id field the records all hold as a plain string (it gets a suffix)
+ * or, failing that, as a number without bounds (it grows by one).
+ */
+async function fieldToChange(
+  options: WriterConformanceOptions,
+  config: RawConfig,
+  records: Record<string, unknown>[],
+): Promise<{ name: string; change(value: unknown): unknown }> {
+  const objects = await options.writer.discover(contextFor(options.writer), validated(config));
+  const fields = objects.find((o) => o.name === options.object)?.fields ?? [];
+  const candidates = fields.filter((f) => f.name !== options.idProperty && f.writable !== false && f.unique !== true);
+  const constrained = (schema: Record<string, unknown>, keys: string[]): boolean => keys.some((k) => schema[k] !== undefined);
+  const typed = (schema: Record<string, unknown>, type: string): boolean => schema.type === type || (Array.isArray(schema.type) && schema.type.includes(type));
+  const text = candidates.find(
+    (f) =>
+      typed(f.schema, 'string') &&
+      !constrained(f.schema, ['format', 'enum', 'const', 'pattern']) &&
+      records.every((r) => typeof r[f.name] === 'string' && (typeof f.schema.maxLength !== 'number' || (r[f.name] as string).length + 10 <= f.schema.maxLength)),
+  );
+  if (text) return { name: text.name, change: (value) => `${String(value)} (changed)` };
+  const number = candidates.find(
+    (f) => (typed(f.schema, 'number') || typed(f.schema, 'integer')) && !constrained(f.schema, ['enum', 'const', 'maximum', 'exclusiveMaximum', 'multipleOf']) && records.every((r) => typeof r[f.name] === 'number'),
+  );
+  if (number) return { name: number.name, change: (value) => (value as number) + 1 };
+  throw new Error(
+    `changedRecords: ${options.object} has no writable, non-unique field other than ${options.idProperty} that the records hold as a plain string or an unbounded number, so no record can be changed`,
+  );
+}
+
 /** The named writer cases, in the order `writerConformance` registers them. */
 export const writerCases = {
   spec: {
@@ -115,9 +166,34 @@ export const writerCases = {
       const first = await run(options, config, records);
       const notApplied = first.results.filter((r) => !APPLIED.includes(r.status));
       if (notApplied.length > 0) throw new Error(`the first run did not apply ${notApplied.length} valid record(s): ${describeResults(notApplied)}`);
+      await assertInTarget(options, config, first.results, 'after the first run');
       const second = await run(options, config, records);
       const changed = second.results.filter((r) => r.status !== 'unchanged');
       if (changed.length > 0) throw new Error(`replaying the same batch changed ${changed.length} record(s) again: ${describeResults(changed)}`);
+    },
+  },
+  changedRecords: {
+    name: 'changed records: a new version of a stored key is updated (not unchanged, not created again), and its replay is unchanged',
+    async run(options) {
+      const config = await parsed(options);
+      const records = options.records(options.recordCount ?? 10);
+      const changedField = await fieldToChange(options, config, records);
+      const changed = records.map((r) => ({ ...r, [changedField.name]: changedField.change(r[changedField.name]) }));
+      const first = await run(options, config, records);
+      const notApplied = first.results.filter((r) => !APPLIED.includes(r.status));
+      if (notApplied.length > 0) throw new Error(`the first run did not apply ${notApplied.length} valid record(s): ${describeResults(notApplied)}`);
+      const update = await run(options, config, changed);
+      const notUpdated = update.results.filter((r) => r.status !== 'updated');
+      if (notUpdated.length > 0) {
+        const unchanged = notUpdated.filter((r) => r.status === 'unchanged').length;
+        throw new Error(
+          `${notUpdated.length} changed record(s) (field ${changedField.name}) were not updated; ${unchanged} changed record(s) came back unchanged: ${describeResults(notUpdated)}`,
+        );
+      }
+      // Proof that the update reached the target: the same change again has nothing to do.
+      const replay = await run(options, config, changed);
+      const again = replay.results.filter((r) => r.status !== 'unchanged');
+      if (again.length > 0) throw new Error(`replaying the changed records changed ${again.length} record(s) again: ${describeResults(again)}`);
     },
   },
   partialFailures: {
