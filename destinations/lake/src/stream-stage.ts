@@ -500,12 +500,36 @@ export class StreamStage {
     return window.holds(envelope.eventId, recordFingerprint(envelope, payload, covered));
   }
 
-  /** Stages a batch; returns the records refused (kept in `quarantine` with the reason). */
+  /**
+   * Stages a batch; returns the records refused (kept in `quarantine` with the reason).
+   *
+   * The runtime repeats a write that failed with a retryable error, so a failure must leave
+   * nothing of the batch behind: before any record is staged or quarantined (new columns are
+   * added first), an error passes as it is; after (a widening mid-batch failed, or DuckDB's
+   * appender), it becomes `fatal`, since a retry would store those records twice. The sync
+   * then stops; the next one resumes from the last checkpoint, and what this session
+   * committed of the batch is recognised as a replay.
+   */
   async append(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
     // Looking for new fields walks every field of every record: skipped when validation already refuses them.
     const { added, cdc } = this.declaredFieldsOnly && this.validate ? { added: [], cdc: false } : this.scan(records);
     if (cdc) await this.addColumns(CDC_SLOTS.filter((slot) => !this.has(slot)).map((slot) => ({ slot })));
     if (added.length > 0) await this.widen(added);
+    const rows = this.rows;
+    const quarantined = this.quarantine.length + this.counts.requarantined;
+    try {
+      return await this.stageBatch(records, ingestMs);
+    } catch (error) {
+      if (this.rows === rows && this.quarantine.length + this.counts.requarantined === quarantined) throw error;
+      throw new TributaryError('fatal', {
+        userMessage: `lake: stream "${this.mapping.stream}": staging a batch failed after part of it was staged, so it cannot be retried without storing those records twice; the sync stops (the next one resumes from the last checkpoint)`,
+        cause: error,
+      });
+    }
+  }
+
+  /** `append` once the batch's new columns exist. */
+  private async stageBatch(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
     const rejected: RejectedRecord[] = [];
     const layout = this.layout;
     const width = layout.length;
