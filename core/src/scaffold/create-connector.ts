@@ -6,10 +6,10 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { ConnectorKind } from '../cli/connector-registry.js';
 import { TributaryError } from '../errors.js';
-import { destinationFiles } from './destination.js';
-import { connectorNames, defaultDirectoryName, dependencyVersions, sharedFiles, type ConnectorNames, type ScaffoldFile } from './shared.js';
-import { sourceFiles } from './source.js';
-import { writerFiles } from './writer.js';
+import { destinationConfigSchema, destinationFiles } from './destination.js';
+import { connectorNames, defaultDirectoryName, dependencyVersions, sharedFiles, type ConnectorNames, type ScaffoldFile, type TemplateSchema } from './shared.js';
+import { sourceConfigSchema, sourceFiles } from './source.js';
+import { writerConfigSchema, writerFiles } from './writer.js';
 
 export const CONNECTOR_KINDS: readonly ConnectorKind[] = ['source', 'destination', 'writer'];
 
@@ -43,6 +43,13 @@ const KIND_FILES: Record<ConnectorKind, (names: ConnectorNames) => ScaffoldFile[
   writer: writerFiles,
 };
 
+/** Each template's config schema: written into its src/index.ts, and its README's table. */
+const KIND_SCHEMA: Record<ConnectorKind, (names: ConnectorNames) => TemplateSchema> = {
+  source: sourceConfigSchema,
+  destination: destinationConfigSchema,
+  writer: writerConfigSchema,
+};
+
 /** Refuses a directory that exists and is not empty, or is not a directory: nothing is ever overwritten. */
 async function assertUsableDirectory(directory: string): Promise<void> {
   let isDirectory: boolean;
@@ -68,7 +75,7 @@ export async function createConnectorPackage(options: CreateConnectorOptions): P
   const directory = resolve(options.cwd ?? process.cwd(), options.directory ?? defaultDirectoryName(options.name));
   await assertUsableDirectory(directory);
   const versions = dependencyVersions();
-  const files = [...sharedFiles(names, versions), ...KIND_FILES[options.kind](names)];
+  const files = [...sharedFiles(names, versions, KIND_SCHEMA[options.kind](names)), ...KIND_FILES[options.kind](names)];
   for (const file of files) {
     const path = join(directory, ...file.path.split('/'));
     await mkdir(dirname(path), { recursive: true });

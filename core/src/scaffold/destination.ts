@@ -3,7 +3,26 @@
  * replay dedupe by primary key and a quarantine, and the conformance test it passes as
  * generated (crash case included).
  */
-import type { ConnectorNames, ScaffoldFile } from './shared.js';
+import { tsLiteral, type ConnectorNames, type ScaffoldFile, type TemplateSchema } from './shared.js';
+
+/** The config schema of the generated destination (src/index.ts and its README table). */
+export function destinationConfigSchema({ title }: Pick<ConnectorNames, 'title'>): TemplateSchema {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: `${title} destination`,
+    type: 'object',
+    required: ['directory'],
+    additionalProperties: false,
+    properties: {
+      directory: {
+        type: 'string',
+        title: 'Directory',
+        description: 'Where `<stream>.jsonl` files are written. Created if missing.',
+        minLength: 1,
+      },
+    },
+  };
+}
 
 function index({ name, title, identifier }: ConnectorNames): string {
   return `/**
@@ -44,21 +63,7 @@ import {
 
 // Config. Contract (case \`spec\`): a draft-07 object schema; fields whose names look secret
 // (password, token, api_key, ...) are marked \`airbyte_secret: true\` so the runtime masks them.
-export const connectionSpecification = {
-  $schema: 'http://json-schema.org/draft-07/schema#',
-  title: '${title} destination',
-  type: 'object',
-  required: ['directory'],
-  additionalProperties: false,
-  properties: {
-    directory: {
-      type: 'string',
-      title: 'Directory',
-      description: 'Where \`<stream>.jsonl\` files are written. Created if missing.',
-      minLength: 1,
-    },
-  },
-} as const;
+export const connectionSpecification = ${tsLiteral(destinationConfigSchema({ title }))} as const;
 
 /** \`<stream key>.jsonl\`: the file of a stream (\`streamKey(name, namespace)\`), path separators made safe. */
 export function streamFileName(streamKey: string): string {

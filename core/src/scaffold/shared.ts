@@ -8,7 +8,33 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConnectorKind } from '../cli/connector-registry.js';
+import { SPEC_TABLE_END, SPEC_TABLE_START, renderSpecTable } from '../docs/spec-table.js';
 import { TributaryError } from '../errors.js';
+
+/** A config schema of a template: plain JSON, written into src/index.ts by `tsLiteral`. */
+export type TemplateSchema = Readonly<Record<string, unknown>>;
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/**
+ * `value` (plain JSON) as TypeScript source in the templates' own style: identifier keys
+ * unquoted, strings single-quoted, one property per line, arrays of scalars on one line.
+ * Each template writes its config schema with it, so that the schema in src/index.ts and
+ * the README's parameter table (rendered from the same object) cannot differ.
+ */
+export function tsLiteral(value: unknown, indent = ''): string {
+  if (typeof value === 'string') return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n')}'`;
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return JSON.stringify(value);
+  const inner = `${indent}  `;
+  if (Array.isArray(value)) {
+    if (value.every((v) => v === null || typeof v !== 'object')) return `[${value.map((v) => tsLiteral(v)).join(', ')}]`;
+    return `[\n${value.map((v) => `${inner}${tsLiteral(v, inner)},\n`).join('')}${indent}]`;
+  }
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return '{}';
+  const key = (name: string): string => (IDENTIFIER.test(name) ? name : tsLiteral(name));
+  return `{\n${entries.map(([name, v]) => `${inner}${key(name)}: ${tsLiteral(v, inner)},\n`).join('')}${indent}}`;
+}
 
 /** One file of the generated package, `path` relative to its directory, `/`-separated. */
 export interface ScaffoldFile {
@@ -32,7 +58,10 @@ export interface ConnectorNames {
 /**
  * Version ranges of the packages the generated package depends on. Read at run time from
  * the packages installed beside this @tributary/core, so a scaffold matches the toolchain
- * it was generated with; a package not found there gets `latest` (see `missing`).
+ * it was generated with. A build tool not found there (the usual case when the CLI runs
+ * from `npx --package @tributary/core`, with nothing else installed) gets the range of
+ * `TESTED_TOOLCHAIN`; @tributary/conformance, which has no such range, gets `latest`
+ * (see `missing`).
  */
 export interface DependencyVersions {
   core: string;
@@ -121,9 +150,26 @@ function installedVersion(name: string, from: string): string | undefined {
   }
 }
 
-/** See `DependencyVersions`. Caret ranges of the installed versions. */
-export function dependencyVersions(): DependencyVersions {
-  const coreDir = corePackageDirectory();
+/**
+ * The build tools' ranges this release is built and tested with (the repository's own
+ * devDependencies; a test keeps them equal). Used for a tool not installed beside
+ * @tributary/core. Never `latest`: a tag resolves to whatever is newest at install time —
+ * a vitest outside @tributary/conformance's peer range, a TypeScript or a @types/node for
+ * another Node — and a lockfile made from it no longer satisfies the package.json
+ * (`npm ci` refuses it, `npm ls` reports it invalid).
+ */
+export const TESTED_TOOLCHAIN = {
+  vitest: '^3.2.7',
+  typescript: '^5.9.3',
+  tsx: '^4.23.15',
+  '@types/node': '^20.19.43',
+} as const;
+
+/**
+ * See `DependencyVersions`. Caret ranges of the versions installed beside the
+ * @tributary/core in `coreDir` (default: this one).
+ */
+export function dependencyVersions(coreDir: string = corePackageDirectory()): DependencyVersions {
   const missing: string[] = [];
   const range = (name: string, version: string | undefined): string => {
     if (version !== undefined) return `^${version}`;
@@ -131,13 +177,17 @@ export function dependencyVersions(): DependencyVersions {
     return 'latest';
   };
   const find = (name: string): string => range(name, installedVersion(name, coreDir));
+  const tool = (name: keyof typeof TESTED_TOOLCHAIN): string => {
+    const version = installedVersion(name, coreDir);
+    return version !== undefined ? `^${version}` : TESTED_TOOLCHAIN[name];
+  };
   return {
     core: range('@tributary/core', versionIn(join(coreDir, 'package.json'))),
     conformance: find('@tributary/conformance'),
-    vitest: find('vitest'),
-    typescript: find('typescript'),
-    tsx: find('tsx'),
-    typesNode: find('@types/node'),
+    vitest: tool('vitest'),
+    typescript: tool('typescript'),
+    tsx: tool('tsx'),
+    typesNode: tool('@types/node'),
     missing,
   };
 }
@@ -289,8 +339,13 @@ const README_WHAT: Record<ConnectorKind, string> = {
     'idempotent (a replayed change answers `unchanged`) and serialized per file.',
 };
 
-/** README: what the package is, what to replace, how to test it, how the CLI finds it. */
-export function readme(names: ConnectorNames): string {
+/**
+ * README: what the package is, what to replace, how to test it, how the CLI finds it, and
+ * the config's parameter table (`tributary docs`' markers around `renderSpecTable` of the
+ * template's schema), so that `tributary docs <name> --check/--write README.md` works in
+ * the package as generated.
+ */
+export function readme(names: ConnectorNames, schema: TemplateSchema): string {
   const { kind, name, packageName, identifier } = names;
   const suite = `${kind}Conformance`;
   return `# ${packageName}
@@ -321,6 +376,20 @@ The suite registers one test per case of the ${kind} contract; see the README of
 \`@tributary/conformance\` for what each case proves. Add tests for what is specific to your
 connector beside it in \`test/\`.
 
+## Configuration
+
+Generated from \`connectionSpecification\` in \`src/index.ts\` by \`tributary docs\`. After
+changing the schema, regenerate it (the CLI reads the build); \`--check\` instead of
+\`--write\` fails while it is stale:
+
+\`\`\`sh
+npm run build && npx tributary docs ${name} --kind ${kind} --write README.md
+\`\`\`
+
+${SPEC_TABLE_START}
+${renderSpecTable(schema)}
+${SPEC_TABLE_END}
+
 ## How the CLI finds it
 
 The \`tributary\` CLI discovers connector packages by their package.json: the keyword
@@ -346,13 +415,13 @@ ${syncFileExample(names)}
 `;
 }
 
-/** The files every kind shares. */
-export function sharedFiles(names: ConnectorNames, versions: DependencyVersions): ScaffoldFile[] {
+/** The files every kind shares; `schema` is the config schema of the kind's template. */
+export function sharedFiles(names: ConnectorNames, versions: DependencyVersions, schema: TemplateSchema): ScaffoldFile[] {
   return [
     { path: 'package.json', content: packageJson(names, versions) },
     { path: 'tsconfig.json', content: tsconfigJson() },
     { path: 'vitest.config.ts', content: vitestConfig() },
-    { path: 'README.md', content: readme(names) },
+    { path: 'README.md', content: readme(names, schema) },
     { path: '.gitignore', content: gitignore() },
   ];
 }

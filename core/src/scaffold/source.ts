@@ -3,7 +3,43 @@
  * (full refresh and incremental, (cursor, id) checkpoints), and the conformance test that
  * it passes as generated.
  */
-import type { ConnectorNames, ScaffoldFile } from './shared.js';
+import { tsLiteral, type ConnectorNames, type ScaffoldFile, type TemplateSchema } from './shared.js';
+
+/** The config schema of the generated source (src/index.ts and its README table). */
+export function sourceConfigSchema({ title }: Pick<ConnectorNames, 'title'>): TemplateSchema {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: `${title} source`,
+    type: 'object',
+    required: ['api_key'],
+    additionalProperties: false,
+    properties: {
+      api_key: {
+        type: 'string',
+        title: 'API key',
+        description: `Credential of the ${title} API.`,
+        airbyte_secret: true,
+        minLength: 1,
+      },
+      page_size: {
+        type: 'integer',
+        title: 'Page size',
+        description: 'Records per API request; a checkpoint follows every page.',
+        minimum: 1,
+        maximum: 100,
+        default: 100,
+      },
+      record_count: {
+        type: 'integer',
+        title: 'Demo record count',
+        description: 'How many contacts the in-memory stand-in API holds.',
+        minimum: 0,
+        maximum: 1000000,
+        default: 50,
+      },
+    },
+  };
+}
 
 function index({ name, title, identifier }: ConnectorNames): string {
   return `/**
@@ -32,40 +68,10 @@ import {
 // Contract (case \`spec\`): a draft-07 object schema in which every field whose name looks
 // like a secret (password, token, api_key, ...) is marked \`airbyte_secret: true\`: the
 // runtime then masks its value in logs, errors and progress, and refuses it in state.
+// REPLACE (demo only): \`record_count\` sizes the in-memory stand-in API. Remove it with the
+// stand-in.
 // ---------------------------------------------------------------------------------------
-export const connectionSpecification = {
-  $schema: 'http://json-schema.org/draft-07/schema#',
-  title: '${title} source',
-  type: 'object',
-  required: ['api_key'],
-  additionalProperties: false,
-  properties: {
-    api_key: {
-      type: 'string',
-      title: 'API key',
-      description: 'Credential of the ${title} API.',
-      airbyte_secret: true,
-      minLength: 1,
-    },
-    page_size: {
-      type: 'integer',
-      title: 'Page size',
-      description: 'Records per API request; a checkpoint follows every page.',
-      minimum: 1,
-      maximum: 100,
-      default: 100,
-    },
-    // REPLACE (demo only): sizes the in-memory stand-in API. Remove it with the stand-in.
-    record_count: {
-      type: 'integer',
-      title: 'Demo record count',
-      description: 'How many contacts the in-memory stand-in API holds.',
-      minimum: 0,
-      maximum: 1000000,
-      default: 50,
-    },
-  },
-} as const;
+export const connectionSpecification = ${tsLiteral(sourceConfigSchema({ title }))} as const;
 
 export type ${pascal(identifier)}Config = ConfigOf<typeof connectionSpecification>;
 

@@ -2,7 +2,26 @@
  * The writer template: `src/index.ts`, a reverse-ETL writer over a JSON file target that
  * stands in for a CRM API, and the conformance test it passes as generated.
  */
-import type { ConnectorNames, ScaffoldFile } from './shared.js';
+import { tsLiteral, type ConnectorNames, type ScaffoldFile, type TemplateSchema } from './shared.js';
+
+/** The config schema of the generated writer (src/index.ts and its README table). */
+export function writerConfigSchema({ title }: Pick<ConnectorNames, 'title'>): TemplateSchema {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: `${title} writer`,
+    type: 'object',
+    required: ['directory'],
+    additionalProperties: false,
+    properties: {
+      directory: {
+        type: 'string',
+        title: 'Directory',
+        description: 'Where the target keeps one JSON file per object. Created if missing.',
+        minLength: 1,
+      },
+    },
+  };
+}
 
 function index({ name, title, identifier }: ConnectorNames): string {
   return `/**
@@ -33,21 +52,7 @@ import {
 // Config. Contract (case \`spec\`): a draft-07 object schema; fields whose names look secret
 // (password, token, api_key, ...) are marked \`airbyte_secret: true\` so the runtime masks
 // them. A real API adds its credential here, marked so.
-export const connectionSpecification = {
-  $schema: 'http://json-schema.org/draft-07/schema#',
-  title: '${title} writer',
-  type: 'object',
-  required: ['directory'],
-  additionalProperties: false,
-  properties: {
-    directory: {
-      type: 'string',
-      title: 'Directory',
-      description: 'Where the target keeps one JSON file per object. Created if missing.',
-      minLength: 1,
-    },
-  },
-} as const;
+export const connectionSpecification = ${tsLiteral(writerConfigSchema({ title }))} as const;
 
 // ---------------------------------------------------------------------------------------
 // REPLACE: what the target offers. \`discover\` returns it; \`write\` checks records against it.
@@ -73,6 +78,12 @@ const OBJECTS: readonly WritableObject[] = [
 // atomically (a crash leaves the old or the new file, never a torn one), and operations on
 // one file run one at a time across every session of this process (\`fileLocks\`), so
 // concurrent writes (up to \`rateLimit.concurrency\`) never lose each other's updates.
+// For an HTTP API, open one client per session in \`open\`, built on \`singleAttempt(ctx)\`
+// (from @tributary/core), not on \`ctx\`: the runtime already runs every \`write\` under the
+// limiter, the retries and a circuit breaker, so a client on \`ctx\` retries each request a
+// second time and waits for a concurrency slot its own \`write\` holds (with two writes in
+// flight, the run hangs). A batch POST whose inputs carry \`record.idempotencyKey\` is safe
+// to repeat: send it with \`idempotent: true\`, or the client fails it as possibly applied.
 // ---------------------------------------------------------------------------------------
 
 /** A stored row: the target's own \`id\`, then the fields written. */
