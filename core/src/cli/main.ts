@@ -224,9 +224,12 @@ async function connectorCommand(
     ? checkReadCatalogFile(await readJson(values.catalog, 'catalog'), values.catalog, catalog)
     : configureCatalog(catalog, undefined, ['append', 'append_dedup', 'overwrite']);
   const state = values.state ? fromStateMessages(asStateMessages(await readJson(values.state, 'state'), values.state)) : emptyState();
-  await readToStdout(connector, ctx, config, configured, state, out);
-  return 0;
+  // The output's reader went away: the read stopped, as a producer killed by SIGPIPE does (128 + 13).
+  return (await readToStdout(connector, ctx, config, configured, state, out)) ? 0 : EXIT_OUTPUT_CLOSED;
 }
+
+/** Exit code of a read whose output's reader went away: a process killed by SIGPIPE (128 + 13) exits so. */
+const EXIT_OUTPUT_CLOSED = 141;
 
 /** A state file's STATE messages (one message or an array), checked as the state stores check a stored state. */
 function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
@@ -235,7 +238,9 @@ function asStateMessages(value: unknown, path: string): AirbyteStateMessage[] {
 
 /**
  * `read`: the source on its own. Every message is printed as the Airbyte message it maps to;
- * STATE messages carry the number of records since the stream's previous checkpoint.
+ * STATE messages carry the number of records since the stream's previous checkpoint. The
+ * source is read no faster than stdout's reader takes the output (bounded memory), and
+ * stops (the source closed) once that reader went away: false then, else true.
  */
 async function readToStdout(
   source: Source,
@@ -244,9 +249,10 @@ async function readToStdout(
   catalog: ConfiguredAirbyteCatalog,
   initial: SyncState,
   out: AirbyteWriter,
-): Promise<void> {
+): Promise<boolean> {
   const counts = new Map<string, number>();
   for await (const message of expandRecordPages(source.read(ctx, config, catalog, structuredClone(initial)))) {
+    if (out.closed) return false;
     const wire = toAirbyteMessage(message, Date.now());
     if (message.kind === 'record') {
       const key = streamKey(message.stream, message.namespace);
@@ -258,7 +264,9 @@ async function readToStdout(
       wire.state.sourceStats = { recordCount };
     }
     out.emit(wire);
+    if (out.backlogged) await out.drained();
   }
+  return !out.closed;
 }
 
 /** `write`: Airbyte RECORD/STATE messages on stdin → destination; STATE echoed once committed. */

@@ -9,20 +9,71 @@ import { estimateCount } from '../protocol/wire.js';
 import { stringifyJson } from '../util/json-text.js';
 import type { SyncEvent } from '../runtime/sync.js';
 
-/** Writes Airbyte messages as JSON lines. Every string passes the redactor first. */
+/**
+ * Writes Airbyte messages as JSON lines. Every string passes the redactor first.
+ *
+ * When the reader of the output goes away (`tributary read … | head`: the pipe's reader
+ * exits), writing fails with EPIPE. Node ignores SIGPIPE, so that error, unhandled, crashed
+ * the CLI with a stack trace. It now marks the output `closed`: later messages are dropped,
+ * and the command decides whether to stop (a read, whose output is its product) or to go
+ * on (a sync, whose output only reports on it).
+ */
 export class AirbyteWriter {
+  private outputClosed = false;
+  /** The last write filled the output's buffer: wait for `drained()` before writing more. */
+  private full = false;
+
   constructor(
     private readonly out: NodeJS.WritableStream,
     private redact: Redactor = (t) => t,
-  ) {}
+  ) {
+    out.on('error', (error: NodeJS.ErrnoException) => {
+      // EPIPE, then ERR_STREAM_DESTROYED for any write already under way: the reader is gone.
+      if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+      this.outputClosed = true;
+    });
+  }
+
+  /** Whether the output's reader went away (see the class comment): nothing more is written. */
+  get closed(): boolean {
+    return this.outputClosed;
+  }
+
+  /** Whether the output's buffer is full: a producer awaits `drained()` before writing more. */
+  get backlogged(): boolean {
+    return this.full && !this.outputClosed;
+  }
+
+  /**
+   * Resolves once the output took what was written (its 'drain'), or its reader went away.
+   * A command that prints a whole source (`tributary read`) awaits it whenever `backlogged`:
+   * stdout to a pipe is asynchronous, and without it a read faster than its reader (`read …
+   * | tributary write …`, `| head`) held its entire output in memory.
+   */
+  async drained(): Promise<void> {
+    if (!this.backlogged) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.out.off('drain', done);
+        this.out.off('error', done);
+        this.out.off('close', done);
+        resolve();
+      };
+      this.out.once('drain', done);
+      this.out.once('error', done);
+      this.out.once('close', done);
+    });
+    this.full = false;
+  }
 
   setRedactor(redact: Redactor): void {
     this.redact = redact;
   }
 
   emit(message: AirbyteMessage): void {
+    if (this.outputClosed) return;
     // stringifyJson: a record nested deeper than JSON.stringify recurses is printed too.
-    this.out.write(this.redact(stringifyJson(message)!) + '\n');
+    if (!this.out.write(this.redact(stringifyJson(message)!) + '\n')) this.full = true;
   }
 
   log(level: LogLevel, message: string): void {

@@ -142,8 +142,10 @@ export interface SourceDefinition<S extends ConfigSchema> {
    * The runtime may stop iterating at any point (via `return()`): the source must release
    * its resources in `finally` blocks.
    * Every message must name a configured stream. An error thrown from `read` ends the sync
-   * `failed`; the runtime does not call `read` again (retry requests through `ctx.call`),
-   * the state committed so far is kept and the next sync resumes from it.
+   * `failed` — except, once the sync's signal was aborted, the signal's reason (or an
+   * AbortError) rethrown unchanged, which ends it `interrupted`: rethrow an abort as it came,
+   * never wrapped. The runtime does not call `read` again (retry requests through
+   * `ctx.call`); the state committed so far is kept and the next sync resumes from it.
    */
   read(ctx: ConnectorContext, config: ConfigOf<S>, catalog: ConfiguredAirbyteCatalog, state: SyncState): AsyncIterable<SourceMessage>;
   /**
