@@ -95,6 +95,12 @@ export function isDailyLimitError(error: unknown): boolean {
   return error instanceof TributaryError && dailyLimitErrors.has(error);
 }
 
+/** The errorCode Salesforce answered with (e.g. `INVALID_QUERY_LOCATOR`), for an error of `request` or `attempt`. */
+export function salesforceErrorCode(error: unknown): string | undefined {
+  const cause = error instanceof Error ? (error.cause as { errorCode?: unknown } | undefined) : undefined;
+  return typeof cause?.errorCode === 'string' ? cause.errorCode : undefined;
+}
+
 export interface SalesforceClient {
   readonly connection: Connection;
   /** One attempt, no retry (writer sessions: the runtime retries around `write`). */

@@ -21,6 +21,11 @@ export interface Table {
   rows: Map<string, Row>;
   /** The `deleted` endpoint's log: soft and hard deletions. */
   deletions: Map<string, number>;
+  /**
+   * Where the delete log starts after Salesforce's cleanup purged older entries (ms), if it
+   * did: the `deleted` endpoint refuses windows starting before it.
+   */
+  deleteLogStart?: number;
   counter: number;
 }
 
@@ -376,6 +381,17 @@ export function createOrg(options: OrgOptions) {
         row.LastModifiedDate = stamp;
         table.deletions.set(id, Date.now());
       }
+    },
+    /**
+     * Salesforce's delete-log cleanup (every two hours, once the log passes 15,000 entries per
+     * license): entries logged before `before` are gone, and the `deleted` endpoint answers 400
+     * INVALID_REPLICATION_DATE to a window starting before it.
+     */
+    truncateDeleteLog(object: string, before: string | number): void {
+      const table = tableOf(object);
+      const start = typeof before === 'number' ? before : Date.parse(before);
+      for (const [id, at] of table.deletions) if (at < start) table.deletions.delete(id);
+      table.deleteLogStart = start;
     },
     purge(object: string, ids: string[]): void {
       const table = tableOf(object);

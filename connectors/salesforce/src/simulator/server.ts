@@ -8,7 +8,9 @@
  *   token gets 401 `[{ errorCode: "INVALID_SESSION_ID" }]`.
  * - REST query / queryAll with `nextRecordsUrl` paging (2,000 rows per page, fewer when the
  *   `Sforce-Query-Options: batchSize=N` header asks); IsDeleted rows only through queryAll;
- *   a SOQL subset (see soql.ts), refusing filters on non-filterable fields.
+ *   a SOQL subset (see soql.ts), refusing filters on non-filterable fields. A query locator
+ *   expires after 15 minutes without use, and a user holds at most 10 cursors (a new one
+ *   releases the oldest): a released locator answers 400 `INVALID_QUERY_LOCATOR`.
  * - describeGlobal, describe, and the replication endpoints `updated` and `deleted`.
  * - sObject collections upsert by external id: at most 200 records, `allOrNone`, one result
  *   per record; every record of one request shares one SystemModstamp (one transaction).
@@ -47,6 +49,10 @@ export const SALESFORCE_LIMITS = {
    * article 000386264). A SOQL query travels in the URI of `GET /query?q=`.
    */
   requestHeadBytes: 16_384,
+  /** A query locator expires after this long without use (SOAP API Developer Guide, QueryLocator). */
+  queryLocatorIdleMs: 15 * 60_000,
+  /** Query cursors a user may hold open; opening one more releases the oldest. */
+  openQueryCursors: 10,
 } as const;
 
 export interface SalesforceSimulatorOptions {
@@ -72,6 +78,8 @@ export interface SalesforceSimulatorOptions {
    * 800 custom fields each), named `Custom_Text_Field_0001__c`…, seeded like the others.
    */
   customFields?: Partial<Record<string, number>>;
+  /** A query locator unused for this long answers 400 INVALID_QUERY_LOCATOR (default 15 minutes). */
+  queryLocatorIdleMs?: number;
 }
 
 export interface ServedRequest {
@@ -112,10 +120,20 @@ export interface SalesforceSimulator {
   softDelete(object: string, ids: string[], options?: WriteOptions): void;
   /** Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them. */
   purge(object: string, ids: string[]): void;
+  /**
+   * Salesforce's cleanup of an oversized delete log: entries logged before `before` are gone,
+   * and a `deleted` window starting before it answers 400 INVALID_REPLICATION_DATE.
+   */
+  truncateDeleteLog(object: string, before: string | number): void;
   /** Records as stored (date-times as ISO strings), deleted ones included with `all`. */
   records(object: string, options?: { all?: boolean }): Array<Record<string, unknown>>;
   /** Invalidates every access token issued so far (a session timeout). */
   expireTokens(): void;
+  /**
+   * Releases every open query cursor, as Salesforce does after 15 minutes without use or when
+   * the user opens an eleventh: their locators (`nextRecordsUrl`) answer 400 INVALID_QUERY_LOCATOR.
+   */
+  expireQueryLocators(): void;
   /** Sets the API usage counter (e.g. close to the limit). */
   setApiUsage(used: number): void;
   setDailyApiLimit(limit: number): void;
@@ -157,6 +175,8 @@ interface Cursor {
   fields: SimField[];
   rows: Row[];
   pageSize: number;
+  /** When the cursor was last read (ms): it expires `queryLocatorIdleMs` later. */
+  usedAt: number;
 }
 
 interface BulkJob {
@@ -185,6 +205,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   const queryPageSize = options.queryPageSize ?? SALESFORCE_LIMITS.queryPageSize;
   const bulkPageSize = options.bulkPageSize ?? SALESFORCE_LIMITS.bulkPageSize;
   const bulkPollsToComplete = options.bulkPollsToComplete ?? 2;
+  const queryLocatorIdleMs = options.queryLocatorIdleMs ?? SALESFORCE_LIMITS.queryLocatorIdleMs;
   const granularity = Math.max(1, options.replicationGranularityMs ?? 60_000);
   let dailyApiLimit = options.dailyApiLimit ?? SALESFORCE_LIMITS.dailyApiRequests;
   let apiUsed = 0;
@@ -241,7 +262,9 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     const { table, fields, rows } = select(query, all);
     if (query.count) return { body: { totalSize: rows.length, done: true, records: [] }, rows: 0 };
     const cursorId = `01g${randomBytes(6).toString('hex').toUpperCase()}`;
-    const cursor: Cursor = { table, fields, rows, pageSize: batchSizeOf(req) };
+    const cursor: Cursor = { table, fields, rows, pageSize: batchSizeOf(req), usedAt: Date.now() };
+    // One user holds at most 10 cursors: a new one releases the oldest (Maps keep insertion order).
+    if (cursors.size >= SALESFORCE_LIMITS.openQueryCursors) cursors.delete(cursors.keys().next().value!);
     cursors.set(cursorId, cursor);
     return queryPage(cursorId, cursor, 0);
   }
@@ -408,8 +431,14 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     }
     if (method === 'GET' && (parts[0] === 'query' || parts[0] === 'queryAll') && parts.length === 2) {
       const match = /^(.+)-(\d+)$/.exec(parts[1]!);
-      const cursor = match ? cursors.get(match[1]!) : undefined;
+      let cursor = match ? cursors.get(match[1]!) : undefined;
+      // Expired after queryLocatorIdleMs without use: released like any other cursor.
+      if (cursor && Date.now() - cursor.usedAt > queryLocatorIdleMs) {
+        cursors.delete(match![1]!);
+        cursor = undefined;
+      }
       if (!match || !cursor) throw new ApiProblem(400, 'INVALID_QUERY_LOCATOR', 'invalid query locator');
+      cursor.usedAt = Date.now();
       const { body, rows } = queryPage(match[1]!, cursor, Number(match[2]));
       return { status: 200, body, rows };
     }
@@ -453,12 +482,15 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
       }
       if (method === 'GET' && parts[2] === 'deleted' && parts.length === 3) {
         const { start, covered } = replicationWindow(params);
+        if (table.deleteLogStart !== undefined && start < table.deleteLogStart) {
+          throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', `startDate is before the earliest date available (${sfDateTime(table.deleteLogStart)}): the delete log was purged`);
+        }
         const deletedRecords = [...table.deletions]
           .filter(([, at]) => at >= start && at <= covered)
           .sort((a, b) => a[1] - b[1])
           .map(([id, at]) => ({ id, deletedDate: sfDateTime(at) }));
-        const earliest = Math.min(covered, ...table.deletions.values());
-        return { status: 200, body: { deletedRecords, earliestDateAvailable: sfDateTime(Math.min(earliest, Date.now() - 15 * 86_400_000)), latestDateCovered: sfDateTime(covered) } };
+        const earliest = table.deleteLogStart ?? Math.min(covered, ...table.deletions.values(), Date.now() - 15 * 86_400_000);
+        return { status: 200, body: { deletedRecords, earliestDateAvailable: sfDateTime(earliest), latestDateCovered: sfDateTime(covered) } };
       }
       throw new ApiProblem(404, 'NOT_FOUND', 'The requested resource does not exist');
     }
@@ -610,9 +642,13 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     update: org.update,
     softDelete: org.softDelete,
     purge: org.purge,
+    truncateDeleteLog: org.truncateDeleteLog,
     records: org.records,
     expireTokens() {
       tokens.clear();
+    },
+    expireQueryLocators() {
+      cursors.clear();
     },
     setApiUsage(used) {
       apiUsed = used;

@@ -19,7 +19,11 @@
  * invisible to queryAll: the `deleted` endpoint reports them, and they are emitted as
  * `{ Id, IsDeleted: true, <cursor>: deletedDate }` tombstones after the rows. The endpoint is
  * read again from the read's horizon by the next sync: deletions made while a read pages are
- * not in its rows.
+ * not in its rows. A window Salesforce refuses because it cleaned up its delete log after the
+ * window's start is read again from the last hour (see DELETE_LOG_KEPT_MS), with a warning.
+ *
+ * Locators. A REST query locator Salesforce released (INVALID_QUERY_LOCATOR) is replaced by the
+ * same query run again from the position reached (see restPages).
  *
  * Volume. Large reads go through Bulk API 2.0 query jobs with the same SOQL (ordered the same
  * way), their CSV results paged with `Sforce-Locator` here — jsforce's `bulk2.query` fails
@@ -40,7 +44,7 @@ import {
   type StateBlob,
   type SyncMode,
 } from '@tributary/core';
-import { MAX_QUERY_PATH_LENGTH, queryPath, type SalesforceClient, type SalesforceRequest, type SalesforceResponse } from '../client/connection.js';
+import { MAX_QUERY_PATH_LENGTH, queryPath, salesforceErrorCode, type SalesforceClient, type SalesforceRequest, type SalesforceResponse } from '../client/connection.js';
 import { countCsvRecords, csvRecords } from '../client/csv.js';
 import { cursorFieldOf, describeObject } from '../objects/describe.js';
 import { isoDateTime, recordConverter, selectableFields, type DescribedObject } from '../objects/fields.js';
@@ -225,13 +229,36 @@ function prefetch<T>(start: () => Promise<T>): Promise<T> {
   return pending;
 }
 
-async function* restPages(reader: StreamReader, request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, soql: string, all: boolean, clock: { now?: number }): AsyncGenerator<RawPage> {
+/**
+ * REST query pages, following `nextRecordsUrl`. `soqlFrom` is the query from the position the
+ * consumer has reached (it is called when the generator resumes, after the previous page was
+ * delivered and checkpointed).
+ *
+ * Salesforce releases a query locator after 15 minutes without use (a destination slow to
+ * take a page) or when the same user opens an eleventh cursor (another integration); the
+ * locator then answers 400 INVALID_QUERY_LOCATOR, for good. The query is run again from the
+ * position reached, once per position: rows delivered after that position because they
+ * changed during the read (see `changedSinceStart`) come again, with their newest values.
+ */
+async function* restPages(reader: StreamReader, request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, soqlFrom: () => string, all: boolean, clock: { now?: number }): AsyncGenerator<RawPage> {
   const headers = { 'Sforce-Query-Options': `batchSize=${reader.settings.page_size}` };
   const fetchPage = (path: string) => request({ method: 'GET', path, headers }) as Promise<SalesforceResponse<QueryPage>>;
-  let next: Promise<SalesforceResponse<QueryPage>> | undefined = fetchPage(queryPath(soql, all));
+  let next: Promise<SalesforceResponse<QueryPage>> | undefined = fetchPage(queryPath(soqlFrom(), all));
   let first = true;
+  let restartedWith: string | undefined;
   while (next !== undefined) {
-    const response: SalesforceResponse<QueryPage> = await next;
+    let response: SalesforceResponse<QueryPage>;
+    try {
+      response = await next;
+    } catch (error) {
+      const soql = first || salesforceErrorCode(error) !== 'INVALID_QUERY_LOCATOR' ? undefined : soqlFrom();
+      // No progress since the last restart: the locators keep being released; fail, the next sync resumes.
+      if (soql === undefined || soql === restartedWith) throw error;
+      restartedWith = soql;
+      reader.ctx.logger.warn(`Salesforce released the query locator of a read (INVALID_QUERY_LOCATOR): querying again from the position reached`);
+      next = fetchPage(queryPath(soql, all));
+      continue;
+    }
     if (first) clock.now = serverTime(response);
     const page = response.body;
     if (!Array.isArray(page?.records)) throw new TributaryError('fatal', { userMessage: 'Salesforce answered a query with an unexpected body' });
@@ -305,6 +332,13 @@ function earlierOf(a: string | undefined, b: string | undefined): string | undef
 /** How long Salesforce keeps the ids of deleted records for the `deleted` endpoint. */
 const DELETED_RETENTION_MS = 15 * 86_400_000;
 
+/**
+ * A window start the delete log always covers. Salesforce's cleanup of an oversized log (past
+ * 15,000 entries per license) drops only entries older than two hours, and a window starting
+ * before what it left is refused (400 INVALID_REPLICATION_DATE).
+ */
+const DELETE_LOG_KEPT_MS = 60 * 60_000;
+
 interface DeletedAnswer {
   deletedRecords?: Array<{ id: string; deletedDate: string }>;
   earliestDateAvailable?: string;
@@ -333,8 +367,26 @@ async function readPurged(
     start = new Date(earliest).toISOString();
   }
   if (Date.parse(start) >= Date.parse(end)) return { tombstones: [], covered: deletedThrough };
-  const path = `/sobjects/${encodeURIComponent(object.name)}/deleted/?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`;
-  const { body } = (await request({ method: 'GET', path })) as SalesforceResponse<DeletedAnswer>;
+  const deletedSince = async (from: string): Promise<DeletedAnswer> => {
+    const path = `/sobjects/${encodeURIComponent(object.name)}/deleted/?start=${encodeURIComponent(from)}&end=${encodeURIComponent(end)}`;
+    return ((await request({ method: 'GET', path })) as SalesforceResponse<DeletedAnswer>).body;
+  };
+  let body: DeletedAnswer;
+  try {
+    body = await deletedSince(start);
+  } catch (error) {
+    // The log was cleaned up after `start`: failing would fail every later sync too (the saved
+    // start never moves) and starve the streams after this one. Read what the log still holds.
+    const kept = new Date(now - DELETE_LOG_KEPT_MS).toISOString();
+    if (salesforceErrorCode(error) !== 'INVALID_REPLICATION_DATE' || Date.parse(start) >= Date.parse(kept)) throw error;
+    if (deletedThrough !== undefined) {
+      logger.warn(
+        `${object.name}: Salesforce purged its delete log (it does once the log passes 15,000 entries per license); records hard-deleted between ${start} and ${kept} cannot be reported as deleted. Reset the stream to resynchronize it.`,
+      );
+    }
+    start = kept;
+    body = await deletedSince(start);
+  }
   const covered = body.latestDateCovered !== undefined ? isoDateTime(body.latestDateCovered) : deletedThrough;
   // First sync: only the starting point matters; the rows read cover everything before it.
   if (deletedThrough === undefined) return { tombstones: [], covered };
@@ -379,7 +431,9 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   const incremental = syncMode === 'incremental';
   const start = startOf(saved, syncMode, settings.start_date);
   const fields = selectableFields(object).map((f) => f.name);
-  const soql = `SELECT ${fields.join(', ')} FROM ${object.name}${whereAfter(start, cursorField)} ORDER BY ${cursorField ? `${cursorField}, Id` : 'Id'}`;
+  const soqlAfter = (position: Position | undefined): string =>
+    `SELECT ${fields.join(', ')} FROM ${object.name}${whereAfter(position, cursorField)} ORDER BY ${cursorField ? `${cursorField}, Id` : 'Id'}`;
+  const soql = soqlAfter(start);
 
   // A REST query travels in the URI, which Salesforce takes up to 16 KB: an object with
   // hundreds of fields is read through Bulk API 2.0, whose query travels in the request body.
@@ -412,7 +466,8 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   const convert = recordConverter(object, bulk);
   let position = start;
   let checkpointed = false;
-  const pages = (bulk ? bulkPages : restPages)(reader, request, soql, incremental, clock);
+  // REST reads that must query again (a released locator) resume from the position reached.
+  const pages = bulk ? bulkPages(reader, request, soql, incremental, clock) : restPages(reader, request, () => soqlAfter(position), incremental, clock);
   for await (const page of pages) {
     if (page.total !== undefined) {
       yield { kind: 'estimate', stream: name, rows: page.total };
