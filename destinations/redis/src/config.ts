@@ -100,6 +100,12 @@ export interface StreamMapping {
   readonly entityType: string;
   readonly entityIdField: string;
   readonly tenantField: string;
+  /**
+   * The stream's schema declares the tenant field, so its records carry their tenant: a CDC
+   * delete without the field (a key-only delete, PostgreSQL's default replica identity) has
+   * an unknown tenant, not `defaultTenant` (`forEachWrite` rejects it).
+   */
+  readonly tenantFieldDeclared: boolean;
   readonly eventTimeField: string;
   readonly group: string;
   /** 0 = the group never expires. */
@@ -122,11 +128,13 @@ export function resolveMapping(config: RedisConfig, stream: DestinationStream): 
   const eventTimeField =
     entry?.event_time_field ?? (hasProperty(stream, 'event_time') ? 'event_time' : hasProperty(stream, 'updated_at') ? 'updated_at' : (cursor ?? 'event_time'));
   const ttlSeconds = entry?.ttl_seconds ?? config.default_ttl_seconds ?? 0;
+  const tenantField = entry?.tenant_field ?? 'tenant_id';
   return {
     streamKey: stream.key,
     entityType: entry?.entity_type ?? stream.name,
     entityIdField: entry?.entity_id_field ?? singleKey ?? 'id',
-    tenantField: entry?.tenant_field ?? 'tenant_id',
+    tenantField,
+    tenantFieldDeclared: hasProperty(stream, tenantField),
     eventTimeField,
     group: entry?.feature_group ?? stream.name.replace(/[:\s]/g, '_'),
     ttlMs: ttlSeconds * 1000,

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIPv6, type AddressInfo } from 'node:net';
 import { TributaryError } from '@tributary/core';
 import type { FeatureLookup } from './lookup.js';
 
@@ -14,6 +14,7 @@ export interface LookupServerOptions {
 }
 
 export interface LookupServer {
+  /** `http://<host>:<port>`, an IPv6 host in brackets: a URL clients can use as it is. */
   readonly url: string;
   readonly port: number;
   close(): Promise<void>;
@@ -138,7 +139,8 @@ export async function startLookupServer(options: LookupServerOptions): Promise<L
   });
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://${host}:${port}`,
+    // An IPv6 address goes in brackets in a URL (`http://[::1]:8080`): bare, `http://::1:8080` is no URL.
+    url: `http://${isIPv6(host) ? `[${host}]` : host}:${port}`,
     port,
     close: () =>
       new Promise<void>((resolve, reject) => {

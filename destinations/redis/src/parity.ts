@@ -1,4 +1,4 @@
-import { TributaryError, type RecordData } from '@tributary/core';
+import { hasLoneSurrogate, replaceLoneSurrogates, TributaryError, type RecordData } from '@tributary/core';
 import type { LakeRow } from '@tributary/destination-lake';
 import type { StreamMapping } from './config.js';
 import {
@@ -358,13 +358,32 @@ function keyParts(key: string, prefix: string): [string, string] {
 
 /** Feature names whose values differ, `_tributary_*`/`_ab_*` bookkeeping fields left out. */
 function differingFeatures(offline: Record<string, unknown>, online: Record<string, unknown>): string[] {
-  const names = new Set([...Object.keys(offline), ...Object.keys(online)]);
+  const lake = keyedAsUtf8(offline);
+  const redis = keyedAsUtf8(online);
+  const names = new Set([...lake.keys(), ...redis.keys()]);
   const out: string[] = [];
   for (const name of names) {
     if (name.startsWith('_tributary_') || name.startsWith('_ab_')) continue;
-    if (!sameValue(offline[name], online[name])) out.push(name);
+    if (!sameValue(lake.get(name), redis.get(name))) out.push(name);
   }
   return out.sort();
+}
+
+/**
+ * An object's entries under their names as UTF-8 carries them (`asUtf8`): the lake stores a
+ * name holding a lone surrogate with U+FFFD in its place. Names are unchanged otherwise.
+ */
+function keyedAsUtf8(object: Record<string, unknown>): Map<string, unknown> {
+  return new Map(Object.entries(object).map(([name, value]) => [asUtf8(name), value]));
+}
+
+/**
+ * Text as a store that keeps UTF-8 holds it: each lone UTF-16 surrogate replaced by U+FFFD.
+ * Redis keeps such text as the record had it (value-codec.ts); the event lake (Parquet,
+ * UTF-8) stores U+FFFD instead — so the two are the same value, not a difference.
+ */
+function asUtf8(text: string): string {
+  return hasLoneSurrogate(text) ? replaceLoneSurrogates(text) : text;
 }
 
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
@@ -374,7 +393,8 @@ const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]
  * (numbers, timestamps rendered as ISO strings with its own precision and separator), Redis
  * the record's JSON. Null and absent are the same (a lake column the record did not have
  * reads as null); numbers compare by value; two date-time strings compare as instants, to
- * the microsecond.
+ * the microsecond; text (values and object keys) compares as UTF-8 holds it, a lone UTF-16
+ * surrogate as U+FFFD (`asUtf8`).
  */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a === undefined || a === null) return b === undefined || b === null;
@@ -382,6 +402,8 @@ export function sameValue(a: unknown, b: unknown): boolean {
   if ((typeof a === 'number' || typeof a === 'bigint') && (typeof b === 'number' || typeof b === 'bigint')) return Number(a) === Number(b);
   if (typeof a === 'string' && typeof b === 'string') {
     if (a === b) return true;
+    // A lone surrogate one store could not keep (the lake's UTF-8 has U+FFFD there): compare as UTF-8.
+    if (hasLoneSurrogate(a) || hasLoneSurrogate(b)) return asUtf8(a) === asUtf8(b);
     if (ISO_DATE_TIME.test(a) && ISO_DATE_TIME.test(b)) {
       // To the microsecond, what both stores keep (the lake's timestamps have microseconds):
       // Date.parse alone stops at the millisecond, so two instants 0.5 ms apart were equal.
@@ -395,9 +417,9 @@ export function sameValue(a: unknown, b: unknown): boolean {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameValue(v, b[i]));
   }
   if (typeof a === 'object' && typeof b === 'object') {
-    const x = a as Record<string, unknown>;
-    const y = b as Record<string, unknown>;
-    return [...new Set([...Object.keys(x), ...Object.keys(y)])].every((k) => sameValue(x[k], y[k]));
+    const x = keyedAsUtf8(a as Record<string, unknown>);
+    const y = keyedAsUtf8(b as Record<string, unknown>);
+    return [...new Set([...x.keys(), ...y.keys()])].every((k) => sameValue(x.get(k), y.get(k)));
   }
   return a === b;
 }

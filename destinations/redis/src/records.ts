@@ -48,7 +48,9 @@ export function tenantOf(record: RecordData, mapping: StreamMapping): string | u
  * A CDC delete (`_tributary_op` `d`) usually carries only the key columns (PostgreSQL's
  * default replica identity), so no event time field: its event time is then its commit time
  * (`_tributary_commit_time`), as in the event lake for CDC streams. Its position orders it
- * among the other changes of the entity either way.
+ * among the other changes of the entity either way. Nor does it carry a tenant field outside
+ * the key: when the stream's records have one (`tenantFieldDeclared`), such a delete is
+ * rejected — its tenant is unknown, and `default_tenant` is not it.
  */
 export function forEachWrite(
   records: readonly RecordData[],
@@ -69,13 +71,23 @@ export function forEachWrite(
       rejected.push({ index, reason: `entity id field "${mapping.entityIdField}" is missing, empty or not a string or number` });
       continue;
     }
+    const deleted = record._tributary_op === 'd';
+    // A key-only delete lacks a tenant its stream's records carry: the entity's tenant is
+    // unknown, and `default_tenant` would file the tombstone where nobody reads it (the entity
+    // staying live in its own tenant, silently). Rejected instead, with the remedy.
+    if (deleted && mapping.tenantFieldDeclared && record[mapping.tenantField] === undefined) {
+      rejected.push({
+        index,
+        reason: `delete without its tenant field "${mapping.tenantField}" (a CDC delete under PostgreSQL's default replica identity carries only the key columns): the entity's tenant is unknown; give the table REPLICA IDENTITY FULL, or a replica identity whose key includes the tenant column`,
+      });
+      continue;
+    }
     const tenant = tenantOf(record, mapping);
     if (tenant === undefined) {
       rejected.push({ index, reason: `tenant field "${mapping.tenantField}" is missing or empty and no default_tenant is configured` });
       continue;
     }
     let time = record[mapping.eventTimeField];
-    const deleted = record._tributary_op === 'd';
     const atCommit = deleted && (time === undefined || time === null);
     if (atCommit) time = record._tributary_commit_time;
     const eventTime = parseEventTime(time);
