@@ -83,12 +83,10 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
   try {
     // Owned (see temp-dir.ts): a session starting meanwhile must not take it for a crashed reader's.
     if (config.target === 's3') await createOwnedTempDir(cache);
-    const state = await loadLakeState(store);
-    const files = [...state.files.values()].filter((f) => (options.tenant === undefined || f.tenant === options.tenant) && (options.streams === undefined || options.streams.includes(f.stream)));
+    const { state, local } = await loadSnapshot(store, cache, options);
+    const files = [...state.files.values()].filter((f) => opensFile(f, options));
     const byStream = new Map<string, LakeFile[]>();
     for (const f of files) byStream.set(f.stream, [...(byStream.get(f.stream) ?? []), f]);
-    const local = new Map<string, string>();
-    for (const f of files) local.set(f.path, await store.localCopy(f.path, cache));
     const list = (fs: readonly LakeFile[]): string => `[${fs.map((f) => literal(local.get(f.path)!)).join(', ')}]`;
     const tenantFilter = options.tenant !== undefined ? ` WHERE tenant_id = ${literal(options.tenant)}` : '';
     const views: string[] = [];
@@ -107,8 +105,7 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     // one tenant has no quarantine view.
     const quarantine = options.tenant !== undefined ? [] : state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream));
     if (quarantine.length > 0) {
-      const paths: string[] = [];
-      for (const q of quarantine) paths.push(await store.localCopy(q.path, cache));
+      const paths = quarantine.map((q) => local.get(q.path)!);
       await duck.connection.run(
         `CREATE VIEW quarantine AS SELECT * FROM read_json([${paths.map(literal).join(', ')}], format = 'newline_delimited', columns = {stream: 'VARCHAR', reason: 'VARCHAR', quarantined_at: 'TIMESTAMP', record: 'JSON'})`,
       );
@@ -141,6 +138,48 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
     store.close();
     await rm(cache, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** Whether a reader with `options` reads this data file (its tenant's, of its streams). */
+function opensFile(file: LakeFile, options: ReaderOptions): boolean {
+  return (options.tenant === undefined || file.tenant === options.tenant) && (options.streams === undefined || options.streams.includes(file.stream));
+}
+
+/** How often a reader loads the log again after files of the snapshot it was downloading were deleted. */
+const SNAPSHOT_ATTEMPTS = 5;
+
+/** Whether `error` says the object is not in the store (S3 NoSuchKey). */
+function isMissingObject(error: unknown): boolean {
+  return TributaryError.is(error) && error.cause instanceof Error && error.cause.name === 'NoSuchKey';
+}
+
+/**
+ * Loads the log and makes a local copy of each file the reader opens: the data files of its
+ * tenant and streams, and the quarantine files of its streams (none when reading one tenant,
+ * see `openLakeReader`). Copies are made only on S3 (locally `localCopy` is the file itself).
+ *
+ * Files a compaction or retention removed from the log are deleted once their grace period
+ * (default 10 min) ends, counted from their removal; downloading a large lake can take
+ * longer. A file of the loaded snapshot that is gone meanwhile was therefore removed by a
+ * later commit: the log is loaded again and the newer snapshot's files downloaded (copies
+ * already made are kept), rather than the reader failing with the missing object. Gives up
+ * (rethrows) after SNAPSHOT_ATTEMPTS snapshots.
+ */
+async function loadSnapshot(store: LakeStore, cache: string, options: ReaderOptions): Promise<{ state: LakeState; local: Map<string, string> }> {
+  const local = new Map<string, string>();
+  for (let attempt = 1; ; attempt++) {
+    const state = await loadLakeState(store);
+    const paths = [...state.files.values()]
+      .filter((f) => opensFile(f, options))
+      .map((f) => f.path);
+    if (options.tenant === undefined) paths.push(...state.quarantine.filter((q) => options.streams === undefined || options.streams.includes(q.stream)).map((q) => q.path));
+    try {
+      for (const path of paths) if (!local.has(path)) local.set(path, await store.localCopy(path, cache));
+      return { state, local };
+    } catch (error) {
+      if (!isMissingObject(error) || attempt >= SNAPSHOT_ATTEMPTS) throw error;
+    }
   }
 }
 
