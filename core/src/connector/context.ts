@@ -10,6 +10,12 @@ import type { Metrics } from '../metrics/metrics.js';
 export interface ConnectorContext {
   readonly logger: Logger;
   /**
+   * The sync's connection name (`runSync`'s `connection`; `tributary sync`'s `connection:`),
+   * for a destination whose bookkeeping is per connection (the event lake's replay windows,
+   * when two connections write one stream). Undefined outside a sync.
+   */
+  readonly connection?: string;
+  /**
    * Aborted when the sync is asked to stop (SIGINT/SIGTERM in the CLI, the `signal` given to
    * `runSync`). The runtime then stops iterating the source by itself at the next message
    * (via `return()`), flushes, commits and ends `interrupted`. Long waits should pass it on

@@ -18,6 +18,8 @@ export interface ConnectorContextOptions {
   limiter?: RateLimiter;
   /** Where the connector's gauges go (default: a registry of its own, read by nobody). */
   metrics?: Metrics;
+  /** The sync's connection name (see `ConnectorContext.connection`). */
+  connection?: string;
 }
 
 function mergePolicy(defaults: RetryPolicy, override: RetryPolicy | undefined): RetryPolicy {
@@ -41,6 +43,7 @@ export function createConnectorContext(options: ConnectorContextOptions = {}): C
 
   return {
     logger,
+    ...(options.connection !== undefined ? { connection: options.connection } : {}),
     signal,
     limiter,
     metrics: options.metrics ?? createMetricsRegistry(),

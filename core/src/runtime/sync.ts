@@ -110,6 +110,7 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
 
   const sourceCtx = createConnectorContext({
     logger: createLogger(sink(source.name)),
+    connection: options.connection,
     signal: stopReading.signal,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(source.rateLimit ? { rateLimit: source.rateLimit } : {}),
@@ -119,6 +120,7 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
   // source was told to stop.
   const destinationCtx = createConnectorContext({
     logger: createLogger(sink(destination.name)),
+    connection: options.connection,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(destination.rateLimit ? { rateLimit: destination.rateLimit } : {}),
     ...(destination.retry ? { retry: destination.retry } : {}),

@@ -58,6 +58,13 @@ export interface LogEntry {
   /** `complete`: streams whose sync completed, so none of their rows will ever be replayed. */
   streams?: string[];
   /**
+   * `append`, `complete`: the sync's connection (see ConnectorContext.connection), absent
+   * when the writer did not know it (older lakes, sessions opened outside a sync). A
+   * `complete` ends the replay window of its own connection's sessions only (see
+   * LakeState.unclean).
+   */
+  connection?: string;
+  /**
    * An id the writer keeps for one commit across its retries. An attempt can be stored
    * although its writer saw it fail (every request of it lost its answer); the retry then
    * finds this id in the log and stops there, instead of logging the same files again.
@@ -75,8 +82,17 @@ export interface LakeState {
    * records after the last committed checkpoint, and a completed sync committed its last
    * one), so a new session loads the event ids of exactly these files, and the identities
    * of exactly these quarantined records, to drop replays.
+   *
+   * Connections: several connections (sync files, each with its own state) may write one
+   * stream. A completed sync ends the replay window of its own connection's sessions, and of
+   * sessions whose connection is not known; one without a known connection ends every
+   * session's (as all did before connections were recorded). Otherwise connection B
+   * completing a sync ended the window of connection A's sync that crashed after a commit,
+   * and A's resume stored its replayed records a second time.
    */
   unclean: Map<string, Set<string>>;
+  /** The connection of each session in `unclean` that recorded one. */
+  connections: Map<string, string>;
 }
 
 interface Checkpoint {
@@ -84,13 +100,15 @@ interface Checkpoint {
   files: LakeFile[];
   quarantine: QuarantineFile[];
   unclean: Record<string, string[]>;
+  /** Absent in checkpoints written before connections were recorded. */
+  connections?: Record<string, string>;
 }
 
 const seqKey = (prefix: string, seq: number): string => `${prefix}${String(seq).padStart(20, '0')}.json`;
 const decoder = new TextDecoder();
 
 export function emptyLakeState(): LakeState {
-  return { seq: 0, files: new Map(), quarantine: [], unclean: new Map() };
+  return { seq: 0, files: new Map(), quarantine: [], unclean: new Map(), connections: new Map() };
 }
 
 export function applyEntry(state: LakeState, entry: LogEntry): void {
@@ -100,6 +118,7 @@ export function applyEntry(state: LakeState, entry: LogEntry): void {
     const set = state.unclean.get(stream) ?? new Set<string>();
     set.add(entry.session);
     state.unclean.set(stream, set);
+    if (entry.connection !== undefined) state.connections.set(entry.session, entry.connection);
   };
   for (const path of entry.remove ?? []) state.files.delete(path);
   for (const file of entry.add ?? []) {
@@ -114,8 +133,25 @@ export function applyEntry(state: LakeState, entry: LogEntry): void {
     const removed = new Set(entry.remove ?? []);
     state.quarantine = state.quarantine.filter((q) => !removed.has(q.path));
   }
-  if (entry.kind === 'complete') for (const stream of entry.streams ?? []) state.unclean.delete(stream);
+  if (entry.kind === 'complete') completeStreams(state, entry.streams ?? [], entry.connection);
   state.seq = entry.seq;
+}
+
+/** Ends the replay window of `connection`'s sessions on `streams` (see LakeState.unclean). */
+function completeStreams(state: LakeState, streams: readonly string[], connection: string | undefined): void {
+  for (const stream of streams) {
+    const sessions = state.unclean.get(stream);
+    if (!sessions) continue;
+    for (const session of sessions) {
+      const own = state.connections.get(session);
+      if (connection === undefined || own === undefined || own === connection) sessions.delete(session);
+    }
+    if (sessions.size === 0) state.unclean.delete(stream);
+  }
+  // Forget the connections of sessions no longer in any window.
+  const open = new Set<string>();
+  for (const sessions of state.unclean.values()) for (const session of sessions) open.add(session);
+  for (const session of state.connections.keys()) if (!open.has(session)) state.connections.delete(session);
 }
 
 function parse<T>(bytes: Uint8Array, key: string): T {
@@ -140,6 +176,7 @@ export async function loadLakeState(store: LakeStore): Promise<LakeState> {
       for (const f of cp.files) state.files.set(f.path, f);
       state.quarantine = cp.quarantine;
       for (const [stream, sessions] of Object.entries(cp.unclean)) state.unclean.set(stream, new Set(sessions));
+      for (const [session, connection] of Object.entries(cp.connections ?? {})) state.connections.set(session, connection);
       after = seqKey(LOG_PREFIX, cp.seq);
     }
   }
@@ -214,6 +251,7 @@ async function writeCheckpoint(store: LakeStore, state: LakeState): Promise<void
     files: [...state.files.values()],
     quarantine: state.quarantine,
     unclean: Object.fromEntries([...state.unclean].map(([k, v]) => [k, [...v]])),
+    connections: Object.fromEntries(state.connections),
   };
   // A checkpoint only shortens the next open; a failure to write one loses nothing.
   await store.put(seqKey(CHECKPOINT_PREFIX, state.seq), JSON.stringify(cp)).catch(() => undefined);

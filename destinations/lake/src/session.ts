@@ -106,6 +106,8 @@ async function forEachConcurrently<T>(items: readonly T[], limit: number, each: 
  */
 export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig, store: LakeStore, streams: readonly DestinationStream[]): Promise<DestinationSession> {
   const session = randomUUID();
+  // Recorded in the log, so that completing a sync ends only this connection's replay windows (see LakeState.unclean).
+  const connection = ctx.connection !== undefined ? { connection: ctx.connection } : {};
   const state = await loadLakeState(store);
   const tempDir = sessionTempDir(config, session);
   // Dirs of crashed sessions (and, in the OS temp dir, of crashed readers and compactions).
@@ -391,7 +393,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     // Kept until the entry is known to be stored: a retry of this commit recognises an
     // attempt that was stored although it seemed to fail (see LogEntry.commit).
     commitId ??= randomUUID();
-    await commitEntry(store, state, { session, kind: 'append', commit: commitId, add: adds, quarantine: quarantineFiles }, { beforeWrite: () => lease.keep() });
+    await commitEntry(store, state, { session, kind: 'append', commit: commitId, add: adds, quarantine: quarantineFiles, ...connection }, { beforeWrite: () => lease.keep() });
     lease.settled();
     commitId = undefined;
     adds = [];
@@ -419,7 +421,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       try {
         if (completed) {
           await commit();
-          await commitEntry(store, state, { session, kind: 'complete', streams: [...stages.keys()] });
+          await commitEntry(store, state, { session, kind: 'complete', streams: [...stages.keys()], ...connection });
         }
         for (const [key, stage] of stages) {
           const c = stage.counts;

@@ -110,9 +110,11 @@ export function keyedStream(key: string, properties: Record<string, unknown> = {
 /**
  * One lake session over `stream`: writes each batch, commits, closes (`completed: false`
  * leaves it replayable, as a crash after the commit would). Returns the records refused.
+ * `connection`: the sync's connection name, as runSync gives it (default: none).
  */
-export async function writeSession(config: Record<string, unknown>, stream: DestinationStream, batches: RecordData[][], completed = true): Promise<RejectedRecord[]> {
-  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+export async function writeSession(config: Record<string, unknown>, stream: DestinationStream, batches: RecordData[][], completed = true, connection?: string): Promise<RejectedRecord[]> {
+  const ctx = createConnectorContext(connection !== undefined ? { connection } : {});
+  const session = await lakeDestination.open(ctx, parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
   const rejected: RejectedRecord[] = [];
   for (const records of batches) rejected.push(...((await session.write({ stream: stream.key, records, emittedAt: Date.now() }))?.rejected ?? []));
   await session.commit();
