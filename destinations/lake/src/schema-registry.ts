@@ -56,10 +56,46 @@ export interface StreamSchemaHistory {
 /** The stream's registry file, named like its data directory (see MAX_STREAM_NAME_BYTES). */
 export const schemaKey = (stream: string): string => `_tributary/schemas/${streamDir(stream)}.json`;
 
+/**
+ * Where the versions of a stream are claimed: one object per version number, created only if
+ * absent (see `claimVersion`). The registry file (`schemaKey`) is a summary written at each
+ * commit with a plain write; two sessions open at once could each add a version 2 and the
+ * last summary written lost the other's, so that the rows written with it lost that field
+ * in the payloads the library rebuilt. A version's claim is what it is.
+ */
+const versionsPrefix = (stream: string): string => `_tributary/schemas/versions/${streamDir(stream)}/`;
+const versionKey = (stream: string, version: number): string => `${versionsPrefix(stream)}${String(version).padStart(10, '0')}.json`;
+
+/**
+ * Every schema version of `stream`: the registry file's, and those claimed since it was
+ * written (read only for versions it does not hold: each version's definition in the file is
+ * its claim's, since writers only ever hold claimed versions).
+ */
 export async function loadSchemaHistory(store: LakeStore, stream: string): Promise<StreamSchemaHistory> {
   const bytes = await store.get(schemaKey(stream));
-  if (!bytes) return { stream, versions: [] };
-  return JSON.parse(new TextDecoder().decode(bytes)) as StreamSchemaHistory;
+  const history: StreamSchemaHistory = bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as StreamSchemaHistory) : { stream, versions: [] };
+  const held = new Set(history.versions.map((v) => v.version));
+  let added = false;
+  for (const key of await store.list(versionsPrefix(stream))) {
+    const number = Number(key.slice(key.lastIndexOf('/') + 1, -'.json'.length));
+    if (held.has(number)) continue;
+    const claim = await store.get(key);
+    if (!claim) continue;
+    history.versions.push(JSON.parse(new TextDecoder().decode(claim)) as SchemaVersion);
+    added = true;
+  }
+  if (added) history.versions.sort((a, b) => a.version - b.version);
+  return history;
+}
+
+/**
+ * Claims a new version of `stream`'s schema: true when this writer created it, false when
+ * another writer claimed that version number first (load the history again and evolve on top
+ * of it). Claimed before any row with that version is staged, so a version number is never
+ * used with two meanings.
+ */
+export function claimVersion(store: LakeStore, stream: string, version: SchemaVersion): Promise<boolean> {
+  return store.createIfAbsent(versionKey(stream, version.version), JSON.stringify(version, null, 1));
 }
 
 export async function saveSchemaHistory(store: LakeStore, history: StreamSchemaHistory): Promise<void> {

@@ -12,7 +12,7 @@ import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { loadReplayWindow } from './replay-window.js';
-import { CDC_FIELDS, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
+import { CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { createOwnedTempDir, removeStaleTempDirs } from './temp-dir.js';
@@ -135,6 +135,27 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   let quarantineFiles: QuarantineFile[] = [];
   let flushes = 0;
 
+  /**
+   * Evolves `stream`'s schema for `wanted` columns (see `evolve`) and claims the new version,
+   * if one is needed: when another session claimed that version number first, its version
+   * is loaded and the schema evolved on top of it (its columns kept, then `wanted`'s added).
+   */
+  const evolveClaimed = async (stream: string, wanted: readonly PayloadColumn[]): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      const history = histories.get(stream)!;
+      const next = evolve(history, wanted, config.on_breaking_change ?? 'fail');
+      if (next === undefined) return;
+      if (await claimVersion(store, stream, next)) {
+        history.versions.push(next);
+        dirtyHistories.add(stream);
+        return;
+      }
+      if (attempt >= 20) throw new TributaryError('transient', { userMessage: `lake: stream "${stream}": its schema keeps changing under concurrent syncs; retrying` });
+      histories.set(stream, await loadSchemaHistory(store, stream));
+      dirtyHistories.add(stream);
+    }
+  };
+
   const fail = async (error: unknown): Promise<never> => {
     for (const stage of stages.values()) stage.close();
     duck.close();
@@ -152,24 +173,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const mapping = resolveMapping(config, stream);
       const fields = attributedFields(mapping);
       if (fields) attributions.set(stream.key, fields);
-      const history = await loadSchemaHistory(store, stream.key);
-      const next = evolve(history, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)), config.on_breaking_change ?? 'fail');
-      if (next) {
-        history.versions.push(next);
-        dirtyHistories.add(stream.key);
-      }
-      histories.set(stream.key, history);
+      histories.set(stream.key, await loadSchemaHistory(store, stream.key));
+      await evolveClaimed(stream.key, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)));
+      const history = histories.get(stream.key)!;
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
       const replayWindow = await loadReplayWindow(duck.connection, store, replayableFiles(state, stream.key), tempDir, latest.columns);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, replayWindow, async (added: PayloadColumn[]) => {
+        await evolveClaimed(stream.key, added);
         const h = histories.get(stream.key)!;
-        const widened = evolve(h, added, config.on_breaking_change ?? 'fail');
-        if (widened) {
-          h.versions.push(widened);
-          dirtyHistories.add(stream.key);
-        }
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };
       }, Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>).some((field) => CDC_FIELDS.has(field)), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>)));

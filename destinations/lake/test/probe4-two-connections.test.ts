@@ -10,13 +10,11 @@ import { clickStream, motoLakeConfig, startMoto, writeSession, type MotoServer }
 // longer deferred A's files. Entries now record the sync's connection (ConnectorContext's
 // `connection`, from runSync), and a `complete` ends only its own connection's windows.
 //
-// KNOWN BUG 2, likewise outside this probe's files: `_tributary/schemas/<stream>.json` is
-// saved with a plain PUT (schema-registry.ts `saveSchemaHistory`, called by session.ts), last
-// writer wins. Two sessions open at once (two connections) that each add a field both write
-// their version as v2; one history overwrites the other, and the rows of the other session
-// lose that field when the library rebuilds payloads (readStreamRows, readLatestAsOf), though
-// the Parquet column is there. The history needs a conditional write (If-Match / a versioned
-// key with createIfAbsent) and a merge-and-retry, re-read at commit time.
+// Two sessions open at once that each add a field: the stream's schema history was saved with
+// a plain write, last writer wins, so one session's version 2 replaced the other's, and the
+// rows written with it lost that field in the payloads the library rebuilt. Each version is
+// now claimed (created only if absent) before rows use it; the second session evolves on top
+// of the first's version instead.
 let moto: MotoServer;
 beforeAll(async () => {
   moto = await startMoto();
@@ -57,7 +55,7 @@ it("another connection completing the same stream does not let retention drop a 
   expect({ removed: retention.filesRemoved, deferred: retention.filesDeferred }).toEqual({ removed: 0, deferred: 1 });
 }, 120_000);
 
-it.fails('two sessions open at once that each add a field keep both fields in the payloads the library rebuilds', async () => {
+it('two sessions open at once that each add a field keep both fields in the payloads the library rebuilds', async () => {
   await moto.createBucket('two-connections-schema');
   const config = motoLakeConfig(moto.endpoint, 'two-connections-schema');
   const open = () => lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
@@ -70,7 +68,7 @@ it.fails('two sessions open at once that each add a field keep both fields in th
   await a.close({ completed: true });
   await b.close({ completed: true });
   const payloads = (await readStreamRows(config, { stream: 'clicks' })).map((r) => r.payload);
-  // Seen without the fix: row 1's payload is { …, seats: null } — `plan: 'gold'` is gone (the file's `plan` column holds it).
+  // Seen before: row 1's payload was { …, seats: null } — `plan: 'gold'` gone (the file's `plan` column held it).
   expect(payloads.map((p) => [p.id, p.plan ?? null, p.seats ?? null])).toEqual([
     [1, 'gold', null],
     [2, null, 5],
