@@ -27,11 +27,14 @@ export class AirbyteWriter {
     private readonly out: NodeJS.WritableStream,
     private redact: Redactor = (t) => t,
   ) {
-    out.on('error', (error: NodeJS.ErrnoException) => {
-      // EPIPE, then ERR_STREAM_DESTROYED for any write already under way: the reader is gone.
-      if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
-      this.outputClosed = true;
-    });
+    // A plain object with a `write` (a test's capture) has no events to listen to.
+    if (typeof out.on === 'function') {
+      out.on('error', (error: NodeJS.ErrnoException) => {
+        // EPIPE, then ERR_STREAM_DESTROYED for any write already under way: the reader is gone.
+        if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+        this.outputClosed = true;
+      });
+    }
   }
 
   /** Whether the output's reader went away (see the class comment): nothing more is written. */
