@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer, request, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,6 +81,63 @@ export async function startMoto(): Promise<MotoServer> {
       child.kill('SIGTERM');
       await exited;
     },
+  };
+}
+
+export interface S3Proxy {
+  /** The proxy's endpoint: an S3 endpoint for `motoLakeConfig`. */
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+export interface S3ProxyHooks {
+  /** Runs before a request is passed on to the target; the request waits for it. */
+  beforeForward?(req: IncomingMessage): Promise<void> | void;
+  /** Runs with the target's answer status; `'drop'` resets the client's connection instead of answering (a lost answer). */
+  onAnswer?(req: IncomingMessage, status: number): Promise<'drop' | 'pass'> | 'drop' | 'pass';
+}
+
+/**
+ * An HTTP proxy on 127.0.0.1 in front of `target` (moto), for injecting faults the real
+ * server cannot: each request is read whole, may be held (`beforeForward`), is passed on,
+ * and its answer relayed or dropped (`onAnswer`).
+ */
+export async function startS3Proxy(target: string, hooks: S3ProxyHooks): Promise<S3Proxy> {
+  const upstream = new URL(target);
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        await hooks.beforeForward?.(req);
+        const forwarded = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+          const body: Buffer[] = [];
+          answer.on('data', (c: Buffer) => body.push(c));
+          answer.on('end', () => {
+            void (async () => {
+              const status = answer.statusCode ?? 502;
+              // A hook that throws drops the answer too, and its error stays unhandled (the test fails).
+              const verdict = await Promise.resolve(hooks.onAnswer?.(req, status)).catch((error: unknown) => {
+                req.socket.destroy();
+                throw error;
+              });
+              if (verdict === 'drop') {
+                req.socket.destroy();
+                return;
+              }
+              res.writeHead(status, answer.headers);
+              res.end(Buffer.concat(body));
+            })();
+          });
+        });
+        forwarded.end(Buffer.concat(chunks));
+      })();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
 

@@ -1,12 +1,10 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@tributary/core';
 import { compactLake, lakeConfigSchema, openLakeReader, openStore } from '../src/index.js';
-import { clickStream, duckQuery, motoLakeConfig, startMoto, writeSession, type MotoServer } from './helpers.js';
+import { clickStream, duckQuery, motoLakeConfig, startMoto, startS3Proxy, writeSession, type MotoServer, type S3Proxy } from './helpers.js';
 
 // A reader on S3 copies the files of the snapshot it loaded before it answers anything. Files
 // a compaction removed are deleted once their grace period ends; a download that outlasts it
@@ -14,7 +12,7 @@ import { clickStream, duckQuery, motoLakeConfig, startMoto, writeSession, type M
 // reader's first data-file download while a compaction merges the files and a second one,
 // its grace period over (`graceMs: 0`), deletes them: the reader must read the newer snapshot.
 let moto: MotoServer;
-let proxy: Server;
+let proxy: S3Proxy;
 let proxyEndpoint: string;
 const bucket = 'lake-reader-snapshot';
 /** Runs before the next GET of a data file is passed on to moto. */
@@ -23,32 +21,18 @@ let beforeDataGet: (() => Promise<void>) | undefined;
 beforeAll(async () => {
   moto = await startMoto();
   await moto.createBucket(bucket);
-  const target = new URL(moto.endpoint);
-  proxy = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const forward = (): void => {
-        const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        });
-        upstream.end(Buffer.concat(chunks));
-      };
+  proxy = await startS3Proxy(moto.endpoint, {
+    async beforeForward(req) {
       const hook = beforeDataGet;
-      if (hook && req.method === 'GET' && req.url?.includes('/data/') && req.url.includes('.parquet')) {
-        beforeDataGet = undefined;
-        void hook().then(forward);
-        return;
-      }
-      forward();
-    });
+      if (!hook || req.method !== 'GET' || !req.url?.includes('/data/') || !req.url.includes('.parquet')) return;
+      beforeDataGet = undefined;
+      await hook();
+    },
   });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  proxyEndpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  proxyEndpoint = proxy.endpoint;
 }, 60_000);
 afterAll(async () => {
-  if (proxy) await new Promise<void>((r) => proxy.close(() => r()));
+  await proxy?.close();
   await moto?.stop();
 });
 

@@ -1,17 +1,15 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createConnectorContext, parseConfig } from '@tributary/core';
 import { compactLake, lakeConfigSchema, lakeDestination, openLakeReader, openStore } from '../src/index.js';
 import type { LogEntry } from '../src/commit-log.js';
-import { clickStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+import { clickStream, motoLakeConfig, startMoto, startS3Proxy, type MotoServer, type S3Proxy } from './helpers.js';
 
 // A commit-log entry whose conditional PUT reached S3 but whose answer was lost (connection
 // reset): the AWS SDK retries the PUT, and S3 answers the retry 412 — the key now exists,
 // created by the first attempt. A proxy in front of moto drops that answer, after letting a
 // compaction commit in between (it merges the files the entry just added).
 let moto: MotoServer;
-let proxy: Server;
+let proxy: S3Proxy;
 let proxyEndpoint: string;
 const bucket = 'lake-lost-answer';
 /** Runs once the next conditional log PUT has been stored; its answer is then dropped. */
@@ -20,33 +18,19 @@ let beforeDroppingAnswer: (() => Promise<void>) | undefined;
 beforeAll(async () => {
   moto = await startMoto();
   await moto.createBucket(bucket);
-  const target = new URL(moto.endpoint);
-  proxy = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        const body: Buffer[] = [];
-        answer.on('data', (c: Buffer) => body.push(c));
-        answer.on('end', () => {
-          const hook = beforeDroppingAnswer;
-          if (hook && req.method === 'PUT' && req.headers['if-none-match'] === '*' && req.url?.includes('_tributary/log/') && answer.statusCode === 200) {
-            beforeDroppingAnswer = undefined;
-            void hook().finally(() => req.socket.destroy());
-            return;
-          }
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          res.end(Buffer.concat(body));
-        });
-      });
-      upstream.end(Buffer.concat(chunks));
-    });
+  proxy = await startS3Proxy(moto.endpoint, {
+    async onAnswer(req, status) {
+      const hook = beforeDroppingAnswer;
+      if (!hook || req.method !== 'PUT' || req.headers['if-none-match'] !== '*' || !req.url?.includes('_tributary/log/') || status !== 200) return 'pass';
+      beforeDroppingAnswer = undefined;
+      await hook();
+      return 'drop';
+    },
   });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  proxyEndpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  proxyEndpoint = proxy.endpoint;
 });
 afterAll(async () => {
-  if (proxy) await new Promise<void>((r) => proxy.close(() => r()));
+  await proxy?.close();
   await moto?.stop();
 });
 
