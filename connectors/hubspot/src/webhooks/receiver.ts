@@ -47,6 +47,10 @@ export interface ReceiverOptions {
   dedupeWindow?: number;
   /** How long yielded-but-uncommitted deliveries wait for their commit once the read stopped. */
   drainMs?: number;
+  /** Largest delivery body accepted, in bytes (default DEFAULT_MAX_BODY_BYTES); a larger one is answered 413. */
+  maxBodyBytes?: number;
+  /** Told of each delivery refused for its size (HubSpot retries it, then drops it: events lost unless the limit is raised). */
+  onOversized?: (bytes: number, limit: number) => void;
 }
 
 export interface HubspotEvent extends RecordData {
@@ -95,22 +99,35 @@ interface Delivery {
   resolveDone(ok: boolean): void;
 }
 
-const MAX_BODY_BYTES = 4 * 1024 * 1024;
+/**
+ * Default body limit: HubSpot sends up to 100 events per delivery, and a text property value
+ * entered in the CRM holds up to 65,536 characters (up to 3 bytes each in UTF-8, more where
+ * JSON escapes them): 100 such property changes come to ~20 MB. A smaller limit (4 MiB
+ * before) refused such a delivery on every retry, until HubSpot dropped its events.
+ */
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 const DEFAULT_DEDUPE_WINDOW = 5_000;
 
-function readBody(req: IncomingMessage): Promise<string | undefined> {
+/**
+ * The body as text, or its size so far once it passes `limit`: reading then stops (the
+ * request is paused, so that the 413 can still be sent; the connection is closed after it).
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<string | { tooLarge: number }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve(undefined);
-        req.destroy();
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        chunks.length = 0;
+        resolve({ tooLarge: size });
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -237,8 +254,13 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'POST' || url.pathname !== options.path) return reject(res, 404, 'not found');
     if (stopping) return reject(res, 503, 'receiver stopping', { 'retry-after': '1' });
-    const text = await readBody(req);
-    if (text === undefined) return reject(res, 413, 'body too large');
+    const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const text = await readBody(req, maxBodyBytes);
+    if (typeof text !== 'string') {
+      options.onOversized?.(text.tooLarge, maxBodyBytes);
+      res.on('finish', () => req.destroy());
+      return reject(res, 413, 'body too large', { connection: 'close' });
+    }
     const signature = req.headers['x-hubspot-signature-v3'];
     const timestamp = req.headers['x-hubspot-request-timestamp'];
     // HubSpot signs the URL it called: the configured target URL with this request's query.

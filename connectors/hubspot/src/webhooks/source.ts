@@ -64,6 +64,15 @@ export const webhookSpec = {
       description: 'End the sync after this long without deliveries. Default: run until stopped (SIGTERM).',
       order: 7,
     },
+    max_body_mb: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 1024,
+      default: 32,
+      title: 'Largest delivery (MiB)',
+      description: 'Deliveries with a larger body are answered 413 and logged as errors; HubSpot retries, then drops them. The default holds 100 events with 65,536-character property values.',
+      order: 8,
+    },
   },
 } as const;
 
@@ -151,6 +160,9 @@ export const hubspotWebhookSource = defineSource({
       maxQueueEvents: config.max_queue_events,
       committed: recentOf(streamStateOf(state, WEBHOOK_STREAM)),
       dedupeWindow: config.dedupe_window,
+      maxBodyBytes: config.max_body_mb * 1024 * 1024,
+      onOversized: (bytes, limit) =>
+        ctx.logger.error(`refused a webhook delivery of more than ${bytes} bytes (max_body_mb allows ${limit}): HubSpot retries it, then drops its events; raise max_body_mb`),
     });
     running.set(id, { receiver, acked: 0 });
     ctx.logger.info(`receiving HubSpot webhooks on ${receiver.url}`);
