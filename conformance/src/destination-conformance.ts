@@ -40,7 +40,7 @@ export interface DestinationConformanceStream {
 
 export interface DestinationConformanceOptions {
   destination: DestinationUnderTest;
-  /** A config pointing at a fresh, empty target. Called once per case. */
+  /** A config pointing at a fresh, empty target. Called once per case (by `crashAtIoSteps`, once per crash point). */
   config: () => RawConfig | Promise<RawConfig>;
   /**
    * Every row of a stream the target holds now, as JSON values equal to what was written
@@ -61,12 +61,19 @@ export interface DestinationConformanceOptions {
   exportName?: string;
   /** Records per batch in every case (default 50). */
   batchSize?: number;
+  /**
+   * How many I/O steps of writing and committing a batch the `crashAtIoSteps` case crashes at
+   * (default 8, spread evenly over the steps counted first; each is one child process).
+   */
+  ioCrashSteps?: number;
   /** Dotted paths of fields whose name looks secret but is not. */
   notSecret?: readonly string[];
 }
 
 export interface DestinationCase {
   readonly name: string;
+  /** The case's vitest timeout when it needs more than the configured default (it runs several child processes). */
+  readonly timeoutMs?: number;
   run(options: DestinationConformanceOptions): Promise<void>;
 }
 
@@ -230,8 +237,11 @@ function crashRunnerPath(): string {
   return fileURLToPath(new URL(`./destination-crash-runner${extname(self)}`, import.meta.url));
 }
 
-/** Runs the crash runner in a child process; resolves once it died of SIGKILL after its last step. */
-async function runCrashingChild(input: CrashRunnerInput): Promise<void> {
+/**
+ * Runs the crash runner in a child process; resolves with the step lines it printed once it
+ * died of SIGKILL after the step `reached` accepts (by default, after writing batch B).
+ */
+async function runCrashingChild(input: CrashRunnerInput, reached: (steps: string[]) => boolean = (steps) => steps.includes('wrote-b')): Promise<string[]> {
   const runner = crashRunnerPath();
   const child = spawn(process.execPath, ['--conditions=tributary-source', '--import', 'tsx', runner], {
     cwd: dirname(dirname(runner)),
@@ -249,9 +259,10 @@ async function runCrashingChild(input: CrashRunnerInput): Promise<void> {
     child.on('close', (c, s) => resolve([c, s]));
   });
   const steps = stdout.split('\n').filter(Boolean);
-  if (signal !== 'SIGKILL' || !steps.includes('wrote-b')) {
+  if (signal !== 'SIGKILL' || !reached(steps)) {
     throw new Error(`the crash runner did not reach its crash point (exit code ${String(code)}, signal ${String(signal)}, steps [${steps.join(', ')}]):\n${stderr.slice(-4000)}`);
   }
+  return steps;
 }
 
 /** The named destination cases, in the order `destinationConformance` registers them. */
@@ -275,6 +286,42 @@ async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
     batchesB,
   });
   return { p, n, mode, batchesA, batchesB };
+}
+
+/**
+ * The I/O crash case's child (see io-crash-points.ts): on a fresh target, writes and commits
+ * batch A, then writes and commits batch B, SIGKILLed in place of I/O step `killAt` of B;
+ * without `killAt` it runs B to the end and reports how many steps it took.
+ */
+async function crashAtIoStep(options: DestinationConformanceOptions, killAt: number | undefined) {
+  const p = await prepare(options);
+  const n = options.batchSize ?? 50;
+  const mode = keyedMode(options.destination);
+  const batchesA = p.streams.map((s) => batchOf(s, 0, n));
+  const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
+  const steps = await runCrashingChild(
+    {
+      module: options.module,
+      ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
+      destinationName: options.destination.name,
+      config: p.raw,
+      streams: destinationStreams(p.streams, mode, false),
+      batchesA,
+      batchesB,
+      ioSteps: killAt === undefined ? {} : { killAt },
+    },
+    (lines) => lines.includes('committed-a') && lines.some((line) => line.startsWith('killed-at-step ') || line.startsWith('finished-b ')),
+  );
+  const finished = steps.find((line) => line.startsWith('finished-b '));
+  return { p, n, mode, batchesB, stepsOfB: finished !== undefined ? Number(finished.slice('finished-b '.length)) : undefined };
+}
+
+/** `count` steps out of 1…total, spread evenly, first and last included (all of them when there are no more). */
+export function spreadCrashSteps(total: number, count: number): number[] {
+  if (total <= count) return Array.from({ length: total }, (_, i) => i + 1);
+  const points = new Set<number>();
+  for (let i = 0; i < count; i++) points.add(1 + Math.round((i * (total - 1)) / (count - 1)));
+  return [...points];
 }
 
 export const destinationCases = {
@@ -352,6 +399,33 @@ export const destinationCases = {
         assertPresent(stream, rows, batchOf(stream, 0, n).records, 'after a crash right after the commit of the first batch (not replayed)');
         assertPresent(stream, rows, batchOf(stream, n, 2 * n).records, 'after a crash and the replay of the uncommitted batch');
         if (destination.delivery !== 'append') assertEachKeyOnce(stream, rows, 'after a crash and the replay of the uncommitted batch');
+      }
+    },
+  },
+  crashAtIoSteps: {
+    name: 'crash (SIGKILL) at I/O steps of writing and committing a batch, then its replay: the batch before it and the replayed one are complete, no keyed row duplicated',
+    // One child process per crash point, plus the one that counts the steps.
+    timeoutMs: 600_000,
+    async run(options) {
+      const { destination } = options;
+      // A first child counts the I/O steps of writing and committing B on its target.
+      const counted = await crashAtIoStep(options, undefined);
+      const total = counted.stepsOfB ?? 0;
+      for (const killAt of spreadCrashSteps(total, options.ioCrashSteps ?? 8)) {
+        const { p, n, mode, batchesB } = await crashAtIoStep(options, killAt);
+        // A's commit returned, so the runtime stored the checkpoint after A: it resumes there
+        // and sends B again, whatever part of B's write or commit had happened.
+        const session = await destination.open(contextFor(destination), validated(p.config), destinationStreams(p.streams, mode, true));
+        for (const batch of batchesB) await session.write(batch);
+        await session.commit();
+        await session.close({ completed: true });
+        const what = `after a crash at I/O step ${killAt} of ${total} of writing and committing the second batch, and its replay`;
+        for (const stream of p.streams) {
+          const rows = await readBack(options, p.raw, stream);
+          assertPresent(stream, rows, batchOf(stream, 0, n).records, `${what} (first batch, committed before)`);
+          assertPresent(stream, rows, batchOf(stream, n, 2 * n).records, `${what} (second batch)`);
+          if (destination.delivery !== 'append') assertEachKeyOnce(stream, rows, what);
+        }
       }
     },
   },
@@ -592,7 +666,7 @@ export function destinationConformance(options: DestinationConformanceOptions): 
   describe(`destination conformance: ${options.destination.name}`, () => {
     for (const name of names) {
       const c: DestinationCase = destinationCases[name];
-      it(c.name, () => c.run(options));
+      it(c.name, () => c.run(options), c.timeoutMs);
     }
   });
 }

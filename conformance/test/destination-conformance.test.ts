@@ -39,7 +39,7 @@ describe('destination conformance cases catch broken destinations', () => {
 
   it('every case passes on the correct variant (one row per key, the last written)', async () => {
     for (const name of applicableDestinationCases(options('none'))) await destinationCases[name].run(options('none'));
-  });
+  }, 300_000);
 
   it('changedRecords: an append log must keep every version', async () => {
     // The same files read as a log (delivery append-dedupe): the first versions are there, the changes are lost.
