@@ -30,6 +30,8 @@ import { writerSpec } from '../spec.js';
 export const MAX_BATCH = 100;
 export const WRITER_RATE_LIMIT = { requests: 19, perMs: 2_040, concurrency: 2 } as const;
 const WRITER_OBJECTS = ['contacts', 'companies', 'deals'];
+/** Records per page of the list endpoint (HubSpot's maximum). */
+const LIST_PAGE_SIZE = 100;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 
 
@@ -284,6 +286,30 @@ export const hubspotWriter = defineWriter({
           });
         }
         return writeBatch(api, properties, request);
+      },
+      /**
+       * Every `idProperty` value of the object's live records (archived ones left out),
+       * paged from the list endpoint. Reads back what writes stored (the conformance suite
+       * checks applied keys against it). Not `write`'s single attempts: the runtime calls
+       * this directly, so it goes through the retried, rate-limited context as discovery
+       * does. Records without the property have no key and are not listed.
+       */
+      async *listKeys(object, idProperty) {
+        if (!definitions.has(object)) throw new TributaryError('config', { userMessage: `The HubSpot writer lists keys of ${WRITER_OBJECTS.join(', ')}, not ${object}` });
+        const reader = hubspotApi(ctx, config);
+        try {
+          let after: string | undefined;
+          do {
+            const page = await reader.listPage(object, { limit: LIST_PAGE_SIZE, ...(after !== undefined ? { after } : {}), properties: [idProperty], archived: false });
+            for (const record of page.results) {
+              const key = record.properties[idProperty];
+              if (key !== null && key !== undefined && key !== '') yield key;
+            }
+            after = page.next;
+          } while (after !== undefined);
+        } finally {
+          reader.close();
+        }
       },
       async close() {
         api.close();
