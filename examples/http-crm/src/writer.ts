@@ -6,7 +6,7 @@ import {
   type WriteRequest,
   type WriteResult,
 } from '@tributary/core';
-import { crmClient, type ContactProperties, type UpsertRequest, type UpsertResponse } from './api.js';
+import { crmClient, type ContactPage, type ContactProperties, type UpsertRequest, type UpsertResponse } from './api.js';
 
 export const writerSpec = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -22,6 +22,8 @@ export const writerSpec = {
 
 /** The API's batch limit: `POST /v1/contacts/batch_upsert` takes at most 50 inputs. */
 const MAX_BATCH = 50;
+/** Contacts per page when listing keys (the API's maximum page size). */
+const LIST_PAGE_SIZE = 100;
 
 const contactsObject: WritableObject = {
   name: 'contacts',
@@ -113,6 +115,29 @@ export const httpCrmWriter = defineWriter({
           }
           return { ...base, status: result.status };
         });
+      },
+      /**
+       * Every contact's email, paged from `GET /v1/contacts` in (updated_at, id) order: reads
+       * back what writes stored (the conformance suite checks applied records against it).
+       * The runtime calls this directly, not through its write pipeline, so it uses a client
+       * with the context's retries and rate limit rather than `write`'s single attempts.
+       */
+      async *listKeys(object, idProperty) {
+        if (object !== 'contacts' || idProperty !== 'email') {
+          throw new TributaryError('config', { userMessage: `The HTTP CRM writer lists contacts by email, not ${object} by ${idProperty}` });
+        }
+        const reader = crmClient(ctx, config);
+        try {
+          let query: Record<string, string | number> = { limit: LIST_PAGE_SIZE };
+          for (;;) {
+            const page = (await reader.request<ContactPage>({ method: 'GET', path: '/v1/contacts', query })).body;
+            for (const contact of page?.data ?? []) yield contact.email;
+            if (!page?.next) return;
+            query = { page_token: page.next, limit: LIST_PAGE_SIZE };
+          }
+        } finally {
+          await reader.close();
+        }
       },
       close: () => client.close(),
     };

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig, runWriter } from '@tributary/core';
+import { createConnectorContext, parseConfig, runWriter } from '@tributary/core';
 import { startSimulator, type CrmSimulator } from '../src/simulator.js';
 import { httpCrmWriter } from '../src/writer.js';
 
@@ -71,5 +71,22 @@ describe('http-crm writer', () => {
     expect(summary.halted?.kind).toBe('auth');
     expect(summary.counts.failed).toBe(2);
     expect(upserts).toEqual([401]);
+  });
+});
+
+describe('http-crm writer: listKeys', () => {
+  it('lists every contact’s email, across pages (the same contacts the simulator holds)', async () => {
+    const crm = await startSimulator({ contacts: 230, sameUpdatedAt: 7 });
+    running.push(crm);
+    const config = parseConfig(httpCrmWriter.spec.connectionSpecification, { base_url: crm.url, api_token: crm.token });
+    const session = await httpCrmWriter.open(createConnectorContext(), config);
+    const listed: string[] = [];
+    try {
+      for await (const key of session.listKeys!('contacts', 'email')) listed.push(key);
+    } finally {
+      await session.close();
+    }
+    expect(listed.length).toBe(230);
+    expect(listed.sort()).toEqual(crm.contacts().map((c) => c.email).sort());
   });
 });
