@@ -48,8 +48,11 @@ interface InFlight {
  * layout.ts, write rules in write-script.ts).
  *
  * Delivery `upsert`: a record replaces its feature group only when its event time is newer
- * than the stored one, atomically in a Lua script; replays (same event time) and late,
- * older events change nothing, so at-least-once delivery yields exactly-once state. A CDC
+ * than the stored one, atomically in a Lua script; replays (the same version again, or one
+ * the stored version replaced) and late, older events change nothing, so at-least-once
+ * delivery yields exactly-once state. Of two different versions with the same event time
+ * the later applied wins (as the later-ingested row does in the event lake), so batches
+ * reach Redis in the order they were written, re-sends included (`settleOldest`). A CDC
  * delete (`_tributary_op` `d`) replaces the group with a tombstone, ordered the same way,
  * which lookups treat as absent.
  *
@@ -141,14 +144,23 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     ),
   });
 
-  /** Waits for the oldest in-flight batch; re-sends it once if it failed; throws if that fails too (it stays first in line). */
+  /**
+   * Waits for the oldest in-flight batch. If it failed, sends it again once — with every
+   * batch in flight behind it, in their order, before any new batch: Redis must apply the
+   * stream's records in the stream's order, since of two versions at the same place in the
+   * order of versions the later applied wins (write-script.ts); the batches behind a failed
+   * one (a dropped connection) mostly failed too, and a new batch sent ahead of their
+   * re-send would be applied before them. Re-sending one that was applied changes nothing.
+   * Throws if the oldest fails again (it stays first in line).
+   */
   const settleOldest = async (): Promise<void> => {
     const oldest = inFlight[0]!;
     let error = await oldest.settled;
     if (error !== undefined) {
-      ctx.logger.debug(`redis write failed, sending the batch again: ${String(error)}`);
-      const retry = send(oldest.target, oldest.hint, oldest.ops);
-      error = await retry.settled;
+      ctx.logger.debug(`redis write failed, sending the batch again, and the ${inFlight.length - 1} behind it: ${String(error)}`);
+      await Promise.all(inFlight.map((b) => b.settled));
+      inFlight = inFlight.map((b) => send(b.target, b.hint, b.ops));
+      error = await inFlight[0]!.settled;
       if (error !== undefined) {
         inFlight[0] = { ...oldest, settled: Promise.resolve(error) };
         throw toRedisError(error, 'write');

@@ -166,8 +166,10 @@ export const TOMBSTONE_BODY: Buffer = Buffer.from([TOMBSTONE_MARK]);
  *    time, one `now()`) and changes whose event time field runs backwards;
  * 2. else the later event time is newer, to the nanosecond: sources such as PostgreSQL keep
  *    microseconds, and two changes within one millisecond must not tie;
- * 3. equal (the same position, or no position and the same instant) is a replay: the
- *    stored value stays.
+ * 3. equal (the same position, or no position and the same instant): the same position is
+ *    the same change again, and the stored value stays; else a position beats none, and
+ *    between two values without position the later applied wins unless it is a replay —
+ *    the stored version again, or one it replaced (`sameTimeReplaces`; the write script).
  */
 export const ORDER_MARK = 0x7e; // '~'
 export const ORDER_SEGMENT_LENGTH = 1 + 16 + 6;
@@ -234,6 +236,19 @@ export function isNewerVersion(a: VersionOrder, b: VersionOrder): boolean {
   if (a.lsn !== undefined && b.lsn !== undefined && a.lsn !== b.lsn) return a.lsn > b.lsn; // same length, hex digits: text order is numeric order
   if (a.eventTimeMs !== b.eventTimeMs) return a.eventTimeMs > b.eventTimeMs;
   return a.nanos > b.nanos;
+}
+
+/**
+ * For two different values at the same place in the order above (neither `isNewerVersion`
+ * than the other): true when `a`, applied after `b`, replaces it — the write script's rule.
+ * Both with a CDC position (the same one): no, the same change again. One with a position:
+ * when it is `a` (the event lake orders rows with a position first). Neither: yes — the
+ * later version wins, as the later-ingested row does in the lake — unless `a` is a replay
+ * of a version `b` replaced, which the script recognises and the caller must exclude.
+ */
+export function sameTimeReplaces(a: VersionOrder, b: VersionOrder): boolean {
+  if (a.lsn !== undefined || b.lsn !== undefined) return a.lsn !== undefined && b.lsn === undefined;
+  return true;
 }
 
 /**

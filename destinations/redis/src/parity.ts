@@ -8,6 +8,7 @@ import {
   entityKeyHeads,
   groupField,
   isNewerVersion,
+  sameTimeReplaces,
   normalizeLsn,
   orderSegmentNanos,
   subMillisecondNanos,
@@ -33,9 +34,11 @@ export interface OfflineRow {
   /** The record's fields (the lake's payload, under the record's field names). */
   readonly record: RecordData;
   /**
-   * The lake's ingest time, epoch ms. Not used: a group's TTL runs from when the Redis writer
-   * wrote it, which the lake's ingest time does not tell (the two syncs run apart). Kept so
-   * callers that pass it still compile.
+   * The lake's ingest time, epoch ms. Orders rows of one Redis key at the same place in the
+   * order of versions (the later-ingested one is expected, as in the lake and in Redis, where
+   * the later-applied one wins); without it the later row of `offline` is. Not used for
+   * TTLs: a group's TTL runs from when the Redis writer wrote it, which the lake's ingest
+   * time does not tell (the two syncs run apart).
    */
   readonly ingestTimeMs?: number;
   /** The row's source position (the lake's `source_position`): a CDC log position orders versions as in Redis. */
@@ -153,6 +156,7 @@ interface Expected extends VersionOrder {
   entityId: string;
   values: Record<string, unknown>;
   deleted: boolean;
+  ingestTimeMs: number | undefined;
 }
 
 /** Keys read per pipeline round trip. */
@@ -193,7 +197,8 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   // The offline side through the write path's own mapping (toOps), so key, tenant, event
   // time and the stored feature set are derived exactly as the destination derives them.
   // Per key the newest version wins (`isNewerVersion`: the write script's order) and, on a
-  // tie, the first row — as in Redis, where a write as new as the stored one changes nothing.
+  // tie, the later-ingested row (else the later row) — as in the lake, and in Redis, where
+  // of two different versions at one place in that order the later applied wins.
   // A delete is a version too (Redis stores a tombstone): newest, it makes the key expected absent.
   const expected = new Map<string, Expected>();
   const rows = [...options.offline];
@@ -217,10 +222,11 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
       nanos: orderSegmentNanos(write.order),
       values: write.features,
       deleted: write.deleted,
+      ingestTimeMs: rows[i]!.ingestTimeMs,
     };
     if (options.tenant !== undefined && entry.tenant !== options.tenant) continue;
     const seen = expected.get(write.key);
-    if (seen === undefined || isNewerVersion(entry, seen)) expected.set(write.key, entry);
+    if (seen === undefined || isNewerVersion(entry, seen) || (!isNewerVersion(seen, entry) && replacesAtSamePlace(entry, seen))) expected.set(write.key, entry);
   }
   for (const want of expected.values()) if (!want.deleted) report.offlineEntities++;
 
@@ -286,6 +292,17 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     }
   }
   return report;
+}
+
+/**
+ * Whether row `a`, at the same place in the order as `b` (which came before it in `offline`),
+ * is the version Redis keeps: the write script's rule (`sameTimeReplaces`), where two rows
+ * without position are applied in the order the lake ingested them (ingest time, when both
+ * rows have one; else their order here).
+ */
+function replacesAtSamePlace(a: Expected, b: Expected): boolean {
+  if (a.lsn !== undefined || b.lsn !== undefined) return sameTimeReplaces(a, b);
+  return a.ingestTimeMs === undefined || b.ingestTimeMs === undefined || a.ingestTimeMs >= b.ingestTimeMs;
 }
 
 /** The writer's expiry rule (write-script.ts): a group is expired once its stored expiry is not after now. */

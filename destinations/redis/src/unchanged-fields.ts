@@ -1,6 +1,6 @@
 import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { decodeGroupValue, groupField, isNewerVersion, normalizeLsn, orderSegmentNanos, versionOfValue, type VersionOrder } from './layout.js';
+import { decodeGroupValue, groupField, isNewerVersion, normalizeLsn, orderSegmentNanos, sameTimeReplaces, versionOfValue, type VersionOrder } from './layout.js';
 import { forEachWrite } from './records.js';
 import { encodeCommands, RedisReplyError, type RespConnection } from './resp-connection.js';
 import { loadShapesFor, type ShapeTable } from './shapes.js';
@@ -79,11 +79,14 @@ export async function fillUnchangedFields(
     const decoded = value == null ? undefined : decodeGroupValue(value, shapes.table);
     const storedOrder = value == null ? undefined : versionOfValue(value);
     if (decoded !== undefined && storedOrder !== undefined) current = { order: storedOrder, features: decoded.deleted ? undefined : decoded.features };
-    // Oldest first (stable: among equal versions the first applied stays, as in the script).
+    // Oldest first (stable: among versions at one place in the order, the batch's order — the
+    // later applied replaces the one before it, as in the script, unless it is a replay).
     const versions = byKey.get(key)!.sort((a, b) => (isNewerVersion(a.order, b.order) ? 1 : isNewerVersion(b.order, a.order) ? -1 : 0));
     for (const v of versions) {
-      // As new as or older than what precedes it: the script ignores it (a replay, a late event).
-      if (current !== undefined && !isNewerVersion(v.order, current.order)) continue;
+      // Older than what precedes it, or as new and not replacing it (the same CDC position
+      // again, see sameTimeReplaces): the script ignores it (a late event, a replay). As new
+      // and replacing it (a position where the stored version has none): it follows it.
+      if (current !== undefined && (isNewerVersion(current.order, v.order) || (!isNewerVersion(v.order, current.order) && !sameTimeReplaces(v.order, current.order)))) continue;
       if (v.deleted) {
         current = { order: v.order, features: undefined };
         continue;

@@ -17,16 +17,34 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  * layout.ts). Returns {records applied, of which groups that were absent}.
  *
  * Per record:
- * - If the group's stored value is newer than or as new as this one, nothing changes: an
- *   older event arriving late never replaces a newer value, and a replay is a no-op — so
- *   every write is idempotent and safe to repeat, in any order. "Newer" is the order of
- *   `ORDER_MARK` in layout.ts: the CDC log position when both values have one, else the
- *   event time to the nanosecond (`newer` below). A group whose expiry passed counts as
- *   absent.
+ * - If the group's stored value is newer than this one, nothing changes: an older event
+ *   arriving late never replaces a newer value. "Newer" is the order of `ORDER_MARK` in
+ *   layout.ts: the CDC log position when both values have one, else the event time to the
+ *   nanosecond (`newer` below). A group whose expiry passed counts as absent.
+ * - If it is as new (the same place in that order: `sameTimeReplaces` in layout.ts):
+ *   with the same CDC position as the stored value, it is the same change again and
+ *   changes nothing; when only one of the two has a position, that one is kept (the lake
+ *   orders rows with a position first). Without positions, the record is the same version
+ *   again (a replay: its order segment and body equal the stored ones; a TTL'd group's
+ *   expiry aside), a version the stored one replaced (a replay of an older record:
+ *   `superseded` below), or a later version, which replaces the group. This is the event
+ *   lake's order for rows it cannot tell apart otherwise (`NEWEST_FIRST`: the
+ *   later-ingested row wins), with Redis's apply order as the ingest order: the writer
+ *   applies a stream's records in the stream's order (`applyOps`, and the re-sends in
+ *   index.ts). Replays change nothing, in any order; a later different version wins.
  * - Otherwise the group's field is replaced. Other groups of the entity are untouched.
- * - A tombstone (a CDC delete, layout.ts) is a value like any other here: only the time
- *   slots and the order segment are compared, never the body, so a tombstone wins, loses,
- *   replays and expires exactly as a value would.
+ * - A tombstone (a CDC delete, layout.ts) is a value like any other here: a tombstone wins,
+ *   loses, replays and expires exactly as a value would.
+ *
+ * Same-time versions (`superseded` below): the versions a group's stored value replaced at
+ * its own place in the order are remembered in the hash field `s:<group>` (next to
+ * `g:<group>`; readers skip it): 16 hex digits (the first of the SHA-1 of the order segment
+ * and body, `redis.sha1hex`) of the stored version, then those of up to 16 versions it
+ * replaced, newest first. The field belongs to the stored version whose digest leads it; any
+ * other leading digest is a record left from an earlier place, and counts as none. It is
+ * read and written only when a record is as new as the stored value and differs from it:
+ * the common paths (newer, older, the same value again) cost what they cost before, plus
+ * one `newer` comparison for a record that loses (an older one, or a TTL'd replay).
  *
  * Expiry: Redis 7.0 has no per-field TTL, so each group carries its own expiry (which the
  * lookup API enforces) and the key's TTL is raised to the latest expiry of its groups. A
@@ -51,8 +69,9 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  * command than without create-first), so the writer asks for it only while most groups are
  * new (see `applyOps`). Groups with a TTL always take the general path: it must read the
  * key's TTL before writing. Records of one call are applied in order, so a later record of
- * the same entity and group wins only if it is newer. (While the TTL registry is absent the
- * writer creates groups without the script at all: `createGroups` below.)
+ * the same entity and group wins only if it is newer, or as new and a later version (above).
+ * (While the TTL registry is absent the writer creates groups without the script at all:
+ * `createGroups` below.)
  *
  * Repair (ARGV[4] = '2'), for groups `createGroups` created while the registry existed: a
  * record whose exact value is stored makes its key persistent (what the create path would
@@ -61,6 +80,12 @@ import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type Resp
  */
 /** 1-based index of the order segment's mark in a field value (Lua's string.byte). */
 const ORDER_AT = 2 * TIME_SLOT_WIDTH + 1;
+/**
+ * Same-time versions a group remembers having replaced (see above): a replay of one replaced
+ * longer ago than this — a row changed more than 16 times within one event time — is taken
+ * for a later version again.
+ */
+const MAX_SUPERSEDED = 16;
 
 export const WRITE_SCRIPT = `
 -- True when value a is newer than value b (layout.ts, ORDER_MARK): both with a log position,
@@ -83,6 +108,31 @@ local function newer(a, b)
 end
 local now = tonumber(ARGV[1])
 local field = ARGV[2]
+-- The group's record of same-time versions: \`s:<group>\` for \`g:<group>\`.
+local supersededField = 's' .. string.sub(field, 2)
+-- A version's digest: its order segment and body (never the expiry, which a replay renews).
+local function digest(v)
+  return string.sub(redis.sha1hex(string.sub(v, ${ORDER_AT})), 1, 16)
+end
+-- True when value, as new as stored (the same place in the order) but not stored itself,
+-- replaces it. With a CDC position on both (the same one): the same change again, no. On one
+-- only: the one with it wins (the lake orders rows with a position first). On neither: yes,
+-- unless it is the stored version again or one the stored version replaced (a replay).
+-- Records the replaced version in the group's \`s:\` field.
+local function superseded(key, stored, value)
+  local vp = string.byte(value, ${ORDER_AT}) == ${ORDER_MARK} and string.byte(value, ${ORDER_AT + 1}) ~= 32
+  local sp = string.byte(stored, ${ORDER_AT}) == ${ORDER_MARK} and string.byte(stored, ${ORDER_AT + 1}) ~= 32
+  if vp or sp then return vp and not sp end
+  if string.sub(stored, ${ORDER_AT}) == string.sub(value, ${ORDER_AT}) then return false end
+  local mine, theirs = digest(value), digest(stored)
+  local seen = redis.call('HGET', key, supersededField)
+  if not seen or string.sub(seen, 1, 16) ~= theirs then seen = theirs end
+  for i = 17, #seen, 16 do
+    if string.sub(seen, i, i + 15) == mine then return false end
+  end
+  redis.call('HSET', key, supersededField, mine .. string.sub(seen, 1, ${16 * MAX_SUPERSEDED}))
+  return true
+end
 local ttl = tonumber(ARGV[3])
 local createFirst = ARGV[4] == '1' and ttl == 0
 local repair = ARGV[4] == '2' and ttl == 0
@@ -111,7 +161,10 @@ for i = 2, #KEYS do
     if stored and string.byte(stored, ${TIME_SLOT_WIDTH + 1}) ~= 32 and tonumber(string.sub(stored, ${TIME_SLOT_WIDTH + 1}, ${2 * TIME_SLOT_WIDTH})) <= now then
       live = nil
     end
-    if not live or newer(value, stored) then
+    local wins = not live or newer(value, stored)
+    -- As new as the stored value, and another value (a TTL'd replay differs in its expiry only).
+    if not wins and stored ~= value and not newer(stored, value) then wins = superseded(key, stored, value) end
+    if wins then
       if ttl > 0 then
         local pttl = redis.call('PTTL', key)
         redis.call('HSET', key, field, value)
@@ -246,19 +299,77 @@ export async function loadWriteScript(runner: CommandRunner): Promise<void> {
  */
 export async function applyOps(connection: RespConnection, target: GroupTarget, ops: EncodedOps, nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
   let result: ApplyResult;
-  if (hint.createFirst && target.ttlMs === 0 && hint.ttlRegistrySeen !== true) {
-    const { created, existing, registryExists } = await createGroups(connection, ops);
-    if (registryExists) hint.ttlRegistrySeen = true;
-    const [, general] = await Promise.all([
-      registryExists && created.length > 0 ? runScript(connection, target, ops, created, nowMs, '2') : undefined,
-      existing.length > 0 ? runScript(connection, target, ops, existing, nowMs, '0') : undefined,
-    ]);
-    result = { applied: created.length + (general?.applied ?? 0), created: created.length + (general?.created ?? 0), ignored: general?.ignored ?? 0 };
-  } else {
-    result = await runScript(connection, target, ops, undefined, nowMs, hint.createFirst ? '1' : '0');
+  const turn = takeSendTurn(connection);
+  try {
+    if (hint.createFirst && target.ttlMs === 0 && hint.ttlRegistrySeen !== true) {
+      await turn.earlierFirstSent;
+      const replies = createGroups(connection, ops);
+      turn.firstSent();
+      const { created, existing, registryExists } = await replies;
+      if (registryExists) hint.ttlRegistrySeen = true;
+      await turn.earlierAllSent;
+      const calls = Promise.all([
+        registryExists && created.length > 0 ? runScript(connection, target, ops, created, nowMs, '2') : undefined,
+        existing.length > 0 ? runScript(connection, target, ops, existing, nowMs, '0') : undefined,
+      ]);
+      turn.allSent();
+      const [, general] = await calls;
+      result = { applied: created.length + (general?.applied ?? 0), created: created.length + (general?.created ?? 0), ignored: general?.ignored ?? 0 };
+    } else {
+      await turn.earlierAllSent;
+      const call = runScript(connection, target, ops, undefined, nowMs, hint.createFirst ? '1' : '0');
+      turn.allSent();
+      result = await call;
+    }
+  } finally {
+    turn.allSent();
   }
   hint.createFirst = result.created * 2 >= ops.count;
   return result;
+}
+
+/**
+ * Order of the batches on one connection. Redis applies commands in the order they arrive,
+ * and for two versions at the same place in the order of versions the one applied later
+ * wins (see the script), so a batch's commands must reach Redis after those of every batch
+ * passed to `applyOps` before it — but a create-first batch sends its script calls only
+ * once its HSETNX replies are back. So:
+ * - a batch through the script waits until every earlier batch sent all its commands;
+ * - a create-first batch sends its HSETNXes once every earlier batch sent its first
+ *   commands (they may pass an earlier create-first batch's script calls: an HSETNX writes
+ *   only a group that is absent, and those calls are for groups that existed), and its
+ *   script calls once every earlier batch sent all its commands.
+ * Batches of one kind in a row thus stay pipelined; a wait happens only where a batch
+ * through the script follows a create-first one. (A call answered NOSCRIPT is re-sent after
+ * the script is loaded again, behind whatever was sent meanwhile.)
+ */
+interface SendTurn {
+  readonly earlierFirstSent: Promise<void>;
+  readonly earlierAllSent: Promise<void>;
+  firstSent(): void;
+  /** Also marks the first commands sent. */
+  allSent(): void;
+}
+
+const lastTurns = new WeakMap<RespConnection, { firstSent: Promise<void>; allSent: Promise<void> }>();
+
+/** This batch's place behind the batches sent before it on `connection` (see SendTurn). */
+function takeSendTurn(connection: RespConnection): SendTurn {
+  const earlier = lastTurns.get(connection);
+  let markFirst!: () => void;
+  let markAll!: () => void;
+  const firstSent = new Promise<void>((resolve) => (markFirst = resolve));
+  const allSent = new Promise<void>((resolve) => (markAll = resolve));
+  lastTurns.set(connection, { firstSent, allSent });
+  return {
+    earlierFirstSent: earlier?.firstSent ?? Promise.resolve(),
+    earlierAllSent: earlier?.allSent ?? Promise.resolve(),
+    firstSent: markFirst,
+    allSent: () => {
+      markFirst();
+      markAll();
+    },
+  };
 }
 
 /**

@@ -45,13 +45,14 @@ async function storedGroup(prefix: string, key: string, field: string) {
 
 
 describe('redis feature store', () => {
-  it('ignores an older event after a newer one, per feature group; same event time is a no-op', async () => {
+  it('ignores an older event after a newer one, per feature group; the same record again is a no-op', async () => {
     const { prefix } = await writeAll(
       [
         ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 }]],
         ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(5), plan: 'free', seats: 1, stale: true }]],
-        // Same event time, different values: a replay of this time changes nothing.
-        ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'enterprise' }]],
+        // The same record again (a replay) changes nothing. (Different values with the same
+        // event time are a later version: probe3-same-time-versions.test.ts.)
+        ['profile', [{ id: 'e1', tenant_id: 'acme', updated_at: at(10), plan: 'pro', seats: 5 }]],
         // Another group keeps its own event time: older than profile's, still applied.
         ['scores', [{ id: 'e1', tenant_id: 'acme', updated_at: at(3), score: 0.7 }]],
         ['scores', [{ id: 'e1', tenant_id: 'acme', updated_at: at(4), score: 0.9 }]],
@@ -80,19 +81,19 @@ describe('redis feature store', () => {
     // Every shape written is registered, also those of records that lost to a newer value.
     const registered = await peer.client.hgetall(featureShapesKey(prefix));
     expect(registered).toMatchObject({ [shapeIdOf(profileNames)]: profileNames, [shapeIdOf(scoresNames)]: scoresNames });
-    expect(Object.keys(registered)).toHaveLength(4);
+    expect(Object.keys(registered)).toHaveLength(3);
     expect(await peer.client.ttl(entityKey(prefix, 'acme', 'account', 'e1'))).toBe(-1);
     // No TTL'd group was ever written: no TTL registry; an entity key and the shapes.
     expect((await peer.client.keys(`${prefix}:*`)).sort()).toEqual([entityKey(prefix, 'acme', 'account', 'e1'), featureShapesKey(prefix)]);
   });
 
-  it('within one batch, records of the same entity are applied in order: the newest wins', async () => {
+  it('within one batch, records of the same entity are applied in order: the newest wins (of those as new, the last)', async () => {
     const records = Array.from({ length: 120 }, (_, i) => ({ id: `e${i % 3}`, tenant_id: 'acme', updated_at: at([5, 9, 1, 7][i % 4]!), n: i }));
     const { prefix } = await writeAll([['profile', records]]);
     for (const id of ['e0', 'e1', 'e2']) {
       const candidates = records.filter((r) => r.id === id);
       const newest = Math.max(...candidates.map((r) => Date.parse(r.updated_at)));
-      const winner = candidates.find((r) => Date.parse(r.updated_at) === newest)!;
+      const winner = candidates.findLast((r) => Date.parse(r.updated_at) === newest)!;
       expect((await storedGroup(prefix, entityKey(prefix, 'acme', 'profile', id), 'g:profile'))?.features).toEqual(winner);
     }
   });
@@ -208,8 +209,9 @@ describe('redis feature store', () => {
     expect(states[1]).toEqual(states[0]);
     expect(states[2]).toEqual(states[0]);
     expect(states[0]).toEqual({
-      results: [{ applied: 3, created: 3, ignored: 1 }, true, { applied: 2, created: 1, ignored: 2 }, false],
-      values: [{ v: 'a5' }, { v: 'b7' }, { v: 'c1' }, { v: 'd2' }],
+      // a5-replay: another version with a5's event time, applied later — it wins.
+      results: [{ applied: 3, created: 3, ignored: 1 }, true, { applied: 3, created: 1, ignored: 1 }, false],
+      values: [{ v: 'a5-replay' }, { v: 'b7' }, { v: 'c1' }, { v: 'd2' }],
     });
     // Mostly existing groups: the hint turns create-first off.
     const prefix = `t${++prefixes}`;
