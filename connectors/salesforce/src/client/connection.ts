@@ -19,9 +19,11 @@ import { Connection, OAuth2, type HttpRequest } from 'jsforce';
 import { HttpApi } from 'jsforce/lib/http-api.js';
 import { Transport } from 'jsforce/lib/transport.js';
 import type { HttpRequestOptions, HttpResponse } from 'jsforce/lib/types/common.js';
+import type { Schema } from 'jsforce/lib/types/schema.js';
 import { TributaryError, type ConnectorContext } from '@tributary/core';
 import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { sourceSpec } from '../config.js';
+import { parseJson, stringifyJson } from './json.js';
 
 /** The connection fields shared by the source's and the writer's config. */
 export interface ConnectionSettings {
@@ -312,6 +314,30 @@ async function readText(response: AnswerStream, controller: AbortController, idl
   return text + decoder.decode();
 }
 
+const JSON_CONTENT_TYPE = /^application\/json(;|$)/;
+
+/**
+ * jsforce's HttpApi, parsing JSON answers without losing digits: a number a double cannot
+ * hold (a Number(18,0) value past 2^53) comes as its exact decimal string (see json.ts), where
+ * jsforce's `JSON.parse` would round it.
+ *
+ * An error answer is parsed by its own Content-Type, also for a request that asked for text
+ * (Bulk results pages): jsforce would keep its JSON error array as text and lose the
+ * errorCode, so that a 403 REQUEST_LIMIT_EXCEEDED (a rate limit) read as a missing permission.
+ */
+class ExactJsonHttpApi extends HttpApi<Schema> {
+  override async parseResponseBody(response: HttpResponse): Promise<unknown> {
+    const contentType = (response.statusCode >= 400 ? response.headers['content-type'] : this.getResponseContentType(response)) ?? '';
+    if (!JSON_CONTENT_TYPE.test(contentType)) return super.parseResponseBody(response);
+    try {
+      return parseJson(response.body);
+    } catch {
+      // As jsforce: a body that is no JSON stays text.
+      return response.body;
+    }
+  }
+}
+
 function parseLimitInfo(header: string | undefined): ApiUsage | undefined {
   const match = header ? /api-usage=(\d+)\/(\d+)/.exec(header) : null;
   return match ? { used: Number(match[1]), limit: Number(match[2]) } : undefined;
@@ -428,7 +454,7 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
 
   async function attempt<T>(request: SalesforceRequest): Promise<SalesforceResponse<T>> {
     // jsforce's own retries off: one attempt per call, retries belong to ctx.call.
-    const api = new HttpApi(connection, {
+    const api = new ExactJsonHttpApi(connection, {
       transport,
       retry: { maxRetries: 0 },
       // Until the answer's headers arrive (jsforce's default is 30 minutes); the transport bounds the body.
@@ -449,7 +475,8 @@ export async function openSalesforce(ctx: ConnectorContext, settings: Connection
       method: request.method,
       url: path,
       headers: { ...(request.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(request.headers ?? {}) },
-      ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
+      // JsonNumbers (values past a double's digits) are written with every digit.
+      ...(request.body !== undefined ? { body: stringifyJson(request.body) } : {}),
     };
     try {
       const body = await api.request<T>(httpRequest);

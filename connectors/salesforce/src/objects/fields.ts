@@ -7,6 +7,7 @@
  * them, so a record is identical whichever API read it.
  */
 import type { JsonSchemaObject, RecordData } from '@tributary/core';
+import { exactNumber } from '../client/json.js';
 
 /** The describe attributes of a field the connector uses. */
 export interface DescribedField {
@@ -23,6 +24,10 @@ export interface DescribedField {
   caseSensitive?: boolean;
   compoundFieldName?: string | null;
   length?: number;
+  /** Digits in all (double, currency, percent: up to 18). */
+  precision?: number;
+  /** Digits after the decimal point: 0 for a Number(18,0) field, whose integers can pass 2^53. */
+  scale?: number;
   picklistValues?: Array<{ value: string; active?: boolean }>;
   restrictedPicklist?: boolean;
   defaultedOnCreate?: boolean;
@@ -41,13 +46,32 @@ function nullable(schema: JsonSchemaObject): JsonSchemaObject {
   return schema;
 }
 
+/** The digits a double holds for every integer: a field with more can pass 2^53. */
+const DOUBLE_DIGITS = 15;
+
+/**
+ * Whether a field holds integers that can pass ±(2^53 − 1): `long` fields, and Number fields
+ * (`double`) of scale 0 with more than 15 digits (Number(18,0): numeric ids of other
+ * systems). Their values are integers, or decimal strings past ±(2^53 − 1), exact.
+ * Currency and percent fields keep `number` even at scale 0 (AnnualRevenue is a
+ * Currency(18,0) in most orgs): an amount past 9 × 10^15 is not a realistic value, and the
+ * wider schema would be a breaking column change for every existing destination table.
+ */
+export function isWideInteger(field: DescribedField): boolean {
+  if (field.type === 'long') return true;
+  return field.type === 'double' && field.scale === 0 && (field.precision ?? 18) > DOUBLE_DIGITS;
+}
+
 /**
  * The JSON Schema of one field's values. Every type Salesforce documents for the REST API
  * maps to a schema that keeps the value as-is (no rounding, no truncation): numbers stay
- * numbers (currency and percent included), multi-select picklists stay the `a;b` string
+ * numbers (currency and percent included) — except integers past ±(2^53 − 1) of the fields
+ * that can hold them (`isWideInteger`), which become exact decimal strings, as a double
+ * cannot hold them —, multi-select picklists stay the `a;b` string
  * Salesforce sends, date-times become RFC 3339 strings in UTC.
  */
 export function jsonSchemaOf(field: DescribedField): JsonSchemaObject {
+  if (isWideInteger(field)) return { type: ['integer', 'string', 'null'], description: 'an integer, or a decimal string beyond ±2^53' };
   switch (field.type) {
     case 'boolean':
       return { type: 'boolean' };
@@ -161,12 +185,29 @@ export function recordConverter(object: DescribedObject, fromCsv: boolean): Reco
   };
 }
 
+/**
+ * A JSON value of a wide-integer field (`isWideInteger`) as a record carries it. The client
+ * parses a number a double cannot hold digit for digit into its exact decimal string (see
+ * client/json.ts); a number it kept is exact, and past ±(2^53 − 1) becomes its decimal string
+ * too (BigInt of an integer double is exact), so that the same value reads the same always.
+ */
+function wideIntegerFromJson(v: unknown): RecordData[string] {
+  if (typeof v === 'number' && !Number.isSafeInteger(v) && Number.isInteger(v)) return BigInt(v).toString();
+  return v === undefined ? null : (v as RecordData[string]);
+}
+
 function valueConverter(field: DescribedField, fromCsv: boolean): (value: unknown) => RecordData[string] {
   const type = field.type;
+  const wideInteger = isWideInteger(field);
   if (!fromCsv) {
     if (type === 'datetime') return (v) => (typeof v === 'string' ? isoDateTime(v) : null);
+    if (wideInteger) return wideIntegerFromJson;
+    // Other numbers keep the schema's `number`: a fraction with more digits than a double
+    // holds (which the client parses into a string) is rounded, as Salesforce documents them doubles.
+    if (type === 'double' || type === 'currency' || type === 'percent' || type === 'int') return (v) => (typeof v === 'string' ? Number(v) : v === undefined ? null : (v as RecordData[string]));
     return (v) => (v === undefined ? null : (v as RecordData[string]));
   }
+  if (wideInteger) return (v) => (v === '' || v === undefined ? null : exactNumber(String(v)));
   switch (type) {
     case 'boolean':
       return (v) => v === 'true';

@@ -107,10 +107,20 @@ function customTextFields(count: number): SimField[] {
   return Array.from({ length: count }, (_, i) => field({ name: `Custom_Text_Field_${String(i + 1).padStart(4, '0')}__c`, type: 'string' }));
 }
 
-/** The org's objects; `customFields` adds that many custom text fields to the objects it names. */
-export function defaultObjects(customFields: Partial<Record<string, number>> = {}): SimObject[] {
+/** A field to add to an object: its name and type, and any describe attribute to set (`precision`, `scale`, `externalId`…). */
+export type ExtraFieldSpec = FieldSpec;
+
+/**
+ * The org's objects; `customFields` adds that many custom text fields to the objects it
+ * names, `extraFields` the fields it describes (e.g. a Number(18,0) field:
+ * `{ name: 'Big__c', type: 'double', precision: 18, scale: 0 }`).
+ */
+export function defaultObjects(customFields: Partial<Record<string, number>> = {}, extraFields: Partial<Record<string, ExtraFieldSpec[]>> = {}): SimObject[] {
   const objects = baseObjects();
-  for (const object of objects) object.fields.push(...customTextFields(customFields[object.name] ?? 0));
+  for (const object of objects) {
+    object.fields.push(...customTextFields(customFields[object.name] ?? 0));
+    object.fields.push(...(extraFields[object.name] ?? []).map(field));
+  }
   return objects;
 }
 
@@ -207,6 +217,8 @@ export function generateValue(f: SimField, index: number, random: () => number):
     case 'int':
       return Math.floor(random() * 10_000);
     case 'double':
+      // A Number(p,0) field holds integers (up to 18 digits).
+      if (f.scale === 0) return Math.floor(random() * 1e9);
       return Math.round((random() * 180 - 90) * 1e6) / 1e6;
     case 'currency':
       return Math.round(random() * 1e8) / 100;

@@ -7,7 +7,8 @@
 import { componentKeyOf as componentKey } from '../objects/fields.js';
 import { sfDateTime } from './format.js';
 import { seededRandom } from '@tributary/core';
-import { defaultObjects, generateValue, type SimField, type SimObject } from './objects.js';
+import { JsonNumber, compareDecimals, fitsDouble } from '../client/json.js';
+import { defaultObjects, generateValue, type ExtraFieldSpec, type SimField, type SimObject } from './objects.js';
 import { SoqlError, compareValues, conditionFields, evaluate, parseSoql, type SoqlQuery } from './soql.js';
 
 /** Most records an sObject collections request takes. */
@@ -42,6 +43,8 @@ export class ApiProblem extends Error {
 
 export const SEED_EPOCH_MS = Date.parse('2024-01-01T00:00:00Z');
 const SYSTEM_FIELDS = new Set(['Id', 'IsDeleted', 'CreatedDate', 'LastModifiedDate', 'SystemModstamp']);
+/** Number field types (external ids of these types are matched as numbers). */
+const NUMBER_TYPES = new Set(['int', 'double', 'currency', 'percent']);
 /** Field types SOQL compares as text (case-insensitively unless unique case-sensitive). */
 const TEXT_TYPES = new Set(['string', 'textarea', 'email', 'phone', 'url']);
 
@@ -75,6 +78,8 @@ export interface OrgOptions {
   seed?: number;
   /** Extra custom text fields per object (see the simulator's `customFields`). */
   customFields?: Partial<Record<string, number>>;
+  /** Extra fields per object (see the simulator's `extraFields`). */
+  extraFields?: Partial<Record<string, ExtraFieldSpec[]>>;
 }
 
 export interface UpsertOutcome {
@@ -89,7 +94,7 @@ export type Org = ReturnType<typeof createOrg>;
 export function createOrg(options: OrgOptions) {
   const { version } = options;
   const tables = new Map<string, Table>();
-  for (const object of defaultObjects(options.customFields)) {
+  for (const object of defaultObjects(options.customFields, options.extraFields)) {
     tables.set(object.name.toLowerCase(), {
       object,
       byLower: new Map(object.fields.map((f) => [f.name.toLowerCase(), f])),
@@ -125,6 +130,8 @@ export function createOrg(options: OrgOptions) {
    * is unique and case-insensitive ("Treat ABC and abc as duplicate values").
    */
   function matchesExternalId(f: SimField, stored: unknown, key: string): boolean {
+    // A number external id (Number(18,0)) matches the same decimal, digit for digit.
+    if (NUMBER_TYPES.has(f.type)) return (typeof stored === 'number' || stored instanceof JsonNumber) && compareDecimals(String(stored), key) === 0;
     if (typeof stored !== 'string') return false;
     return f.unique && !f.caseSensitive ? stored.toLowerCase() === key.toLowerCase() : stored === key;
   }
@@ -137,8 +144,14 @@ export function createOrg(options: OrgOptions) {
 
   // ---- data changes (shared by the test API and the upsert endpoint) ----
 
+  /**
+   * A stored value. Numbers a double cannot hold digit for digit (a Number(18,0) field's
+   * integers past 2^53) are kept as a JsonNumber of their exact decimal, which the answers
+   * write with every digit (JSON) or as is (CSV); the test API gives them as bigints.
+   */
   function normalize(f: SimField, value: unknown): unknown {
     if (value === null || value === undefined || value === '') return null;
+    if (typeof value === 'bigint') return fitsDouble(String(value)) ? Number(value) : new JsonNumber(String(value));
     if (f.type === 'datetime') {
       const ms = typeof value === 'number' ? value : Date.parse(String(value).replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
       return Number.isFinite(ms) ? ms : null;
@@ -258,6 +271,7 @@ export function createOrg(options: OrgOptions) {
       case 'double':
       case 'currency':
       case 'percent':
+        if (value instanceof JsonNumber) return f.scale === 0 && value.text.includes('.') ? 'not an integer' : undefined;
         return typeof value === 'number' && Number.isFinite(value) ? undefined : 'not a number';
       case 'boolean':
         return typeof value === 'boolean' ? undefined : 'not a boolean';
@@ -299,7 +313,9 @@ export function createOrg(options: OrgOptions) {
       if (attributes?.type !== undefined && String(attributes.type).toLowerCase() !== table.object.name.toLowerCase()) {
         return { outcome: fail('INVALID_TYPE', `Record type ${String(attributes.type)} does not match ${table.object.name}`) };
       }
-      const key = record[ext.name];
+      const rawKey = record[ext.name];
+      // A number external id comes as a JSON number (a JsonNumber past a double's digits).
+      const key = NUMBER_TYPES.has(ext.type) && (typeof rawKey === 'number' || rawKey instanceof JsonNumber) ? String(rawKey) : rawKey;
       if (typeof key !== 'string' || key === '') return { outcome: fail('MISSING_ARGUMENT', `${ext.name} not specified`, [ext.name]) };
       if (locked.has(key)) return { outcome: fail('UNABLE_TO_LOCK_ROW', 'unable to obtain exclusive access to this record') };
       const values: Row = {};
@@ -345,7 +361,7 @@ export function createOrg(options: OrgOptions) {
     const plain: Row = {};
     for (const [name, value] of Object.entries(row)) {
       const f = table.byLower.get(name.toLowerCase());
-      plain[name] = f?.type === 'datetime' && typeof value === 'number' ? new Date(value).toISOString() : value;
+      plain[name] = f?.type === 'datetime' && typeof value === 'number' ? new Date(value).toISOString() : value instanceof JsonNumber ? BigInt(value.text) : value;
     }
     return plain;
   }
@@ -393,12 +409,15 @@ export function createOrg(options: OrgOptions) {
       for (const [id, at] of table.deletions) if (at < start) table.deletions.delete(id);
       table.deleteLogStart = start;
     },
-    purge(object: string, ids: string[]): void {
+    purge(object: string, ids: string[], purgeOptions?: { deletedAt?: string | number }): void {
       const table = tableOf(object);
+      const at = purgeOptions?.deletedAt === undefined ? undefined : typeof purgeOptions.deletedAt === 'number' ? purgeOptions.deletedAt : Date.parse(purgeOptions.deletedAt);
+      if (at !== undefined && !Number.isFinite(at)) throw new Error(`invalid deletedAt ${String(purgeOptions?.deletedAt)}`);
       for (const id of ids) {
         if (!table.rows.has(id)) throw new Error(`no ${object} ${id}`);
         table.rows.delete(id);
-        if (!table.deletions.has(id)) table.deletions.set(id, Date.now());
+        if (at !== undefined) table.deletions.set(id, at);
+        else if (!table.deletions.has(id)) table.deletions.set(id, Date.now());
       }
     },
     records(object: string, recordOptions?: { all?: boolean }): Array<Record<string, unknown>> {

@@ -11,7 +11,11 @@
  *   a SOQL subset (see soql.ts), refusing filters on non-filterable fields. A query locator
  *   expires after 15 minutes without use, and a user holds at most 10 cursors (a new one
  *   releases the oldest): a released locator answers 400 `INVALID_QUERY_LOCATOR`.
- * - describeGlobal, describe, and the replication endpoints `updated` and `deleted`.
+ * - describeGlobal, describe, and the replication endpoints `updated` and `deleted` (whole
+ *   minutes: the seconds of `start` are ignored; `deleted` answers 400 EXCEEDED_ID_LIMIT when
+ *   a window lists more than `deletedIdLimit` ids).
+ * - Numbers a double cannot hold (a Number(18,0) field's integers past 2^53) are stored and
+ *   served with every digit, in JSON and CSV, and read so from request bodies.
  * - sObject collections upsert by external id: at most 200 records, `allOrNone`, one result
  *   per record; every record of one request shares one SystemModstamp (one transaction).
  * - Bulk API 2.0 query jobs (UploadComplete → InProgress → JobComplete) with CSV results
@@ -27,7 +31,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { csvValue, sfDateTime } from './format.js';
-import type { SimField } from './objects.js';
+import { JsonNumber, parseJson, stringifyJson } from '../client/json.js';
+import type { ExtraFieldSpec, SimField } from './objects.js';
 import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type Table, type WriteOptions } from './org.js';
 import type { SoqlQuery } from './soql.js';
 
@@ -53,6 +58,11 @@ export const SALESFORCE_LIMITS = {
   queryLocatorIdleMs: 15 * 60_000,
   /** Query cursors a user may hold open; opening one more releases the oldest. */
   openQueryCursors: 10,
+  /**
+   * Ids the `deleted` endpoint lists in one answer: past it, 400 EXCEEDED_ID_LIMIT ("choose
+   * start and end dates that are closer together", REST API Developer Guide, sObject Get Deleted).
+   */
+  deletedIds: 600_000,
 } as const;
 
 export interface SalesforceSimulatorOptions {
@@ -80,6 +90,14 @@ export interface SalesforceSimulatorOptions {
   customFields?: Partial<Record<string, number>>;
   /** A query locator unused for this long answers 400 INVALID_QUERY_LOCATOR (default 15 minutes). */
   queryLocatorIdleMs?: number;
+  /**
+   * Extra fields per object, e.g. `{ Account: [{ name: 'Big__c', type: 'double', precision: 18,
+   * scale: 0 }] }` (a Number(18,0) field, whose integers can pass 2^53: they are served as JSON
+   * numbers with every digit, as Salesforce does). The test API takes such values as bigints.
+   */
+  extraFields?: Partial<Record<string, ExtraFieldSpec[]>>;
+  /** Most ids one answer of the `deleted` endpoint lists before it answers 400 EXCEEDED_ID_LIMIT (default 600,000). */
+  deletedIdLimit?: number;
 }
 
 export interface ServedRequest {
@@ -118,14 +136,20 @@ export interface SalesforceSimulator {
   update(object: string, id: string, changes: Record<string, unknown>, options?: WriteOptions): void;
   /** Moves records to the recycle bin: IsDeleted = true, visible to queryAll only. */
   softDelete(object: string, ids: string[], options?: WriteOptions): void;
-  /** Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them. */
-  purge(object: string, ids: string[]): void;
+  /**
+   * Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them, with
+   * the time of deletion `deletedAt` (ISO string or ms; default now, or when the record went to the recycle bin).
+   */
+  purge(object: string, ids: string[], options?: { deletedAt?: string | number }): void;
   /**
    * Salesforce's cleanup of an oversized delete log: entries logged before `before` are gone,
    * and a `deleted` window starting before it answers 400 INVALID_REPLICATION_DATE.
    */
   truncateDeleteLog(object: string, before: string | number): void;
-  /** Records as stored (date-times as ISO strings), deleted ones included with `all`. */
+  /**
+   * Records as stored (date-times as ISO strings, integers a double cannot hold as bigints),
+   * deleted ones included with `all`.
+   */
   records(object: string, options?: { all?: boolean }): Array<Record<string, unknown>>;
   /** Invalidates every access token issued so far (a session timeout). */
   expireTokens(): void;
@@ -207,6 +231,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   const bulkPollsToComplete = options.bulkPollsToComplete ?? 2;
   const queryLocatorIdleMs = options.queryLocatorIdleMs ?? SALESFORCE_LIMITS.queryLocatorIdleMs;
   const granularity = Math.max(1, options.replicationGranularityMs ?? 60_000);
+  const deletedIdLimit = options.deletedIdLimit ?? SALESFORCE_LIMITS.deletedIds;
   let dailyApiLimit = options.dailyApiLimit ?? SALESFORCE_LIMITS.dailyApiRequests;
   let apiUsed = 0;
 
@@ -216,6 +241,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     ...(options.tieGroup !== undefined ? { tieGroup: options.tieGroup } : {}),
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.customFields ? { customFields: options.customFields } : {}),
+    ...(options.extraFields ? { extraFields: options.extraFields } : {}),
   });
   const { tables, tableOf, select, parse, restRecord, upsertCollection } = org;
 
@@ -276,7 +302,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   }
 
   function replicationWindow(params: URLSearchParams): { start: number; end: number; covered: number } {
-    const start = parseInstant(params.get('start'), 'start');
+    // Salesforce ignores the seconds of `start` (12:30:15 is read as 12:30:00): whole units.
+    const start = Math.floor(parseInstant(params.get('start'), 'start') / granularity) * granularity;
     const end = parseInstant(params.get('end'), 'end');
     if (end <= start) throw new ApiProblem(400, 'INVALID_REPLICATION_DATE', 'end must be after start');
     // Salesforce keeps replication data for 15 days and serves windows of at most 30 days.
@@ -376,7 +403,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
   async function readJson(req: IncomingMessage): Promise<unknown> {
     const text = await readBody(req);
     try {
-      return JSON.parse(text) as unknown;
+      // Numbers with more digits than a double holds are kept whole, as Salesforce does.
+      return parseJson(text, (decimal) => new JsonNumber(decimal));
     } catch {
       throw new ApiProblem(400, 'JSON_PARSER_ERROR', 'The request body is not valid JSON');
     }
@@ -489,6 +517,9 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
           .filter(([, at]) => at >= start && at <= covered)
           .sort((a, b) => a[1] - b[1])
           .map(([id, at]) => ({ id, deletedDate: sfDateTime(at) }));
+        if (deletedRecords.length > deletedIdLimit) {
+          throw new ApiProblem(400, 'EXCEEDED_ID_LIMIT', `More than ${deletedIdLimit} ids were found: choose start and end dates that are closer together`);
+        }
         const earliest = table.deleteLogStart ?? Math.min(covered, ...table.deletions.values(), Date.now() - 15 * 86_400_000);
         return { status: 200, body: { deletedRecords, earliestDateAvailable: sfDateTime(earliest), latestDateCovered: sfDateTime(covered) } };
       }
@@ -609,7 +640,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
       ({ status, body, rows, csv, html }) => {
         if (html !== undefined) send(status, html, 'text/html;charset=UTF-8');
         else if (csv !== undefined) send(status, csv, 'text/csv', rows);
-        else send(status, body === undefined ? undefined : JSON.stringify(body), 'application/json;charset=UTF-8', rows);
+        else send(status, body === undefined ? undefined : stringifyJson(body), 'application/json;charset=UTF-8', rows);
       },
       (error: unknown) => {
         const problem = error instanceof ApiProblem ? error : new ApiProblem(500, 'UNKNOWN_EXCEPTION', error instanceof Error ? error.message : String(error));

@@ -7,7 +7,10 @@
  * Anything else is a MALFORMED_QUERY, as Salesforce would answer.
  */
 
-export type Literal = string | number | boolean | null | { dateTime: number } | { date: string };
+import { JsonNumber, canonicalDecimal, compareDecimals, fitsDouble } from '../client/json.js';
+
+/** Numbers a double cannot hold digit for digit are JsonNumbers of their exact decimal. */
+export type Literal = string | number | JsonNumber | boolean | null | { dateTime: number } | { date: string };
 
 export type Condition =
   | { kind: 'and' | 'or'; left: Condition; right: Condition }
@@ -240,7 +243,7 @@ class Parser {
       case 'string':
         return token.text;
       case 'number':
-        return Number(token.text);
+        return fitsDouble(token.text) ? Number(token.text) : new JsonNumber(canonicalDecimal(token.text) ?? token.text);
       case 'datetime': {
         const ms = Date.parse(token.text.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
         if (!Number.isFinite(ms)) throw new SoqlError(`invalid date-time literal ${token.text}`);
@@ -281,6 +284,7 @@ export function conditionFields(condition: Condition | undefined): string[] {
 
 /** Values as the evaluator compares them: date-times in ms, everything else as stored. */
 function literalValue(literal: Literal): unknown {
+  if (literal instanceof JsonNumber) return literal;
   if (literal !== null && typeof literal === 'object') return 'dateTime' in literal ? literal.dateTime : literal.date;
   return literal;
 }
@@ -290,6 +294,8 @@ export function compareValues(a: unknown, b: unknown): number {
   if (a === null || a === undefined) return -1;
   if (b === null || b === undefined) return 1;
   if (typeof a === 'number' && typeof b === 'number') return a - b;
+  // Integers past a double's digits (JsonNumber) compare as the decimals they are.
+  if ((typeof a === 'number' || a instanceof JsonNumber) && (typeof b === 'number' || b instanceof JsonNumber)) return compareDecimals(String(a), String(b));
   const x = String(a);
   const y = String(b);
   return x < y ? -1 : x > y ? 1 : 0;

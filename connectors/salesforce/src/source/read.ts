@@ -21,6 +21,8 @@
  * read again from the read's horizon by the next sync: deletions made while a read pages are
  * not in its rows. A window Salesforce refuses because it cleaned up its delete log after the
  * window's start is read again from the last hour (see DELETE_LOG_KEPT_MS), with a warning.
+ * A window listing more than 600,000 ids (EXCEEDED_ID_LIMIT) is asked for in halves (see
+ * deletedInWindow).
  *
  * Locators. A REST query locator Salesforce released (INVALID_QUERY_LOCATOR) is replaced by the
  * same query run again from the position reached (see restPages).
@@ -346,6 +348,61 @@ interface DeletedAnswer {
 }
 
 /**
+ * The `deleted` endpoint ignores the seconds of `start` and serves whole minutes: the
+ * smallest window a read can ask for.
+ */
+const DELETED_WINDOW_UNIT_MS = 60_000;
+
+/**
+ * The `deleted` answer for the window [from, to], asked in smaller windows when Salesforce
+ * refuses it for listing more than 600,000 ids (400 EXCEEDED_ID_LIMIT, "choose start and end
+ * dates that are closer together"). Without the split such a window fails every later sync
+ * too: its start never moves.
+ *
+ * The window is halved on a whole minute, recursively; the right half starts where the left
+ * half's `latestDateCovered` says (as Salesforce asks of a next call), and the halves' lists
+ * are concatenated in order without repeating an id (a deletion on a boundary minute comes
+ * in both). The merged answer covers what the last half covers. A single minute that still
+ * lists too many ids cannot be asked for in smaller pieces: it is skipped with a warning
+ * (those deletions cannot be reported; resetting the stream resynchronizes it).
+ */
+async function deletedInWindow(ask: (from: string, to: string) => Promise<DeletedAnswer>, logger: ConnectorContext['logger'], objectName: string, from: string, to: string): Promise<DeletedAnswer> {
+  try {
+    return await ask(from, to);
+  } catch (error) {
+    if (salesforceErrorCode(error) !== 'EXCEEDED_ID_LIMIT') throw error;
+  }
+  const start = Math.floor(Date.parse(from) / DELETED_WINDOW_UNIT_MS) * DELETED_WINDOW_UNIT_MS;
+  const end = Date.parse(to);
+  if (end - start <= DELETED_WINDOW_UNIT_MS) {
+    logger.warn(
+      `${objectName}: Salesforce lists at most 600,000 deleted ids per request, and more records were deleted between ${new Date(start).toISOString()} and ${to}; records purged from the recycle bin in that minute cannot be reported as deleted. Reset the stream to resynchronize it.`,
+    );
+    return { deletedRecords: [], latestDateCovered: to };
+  }
+  const middle = start + Math.max(1, Math.floor((end - start) / (2 * DELETED_WINDOW_UNIT_MS))) * DELETED_WINDOW_UNIT_MS;
+  const left = await deletedInWindow(ask, logger, objectName, from, new Date(middle).toISOString());
+  // Where the left half says its coverage ended, if that is a later minute than its start
+  // (otherwise the same window would be asked again, forever): the next call starts there.
+  const leftCovered = left.latestDateCovered !== undefined ? Date.parse(isoDateTime(left.latestDateCovered)) : NaN;
+  const rightStart = Number.isFinite(leftCovered) && leftCovered >= start + DELETED_WINDOW_UNIT_MS && leftCovered < middle ? leftCovered : middle;
+  const right = await deletedInWindow(ask, logger, objectName, new Date(rightStart).toISOString(), to);
+  const seen = new Set<string>();
+  const deletedRecords: NonNullable<DeletedAnswer['deletedRecords']> = [];
+  for (const deleted of [...(left.deletedRecords ?? []), ...(right.deletedRecords ?? [])]) {
+    if (seen.has(deleted.id)) continue;
+    seen.add(deleted.id);
+    deletedRecords.push(deleted);
+  }
+  const merged: DeletedAnswer = { deletedRecords };
+  const earliest = left.earliestDateAvailable ?? right.earliestDateAvailable;
+  if (earliest !== undefined) merged.earliestDateAvailable = earliest;
+  const covered = right.latestDateCovered ?? left.latestDateCovered;
+  if (covered !== undefined) merged.latestDateCovered = covered;
+  return merged;
+}
+
+/**
  * Hard deletes since `deletedThrough`: the `deleted` endpoint's ids that queryAll no longer
  * knows (rows still in the recycle bin came through queryAll with IsDeleted already).
  */
@@ -367,10 +424,11 @@ async function readPurged(
     start = new Date(earliest).toISOString();
   }
   if (Date.parse(start) >= Date.parse(end)) return { tombstones: [], covered: deletedThrough };
-  const deletedSince = async (from: string): Promise<DeletedAnswer> => {
-    const path = `/sobjects/${encodeURIComponent(object.name)}/deleted/?start=${encodeURIComponent(from)}&end=${encodeURIComponent(end)}`;
+  const ask = async (from: string, to: string): Promise<DeletedAnswer> => {
+    const path = `/sobjects/${encodeURIComponent(object.name)}/deleted/?start=${encodeURIComponent(from)}&end=${encodeURIComponent(to)}`;
     return ((await request({ method: 'GET', path })) as SalesforceResponse<DeletedAnswer>).body;
   };
+  const deletedSince = (from: string): Promise<DeletedAnswer> => deletedInWindow(ask, logger, object.name, from, end);
   let body: DeletedAnswer;
   try {
     body = await deletedSince(start);

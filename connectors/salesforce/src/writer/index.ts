@@ -28,6 +28,7 @@ import { MAX_QUERY_PATH_LENGTH, checkSalesforce, isDailyLimitError, openSalesfor
 import { writerSpec } from '../config.js';
 import { describeObject, listObjects } from '../objects/describe.js';
 import { jsonSchemaOf, type DescribedField, type DescribedObject } from '../objects/fields.js';
+import { JsonNumber, canonicalDecimal, fitsDouble } from '../client/json.js';
 import { differs, toSalesforceValue, valueProblem } from './values.js';
 
 /** sObject collections take at most 200 records per request. */
@@ -95,9 +96,20 @@ function inListQueries(prefix: string, literals: readonly string[], objectName: 
   return queries;
 }
 
-/** The key as Salesforce expects the external id: numbers for numeric external id fields. */
-function keyValue(field: DescribedField, key: string): string | number {
-  return NUMERIC_TYPES.has(field.type) && Number.isFinite(Number(key)) ? Number(key) : key;
+/**
+ * The key as Salesforce expects the external id: numbers for numeric external id fields, with
+ * every digit (a Number(18,0) key past 2^53 would otherwise arrive rounded, and upsert another
+ * row than the record's).
+ */
+function keyValue(field: DescribedField, key: string): string | number | JsonNumber {
+  if (!NUMERIC_TYPES.has(field.type) || !Number.isFinite(Number(key))) return key;
+  const decimal = canonicalDecimal(key);
+  return decimal === undefined || fitsDouble(key) ? Number(key) : new JsonNumber(decimal);
+}
+
+/** A numeric key as a SOQL literal, every digit kept; `NaN` (refused by Salesforce) for a key that is no number, as before. */
+function numericLiteral(key: string): string {
+  return Number.isFinite(Number(key)) ? (canonicalDecimal(key) ?? String(Number(key))) : String(Number(key));
 }
 
 /**
@@ -106,7 +118,9 @@ function keyValue(field: DescribedField, key: string): string | number {
  * default for a unique text field), exactly otherwise.
  */
 function matchKeyOf(idField: DescribedField): (key: string) => string {
-  return idField.unique === true && idField.caseSensitive === false && !NUMERIC_TYPES.has(idField.type) ? (key) => key.toLowerCase() : (key) => key;
+  // Numbers match as the decimals they are (`1.0` is the row of `1`), digit for digit.
+  if (NUMERIC_TYPES.has(idField.type)) return (key) => canonicalDecimal(key) ?? key;
+  return idField.unique === true && idField.caseSensitive === false ? (key) => key.toLowerCase() : (key) => key;
 }
 
 function failed(record: WriteRecord, reason: string, retryable = false): WriteResult {
@@ -185,7 +199,7 @@ export const salesforceWriter = defineWriter({
     async function currentRows(object: DescribedObject, idField: DescribedField, keys: string[], fields: string[]): Promise<Map<string, Record<string, unknown>>> {
       const idProperty = idField.name;
       const select = [...new Set(['Id', idProperty, ...fields])].join(', ');
-      const literals = keys.map((key) => (NUMERIC_TYPES.has(idField.type) ? String(Number(key)) : soqlString(key)));
+      const literals = keys.map((key) => (NUMERIC_TYPES.has(idField.type) ? numericLiteral(key) : soqlString(key)));
       // Keyed by matchKeyOf(idField): SOQL's IN ignores case too (except on unique
       // case-sensitive fields), so a row stored as `ABC-1` comes back for `abc-1`.
       const matchKey = matchKeyOf(idField);

@@ -2,18 +2,42 @@
  * Values between records and Salesforce: what to send for a field, and whether a stored
  * value already equals it (the writer's compare-before-write).
  */
+import { JsonNumber, canonicalDecimal, fitsDouble } from '../client/json.js';
 import type { DescribedField } from '../objects/fields.js';
 
 const NUMERIC = new Set(['int', 'long', 'double', 'currency', 'percent']);
 
-/** The value to send: numeric and boolean strings become numbers and booleans, '' becomes null. */
+/**
+ * The value to send: numeric and boolean strings become numbers and booleans, '' becomes null.
+ * A numeric string a double cannot hold digit for digit (`"123456789012345679"` for a
+ * Number(18,0) field: sources deliver such integers as decimal strings) is sent as a
+ * JsonNumber, written into the request with every digit: as a double it would arrive rounded.
+ */
 export function toSalesforceValue(field: DescribedField, value: unknown): unknown {
   if (value === undefined || value === '') return null;
   if (typeof value === 'string') {
-    if (NUMERIC.has(field.type) && value.trim() !== '' && Number.isFinite(Number(value))) return Number(value);
+    if (NUMERIC.has(field.type) && value.trim() !== '' && Number.isFinite(Number(value))) {
+      const decimal = canonicalDecimal(value);
+      return decimal === undefined || fitsDouble(value) ? Number(value) : new JsonNumber(decimal);
+    }
     if (field.type === 'boolean' && (value === 'true' || value === 'false')) return value === 'true';
   }
   return value;
+}
+
+/**
+ * A numeric value (a number, a decimal string, a JsonNumber) as its exact decimal text, so
+ * that values are compared digit for digit: as doubles, 123456789012345678 and
+ * 123456789012345679 are the same number, and a change between them would never be sent.
+ */
+function decimalOf(value: unknown): string {
+  if (typeof value === 'number') {
+    if (Number.isSafeInteger(value) || !Number.isFinite(value)) return String(value);
+    // An integer double past 2^53 prints rounded (2^60 as 1152921504606847000): BigInt prints it exactly.
+    return canonicalDecimal(Number.isInteger(value) ? BigInt(value).toString() : String(value)) ?? String(value);
+  }
+  const text = String(value);
+  return canonicalDecimal(text) ?? text;
 }
 
 function normalized(field: DescribedField, value: unknown): unknown {
@@ -28,10 +52,7 @@ function normalized(field: DescribedField, value: unknown): unknown {
     case 'boolean':
       return value === true || value === 'true';
     default:
-      if (NUMERIC.has(field.type)) {
-        const n = Number(value);
-        return Number.isFinite(n) ? n : String(value);
-      }
+      if (NUMERIC.has(field.type)) return decimalOf(value);
       return typeof value === 'object' ? JSON.stringify(value) : String(value);
   }
 }
@@ -52,10 +73,12 @@ export function valueProblem(field: DescribedField, value: unknown): string | un
   switch (field.type) {
     case 'int':
     case 'long':
+      if (value instanceof JsonNumber) return value.text.includes('.') ? bad('INVALID_TYPE_ON_FIELD_IN_RECORD', 'not an integer') : undefined;
       return Number.isInteger(value) ? undefined : bad('INVALID_TYPE_ON_FIELD_IN_RECORD', 'not an integer');
     case 'double':
     case 'currency':
     case 'percent':
+      if (value instanceof JsonNumber) return undefined;
       return typeof value === 'number' && Number.isFinite(value) ? undefined : bad('INVALID_TYPE_ON_FIELD_IN_RECORD', 'not a number');
     case 'boolean':
       return typeof value === 'boolean' ? undefined : bad('INVALID_TYPE_ON_FIELD_IN_RECORD', 'not a boolean');
