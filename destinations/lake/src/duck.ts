@@ -32,6 +32,19 @@ export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ 
 export const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 export const literal = (value: string): string => `'${value.replace(/'/g, "''")}'`;
 
+/**
+ * SQL: the TIMESTAMP (microseconds) of `ms`, an SQL expression of epoch milliseconds as a
+ * DOUBLE (a column or a cast literal), exact to the microsecond of that double: its whole
+ * milliseconds times 1000 in BIGINT, plus its fraction's microseconds (a double's fraction
+ * is exact). `CAST(ms * 1000 AS BIGINT)` multiplied in DOUBLE, which holds whole
+ * microseconds only within 2^53 µs of 1970 (years 1685–2255): beyond it the product was
+ * rounded to a multiple of 2 to 16 µs, so `5000-01-01T00:00:00.001Z` was stored as
+ * `…00.000992`, in the millisecond before its own.
+ */
+export function epochMsTimestampSql(ms: string): string {
+  return `make_timestamp(CAST(floor(${ms}) AS BIGINT) * 1000 + CAST(round((${ms} - floor(${ms})) * 1000) AS BIGINT))`;
+}
+
 /** JavaScript's dates: ±8.64e15 ms from 1970. */
 const MAX_DATE_MS = 8_640_000_000_000_000n;
 

@@ -87,10 +87,40 @@ export function parseEventTime(value: unknown): number {
   return NaN;
 }
 
-/** Epoch ms of a date-time text, to its last fraction digit (see `parseEventTime`); NaN when it is none. */
+/**
+ * Epoch ms within which a double of milliseconds holds every microsecond (2^43 ms: years
+ * 1691–2248; its step there is under half a microsecond).
+ */
+const MICROSECOND_EXACT_MS = 2 ** 43;
+
+/**
+ * Epoch ms of a date-time text, with its fraction's microseconds (see `parseEventTime`;
+ * digits below the microsecond rounded); NaN when it is none. Outside years 1691–2248 a
+ * double of ms cannot hold microseconds: there the digits below the millisecond are
+ * dropped (the time is cut to its millisecond). Added anyway, they were rounded to the
+ * double's step (up to 31 µs near year 9999), which could carry a time into the next
+ * millisecond, second or day: `9999-12-31T23:59:59.999999Z` was stored as
+ * `10000-01-01T00:00:00Z`, in another day's partition.
+ */
 export function parseTimeMs(text: string): number {
   const ms = parseDateTimeMs(text);
-  return Number.isNaN(ms) ? ms : ms + nanosBelowMillisecond(text) / 1e6;
+  if (Number.isNaN(ms) || !(Math.abs(ms) < MICROSECOND_EXACT_MS)) return ms;
+  const nanos = nanosBelowMillisecond(text);
+  return nanos === 0 ? ms : ms + Math.round(nanos / 1000) / 1000;
+}
+
+/**
+ * The event time `toEnvelope` reads from a record itself (epoch ms): its event-time field,
+ * else (no such field mapped) its CDC commit time; undefined when that is missing or
+ * unreadable, or the record would take its ingest time. Stored with a quarantined record,
+ * for retention to expire it by event time as it expires rows (see maintenance.ts). Runs for
+ * refused records only.
+ */
+export function ownEventTimeMs(record: unknown, mapping: Pick<StreamMapping, 'eventTimeField'>): number | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  const fields = record as Record<string, unknown>;
+  const ms = parseEventTime(mapping.eventTimeField !== undefined ? fields[mapping.eventTimeField] : fields._tributary_commit_time);
+  return Math.abs(ms) <= MAX_EVENT_TIME_MS ? ms : undefined;
 }
 
 /** Why a CDC delete lacking its customer id or tenant is quarantined (see delete-attribution.ts). */

@@ -1,5 +1,6 @@
 import { replaceLoneSurrogates, TributaryError } from '@tributary/core';
 import type { LakeConfig } from './config.js';
+import { epochMsTimestampSql } from './duck.js';
 
 /**
  * Object layout of a lake:
@@ -31,7 +32,7 @@ export function streamDir(stream: string): string {
 
 /** The partition column below the tenant, and its SQL over `eventTimeMs`, a column of epoch milliseconds (DOUBLE). */
 export function partitionColumn(partitioning: Partitioning, eventTimeMs: string): { name: string; sql: string } | undefined {
-  const ts = `make_timestamp(CAST(${eventTimeMs} * 1000 AS BIGINT))`;
+  const ts = epochMsTimestampSql(eventTimeMs);
   if (partitioning === 'tenant_day') return { name: 'event_date', sql: `strftime(${ts}, '%Y-%m-%d')` };
   if (partitioning === 'tenant_month') return { name: 'event_month', sql: `strftime(${ts}, '%Y-%m')` };
   return undefined;

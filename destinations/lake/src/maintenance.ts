@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseConfig, TributaryError } from '@tributary/core';
+import { parseConfig, parseDateTimeMs, TributaryError } from '@tributary/core';
 import {
   CommitLease,
   commitEntry,
@@ -19,7 +19,7 @@ import {
   type LogEntry,
   type QuarantineFile,
 } from './commit-log.js';
-import { parseTimeMs } from './envelope.js';
+import { ownEventTimeMs, parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
@@ -338,13 +338,14 @@ export interface RetentionResult {
    */
   filesDeferred: number;
   rowsDeferred: number;
-  /** Quarantine files removed: every record in them was quarantined before the cutoff (and, with `tenant`, is that tenant's). */
+  /** Quarantine files removed: every record in them expired (and, with `tenant`, is that tenant's). */
   quarantineFilesRemoved: number;
+  /** Quarantine files holding expired records (of the run's tenant) among others: replaced by a file of the others. */
+  quarantineFilesRewritten: number;
+  /** Quarantined records removed, from removed and rewritten files. */
   quarantineRecordsRemoved: number;
-  /** Expired quarantine files of syncs that may still be replayed, left in place as `filesDeferred`. */
+  /** Quarantine files with expired records, of syncs that may still be replayed: left in place as `filesDeferred`. */
   quarantineFilesDeferred: number;
-  /** Quarantine files holding expired records of the run's tenant together with other records (other tenants', newer ones, or records without a tenant): kept. */
-  quarantineFilesKept: number;
 }
 
 /** Drops whole files (a tenant's day, with the default partitioning) whose events are all older than the cutoff. */
@@ -393,86 +394,155 @@ function allBefore(file: LakeFile, cutoff: number): boolean {
  * event ids (and quarantined records) to drop the records it replays, and without them it
  * wrote the expired rows again.
  *
- * Quarantine files go when every record in them was quarantined before the cutoff
- * (`quarantined_at`: the one time each quarantined record has; its event time may be
- * missing or unreadable, often the reason it was refused). With `tenant`, only when each
- * record is that tenant's too, read as the sync read it (see `quarantinedTenant`): a file
- * also holding other records is kept and counted in `quarantineFilesKept`.
+ * Quarantined records expire as rows do, by event time, and also by the time they were
+ * quarantined (see `quarantineRecordExpired`). A quarantine file whose records all expired
+ * goes; one holding expired records among others is rewritten without them (the new file
+ * replaces it in the same log entry, with the same session): removed only once all its
+ * records expired, a file mixing ages (a backfill's old events with new ones, a full
+ * refresh quarantining the same old record again each sync) kept expired records for as
+ * long as the newest stayed. With `tenant`, only that tenant's records are expired, read as
+ * the sync read it (see `quarantinedTenant`).
  */
 export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'> & { config?: LakeConfig }): Promise<RetentionResult> {
   const state = await loadLakeState(store);
   const filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
-  const quarantine = await expiredQuarantine(store, state, cutoff, options);
   const session = `retention-${randomUUID()}`;
-  const inScope = (stream: string): boolean => options.stream === undefined || stream === options.stream;
-  let expired: LakeFile[] = [];
-  let deferred: LakeFile[] = [];
-  let quarantineExpired: QuarantineFile[] = [];
-  let quarantineDeferred: QuarantineFile[] = [];
-  const entry = await commitRemoval(store, state, (current) => {
-    const replayable = (stream: string, sessions: readonly string[]): boolean => sessions.some((s) => current.unclean.get(stream)?.has(s) === true);
-    const candidates = [...current.files.values()].filter((f) => allBefore(f, cutoff) && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
-    expired = candidates.filter((f) => !replayable(f.stream, f.sessions));
-    deferred = candidates.filter((f) => replayable(f.stream, f.sessions));
-    const quarantined = current.quarantine.filter((q) => quarantine.removable.has(q.path));
-    quarantineExpired = quarantined.filter((q) => q.session === undefined || !replayable(q.stream, [q.session]));
-    quarantineDeferred = quarantined.filter((q) => !quarantineExpired.includes(q));
-    const remove = [...expired.map((f) => f.path), ...quarantineExpired.map((q) => q.path)];
-    return remove.length > 0 ? { session, kind: 'retention', remove } : undefined;
-  });
-  const removed = entry !== undefined;
-  return {
-    filesRemoved: removed ? expired.length : 0,
-    rowsRemoved: removed ? expired.reduce((n, f) => n + f.rows, 0) : 0,
-    filesDeleted,
-    filesDeferred: deferred.length,
-    rowsDeferred: deferred.reduce((n, f) => n + f.rows, 0),
-    quarantineFilesRemoved: removed ? quarantineExpired.length : 0,
-    quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) : 0,
-    quarantineFilesDeferred: quarantineDeferred.length,
-    quarantineFilesKept: quarantine.kept,
-  };
+  const work = join(tmpdir(), `tributary-lake-retention-${randomUUID()}`);
+  await createOwnedTempDir(work);
+  try {
+    const quarantine = await expiredQuarantine(store, state, cutoff, { ...options, session, work });
+    const isReplayable = (current: LakeState, q: QuarantineFile): boolean => q.session !== undefined && current.unclean.get(q.stream)?.has(q.session) === true;
+    // Published before the entry that names them; one the entry leaves out is deleted after it.
+    // When the commit fails they stay, invisible (no entry names them) and holding only kept records.
+    const published = quarantine.rewrites.filter((r) => !isReplayable(state, r.source));
+    for (const r of published) await store.putFile(r.file.path, r.localPath);
+    const inScope = (stream: string): boolean => options.stream === undefined || stream === options.stream;
+    let expired: LakeFile[] = [];
+    let deferred: LakeFile[] = [];
+    let quarantineExpired: QuarantineFile[] = [];
+    let rewritten: QuarantineRewrite[] = [];
+    let quarantineDeferred = 0;
+    const entry = await commitRemoval(store, state, (current) => {
+      const replayable = (stream: string, sessions: readonly string[]): boolean => sessions.some((s) => current.unclean.get(stream)?.has(s) === true);
+      const candidates = [...current.files.values()].filter((f) => allBefore(f, cutoff) && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
+      expired = candidates.filter((f) => !replayable(f.stream, f.sessions));
+      deferred = candidates.filter((f) => replayable(f.stream, f.sessions));
+      const quarantined = current.quarantine.filter((q) => quarantine.removable.has(q.path));
+      quarantineExpired = quarantined.filter((q) => !isReplayable(current, q));
+      // A rewrite replaces its source only while the log still has it (another run may have removed or rewritten it).
+      const live = new Set(current.quarantine.map((q) => q.path));
+      const rewrites = quarantine.rewrites.filter((r) => live.has(r.source.path));
+      rewritten = rewrites.filter((r) => published.includes(r) && !isReplayable(current, r.source));
+      quarantineDeferred = quarantined.length - quarantineExpired.length + rewrites.filter((r) => isReplayable(current, r.source)).length;
+      const remove = [...expired.map((f) => f.path), ...quarantineExpired.map((q) => q.path), ...rewritten.map((r) => r.source.path)];
+      if (remove.length === 0) return undefined;
+      return { session, kind: 'retention', remove, ...(rewritten.length > 0 ? { quarantine: rewritten.map((r) => r.file) } : {}) };
+    });
+    const removed = entry !== undefined;
+    const unused = published.filter((r) => !removed || !rewritten.includes(r)).map((r) => r.file.path);
+    if (unused.length > 0) await store.delete(unused).catch(() => undefined);
+    return {
+      filesRemoved: removed ? expired.length : 0,
+      rowsRemoved: removed ? expired.reduce((n, f) => n + f.rows, 0) : 0,
+      filesDeleted,
+      filesDeferred: deferred.length,
+      rowsDeferred: deferred.reduce((n, f) => n + f.rows, 0),
+      quarantineFilesRemoved: removed ? quarantineExpired.length : 0,
+      quarantineFilesRewritten: removed ? rewritten.length : 0,
+      quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) + rewritten.reduce((n, r) => n + r.dropped, 0) : 0,
+      quarantineFilesDeferred: quarantineDeferred,
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** A quarantine file holding expired records among others, rewritten without them (see `retireExpired`). */
+interface QuarantineRewrite {
+  source: QuarantineFile;
+  /** The file of the records kept: same stream and session, a new path. */
+  file: QuarantineFile;
+  localPath: string;
+  /** Expired records left out. */
+  dropped: number;
 }
 
 /**
- * The quarantine files of the run's streams whose every record is expired (`removable`),
- * and how many hold expired records of the run's tenant among others (`kept`). Reads each
- * file (line by line: one can be larger than a string holds; on S3 a downloaded copy).
+ * Whether a quarantined record (a line of a quarantine file) expired at `cutoff`: quarantined
+ * before it (`quarantined_at`), or an event before it, as rows expire (`allBefore`: its
+ * event time, stored in whole ms, must end before the cutoff). The event time is the one the
+ * sync read from the record (`event_time`, null when it had none of its own); a line of an
+ * older lake has none stored, and the record's own fields are read: the stream's
+ * `event_time_field` in `config`, else `event_time`, else the CDC commit time. An
+ * unreadable time never expires a record.
+ */
+function quarantineRecordExpired(line: { quarantined_at?: unknown; event_time?: unknown; record?: unknown }, cutoff: number, stream: string, config: LakeConfig | undefined): boolean {
+  const at = typeof line.quarantined_at === 'string' ? Date.parse(line.quarantined_at) : Number.NaN;
+  if (at < cutoff) return true;
+  let eventMs: number | undefined;
+  if (typeof line.event_time === 'string') eventMs = parseDateTimeMs(line.event_time);
+  else if (line.event_time === undefined) {
+    const record = typeof line.record === 'object' && line.record !== null ? (line.record as Record<string, unknown>) : {};
+    const field = config?.streams?.[stream]?.event_time_field ?? ('event_time' in record ? 'event_time' : undefined);
+    eventMs = ownEventTimeMs(record, field !== undefined ? { eventTimeField: field } : {});
+  }
+  return eventMs !== undefined && Math.floor(eventMs) + 1 <= cutoff;
+}
+
+/**
+ * The quarantine files of the run's streams whose every record expired (`removable`), and
+ * those holding expired records among others, each written without them to a local file in
+ * `work` (`rewrites`). Reads each file line by line (one can be larger than a string holds;
+ * on S3 a downloaded copy); kept lines are copied as they are.
  */
 async function expiredQuarantine(
   store: LakeStore,
   state: LakeState,
   cutoff: number,
-  options: Pick<RetentionOptions, 'stream' | 'tenant'> & { config?: LakeConfig },
-): Promise<{ removable: Set<string>; kept: number }> {
+  options: Pick<RetentionOptions, 'stream' | 'tenant'> & { config?: LakeConfig; session: string; work: string },
+): Promise<{ removable: Set<string>; rewrites: QuarantineRewrite[] }> {
   const removable = new Set<string>();
-  let kept = 0;
+  const rewrites: QuarantineRewrite[] = [];
   const files = state.quarantine.filter((q) => options.stream === undefined || q.stream === options.stream);
-  if (files.length === 0) return { removable, kept };
-  const work = join(tmpdir(), `tributary-lake-retention-${randomUUID()}`);
-  await createOwnedTempDir(work);
-  try {
-    for (const file of files) {
-      let records = 0;
-      let expired = 0;
-      const lines = createInterface({ input: createReadStream(await store.localCopy(file.path, work)), crlfDelay: Infinity });
+  await mkdir(join(options.work, 'rewrite'), { recursive: true });
+  for (const file of files) {
+    const name = `${options.session}-${rewrites.length + 1}.jsonl`;
+    const localPath = join(options.work, 'rewrite', name);
+    const out = await open(localPath, 'w');
+    let records = 0;
+    let dropped = 0;
+    try {
+      const lines = createInterface({ input: createReadStream(await store.localCopy(file.path, join(options.work, 'in'))), crlfDelay: Infinity });
+      let chunk = '';
       for await (const line of lines) {
         if (!line.trim()) continue;
         records++;
-        const { quarantined_at: at, record } = JSON.parse(line) as { quarantined_at?: unknown; record?: unknown };
-        // Unreadable time: never expired.
-        const atMs = typeof at === 'string' ? Date.parse(at) : Number.NaN;
-        if (!(atMs < cutoff)) continue;
-        if (options.tenant !== undefined && quarantinedTenant(options.config, file.stream, record) !== options.tenant) continue;
-        expired++;
+        const parsed = JSON.parse(line) as { quarantined_at?: unknown; event_time?: unknown; record?: unknown };
+        const expired = quarantineRecordExpired(parsed, cutoff, file.stream, options.config) && (options.tenant === undefined || quarantinedTenant(options.config, file.stream, parsed.record) === options.tenant);
+        if (expired) {
+          dropped++;
+          continue;
+        }
+        chunk += `${line}\n`;
+        if (chunk.length >= 1 << 20) {
+          await out.write(chunk);
+          chunk = '';
+        }
       }
-      if (records > 0 && expired === records) removable.add(file.path);
-      else if (expired > 0) kept++;
+      if (chunk.length > 0) await out.write(chunk);
+    } finally {
+      await out.close();
+      await rm(join(options.work, 'in'), { recursive: true, force: true });
     }
-  } finally {
-    await rm(work, { recursive: true, force: true });
+    if (records > 0 && dropped === records) removable.add(file.path);
+    if (dropped === 0 || dropped === records) {
+      await rm(localPath, { force: true });
+      continue;
+    }
+    const path = `${file.path.slice(0, file.path.lastIndexOf('/') + 1)}${name}`;
+    rewrites.push({ source: file, file: { path, stream: file.stream, records: records - dropped, ...(file.session !== undefined ? { session: file.session } : {}) }, localPath, dropped });
   }
-  return { removable, kept };
+  return { removable, rewrites };
 }
 
 /**

@@ -7,7 +7,7 @@ import { parseConfig, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { ident, literal, openDuckDb, plainRows } from './duck.js';
+import { epochMsTimestampSql, ident, literal, openDuckDb, plainRows } from './duck.js';
 import { NEWEST_FIRST } from './row-order.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
@@ -324,13 +324,13 @@ const MAX_TIME_MS = 8.64e15;
 
 /**
  * The as-of time as a SQL TIMESTAMP, computed from epoch ms exactly as the writer computes
- * `event_time` (a DOUBLE of ms, times 1000, cast to BIGINT microseconds), so a row whose
+ * `event_time` (a DOUBLE of ms to its exact microsecond, see `epochMsTimestampSql`), so a row whose
  * event time is the as-of time counts also when it has a fraction of a millisecond (an epoch
  * ms number such as 1700000000000.5), and years after 9999 work: a `TIMESTAMP '…'` literal
  * from `toISOString` dropped the fraction, and DuckDB refused its `+010000-…` years.
  */
 function asOfTimestamp(ms: number): string {
-  return `make_timestamp(CAST(CAST(${literal(String(ms))} AS DOUBLE) * 1000 AS BIGINT))`;
+  return epochMsTimestampSql(`CAST(${literal(String(ms))} AS DOUBLE)`);
 }
 
 /**

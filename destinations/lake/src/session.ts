@@ -4,11 +4,12 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import { stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
+import { formatIsoMs, stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
 import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
+import { ownEventTimeMs } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { loadReplayWindow } from './replay-window.js';
@@ -282,7 +283,10 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     try {
       let chunk = '';
       for (const q of stage.quarantine) {
-        chunk += stringifyJson({ stream: key, reason: q.reason, quarantined_at: at, record: q.record }) + '\n';
+        // The record's own event time in whole ms (null: it has none), by which retention also expires it.
+        const eventMs = ownEventTimeMs(q.record, stage.mapping);
+        const eventTime = eventMs === undefined ? null : formatIsoMs(Math.floor(eventMs));
+        chunk += stringifyJson({ stream: key, reason: q.reason, quarantined_at: at, event_time: eventTime, record: q.record }) + '\n';
         if (chunk.length >= QUARANTINE_WRITE_CHARS) {
           await handle.write(chunk);
           chunk = '';

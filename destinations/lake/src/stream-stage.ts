@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { replaceLoneSurrogates, stringifyJson, TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { ident, literal } from './duck.js';
+import { epochMsTimestampSql, ident, literal } from './duck.js';
 import { emptyEnvelope, jsonText, toEnvelope, type Envelope } from './envelope.js';
 import { recordFingerprint, type ReplayWindow } from './replay-window.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
@@ -284,7 +284,7 @@ export class StreamStage {
     const m = this.mapping;
     const has = (slot: EnvelopeSlot): boolean => this.has(slot);
     const col = (slot: EnvelopeSlot): string => ident(slotColumn(slot));
-    const ts = (c: string): string => `make_timestamp(CAST(${c} * 1000 AS BIGINT))`;
+    const ts = epochMsTimestampSql;
     const cursorSql = d.cursor ? this.columnOf(d.cursor) : undefined;
     const position = has('source_position') ? (cursorSql ? `COALESCE(${col('source_position')}, ${cursorSql})` : col('source_position')) : (cursorSql ?? 'NULL::VARCHAR');
     let tenant = col('tenant_id');

@@ -11,8 +11,8 @@ import { clickStream, motoLakeConfig, startMoto, writeSession, type MotoServer }
 // Retention drops the data files of old partitions; the records quarantined with them (JSON
 // lines per stream and session, `quarantined_at` on each) must go too once they are all
 // older than the cutoff, after the same grace period as data files. Quarantined records
-// are not partitioned by tenant: a tenant-scoped run removes a file only when each of its
-// records belongs to that tenant, and reports the others it kept.
+// are not partitioned by tenant: a tenant-scoped run removes that tenant's expired records,
+// rewriting a file that also holds others without them.
 let root: string;
 let moto: MotoServer;
 beforeAll(async () => {
@@ -27,8 +27,10 @@ afterAll(async () => {
 
 const stream = clickStream();
 const good = (id: number, tenant: string): RecordData => ({ id, tenant_id: tenant, customer_id: 'c1', event_time: '2024-01-01T10:00:00Z' });
-// Refused by validation (id must be an integer): quarantined whole, with its tenant.
-const bad = (id: string, tenant?: string): RecordData => ({ id, ...(tenant !== undefined ? { tenant_id: tenant } : {}), customer_id: 'c1', event_time: '2024-01-01T10:00:00Z' });
+// Refused by validation (id must be an integer): quarantined whole, with its tenant. Its event
+// time is after every cutoff here, so these cases expire records by when they were quarantined
+// (retention expires them by event time too: probe3-quarantine-event-retention.test.ts).
+const bad = (id: string, tenant?: string): RecordData => ({ id, ...(tenant !== undefined ? { tenant_id: tenant } : {}), customer_id: 'c1', event_time: '2100-01-01T10:00:00Z' });
 
 async function quarantinePaths(config: Record<string, unknown>): Promise<string[]> {
   const store = openStore(parseConfig(lakeConfigSchema, config));
@@ -81,7 +83,7 @@ it('retention removes expired quarantine files on S3 too (files read from the bu
   expect((listed.match(/<Key>/g) ?? []).length).toBe(1);
 });
 
-it('a tenant-scoped retention removes a quarantine file only when all its records are that tenant\'s; it reports the mixed ones it keeps', async () => {
+it('a tenant-scoped retention removes that tenant\'s expired records: a file of them goes, a file mixing them with others is rewritten without them', async () => {
   const config = { path: join(root, 'tenants') };
   expect(await writeSession(config, stream, [[bad('t1-only-a', 't1'), bad('t1-only-b', 't1')]])).toHaveLength(2);
   const onlyT1 = await quarantinePaths(config);
@@ -90,10 +92,13 @@ it('a tenant-scoped retention removes a quarantine file only when all its record
   const mixed = (await quarantinePaths(config)).filter((p) => !onlyT1.includes(p));
   const cutoff = Date.now() + 60_000;
   const result = await applyRetention(config, { before: cutoff, tenant: 't1', graceMs: 0 });
-  expect(result).toMatchObject({ quarantineFilesRemoved: 1, quarantineRecordsRemoved: 2, quarantineFilesKept: 1 });
-  expect(await quarantinePaths(config)).toEqual(mixed);
-  // A run for the whole lake removes the mixed file too.
-  expect(await applyRetention(config, { before: cutoff, graceMs: 0 })).toMatchObject({ quarantineFilesRemoved: 1, quarantineRecordsRemoved: 3, quarantineFilesKept: 0 });
+  expect(result).toMatchObject({ quarantineFilesRemoved: 1, quarantineFilesRewritten: 1, quarantineRecordsRemoved: 3 });
+  const rewritten = await quarantinePaths(config);
+  expect(rewritten).toHaveLength(1);
+  expect(rewritten).not.toEqual(mixed);
+  expect(await queryLake(config, 'SELECT record.id::VARCHAR AS id FROM quarantine ORDER BY id')).toEqual([{ id: '"no-tenant"' }, { id: '"t2-mixed"' }]);
+  // A run for the whole lake removes the rest.
+  expect(await applyRetention(config, { before: cutoff, graceMs: 0 })).toMatchObject({ quarantineFilesRemoved: 1, quarantineRecordsRemoved: 2, quarantineFilesRewritten: 0 });
   expect(await quarantinePaths(config)).toEqual([]);
 });
 
@@ -102,7 +107,7 @@ it('a tenant-scoped retention reads the tenant as the sync did: a constant tenan
   // `org` missing: the record falls back to default_tenant, as its envelope would.
   expect(await writeSession(config, stream, [[bad('fallback-a', 'ignored'), { id: 'fallback-b', org: '', customer_id: 'c' }]])).toHaveLength(2);
   const cutoff = Date.now() + 60_000;
-  expect(await applyRetention(config, { before: cutoff, tenant: 'ignored', graceMs: 0 })).toMatchObject({ quarantineFilesRemoved: 0, quarantineFilesKept: 0 });
+  expect(await applyRetention(config, { before: cutoff, tenant: 'ignored', graceMs: 0 })).toMatchObject({ quarantineFilesRemoved: 0, quarantineFilesRewritten: 0 });
   expect(await applyRetention(config, { before: cutoff, tenant: 'fallback', graceMs: 0 })).toMatchObject({ quarantineFilesRemoved: 1, quarantineRecordsRemoved: 2 });
 });
 
