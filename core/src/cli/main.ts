@@ -1,5 +1,4 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../config/schema.js';
 import { collectSecrets, createRedactor, type Redactor } from '../config/secrets.js';
@@ -23,6 +22,8 @@ import { runSync, toDestinationStreams } from '../runtime/sync.js';
 import { dryRunStateStore, writerDestination } from '../runtime/writer-destination.js';
 import { checkStateMessages } from '../state/codec.js';
 import { openStateStore } from '../state/open-store.js';
+import { describeMaxStringLength } from '../util/json-text.js';
+import { textLines, type LineTooLong } from '../util/text-lines.js';
 import type { StateStore } from '../state/store.js';
 import { createConnectorPackage, describeCreated, isConnectorKind } from '../scaffold/create-connector.js';
 import { listInstalledCommands, listInstalledConnectors, loadCommand, loadConnector } from './connector-registry.js';
@@ -309,7 +310,7 @@ async function writeCommand(args: string[], out: AirbyteWriter, setRedactor: (r:
 }
 
 async function* stdinMessages(): AsyncGenerator<SourceMessage> {
-  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  const lines = textLines(process.stdin as AsyncIterable<Buffer>, stdinLineTooLong);
   let n = 0;
   for await (const line of lines) {
     n++;
@@ -320,8 +321,16 @@ async function* stdinMessages(): AsyncGenerator<SourceMessage> {
     } catch {
       throw new TributaryError('config', { userMessage: `stdin line ${n} is not a JSON Airbyte message` });
     }
+    // Checked as far as the runtime reads them (a JSON object; a RECORD's `record` naming its
+    // stream): anything else failed as "The sync failed: Cannot read properties of …".
+    if (typeof message !== 'object' || message === null || Array.isArray(message)) {
+      throw new TributaryError('config', { userMessage: `stdin line ${n} is not a JSON Airbyte message (not a JSON object)` });
+    }
     if (message.type === 'RECORD') {
       const r = message.record;
+      if (!isRecordShaped(r)) {
+        throw new TributaryError('config', { userMessage: `stdin line ${n} is a RECORD without a "record" object naming its "stream" (a string)` });
+      }
       yield r.namespace ? { kind: 'record', stream: r.stream, namespace: r.namespace, data: r.data } : { kind: 'record', stream: r.stream, data: r.data };
     } else if (message.type === 'STATE') {
       // A STATE the destination is to echo once committed: checked as a stored state is, so
@@ -343,6 +352,26 @@ async function* stdinMessages(): AsyncGenerator<SourceMessage> {
       }
     }
   }
+}
+
+/** Whether a RECORD's `record` is an object naming its stream (and namespace, if any) with strings. */
+function isRecordShaped(record: unknown): boolean {
+  if (typeof record !== 'object' || record === null) return false;
+  const { stream, namespace } = record as { stream?: unknown; namespace?: unknown };
+  return typeof stream === 'string' && (namespace === undefined || namespace === null || typeof namespace === 'string');
+}
+
+/**
+ * A line of `tributary write`'s stdin longer than a string can be: a config error naming the
+ * line and, when its head shows it, the stream of the RECORD on it.
+ */
+function stdinLineTooLong({ lineNumber, head }: LineTooLong): TributaryError {
+  const stream = /"stream"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(head)?.[1];
+  const what = stream === undefined ? '' : ` (a message of stream "${stream}")`;
+  return new TributaryError('config', {
+    userMessage: `stdin line ${lineNumber}${what} is longer than the longest string Node.js can hold (${describeMaxStringLength()}); it cannot be read`,
+    ...(stream === undefined ? {} : { stream: { name: stream } }),
+  });
 }
 
 /** The sync's destination: a destination connector, or a writer run as one (reverse ETL). */
@@ -513,11 +542,11 @@ async function stateCommand(args: string[]): Promise<number> {
       }
     }
     const state = await store.load(connection);
-    if (!state) {
-      process.stderr.write(`no state for connection "${connection}" in ${store.location}\n`);
-      return 1;
-    }
-    process.stdout.write(JSON.stringify(toStateMessages(state), null, 2) + '\n');
+    // No state is a normal condition (a new connection, or one just reset), not a failure:
+    // it shows as the empty list of STATE messages, which `state set` and `read --state`
+    // accept as "start from the beginning"; stderr says so, for a mistyped name.
+    if (!state) process.stderr.write(`no state for connection "${connection}" in ${store.location}: the next sync starts from the beginning\n`);
+    process.stdout.write(JSON.stringify(state ? toStateMessages(state) : [], null, 2) + '\n');
     return 0;
   } finally {
     await store.close();

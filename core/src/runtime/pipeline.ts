@@ -4,7 +4,7 @@ import type { SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
 import type { AirbyteStreamStatus, RecordData, StateBlob } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
-import { stringifyJson } from '../util/json-text.js';
+import { isStringTooLong, recordTooLongError, stringifyJson } from '../util/json-text.js';
 import { BoundedQueue } from './bounded-queue.js';
 
 /** When a partial batch is handed to the destination. */
@@ -268,9 +268,11 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       await letEventLoopTurn();
       if (op.type === 'batch') {
         const batch = op;
-        const outcome = await options.callDestination(() =>
-          options.session.write({ stream: batch.stream.key, records: batch.records, emittedAt: batch.emittedAt }),
-        );
+        const outcome = await options
+          .callDestination(() => options.session.write({ stream: batch.stream.key, records: batch.records, emittedAt: batch.emittedAt }))
+          .catch((error: unknown) => {
+            throw isStringTooLong(error) ? recordTooLongError(batch.stream, 'the destination cannot write it', error) : error;
+          });
         batch.stream.written += batch.records.length;
         const rejected = outcome?.rejected;
         if (rejected && rejected.length > 0) {
@@ -377,7 +379,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           s.read++;
           if (s.sampleCountdown-- === 0) {
             s.sampleCountdown = SAMPLE_EVERY - 1;
-            s.sampleSize = (stringifyJson(message.data)?.length ?? 4) + 1;
+            s.sampleSize = sampledJsonSize(message.data, maxBytes);
           }
           s.batchBytes += s.sampleSize;
           s.bytes += s.sampleSize;
@@ -386,7 +388,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
           const s = lookup(message.stream, message.namespace);
           const page = message.records;
           if (page.length === 0) continue;
-          s.sampleSize = (stringifyJson(page[0])?.length ?? 4) + 1;
+          s.sampleSize = sampledJsonSize(page[0], maxBytes);
           const pageBytes = page.length * s.sampleSize;
           if (s.batch.length === 0 && page.length * 2 >= maxRecords && page.length <= maxRecords && pageBytes <= maxBytes) {
             // A page of batch size is a batch: hand the array over without copying it.
@@ -465,6 +467,22 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   }
   if (!options.callerReportsEndStatus) reportEndStatus(streams.values(), outcome === 'completed', options.onStatus);
   return error ? { outcome, error, state: committed, streams } : { outcome, state: committed, streams };
+}
+
+/**
+ * The estimated JSON bytes of a sampled record: its text's length plus a newline. A record
+ * whose text is longer than a string can be is costed at `ceiling` (it fills a batch on its
+ * own): the estimate must not fail the sync; whether the record can be written is the
+ * destination's to say (a write failing so is reported by `recordTooLongError`, naming the
+ * stream, instead of as "Unexpected error").
+ */
+function sampledJsonSize(record: RecordData | undefined, ceiling: number): number {
+  try {
+    return (stringifyJson(record)?.length ?? 4) + 1;
+  } catch (error) {
+    if (isStringTooLong(error)) return ceiling;
+    throw error;
+  }
 }
 
 /** Sets and reports every stream's end status: COMPLETE when the sync completed, else INCOMPLETE. */

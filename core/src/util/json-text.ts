@@ -1,3 +1,6 @@
+import { constants } from 'node:buffer';
+import { TributaryError } from '../errors.js';
+
 /**
  * JSON text of a value, exactly as `JSON.stringify(value)` gives it, also for values nested
  * deeper than JSON.stringify can go.
@@ -7,14 +10,76 @@
  * depth: a source can deliver a record (an API answer, a jsonb value) that parses but does
  * not serialize. A destination that failed on it failed the batch, and every retry of it.
  * Only on that error does this walk the value again with an explicit stack (slower, rare).
+ *
+ * A value whose text would be longer than a string can be (`MAX_STRING_LENGTH`) fails with a
+ * `fatal` TributaryError that says so, not V8's bare RangeError "Invalid string length".
  */
 export function stringifyJson(value: unknown): string | undefined {
   try {
     return JSON.stringify(value);
   } catch (error) {
-    if (error instanceof RangeError && /call stack/i.test(error.message)) return stringifyJsonIteratively(value);
-    throw error;
+    if (error instanceof RangeError && /call stack/i.test(error.message)) {
+      try {
+        return stringifyJsonIteratively(value);
+      } catch (deepError) {
+        throw isStringTooLong(deepError) ? jsonTooLongError(deepError) : deepError;
+      }
+    }
+    // A value whose text would not fit in a string (V8's bare "Invalid string length").
+    throw isStringTooLong(error) ? jsonTooLongError(error) : error;
   }
+}
+
+/**
+ * The longest string Node.js can hold, in UTF-16 code units (V8's limit: 536,870,888 on
+ * 64-bit Node 20, about 512 MiB of ASCII). No JSON text, and so no record serialized as one
+ * (a JSON line, a protocol message, a stored payload), can be longer.
+ */
+export const MAX_STRING_LENGTH = constants.MAX_STRING_LENGTH;
+
+/** `MAX_STRING_LENGTH` for messages: "536,870,888 characters, about 512 MiB". */
+export function describeMaxStringLength(): string {
+  return `${MAX_STRING_LENGTH.toLocaleString('en-US')} characters, about ${Math.round(MAX_STRING_LENGTH / 2 ** 20)} MiB`;
+}
+
+/**
+ * Whether `error`, or an error it wraps (`cause`, as `toTributaryError` and retries wrap),
+ * is a string refused for being longer than `MAX_STRING_LENGTH`: V8's RangeError "Invalid
+ * string length" (JSON.stringify, concatenation, join) or Node's ERR_STRING_TOO_LONG
+ * (decoding a Buffer).
+ */
+export function isStringTooLong(error: unknown): boolean {
+  for (let e = error, depth = 0; e !== null && e !== undefined && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof RangeError && /invalid string length/i.test(e.message)) return true;
+    if ((e as { code?: unknown }).code === 'ERR_STRING_TOO_LONG') return true;
+  }
+  return false;
+}
+
+/**
+ * A record of stream `stream` whose JSON text is longer than a string can be, as a fatal
+ * error naming the stream and the limit; `consequence` says what could not be done ("the
+ * destination cannot write it"). `cause` is the error that was thrown (see `isStringTooLong`).
+ */
+export function recordTooLongError(stream: { name: string; namespace?: string | undefined }, consequence: string, cause: unknown): TributaryError {
+  const key = stream.namespace === undefined ? stream.name : `${stream.namespace}.${stream.name}`;
+  return new TributaryError('fatal', {
+    userMessage:
+      `Stream "${key}": a record's JSON text is longer than the longest string Node.js can hold (${describeMaxStringLength()}), ` +
+      `so ${consequence}. Leave out or shorten the record's largest fields at the source.`,
+    internalMessage: TributaryError.is(cause) ? (cause.internalMessage ?? cause.userMessage) : cause instanceof Error ? cause.message : String(cause),
+    stream: stream.namespace === undefined ? { name: stream.name } : { name: stream.name, namespace: stream.namespace },
+    cause,
+  });
+}
+
+/** The error `stringifyJson` throws for a value whose JSON text is longer than a string can be. */
+function jsonTooLongError(cause: unknown): TributaryError {
+  return new TributaryError('fatal', {
+    userMessage: `A value's JSON text is longer than the longest string Node.js can hold (${describeMaxStringLength()}), so it cannot be serialized`,
+    internalMessage: cause instanceof Error ? cause.message : String(cause),
+    cause,
+  });
 }
 
 type Container = readonly unknown[] | Record<string, unknown>;
