@@ -17,7 +17,7 @@ import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { literal } from './duck.js';
 import { entityKeyOf, envelopeText } from './envelope.js';
-import { lsnOrder, NEWEST_FIRST } from './row-order.js';
+import { INGEST_SEQ_COLUMN, lsnOrder, NEWEST_FIRST } from './row-order.js';
 import type { ColumnType } from './schema-registry.js';
 
 /** Fields a delete of the stream may lack, which attribution fills in (each absent when the primary key holds it). */
@@ -93,11 +93,11 @@ export function batchDeletes(records: readonly RecordData[], mapping: StreamMapp
 }
 
 /** Envelope columns a lookup source must provide (see `lookupSql`). */
-export const LOOKUP_COLUMNS = 'entity_key, customer_id, tenant_id, source_position, event_time, ingest_time, event_id';
+export const LOOKUP_COLUMNS = `entity_key, customer_id, tenant_id, source_position, event_time, ingest_time, ${INGEST_SEQ_COLUMN}, event_id`;
 
 /**
- * One query over `sources` (SQL relations with the envelope's columns: Parquet files,
- * staged rows) returning, per delete of `deletes`, the customer id and tenant of the latest
+ * One query over `sources` (SQL relations with the envelope's columns, `_tributary_ingest_seq`
+ * included — see `withIngestSeq`: Parquet files, staged rows) returning, per delete of `deletes`, the customer id and tenant of the latest
  * row of its key (see NEWEST_FIRST) that precedes it: when both positions are CDC positions,
  * an earlier one (a row written after the delete, e.g. the key inserted again, is not the
  * deleted row); otherwise any. Rows: `k`, `p` (the delete's key and position), `customer_id`,

@@ -8,7 +8,7 @@ import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { epochMsTimestampSql, ident, literal, openDuckDb, plainRows } from './duck.js';
-import { NEWEST_FIRST } from './row-order.js';
+import { NEWEST_FIRST, withIngestSeq } from './row-order.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
@@ -95,10 +95,10 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
       if (taken.has(stream.toLowerCase())) continue;
       taken.add(stream.toLowerCase());
       views.push(stream);
-      await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)${tenantFilter}`);
+      await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM ${withIngestSeq(`read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)`)}${tenantFilter}`);
     }
     if (files.length > 0) {
-      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${await eventsSource(duck.connection, [...byStream.values()], list)}${tenantFilter}`);
+      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${withIngestSeq(await eventsSource(duck.connection, [...byStream.values()], list))}${tenantFilter}`);
     }
     // Quarantine files are per stream, not per tenant (a refused record may have no tenant at
     // all), so none can be opened for one tenant without showing another's records: reading

@@ -18,6 +18,8 @@ export const ENVELOPE_COLUMNS = [
   'source_txid',
   'before_image',
   'unchanged_fields',
+  // Arrival order within one ingest time (see row-order.ts); never a payload column's name (those never start `_tributary_`).
+  '_tributary_ingest_seq',
 ] as const;
 const RESERVED = new Set<string>([...ENVELOPE_COLUMNS, 'event_date', 'event_month']);
 

@@ -12,6 +12,7 @@ import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { ownEventTimeMs } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
+import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
 import { CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
@@ -133,6 +134,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   /** Streams whose CDC deletes may lack the customer id or tenant (see delete-attribution.ts). */
   const attributions = new Map<string, AttributedFields>();
   let pending: PendingFile[] = [];
+  /** The ingest time of the last batch staged (see `write`). */
+  let lastIngestMs = 0;
   let quarantineFiles: QuarantineFile[] = [];
   let flushes = 0;
 
@@ -329,7 +332,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       paths.push(local);
     }
     for (const p of pending) if ('file' in p && p.file.stream === key) paths.push(p.localPath);
-    const sources = paths.length > 0 ? [`read_parquet([${paths.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`] : [];
+    const sources = paths.length > 0 ? [withIngestSeq(`read_parquet([${paths.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`)] : [];
     for (const job of sealed) if (job.stream === key) sources.push(`(SELECT ${job.select} FROM ${job.from})`);
     const staged = stage.stagedRowsSql();
     if (staged !== undefined) sources.push(staged);
@@ -430,7 +433,12 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
       const fields = attributions.get(batch.stream);
       const records = fields ? await attributeDeletes(batch.stream, stage, fields, batch.records) : batch.records;
-      const rejected = await stage.append(records, Date.now());
+      // Each batch its own ingest time, so that rows of one ingest time are one batch, which
+      // `_tributary_ingest_seq` orders (see row-order.ts): two batches in one millisecond
+      // would tie on both.
+      const ingestMs = Math.max(Date.now(), lastIngestMs + 1);
+      lastIngestMs = ingestMs;
+      const rejected = await stage.append(records, ingestMs);
       return rejected.length > 0 ? { rejected } : undefined;
     },
     commit,

@@ -5,6 +5,7 @@ import type { StreamMapping } from './config.js';
 import { epochMsTimestampSql, ident, literal } from './duck.js';
 import { emptyEnvelope, jsonText, toEnvelope, type Envelope } from './envelope.js';
 import { recordFingerprint, type ReplayWindow } from './replay-window.js';
+import { INGEST_SEQ_COLUMN } from './row-order.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
 
 const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
@@ -21,9 +22,10 @@ const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
  * COPY. Envelope strings that merely repeat a payload string column (customer id, tenant,
  * event id, single-field key, cursor position) are not staged: the COPY takes them from
  * that column (see `Derived`). `ingest_time_ms` is one value per batch: a plain DOUBLE
- * column, repeated on each of the row's records by the COPY.
+ * column, repeated on each of the row's records by the COPY; `row_count` is the number of
+ * records the row holds, from which the COPY numbers them (`_tributary_ingest_seq`).
  */
-type EnvelopeSlot = 'event_id' | 'entity_key' | 'customer_id' | 'tenant_id' | 'event_time_ms' | 'ingest_time_ms' | 'op_code' | 'source_position' | 'source_txid' | 'before_image' | 'unchanged_fields';
+type EnvelopeSlot = 'event_id' | 'entity_key' | 'customer_id' | 'tenant_id' | 'event_time_ms' | 'ingest_time_ms' | 'row_count' | 'op_code' | 'source_position' | 'source_txid' | 'before_image' | 'unchanged_fields';
 type StagingType = 'VARCHAR' | 'DOUBLE' | 'BOOLEAN';
 const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   event_id: 'VARCHAR',
@@ -32,6 +34,7 @@ const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   tenant_id: 'VARCHAR',
   event_time_ms: 'DOUBLE',
   ingest_time_ms: 'DOUBLE',
+  row_count: 'DOUBLE',
   op_code: 'DOUBLE',
   source_position: 'VARCHAR',
   source_txid: 'VARCHAR',
@@ -71,6 +74,10 @@ const CHARS_PER_ROW = 32 * 1024 * 1024;
 
 /** Column that gives each staged row its schema version (record fields named `_tributary_*` never become columns). */
 const VERSION_COLUMN = '_tributary_schema_version';
+/** Column of the staging row (DuckDB rowid) each record came from, for `INGEST_SEQ_COLUMN`. */
+const STAGED_ROW_COLUMN = '_tributary_staged_row';
+/** Slots with one value per staging row (a DOUBLE), not one per record. */
+const PER_ROW_SLOTS: ReadonlySet<EnvelopeSlot> = new Set(['ingest_time_ms', 'row_count']);
 
 /** Separates the values of a staged column; a value that is only NULL_MARK is null. */
 const SEPARATOR = '\u001e';
@@ -258,7 +265,7 @@ export class StreamStage {
     if (!derived.entityKey) slots.push('entity_key');
     if (!derived.customerId) slots.push('customer_id');
     if (!derived.tenant && !('constant' in mapping.tenant)) slots.push('tenant_id');
-    slots.push('event_time_ms', 'ingest_time_ms');
+    slots.push('event_time_ms', 'ingest_time_ms', 'row_count');
     if (cursor !== undefined && !derived.cursor) slots.push('source_position');
     if (cdc) for (const slot of CDC_SLOTS) if (!slots.includes(slot)) slots.push(slot);
     this.layout = [...slots.map((slot) => ({ slot })), ...this.columns.map((payload) => ({ payload }))];
@@ -309,6 +316,8 @@ export class StreamStage {
       `${has('source_txid') ? col('source_txid') : 'NULL::VARCHAR'} AS source_txid`,
       `${has('before_image') ? `CAST(${col('before_image')} AS JSON)` : 'NULL::JSON'} AS before_image`,
       `${has('unchanged_fields') ? `CAST(${col('unchanged_fields')} AS JSON)` : 'NULL::JSON'} AS unchanged_fields`,
+      // The record's place among those staged in this stage (see INGEST_SEQ_COLUMN): staging row, then place in it.
+      `${STAGED_ROW_COLUMN} * ${VALUES_PER_ROW} + ${col('row_count')} AS ${INGEST_SEQ_COLUMN}`,
     ];
   }
 
@@ -318,7 +327,7 @@ export class StreamStage {
 
   /** Staging-table column: the row's values as one string (see encodeColumn), except the per-batch ingest time. */
   private columnDef(c: TableColumn): string {
-    return `${ident(StreamStage.nameOf(c))} ${'slot' in c && c.slot === 'ingest_time_ms' ? 'DOUBLE' : 'VARCHAR'}`;
+    return `${ident(StreamStage.nameOf(c))} ${'slot' in c && PER_ROW_SLOTS.has(c.slot) ? 'DOUBLE' : 'VARCHAR'}`;
   }
 
   /**
@@ -333,6 +342,12 @@ export class StreamStage {
     for (const c of this.layout) {
       const name = StreamStage.nameOf(c);
       const column = ident(name);
+      if ('slot' in c && c.slot === 'row_count') {
+        // 0 … n − 1 beside the row's n records: each one's place in its staging row.
+        split.push(`unnest(range(CAST(${column} AS BIGINT))) AS ${column}`);
+        typed.push(column);
+        continue;
+      }
       if ('slot' in c && c.slot === 'ingest_time_ms') {
         split.push(column);
         typed.push(column);
@@ -352,7 +367,7 @@ export class StreamStage {
         typed.push(`CAST(NULLIF(${column}, chr(31)) AS ${type}) AS ${column}`);
       }
     }
-    return `(SELECT ${typed.join(', ')}, ${VERSION_COLUMN} FROM (SELECT ${split.join(', ')}, ${this.versionSql()} AS ${VERSION_COLUMN} FROM ${table}))`;
+    return `(SELECT ${typed.join(', ')}, ${VERSION_COLUMN}, ${STAGED_ROW_COLUMN} FROM (SELECT ${split.join(', ')}, ${this.versionSql()} AS ${VERSION_COLUMN}, rowid AS ${STAGED_ROW_COLUMN} FROM ${table}))`;
   }
 
   async create(): Promise<void> {
@@ -560,6 +575,7 @@ export class StreamStage {
       const appender = this.appender!;
       for (let k = 0; k < width; k++) {
         if (slotOf[k] === 'ingest_time_ms') appender.appendDouble(ingestMs);
+        else if (slotOf[k] === 'row_count') appender.appendDouble(n);
         else appender.appendVarchar(encodeColumn(cols[k]!, n));
       }
       appender.endRow();
@@ -629,7 +645,9 @@ export class StreamStage {
           case 'customer_id': col[n] = envelope.customerId; break;
           case 'tenant_id': col[n] = envelope.tenantId; break;
           case 'event_time_ms': col[n] = envelope.eventTimeMs; break;
-          case 'ingest_time_ms': break;
+          case 'ingest_time_ms':
+          case 'row_count':
+            break;
           case 'op_code': col[n] = OP_CODE[envelope.op]; break;
           case 'source_position': col[n] = position; break;
           case 'source_txid': col[n] = envelope.txid; break;
