@@ -9,7 +9,8 @@ import type { JsonValue } from './schema/values.js';
  * - `_tributary_op`: `r` snapshot read, `c` insert, `u` update, `d` delete, `t` truncate
  * - `_tributary_position`: the change's LSN (`X/Y`), distinct per change (the further rows of a
  *   WAL record that writes several are numbered on from its LSN, see `changePosition` in
- *   read-cdc.ts); snapshot rows carry the slot's restart_lsn
+ *   read-cdc.ts); snapshot rows carry the slot's restart_lsn, those of a table without a
+ *   primary key each a position of their own below it (see SnapshotRowPositions)
  * - `_tributary_txid`: the transaction id (null for snapshot rows)
  * - `_tributary_commit_time`: the commit time, ISO-8601 (null for snapshot rows)
  * - `_tributary_before`: the old image (key columns or the full row), or null

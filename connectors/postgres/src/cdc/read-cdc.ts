@@ -13,13 +13,14 @@ import {
 import type { PostgresConfig } from '../config.js';
 import { connect, literal, sqlState } from '../connection.js';
 import { readChunks, type ChunkPosition } from '../read/table-read.js';
-import { fieldSetter, snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
+import { CHANGE_FIELDS, fieldSetter, snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
 import type { TableInfo } from '../schema/tables.js';
 import type { Converter, TypeRegistry } from '../schema/values.js';
 import { formatLsn, parseLsn, pgTimeToIso, type Lsn } from './lsn.js';
 import { UNCHANGED_TOAST, type RelationColumn, type TupleValue } from './pgoutput.js';
 import { ReplicationConnection } from './replication-connection.js';
 import { registerStream } from './live-streams.js';
+import { heapTuplesPerPage, SnapshotRowPositions } from './snapshot-positions.js';
 import { assertCdcPrerequisites, ensurePublication, publishedColumns, publishedRowFilter, slotInfo, slotInvalidation, unpublishedActions } from './slot.js';
 
 /** The shared (GLOBAL) state of a CDC connection: every change before `lsn` is committed downstream. */
@@ -53,6 +54,12 @@ export type CdcStreamState = (
        * the old ctid would skip rows for good. Absent in states of older versions.
        */
       file?: string;
+      /**
+       * Partitioned keyless tables: the oids of the partitions when the snapshot started, in
+       * the order that numbers its rows' positions (see SnapshotRowPositions), so that a
+       * resumed snapshot numbers them alike. Absent for other tables and in older states.
+       */
+      partitions?: string[];
     }
   | { cdc: 'streaming' }
 ) & { at?: string };
@@ -256,6 +263,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
         );
         await sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       }
+      let tuplesPerPage: number | undefined;
       try {
         for (const s of pending) {
           const state = s.state as Extract<CdcStreamState, { cdc: 'snapshot' }>;
@@ -273,8 +281,12 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             });
             start = null;
           }
+          // Keyless tables: a position per row (identical rows are distinct events downstream).
+          const partitions = files && s.table.partitioned ? (state.partitions ?? [...files.keys()].sort((a, b) => Number(a) - Number(b))) : undefined;
+          const rowPositions = tributary && files ? new SnapshotRowPositions(position, parseLsn(position), (tuplesPerPage ??= await heapTuplesPerPage(sql)), partitions) : undefined;
           for await (const chunk of readChunks(sql, s.table, types, chunkSize, start, tributary ? snapshotFields(position) : undefined, {
             ...(s.rowFilter !== undefined ? { filter: s.rowFilter } : {}),
+            ...(rowPositions ? { keylessRow: (row: Row, ctid: string, partition: string | null) => (row[CHANGE_FIELDS.position] = rowPositions.of(ctid, partition)) } : {}),
           })) {
             if (chunk.rows.length > 0) {
               const records: RecordData[] = tributary
@@ -290,8 +302,16 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             }
             if (chunk.next === undefined) continue;
             const file = fileOf(chunk.next);
-            s.state = chunk.next === null ? { cdc: 'streaming' } : { cdc: 'snapshot', after: chunk.next, position, ...(file !== undefined ? { file } : {}) };
+            s.state =
+              chunk.next === null
+                ? { cdc: 'streaming' }
+                : { cdc: 'snapshot', after: chunk.next, position, ...(file !== undefined ? { file } : {}), ...(partitions ? { partitions } : {}) };
             yield checkpointAt(startLsn);
+          }
+          if (rowPositions && rowPositions.fallbacks > 0) {
+            log.warn(`${rowPositions.fallbacks} snapshot rows of ${s.key} carry the snapshot position ${position} itself (no room below it, or a partition created since the snapshot started): identical rows among them are one event in destinations that hash records`, {
+              stream: s.key,
+            });
           }
         }
       } finally {
@@ -505,7 +525,7 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
                 setField: fieldSetter(decoded.columns.map((c) => c.name)),
                 stream,
               });
-              if (stream && previous) reportSchemaChange(log, stream, previous, decoded.columns);
+              if (stream && previous) reportSchemaChange(log, types, stream, previous, decoded.columns);
               break;
             }
             case 'type':
@@ -701,13 +721,28 @@ async function reconnect(
   );
 }
 
-/** Column names of the stream's configured schema (types unknown: only additions and drops are compared). */
-function configuredColumns(stream: CdcStream): Array<{ name: string; typeOid: number | undefined }> {
+/** A column as the schema-change report compares it: by type oid, or (configured catalogs) by its JSON type. */
+interface KnownColumn {
+  name: string;
+  typeOid: number | undefined;
+  /** The JSON `type` of the column in the configured catalog, as JSON text (absent when it has none, e.g. json). */
+  jsonType?: string;
+}
+
+/**
+ * Columns of the stream's configured schema: names, and the JSON type discovery gave each
+ * (type oids are not in a catalog). A column retyped between syncs (e.g. int to text) then
+ * shows in its JSON type; a retype within one JSON type (int4 to int2) does not.
+ */
+function configuredColumns(stream: CdcStream): KnownColumn[] {
   const schema = stream.configured.stream.json_schema as { properties?: Record<string, unknown> };
-  const props = (schema.properties?.after as { properties?: Record<string, unknown> } | undefined)?.properties ?? schema.properties ?? {};
+  const props = ((schema.properties?.after as { properties?: Record<string, unknown> } | undefined)?.properties ?? schema.properties ?? {}) as Record<string, { type?: unknown } | undefined>;
   return Object.keys(props)
     .filter((name) => !name.startsWith('_tributary_'))
-    .map((name) => ({ name, typeOid: undefined }));
+    .map((name) => {
+      const type = props[name]?.type;
+      return { name, typeOid: undefined, ...(type !== undefined ? { jsonType: JSON.stringify(type) } : {}) };
+    });
 }
 
 /**
@@ -726,17 +761,31 @@ async function waitForSlotRelease(sql: pg.Client, slot: string): Promise<void> {
 
 function reportSchemaChange(
   log: ConnectorContext['logger'],
+  types: TypeRegistry,
   stream: CdcStream,
-  previous: ReadonlyArray<{ name: string; typeOid: number | undefined }>,
+  previous: readonly KnownColumn[],
   next: readonly RelationColumn[],
 ): void {
-  const before = new Map(previous.map((c) => [c.name, c.typeOid]));
+  const before = new Map(previous.map((c) => [c.name, c]));
   const after = new Map(next.map((c) => [c.name, c.typeOid]));
   const added = [...after.keys()].filter((c) => !before.has(c));
   const dropped = [...before.keys()].filter((c) => !after.has(c));
-  const retyped = [...after.keys()].filter((c) => before.get(c) !== undefined && before.get(c) !== after.get(c));
+  const retyped = [...after.keys()].filter((c) => {
+    const known = before.get(c);
+    if (known?.typeOid !== undefined) return known.typeOid !== after.get(c);
+    if (known?.jsonType === undefined) return false;
+    const type = types.jsonSchema(after.get(c)!).type;
+    return type !== undefined && JSON.stringify(type) !== known.jsonType;
+  });
   if (added.length + dropped.length + retyped.length === 0) return;
-  log.warn(`schema change on ${stream.key}: records from here on carry the new columns`, { stream: stream.key, added, dropped, retyped });
+  log.warn(
+    `schema change on ${stream.key}: records from here on carry the new columns${
+      retyped.length > 0
+        ? `; a retyped column (ALTER TABLE … ALTER COLUMN … TYPE) had every row rewritten without change events, so rows stored downstream keep their old values: sync ${stream.key} again from a new snapshot (reset its state) if the conversion changed them`
+        : ''
+    }`,
+    { stream: stream.key, added, dropped, retyped },
+  );
 }
 
 /**

@@ -118,6 +118,11 @@ export async function* readChunks(
      * publication's row filter, for a CDC snapshot). Trusted text, from the server's catalog.
      */
     filter?: string;
+    /**
+     * Tables without a primary key: called with every row as it is decoded, with the row's
+     * ctid (text) and, for a partitioned table, the oid of its partition (else null).
+     */
+    keylessRow?: (row: Row, ctid: string, partition: string | null) => void;
   } = {},
 ): AsyncGenerator<Chunk> {
   const decoder = rowDecoder(table, types, extra);
@@ -146,7 +151,9 @@ export async function* readChunks(
         scanCopyLine(line, ctidBounds);
         lastCtid = trailing(line, at);
         if (byPartition) lastPartition = trailing(line, at + 1);
-        return decoder.decodeLine(line);
+        const row = decoder.decodeLine(line);
+        options.keylessRow?.(row, String(lastCtid), lastPartition);
+        return row;
       };
   const socket = (client as unknown as { connection: { stream: { pause(): void; resume(): void } } }).connection.stream;
   // One COPY spans several chunks (a query per chunk costs a round trip and a plan each);

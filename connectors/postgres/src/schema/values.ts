@@ -314,13 +314,25 @@ function unescapeBytea(text: string): Uint8Array {
 
 type RawArray = Array<string | null | RawArray>;
 
-/** Parses an array literal (`{1,2,"a b",NULL,{…}}`, optionally with `[l:u]=` bounds) into text elements. */
+/**
+ * Parses an array literal (`{1,2,"a b",NULL,{…}}`, optionally with `[l:u]=` bounds) into text
+ * elements. `int2vector` and `oidvector` (array types printed without braces: `1 2 3`) give
+ * their space-separated elements. Text that ends inside an element or list is refused: the
+ * scan never runs past the end (it looped forever on `1 2`, blocking the process).
+ */
 export function parseArrayLiteral(text: string, delim = ','): RawArray {
   let i = 0;
   if (text[0] === '[') {
     const eq = text.indexOf('=');
     i = eq + 1;
   }
+  if (text[i] !== '{') {
+    const vector = text.trim();
+    return vector === '' ? [] : vector.split(/\s+/);
+  }
+  const malformed = (): never => {
+    throw new Error(`malformed array literal: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`);
+  };
   const parse = (): RawArray => {
     const out: RawArray = [];
     i++; // '{'
@@ -335,6 +347,7 @@ export function parseArrayLiteral(text: string, delim = ','): RawArray {
         i++;
         while (text[i] !== '"') {
           if (text[i] === '\\') i++;
+          if (i >= text.length) malformed();
           value += text[i];
           i++;
         }
@@ -342,7 +355,7 @@ export function parseArrayLiteral(text: string, delim = ','): RawArray {
         out.push(value);
       } else {
         let end = i;
-        while (text[end] !== delim && text[end] !== '}') end++;
+        while (text[end] !== delim && text[end] !== '}') if (++end >= text.length) malformed();
         const raw = text.slice(i, end).trim();
         out.push(raw.toUpperCase() === 'NULL' ? null : raw);
         i = end;
