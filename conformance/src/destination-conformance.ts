@@ -265,18 +265,17 @@ async function runCrashingChild(input: CrashRunnerInput, reached: (steps: string
   return steps;
 }
 
-/** The named destination cases, in the order `destinationConformance` registers them. */
 /**
- * The two crash cases' common start: a child process opens the destination, writes batch A
- * of every stream, commits, writes batch B and is SIGKILLed before committing B.
+ * What every crash case's child process is given on a fresh target (`prepare`): batches A
+ * (records 0…n) and B (n…2n) of every stream, and how to load the destination.
  */
-async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
+async function crashSetup(options: DestinationConformanceOptions) {
   const p = await prepare(options);
   const n = options.batchSize ?? 50;
   const mode = keyedMode(options.destination);
   const batchesA = p.streams.map((s) => batchOf(s, 0, n));
   const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
-  await runCrashingChild({
+  const input: CrashRunnerInput = {
     module: options.module,
     ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
     destinationName: options.destination.name,
@@ -284,8 +283,18 @@ async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
     streams: destinationStreams(p.streams, mode, false),
     batchesA,
     batchesB,
-  });
-  return { p, n, mode, batchesA, batchesB };
+  };
+  return { p, n, mode, batchesA, batchesB, input };
+}
+
+/**
+ * The two crash cases' common start: a child process opens the destination, writes batch A
+ * of every stream, commits, writes batch B and is SIGKILLed before committing B.
+ */
+async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
+  const setup = await crashSetup(options);
+  await runCrashingChild(setup.input);
+  return setup;
 }
 
 /**
@@ -294,26 +303,12 @@ async function crashAfterFirstCommit(options: DestinationConformanceOptions) {
  * without `killAt` it runs B to the end and reports how many steps it took.
  */
 async function crashAtIoStep(options: DestinationConformanceOptions, killAt: number | undefined) {
-  const p = await prepare(options);
-  const n = options.batchSize ?? 50;
-  const mode = keyedMode(options.destination);
-  const batchesA = p.streams.map((s) => batchOf(s, 0, n));
-  const batchesB = p.streams.map((s) => batchOf(s, n, 2 * n));
-  const steps = await runCrashingChild(
-    {
-      module: options.module,
-      ...(options.exportName !== undefined ? { exportName: options.exportName } : {}),
-      destinationName: options.destination.name,
-      config: p.raw,
-      streams: destinationStreams(p.streams, mode, false),
-      batchesA,
-      batchesB,
-      ioSteps: killAt === undefined ? {} : { killAt },
-    },
-    (lines) => lines.includes('committed-a') && lines.some((line) => line.startsWith('killed-at-step ') || line.startsWith('finished-b ')),
+  const setup = await crashSetup(options);
+  const steps = await runCrashingChild({ ...setup.input, ioSteps: killAt === undefined ? {} : { killAt } }, (lines) =>
+    lines.includes('committed-a') && lines.some((line) => line.startsWith('killed-at-step ') || line.startsWith('finished-b ')),
   );
   const finished = steps.find((line) => line.startsWith('finished-b '));
-  return { p, n, mode, batchesB, stepsOfB: finished !== undefined ? Number(finished.slice('finished-b '.length)) : undefined };
+  return { ...setup, stepsOfB: finished !== undefined ? Number(finished.slice('finished-b '.length)) : undefined };
 }
 
 /** `count` steps out of 1…total, spread evenly, first and last included (all of them when there are no more). */
@@ -324,6 +319,7 @@ export function spreadCrashSteps(total: number, count: number): number[] {
   return [...points];
 }
 
+/** The named destination cases, in the order `destinationConformance` registers them. */
 export const destinationCases = {
   spec: {
     name: 'spec: connectionSpecification is draft-07, secrets are marked, SPEC validates against the protocol',

@@ -16,7 +16,8 @@ import {
   type SyncResult,
   type SyncState,
 } from '@tributary/core';
-import { salesforceSource, type SalesforceSimulator } from '../src/index.js';
+import { afterEach } from 'vitest';
+import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
 
 export function credentials(sim: SalesforceSimulator): Record<string, unknown> {
   return { login_url: sim.url, client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken };
@@ -128,4 +129,25 @@ export async function readAll(config: Record<string, unknown>, catalog: Configur
     }
   }
   return { records, checkpoints, state: current };
+}
+
+/**
+ * `org(options)` starts a simulator for the test that calls it; every one is closed after
+ * that test (call `useOrgs` at the top level of a test file).
+ */
+export function useOrgs(): (options?: SalesforceSimulatorOptions) => Promise<SalesforceSimulator> {
+  const running: SalesforceSimulator[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((s) => s.close()));
+  });
+  return async (options = {}) => {
+    const sim = await startSalesforceSimulator(options);
+    running.push(sim);
+    return sim;
+  };
+}
+
+/** The state as if its syncs had run `hours` ago: every stream's deletions are read from then. */
+export function agedDeletionWindow(state: SyncState, hours: number): void {
+  for (const stream of Object.values(state.streams)) (stream as Record<string, unknown>).deleted_through = new Date(Date.now() - hours * 3_600_000).toISOString();
 }

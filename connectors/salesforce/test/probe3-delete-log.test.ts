@@ -4,26 +4,11 @@
  * INVALID_REPLICATION_DATE to a window starting before what is left. A sync must not fail on
  * it — nor every sync after it, since the saved start of that window never moves.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
-import type { SyncState } from '@tributary/core';
-import { catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { agedDeletionWindow, catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync, useOrgs } from './helpers.js';
 
-const running: SalesforceSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const org = useOrgs();
 
-async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimulator> {
-  const sim = await startSalesforceSimulator(options);
-  running.push(sim);
-  return sim;
-}
-
-/** The state of `store` as if its syncs had run `hours` ago: every stream's deletions are read from then. */
-function agedDeletionWindow(state: SyncState, hours: number): void {
-  for (const stream of Object.values(state.streams)) (stream as Record<string, unknown>).deleted_through = new Date(Date.now() - hours * 3_600_000).toISOString();
-}
 
 describe('source: a delete log Salesforce purged since the last sync', () => {
   it('the sync completes, reads the following streams, reports the deletions still logged and warns about the others', async () => {

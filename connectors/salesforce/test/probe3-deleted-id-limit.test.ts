@@ -4,26 +4,12 @@
  * the saved state, so a sync that fails on it fails forever: the source must split the window.
  * The simulator's limit is lowered so that a few deletions pass it.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
-import type { RecordData, SyncState } from '@tributary/core';
-import { catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import type { RecordData } from '@tributary/core';
+import { agedDeletionWindow, catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync, useOrgs } from './helpers.js';
 
-const running: SalesforceSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
+const org = useOrgs();
 
-async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimulator> {
-  const sim = await startSalesforceSimulator(options);
-  running.push(sim);
-  return sim;
-}
-
-/** The state as if the syncs had run `hours` ago: every stream's deletions are read from then. */
-function agedDeletionWindow(state: SyncState, hours: number): void {
-  for (const stream of Object.values(state.streams)) (stream as Record<string, unknown>).deleted_through = new Date(Date.now() - hours * 3_600_000).toISOString();
-}
 
 const MINUTE = 60_000;
 

@@ -3,22 +3,13 @@
  * user opens an eleventh cursor; the locator then answers 400 INVALID_QUERY_LOCATOR for good.
  * A read must query again from the position it reached, not fail the sync.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Connection, OAuth2 } from 'jsforce';
 import type { RecordData } from '@tributary/core';
-import { startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
-import { catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync } from './helpers.js';
+import type { SalesforceSimulator } from '../src/index.js';
+import { catalogOf, credentials, memoryStateStore, memoryTarget, readAll, sync, useOrgs } from './helpers.js';
 
-const running: SalesforceSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
-
-async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimulator> {
-  const sim = await startSalesforceSimulator(options);
-  running.push(sim);
-  return sim;
-}
+const org = useOrgs();
 
 const ids = (records: RecordData[]): string[] => records.map((r) => String(r.Id));
 

@@ -1,20 +1,11 @@
 import { createServer, request as httpRequest } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TributaryError, createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
-import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
-import { catalogOf, credentials, memoryStateStore, memoryTarget, passwordCredentials, readAll, sync } from './helpers.js';
+import { salesforceSource, type SalesforceSimulator } from '../src/index.js';
+import { catalogOf, credentials, memoryStateStore, memoryTarget, passwordCredentials, readAll, sync, useOrgs } from './helpers.js';
 
-const running: SalesforceSimulator[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.close()));
-});
-
-async function org(options: SalesforceSimulatorOptions): Promise<SalesforceSimulator> {
-  const sim = await startSalesforceSimulator(options);
-  running.push(sim);
-  return sim;
-}
+const org = useOrgs();
 
 const ids = (records: RecordData[]): string[] => records.map((r) => String(r.Id));
 
