@@ -62,6 +62,9 @@ function soqlString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
+/** One page of a SOQL query answer. */
+type QueryPage = { records?: Array<Record<string, unknown>>; done?: boolean; nextRecordsUrl?: string };
+
 const NUMERIC_TYPES = new Set(['int', 'long', 'double', 'currency', 'percent']);
 
 /** `, ` between two literals of an IN list, as it stands in a query path. */
@@ -207,7 +210,7 @@ export const salesforceWriter = defineWriter({
       for (const soql of inListQueries(`SELECT ${select} FROM ${object.name} WHERE ${idProperty} IN (`, literals, object.name)) {
         let path: string | undefined = queryPath(soql);
         while (path !== undefined) {
-          const page: { records?: Array<Record<string, unknown>>; done?: boolean; nextRecordsUrl?: string } = await send({ method: 'GET', path });
+          const page: QueryPage = await send({ method: 'GET', path });
           for (const row of page.records ?? []) rows.set(matchKey(String(row[idProperty])), row);
           path = page.done === false && page.nextRecordsUrl ? page.nextRecordsUrl : undefined;
         }
@@ -309,6 +312,28 @@ export const salesforceWriter = defineWriter({
           }
         }
         return request.records.map((record) => results.get(record.idempotencyKey)!);
+      },
+      /**
+       * Every stored value of the external id field `idProperty` (rows without one have no
+       * key and are not listed), paged through SOQL queries. Reads back what writes stored
+       * (the conformance suite checks applied records against it). The runtime calls this
+       * directly, so it goes through the retried, rate-limited client as the source does, not
+       * `write`'s single attempts. Numbers come as their exact decimal text.
+       */
+      async *listKeys(objectName, idProperty) {
+        const reader = await openSalesforce(ctx, config);
+        const describe = (await reader.request<{ name?: string; fields?: DescribedField[] }>({ method: 'GET', path: `/sobjects/${encodeURIComponent(objectName)}/describe` })).body;
+        const field = describe.fields?.find((f) => f.name.toLowerCase() === idProperty.toLowerCase());
+        if (!field) throw new TributaryError('config', { userMessage: `${objectName} has no field ${idProperty} to list keys of` });
+        let path: string | undefined = queryPath(`SELECT ${field.name} FROM ${describe.name ?? objectName}`);
+        while (path !== undefined) {
+          const page: QueryPage = (await reader.request<QueryPage>({ method: 'GET', path })).body;
+          for (const row of page.records ?? []) {
+            const key = row[field.name];
+            if (key !== null && key !== undefined && key !== '') yield String(key);
+          }
+          path = page.done === false && page.nextRecordsUrl ? page.nextRecordsUrl : undefined;
+        }
       },
       async close() {},
     };
