@@ -11,6 +11,14 @@
  * Temp files a crash leaves behind start with `.` and end in `.tmp`; they are ignored.
  * Operations on one connection run one at a time, in call order (per store instance);
  * `close` waits for those in flight.
+ *
+ * Locking: see `lockConnection`. A lock can pass to another sync while its holder still runs
+ * (someone deletes the lock file, or a holder in another PID and network namespace with the
+ * same host name is taken for dead). So while this store holds a connection's lock, `save`
+ * first checks that the lock file still names it (one small read); if not, it takes the lock
+ * again and refuses (fatal, writing nothing) when the state changed since this store last
+ * read or wrote it: another sync ran meanwhile, and its progress must not be overwritten
+ * with this sync's older state. See `checkLock`.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { link, mkdir, open, readdir, readFile, readlink, stat, unlink } from 'node:fs/promises';
@@ -21,7 +29,7 @@ import type { SyncState } from '../connector/state.js';
 import { TributaryError } from '../errors.js';
 import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
-import type { ConnectionLock, StateStore } from './store.js';
+import type { StateStore } from './store.js';
 import { writeDurableTemp, writeFileAtomic } from '../fs/atomic-file.js';
 
 const SUFFIX = '.json';
@@ -60,7 +68,15 @@ export function createFileStateStore(dir: string): StateStore {
   const root = resolve(dir);
   const location = `file:${root}`;
   const queue = createKeyedQueue();
+  /** The connection locks this store holds (see `lock`). */
+  const locks = new Map<string, HeldFileLock>();
   let closed = false;
+
+  /** Records what the state file of a locked connection holds, as this store last read or wrote it. */
+  const remember = (connection: string, text: string | undefined): void => {
+    const held = locks.get(connection);
+    if (held) held.known = text ?? ABSENT;
+  };
 
   const pathOf = (connection: string): string => {
     const path = join(root, connectionFileName(connection));
@@ -81,42 +97,82 @@ export function createFileStateStore(dir: string): StateStore {
     try {
       text = await readFile(path, 'utf8');
     } catch (error) {
-      if (codeOf(error) === 'ENOENT') return undefined;
+      if (codeOf(error) === 'ENOENT') {
+        remember(connection, undefined);
+        return undefined;
+      }
       throw unreadableState(connection, `file:${path}`, `it cannot be read (${codeOf(error) ?? String(error)})`, error);
     }
-    return parseState(text, connection, `file:${path}`);
+    const state = parseState(text, connection, `file:${path}`);
+    remember(connection, text);
+    return state;
   };
 
   const write = async (connection: string, path: string, state: SyncState): Promise<void> => {
+    const text = `${JSON.stringify(encodeState(connection, state), null, 2)}\n`;
     try {
       await ensureDir(root);
-      await writeFileAtomic(path, `${JSON.stringify(encodeState(connection, state), null, 2)}\n`);
+      await writeFileAtomic(path, text);
     } catch (error) {
       throw ioError('write state to', path, error);
     }
+    remember(connection, text);
   };
 
-  const remove = async (path: string): Promise<void> => {
+  const remove = async (connection: string, path: string): Promise<void> => {
     try {
       await unlink(path);
       await syncDir(root);
     } catch (error) {
       if (codeOf(error) !== 'ENOENT') throw ioError('delete state', path, error);
     }
+    remember(connection, undefined);
+  };
+
+  /**
+   * Before a save under the connection's lock: returns when the lock file still names this
+   * store's sync (the usual case: one read of a small file). Otherwise the lock passed to
+   * another sync while this one ran; takes it again if it is free (throws the fatal refusal
+   * if another sync holds it), then refuses when the state file is not what this store last
+   * read or wrote (see `sameState`). Not atomic with the write that follows: it closes the
+   * window of a whole sync, not the moment between this check and the rename.
+   */
+  const checkLock = async (connection: string, path: string): Promise<void> => {
+    const held = locks.get(connection);
+    if (held?.refused) throw held.refused;
+    if (held === undefined || (await readHolder(held.path))?.token === held.holder.token) return;
+    if (!(await retakeLock(held))) {
+      const holder = await readHolder(held.path);
+      throw lostLock(connection, path, `its lock ${held.path} was taken by another sync${holder ? ` (process ${holder.pid} on ${holder.host}, since ${holder.since})` : ''} while this one ran`);
+    }
+    if (held.known === undefined) return;
+    const current = await readFile(path, 'utf8').catch((error: unknown): typeof ABSENT => {
+      if (codeOf(error) === 'ENOENT') return ABSENT;
+      throw ioError('read state from', path, error);
+    });
+    if (!sameState(current, held.known)) {
+      // Every later save of this lock is refused too: this sync's state is behind the stored one for good.
+      held.refused = lostLock(connection, path, 'another sync of this connection ran while this one had lost its lock');
+      throw held.refused;
+    }
   };
 
   return {
     location,
     load: (connection) => serial(connection, (path) => read(connection, path)),
-    save: (connection, state) => serial(connection, (path) => write(connection, path, state)),
+    save: (connection, state) =>
+      serial(connection, async (path) => {
+        await checkLock(connection, path);
+        await write(connection, path, state);
+      }),
     reset: (connection, streams) =>
       serial(connection, async (path) => {
-        if (streams === undefined) return remove(path);
+        if (streams === undefined) return remove(connection, path);
         const state = await read(connection, path);
         if (state === undefined) return;
         const kept = withoutStreams(state, streams);
         if (kept === state) return;
-        return kept === undefined ? remove(path) : write(connection, path, kept);
+        return kept === undefined ? remove(connection, path) : write(connection, path, kept);
       }),
     async list() {
       let files: string[];
@@ -128,7 +184,16 @@ export function createFileStateStore(dir: string): StateStore {
       }
       return files.flatMap((file) => connectionOfFile(file) ?? []).sort();
     },
-    lock: (connection) => lockConnection(root, connection, pathOf(connection).slice(0, -SUFFIX.length) + LOCK_SUFFIX),
+    async lock(connection) {
+      const held = await lockConnection(root, connection, pathOf(connection).slice(0, -SUFFIX.length) + LOCK_SUFFIX);
+      locks.set(connection, held);
+      return {
+        async release() {
+          if (locks.get(connection) === held) locks.delete(connection);
+          await releaseLock(held);
+        },
+      };
+    },
     async close() {
       closed = true;
       await queue.drain();
@@ -168,31 +233,107 @@ interface LockHolder {
  * stale lock, exactly one removes it; they then all race on creating the lock, which exactly
  * one wins. A claim left by a process that died while holding it is itself taken over the
  * same way.
+ *
+ * A live holder can still lose its lock: someone deletes the file, or a process of another
+ * PID and network namespace with the same host name, where the holder's pid does not run,
+ * takes it for dead. Its store then refuses to save over the other sync's state (see
+ * `checkLock` in createFileStateStore).
  */
-async function lockConnection(root: string, connection: string, path: string): Promise<ConnectionLock> {
+async function lockConnection(root: string, connection: string, path: string): Promise<HeldFileLock> {
   await ensureDir(root).catch((error: unknown) => {
     throw ioError('create the state directory', root, error);
   });
-  const me: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString(), token: randomUUID() };
+  const me = newHolder();
   // Listening before the holder file exists: from the first moment anyone can read it, the
   // socket it names answers for as long as this process may hold the lock or a claim.
   const alive = await announceHolder(me);
   try {
-    const lock = await takeLock(connection, path, me);
-    return {
-      async release() {
-        await lock.release();
-        await alive?.close();
-      },
-    };
+    await takeLock(connection, path, me);
   } catch (error) {
     await alive?.close();
     throw error;
   }
+  return { path, holder: me, alive };
+}
+
+/** A connection lock this store holds. */
+interface HeldFileLock {
+  /** The lock file. */
+  path: string;
+  /** This sync as the lock file names it. */
+  holder: LockHolder;
+  /** The liveness socket of `holder` (see `announceHolder`). */
+  alive: { close(): Promise<void> } | undefined;
+  /** The state file's text (or ABSENT) as this store last read or wrote it under the lock; undefined until it did. */
+  known?: string | typeof ABSENT;
+  /** Set once a save found that another sync saved while this one had lost the lock: every later save is refused. */
+  refused?: TributaryError;
+}
+
+/** `HeldFileLock.known` of a connection without a state file. */
+const ABSENT: unique symbol = Symbol('absent');
+
+const newHolder = (): LockHolder => ({ pid: process.pid, host: hostname(), since: new Date().toISOString(), token: randomUUID() });
+
+async function releaseLock(held: HeldFileLock): Promise<void> {
+  // Only our own lock: one taken over from us (we were presumed dead) is not ours to remove.
+  if ((await readHolder(held.path))?.token === held.holder.token) await unlink(held.path).catch(() => undefined);
+  await held.alive?.close();
+}
+
+/**
+ * Takes the lock `held` lost (deleted, or taken over) again if nobody holds it, as a new
+ * holder: a token that was once taken over must never name a lock again (see
+ * lockConnection). False when the lock file exists (another sync holds it).
+ */
+async function retakeLock(held: HeldFileLock): Promise<boolean> {
+  const me = newHolder();
+  const alive = await announceHolder(me);
+  let created = false;
+  try {
+    created = await createHolderFile(held.path, held.path, me);
+  } catch (error) {
+    throw ioError('lock the state of', held.path, error);
+  } finally {
+    if (!created) await alive?.close();
+  }
+  if (!created) return false;
+  await held.alive?.close();
+  held.holder = me;
+  held.alive = alive;
+  return true;
+}
+
+/**
+ * Whether two state file texts (or ABSENT) hold the same STATE messages: the same text, or
+ * envelopes differing only in `updatedAt` (another sync took the lock and saved nothing new).
+ */
+function sameState(current: string | typeof ABSENT, known: string | typeof ABSENT): boolean {
+  if (current === known) return true;
+  if (current === ABSENT || known === ABSENT) return false;
+  const messages = (text: string): string | undefined => {
+    try {
+      const state = (JSON.parse(text) as { state?: unknown } | null)?.state;
+      return state === undefined ? undefined : JSON.stringify(state);
+    } catch {
+      return undefined;
+    }
+  };
+  const stored = messages(current);
+  return stored !== undefined && stored === messages(known);
+}
+
+/** The fatal refusal of a save whose sync's lock passed to another sync. */
+function lostLock(connection: string, path: string, reason: string): TributaryError {
+  return new TributaryError('fatal', {
+    userMessage:
+      `Connection ${JSON.stringify(connection)}: ${reason}. This sync stops without saving its state to ${path}, ` +
+      `so that the other sync's progress is kept; the next sync resumes from the stored state.`,
+  });
 }
 
 /** lockConnection's attempts, as `me`. */
-async function takeLock(connection: string, path: string, me: LockHolder): Promise<ConnectionLock> {
+async function takeLock(connection: string, path: string, me: LockHolder): Promise<void> {
   for (let attempt = 0; attempt < 3; attempt++) {
     let created: boolean;
     try {
@@ -200,14 +341,7 @@ async function takeLock(connection: string, path: string, me: LockHolder): Promi
     } catch (error) {
       throw ioError('lock the state of', path, error);
     }
-    if (created) {
-      return {
-        async release() {
-          // Only our own lock: one taken over from us (we were presumed dead) is not ours to remove.
-          if ((await readHolder(path))?.token === me.token) await unlink(path).catch(() => undefined);
-        },
-      };
-    }
+    if (created) return;
     const holder = await readHolder(path);
     if (holder !== undefined && (await isStale(holder, me))) {
       try {

@@ -7,13 +7,20 @@
  *   string of their JSON text when that holds an escape jsonb refuses, see toStateColumn),
  *   version integer NOT NULL (envelope format), updated_at timestamptz NOT NULL
  * A row is the same envelope the file store writes, split into columns, and is validated
- * by the same codec on load. `save` is one upsert statement, hence atomic; durability is
+ * by the same codec on load. `save` is one statement, hence atomic; durability is
  * PostgreSQL's commit. Reads never create anything: a missing table reads as empty.
  *
  * Errors: refused credentials are `auth`, unreachable/lost connections `transient`, missing
  * database/schema or missing privileges `config`. No message ever contains the password.
  * `save` retries `transient` failures a few times with backoff (see SAVE_RETRY) before it
  * reports one: a checkpoint is not lost to a session the server ended between two commits.
+ *
+ * Locking: `lock` is an advisory lock of a session of its own. While this store holds a
+ * connection's lock it remembers the row version (`xmin`) and state it last read or wrote,
+ * and a save is a conditional write of that version (still one statement): when the row
+ * changed meanwhile — another sync took the lock while this one's lock session was lost,
+ * saved and finished — the save is refused (fatal) and writes nothing, so the stored state
+ * never moves back to this sync's older progress. See `saveOnce`.
  */
 import pg from 'pg';
 import type { SyncState } from '../connector/state.js';
@@ -49,6 +56,25 @@ interface StateRow {
   updated_at: unknown;
 }
 
+/** A row as read by `load`: with its version. */
+interface VersionedRow extends StateRow {
+  xmin: string;
+}
+
+/**
+ * The row of a locked connection as this store last read or wrote it: its version (`xmin`,
+ * the id of the transaction that wrote it; every write changes it) and its `state` column's
+ * JSON text; or `absent` when there was no row.
+ */
+type KnownRow = { xmin: string; state: string } | 'absent';
+
+/** A save's row, encoded once so that every attempt of the save writes the same. */
+interface RowValues {
+  state: string;
+  version: number;
+  updatedAt: string;
+}
+
 export function createPostgresStateStore(options: PostgresStateStoreOptions): StateStore {
   const target = describeTarget(options.connectionString);
   const { location } = target;
@@ -65,13 +91,24 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
   const queue = createKeyedQueue();
   /** The connection locks this store holds (see `lock`). */
   const locks = new Map<string, HeldLock>();
+  /**
+   * For connections whose lock this store holds: their row as this store last read or wrote
+   * it (absent until it did either). Dropped when the lock is taken or released: knowledge
+   * from outside a lock period says nothing about the row. See `saveOnce`.
+   */
+  const known = new Map<string, KnownRow>();
+  const remember = (connection: string, row: KnownRow | undefined): void => {
+    if (row === undefined || !locks.has(connection)) known.delete(connection);
+    else known.set(connection, row);
+  };
 
   /**
    * A lock lives in a database session, which the server may end while the sync runs
    * (restart, failover, pg_terminate_backend, idle_session_timeout): the lock goes with it
    * and another sync may take it. Before a checkpoint is saved, a lost lock is taken again on
    * a new session; if another sync holds it meanwhile, the save is refused, so that two syncs
-   * never both commit checkpoints of one connection.
+   * never both commit checkpoints of one connection. If another sync held it and has finished,
+   * the relock succeeds, and the save's conditional write (see `saveOnce`) refuses instead.
    */
   const relock = async (connection: string): Promise<void> => {
     const held = locks.get(connection);
@@ -115,29 +152,108 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       where,
     );
 
-  const upsert = async (db: pg.Pool | pg.PoolClient, connection: string, state: SyncState): Promise<void> => {
+  const rowValues = (connection: string, state: SyncState): RowValues => {
     const envelope = encodeState(connection, state);
-    await db.query(
-      `INSERT INTO ${qualified} (connection, state, version, updated_at) VALUES ($1, $2::jsonb, $3, $4)
-       ON CONFLICT (connection) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
-      // Serialised here: pg would send a JS array as a PostgreSQL array, not as JSON.
-      [connection, toStateColumn(envelope.state), envelope.version, envelope.updatedAt],
-    );
+    // Serialised here: pg would send a JS array as a PostgreSQL array, not as JSON.
+    return { state: toStateColumn(envelope.state), version: envelope.version, updatedAt: envelope.updatedAt };
   };
 
-  /** One attempt of `save`: takes a lost lock again, then upserts the state. */
-  const saveOnce = async (connection: string, state: SyncState): Promise<void> => {
+  /** Writes the row whatever is stored; returns its new version. */
+  const upsert = async (db: pg.Pool | pg.PoolClient, connection: string, row: RowValues): Promise<string> => {
+    const { rows } = await db.query<{ xmin: string }>(
+      `INSERT INTO ${qualified} (connection, state, version, updated_at) VALUES ($1, $2::jsonb, $3, $4)
+       ON CONFLICT (connection) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+       RETURNING xmin::text AS xmin`,
+      [connection, row.state, row.version, row.updatedAt],
+    );
+    return rows[0]!.xmin;
+  };
+
+  /**
+   * Writes the row only if it is stored as `expected` says (one statement, atomic: a
+   * concurrent write makes it match nothing); returns its new version, or undefined when the
+   * stored row is not `expected`. Without `expected`, writes whatever is stored.
+   */
+  const writeRow = async (connection: string, row: RowValues, expected: KnownRow | undefined): Promise<string | undefined> => {
+    if (expected === undefined) return upsert(pool, connection, row);
+    const values = [connection, row.state, row.version, row.updatedAt];
+    const { rows } =
+      expected === 'absent'
+        ? await pool.query<{ xmin: string }>(
+            `INSERT INTO ${qualified} (connection, state, version, updated_at) VALUES ($1, $2::jsonb, $3, $4)
+             ON CONFLICT (connection) DO NOTHING RETURNING xmin::text AS xmin`,
+            values,
+          )
+        : // Inserts a row only if the row `expected` names exists, locked (FOR UPDATE: a concurrent
+          // write or delete is waited for, then the row no longer matches); so it always
+          // conflicts with that row, which it updates. An UPDATE would do the same, but a save
+          // stays one kind of statement (INSERT) for whoever watches the server's activity.
+          await pool.query<{ xmin: string }>(
+            `INSERT INTO ${qualified} (connection, state, version, updated_at)
+               SELECT connection, $2::jsonb, $3, $4 FROM ${qualified} WHERE connection = $1 AND xmin = $5::text::xid FOR UPDATE
+             ON CONFLICT (connection) DO UPDATE SET state = EXCLUDED.state, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+             RETURNING xmin::text AS xmin`,
+            [...values, expected.xmin],
+          );
+    return rows[0]?.xmin;
+  };
+
+  /**
+   * Why a conditional write matched nothing (rare: it takes a lost lock or a lost answer).
+   * Returns the version to write over when nobody else changed the row: it holds this save's
+   * own state (an earlier attempt of this save committed, its answer was lost: `written`), or
+   * still the state this store knew (same content, new version: another sync took the lock
+   * and saved nothing new, or the table was restored). Anything else — another sync saved
+   * other progress or reset the state — is the fatal refusal.
+   */
+  const recheck = async (connection: string, row: RowValues, expected: KnownRow): Promise<{ xmin: string; written: boolean }> => {
+    const { rows } = await pool.query<{ xmin: string; mine: boolean; unchanged: boolean }>(
+      `SELECT xmin::text AS xmin, state = $2::jsonb AS mine, coalesce(state = $3::jsonb, false) AS unchanged FROM ${qualified} WHERE connection = $1`,
+      [connection, row.state, expected === 'absent' ? null : expected.state],
+    );
+    const stored = rows[0];
+    if (stored?.mine) return { xmin: stored.xmin, written: true };
+    if (stored?.unchanged) return { xmin: stored.xmin, written: false };
+    throw changedMeanwhile(connection);
+  };
+
+  const changedMeanwhile = (connection: string): TributaryError =>
+    new TributaryError('fatal', {
+      userMessage:
+        `The state of connection ${JSON.stringify(connection)} in ${where} was changed by someone else since this sync last read or saved it: ` +
+        `another sync of this connection ran while this one had lost its lock (its database session ended). ` +
+        `This sync stops without saving, so that the other sync's progress is kept; the next sync resumes from the stored state.`,
+    });
+
+  /**
+   * One attempt of `save`: takes a lost lock again, then writes the row. While the lock is
+   * held and the row is known (read or written under the lock), the write is conditional on
+   * the row's version (still one statement): a sync whose lock session ended may find that
+   * another sync took the lock, saved and finished meanwhile, and must not write its own
+   * older state over that one (see `recheck`).
+   */
+  const saveOnce = async (connection: string, row: RowValues): Promise<void> => {
     await relock(connection);
     await ensureTable();
+    const expected = known.get(connection);
+    let xmin: string | undefined;
     try {
-      await upsert(pool, connection, state);
+      xmin = await writeRow(connection, row, expected);
     } catch (error) {
       if (pgCode(error) !== '42P01') throw error;
       // The table was dropped behind our back since we created it: create it again, once.
+      // Every row is gone with it, so there is no version to compare with.
       ready = undefined;
       await ensureTable();
-      await upsert(pool, connection, state);
+      xmin = await upsert(pool, connection, row);
     }
+    if (xmin === undefined && expected !== undefined) {
+      const found = await recheck(connection, row, expected);
+      xmin = found.written ? found.xmin : await writeRow(connection, row, { xmin: found.xmin, state: '' });
+      // Changed again between the recheck and the write, although this store holds the lock.
+      if (xmin === undefined) throw changedMeanwhile(connection);
+    }
+    if (xmin !== undefined) remember(connection, { xmin, state: row.state });
   };
 
   const resetStreams = async (connection: string, streams: readonly string[]): Promise<void> => {
@@ -150,7 +266,7 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       const state = row === undefined ? undefined : decodeRow(connection, row);
       const kept = state === undefined ? undefined : withoutStreams(state, streams);
       if (state !== undefined && kept === undefined) await client.query(`DELETE FROM ${qualified} WHERE connection = $1`, [connection]);
-      else if (kept !== undefined && kept !== state) await upsert(client, connection, kept);
+      else if (kept !== undefined && kept !== state) await upsert(client, connection, rowValues(connection, kept));
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch((rollbackError: unknown) => {
@@ -167,33 +283,44 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
     location,
     load: (connection) =>
       run('read state from', connection, async () => {
-        const rows = await readTolerant(async () => (await pool.query<StateRow>(`SELECT state, version, updated_at FROM ${qualified} WHERE connection = $1`, [connection])).rows, []);
+        const rows = await readTolerant(
+          async () => (await pool.query<VersionedRow>(`SELECT state, version, updated_at, xmin::text AS xmin FROM ${qualified} WHERE connection = $1`, [connection])).rows,
+          [],
+        );
         const row = rows[0];
-        return row === undefined ? undefined : decodeRow(connection, row);
+        const state = row === undefined ? undefined : decodeRow(connection, row);
+        // The state column's JSON text as pg parsed it (an array, or the string of `toStateColumn`).
+        remember(connection, row === undefined ? 'absent' : { xmin: row.xmin, state: JSON.stringify(row.state) });
+        return state;
       }),
     save: (connection, state) =>
-      run('write state to', connection, () =>
+      run('write state to', connection, () => {
+        const row = rowValues(connection, state);
         // The server may end a session between two checkpoints or during one (a restart, a
         // failover, pg_terminate_backend, idle_session_timeout); the pool then connects anew.
-        // Retrying is safe: a save is one upsert of the whole state, so an attempt whose commit
-        // did reach the server before its answer was lost leaves the row a retry writes again,
-        // and the keyed queue holds back later operations on the connection meanwhile.
-        withRetry(
+        // Retrying is safe: a save is one write of the whole state, so an attempt whose commit
+        // did reach the server before its answer was lost leaves the row a retry writes again
+        // (a conditional retry then finds its own state stored, see `recheck`), and the keyed
+        // queue holds back later operations on the connection meanwhile.
+        return withRetry(
           async () => {
             try {
-              await saveOnce(connection, state);
+              await saveOnce(connection, row);
             } catch (error) {
               throw classifyError(error, 'write state to', where, target);
             }
           },
           SAVE_RETRY,
-        ),
-      ),
+        );
+      }),
     reset: (connection, streams) =>
       run('reset state in', connection, async () => {
         if (streams === undefined) {
           await readTolerant(() => pool.query(`DELETE FROM ${qualified} WHERE connection = $1`, [connection]), undefined);
+          remember(connection, 'absent');
         } else if (streams.length > 0) {
+          // Its version unknown afterwards: a later save writes whatever is stored.
+          remember(connection, undefined);
           await readTolerant(() => resetStreams(connection, streams), undefined);
         }
       }),
@@ -210,9 +337,13 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
         const held: HeldLock = { client: await tryAdvisoryLock(pool, key, connection, where), lost: false, released: false };
         watchSession(held);
         locks.set(connection, held);
+        known.delete(connection);
         return {
           async release() {
-            if (locks.get(connection) === held) locks.delete(connection);
+            if (locks.get(connection) === held) {
+              locks.delete(connection);
+              known.delete(connection);
+            }
             if (held.lost) return;
             // From here the client is released below, whatever happens to its session.
             held.released = true;

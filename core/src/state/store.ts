@@ -21,6 +21,11 @@ export interface StateStore {
    * twice and overwrite each other's checkpoints. Freed by `release`, and when its holder is
    * gone (a dead process on this host; a closed database session). `runSync` holds it for
    * the whole sync. Optional, so that stores written before it keep working (unlocked).
+   * A holder may lose the lock while it runs (its database session ended, its lock file
+   * deleted or taken for stale); another sync may then take it, save and finish. The
+   * holder's next `save` must then not write its own older state over that one: the built-in
+   * stores refuse it with a `fatal` error (nothing written), and save as usual when the
+   * stored state did not change meanwhile.
    */
   lock?(connection: string): Promise<ConnectionLock>;
   close(): Promise<void>;
