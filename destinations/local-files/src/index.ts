@@ -1,7 +1,7 @@
 import { access, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defineDestination, makeDirectoryDurably, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
-import { lockDirectory, type DirectoryLock } from './directory-lock.js';
+import { openLocked, type DirectoryLock } from './directory-lock.js';
 import { fsyncRename } from './durable-directory.js';
 import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
@@ -41,8 +41,9 @@ const connectionSpecification = {
  * one is reported again but not stored again (see stream-file.ts).
  * Every file and directory this destination creates has its directory entry fsynced before
  * a commit can record bytes in it, and every rename before the manifest records it done.
- * One session per directory: a session of another process holding it is refused (see
- * directory-lock.ts).
+ * One session per directory: a session of another process holding it is refused, and so is
+ * one of this process while the holder has a call running; opened while the holder is idle,
+ * it takes the directory over and the holder's later calls fail (see directory-lock.ts).
  */
 export const localFilesDestination = defineDestination({
   name: 'local',
@@ -72,13 +73,7 @@ export const localFilesDestination = defineDestination({
       throw new TributaryError('config', { userMessage: `Cannot create directory ${directory}`, internalMessage: String(error), cause: error });
     }
     // One session per directory: held until close(), released if opening fails.
-    const lock = await lockDirectory(directory);
-    try {
-      return await openSession(ctx, directory, config.validate_records, streams, lock);
-    } catch (error) {
-      await lock.release();
-      throw error;
-    }
+    return await openLocked(directory, (lock) => openSession(ctx, directory, config.validate_records, streams, lock));
   },
 });
 
@@ -156,17 +151,24 @@ async function openSession(ctx: ConnectorContext, directory: string, validate: b
     await writeManifest(directory, manifest);
   };
 
+  // Every call runs under the lock: a superseded session touches no file again.
   return {
-    async write(batch) {
-      const file = files.get(batch.stream);
-      if (!file) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
-      const rejected = await file.append(batch.records);
-      return rejected.length > 0 ? { rejected } : undefined;
-    },
-    commit,
+    write: (batch) =>
+      lock.run(async () => {
+        const file = files.get(batch.stream);
+        if (!file) throw new TributaryError('fatal', { userMessage: `Batch for unknown stream "${batch.stream}"` });
+        const rejected = await file.append(batch.records);
+        return rejected.length > 0 ? { rejected } : undefined;
+      }),
+    commit: () => lock.run(commit),
     async close({ completed }) {
+      if (lock.superseded) {
+        // Its files are the next session's now: only the handles are let go, nothing committed or published.
+        for (const file of files.values()) await file.close();
+        throw lock.supersededError();
+      }
       try {
-        await closeFiles(completed);
+        await lock.run(() => closeFiles(completed));
       } finally {
         await lock.release();
       }

@@ -100,44 +100,48 @@ export async function openStreamFile(options: StreamFileOptions): Promise<Stream
       // Quarantine lines this batch replays, per identity: taken from the window only once the
       // batch is written, for the same reason.
       const replayed = new Map<string, number>();
-      for (let i = 0; i < records.length; i++) {
-        const record = records[i];
-        const reason = problemWith(record, keyPaths, validate);
-        if (reason !== undefined) {
-          rejected.push({ index: i, reason });
-          const identity = quarantineIdentity(record);
-          const taken = replayed.get(identity) ?? 0;
-          if (taken < (quarantineWindow.get(identity) ?? 0)) {
-            replayed.set(identity, taken + 1);
-            continue;
-          }
-          quarantined += stringifyJson({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() }) + '\n';
-          continue;
-        }
-        const line = stringifyJson(record)!;
-        if (keyed) {
-          const key = keyOf(record as RecordData, keyPaths);
-          const hash = hashLine(line);
-          if (isReplay(window.get(key), matched, key, hash) || (latest.get(key) ?? index.get(key)) === hash) {
-            replaysSkipped++;
-            continue;
-          }
-          latest.set(key, hash);
-          written.push([key, hash]);
-        }
-        lines += line + '\n';
-      }
       // All of the batch or none of it: a batch that fails leaves both files as they were,
       // so a retry of it (or the commit of a failed sync) stores none of its lines twice.
       const dataBefore = data.size;
-      if (lines) await appendAll(data, lines);
-      if (quarantined) {
-        try {
-          await appendAll(quarantine, quarantined);
-        } catch (error) {
-          await cutBack(data, dataBefore);
-          throw error;
+      const quarantineBefore = quarantine.size;
+      try {
+        for (let i = 0; i < records.length; i++) {
+          const record = records[i];
+          const reason = problemWith(record, keyPaths, validate);
+          if (reason !== undefined) {
+            rejected.push({ index: i, reason });
+            const identity = quarantineIdentity(record);
+            const taken = replayed.get(identity) ?? 0;
+            if (taken < (quarantineWindow.get(identity) ?? 0)) {
+              replayed.set(identity, taken + 1);
+              continue;
+            }
+            const entry = stringifyJson({ stream: stream.key, reason, record, quarantined_at: new Date().toISOString() })!;
+            if (quarantined.length + entry.length >= WRITE_OUT_AT) quarantined = await writeOut(quarantine, quarantined);
+            quarantined += entry + '\n';
+            continue;
+          }
+          const line = stringifyJson(record)!;
+          if (keyed) {
+            const key = keyOf(record as RecordData, keyPaths);
+            const hash = hashLine(line);
+            if (isReplay(window.get(key), matched, key, hash) || (latest.get(key) ?? index.get(key)) === hash) {
+              replaysSkipped++;
+              continue;
+            }
+            latest.set(key, hash);
+            written.push([key, hash]);
+          }
+          // One comparison per record: the batch's text is written out before it outgrows a string.
+          if (lines.length + line.length >= WRITE_OUT_AT) lines = await writeOut(data, lines);
+          lines += line + '\n';
         }
+        await writeOut(data, lines);
+        await writeOut(quarantine, quarantined);
+      } catch (error) {
+        if (data.size !== dataBefore) await cutBack(data, dataBefore);
+        if (quarantine.size !== quarantineBefore) await cutBack(quarantine, quarantineBefore);
+        throw error;
       }
       // Stored now: the replays matched, each key's last line, and in the window, but never
       // matched as a replay within this session.
@@ -177,6 +181,20 @@ interface OpenFile {
   size: number;
   /** Set when a failed append could not be cut back: `size` is no longer the file's length. */
   broken?: TributaryError;
+}
+
+/**
+ * How long (UTF-16 code units) a batch's pending lines may grow before they are written out.
+ * Each record's line fits in a string, but a batch's lines together need not (the runtime
+ * sizes batches from a sample of their records: two lines of 300 MB each came in one batch
+ * and failed it, and every replay of it, as "longer than the longest string").
+ */
+const WRITE_OUT_AT = 64 * 1024 * 1024;
+
+/** Appends `text` (when there is any) with `appendAll`; returns the empty text to go on with. */
+async function writeOut(file: OpenFile, text: string): Promise<string> {
+  if (text) await appendAll(file, text);
+  return '';
 }
 
 /**
