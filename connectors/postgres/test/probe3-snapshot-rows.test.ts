@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { expandRecordPages, runSync, streamKey, type ConfiguredAirbyteCatalog, type RecordData, type Source, type SyncState } from '@tributary/core';
+import { runSync, type RecordData, type Source } from '@tributary/core';
 import { compactLake, lakeDestination, readLatestAsOf, readStreamRows } from '@tributary/destination-lake';
-import { postgresSource, type PostgresConfig } from '../src/index.js';
+import { postgresSource } from '../src/index.js';
 import { parseLsn } from '../src/cdc/lsn.js';
 import { SnapshotRowPositions } from '../src/cdc/snapshot-positions.js';
-import { catalogFor, cdcConfigFor, contextWithLogs, memoryStateStore, readAll, usePostgres, type Server } from './support.js';
+import { catalogFor, cdcConfigFor, memoryStateStore, readAll, readFirstChunk, usePostgres, type Server } from './support.js';
 
 let server: Server;
 let sql: pg.Client;
@@ -59,20 +59,6 @@ it('keyless table: identical rows of the initial snapshot all reach the lake, st
   expect(latest.map((r) => r.payload.amount)).toEqual([9]);
 });
 
-/** Reads until the first global checkpoint that follows some records (a sync killed right after it committed). */
-async function readFirstChunk(config: PostgresConfig, catalog: ConfiguredAirbyteCatalog): Promise<{ records: RecordData[]; state: SyncState }> {
-  const records: RecordData[] = [];
-  const state: SyncState = { streams: {} };
-  for await (const m of expandRecordPages(postgresSource.read(contextWithLogs().ctx, config, catalog, { streams: {} }))) {
-    if (m.kind === 'record') records.push(m.data);
-    else if (m.kind === 'global-checkpoint') {
-      state.shared = m.shared;
-      for (const s of m.streams) state.streams[streamKey(s.stream, s.namespace)] = s.state;
-      if (records.length > 0) break;
-    }
-  }
-  return { records, state };
-}
 
 it('keyless table: a resumed snapshot gives the rows it reads again their positions, all distinct and before every streamed change', async () => {
   await sql.query('CREATE TABLE snap_clicks (n int, note text)');

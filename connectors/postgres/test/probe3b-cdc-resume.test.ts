@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { expect, it } from 'vitest';
-import { createConnectorContext, expandRecordPages, streamKey, type ConfiguredAirbyteCatalog, type RecordData, type SyncState } from '@tributary/core';
-import { postgresSource, type PostgresConfig } from '../src/index.js';
-import { catalogFor, configFor, contextWithLogs, readAll, usePostgres, type EmbeddedPostgresServer } from './support.js';
+import { createConnectorContext } from '@tributary/core';
+import { postgresSource } from '../src/index.js';
+import { catalogFor, configFor, contextWithLogs, readAll, readFirstChunk, usePostgres, type EmbeddedPostgresServer } from './support.js';
 
 // CDC syncs resumed after PostgreSQL moved things under them: the slot (created again by
 // another connection), a keyless table's rows (renumbered by a rewrite), and the tables the
@@ -15,20 +15,6 @@ usePostgres((started, client) => {
   sql = client;
 });
 
-/** Reads until the first global checkpoint that follows some records (a sync killed right after it committed). */
-async function readFirstChunk(config: PostgresConfig, catalog: ConfiguredAirbyteCatalog): Promise<{ records: RecordData[]; state: SyncState }> {
-  const records: RecordData[] = [];
-  const state: SyncState = { streams: {} };
-  for await (const m of expandRecordPages(postgresSource.read(contextWithLogs().ctx, config, catalog, { streams: {} }))) {
-    if (m.kind === 'record') records.push(m.data);
-    else if (m.kind === 'global-checkpoint') {
-      state.shared = m.shared;
-      for (const s of m.streams) state.streams[streamKey(s.stream, s.namespace)] = s.state;
-      if (records.length > 0) break;
-    }
-  }
-  return { records, state };
-}
 
 it('a slot created again by another connection with the same slot_name fails the resumed sync instead of skipping the changes in between', async () => {
   await sql.query('CREATE TABLE shared_slot (id int PRIMARY KEY, v int)');

@@ -330,3 +330,18 @@ export async function startRestartablePostgres(): Promise<RestartablePostgres> {
     },
   };
 }
+
+/** Reads until the first global checkpoint that follows some records (a sync killed right after it committed). */
+export async function readFirstChunk(config: PostgresConfig, catalog: ConfiguredAirbyteCatalog): Promise<{ records: RecordData[]; state: SyncState }> {
+  const records: RecordData[] = [];
+  const state: SyncState = { streams: {} };
+  for await (const m of expandRecordPages(postgresSource.read(contextWithLogs().ctx, config, catalog, { streams: {} }))) {
+    if (m.kind === 'record') records.push(m.data);
+    else if (m.kind === 'global-checkpoint') {
+      state.shared = m.shared;
+      for (const s of m.streams) state.streams[streamKey(s.stream, s.namespace)] = s.state;
+      if (records.length > 0) break;
+    }
+  }
+  return { records, state };
+}

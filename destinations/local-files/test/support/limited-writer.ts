@@ -6,21 +6,13 @@
  */
 import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
 import { localFilesDestination } from '../../src/index.js';
+import { attempt } from './child-steps.js';
 import { limitedBatches, limitedStream } from './limited-batches.js';
 
 const [directory, mode] = [process.argv[2]!, process.argv[3] as 'data' | 'quarantine'];
-const report = (step: string, outcome: unknown): void => void process.stdout.write(JSON.stringify({ step, outcome }) + '\n');
 const stream: DestinationStream = limitedStream(mode);
 const [first, second] = limitedBatches(mode);
 const session = await localFilesDestination.open(createConnectorContext({}), parseConfig(localFilesDestination.spec.connectionSpecification, { directory }), [stream]);
-const attempt = async (step: string, run: () => Promise<unknown>): Promise<void> => {
-  try {
-    await run();
-    report(step, 'ok');
-  } catch (error) {
-    report(step, (error as NodeJS.ErrnoException).code ?? String(error));
-  }
-};
 await attempt('first', async () => {
   await session.write({ stream: stream.key, records: first as RecordData[], emittedAt: 0 });
   await session.commit();

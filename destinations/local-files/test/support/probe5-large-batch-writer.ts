@@ -7,10 +7,10 @@
  */
 import { createConnectorContext, parseConfig, type DestinationStream } from '@tributary/core';
 import { localFilesDestination } from '../../src/index.js';
+import { attempt } from './child-steps.js';
 
 export const PIECE_LENGTH = 30 * 1024 * 1024;
 const directory = process.argv[2]!;
-const report = (step: string, outcome: unknown): void => void process.stdout.write(JSON.stringify({ step, outcome }) + '\n');
 const stream: DestinationStream = {
   key: 'docs',
   name: 'docs',
@@ -22,14 +22,6 @@ const stream: DestinationStream = {
   resuming: false,
 };
 const session = await localFilesDestination.open(createConnectorContext({}), parseConfig(localFilesDestination.spec.connectionSpecification, { directory }), [stream]);
-const attempt = async (step: string, run: () => Promise<unknown>): Promise<void> => {
-  try {
-    await run();
-    report(step, 'ok');
-  } catch (error) {
-    report(step, (error as NodeJS.ErrnoException).code ?? String(error));
-  }
-};
 const text = 'x'.repeat(PIECE_LENGTH);
 await attempt('first', async () => {
   await session.write({ stream: 'docs', records: [{ id: 1 }, { id: 2 }], emittedAt: 0 });

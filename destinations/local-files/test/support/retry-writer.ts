@@ -8,21 +8,13 @@
 import { execFileSync } from 'node:child_process';
 import { createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
 import { localFilesDestination } from '../../src/index.js';
+import { attempt } from './child-steps.js';
 import { limitedStream } from './limited-batches.js';
 
 const directory = process.argv[2]!;
-const report = (step: string, outcome: unknown): void => void process.stdout.write(JSON.stringify({ step, outcome }) + '\n');
 const stream = { ...limitedStream('data'), resuming: true };
 const batch: RecordData[] = [{ id: 1, name: 'v1' }, { id: 1, name: 'v2' }, { id: 2, name: 'n'.repeat(70_000) }];
 const session = await localFilesDestination.open(createConnectorContext({}), parseConfig(localFilesDestination.spec.connectionSpecification, { directory }), [stream]);
-const attempt = async (step: string, run: () => Promise<unknown>): Promise<void> => {
-  try {
-    await run();
-    report(step, 'ok');
-  } catch (error) {
-    report(step, (error as NodeJS.ErrnoException).code ?? String(error));
-  }
-};
 await attempt('write', () => session.write({ stream: stream.key, records: batch, emittedAt: 0 }));
 execFileSync('prlimit', ['--pid', String(process.pid), '--fsize=unlimited']);
 await attempt('retry', () => session.write({ stream: stream.key, records: batch, emittedAt: 0 }));
