@@ -11,7 +11,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresStateStore, runSync, type SourceMessage, type StateStore, type SyncEvent } from '@tributary/core';
-import { startPostgres, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
+import { startPostgres, withClient, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
 import { discardingDestination, itemsSource } from './support/sync-fixtures.js';
 
 let server: EmbeddedPostgresServer;
@@ -22,14 +22,8 @@ afterAll(() => server?.stop());
 
 const catalog = { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental' as const] }, sync_mode: 'incremental' as const, destination_sync_mode: 'append' as const }] };
 
-async function withAdmin<T>(task: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: server.url });
-  await client.connect();
-  try {
-    return await task(client);
-  } finally {
-    await client.end();
-  }
+function withAdmin<T>(task: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(server, task);
 }
 
 /** Waits (polling) until a session of `appName` waits on a lock in an INSERT, and ends that backend. */

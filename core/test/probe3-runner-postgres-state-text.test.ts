@@ -6,10 +6,9 @@
  * 22P02), so the save failed as "Cannot write state … (PostgreSQL error 22P02)", and since
  * the next sync reached the same checkpoint, every sync of the connection failed there.
  */
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresStateStore, runSync, type SourceMessage, type SyncState } from '@tributary/core';
-import { startPostgres, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
+import { startPostgres, withClient, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
 import { discardingDestination, itemsSource } from './support/sync-fixtures.js';
 
 let server: EmbeddedPostgresServer;
@@ -28,15 +27,11 @@ const catalog = {
   ],
 };
 
-async function columnType(table: string, connection: string): Promise<string> {
-  const client = new pg.Client({ connectionString: server.url });
-  await client.connect();
-  try {
+function columnType(table: string, connection: string): Promise<string> {
+  return withClient(server, async (client) => {
     const { rows } = await client.query<{ kind: string }>(`SELECT jsonb_typeof(state) AS kind FROM ${client.escapeIdentifier(table)} WHERE connection = $1`, [connection]);
     return rows[0]!.kind;
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 describe('PostgreSQL state store: states holding strings jsonb cannot hold', () => {

@@ -13,7 +13,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresStateStore, type ConnectionLock, type StateStore, type SyncState } from '@tributary/core';
-import { startPostgres, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
+import { startPostgres, withClient, type EmbeddedPostgresServer } from './support/embedded-postgres.js';
 
 let server: EmbeddedPostgresServer;
 beforeAll(async () => {
@@ -23,14 +23,8 @@ afterAll(() => server?.stop());
 
 const at = (after: number): SyncState => ({ streams: { items: { after } } });
 
-async function withAdmin<T>(task: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: server.url });
-  await client.connect();
-  try {
-    return await task(client);
-  } finally {
-    await client.end();
-  }
+function withAdmin<T>(task: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(server, task);
 }
 
 /**

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WEBHOOK_STREAM } from '../src/index.js';
 import { startReceiver, type Receiver } from '../src/webhooks/receiver.js';
 import { contactEvents, deliverWithRetries, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
-import { startWebhookSync, type WebhookSync } from './support.js';
+import { startWebhookSync, testReceiverOptions, type WebhookSync } from './support.js';
 
 const SECRET = 'client-secret-dedupe';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
@@ -41,17 +41,7 @@ async function tempDir(): Promise<string> {
 }
 
 async function receiverFor(options: { dedupeWindow: number; committed?: string[] }): Promise<Receiver> {
-  const receiver = await startReceiver({
-    clientSecret: SECRET,
-    host: '127.0.0.1',
-    port: 0,
-    path: '/hubspot/webhooks',
-    publicUrl: PUBLIC_URL,
-    maxQueueEvents: 1_000,
-    committed: options.committed ?? [],
-    dedupeWindow: options.dedupeWindow,
-    drainMs: 0,
-  });
+  const receiver = await startReceiver({ ...testReceiverOptions(SECRET, PUBLIC_URL), committed: options.committed ?? [], dedupeWindow: options.dedupeWindow });
   cleanups.push(() => receiver.stop());
   return receiver;
 }

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WEBHOOK_STREAM } from '../src/index.js';
 import { startReceiver } from '../src/webhooks/receiver.js';
 import { contactEvents, postDelivery, signDelivery, type WebhookEvent } from '../src/simulator/index.js';
-import { startWebhookSync } from './support.js';
+import { startWebhookSync, testReceiverOptions } from './support.js';
 
 const SECRET = 'client-secret-body-limit';
 const PUBLIC_URL = 'https://hooks.example.com/hubspot/webhooks';
@@ -52,14 +52,7 @@ describe('hubspot webhooks: body limit', () => {
   it('answers a delivery over the limit 413 (readable by the sender), reports it, and keeps serving', async () => {
     const oversized: Array<{ bytes: number; limit: number }> = [];
     const receiver = await startReceiver({
-      clientSecret: SECRET,
-      host: '127.0.0.1',
-      port: 0,
-      path: '/hubspot/webhooks',
-      publicUrl: PUBLIC_URL,
-      maxQueueEvents: 1_000,
-      committed: [],
-      drainMs: 0,
+      ...testReceiverOptions(SECRET, PUBLIC_URL),
       maxBodyBytes: 1024 * 1024,
       onOversized: (bytes, limit) => oversized.push({ bytes, limit }),
     });

@@ -5,6 +5,7 @@ import { freePort } from '@tributary/conformance';
 import { localFilesDestination } from '@tributary/destination-local';
 import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
 import { startHubspotSimulator, type HubspotSimulator } from '../src/simulator/index.js';
+import type { ReceiverOptions } from '../src/webhooks/receiver.js';
 
 /**
  * Starts HubSpot simulators for the calling test file: each one the returned function starts
@@ -121,4 +122,13 @@ export async function startWebhookSync<K>(options: WebhookSyncOptions<K>): Promi
     openGate: () => open(),
     stop: () => (controller.abort(), done),
   };
+}
+
+/**
+ * A webhook receiver's options for tests against its real HTTP server: 127.0.0.1, an
+ * ephemeral port, `/hubspot/webhooks`, a queue of 1,000 events, nothing committed yet, no
+ * wait for uncommitted deliveries at stop. Spread and override what a test is about.
+ */
+export function testReceiverOptions(clientSecret: string, publicUrl: string): ReceiverOptions {
+  return { clientSecret, host: '127.0.0.1', port: 0, path: '/hubspot/webhooks', publicUrl, maxQueueEvents: 1_000, committed: [], drainMs: 0 };
 }

@@ -10,6 +10,7 @@ import {
   expandRecordPages,
   parseConfig,
   runSync,
+  runWriter,
   type ConfiguredAirbyteCatalog,
   type RecordData,
   type StateStore,
@@ -17,7 +18,7 @@ import {
   type SyncState,
 } from '@tributary/core';
 import { afterEach } from 'vitest';
-import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
+import { salesforceSource, salesforceWriter, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
 
 export function credentials(sim: SalesforceSimulator): Record<string, unknown> {
   return { login_url: sim.url, client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken };
@@ -150,4 +151,17 @@ export function useOrgs(): (options?: SalesforceSimulatorOptions) => Promise<Sal
 /** The state as if its syncs had run `hours` ago: every stream's deletions are read from then. */
 export function agedDeletionWindow(state: SyncState, hours: number): void {
   for (const stream of Object.values(state.streams)) (stream as Record<string, unknown>).deleted_through = new Date(Date.now() - hours * 3_600_000).toISOString();
+}
+
+/** A writer run upserting Account rows of `sim` by `idProperty` (default External_Id__c), as `runWriter` does it. */
+export function upsertAccounts(sim: SalesforceSimulator, records: Array<Record<string, unknown>>, options: { idProperty?: string; dryRun?: boolean } = {}) {
+  return runWriter({
+    writer: salesforceWriter,
+    config: parseConfig(salesforceWriter.spec.connectionSpecification, credentials(sim)),
+    object: 'Account',
+    mode: 'upsert',
+    idProperty: options.idProperty ?? 'External_Id__c',
+    records,
+    ...(options.dryRun ? { dryRun: true } : {}),
+  });
 }

@@ -6,9 +6,9 @@
  * values as doubles judges a changed value `unchanged` and never sends it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, runWriter } from '@tributary/core';
-import { salesforceSource, salesforceWriter, startSalesforceSimulator, type SalesforceSimulator } from '../src/index.js';
-import { catalogOf, credentials, readAll } from './helpers.js';
+import { createConnectorContext, parseConfig } from '@tributary/core';
+import { salesforceSource, startSalesforceSimulator, type SalesforceSimulator } from '../src/index.js';
+import { catalogOf, credentials, readAll, upsertAccounts } from './helpers.js';
 
 const running: SalesforceSimulator[] = [];
 afterEach(async () => {
@@ -64,15 +64,7 @@ describe('Number(18,0) values past 2^53', () => {
   it('are written digit for digit, and a change in the last digit is sent, not judged unchanged', async () => {
     const sim = await org();
     sim.insert('Account', [{ Name: 'stored', External_Id__c: 'k-1', Big__c: 123456789012345678n }]);
-    const write = (records: Array<Record<string, unknown>>) =>
-      runWriter({
-        writer: salesforceWriter,
-        config: parseConfig(salesforceWriter.spec.connectionSpecification, credentials(sim)),
-        object: 'Account',
-        mode: 'upsert',
-        idProperty: 'External_Id__c',
-        records,
-      });
+    const write = (records: Array<Record<string, unknown>>) => upsertAccounts(sim, records, { idProperty: 'External_Id__c' });
     const records = [
       { External_Id__c: 'k-1', Big__c: '123456789012345679' },
       { External_Id__c: 'k-2', Name: 'new', Big__c: '-9007199254740993' },
@@ -92,15 +84,7 @@ describe('Number(18,0) values past 2^53', () => {
   it('upserts by a Number(18,0) external id past 2^53: each record reaches the row of its own key', async () => {
     const sim = await org();
     sim.insert('Account', [{ Name: 'old', Legacy_Number__c: 123456789012345678n }]);
-    const write = (records: Array<Record<string, unknown>>) =>
-      runWriter({
-        writer: salesforceWriter,
-        config: parseConfig(salesforceWriter.spec.connectionSpecification, credentials(sim)),
-        object: 'Account',
-        mode: 'upsert',
-        idProperty: 'Legacy_Number__c',
-        records,
-      });
+    const write = (records: Array<Record<string, unknown>>) => upsertAccounts(sim, records, { idProperty: 'Legacy_Number__c' });
     const first = await write([
       { Legacy_Number__c: '123456789012345678', Name: 'old, renamed' },
       { Legacy_Number__c: '123456789012345679', Name: 'neighbour' },

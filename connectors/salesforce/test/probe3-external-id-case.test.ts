@@ -7,9 +7,8 @@
  * fired) instead of being answered `unchanged`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig, runWriter } from '@tributary/core';
-import { salesforceWriter, startSalesforceSimulator, type SalesforceSimulator, type ServedRequest } from '../src/index.js';
-import { credentials } from './helpers.js';
+import { startSalesforceSimulator, type SalesforceSimulator, type ServedRequest } from '../src/index.js';
+import { upsertAccounts } from './helpers.js';
 
 const running: SalesforceSimulator[] = [];
 afterEach(async () => {
@@ -25,15 +24,7 @@ async function orgWithLog(): Promise<{ sim: SalesforceSimulator; log: ServedRequ
 }
 
 function upsert(sim: SalesforceSimulator, records: Array<Record<string, unknown>>, dryRun = false) {
-  return runWriter({
-    writer: salesforceWriter,
-    config: parseConfig(salesforceWriter.spec.connectionSpecification, credentials(sim)),
-    object: 'Account',
-    mode: 'upsert',
-    idProperty: 'External_Id__c',
-    records,
-    ...(dryRun ? { dryRun: true } : {}),
-  });
+  return upsertAccounts(sim, records, { dryRun });
 }
 
 const upserts = (log: ServedRequest[]) => log.filter((r) => r.method === 'PATCH').length;

