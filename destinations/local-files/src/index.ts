@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { defineDestination, makeDirectoryDurably, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream } from '@tributary/core';
 import { openLocked, type DirectoryLock } from './directory-lock.js';
 import { fsyncRename } from './durable-directory.js';
+import { checkStreamFileNames, fileName } from './file-names.js';
 import { MANIFEST_PATH, readManifest, writeManifest, type Manifest } from './manifest.js';
 import { openStreamFile, type StreamFile } from './stream-file.js';
 
@@ -65,6 +66,8 @@ export const localFilesDestination = defineDestination({
   },
 
   async open(ctx, config, streams) {
+    // Before anything is created or written: a refused sync leaves the directory as it was.
+    checkStreamFileNames(streams);
     const directory = resolve(config.directory);
     try {
       // Durably: the manifest in it is the commit log.
@@ -78,24 +81,12 @@ export const localFilesDestination = defineDestination({
 });
 
 export default localFilesDestination;
+export { fileName } from './file-names.js';
 
 /** The session of `open`, on a directory whose lock it holds and releases at `close`. */
 async function openSession(ctx: ConnectorContext, directory: string, validate: boolean, streams: readonly DestinationStream[], lock: DirectoryLock): Promise<DestinationSession> {
   const manifest = await readManifest(directory);
   await recoverInterruptedPublish(directory, manifest);
-
-  // `fileName` maps `/` and `\` to `_`, so two streams can name one file ("a/b", "a_b"):
-  // two handles appending to it would corrupt both streams and the committed lengths.
-  const streamOfFile = new Map<string, string>();
-  for (const stream of streams) {
-    const other = streamOfFile.get(fileName(stream.key));
-    if (other !== undefined && other !== stream.key) {
-      throw new TributaryError('config', {
-        userMessage: `Streams "${other}" and "${stream.key}" would both be written to ${fileName(stream.key)}; select only one of them`,
-      });
-    }
-    streamOfFile.set(fileName(stream.key), stream.key);
-  }
 
   // Every file this session may append to gets a committed length in the manifest before
   // it is opened: a file the manifest has no length for was not written by this destination
@@ -195,11 +186,6 @@ async function openSession(ctx: ConnectorContext, directory: string, validate: b
       await publish(directory, manifest, file.dataPath, fileName(file.stream.key));
     }
   }
-}
-
-/** `<stream>.jsonl`, with path separators in namespaced keys made safe. */
-export function fileName(streamKey: string): string {
-  return `${streamKey.replace(/[/\\]/g, '_')}.jsonl`;
 }
 
 /**

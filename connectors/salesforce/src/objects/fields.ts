@@ -104,7 +104,9 @@ export function jsonSchemaOf(field: DescribedField): JsonSchemaObject {
     case 'location':
       return { type: ['object', 'null'], properties: { latitude: { type: ['number', 'null'] }, longitude: { type: ['number', 'null'] } } };
     case 'anyType':
-      return { type: ['string', 'number', 'boolean', 'null'] };
+      // Text, as Bulk API 2.0's CSV carries it (see anyTypeFromJson): a typed value could not
+      // be the same on both paths, as the CSV cannot tell the number 42 from the text "42".
+      return nullable({ type: 'string' });
     case 'complexvalue':
     case 'json':
       return {};
@@ -196,10 +198,26 @@ function wideIntegerFromJson(v: unknown): RecordData[string] {
   return v === undefined ? null : (v as RecordData[string]);
 }
 
+/**
+ * A JSON value of an `anyType` field (history objects' OldValue and NewValue: the value of
+ * whatever field changed, a string, number, boolean, date or date-time) as the text Bulk API
+ * 2.0's CSV holds for it, so the record is the same whichever API read it: strings as they
+ * are, numbers and booleans in JavaScript's shortest form (`42`, `1.5`, `true`) — a number
+ * the client kept as exact decimal text (past what a double holds) is already a string — and
+ * the empty string as null, as the CSV has no other null.
+ */
+function anyTypeFromJson(v: unknown): string | null {
+  if (v === undefined || v === null || v === '') return null;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
 function valueConverter(field: DescribedField, fromCsv: boolean): (value: unknown) => RecordData[string] {
   const type = field.type;
   const wideInteger = isWideInteger(field);
   if (!fromCsv) {
+    if (type === 'anyType') return anyTypeFromJson;
     if (type === 'datetime') return (v) => (typeof v === 'string' ? isoDateTime(v) : null);
     if (wideInteger) return wideIntegerFromJson;
     // Other numbers keep the schema's `number`: a fraction with more digits than a double
@@ -221,6 +239,7 @@ function valueConverter(field: DescribedField, fromCsv: boolean): (value: unknow
     case 'datetime':
       return (v) => (v === '' || v === undefined ? null : isoDateTime(String(v)));
     default:
+      // anyType included: its text is its value (see anyTypeFromJson).
       return (v) => (v === '' || v === undefined ? null : String(v));
   }
 }
