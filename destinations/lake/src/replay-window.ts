@@ -27,7 +27,7 @@ import type { LakeStore } from './storage/store.js';
  * event-time field it is the ingest time, new at each read; with one it is a payload
  * column), the ingest time or the schema version. Values are compared in the form the files
  * hold them: text with each lone surrogate as U+FFFD (as the UTF-8 files store it), numbers
- * as numbers (BIGINT read back as one), JSON as its stored text (`jsonText`, kept verbatim
+ * as numbers (a BIGINT read back as one, as its digits beyond ±2^53), JSON as its stored text (`jsonText`, kept verbatim
  * by DuckDB).
  *
  * Memory: the window's ids and one 22-character fingerprint per row (about 110 bytes a row);
@@ -72,7 +72,8 @@ const FINGERPRINT_ENVELOPE = ['entity_key', 'customer_id', 'tenant_id', 'op', 's
 function canonical(value: unknown): unknown {
   if (value === undefined || value === null) return null;
   if (typeof value === 'string') return replaceLoneSurrogates(value);
-  if (typeof value === 'bigint') return Number(value);
+  // A BIGINT reads back as a bigint: a number when safe, else its digits (as StreamStage stages it).
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
   return value;
 }
 

@@ -104,17 +104,50 @@ export async function saveSchemaHistory(store: LakeStore, history: StreamSchemaH
   await store.put(schemaKey(history.stream), JSON.stringify(history, null, 1));
 }
 
+/** The JSON types a property schema allows, `null` left out. */
+function nonNullTypes(schema: unknown): unknown[] {
+  if (typeof schema !== 'object' || schema === null) return [];
+  const raw = (schema as { type?: unknown }).type;
+  return (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter((t) => t !== 'null');
+}
+
+/** Texts a decimal-integer pattern must accept, and texts it must refuse (see admitsIntegerText). */
+const INTEGER_TEXTS = ['0', '-1', '9007199254740993', '-9223372036854775808'];
+const NOT_INTEGER_TEXTS = ['', 'abc', '1.5', '1e3', ' 1', '1 ', '+-1', '0x1f'];
+
+/**
+ * Whether a property schema holds integers given as JSON numbers or as decimal text: type
+ * `integer` and `string` (and `null`), with a `pattern` that limits the strings to decimal
+ * integers (`^-?[0-9]+$` or any spelling that accepts and refuses what that one does on
+ * INTEGER_TEXTS / NOT_INTEGER_TEXTS). Sources declare it for integers a double cannot always
+ * hold (PostgreSQL int8, Salesforce Number(18,0)): beyond ±2^53 they send the digits. Such a
+ * field gets a BIGINT column, not a JSON one.
+ */
+export function admitsIntegerText(schema: unknown): boolean {
+  const types = nonNullTypes(schema);
+  if (types.length !== 2 || !types.includes('integer') || !types.includes('string')) return false;
+  const pattern = (schema as { pattern?: unknown }).pattern;
+  if (typeof pattern !== 'string') return false;
+  let regex: RegExp;
+  try {
+    regex = new RegExp(pattern, 'u');
+  } catch {
+    return false;
+  }
+  return INTEGER_TEXTS.every((t) => regex.test(t)) && !NOT_INTEGER_TEXTS.some((t) => regex.test(t));
+}
+
 /** The column type a JSON Schema property maps to. */
 export function columnTypeOf(schema: unknown): ColumnType {
   if (typeof schema !== 'object' || schema === null) return 'json';
-  const raw = (schema as { type?: unknown }).type;
-  const types = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter((t) => t !== 'null');
+  const types = nonNullTypes(schema);
   if (types.length === 1) {
     const [t] = types;
     if (t === 'string' || t === 'integer' || t === 'number' || t === 'boolean') return t;
     return 'json';
   }
   if (types.length === 2 && types.includes('integer') && types.includes('number')) return 'number';
+  if (admitsIntegerText(schema)) return 'integer';
   return 'json';
 }
 
@@ -123,6 +156,7 @@ export function columnTypeOfValue(value: unknown): ColumnType {
   if (typeof value === 'string') return 'string';
   if (typeof value === 'boolean') return 'boolean';
   if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
+  if (typeof value === 'bigint') return 'integer';
   return 'json';
 }
 
@@ -198,9 +232,13 @@ function columnsOfOthers(history: StreamSchemaHistory, field: string): Set<strin
   return taken;
 }
 
+/** Decimal integer text: how sources send, and the lake's readers return, integers beyond ±2^53. */
+export const INTEGER_TEXT_PATTERN = '^-?[0-9]+$';
+
 const JSON_TYPE: Record<ColumnType, JsonSchemaObject> = {
   string: { type: ['string', 'null'] },
-  integer: { type: ['integer', 'null'] },
+  // Readers return a BIGINT beyond ±2^53 as its digits (see reader.ts).
+  integer: { type: ['integer', 'string', 'null'], pattern: INTEGER_TEXT_PATTERN },
   number: { type: ['number', 'null'] },
   boolean: { type: ['boolean', 'null'] },
   json: {},
@@ -228,7 +266,8 @@ export type BreakingMode = 'fail' | 'new_column';
  * files read as NULL for them). Fields that disappear keep their column (NULL from now on).
  * A type change that readers cannot union is breaking: refused (`fail`) or mapped to a new
  * column `<field>__v<version>` (`new_column`); old rows keep the old column, never rewritten.
- * integer → number widens the column; integer wanted for a number column keeps it as it is.
+ * integer → number widens the column; integer wanted for a number column, or any type for a json
+ * column, keeps the column as it is.
  */
 export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode): SchemaVersion | undefined {
   const latest = history.versions[history.versions.length - 1];
@@ -261,6 +300,11 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
     } else if (have.type !== w.type) {
       if (have.type === 'number' && w.type === 'integer') {
         // Narrowed back (a schema inferred from sampled values): integers fit the number column, whose files already hold fractions.
+        continue;
+      } else if (have.type === 'json') {
+        // A JSON column holds any value as its JSON text: a field the source now types more
+        // narrowly keeps it (fields stored as JSON before the lake knew integer text, see
+        // admitsIntegerText; a source narrowing a union to string) instead of breaking the sync.
         continue;
       } else if (compatible(have.type, w.type)) {
         changes.push(`widened ${w.field} ${have.type} → ${w.type}`);

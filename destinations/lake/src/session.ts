@@ -14,7 +14,7 @@ import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
-import { CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
+import { admitsIntegerText, CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { createOwnedTempDir, removeStaleTempDirs } from './temp-dir.js';
@@ -182,6 +182,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const history = histories.get(stream.key)!;
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
+      const properties = (stream.jsonSchema.properties ?? {}) as Record<string, unknown>;
       const replayWindow = await loadReplayWindow(duck.connection, store, replayableFiles(state, stream.key), tempDir, latest.columns);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, replayWindow, async (added: PayloadColumn[]) => {
@@ -189,7 +190,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         const h = histories.get(stream.key)!;
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };
-      }, Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>).some((field) => CDC_FIELDS.has(field)), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys((stream.jsonSchema.properties ?? {}) as Record<string, unknown>)));
+      }, Object.keys(properties).some((field) => CDC_FIELDS.has(field)), quarantined, admitsOnlyDeclaredFields(stream.jsonSchema), new Set(Object.keys(properties)), new Set(Object.keys(properties).filter((field) => admitsIntegerText(properties[field]))));
       await stage.create();
       stages.set(stream.key, stage);
     }

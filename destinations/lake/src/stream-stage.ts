@@ -26,7 +26,7 @@ const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
  * records the row holds, from which the COPY numbers them (`_tributary_ingest_seq`).
  */
 type EnvelopeSlot = 'event_id' | 'entity_key' | 'customer_id' | 'tenant_id' | 'event_time_ms' | 'ingest_time_ms' | 'row_count' | 'op_code' | 'source_position' | 'source_txid' | 'before_image' | 'unchanged_fields';
-type StagingType = 'VARCHAR' | 'DOUBLE' | 'BOOLEAN';
+type StagingType = 'VARCHAR' | 'DOUBLE' | 'BIGINT' | 'BOOLEAN';
 const SLOT_TYPES: Record<EnvelopeSlot, StagingType> = {
   event_id: 'VARCHAR',
   entity_key: 'VARCHAR',
@@ -60,7 +60,12 @@ interface Derived {
   cursor?: string;
 }
 
-const stagingSql = (type: ColumnType): StagingType => (type === 'integer' || type === 'number' ? 'DOUBLE' : type === 'boolean' ? 'BOOLEAN' : 'VARCHAR');
+/**
+ * The type the COPY casts a payload column's staged text to. Integers are staged as their
+ * digits (a safe integer as JavaScript prints it, beyond ±2^53 the text `stageValue` made)
+ * and cast straight to BIGINT, so every digit of a BIGINT arrives.
+ */
+const stagingSql = (type: ColumnType): StagingType => (type === 'integer' ? 'BIGINT' : type === 'number' ? 'DOUBLE' : type === 'boolean' ? 'BOOLEAN' : 'VARCHAR');
 
 /** Records per staging-table row (bounds the strings and lists the COPY handles at once). */
 const VALUES_PER_ROW = 1024;
@@ -130,16 +135,47 @@ function selectOf(column: PayloadColumn): string {
   return c;
 }
 
-/** A payload value in its staging form, or a reason why it does not fit the column. */
-function stageValue(value: unknown, type: ColumnType): string | number | boolean | null | { error: string } {
+const BIGINT_MIN = -(2n ** 63n);
+const BIGINT_MAX = 2n ** 63n - 1n;
+const DECIMAL_INTEGER = /^-?[0-9]+$/;
+
+/**
+ * An integer given as a bigint or as decimal text in its staging form: a number when it is a
+ * safe integer (as a stored BIGINT reads back, see ReplayWindow), else its canonical digits;
+ * or why it does not fit a BIGINT.
+ */
+function integerValue(value: bigint | string): number | string | { error: string } {
+  if (typeof value === 'string') {
+    if (!DECIMAL_INTEGER.test(value)) return { error: `expected an integer, got ${describe(value)}` };
+    // Up to 15 digits is always a safe integer: no BigInt needed.
+    if (value.length <= 15) return Number(value);
+  }
+  const big = typeof value === 'bigint' ? value : BigInt(value);
+  if (big < BIGINT_MIN || big > BIGINT_MAX) return { error: `integer ${String(big).slice(0, 40)} is beyond the range of a BIGINT (±2^63)` };
+  const n = Number(big);
+  return Number.isSafeInteger(n) ? n : String(big);
+}
+
+/**
+ * A payload value in its staging form, or a reason why it does not fit the column.
+ * `integerText`: the stream schema lets the field hold integers as decimal text (see
+ * admitsIntegerText): an integer column stores every digit, a number column (a lake that
+ * stored the field as number before) the nearest double, as it did when the source sent one.
+ */
+function stageValue(value: unknown, type: ColumnType, integerText: boolean): string | number | boolean | null | { error: string } {
   if (value === undefined || value === null) return null;
   switch (type) {
     case 'string':
       return typeof value === 'string' ? value : { error: `expected a string, got ${describe(value)}` };
     case 'integer':
-      return typeof value === 'number' && Number.isSafeInteger(value) ? value : { error: `expected an integer, got ${describe(value)}` };
+      if (typeof value === 'number' && Number.isSafeInteger(value)) return value;
+      if (typeof value === 'bigint' || (typeof value === 'string' && integerText)) return integerValue(value);
+      return { error: `expected an integer, got ${describe(value)}` };
     case 'number':
-      return typeof value === 'number' && Number.isFinite(value) ? value : { error: `expected a number, got ${describe(value)}` };
+      if (typeof value === 'number' && Number.isFinite(value)) return value;
+      if (typeof value === 'bigint') return Number(value);
+      if (typeof value === 'string' && integerText && DECIMAL_INTEGER.test(value)) return Number(value);
+      return { error: `expected a number, got ${describe(value)}` };
     case 'boolean':
       return typeof value === 'boolean' ? value : { error: `expected a boolean, got ${describe(value)}` };
     case 'json':
@@ -150,7 +186,7 @@ function stageValue(value: unknown, type: ColumnType): string | number | boolean
 function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  const text = JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
   return `${typeof value} ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`;
 }
 
@@ -178,10 +214,17 @@ export interface QuarantinedRecord {
  * `jsonText`). JSON.stringify writes one as a `\udXXX` escape, which DuckDB's JSON reader
  * refuses: one such record (or a reason whose value excerpt was cut inside a surrogate pair)
  * made every query of the `quarantine` view fail. Runs for refused records only; the record
- * is replaced by its JSON form only when that holds such an escape.
+ * is replaced by its JSON form only when that holds such an escape or a bigint.
  */
 function quarantineForm(record: unknown, reason: string): QuarantinedRecord {
-  const text = stringifyJson(record);
+  let text: string | undefined;
+  try {
+    text = stringifyJson(record);
+  } catch (error) {
+    if (!(error instanceof TypeError && error.message.includes('BigInt'))) throw error;
+    // A bigint has no JSON form (only an in-process source can send one): stored as its digits, in a string.
+    return quarantineForm(JSON.parse(JSON.stringify(record, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))) as unknown, reason);
+  }
   const stored = text !== undefined && text.includes('\\ud') ? (JSON.parse(jsonText(record)) as unknown) : record;
   return { reason: replaceLoneSurrogates(reason), record: stored };
 }
@@ -246,6 +289,8 @@ export class StreamStage {
     private readonly declaredFieldsOnly = false,
     /** Fields the stream schema declares; the others' column types were inferred from values (see `widensToNumber`). */
     private readonly declared: ReadonlySet<string> = new Set(),
+    /** Fields the stream schema lets hold integers as decimal text (see admitsIntegerText, stageValue). */
+    private readonly integerText: ReadonlySet<string> = new Set(),
   ) {
     this.table = `stage_${index}`;
     this.columns = columns.map((c) => ({ ...c }));
@@ -266,7 +311,8 @@ export class StreamStage {
     if (!derived.customerId) slots.push('customer_id');
     if (!derived.tenant && !('constant' in mapping.tenant)) slots.push('tenant_id');
     slots.push('event_time_ms', 'ingest_time_ms', 'row_count');
-    if (cursor !== undefined && !derived.cursor) slots.push('source_position');
+    // Any cursor path (a nested one too: only a top-level string column can be derived) gives a position to stage.
+    if (mapping.cursorField !== undefined && !derived.cursor) slots.push('source_position');
     if (cdc) for (const slot of CDC_SLOTS) if (!slots.includes(slot)) slots.push(slot);
     this.layout = [...slots.map((slot) => ({ slot })), ...this.columns.map((payload) => ({ payload }))];
   }
@@ -471,8 +517,9 @@ export class StreamStage {
     for (const column of next.columns) {
       const have = this.byField.get(column.field);
       if (have) {
-        if (have.column !== column.column || (have.type !== column.type && stagingSql(have.type) !== stagingSql(column.type))) {
-          // Only new fields reach here (known fields with other types are quarantined), so this cannot happen unless the registry moved.
+        // Staged text stays valid across integer → number (a BIGINT's digits cast to DOUBLE at the seal); any other change cannot.
+        if (have.column !== column.column || (have.type !== column.type && !(have.type === 'integer' && column.type === 'number'))) {
+          // Only new fields reach here (known fields with other types are quarantined) and widened ones, so this cannot happen unless the registry moved.
           throw new TributaryError('fatal', { userMessage: `lake: stream "${this.mapping.stream}": field "${column.field}" changed column mid-sync; restart the sync` });
         }
         have.type = column.type;
@@ -552,6 +599,7 @@ export class StreamStage {
     const slotOf = layout.map((c) => ('slot' in c ? c.slot : undefined));
     const payloadCount = this.columns.length;
     const payload: unknown[] = new Array<unknown>(payloadCount);
+    const textOk = this.columns.map((c) => this.integerText.has(c.field));
     const { mapping } = this;
     const derivedCursor = this.derived.cursor !== undefined;
     const reject = (index: number, record: unknown, reason: string): void => {
@@ -606,7 +654,7 @@ export class StreamStage {
       let error: string | undefined;
       for (let c = 0; c < payloadCount; c++) {
         const column = this.columns[c]!;
-        const v = stageValue(record[column.field], column.type);
+        const v = stageValue(record[column.field], column.type, textOk[c]!);
         if (v !== null && typeof v === 'object') {
           error = `field "${column.field}": ${v.error}`;
           break;
