@@ -108,6 +108,9 @@ function tributaryRecord(event: ChangeEvent): RecordData {
 /**
  * The Debezium envelope. `ts_ms` is the commit time (not the processing time, so a replayed
  * change is byte-identical); TOASTed columns left unchanged carry Debezium's placeholder.
+ * `source.lsn` is the event's position as a number: the stream's cursor, and (hashed with
+ * the record) what keeps two identical rows of a keyless table two events downstream, so
+ * snapshot rows of such a table carry their per-row positions here (see SnapshotRowPositions).
  */
 function debeziumRecord(event: ChangeEvent, database: string): RecordData {
   const commitMs = event.commitTime ? Date.parse(event.commitTime) : null;

@@ -281,19 +281,41 @@ export async function* readCdc(options: CdcReadOptions): AsyncGenerator<SourceMe
             });
             start = null;
           }
-          // Keyless tables: a position per row (identical rows are distinct events downstream).
+          // Keyless tables: a position per row (identical rows are distinct events downstream),
+          // in either format: `_tributary_position`, or the Debezium envelope's `source.lsn`.
           const partitions = files && s.table.partitioned ? (state.partitions ?? [...files.keys()].sort((a, b) => Number(a) - Number(b))) : undefined;
-          const rowPositions = tributary && files ? new SnapshotRowPositions(position, parseLsn(position), (tuplesPerPage ??= await heapTuplesPerPage(sql)), partitions) : undefined;
+          const rowPositions = files ? new SnapshotRowPositions(position, parseLsn(position), (tuplesPerPage ??= await heapTuplesPerPage(sql)), partitions) : undefined;
+          // Debezium: a decoded row becomes the envelope's `after` and has no field for its
+          // position, so the position waits beside it until the envelope is built.
+          const debeziumPositions = rowPositions && !tributary ? new WeakMap<Row, string>() : undefined;
+          const keylessRow = !rowPositions
+            ? undefined
+            : debeziumPositions
+              ? (row: Row, ctid: string, partition: string | null): void => {
+                  debeziumPositions.set(row, rowPositions.of(ctid, partition));
+                }
+              : (row: Row, ctid: string, partition: string | null): void => {
+                  row[CHANGE_FIELDS.position] = rowPositions.of(ctid, partition);
+                };
           for await (const chunk of readChunks(sql, s.table, types, chunkSize, start, tributary ? snapshotFields(position) : undefined, {
             ...(s.rowFilter !== undefined ? { filter: s.rowFilter } : {}),
-            ...(rowPositions ? { keylessRow: (row: Row, ctid: string, partition: string | null) => (row[CHANGE_FIELDS.position] = rowPositions.of(ctid, partition)) } : {}),
+            ...(keylessRow ? { keylessRow } : {}),
           })) {
             if (chunk.rows.length > 0) {
               const records: RecordData[] = tributary
                 ? chunk.rows
                 : chunk.rows.map((row) =>
                     toRecord(
-                      { op: 'r', namespace: s.table.namespace, table: s.table.name, after: row, before: null, position, txid: null, commitTime: null },
+                      {
+                        op: 'r',
+                        namespace: s.table.namespace,
+                        table: s.table.name,
+                        after: row,
+                        before: null,
+                        position: debeziumPositions?.get(row) ?? position,
+                        txid: null,
+                        commitTime: null,
+                      },
                       format,
                       config.database,
                     ),

@@ -2,9 +2,9 @@ import type pg from 'pg';
 import type { Lsn } from './lsn.js';
 
 /**
- * `_tributary_position`s of the rows of a keyless table's CDC snapshot: one per row, all below
- * the snapshot's position and derived from the row's place in the table (its ctid, and for a
- * partitioned table its partition), so that
+ * `_tributary_position`s (in the Debezium format: `source.lsn`) of the rows of a keyless
+ * table's CDC snapshot: one per row, all below the snapshot's position and derived from the
+ * row's place in the table (its ctid, and for a partitioned table its partition), so that
  *
  * - two identical rows are two events downstream: the lake hashes a keyless record whole
  *   (position included) into its event id, and identical records were one event, compaction

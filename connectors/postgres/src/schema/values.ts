@@ -16,9 +16,10 @@ import type pg from 'pg';
  * | numeric | string (the exact decimal) | beyond double precision |
  * | json, jsonb | the parsed JSON value; numbers in it as doubles | records are JS values written out with JSON.stringify |
  * | bytea | base64 string | |
- * | timestamptz | ISO-8601 string in UTC with microseconds (`…Z`) | a JS Date keeps milliseconds only |
- * | timestamp | ISO-8601 string without zone | |
- * | date, time, timetz, interval (ISO 8601), uuid, enums, text… | string | |
+ * | timestamptz | ISO-8601 string in UTC with microseconds (`…Z`), BC values with a trailing ` BC` | a JS Date keeps milliseconds only |
+ * | timestamp | ISO-8601 string without zone, BC values with a trailing ` BC` | |
+ * | date | `YYYY-MM-DD`, BC values with a trailing ` BC` (as printed) | |
+ * | time, timetz, interval (ISO 8601), uuid, enums, text… | string | |
  * | arrays of any of these | arrays (nested for several dimensions) | |
  */
 
@@ -207,6 +208,11 @@ function withNull(schema: JsonSchema): JsonSchema {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/**
+ * The strings an int8 value can be: decimal digits. Declared in its schema (with the union
+ * type) so that destinations know the text is an integer (the lake stores a BIGINT).
+ */
+const DECIMAL_INTEGER_PATTERN = '^-?[0-9]+$';
 const identity: Converter = (t) => t;
 
 function scalarConverter(name: string): Converter {
@@ -237,7 +243,7 @@ function scalarConverter(name: string): Converter {
     case 'timestamptz':
       return timestamptzToIso;
     case 'timestamp':
-      return (t) => (t.length > 10 && t[10] === ' ' ? `${t.slice(0, 10)}T${t.slice(11)}` : t);
+      return timestampToIso;
     default:
       return identity;
   }
@@ -263,7 +269,7 @@ function scalarSchema(name: string): JsonSchema {
     case 'oid':
       return { type: ['integer', 'null'] };
     case 'int8':
-      return { type: ['integer', 'string', 'null'], description: 'int8: an integer, or a decimal string beyond ±2^53' };
+      return { type: ['integer', 'string', 'null'], pattern: DECIMAL_INTEGER_PATTERN, description: 'int8: an integer, or a decimal string beyond ±2^53' };
     case 'float4':
     case 'float8':
       return { type: ['number', 'string', 'null'], description: 'a number, or "NaN", "Infinity", "-Infinity"' };
@@ -275,11 +281,11 @@ function scalarSchema(name: string): JsonSchema {
     case 'bytea':
       return { type: ['string', 'null'], contentEncoding: 'base64' };
     case 'timestamptz':
-      return { type: ['string', 'null'], airbyte_type: 'timestamp_with_timezone', description: 'ISO-8601 in UTC, microseconds kept' };
+      return { type: ['string', 'null'], airbyte_type: 'timestamp_with_timezone', description: 'ISO-8601 in UTC, microseconds kept; BC values end with " BC"' };
     case 'timestamp':
-      return { type: ['string', 'null'], airbyte_type: 'timestamp_without_timezone' };
+      return { type: ['string', 'null'], airbyte_type: 'timestamp_without_timezone', description: 'ISO-8601 without zone; BC values end with " BC"' };
     case 'date':
-      return { type: ['string', 'null'], description: 'date (YYYY-MM-DD)' };
+      return { type: ['string', 'null'], description: 'date (YYYY-MM-DD; BC values end with " BC")' };
     case 'uuid':
       return { type: ['string', 'null'], description: 'uuid' };
     default:
@@ -287,13 +293,36 @@ function scalarSchema(name: string): JsonSchema {
   }
 }
 
-/** `2024-05-01 10:00:00.123456+00` → `2024-05-01T10:00:00.123456Z` (sessions run in UTC). */
+/**
+ * `2024-05-01 10:00:00.123456+00` → `2024-05-01T10:00:00.123456Z` (sessions run in UTC, so
+ * the server prints every value with offset +00). A BC value takes the same form followed by
+ * ` BC`, as Airbyte's well-known types write the era (`4713-01-01 00:00:00+00 BC` →
+ * `4713-01-01T00:00:00Z BC`); a year beyond 9999 keeps its digits; `infinity` and
+ * `-infinity` (no space) pass as they are. An offset other than +00 (not printed in a UTC
+ * session) becomes `±hh:mm`.
+ */
 export function timestamptzToIso(text: string): string {
-  if (text.length < 19 || text[10] !== ' ') return text; // infinity, -infinity, BC dates: kept as printed
-  let out = `${text.slice(0, 10)}T${text.slice(11)}`;
-  if (out.endsWith('+00')) out = `${out.slice(0, -3)}Z`;
-  else if (/[+-]\d\d$/.test(out)) out = `${out}:00`;
-  return out;
+  const space = text.indexOf(' ');
+  if (space < 0) return text;
+  const bc = text.endsWith(' BC');
+  const end = bc ? text.length - 3 : text.length;
+  // The offset starts at the last sign: the time before it has none.
+  let sign = end - 1;
+  while (sign > space && text[sign] !== '+' && text[sign] !== '-') sign--;
+  if (sign === space) return text;
+  const offset = text.slice(sign, end);
+  const zone = offset === '+00' ? 'Z' : offset.length === 3 ? `${offset}:00` : offset;
+  return `${text.slice(0, space)}T${text.slice(space + 1, sign)}${zone}${bc ? ' BC' : ''}`;
+}
+
+/**
+ * `2024-05-01 10:00:00.123456` → `2024-05-01T10:00:00.123456`; a BC value keeps its trailing
+ * ` BC` (`0044-03-15T12:00:00 BC`), a year beyond 9999 its digits; `infinity` and
+ * `-infinity` pass as they are.
+ */
+export function timestampToIso(text: string): string {
+  const space = text.indexOf(' ');
+  return space < 0 ? text : `${text.slice(0, space)}T${text.slice(space + 1)}`;
 }
 
 function unescapeBytea(text: string): Uint8Array {

@@ -71,7 +71,8 @@ export function isWideInteger(field: DescribedField): boolean {
  * Salesforce sends, date-times become RFC 3339 strings in UTC.
  */
 export function jsonSchemaOf(field: DescribedField): JsonSchemaObject {
-  if (isWideInteger(field)) return { type: ['integer', 'string', 'null'], description: 'an integer, or a decimal string beyond ±2^53' };
+  // The pattern says the strings are decimal integers, so destinations can store a BIGINT (the lake does).
+  if (isWideInteger(field)) return { type: ['integer', 'string', 'null'], pattern: '^-?[0-9]+$', description: 'an integer, or a decimal string beyond ±2^53' };
   switch (field.type) {
     case 'boolean':
       return { type: 'boolean' };
