@@ -1,12 +1,12 @@
 import type { Redactor } from '../config/secrets.js';
 import type { SyncState } from '../connector/state.js';
 import { toStateMessages } from '../connector/state.js';
-import { toErrorTrace } from '../errors.js';
+import { toErrorTrace, toTributaryError, type TributaryError } from '../errors.js';
 import type { AirbyteMessage, AirbyteStreamStatusReason, LogLevel, StreamDescriptor } from '../protocol/messages.js';
 import type { CommittedCheckpoint, StreamProgress } from '../runtime/pipeline.js';
 import { streamKey } from '../protocol/messages.js';
 import { estimateCount } from '../protocol/wire.js';
-import { stringifyJson } from '../util/json-text.js';
+import { isStringTooLong, recordTooLongError, stateTooLongError, stringifyJson } from '../util/json-text.js';
 import type { SyncEvent } from '../runtime/sync.js';
 
 /**
@@ -75,8 +75,14 @@ export class AirbyteWriter {
 
   emit(message: AirbyteMessage): void {
     if (this.outputClosed) return;
-    // stringifyJson: a record nested deeper than JSON.stringify recurses is printed too.
-    if (!this.out.write(this.redact(stringifyJson(message)!) + '\n')) this.full = true;
+    let line: string;
+    try {
+      // stringifyJson: a record nested deeper than JSON.stringify recurses is printed too.
+      line = this.redact(stringifyJson(message)!) + '\n';
+    } catch (error) {
+      throw isStringTooLong(error) ? messageTooLongError(message, error) : error;
+    }
+    if (!this.out.write(line)) this.full = true;
   }
 
   log(level: LogLevel, message: string): void {
@@ -119,6 +125,23 @@ export class AirbyteWriter {
       }
     }
   }
+}
+
+/**
+ * A message whose JSON line would be longer than a string can be: for a RECORD or a STATE,
+ * the fatal error naming its stream (or the global state) and the limit; for another
+ * message, `stringifyJson`'s own error. `cause` is the error serializing it threw.
+ */
+function messageTooLongError(message: AirbyteMessage, cause: unknown): TributaryError {
+  const consequence = `it cannot be printed as an Airbyte ${message.type} message`;
+  if (message.type === 'RECORD') {
+    return recordTooLongError({ name: message.record.stream, namespace: message.record.namespace ?? undefined }, consequence, cause);
+  }
+  if (message.type === 'STATE') {
+    const state = message.state;
+    return stateTooLongError(state.type === 'STREAM' ? state.stream.stream_descriptor : 'global', consequence, cause);
+  }
+  return toTributaryError(cause);
 }
 
 /**

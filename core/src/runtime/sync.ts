@@ -9,6 +9,7 @@ import { createLogger, type Logger, type LogSink } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AirbyteStreamStatusReason, AirbyteStreamStatus, ConfiguredAirbyteCatalog } from '../protocol/messages.js';
 import { streamKey } from '../protocol/messages.js';
+import { stateText } from '../state/codec.js';
 import type { StateStore } from '../state/store.js';
 import { checkBatching, reportEndStatus, runPipeline, type BatchingOptions, type CommittedCheckpoint, type PipelineOutcome, type StreamProgress } from './pipeline.js';
 
@@ -288,7 +289,9 @@ export function checkConfiguredCatalog(catalog: ConfiguredAirbyteCatalog, destin
 
 /** A connector that puts a secret into its state is a bug we refuse to persist. */
 function assertNoSecrets(state: SyncState, redact: Redactor): void {
-  const text = JSON.stringify(state);
+  // The first serialization of a state to save: one too long to be a string fails here,
+  // naming its stream, before anything is written.
+  const text = stateText(state, () => JSON.stringify(state), 'it cannot be saved (the state saved before it is kept)');
   if (redact(text) !== text) {
     throw new TributaryError('fatal', {
       userMessage: 'The source put a secret value into its state; refusing to store it. This is a connector bug.',

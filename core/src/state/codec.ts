@@ -11,6 +11,7 @@ import { fromStateMessages, toStateMessages } from '../connector/state.js';
 import { compileSchema, describeSchemaErrors } from '../config/schema.js';
 import { TributaryError } from '../errors.js';
 import type { AirbyteStateMessage } from '../protocol/messages.js';
+import { isStringTooLong, stateTooLongError, type StateScope } from '../util/json-text.js';
 
 export const STATE_FORMAT_VERSION = 1;
 
@@ -95,6 +96,44 @@ export function checkStateMessages(messages: readonly unknown[], what: string): 
 
 export function encodeState(connection: string, state: SyncState, now: Date = new Date()): StateEnvelope {
   return { version: STATE_FORMAT_VERSION, connection, updatedAt: now.toISOString(), state: toStateMessages(state) };
+}
+
+/**
+ * `serialize()`: JSON text of `state` (or of what holds it). A text longer than a string can
+ * be (V8's "Invalid string length") is the fatal error of `stateTooLongError`, naming the
+ * stream whose state is largest (or the global state) and saying that `consequence`, not a
+ * bare RangeError. Every store and the runtime serialize a state to save through this.
+ */
+export function stateText(state: SyncState, serialize: () => string, consequence: string): string {
+  try {
+    return serialize();
+  } catch (error) {
+    throw isStringTooLong(error) ? stateTooLongError(largestPart(state), consequence, error) : error;
+  }
+}
+
+/**
+ * What of `state` to name for a state too long to serialize: the global state when it is
+ * one (one GLOBAL message holds it all), else the stream whose state's JSON text is longest
+ * (one whose text alone is too long at once). Serializes the streams' states again, one by
+ * one: only on that failure.
+ */
+export function largestPart(state: SyncState): StateScope {
+  if (state.shared !== undefined) return 'global';
+  let largest: StateScope = 'global';
+  let longest = -1;
+  for (const message of toStateMessages(state)) {
+    if (message.type !== 'STREAM') continue;
+    let length: number;
+    try {
+      length = JSON.stringify(message.stream.stream_state ?? {}).length;
+    } catch (error) {
+      if (isStringTooLong(error)) return message.stream.stream_descriptor;
+      continue;
+    }
+    if (length > longest) [largest, longest] = [message.stream.stream_descriptor, length];
+  }
+  return largest;
 }
 
 /**

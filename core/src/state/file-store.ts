@@ -27,7 +27,8 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { SyncState } from '../connector/state.js';
 import { TributaryError } from '../errors.js';
-import { checkConnectionName, encodeState, parseState, unreadableState, withoutStreams } from './codec.js';
+import { checkConnectionName, encodeState, parseState, stateText, unreadableState, withoutStreams } from './codec.js';
+import { isStringTooLong } from '../util/json-text.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { StateStore } from './store.js';
 import { writeDurableTemp, writeFileAtomic } from '../fs/atomic-file.js';
@@ -109,7 +110,7 @@ export function createFileStateStore(dir: string): StateStore {
   };
 
   const write = async (connection: string, path: string, state: SyncState): Promise<void> => {
-    const text = `${JSON.stringify(encodeState(connection, state), null, 2)}\n`;
+    const text = stateFileText(connection, state, path);
     try {
       await ensureDir(root);
       await writeFileAtomic(path, text);
@@ -199,6 +200,27 @@ export function createFileStateStore(dir: string): StateStore {
       await queue.drain();
     },
   };
+}
+
+/**
+ * A state file's text: the envelope indented, for people who read it; compact when that is
+ * longer than a string can be but the compact text is not (the runtime admits any state
+ * whose compact text fits). Longer still: the fatal error naming the stream (`stateText`).
+ */
+function stateFileText(connection: string, state: SyncState, path: string): string {
+  const envelope = encodeState(connection, state);
+  return stateText(
+    state,
+    () => {
+      try {
+        return `${JSON.stringify(envelope, null, 2)}\n`;
+      } catch (error) {
+        if (!isStringTooLong(error)) throw error;
+        return `${JSON.stringify(envelope)}\n`;
+      }
+    },
+    `it cannot be saved to ${path} (the state saved before it is kept)`,
+  );
 }
 
 /** Beside the state file: `<encoded connection>.lock` (never listed: `list` reads `.json` files only). */

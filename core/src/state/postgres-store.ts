@@ -26,7 +26,8 @@ import pg from 'pg';
 import type { SyncState } from '../connector/state.js';
 import { createRedactor, type Redactor } from '../config/secrets.js';
 import { TributaryError } from '../errors.js';
-import { checkConnectionName, decodeState, encodeState, withoutStreams } from './codec.js';
+import { checkConnectionName, decodeState, encodeState, largestPart, stateText, withoutStreams } from './codec.js';
+import { stateTooLongError } from '../util/json-text.js';
 import { createKeyedQueue } from '../concurrency/keyed-queue.js';
 import type { StateStore } from './store.js';
 import type { RetryPolicy } from '../resilience/policy.js';
@@ -152,10 +153,25 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
       where,
     );
 
+  /**
+   * A state whose text fits in a string but not in a jsonb value (PostgreSQL caps a jsonb
+   * value, and each string in it, at 256 MiB): the server refuses the statement (54000), so
+   * nothing is written. Reported naming the stream whose state is largest, as a state too
+   * long to serialize is, not as a bare "PostgreSQL error 54000".
+   */
+  const stateTooLargeForColumn = (state: SyncState, error: unknown): TributaryError =>
+    stateTooLongError(
+      largestPart(state),
+      `it cannot be saved to ${where} (the state saved before it is kept)`,
+      error,
+      `PostgreSQL refuses it as a jsonb value (${target.redact(error instanceof Error ? error.message : String(error))}; a jsonb value holds at most 256 MiB)`,
+    );
+
   const rowValues = (connection: string, state: SyncState): RowValues => {
     const envelope = encodeState(connection, state);
     // Serialised here: pg would send a JS array as a PostgreSQL array, not as JSON.
-    return { state: toStateColumn(envelope.state), version: envelope.version, updatedAt: envelope.updatedAt };
+    const text = stateText(state, () => toStateColumn(envelope.state), `it cannot be saved to ${where} (the state saved before it is kept)`);
+    return { state: text, version: envelope.version, updatedAt: envelope.updatedAt };
   };
 
   /** Writes the row whatever is stored; returns its new version. */
@@ -307,6 +323,7 @@ export function createPostgresStateStore(options: PostgresStateStoreOptions): St
             try {
               await saveOnce(connection, row);
             } catch (error) {
+              if (pgCode(error) === PROGRAM_LIMIT_EXCEEDED) throw stateTooLargeForColumn(state, error);
               throw classifyError(error, 'write state to', where, target);
             }
           },
@@ -491,6 +508,9 @@ function describeTarget(connectionString: string): Target {
     redact: createRedactor(typeof password === 'string' ? [password, encodeURIComponent(password)] : []),
   };
 }
+
+/** SQLSTATE program_limit_exceeded: here, a state too large for a jsonb value. */
+const PROGRAM_LIMIT_EXCEEDED = '54000';
 
 function pgCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;

@@ -73,6 +73,33 @@ export function recordTooLongError(stream: { name: string; namespace?: string | 
   });
 }
 
+/** Whose state a STATE message (or a stored state) holds: one stream's, or the global state (GLOBAL: shared by all streams). */
+export type StateScope = { name: string; namespace?: string | undefined } | 'global';
+
+/**
+ * A state of `scope` whose JSON text is longer than a string can be, as a fatal error naming
+ * the stream (or the global state) and the limit; `consequence` says what could not be done
+ * ("it cannot be saved"). `problem` replaces the default "its JSON text is longer than …"
+ * for a related limit (PostgreSQL's for a jsonb value). `cause` is the error that was thrown.
+ */
+export function stateTooLongError(
+  scope: StateScope,
+  consequence: string,
+  cause: unknown,
+  problem = `its JSON text is longer than the longest string Node.js can hold (${describeMaxStringLength()})`,
+): TributaryError {
+  const stream = scope === 'global' ? undefined : scope.namespace === undefined ? { name: scope.name } : { name: scope.name, namespace: scope.namespace };
+  const label = stream === undefined ? 'The global state' : `Stream "${stream.namespace === undefined ? stream.name : `${stream.namespace}.${stream.name}`}": the stream's state`;
+  return new TributaryError('fatal', {
+    userMessage:
+      `${label} is too large: ${problem}, so ${consequence}. ` +
+      'The source must keep less in its state (a cursor or position, not the data itself).',
+    internalMessage: TributaryError.is(cause) ? (cause.internalMessage ?? cause.userMessage) : cause instanceof Error ? cause.message : String(cause),
+    ...(stream === undefined ? {} : { stream }),
+    cause,
+  });
+}
+
 /** The error `stringifyJson` throws for a value whose JSON text is longer than a string can be. */
 function jsonTooLongError(cause: unknown): TributaryError {
   return new TributaryError('fatal', {

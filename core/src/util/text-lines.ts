@@ -10,13 +10,21 @@ export interface LineTooLong {
 }
 
 const HEAD_LENGTH = 64 * 1024;
+const LF = 0x0a;
 
 /**
- * The lines of a UTF-8 byte stream, without their terminators (`\n` or `\r\n`; a last line
- * without one is a line too). A line longer than a string can be (`MAX_STRING_LENGTH`) is
- * refused, once its length passes the limit, with the error `tooLong` builds, thrown to the
- * consumer. (node:readline threw V8's RangeError "Invalid string length" from its input's
- * data handler instead: an uncaught exception that crashed the process with a stack trace.)
+ * The lines of a UTF-8 byte stream, without their terminators: `\n`, `\r\n` (one line end,
+ * also when a chunk ends between the two) or a lone `\r` (old Mac line ends); a last line
+ * without one is a line too. These are the line ends node:readline, which read these lines
+ * before, splits at, as do Airbyte's own readers of JSON lines (the Java CDK's stdin scanner
+ * splits at `[\r\n]+`, the Python CDK's text stdin has universal newlines). A raw CR cannot
+ * be part of a one-line JSON text other than as whitespace between tokens, which no JSON
+ * writer puts there, so splitting at it loses no JSON line.
+ *
+ * A line longer than a string can be (`MAX_STRING_LENGTH`) is refused, once its length
+ * passes the limit, with the error `tooLong` builds, thrown to the consumer. (node:readline
+ * threw V8's RangeError "Invalid string length" from its input's data handler instead: an
+ * uncaught exception that crashed the process with a stack trace.)
  */
 export async function* textLines(input: AsyncIterable<Buffer | string>, tooLong: (line: LineTooLong) => Error): AsyncGenerator<string> {
   const decoder = new StringDecoder('utf8');
@@ -38,7 +46,7 @@ export async function* textLines(input: AsyncIterable<Buffer | string>, tooLong:
     pieces = [];
     pendingLength = 0;
     lineNumber++;
-    return line.endsWith('\r') ? line.slice(0, -1) : line;
+    return line;
   };
   const keep = (text: string): void => {
     if (text.length === 0) return;
@@ -46,12 +54,25 @@ export async function* textLines(input: AsyncIterable<Buffer | string>, tooLong:
     pieces.push(text);
     pendingLength += text.length;
   };
+  /** The previous chunk ended with a CR that ended a line: an LF opening this one completes that CRLF. */
+  let afterCr = false;
   for await (const chunk of input) {
     const text = typeof chunk === 'string' ? chunk : decoder.write(chunk);
-    let start = 0;
-    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+    if (text.length === 0) continue;
+    let start = afterCr && text.charCodeAt(0) === LF ? 1 : 0;
+    afterCr = false;
+    // The next LF and CR at or after `start` (-1: none left in this chunk). Each is searched
+    // for again only once passed, so a chunk without CR costs one extra scan for it.
+    let lf = text.indexOf('\n', start);
+    let cr = text.indexOf('\r', start);
+    while (lf !== -1 || cr !== -1) {
+      const end = cr !== -1 && (lf === -1 || cr < lf) ? cr : lf;
       yield takeLine(text.slice(start, end));
-      start = end + 1;
+      start = end === cr && lf === cr + 1 ? cr + 2 : end + 1;
+      // A lone CR ending the chunk: the next chunk may open with its LF (a CRLF split in two).
+      if (end === cr && start === cr + 1 && start === text.length) afterCr = true;
+      if (lf !== -1 && lf < start) lf = text.indexOf('\n', start);
+      if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
     }
     keep(text.slice(start));
   }
