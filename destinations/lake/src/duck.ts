@@ -105,6 +105,8 @@ const plainConverter: DuckDBValueConverter<JS> = (value, type, converter) => {
     return plainTime(value);
   }
   if (value instanceof DuckDBDecimalValue) return plainDecimal(value);
+  // NaN and ±infinity as their text (`NaN`, `Infinity`, `-Infinity`): JSON has no such number, and JSON.stringify wrote null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   switch (type.typeId) {
     // DuckDB's text: BLOB `\xAA\x00` (JSON.stringify made a Buffer `{"type":"Buffer",…}`), BIT `101`, TIME `12:34:56.789` (not microseconds).
     case DuckDBTypeId.BLOB:
@@ -118,7 +120,8 @@ const plainConverter: DuckDBValueConverter<JS> = (value, type, converter) => {
 };
 
 /**
- * Rows as plain JSON values: BIGINT → number (string beyond 2^53), TIMESTAMP → ISO string
+ * Rows as plain JSON values: BIGINT → number (string beyond 2^53), DOUBLE → number (`NaN`,
+ * `Infinity`, `-Infinity` as strings), TIMESTAMP → ISO string
  * (to the microsecond when it has digits below the millisecond), DECIMAL → number (its text
  * beyond 15 significant digits), JSON → parsed; see `plainConverter` for the rest.
  */

@@ -74,6 +74,8 @@ function canonical(value: unknown): unknown {
   if (typeof value === 'string') return replaceLoneSurrogates(value);
   // A BIGINT reads back as a bigint: a number when safe, else its digits (as StreamStage stages it).
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+  // A DOUBLE NaN or ±infinity: its text, as StreamStage stages it (JSON has no such number).
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   return value;
 }
 

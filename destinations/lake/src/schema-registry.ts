@@ -126,15 +126,35 @@ const NOT_INTEGER_TEXTS = ['', 'abc', '1.5', '1e3', ' 1', '1 ', '+-1', '0x1f'];
 export function admitsIntegerText(schema: unknown): boolean {
   const types = nonNullTypes(schema);
   if (types.length !== 2 || !types.includes('integer') || !types.includes('string')) return false;
+  const regex = patternOf(schema);
+  return regex !== undefined && INTEGER_TEXTS.every((t) => regex.test(t)) && !NOT_INTEGER_TEXTS.some((t) => regex.test(t));
+}
+
+/** The texts a double has no JSON number for, as sources send them and the lake's readers return them (see duck.ts). */
+export const NON_FINITE_TEXTS: ReadonlySet<string> = new Set(['NaN', 'Infinity', '-Infinity']);
+const FINITE_TEXTS = ['', '1.5', '0', 'nan', 'inf', 'abc', 'Infinityx'];
+
+/**
+ * Whether a property schema holds doubles given as JSON numbers or, for the values JSON has
+ * no number for, as `NaN`, `Infinity`, `-Infinity`: type `number` and `string` (and `null`),
+ * with a `pattern` that accepts exactly those three texts (as the PostgreSQL source declares
+ * float4/float8). Such a field gets a DOUBLE column, not a JSON one.
+ */
+export function admitsNonFiniteText(schema: unknown): boolean {
+  const types = nonNullTypes(schema);
+  if (types.length !== 2 || !types.includes('number') || !types.includes('string')) return false;
+  const regex = patternOf(schema);
+  return regex !== undefined && [...NON_FINITE_TEXTS].every((t) => regex.test(t)) && !FINITE_TEXTS.some((t) => regex.test(t));
+}
+
+function patternOf(schema: unknown): RegExp | undefined {
   const pattern = (schema as { pattern?: unknown }).pattern;
-  if (typeof pattern !== 'string') return false;
-  let regex: RegExp;
+  if (typeof pattern !== 'string') return undefined;
   try {
-    regex = new RegExp(pattern, 'u');
+    return new RegExp(pattern, 'u');
   } catch {
-    return false;
+    return undefined;
   }
-  return INTEGER_TEXTS.every((t) => regex.test(t)) && !NOT_INTEGER_TEXTS.some((t) => regex.test(t));
 }
 
 /** The column type a JSON Schema property maps to. */
@@ -148,6 +168,7 @@ export function columnTypeOf(schema: unknown): ColumnType {
   }
   if (types.length === 2 && types.includes('integer') && types.includes('number')) return 'number';
   if (admitsIntegerText(schema)) return 'integer';
+  if (admitsNonFiniteText(schema)) return 'number';
   return 'json';
 }
 
@@ -239,7 +260,8 @@ const JSON_TYPE: Record<ColumnType, JsonSchemaObject> = {
   string: { type: ['string', 'null'] },
   // Readers return a BIGINT beyond ±2^53 as its digits (see reader.ts).
   integer: { type: ['integer', 'string', 'null'], pattern: INTEGER_TEXT_PATTERN },
-  number: { type: ['number', 'null'] },
+  // Readers return NaN and ±infinity as text (see duck.ts).
+  number: { type: ['number', 'string', 'null'], pattern: '^(NaN|Infinity|-Infinity)$' },
   boolean: { type: ['boolean', 'null'] },
   json: {},
 };

@@ -6,7 +6,7 @@ import { epochMsTimestampSql, ident, literal } from './duck.js';
 import { emptyEnvelope, jsonText, toEnvelope, type Envelope } from './envelope.js';
 import { recordFingerprint, type ReplayWindow } from './replay-window.js';
 import { INGEST_SEQ_COLUMN } from './row-order.js';
-import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, type ColumnType, type PayloadColumn } from './schema-registry.js';
+import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, NON_FINITE_TEXTS, type ColumnType, type PayloadColumn } from './schema-registry.js';
 
 const ENVELOPE_NAMES: ReadonlySet<string> = new Set(ENVELOPE_COLUMNS);
 
@@ -138,6 +138,8 @@ function selectOf(column: PayloadColumn): string {
 const BIGINT_MIN = -(2n ** 63n);
 const BIGINT_MAX = 2n ** 63n - 1n;
 const DECIMAL_INTEGER = /^-?[0-9]+$/;
+/** Canonical digits of 16 or more (the shortest integers beyond ±2^53 have 16). */
+const LONG_CANONICAL_INTEGER = /^-?[1-9][0-9]{15,}$/;
 
 /**
  * An integer given as a bigint or as decimal text in its staging form: a number when it is a
@@ -158,9 +160,17 @@ function integerValue(value: bigint | string): number | string | { error: string
 
 /**
  * A payload value in its staging form, or a reason why it does not fit the column.
+ *
  * `integerText`: the stream schema lets the field hold integers as decimal text (see
  * admitsIntegerText): an integer column stores every digit, a number column (a lake that
  * stored the field as number before) the nearest double, as it did when the source sent one.
+ *
+ * Whatever the schema, a column also takes the text forms its values read back as (see
+ * duck.ts), since storing one loses nothing: an integer column the canonical digits of an
+ * integer beyond ±2^53, a number column `NaN`, `Infinity` and `-Infinity` (DuckDB casts them
+ * to the DOUBLE values). A field a source adds mid-stream (a column added to a PostgreSQL
+ * table) has no declared schema: its column's type is inferred from its first value, and its
+ * later values in these forms were quarantined.
  */
 function stageValue(value: unknown, type: ColumnType, integerText: boolean): string | number | boolean | null | { error: string } {
   if (value === undefined || value === null) return null;
@@ -170,11 +180,19 @@ function stageValue(value: unknown, type: ColumnType, integerText: boolean): str
     case 'integer':
       if (typeof value === 'number' && Number.isSafeInteger(value)) return value;
       if (typeof value === 'bigint' || (typeof value === 'string' && integerText)) return integerValue(value);
+      if (typeof value === 'string' && LONG_CANONICAL_INTEGER.test(value)) {
+        const staged = integerValue(value);
+        // A safe integer as text would read back as a number: not its own form.
+        if (typeof staged !== 'number') return staged;
+      }
       return { error: `expected an integer, got ${describe(value)}` };
     case 'number':
       if (typeof value === 'number' && Number.isFinite(value)) return value;
       if (typeof value === 'bigint') return Number(value);
-      if (typeof value === 'string' && integerText && DECIMAL_INTEGER.test(value)) return Number(value);
+      if (typeof value === 'string') {
+        if (NON_FINITE_TEXTS.has(value)) return value;
+        if (integerText && DECIMAL_INTEGER.test(value)) return Number(value);
+      }
       return { error: `expected a number, got ${describe(value)}` };
     case 'boolean':
       return typeof value === 'boolean' ? value : { error: `expected a boolean, got ${describe(value)}` };

@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { signatureV3 } from '../webhooks/signature.js';
 
+/** An event about one object (creation, deletion, property change, restore…). */
 export interface WebhookEvent {
   eventId: number;
   subscriptionId: number;
@@ -19,6 +20,29 @@ export interface WebhookEvent {
   changeSource?: string;
 }
 
+/**
+ * An `*.associationChange` event: it names no `objectId`, but the two ends of the link
+ * (`fromObjectId`, `toObjectId`).
+ */
+export interface AssociationChangeEvent extends Omit<WebhookEvent, 'objectId' | 'propertyName' | 'propertyValue'> {
+  associationType: string;
+  fromObjectId: number;
+  toObjectId: number;
+  associationRemoved: boolean;
+  isPrimaryAssociation: boolean;
+}
+
+/** A `*.merge` event: the object's fields plus the merge's. */
+export interface MergeEvent extends WebhookEvent {
+  primaryObjectId: number;
+  mergedObjectIds: number[];
+  newObjectId: number;
+  numberOfPropertiesMoved: number;
+}
+
+/** Any event a delivery may hold. */
+export type AnyWebhookEvent = WebhookEvent | AssociationChangeEvent | MergeEvent;
+
 export interface Delivery {
   status: number;
   body: string;
@@ -30,7 +54,7 @@ export interface SignedRequest {
 }
 
 /** Signs `events` for `targetUrl` with `clientSecret` at `timestamp` (ms, default now). */
-export function signDelivery(clientSecret: string, targetUrl: string, events: readonly WebhookEvent[], timestamp: number = Date.now()): SignedRequest {
+export function signDelivery(clientSecret: string, targetUrl: string, events: readonly AnyWebhookEvent[], timestamp: number = Date.now()): SignedRequest {
   const body = JSON.stringify(events);
   const ts = String(timestamp);
   return {
@@ -86,7 +110,7 @@ export function contactEvents(count: number, options: { portalId?: number; objec
 export async function deliverWithRetries(
   clientSecret: string,
   url: string,
-  events: readonly WebhookEvent[],
+  events: readonly AnyWebhookEvent[],
   options: { maxAttempts?: number; delayMs?: number; signedUrl?: string } = {},
 ): Promise<Delivery[]> {
   const answers: Delivery[] = [];

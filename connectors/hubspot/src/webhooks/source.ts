@@ -81,7 +81,10 @@ const eventStream: AirbyteStream = {
   json_schema: {
     $schema: 'http://json-schema.org/draft-07/schema#',
     type: 'object',
-    required: ['eventId', 'eventKey', 'occurredAt', 'subscriptionType', 'objectId'],
+    // Not `objectId`: an `*.associationChange` event names the two ends of the link instead
+    // (fromObjectId, toObjectId), and destinations that validate records (the lake) would
+    // refuse every one of them.
+    required: ['eventId', 'eventKey', 'occurredAt', 'subscriptionType'],
     additionalProperties: true,
     properties: {
       eventId: { type: 'integer' },
@@ -95,6 +98,17 @@ const eventStream: AirbyteStream = {
       propertyName: { type: 'string' },
       propertyValue: { type: 'string' },
       changeSource: { type: 'string' },
+      // *.associationChange
+      associationType: { type: 'string' },
+      fromObjectId: { type: 'integer' },
+      toObjectId: { type: 'integer' },
+      associationRemoved: { type: 'boolean' },
+      isPrimaryAssociation: { type: 'boolean' },
+      // *.merge
+      primaryObjectId: { type: 'integer' },
+      mergedObjectIds: { type: 'array', items: { type: 'integer' } },
+      newObjectId: { type: 'integer' },
+      numberOfPropertiesMoved: { type: 'integer' },
     },
   },
   supported_sync_modes: ['incremental'],

@@ -12,7 +12,7 @@ import type pg from 'pg';
  * | bool | boolean | |
  * | int2, int4, oid | integer | exact in a double |
  * | int8 | integer, or a decimal string beyond ±2^53 | a double cannot hold every int8 |
- * | float4, float8 | number, or "NaN"/"Infinity"/"-Infinity" | JSON has no such numbers |
+ * | float4, float8 | number, or "NaN"/"Infinity"/"-Infinity" (declared as a pattern) | JSON has no such numbers |
  * | numeric | string (the exact decimal) | beyond double precision |
  * | json, jsonb | the parsed JSON value; numbers in it as doubles | records are JS values written out with JSON.stringify |
  * | bytea | base64 string | |
@@ -213,6 +213,13 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
  * type) so that destinations know the text is an integer (the lake stores a BIGINT).
  */
 const DECIMAL_INTEGER_PATTERN = '^-?[0-9]+$';
+/**
+ * The strings a float4/float8 value can be: the values JSON has no number for. Declared in its
+ * schema so that the strings are known to be these three (a JSON Schema `pattern` applies to
+ * strings only): without it the union allowed any text, and destinations could only store the
+ * column as JSON.
+ */
+const NON_FINITE_FLOAT_PATTERN = '^(NaN|Infinity|-Infinity)$';
 const identity: Converter = (t) => t;
 
 function scalarConverter(name: string): Converter {
@@ -272,7 +279,7 @@ function scalarSchema(name: string): JsonSchema {
       return { type: ['integer', 'string', 'null'], pattern: DECIMAL_INTEGER_PATTERN, description: 'int8: an integer, or a decimal string beyond ±2^53' };
     case 'float4':
     case 'float8':
-      return { type: ['number', 'string', 'null'], description: 'a number, or "NaN", "Infinity", "-Infinity"' };
+      return { type: ['number', 'string', 'null'], pattern: NON_FINITE_FLOAT_PATTERN, description: 'a number, or "NaN", "Infinity", "-Infinity"' };
     case 'numeric':
       return { type: ['string', 'null'], description: 'numeric: the exact decimal as a string' };
     case 'json':
