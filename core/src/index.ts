@@ -46,5 +46,6 @@ export { seededRandom } from './util/seeded-random.js';
 export { formatIsoMs, nanosBelowMillisecond, parseDateTimeMs } from './util/iso-time.js';
 export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
 export { stringifyJson } from './util/json-text.js';
+export { marksDeleted } from './util/deletion-mark.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';
 export { singleAttempt } from './connector/single-attempt.js';

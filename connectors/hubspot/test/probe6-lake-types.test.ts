@@ -9,7 +9,6 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { expect, it } from 'vitest';
 import {
   configureCatalog,
@@ -19,38 +18,14 @@ import {
   runSync,
   type ConfiguredAirbyteCatalog,
   type RecordData,
-  type StateStore,
-  type SyncState,
 } from '@tributary/core';
 import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
 import { hubspotSource } from '../src/index.js';
+import { duck, memoryStateStore } from './lake-support.js';
 import { useSimulators } from './support.js';
 
 const simulator = useSimulators();
 
-function memoryStateStore(): StateStore {
-  let saved: SyncState | undefined;
-  return {
-    location: 'memory:',
-    load: async () => (saved === undefined ? undefined : structuredClone(saved)),
-    save: async (_connection, state) => void (saved = structuredClone(state)),
-    reset: async () => void (saved = undefined),
-    list: async () => [],
-    close: async () => {},
-  };
-}
-
-/** SQL over Parquet files with a fresh DuckDB: the independent reader of what the lake wrote. */
-async function duck(sql: string): Promise<Record<string, unknown>[]> {
-  const instance = await DuckDBInstance.create(':memory:');
-  const connection = await instance.connect();
-  try {
-    return (await connection.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
 
 /** Every record of `stream` the source emits, read directly (no runtime, no destination). */
 async function sourceRecords(config: Record<string, unknown>, catalog: ConfiguredAirbyteCatalog, stream: string): Promise<RecordData[]> {

@@ -8,13 +8,13 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { configureCatalog, createConnectorContext, parseConfig, runSync, type StateStore, type SyncState } from '@tributary/core';
+import { configureCatalog, createConnectorContext, parseConfig, runSync } from '@tributary/core';
 import { freePort } from '@tributary/conformance';
 import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
 import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
 import { deliverWithRetries, type AnyWebhookEvent } from '../src/simulator/index.js';
+import { duck, memoryStateStore } from './lake-support.js';
 
 const SECRET = 'client-secret-0123456789';
 
@@ -24,29 +24,6 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
-function memoryStateStore(): StateStore {
-  let saved: SyncState | undefined;
-  return {
-    location: 'memory:',
-    load: async () => (saved === undefined ? undefined : structuredClone(saved)),
-    save: async (_connection, state) => void (saved = structuredClone(state)),
-    reset: async () => void (saved = undefined),
-    list: async () => [],
-    close: async () => {},
-  };
-}
-
-/** SQL over the lake's Parquet files with a fresh DuckDB: the independent reader. */
-async function duck(sql: string): Promise<Record<string, unknown>[]> {
-  const instance = await DuckDBInstance.create(':memory:');
-  const connection = await instance.connect();
-  try {
-    return (await connection.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
 
 const common = { subscriptionId: 12345, portalId: 62515, appId: 54321, attemptNumber: 0, changeSource: 'CRM_UI' };
 const at = Date.parse('2024-05-01T12:00:00.123Z');

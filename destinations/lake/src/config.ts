@@ -10,6 +10,12 @@ const streamMappingSchema = {
     event_time_field: { type: 'string', minLength: 1, description: 'Record field holding the event time (ISO-8601 or epoch ms). Default: `event_time` when the schema has it, else the cursor field, else the CDC commit time, else the ingest time.' },
     event_id_field: { type: 'string', minLength: 1, description: 'Record field that already is a unique, stable event id. Default: a hash of stream, primary key and source position (or cursor), so replays give the same id.' },
     op: { type: 'string', enum: ['snapshot', 'insert', 'update', 'delete'], description: 'Operation of records without a CDC `_tributary_op`. Default: `snapshot` for full refresh, `update` for incremental.' },
+    deleted_field: {
+      type: 'string',
+      minLength: 1,
+      description:
+        'Record field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string is stored with op `delete` (point-in-time reads leave its key out; the row keeps its payload). A CDC `_tributary_op` takes precedence. Default: none.',
+    },
     source_system: { type: 'string', minLength: 1, description: 'Overrides the lake-wide `source_system` for this stream.' },
   },
 } as const;
@@ -77,6 +83,8 @@ export interface StreamMapping {
   readonly eventTimeField?: string;
   readonly eventIdField?: string;
   readonly defaultOp: EnvelopeOp;
+  /** Field whose `marksDeleted` value makes a record without `_tributary_op` a delete. */
+  readonly deletedField?: string;
   readonly sourceSystem: string;
   readonly primaryKey: readonly (readonly string[])[];
   readonly cursorField?: readonly string[];
@@ -104,6 +112,7 @@ export function resolveMapping(config: LakeConfig, stream: DestinationStream): S
     ...(eventTimeField !== undefined ? { eventTimeField } : {}),
     ...(own.event_id_field !== undefined ? { eventIdField: own.event_id_field } : {}),
     defaultOp: own.op ?? (stream.syncMode === 'full_refresh' ? 'snapshot' : 'update'),
+    ...(own.deleted_field !== undefined ? { deletedField: own.deleted_field } : {}),
     sourceSystem: own.source_system ?? config.source_system ?? 'tributary',
     primaryKey: stream.primaryKey,
     ...(cursor !== undefined ? { cursorField: cursor } : {}),

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { nanosBelowMillisecond, parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
+import { marksDeleted, nanosBelowMillisecond, parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
 import { MAX_NAME_BYTES, tenantDirectoryTooLong } from './layout.js';
 
@@ -170,6 +170,8 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     if (mapped === undefined) return `unknown _tributary_op ${JSON.stringify(rawOp)} (expected r, c, u, d or t)`;
     if (mapped === 'truncate') return 'a CDC truncate carries no row: the envelope has no truncate op, so it is kept here for review (rows stored before it stay in the lake)';
     op = mapped;
+  } else if (mapping.deletedField !== undefined && marksDeleted(record[mapping.deletedField])) {
+    op = 'delete';
   }
 
   let tenantId: string | undefined;

@@ -331,7 +331,12 @@ export class StreamStage {
     slots.push('event_time_ms', 'ingest_time_ms', 'row_count');
     // Any cursor path (a nested one too: only a top-level string column can be derived) gives a position to stage.
     if (mapping.cursorField !== undefined && !derived.cursor) slots.push('source_position');
-    if (cdc) for (const slot of CDC_SLOTS) if (!slots.includes(slot)) slots.push(slot);
+    if (cdc) {
+      for (const slot of CDC_SLOTS) if (!slots.includes(slot)) slots.push(slot);
+    } else if (mapping.deletedField !== undefined) {
+      // Records marked deleted (`deleted_field`) have an op of their own.
+      slots.push('op_code');
+    }
     this.layout = [...slots.map((slot) => ({ slot })), ...this.columns.map((payload) => ({ payload }))];
   }
 

@@ -70,6 +70,13 @@ export const redisConfigSchema = {
             title: 'Feature group',
             description: 'Group the features belong to; each group keeps its own event time and TTL. No `:`. Default: the stream name.',
           },
+          deleted_field: {
+            type: 'string',
+            minLength: 1,
+            title: 'Deleted field',
+            description:
+              'Field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string deletes its entity\'s group (a tombstone, as a CDC delete writes). A CDC `_tributary_op` takes precedence. Default: none.',
+          },
           ttl_seconds: { type: 'integer', minimum: 0, title: 'TTL (seconds)', description: 'Time to live of the group after it was written. 0 = never. Default: `default_ttl_seconds`.' },
           features: {
             type: 'array',
@@ -113,6 +120,8 @@ export interface StreamMapping {
   /** undefined = every field of the record. */
   readonly features: readonly string[] | undefined;
   readonly defaultTenant: string | undefined;
+  /** Field whose `marksDeleted` value makes a record without `_tributary_op` a delete. */
+  readonly deletedField: string | undefined;
 }
 
 function hasProperty(stream: DestinationStream, field: string): boolean {
@@ -140,5 +149,6 @@ export function resolveMapping(config: RedisConfig, stream: DestinationStream): 
     ttlMs: ttlSeconds * 1000,
     features: entry?.features ? [...entry.features] : undefined,
     defaultTenant: config.default_tenant,
+    deletedField: entry?.deleted_field,
   };
 }

@@ -1,4 +1,4 @@
-import { parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
+import { marksDeleted, parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { decodeKeyPart, encodeKeyPart, encodeOrderSegment, lakeMicroseconds, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, normalizeLsn, subMillisecondNanos } from './layout.js';
 
@@ -71,7 +71,8 @@ export function forEachWrite(
       rejected.push({ index, reason: `entity id field "${mapping.entityIdField}" is missing, empty or not a string or number` });
       continue;
     }
-    const deleted = record._tributary_op === 'd';
+    const op = record._tributary_op;
+    const deleted = op === 'd' || (op === undefined && mapping.deletedField !== undefined && marksDeleted(record[mapping.deletedField]));
     // A key-only delete lacks a tenant its stream's records carry: the entity's tenant is
     // unknown, and `default_tenant` would file the tombstone where nobody reads it (the entity
     // staying live in its own tenant, silently). Rejected instead, with the remedy.

@@ -39,7 +39,7 @@ export const at = (minute: number): string => new Date(Date.UTC(2025, 0, 1, 0, m
  * fresh lake under `dir/<name>` and into Redis under the key prefix `name`; fails the test
  * unless both syncs complete without rejecting a record. Returns both configs.
  */
-export async function syncIntoLakeAndRedis(options: { dir: string; port: number; name: string; stream: AirbyteStream; cursorField: string[]; records: RecordData[] }) {
+export async function syncIntoLakeAndRedis(options: { dir: string; port: number; name: string; stream: AirbyteStream; cursorField: string[]; records: RecordData[]; lake?: Record<string, unknown>; redis?: Record<string, unknown> }) {
   const { stream, records } = options;
   const source = defineSource({
     name: 'lake-and-redis-fixture',
@@ -54,8 +54,8 @@ export async function syncIntoLakeAndRedis(options: { dir: string; port: number;
     },
   });
   const catalog = { streams: [{ stream, sync_mode: 'incremental' as const, destination_sync_mode: 'append_dedup' as const, cursor_field: options.cursorField, primary_key: [['id']] }] };
-  const lakeConfig = { path: join(options.dir, options.name) };
-  const redisConfig = { port: options.port, key_prefix: options.name };
+  const lakeConfig = { path: join(options.dir, options.name), ...options.lake };
+  const redisConfig = { port: options.port, key_prefix: options.name, ...options.redis };
   const targets: [Destination, Record<string, unknown>][] = [
     [lakeDestination, lakeConfig],
     [redisDestination, redisConfig],

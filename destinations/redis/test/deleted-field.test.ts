@@ -1,0 +1,103 @@
+/**
+ * `deleted_field`: SaaS sources mark deletions with a field (Salesforce `IsDeleted`, HubSpot
+ * `archived`, Airbyte's `_ab_cdc_deleted_at`), not with a CDC `_tributary_op`. Both stores
+ * kept such records as live entities: the lake's point-in-time read returned the deleted
+ * account, Redis served its features. With the option on both destinations, such a record is
+ * a delete in the lake (op `delete`) and a tombstone in Redis, and parity agrees.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { marksDeleted, parseConfig, type AirbyteStream, type RecordData } from '@tributary/core';
+import { readLatestAsOf } from '@tributary/destination-lake';
+import { compareOnlineOffline, createFeatureLookup, offlineRowFromLake, redisConfigSchema, resolveMapping } from '../src/index.js';
+import { at, syncIntoLakeAndRedis, useRedisPeer } from './fixtures.js';
+
+const peer = useRedisPeer();
+let dir: string;
+beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'tributary-deleted-field-'))));
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const accounts: AirbyteStream = {
+  name: 'accounts',
+  json_schema: {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      tenant_id: { type: 'string' },
+      updated_at: { type: 'string', format: 'date-time' },
+      name: { type: ['string', 'null'] },
+      IsDeleted: { type: 'boolean' },
+      deleted_at: { type: ['string', 'null'] },
+    },
+  },
+  supported_sync_modes: ['incremental'],
+  source_defined_cursor: true,
+  default_cursor_field: ['updated_at'],
+  source_defined_primary_key: [['id']],
+};
+
+const account = (id: string, minute: number, extra: Partial<RecordData> = {}): RecordData => ({ id, tenant_id: 'acme', updated_at: at(minute), name: `account ${id}`, IsDeleted: false, deleted_at: null, ...extra });
+
+it('the deletion mark: true or a non-empty string', () => {
+  expect([true, '2025-01-01T00:00:00Z'].map(marksDeleted)).toEqual([true, true]);
+  expect([false, null, undefined, '', 0, 1, {}].map(marksDeleted)).toEqual([false, false, false, false, false, false, false]);
+});
+
+it.each([
+  ['IsDeleted', { IsDeleted: true }],
+  ['deleted_at', { deleted_at: '2025-01-01T00:09:00Z' }],
+])('a record marked deleted by %s is a delete in the lake and a tombstone in Redis; parity agrees', async (field, mark) => {
+  const name = `del_${field.toLowerCase()}`;
+  const records = [
+    account('a1', 1),
+    account('a2', 2),
+    account('a3', 3),
+    // a2 is deleted; a3 is deleted and then restored (Salesforce's undelete: IsDeleted false again).
+    account('a2', 5, mark),
+    account('a3', 6, mark),
+    account('a3', 7),
+  ];
+  const options = { stream: 'accounts', deleted_field: field };
+  const { lakeConfig, redisConfig } = await syncIntoLakeAndRedis({
+    dir,
+    port: peer.server.port,
+    name,
+    stream: accounts,
+    cursorField: ['updated_at'],
+    records,
+    lake: { streams: { accounts: { deleted_field: field } } },
+    redis: { streams: [options] },
+  });
+  const latest = await readLatestAsOf(lakeConfig, { stream: 'accounts' });
+  expect(latest.map((r) => [r.payload.id, r.op])).toEqual([
+    ['a1', 'update'],
+    ['a3', 'update'],
+  ]);
+  const all = await readLatestAsOf(lakeConfig, { stream: 'accounts', includeDeleted: true });
+  expect(all.map((r) => [r.payload.id, r.op])).toEqual([
+    ['a1', 'update'],
+    ['a2', 'delete'],
+    ['a3', 'update'],
+  ]);
+  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: name });
+  try {
+    const found = await lookup.getMany({ tenant: 'acme', entityType: 'accounts', entityIds: ['a1', 'a2', 'a3'] });
+    expect(found.map((e) => e.groups.accounts?.features.name ?? null)).toEqual(['account a1', null, 'account a3']);
+  } finally {
+    await lookup.close();
+  }
+  const mapping = resolveMapping(parseConfig(redisConfigSchema, redisConfig), {
+    key: 'accounts',
+    name: 'accounts',
+    syncMode: 'incremental',
+    destinationSyncMode: 'append_dedup',
+    primaryKey: [['id']],
+    cursorField: ['updated_at'],
+    jsonSchema: accounts.json_schema,
+    resuming: false,
+  });
+  const report = await compareOnlineOffline({ client: peer.client, prefix: name, mapping, offline: all.map(offlineRowFromLake) });
+  expect(report).toMatchObject({ ok: true, offlineEntities: 2, onlineEntities: 2, matching: 2, deleted: 1 });
+});
