@@ -14,7 +14,7 @@ const streamMappingSchema = {
       type: 'string',
       minLength: 1,
       description:
-        'Record field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string is stored with op `delete` (point-in-time reads leave its key out; the row keeps its payload). A CDC `_tributary_op` takes precedence. Default: none.',
+        'Record field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string is stored with op `delete` (point-in-time reads leave its key out; the row keeps its payload); a date-time string there (HubSpot `archivedAt`) is the delete\'s event time. A CDC `_tributary_op` takes precedence. Default: none.',
     },
     source_system: { type: 'string', minLength: 1, description: 'Overrides the lake-wide `source_system` for this stream.' },
   },

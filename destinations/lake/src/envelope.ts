@@ -165,13 +165,19 @@ export function emptyEnvelope(): Envelope {
 export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs: number, out: Envelope): string | undefined {
   const rawOp = record._tributary_op;
   let op: EnvelopeOp = mapping.defaultOp;
+  /** The deletion time a `deleted_field` holds (HubSpot `archivedAt`, `_ab_cdc_deleted_at`), if any. */
+  let deletedAt: unknown;
   if (rawOp !== undefined) {
     const mapped = typeof rawOp === 'string' ? CDC_OPS[rawOp] : undefined;
     if (mapped === undefined) return `unknown _tributary_op ${JSON.stringify(rawOp)} (expected r, c, u, d or t)`;
     if (mapped === 'truncate') return 'a CDC truncate carries no row: the envelope has no truncate op, so it is kept here for review (rows stored before it stay in the lake)';
     op = mapped;
-  } else if (mapping.deletedField !== undefined && marksDeleted(record[mapping.deletedField])) {
-    op = 'delete';
+  } else if (mapping.deletedField !== undefined) {
+    const mark = record[mapping.deletedField];
+    if (marksDeleted(mark)) {
+      op = 'delete';
+      if (typeof mark === 'string') deletedAt = mark;
+    }
   }
 
   let tenantId: string | undefined;
@@ -191,6 +197,13 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   } else {
     const commit = parseEventTime(record._tributary_commit_time);
     eventTimeMs = Number.isNaN(commit) ? ingestMs : commit;
+  }
+  // A delete happened when its deletion field says: archiving a HubSpot object does not move
+  // its `updatedAt`, and the delete dated at the last update hid the object from reads as of
+  // times it was still live.
+  if (deletedAt !== undefined) {
+    const at = parseEventTime(deletedAt);
+    if (!Number.isNaN(at)) eventTimeMs = at;
   }
   if (!(Math.abs(eventTimeMs) <= MAX_EVENT_TIME_MS)) return `event time ${eventTimeMs} ms is outside the range of dates (±${MAX_EVENT_TIME_MS} ms from 1970)`;
 

@@ -75,7 +75,7 @@ export const redisConfigSchema = {
             minLength: 1,
             title: 'Deleted field',
             description:
-              'Field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string deletes its entity\'s group (a tombstone, as a CDC delete writes). A CDC `_tributary_op` takes precedence. Default: none.',
+              'Field that marks a deleted record (Salesforce `IsDeleted`, HubSpot `archived`, Airbyte `_ab_cdc_deleted_at`): a record whose value there is `true` or a non-empty string deletes its entity\'s group (a tombstone, as a CDC delete writes); a date-time string there (HubSpot `archivedAt`) is the delete\'s event time. A CDC `_tributary_op` takes precedence. Default: none.',
           },
           ttl_seconds: { type: 'integer', minimum: 0, title: 'TTL (seconds)', description: 'Time to live of the group after it was written. 0 = never. Default: `default_ttl_seconds`.' },
           features: {

@@ -72,7 +72,8 @@ export function forEachWrite(
       continue;
     }
     const op = record._tributary_op;
-    const deleted = op === 'd' || (op === undefined && mapping.deletedField !== undefined && marksDeleted(record[mapping.deletedField]));
+    const mark = op === undefined && mapping.deletedField !== undefined ? record[mapping.deletedField] : undefined;
+    const deleted = op === 'd' || marksDeleted(mark);
     // A key-only delete lacks a tenant its stream's records carry: the entity's tenant is
     // unknown, and `default_tenant` would file the tombstone where nobody reads it (the entity
     // staying live in its own tenant, silently). Rejected instead, with the remedy.
@@ -89,6 +90,8 @@ export function forEachWrite(
       continue;
     }
     let time = record[mapping.eventTimeField];
+    // A delete happened when its deletion field says (HubSpot `archivedAt`: archiving does not move `updatedAt`), as in the event lake.
+    if (typeof mark === 'string' && parseEventTime(mark) !== undefined) time = mark;
     const atCommit = deleted && (time === undefined || time === null);
     if (atCommit) time = record._tributary_commit_time;
     const eventTime = parseEventTime(time);

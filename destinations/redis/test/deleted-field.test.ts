@@ -46,8 +46,9 @@ it('the deletion mark: true or a non-empty string', () => {
 });
 
 it.each([
-  ['IsDeleted', { IsDeleted: true }],
-  ['deleted_at', { deleted_at: '2025-01-01T00:09:00Z' }],
+  ['IsDeleted', (): Partial<RecordData> => ({ IsDeleted: true })],
+  // A deletion time: the delete's event time (here the record's own).
+  ['deleted_at', (minute: number): Partial<RecordData> => ({ deleted_at: at(minute) })],
 ])('a record marked deleted by %s is a delete in the lake and a tombstone in Redis; parity agrees', async (field, mark) => {
   const name = `del_${field.toLowerCase()}`;
   const records = [
@@ -55,8 +56,8 @@ it.each([
     account('a2', 2),
     account('a3', 3),
     // a2 is deleted; a3 is deleted and then restored (Salesforce's undelete: IsDeleted false again).
-    account('a2', 5, mark),
-    account('a3', 6, mark),
+    account('a2', 5, mark(5)),
+    account('a3', 6, mark(6)),
     account('a3', 7),
   ];
   const options = { stream: 'accounts', deleted_field: field };
@@ -100,4 +101,34 @@ it.each([
   });
   const report = await compareOnlineOffline({ client: peer.client, prefix: name, mapping, offline: all.map(offlineRowFromLake) });
   expect(report).toMatchObject({ ok: true, offlineEntities: 2, onlineEntities: 2, matching: 2, deleted: 1 });
+});
+
+it('a deletion time in the deleted field is the delete\'s event time, in the lake and in Redis', async () => {
+  // Archiving a HubSpot contact does not move its updatedAt: the archive's time is archivedAt.
+  const name = 'del_time';
+  const records = [account('a1', 1), account('a1', 1, { deleted_at: at(30) })];
+  const { lakeConfig } = await syncIntoLakeAndRedis({
+    dir,
+    port: peer.server.port,
+    name,
+    stream: accounts,
+    cursorField: ['updated_at'],
+    records,
+    lake: { streams: { accounts: { deleted_field: 'deleted_at' } } },
+    redis: { streams: [{ stream: 'accounts', deleted_field: 'deleted_at' }] },
+  });
+  // Live until the deletion time, deleted from it on.
+  const before = await readLatestAsOf(lakeConfig, { stream: 'accounts', asOf: at(20) });
+  expect(before.map((r) => [r.payload.id, r.op])).toEqual([['a1', 'update']]);
+  const after = await readLatestAsOf(lakeConfig, { stream: 'accounts', asOf: at(30), includeDeleted: true });
+  expect(after.map((r) => [r.payload.id, r.op, r.event_time])).toEqual([['a1', 'delete', at(30)]]);
+  // Redis: a late update dated between the two (minute 20) is older than the delete and changes nothing.
+  await syncIntoLakeAndRedis({ dir, port: peer.server.port, name: `${name}_late`, stream: accounts, cursorField: ['updated_at'], records: [...records, account('a1', 20)], lake: { streams: { accounts: { deleted_field: 'deleted_at' } } }, redis: { streams: [{ stream: 'accounts', deleted_field: 'deleted_at' }] } });
+  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: `${name}_late` });
+  try {
+    const found = await lookup.getMany({ tenant: 'acme', entityType: 'accounts', entityIds: ['a1'] });
+    expect(found.map((e) => e.groups.accounts?.features.name ?? null)).toEqual([null]);
+  } finally {
+    await lookup.close();
+  }
 });
