@@ -88,6 +88,14 @@ export const sourceSpec = {
         'How long one request keeps waiting out HubSpot 429s of the rolling (10-second or search per-second) limits before the sync fails with its progress saved. 0: only the usual retries. A DAILY 429 always stops at once.',
       order: 6,
     },
+    property_columns: {
+      type: 'boolean',
+      default: false,
+      title: 'Property columns',
+      description:
+        'Also emit each property as a top-level field named after it with the prefix properties_ (properties_email, properties_amount…), declared in the stream schema with the property\'s type: one typed column per property in the event lake. The properties object stays. Properties whose field names would collide (ignoring letter case) stay in properties only.',
+      order: 7,
+    },
     request_timeout_seconds: requestTimeout,
   },
 } as const;

@@ -124,6 +124,12 @@ export interface HubspotSimulator {
    */
   merge(objectType: string, primaryId: number, idToMerge: number, at?: number): StoredObject;
   associate(fromType: string, fromId: number, toType: string, toId: number): void;
+  /**
+   * Adds (or replaces) a property definition of an object type, as HubSpot's
+   * `POST /crm/v3/properties/{objectType}` does: the properties API lists it from then on and
+   * objects may carry values for it.
+   */
+  defineProperty(objectType: string, definition: PropertyDefinition): void;
   /** Every object of a type (archived included), in id order. */
   objects(objectType: string): StoredObject[];
   /** The next `count` authenticated requests are answered 429 with `policyName`. */
@@ -750,6 +756,9 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       const backward = assoc(toType, fromType);
       if (!backward.has(toId)) backward.set(toId, new Set());
       backward.get(toId)!.add(fromId);
+    },
+    defineProperty(objectType, definition) {
+      table(objectType).definitions.set(definition.name, { ...definition });
     },
     objects: (objectType) => [...table(objectType).rows.values()],
     throttle(count, policyName = 'TEN_SECONDLY_ROLLING') {

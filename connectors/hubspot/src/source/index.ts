@@ -10,7 +10,7 @@ import { DailyLimitError, hubspotApi, type HubspotApi } from '../api/client.js';
 import { sourceSpec } from '../spec.js';
 import { associationJsonSchema, associationStreamName, readAssociations, type AssociationPair } from './associations.js';
 import { readFullRefresh, readIncremental } from './objects.js';
-import { objectSchema } from './schema.js';
+import { objectSchema, propertyFields, unflattened } from './schema.js';
 
 /** The property HubSpot bumps on every change: `lastmodifieddate` for contacts (type id `0-1`) only. */
 export function modifiedPropertyOf(objectType: string): string {
@@ -46,6 +46,20 @@ function pairsOf(config: { associations?: readonly string[] }): AssociationPair[
 async function propertyTypes(api: HubspotApi, objectType: string): Promise<Map<string, string>> {
   const properties = await api.properties(objectType);
   return new Map(properties.map((p) => [p.name, p.type]));
+}
+
+/**
+ * The top-level property fields of a stream when `property_columns` is on (undefined when
+ * off), warning about properties a name collision keeps out of them.
+ */
+function fieldsOf(ctx: ConnectorContext, config: { property_columns: boolean }, stream: string, names: readonly string[]): ReadonlyMap<string, string> | undefined {
+  if (!config.property_columns) return undefined;
+  const fields = propertyFields(names);
+  const left = unflattened(names, fields);
+  if (left.length > 0) {
+    ctx.logger.warn(`HubSpot ${stream}: properties ${left.join(', ')} get no properties_<name> field (their names collide, ignoring letter case); their values are in properties only`, { stream, properties: left });
+  }
+  return fields;
 }
 
 function checkFailure(error: unknown): TributaryError {
@@ -85,9 +99,10 @@ export const hubspotSource = defineSource({
       const streams: AirbyteStream[] = [];
       for (const objectType of config.object_types) {
         const properties = await api.properties(objectType);
+        const fields = fieldsOf(ctx, config, objectType, properties.map((p) => p.name));
         streams.push({
           name: objectType,
-          json_schema: objectSchema(properties),
+          json_schema: objectSchema(properties, fields),
           supported_sync_modes: ['full_refresh', 'incremental'],
           source_defined_cursor: true,
           default_cursor_field: ['updatedAt'],
@@ -133,9 +148,11 @@ export const hubspotSource = defineSource({
             userMessage: `The HubSpot source has no stream "${name}" with this config (streams: ${[...config.object_types, ...pairs.keys()].join(', ')})`,
           });
         }
+        const types = await propertyTypes(api, name);
         const options = {
           objectType: name,
-          types: await propertyTypes(api, name),
+          types,
+          fields: fieldsOf(ctx, config, name, [...types.keys()]),
           modifiedProperty: modifiedPropertyOf(name),
           startMs,
           searchLagMs: config.search_lag_seconds * 1000,

@@ -56,6 +56,8 @@ export interface ObjectStreamOptions {
   objectType: string;
   /** Property name -> HubSpot type, from the properties API. */
   types: ReadonlyMap<string, string>;
+  /** Property name -> its top-level field (`property_columns`, see `propertyFields`); undefined: none. */
+  fields?: ReadonlyMap<string, string>;
   /** The modification property of this object type. */
   modifiedProperty: string;
   /** The first sync reads changes after this instant (epoch ms, default 0). */
@@ -114,18 +116,18 @@ export const MERGED_IDS_PROPERTY = 'hs_merged_object_ids';
  * records into a new one (or, before 2024, into the primary); the merged-away ids leave the
  * CRM without an archive — neither search nor the archived listing returns them again — and
  * remain only in the survivor's `hs_merged_object_ids`. Their deletion carries no properties
- * and the survivor's timestamps (`archivedAt` = its `updatedAt`, the merge or a later
- * change): it comes again with every later change of the survivor, harmlessly. Per record
+ * (with `property_columns`, null property fields) and the survivor's timestamps
+ * (`archivedAt` = its `updatedAt`, the merge or a later change): it comes again with every later change of the survivor, harmlessly. Per record
  * this costs one property lookup; the split only runs for merged records.
  */
-function withMergedAway(object: ApiObject, types: ReadonlyMap<string, string>): RecordData[] {
-  const record = toRecord(object, types);
+function withMergedAway(object: ApiObject, options: ObjectStreamOptions): RecordData[] {
+  const record = toRecord(object, options.types, options.fields);
   const merged = object.properties[MERGED_IDS_PROPERTY];
   if (!merged) return [record];
   const out = [record];
   for (const id of new Set(merged.split(';').map((part) => part.trim()))) {
     if (!/^\d+$/.test(id) || id === object.id) continue;
-    out.push({ id, createdAt: object.createdAt, updatedAt: object.updatedAt, archived: true, archivedAt: object.updatedAt, properties: {} });
+    out.push(toRecord({ id, createdAt: object.createdAt, updatedAt: object.updatedAt, archived: true, archivedAt: object.updatedAt, properties: {} }, options.types, options.fields));
   }
   return out;
 }
@@ -140,7 +142,7 @@ export async function* readFullRefresh(api: HubspotApi, options: ObjectStreamOpt
   for (;;) {
     const page = await api.listPage(stream, { limit: LIST_PAGE_SIZE, ...(after ? { after } : {}), properties, archived: false });
     after = page.next;
-    yield recordPage(stream, page.results.map((o) => toRecord(o, options.types)));
+    yield recordPage(stream, page.results.map((o) => toRecord(o, options.types, options.fields)));
     if (after === undefined) {
       yield checkpoint(stream, { full_refresh: true, done: true });
       return;
@@ -163,7 +165,7 @@ export async function* readIncremental(api: HubspotApi, options: ObjectStreamOpt
     if (objects.length === 0) return;
     const last = objects[objects.length - 1]!;
     state.position = { ts: modifiedAt(last, mod), id: last.id };
-    yield recordPage(stream, objects.flatMap((o) => withMergedAway(o, options.types)));
+    yield recordPage(stream, objects.flatMap((o) => withMergedAway(o, options)));
     yield checkpoint(stream, stateBlob(state));
   };
 
@@ -282,7 +284,7 @@ export async function* readIncremental(api: HubspotApi, options: ObjectStreamOpt
       return Number.isFinite(at) && at > state.archived.since && at <= until;
     });
     after = page.next;
-    if (archived.length > 0) yield recordPage(stream, archived.map((o) => toRecord({ ...o, archived: true }, options.types)));
+    if (archived.length > 0) yield recordPage(stream, archived.map((o) => toRecord({ ...o, archived: true }, options.types, options.fields)));
     if (after === undefined) break;
     state.archived.after = after;
     yield checkpoint(stream, stateBlob(state));

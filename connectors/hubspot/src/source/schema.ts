@@ -21,7 +21,52 @@ export function propertySchema(property: ApiProperty): JsonSchemaObject {
   }
 }
 
-export function objectSchema(properties: readonly ApiProperty[]): JsonSchemaObject {
+/** The top-level fields of an object record (see `toRecord`). */
+export const RECORD_FIELDS: readonly string[] = ['id', 'createdAt', 'updatedAt', 'archived', 'archivedAt', 'properties'];
+
+/** The prefix of a property's top-level field with `property_columns` (Airbyte's HubSpot source names them so too). */
+export const PROPERTY_FIELD_PREFIX = 'properties_';
+
+/**
+ * With `property_columns`: property name -> the top-level field that repeats its value,
+ * `properties_<name>`. A field name that equals, ignoring letter case, a record field or the
+ * field of another property goes to none of them: those properties stay only in
+ * `properties`. Letter case is ignored because destinations match column names without it
+ * (DuckDB and the event lake, Snowflake, BigQuery), where `properties_Foo` and
+ * `properties_foo` would be one column. The rule does not depend on the order of `names`, so
+ * discover and read (each asking the properties API) derive the same fields.
+ */
+export function propertyFields(names: Iterable<string>): Map<string, string> {
+  const fieldOf = (name: string): string => `${PROPERTY_FIELD_PREFIX}${name}`;
+  const claimants = new Map<string, string[]>();
+  for (const name of new Set(names)) {
+    const key = fieldOf(name).toLowerCase();
+    claimants.set(key, [...(claimants.get(key) ?? []), name]);
+  }
+  const recordFields = new Set(RECORD_FIELDS.map((field) => field.toLowerCase()));
+  const fields = new Map<string, string>();
+  for (const [key, [name, ...others]] of claimants) {
+    if (name !== undefined && others.length === 0 && !recordFields.has(key)) fields.set(name, fieldOf(name));
+  }
+  return fields;
+}
+
+/** Property names left out of `fields` (name collisions, see `propertyFields`), for a warning. */
+export function unflattened(names: Iterable<string>, fields: ReadonlyMap<string, string>): string[] {
+  return [...new Set(names)].filter((name) => !fields.has(name)).sort();
+}
+
+/**
+ * An object stream's JSON Schema. `fields` (from `propertyFields`, with `property_columns`)
+ * adds each property's top-level field with the same schema as the property has inside
+ * `properties` (every record carries them, see `toRecord`; not required, as inside `properties`).
+ */
+export function objectSchema(properties: readonly ApiProperty[], fields?: ReadonlyMap<string, string>): JsonSchemaObject {
+  const propertyFieldSchemas: Record<string, JsonSchemaObject> = {};
+  if (fields) for (const p of properties) {
+    const field = fields.get(p.name);
+    if (field !== undefined) propertyFieldSchemas[field] = propertySchema(p);
+  }
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     type: 'object',
@@ -37,6 +82,7 @@ export function objectSchema(properties: readonly ApiProperty[]): JsonSchemaObje
         additionalProperties: true,
         properties: Object.fromEntries(properties.map((p) => [p.name, propertySchema(p)])),
       },
+      ...propertyFieldSchemas,
     },
   };
 }
@@ -67,10 +113,17 @@ export function convertValue(type: string | undefined, raw: string | null | unde
   }
 }
 
-export function toRecord(object: ApiObject, types: ReadonlyMap<string, string>): RecordData {
+/**
+ * One object as a record. With `fields` (`property_columns`), every property that has a
+ * field there is repeated as that top-level field, with the very value `properties` holds,
+ * or null when `properties` lacks it (a merged-away id's deletion has no properties): each
+ * record carries every declared field, as a columnar destination reads it back. Per record
+ * this adds one assignment per flattened property.
+ */
+export function toRecord(object: ApiObject, types: ReadonlyMap<string, string>, fields?: ReadonlyMap<string, string>): RecordData {
   const properties: Record<string, string | number | boolean | null> = {};
   for (const [name, raw] of Object.entries(object.properties)) properties[name] = convertValue(types.get(name), raw);
-  return {
+  const record: RecordData = {
     id: object.id,
     createdAt: object.createdAt,
     updatedAt: object.updatedAt,
@@ -78,4 +131,6 @@ export function toRecord(object: ApiObject, types: ReadonlyMap<string, string>):
     archivedAt: object.archivedAt ?? null,
     properties,
   };
+  if (fields !== undefined) for (const [name, field] of fields) record[field] = properties[name] ?? null;
+  return record;
 }
