@@ -150,6 +150,20 @@ export function emptyEnvelope(): Envelope {
 }
 
 /**
+ * A record's JSON text for its event id: JSON.stringify, a bigint (a value only an in-process
+ * source sends; the payload stores it as a BIGINT) as its digits in a string. JSON.stringify
+ * throws on a bigint, which failed the whole batch of a stream without positions.
+ */
+function identityJson(record: RecordData): string | undefined {
+  try {
+    return stringifyJson(record);
+  } catch (error) {
+    if (!(error instanceof TypeError && error.message.includes('BigInt'))) throw error;
+    return JSON.stringify(record, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value));
+  }
+}
+
+/**
  * Fills `out` with a record's envelope, or returns the reason it cannot be one (`out` is
  * then partly filled). The event id is deterministic: the configured id field, or SHA-256
  * of (stream, primary key, source position or cursor, op) — so the same change read again
@@ -193,7 +207,10 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   let eventTimeMs: number;
   if (mapping.eventTimeField !== undefined) {
     eventTimeMs = parseEventTime(record[mapping.eventTimeField]);
-    if (Number.isNaN(eventTimeMs)) return `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time / epoch ms`;
+    // A delete dated by its deletion field needs no other time (as in the online store).
+    if (Number.isNaN(eventTimeMs) && (deletedAt === undefined || Number.isNaN(parseEventTime(deletedAt)))) {
+      return `event time field "${mapping.eventTimeField}" is missing or not an ISO-8601 date-time / epoch ms`;
+    }
   } else {
     const commit = parseEventTime(record._tributary_commit_time);
     eventTimeMs = Number.isNaN(commit) ? ingestMs : commit;
@@ -232,7 +249,7 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     if (paths.length > 0 && position !== null) {
       identity = `${mapping.stream}\u0000${stringifyJson(key ?? [single])}\u0000${position}\u0000${op}`;
     } else {
-      identity = `${mapping.stream}\u0000${stringifyJson(record)}`;
+      identity = `${mapping.stream}\u0000${identityJson(record)}`;
     }
     eventId = hash('sha256', identity, 'base64url').slice(0, 22);
   }

@@ -23,6 +23,7 @@ import { ownEventTimeMs, parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
+import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
 import { createOwnedTempDir } from './temp-dir.js';
@@ -201,8 +202,28 @@ export interface CompactionResult {
 }
 
 /**
+ * The payload columns a file of schema version `version` holds as BIGINT that a later version
+ * widened to number (DOUBLE), as a grouping key. Merged with a file holding the DOUBLE, such
+ * a column is read as one DOUBLE and written so: a BIGINT beyond ±2^53 (PostgreSQL int8,
+ * Salesforce Number(18,0), whose digits the lake stores) lost its last digits for good. Files
+ * with different keys are not merged.
+ */
+function bigintsWidenedLater(history: StreamSchemaHistory, version: number): string {
+  const own = history.versions.find((v) => v.version === version);
+  const latest = history.versions[history.versions.length - 1];
+  if (own === undefined || latest === undefined) return '';
+  const doubles = new Set(latest.columns.filter((c) => c.type === 'number').map((c) => c.column));
+  return own.columns
+    .filter((c) => c.type === 'integer' && doubles.has(c.column))
+    .map((c) => c.column)
+    .sort()
+    .join(',');
+}
+
+/**
  * Merges each partition's small files into one (per stream, tenant and day: never across
- * tenants), dropping rows stored again with every column equal but the ingest time (a
+ * tenants; nor a file holding a BIGINT column with one where it was widened to DOUBLE, see
+ * bigintsWidenedLater), dropping rows stored again with every column equal but the ingest time (a
  * replayed row; its last copy stays). Rows with one id but different event times stay: they are the same record
  * content seen at two times (a value changed and changed back, in a stream without
  * positions, whose ids hash the record), and a point-in-time read needs both; so do rows
@@ -231,10 +252,12 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
     result.filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
     result.orphansDeleted = await deleteOrphans(store, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
     const groups = new Map<string, LakeFile[]>();
+    const histories = new Map<string, StreamSchemaHistory>();
     for (const f of state.files.values()) {
       if (options.stream !== undefined && f.stream !== options.stream) continue;
       if (options.tenant !== undefined && f.tenant !== options.tenant) continue;
       if (f.rows >= (options.targetRows ?? 1_000_000)) continue;
+      if (!histories.has(f.stream)) histories.set(f.stream, await loadSchemaHistory(store, f.stream));
       // Files holding rows of a sync that may be replayed (see LakeState.unclean) merge only
       // among themselves: a new session drops every id of such files as a replay, so a file
       // merging them with completed syncs' rows widened that window to those rows, and a
@@ -242,7 +265,7 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
       // record) was dropped on the resume.
       const unclean = state.unclean.get(f.stream);
       const replayable = f.sessions.some((session) => unclean?.has(session) === true);
-      const key = JSON.stringify([f.stream, f.tenant, f.partition, replayable]);
+      const key = JSON.stringify([f.stream, f.tenant, f.partition, replayable, bigintsWidenedLater(histories.get(f.stream)!, f.schemaVersion)]);
       groups.set(key, [...(groups.get(key) ?? []), f]);
     }
     for (const files of groups.values()) {

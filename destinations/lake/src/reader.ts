@@ -206,10 +206,21 @@ async function eventsSource(connection: DuckDBConnection, groups: readonly LakeF
   };
   if (!columns.flat().some(([name]) => mixed(name))) return read(groups.flat());
   const parts = groups.map((fs, i) => {
-    const replace = columns[i]!.filter(([name, type]) => type !== 'JSON' && mixed(name)).map(([name]) => `to_json(${ident(name)}) AS ${ident(name)}`);
+    const replace = columns[i]!.filter(([name, type]) => type !== 'JSON' && mixed(name)).map(([name, type]) => `${toJsonSql(ident(name), type)} AS ${ident(name)}`);
     return `SELECT *${replace.length > 0 ? ` REPLACE (${replace.join(', ')})` : ''} FROM ${read(fs)}`;
   });
   return `(${parts.join(' UNION ALL BY NAME ')})`;
+}
+
+/**
+ * SQL: a non-JSON column's value as JSON. DuckDB's to_json writes a DOUBLE's NaN and
+ * ±infinity as bare `NaN`/`Infinity`/`-Infinity`, which is no JSON (parsing it failed the
+ * query): they become the JSON strings `"NaN"`, `"Infinity"`, `"-Infinity"`, the text the
+ * readers return for them elsewhere (see duck.ts).
+ */
+function toJsonSql(column: string, type: string): string {
+  if (type !== 'DOUBLE' && type !== 'FLOAT') return `to_json(${column})`;
+  return `CASE WHEN isnan(${column}) THEN '"NaN"'::JSON WHEN isinf(${column}) THEN (CASE WHEN ${column} > 0 THEN '"Infinity"' ELSE '"-Infinity"' END)::JSON ELSE to_json(${column}) END`;
 }
 
 /** A BIGINT or HUGEINT as plain JSON: a number, or its decimal text beyond 2^53 (as `plainRows` gives top-level ones). */

@@ -286,6 +286,12 @@ export class StreamStage {
   private rowValues: unknown[][] = [];
   /** Staging-table row (DuckDB rowid) from which each schema version applies, in this stage table (a batch starts a new row). */
   private versionFrom: Array<{ row: number; version: number }> = [];
+  /**
+   * Integer columns this session staged an integer beyond ±2^53 in (as its digits, see
+   * stageValue): they do not widen to number (see widensToNumber), since the DOUBLE the
+   * staged digits would be cast to at the seal cannot hold them.
+   */
+  private readonly beyondDouble = new Set<string>();
 
   constructor(
     private readonly connection: DuckDBConnection,
@@ -563,12 +569,15 @@ export class StreamStage {
    * The integer column of a field the stream schema does not declare, when `record` holds a
    * number that column cannot (a fraction, or an integer beyond 2^53): its type was a guess
    * from the first values seen, so the column widens to number (integer → number is a
-   * compatible change) instead of the record being quarantined.
+   * compatible change) instead of the record being quarantined. Not a column that already
+   * holds an integer beyond ±2^53 from this session (see beyondDouble): widened, that value
+   * was stored as the nearest double (its staged digits cast to DOUBLE at the seal), so the
+   * record that does not fit is quarantined instead.
    */
   private widensToNumber(record: RecordData): PayloadColumn | undefined {
     for (const column of this.columns) {
       const value = record[column.field];
-      if (column.type === 'integer' && !this.declared.has(column.field) && typeof value === 'number' && Number.isFinite(value) && !Number.isSafeInteger(value)) return column;
+      if (column.type === 'integer' && !this.declared.has(column.field) && !this.beyondDouble.has(column.field) && typeof value === 'number' && Number.isFinite(value) && !Number.isSafeInteger(value)) return column;
     }
     return undefined;
   }
@@ -682,7 +691,11 @@ export class StreamStage {
           error = `field "${column.field}": ${v.error}`;
           break;
         }
-        if (typeof v === 'string') chars += v.length;
+        if (typeof v === 'string') {
+          chars += v.length;
+          // Digits beyond ±2^53 (strings are rare in an integer column): see beyondDouble.
+          if (column.type === 'integer') this.beyondDouble.add(column.field);
+        }
         payload[c] = v;
       }
       if (error !== undefined) {

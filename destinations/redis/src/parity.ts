@@ -1,4 +1,4 @@
-import { hasLoneSurrogate, replaceLoneSurrogates, TributaryError, type RecordData } from '@tributary/core';
+import { hasLoneSurrogate, marksDeleted, replaceLoneSurrogates, TributaryError, type RecordData } from '@tributary/core';
 import type { LakeRow } from '@tributary/destination-lake';
 import type { StreamMapping } from './config.js';
 import {
@@ -211,7 +211,7 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
   const expected = new Map<string, Expected>();
   const rows = [...options.offline];
   const { ops, rejected } = toOps(
-    rows.map((r) => (r.deleted === true && r.record._tributary_op !== 'd' ? { ...r.record, _tributary_op: 'd' } : r.record)),
+    rows.map((r) => asWritten(r, mapping)),
     mapping,
     entityKeyHeads(prefix, mapping.entityType),
   );
@@ -311,6 +311,23 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     }
   }
   return report;
+}
+
+/**
+ * An offline row's record as the writer would map it, its `deleted` flag deciding (the lake's
+ * op, which already applied `deleted_field` and a CDC op's precedence over it): a delete gets
+ * `_tributary_op` `d`; a live row whose deletion field is set (a CDC change of a soft-deleted
+ * row: the lake keeps no `_tributary_op` in the payload) gets the op it had, so the deletion
+ * field does not make it a delete again. Rows without the flag are mapped as they are.
+ */
+function asWritten(row: OfflineRow, mapping: StreamMapping): RecordData {
+  const { record } = row;
+  if (row.deleted === true) return record._tributary_op === 'd' ? record : { ...record, _tributary_op: 'd' };
+  const field = mapping.deletedField;
+  if (row.deleted === false && field !== undefined && record._tributary_op === undefined && marksDeleted(record[field])) {
+    return { ...record, _tributary_op: row.snapshot === true ? 'r' : 'u' };
+  }
+  return record;
 }
 
 /**
