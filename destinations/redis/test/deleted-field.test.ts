@@ -9,34 +9,22 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { marksDeleted, parseConfig, type AirbyteStream, type RecordData } from '@tributary/core';
+import { marksDeleted, type RecordData } from '@tributary/core';
 import { readLatestAsOf } from '@tributary/destination-lake';
-import { compareOnlineOffline, createFeatureLookup, offlineRowFromLake, redisConfigSchema, resolveMapping } from '../src/index.js';
-import { at, syncIntoLakeAndRedis, useRedisPeer } from './fixtures.js';
+import { compareOnlineOffline, createFeatureLookup, offlineRowFromLake } from '../src/index.js';
+import { at, syncedMapping, syncIntoLakeAndRedis, updatedAtStream, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 let dir: string;
 beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'tributary-deleted-field-'))));
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-const accounts: AirbyteStream = {
-  name: 'accounts',
-  json_schema: {
-    type: 'object',
-    properties: {
-      id: { type: 'string' },
-      tenant_id: { type: 'string' },
-      updated_at: { type: 'string', format: 'date-time' },
-      name: { type: ['string', 'null'] },
-      IsDeleted: { type: 'boolean' },
-      deleted_at: { type: ['string', 'null'] },
-    },
-  },
-  supported_sync_modes: ['incremental'],
-  source_defined_cursor: true,
-  default_cursor_field: ['updated_at'],
-  source_defined_primary_key: [['id']],
-};
+const accounts = updatedAtStream('accounts', {
+  updated_at: { type: 'string', format: 'date-time' },
+  name: { type: ['string', 'null'] },
+  IsDeleted: { type: 'boolean' },
+  deleted_at: { type: ['string', 'null'] },
+});
 
 const account = (id: string, minute: number, extra: Partial<RecordData> = {}): RecordData => ({ id, tenant_id: 'acme', updated_at: at(minute), name: `account ${id}`, IsDeleted: false, deleted_at: null, ...extra });
 
@@ -89,16 +77,8 @@ it.each([
   } finally {
     await lookup.close();
   }
-  const mapping = resolveMapping(parseConfig(redisConfigSchema, redisConfig), {
-    key: 'accounts',
-    name: 'accounts',
-    syncMode: 'incremental',
-    destinationSyncMode: 'append_dedup',
-    primaryKey: [['id']],
-    cursorField: ['updated_at'],
-    jsonSchema: accounts.json_schema,
-    resuming: false,
-  });
+  const mapping = syncedMapping(redisConfig, accounts);
+
   const report = await compareOnlineOffline({ client: peer.client, prefix: name, mapping, offline: all.map(offlineRowFromLake) });
   expect(report).toMatchObject({ ok: true, offlineEntities: 2, onlineEntities: 2, matching: 2, deleted: 1 });
 });

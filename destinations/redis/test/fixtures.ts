@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { Redis } from 'ioredis';
-import { createFileStateStore, defineSource, runSync, type AirbyteStream, type Destination, type DestinationStream, type RecordData } from '@tributary/core';
+import { createFileStateStore, defineSource, parseConfig, runSync, type AirbyteStream, type Destination, type DestinationStream, type RecordData } from '@tributary/core';
 import { lakeDestination } from '@tributary/destination-lake';
-import { redisDestination } from '../src/index.js';
+import { redisConfigSchema, redisDestination, resolveMapping, type StreamMapping } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 /** A redis-server and a client of it, started before the file's tests and stopped after them (read the fields inside tests). */
@@ -29,6 +29,32 @@ const schema = { type: 'object', properties: { id: { type: 'string' }, tenant_id
 /** A stream of records keyed by `id`, with tenant `tenant_id` and event time `updated_at`. */
 export function keyedStream(name: string): DestinationStream {
   return { key: name, name, syncMode: 'incremental', destinationSyncMode: 'append_dedup', primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: schema, resuming: false };
+}
+
+/** An incremental AirbyteStream keyed by `id` with cursor `updated_at`; `properties` are its fields (`id` and `tenant_id` added). */
+export function updatedAtStream(name: string, properties: Record<string, unknown>): AirbyteStream {
+  return {
+    name,
+    json_schema: { type: 'object', properties: { id: { type: 'string' }, tenant_id: { type: 'string' }, ...properties } },
+    supported_sync_modes: ['incremental'],
+    source_defined_cursor: true,
+    default_cursor_field: ['updated_at'],
+    source_defined_primary_key: [['id']],
+  };
+}
+
+/** The Redis writer's mapping of `stream` under `redisConfig`, as `syncIntoLakeAndRedis` synced it (for the parity check). */
+export function syncedMapping(redisConfig: Record<string, unknown>, stream: AirbyteStream): StreamMapping {
+  return resolveMapping(parseConfig(redisConfigSchema, redisConfig), {
+    key: stream.name,
+    name: stream.name,
+    syncMode: 'incremental',
+    destinationSyncMode: 'append_dedup',
+    primaryKey: [['id']],
+    cursorField: ['updated_at'],
+    jsonSchema: stream.json_schema,
+    resuming: false,
+  });
 }
 
 /** 2025-01-01T00:<minute>:00.000Z. */

@@ -9,33 +9,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { AirbyteStream, RecordData } from '@tributary/core';
+import type { RecordData } from '@tributary/core';
 import { readLatestAsOf } from '@tributary/destination-lake';
 import { createFeatureLookup } from '../src/index.js';
-import { at, syncIntoLakeAndRedis, useRedisPeer } from './fixtures.js';
+import { at, syncIntoLakeAndRedis, updatedAtStream, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 let dir: string;
 beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'tributary-deletion-time-only-'))));
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-const contacts: AirbyteStream = {
-  name: 'contacts',
-  json_schema: {
-    type: 'object',
-    properties: {
-      id: { type: 'string' },
-      tenant_id: { type: 'string' },
-      updated_at: { type: ['string', 'null'], format: 'date-time' },
-      name: { type: ['string', 'null'] },
-      archived_at: { type: ['string', 'null'] },
-    },
-  },
-  supported_sync_modes: ['incremental'],
-  source_defined_cursor: true,
-  default_cursor_field: ['updated_at'],
-  source_defined_primary_key: [['id']],
-};
+const contacts = updatedAtStream('contacts', {
+  updated_at: { type: ['string', 'null'], format: 'date-time' },
+  name: { type: ['string', 'null'] },
+  archived_at: { type: ['string', 'null'] },
+});
 
 it('a delete dated by its deletion field alone is a delete in the lake as in Redis', async () => {
   const name = 'deletion_time_only';
