@@ -119,6 +119,11 @@ const plainConverter: DuckDBValueConverter<JS> = (value, type, converter) => {
   }
 };
 
+/** A BIGINT or HUGEINT as plain JSON: a number, or its decimal text beyond 2^53. */
+export function plainBigInt(v: bigint): number | string {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : String(v);
+}
+
 /**
  * Rows as plain JSON values: BIGINT → number (string beyond 2^53), DOUBLE → number (`NaN`,
  * `Infinity`, `-Infinity` as strings), TIMESTAMP → ISO string
@@ -134,7 +139,7 @@ export function plainRows(result: DuckDBResultReader, parseJson = true): Record<
     for (const name of names) {
       const v = row[name] as unknown;
       if (v === null || v === undefined) out[name] = null;
-      else if (typeof v === 'bigint') out[name] = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : String(v);
+      else if (typeof v === 'bigint') out[name] = plainBigInt(v);
       else if (v instanceof Date) out[name] = v.toISOString();
       else if (json.has(name) && typeof v === 'string') out[name] = JSON.parse(v) as unknown;
       else out[name] = v;

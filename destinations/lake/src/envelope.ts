@@ -150,16 +150,16 @@ export function emptyEnvelope(): Envelope {
 }
 
 /**
- * A record's JSON text for its event id: JSON.stringify, a bigint (a value only an in-process
- * source sends; the payload stores it as a BIGINT) as its digits in a string. JSON.stringify
- * throws on a bigint, which failed the whole batch of a stream without positions.
+ * JSON text of a value that may hold a bigint (a value only an in-process source sends: JSON
+ * has none): JSON.stringify's (`stringifyJson`), else — on the TypeError it throws for a
+ * bigint — the text with each bigint as its digits in a string, and `bigints: true`.
  */
-function identityJson(record: RecordData): string | undefined {
+export function jsonTextAllowingBigints(value: unknown): { text: string | undefined; bigints: boolean } {
   try {
-    return stringifyJson(record);
+    return { text: stringifyJson(value), bigints: false };
   } catch (error) {
     if (!(error instanceof TypeError && error.message.includes('BigInt'))) throw error;
-    return JSON.stringify(record, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value));
+    return { text: JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? String(v) : v)), bigints: true };
   }
 }
 
@@ -249,7 +249,8 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     if (paths.length > 0 && position !== null) {
       identity = `${mapping.stream}\u0000${stringifyJson(key ?? [single])}\u0000${position}\u0000${op}`;
     } else {
-      identity = `${mapping.stream}\u0000${identityJson(record)}`;
+      // A bigint (the payload stores it as a BIGINT) failed the whole batch of a stream without positions.
+      identity = `${mapping.stream}\u0000${jsonTextAllowingBigints(record).text}`;
     }
     eventId = hash('sha256', identity, 'base64url').slice(0, 22);
   }

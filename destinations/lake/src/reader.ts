@@ -7,7 +7,7 @@ import { parseConfig, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { epochMsTimestampSql, ident, literal, openDuckDb, plainRows } from './duck.js';
+import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows } from './duck.js';
 import { NEWEST_FIRST, withIngestSeq } from './row-order.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
@@ -221,11 +221,6 @@ async function eventsSource(connection: DuckDBConnection, groups: readonly LakeF
 function toJsonSql(column: string, type: string): string {
   if (type !== 'DOUBLE' && type !== 'FLOAT') return `to_json(${column})`;
   return `CASE WHEN isnan(${column}) THEN '"NaN"'::JSON WHEN isinf(${column}) THEN (CASE WHEN ${column} > 0 THEN '"Infinity"' ELSE '"-Infinity"' END)::JSON ELSE to_json(${column}) END`;
-}
-
-/** A BIGINT or HUGEINT as plain JSON: a number, or its decimal text beyond 2^53 (as `plainRows` gives top-level ones). */
-function plainBigInt(v: bigint): number | string {
-  return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : String(v);
 }
 
 function plainValue(v: unknown): unknown {

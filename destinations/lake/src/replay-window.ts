@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { replaceLoneSurrogates } from '@tributary/core';
 import type { LakeFile } from './commit-log.js';
-import { literal } from './duck.js';
+import { literal, plainBigInt } from './duck.js';
 import type { Envelope } from './envelope.js';
 import type { PayloadColumn } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
@@ -73,7 +73,7 @@ function canonical(value: unknown): unknown {
   if (value === undefined || value === null) return null;
   if (typeof value === 'string') return replaceLoneSurrogates(value);
   // A BIGINT reads back as a bigint: a number when safe, else its digits (as StreamStage stages it).
-  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+  if (typeof value === 'bigint') return plainBigInt(value);
   // A DOUBLE NaN or ±infinity: its text, as StreamStage stages it (JSON has no such number).
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   return value;

@@ -3,7 +3,7 @@ import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
 import { replaceLoneSurrogates, stringifyJson, TributaryError, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { epochMsTimestampSql, ident, literal } from './duck.js';
-import { emptyEnvelope, jsonText, toEnvelope, type Envelope } from './envelope.js';
+import { emptyEnvelope, jsonText, jsonTextAllowingBigints, toEnvelope, type Envelope } from './envelope.js';
 import { recordFingerprint, type ReplayWindow } from './replay-window.js';
 import { INGEST_SEQ_COLUMN } from './row-order.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, NON_FINITE_TEXTS, type ColumnType, type PayloadColumn } from './schema-registry.js';
@@ -235,14 +235,9 @@ export interface QuarantinedRecord {
  * is replaced by its JSON form only when that holds such an escape or a bigint.
  */
 function quarantineForm(record: unknown, reason: string): QuarantinedRecord {
-  let text: string | undefined;
-  try {
-    text = stringifyJson(record);
-  } catch (error) {
-    if (!(error instanceof TypeError && error.message.includes('BigInt'))) throw error;
-    // A bigint has no JSON form (only an in-process source can send one): stored as its digits, in a string.
-    return quarantineForm(JSON.parse(JSON.stringify(record, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))) as unknown, reason);
-  }
+  const { text, bigints } = jsonTextAllowingBigints(record);
+  // A bigint has no JSON form (only an in-process source can send one): stored as its digits, in a string.
+  if (bigints) return quarantineForm(JSON.parse(text!) as unknown, reason);
   const stored = text !== undefined && text.includes('\\ud') ? (JSON.parse(jsonText(record)) as unknown) : record;
   return { reason: replaceLoneSurrogates(reason), record: stored };
 }
