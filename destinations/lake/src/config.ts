@@ -90,6 +90,20 @@ export interface StreamMapping {
   readonly cursorField?: readonly string[];
 }
 
+/**
+ * Refuses a `deleted_field` that names a field every record carries as something else (a key,
+ * the tenant, the event time): every record with a value there would be a delete.
+ */
+function checkDeletedField(stream: string, deletedField: string | undefined, others: ReadonlyArray<readonly [string, string | undefined]>): void {
+  if (deletedField === undefined) return;
+  const clash = others.find(([, field]) => field === deletedField);
+  if (clash) {
+    throw new TributaryError('config', {
+      userMessage: `Stream "${stream}": deleted_field "${deletedField}" is ${clash[0]}, so every record that has it would be stored as a delete; name the field that marks deletions (Salesforce IsDeleted, HubSpot archivedAt)`,
+    });
+  }
+}
+
 export function resolveMapping(config: LakeConfig, stream: DestinationStream): StreamMapping {
   const own = config.streams?.[stream.key] ?? config.streams?.[stream.name] ?? {};
   const properties = (stream.jsonSchema.properties ?? {}) as Record<string, unknown>;
@@ -105,6 +119,12 @@ export function resolveMapping(config: LakeConfig, stream: DestinationStream): S
   // event time is the commit time (see envelope.ts).
   const cursorTime = cursor?.length === 1 && !cursor[0]!.startsWith('_tributary_') ? cursor[0] : undefined;
   const eventTimeField = own.event_time_field ?? ('event_time' in properties ? 'event_time' : cursorTime);
+  checkDeletedField(stream.key, own.deleted_field, [
+    ['the customer id field', customerIdField],
+    ['the tenant field', 'field' in tenant ? tenant.field : undefined],
+    ['the event time field', eventTimeField],
+    ...stream.primaryKey.filter((path) => path.length === 1).map((path) => ['a primary key field', path[0]] as [string, string | undefined]),
+  ]);
   return {
     stream: stream.key,
     customerIdField,

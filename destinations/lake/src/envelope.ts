@@ -197,12 +197,12 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
   let tenantId: string | undefined;
   if ('constant' in mapping.tenant) tenantId = mapping.tenant.constant;
   else tenantId = envelopeText(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
-  if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)${op === 'delete' ? UNATTRIBUTED_DELETE : ''}`;
+  if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)${op === 'delete' && rawOp !== undefined ? UNATTRIBUTED_DELETE : ''}`;
   // Its partition directory could not be created, failing the commit and every retry of it.
   if (tenantDirectoryTooLong(tenantId)) return `tenant id is too long for a partition directory: "tenant_id=" and the percent-encoded id must fit in ${MAX_NAME_BYTES} bytes (id of ${tenantId.length} characters starting ${JSON.stringify(tenantId.slice(0, 20))})`;
 
   const customerId = envelopeText(record[mapping.customerIdField]);
-  if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty${op === 'delete' ? UNATTRIBUTED_DELETE : ''}`;
+  if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty${op === 'delete' && rawOp !== undefined ? UNATTRIBUTED_DELETE : ''}`;
 
   let eventTimeMs: number;
   if (mapping.eventTimeField !== undefined) {

@@ -1,4 +1,4 @@
-import type { ConfigOf, DestinationStream } from '@tributary/core';
+import { TributaryError, type ConfigOf, type DestinationStream } from '@tributary/core';
 
 /** The Airbyte `connectionSpecification` of the Redis feature-store destination. */
 export const redisConfigSchema = {
@@ -138,10 +138,19 @@ export function resolveMapping(config: RedisConfig, stream: DestinationStream): 
     entry?.event_time_field ?? (hasProperty(stream, 'event_time') ? 'event_time' : hasProperty(stream, 'updated_at') ? 'updated_at' : (cursor ?? 'event_time'));
   const ttlSeconds = entry?.ttl_seconds ?? config.default_ttl_seconds ?? 0;
   const tenantField = entry?.tenant_field ?? 'tenant_id';
+  const entityIdField = entry?.entity_id_field ?? singleKey ?? 'id';
+  const deletedField = entry?.deleted_field;
+  const clash = ([['the entity id field', entityIdField], ['the tenant field', tenantField], ['the event time field', eventTimeField]] as const).find(([, field]) => field === deletedField);
+  if (clash) {
+    // Every record that has a value there would be a delete.
+    throw new TributaryError('config', {
+      userMessage: `Stream "${stream.key}": deleted_field "${deletedField}" is ${clash[0]}, so every record that has it would delete its entity; name the field that marks deletions (Salesforce IsDeleted, HubSpot archivedAt)`,
+    });
+  }
   return {
     streamKey: stream.key,
     entityType: entry?.entity_type ?? stream.name,
-    entityIdField: entry?.entity_id_field ?? singleKey ?? 'id',
+    entityIdField,
     tenantField,
     tenantFieldDeclared: hasProperty(stream, tenantField),
     eventTimeField,
@@ -149,6 +158,6 @@ export function resolveMapping(config: RedisConfig, stream: DestinationStream): 
     ttlMs: ttlSeconds * 1000,
     features: entry?.features ? [...entry.features] : undefined,
     defaultTenant: config.default_tenant,
-    deletedField: entry?.deleted_field,
+    deletedField,
   };
 }

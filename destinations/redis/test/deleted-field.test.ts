@@ -9,8 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { marksDeleted, type RecordData } from '@tributary/core';
-import { readLatestAsOf } from '@tributary/destination-lake';
+import { createConnectorContext, marksDeleted, parseConfig, type RecordData } from '@tributary/core';
+import { lakeDestination, readLatestAsOf, resolveMapping as resolveLakeMapping, type LakeConfig } from '@tributary/destination-lake';
 import { compareOnlineOffline, createFeatureLookup, offlineRowFromLake } from '../src/index.js';
 import { at, syncedMapping, syncIntoLakeAndRedis, updatedAtStream, useRedisPeer } from './fixtures.js';
 
@@ -111,4 +111,24 @@ it('a deletion time in the deleted field is the delete\'s event time, in the lak
   } finally {
     await lookup.close();
   }
+});
+
+it('a deleted_field naming the event time, tenant or key field is refused up front by both destinations (every record would be a delete)', async () => {
+  for (const field of ['updated_at', 'tenant_id', 'id']) {
+    const lakeStream = { key: 'accounts', name: 'accounts', syncMode: 'incremental' as const, destinationSyncMode: 'append_dedup' as const, primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: accounts.json_schema, resuming: false };
+    expect(() => resolveLakeMapping(parseConfig(lakeDestination.spec.connectionSpecification, { path: join(dir, 'refused'), streams: { accounts: { deleted_field: field } } }) as LakeConfig, lakeStream), field).toThrow(
+      new RegExp(`^Stream "accounts": deleted_field "${field}" is the (event time|tenant|customer id) field|^Stream "accounts": deleted_field "${field}" is a primary key field`),
+    );
+    expect(() => syncedMapping({ port: peer.server.port, streams: [{ stream: 'accounts', deleted_field: field }] }, accounts), field).toThrow(/every record that has it would delete its entity/);
+  }
+});
+
+it('a record marked deleted without its tenant is refused with a reason about the tenant, not about CDC replica identity', async () => {
+  const config = { path: join(dir, 'no-tenant'), streams: { accounts: { deleted_field: 'IsDeleted' } } };
+  const stream = { key: 'accounts', name: 'accounts', syncMode: 'incremental' as const, destinationSyncMode: 'append_dedup' as const, primaryKey: [['id']], cursorField: ['updated_at'], jsonSchema: accounts.json_schema, resuming: false };
+  const session = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+  const result = await session.write({ stream: 'accounts', records: [{ id: 'a1', updated_at: at(1), IsDeleted: true }], emittedAt: Date.now() });
+  await session.commit();
+  await session.close({ completed: true });
+  expect(result?.rejected?.map((r) => r.reason)).toEqual(['no tenant id: field "tenant_id" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)']);
 });
