@@ -6,7 +6,7 @@
  * the source emits is quarantined, and the lake's reader gives back exactly what the source
  * emitted. The lake mapping is the README's: one tenant per HubSpot account (`default_tenant`).
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -15,13 +15,12 @@ import {
   createConnectorContext,
   expandRecordPages,
   parseConfig,
-  runSync,
   type ConfiguredAirbyteCatalog,
   type RecordData,
 } from '@tributary/core';
-import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
+import { readLatestAsOf } from '@tributary/destination-lake';
 import { hubspotSource } from '../src/index.js';
-import { duck, memoryStateStore } from './lake-support.js';
+import { duck, syncHubspotIntoLake } from './lake-support.js';
 import { useSimulators } from './support.js';
 
 const simulator = useSimulators();
@@ -61,13 +60,7 @@ it('HubSpot → lake: typed columns, nothing quarantined, values read back as em
   );
   const dir = await mkdtemp(join(tmpdir(), 'hubspot-lake-types-'));
   try {
-    const lake = { path: join(dir, 'lake'), source_system: 'hubspot', default_tenant: 'acme' };
-    const result = await runSync({ connection: 'hubspot-lake', source: hubspotSource, sourceConfig: config, destination: lakeDestination, destinationConfig: lake, catalog, stateStore: memoryStateStore() });
-    expect(result.outcome, result.error?.userMessage).toBe('completed');
-    expect((await readdir(lake.path, { recursive: true })).filter((f) => f.startsWith('_quarantine') && f.endsWith('.jsonl'))).toEqual([]);
-
-    const files = (stream: string): string => `read_parquet('${join(lake.path, 'data', stream, '**', '*.parquet')}', hive_partitioning = false, union_by_name = true)`;
-    const columnsOf = async (stream: string): Promise<Record<string, unknown>> => Object.fromEntries((await duck(`DESCRIBE SELECT * FROM ${files(stream)}`)).map((c) => [c.column_name, c.column_type]));
+    const { lake, files, columnsOf } = await syncHubspotIntoLake(dir, config, catalog);
     expect(await columnsOf('contacts')).toMatchObject({ id: 'VARCHAR', createdAt: 'VARCHAR', updatedAt: 'VARCHAR', archived: 'BOOLEAN', archivedAt: 'VARCHAR', properties: 'JSON' });
     expect(await columnsOf('contacts_companies_associations')).toMatchObject({ from_type: 'VARCHAR', from_id: 'VARCHAR', to_type: 'VARCHAR', to_id: 'VARCHAR' });
 

@@ -6,7 +6,7 @@
  * Everything runs against the simulator through the real @hubspot/api-client; the lake's
  * files are read by an independent DuckDB.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,17 +18,16 @@ import {
   describeSchemaErrors,
   expandRecordPages,
   parseConfig,
-  runSync,
   type AirbyteCatalog,
   type ConfiguredAirbyteCatalog,
   type JsonSchemaObject,
   type Logger,
   type RecordData,
 } from '@tributary/core';
-import { lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
+import { readLatestAsOf } from '@tributary/destination-lake';
 import { hubspotSource } from '../src/index.js';
 import type { HubspotSimulator } from '../src/simulator/index.js';
-import { duck, memoryStateStore } from './lake-support.js';
+import { duck, syncHubspotIntoLake } from './lake-support.js';
 import { useSimulators } from './support.js';
 
 const simulator = useSimulators();
@@ -172,13 +171,7 @@ describe('hubspot source: property_columns', () => {
     const catalog = catalogOf(await discover(config), 'incremental');
     const dir = await mkdtemp(join(tmpdir(), 'hubspot-property-columns-'));
     try {
-      const lake = { path: join(dir, 'lake'), source_system: 'hubspot', default_tenant: 'acme' };
-      const result = await runSync({ connection: 'hubspot-lake', source: hubspotSource, sourceConfig: config, destination: lakeDestination, destinationConfig: lake, catalog, stateStore: memoryStateStore() });
-      expect(result.outcome, result.error?.userMessage).toBe('completed');
-      expect((await readdir(lake.path, { recursive: true })).filter((f) => f.startsWith('_quarantine') && f.endsWith('.jsonl'))).toEqual([]);
-
-      const files = (stream: string): string => `read_parquet('${join(lake.path, 'data', stream, '**', '*.parquet')}', hive_partitioning = false, union_by_name = true)`;
-      const columnsOf = async (stream: string): Promise<Record<string, unknown>> => Object.fromEntries((await duck(`DESCRIBE SELECT * FROM ${files(stream)}`)).map((c) => [c.column_name, c.column_type]));
+      const { lake, files, columnsOf } = await syncHubspotIntoLake(dir, config, catalog);
       expect(await columnsOf('contacts')).toMatchObject({
         id: 'VARCHAR',
         archived: 'BOOLEAN',
