@@ -1,8 +1,11 @@
 import { describe, it } from 'vitest';
 import {
+  createConnectorContext,
+  createRateLimiter,
   idempotencyKeyOf,
   parseConfig,
   runWriter,
+  type ConnectorContext,
   type WriteMode,
   type WriteResult,
   type WriteStatus,
@@ -50,9 +53,10 @@ async function run(
   options: WriterConformanceOptions,
   config: RawConfig,
   records: Record<string, unknown>[],
-  extra: { dryRun?: boolean; writer?: WriterUnderTest } = {},
+  extra: { dryRun?: boolean; writer?: WriterUnderTest; ctx?: ConnectorContext } = {},
 ): Promise<WriterRunSummary & { results: WriteResult[] }> {
   const summary = await runWriter({
+    ...(extra.ctx ? { ctx: extra.ctx } : {}),
     writer: extra.writer ?? options.writer,
     config,
     object: options.object,
@@ -233,7 +237,18 @@ export const writerCases = {
       const perMs = policy.perMs ?? 1000;
       const requests = options.rateLimitRequests ?? (policy.requests !== undefined ? 2 * policy.requests + 1 : 10);
       const config = await parsed(options);
+      // The run gets the context runWriter would build by default (the writer's declared rate
+      // limit and retry policy), except that its limiter reads a clock this case watches.
+      // The limiter reads that clock to grant a start and then calls the write in the same
+      // synchronous stack, so the last reading when the wrapper below runs is the grant time.
+      // Taking Date.now() in the wrapper instead counted the time between the two (a GC pause,
+      // the process descheduled on a loaded machine) against the limiter: a start delayed by
+      // a few milliseconds made 11 starts of a correct 10-per-1000-ms limiter look like one window.
+      let clockRead = 0;
+      const limiter = createRateLimiter(policy, { now: () => (clockRead = Date.now()) });
+      const runContext = createConnectorContext({ rateLimit: policy, ...(writer.retry ? { retry: writer.retry } : {}), limiter });
       const starts: number[] = [];
+      let ungranted = 0;
       let inFlight = 0;
       let maxInFlight = 0;
       // The session is wrapped, not the target: what is measured is what runWriter lets through.
@@ -244,7 +259,9 @@ export const writerCases = {
           return {
             ...session,
             async write(request) {
-              starts.push(Date.now());
+              // Every write must be a start the limiter granted (one grant, one write).
+              if (limiter.stats.started <= starts.length) ungranted++;
+              starts.push(clockRead);
               inFlight++;
               maxInFlight = Math.max(maxInFlight, inFlight);
               try {
@@ -258,17 +275,17 @@ export const writerCases = {
         },
       };
       const records = options.records(requests * writer.maxBatchSize);
-      const summary = await run(options, config, records, { writer: measured });
+      const summary = await run(options, config, records, { writer: measured, ctx: runContext });
       const failed = summary.results.filter((r) => r.status === 'failed');
       if (failed.length > 0) throw new Error(`${failed.length} record(s) failed under the rate limit: ${describeResults(failed)}`);
       if (starts.length < requests) throw new Error(`expected at least ${requests} write requests, saw ${starts.length}`);
+      if (ungranted > 0) throw new Error(`${ungranted} write(s) started without the rate limiter granting them`);
       if (policy.concurrency !== undefined && maxInFlight > policy.concurrency) {
         throw new Error(`${maxInFlight} writes were in flight at once; the writer declares concurrency ${policy.concurrency}`);
       }
       if (policy.requests !== undefined) {
-        // Both the limiter and this wrapper read whole milliseconds, the wrapper just after the
-        // limiter; a window one millisecond short absorbs that rounding and nothing more.
-        const worst = maxStartsWithin(starts, perMs - 1);
+        // Grant times on the limiter's own clock: its contract is at most `requests` in any half-open interval of perMs.
+        const worst = maxStartsWithin(starts, perMs);
         if (worst > policy.requests) throw new Error(`${worst} write starts within ${perMs} ms; the writer declares ${policy.requests} per ${perMs} ms`);
       }
     },
