@@ -202,17 +202,19 @@ export interface CompactionResult {
 }
 
 /**
- * The payload columns a file of schema version `version` holds as BIGINT that a later version
- * widened to number (DOUBLE), as a grouping key. Merged with a file holding the DOUBLE, such
- * a column is read as one DOUBLE and written so: a BIGINT beyond ±2^53 (PostgreSQL int8,
- * Salesforce Number(18,0), whose digits the lake stores) lost its last digits for good. Files
- * with different keys are not merged.
+ * The payload columns a file of schema version `version` holds as BIGINT that another version
+ * types as number (DOUBLE: a later widening), as a grouping key. Merged with a file holding the
+ * DOUBLE, such a column is read as one DOUBLE and written so: a BIGINT beyond ±2^53 (PostgreSQL
+ * int8, Salesforce Number(18,0), whose digits the lake stores) lost its last digits for good.
+ * Files with different keys are not merged. Every version counts, not only the latest: after a
+ * widening, a breaking change of the same field (`new_column`) moves it to `<field>__v<n>`, and
+ * the latest version no longer names the column that holds DOUBLEs in some files and BIGINTs in
+ * others.
  */
 function bigintsWidenedLater(history: StreamSchemaHistory, version: number): string {
   const own = history.versions.find((v) => v.version === version);
-  const latest = history.versions[history.versions.length - 1];
-  if (own === undefined || latest === undefined) return '';
-  const doubles = new Set(latest.columns.filter((c) => c.type === 'number').map((c) => c.column));
+  if (own === undefined) return '';
+  const doubles = new Set(history.versions.flatMap((v) => v.columns.filter((c) => c.type === 'number').map((c) => c.column)));
   return own.columns
     .filter((c) => c.type === 'integer' && doubles.has(c.column))
     .map((c) => c.column)

@@ -9,7 +9,7 @@ import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
 import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows } from './duck.js';
 import { NEWEST_FIRST, withIngestSeq } from './row-order.js';
-import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
+import { loadSchemaHistory, NON_FINITE_TEXTS, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
 import type { LakeStore } from './storage/store.js';
 import { createOwnedTempDir } from './temp-dir.js';
@@ -74,7 +74,17 @@ function lakeConfig(config: LakeConfig | Record<string, unknown>): LakeConfig {
  * directory listing), so a reader sees whole commits only. On S3 the files are downloaded
  * to a temp directory first (removed by `close`).
  */
-export async function openLakeReader(rawConfig: LakeConfig | Record<string, unknown>, options: ReaderOptions = {}): Promise<LakeReader> {
+export function openLakeReader(rawConfig: LakeConfig | Record<string, unknown>, options: ReaderOptions = {}): Promise<LakeReader> {
+  return openReader(rawConfig, options, new Set());
+}
+
+/**
+ * `openLakeReader`, whose `events` view reads the payload columns `exact` (see
+ * `widenedColumns`: BIGINT in some files, DOUBLE in others) as their exact text (see
+ * `exactWidenedSource`) instead of unioned to DOUBLE. For the library's reads of one stream,
+ * which rebuild each value (see `payloadBuilder`); SQL views keep the DOUBLE union.
+ */
+async function openReader(rawConfig: LakeConfig | Record<string, unknown>, options: ReaderOptions, exact: ReadonlySet<string>): Promise<LakeReader> {
   const config = lakeConfig(rawConfig);
   // A path that holds no lake is refused, not read as an empty lake (see assertLakeExists).
   const store = await openExistingLake(config);
@@ -98,7 +108,8 @@ export async function openLakeReader(rawConfig: LakeConfig | Record<string, unkn
       await duck.connection.run(`CREATE VIEW ${ident(stream)} AS SELECT * FROM ${withIngestSeq(`read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)`)}${tenantFilter}`);
     }
     if (files.length > 0) {
-      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${withIngestSeq(await eventsSource(duck.connection, [...byStream.values()], list))}${tenantFilter}`);
+      const source = exact.size > 0 && byStream.size === 1 ? await exactWidenedSource(duck.connection, files, (f) => local.get(f.path)!, list, exact) : await eventsSource(duck.connection, [...byStream.values()], list);
+      await duck.connection.run(`CREATE VIEW events AS SELECT * FROM ${withIngestSeq(source)}${tenantFilter}`);
     }
     // Quarantine files are per stream, not per tenant (a refused record may have no tenant at
     // all), so none can be opened for one tenant without showing another's records: reading
@@ -213,6 +224,66 @@ async function eventsSource(connection: DuckDBConnection, groups: readonly LakeF
 }
 
 /**
+ * Payload columns some schema version types integer and another number: an integer → number
+ * widening (see schema-registry.ts `evolve`). Files written before it hold the column as
+ * BIGINT, later ones as DOUBLE; read together by name, DuckDB types it DOUBLE, and a BIGINT
+ * beyond ±2^53 (PostgreSQL int8, whose digits the lake stores) read back rounded.
+ */
+function widenedColumns(history: StreamSchemaHistory): Set<string> {
+  const typed = (type: string): Set<string> => new Set(history.versions.flatMap((v) => v.columns.filter((c) => c.type === type).map((c) => c.column)));
+  const integers = typed('integer');
+  return new Set([...typed('number')].filter((column) => integers.has(column)));
+}
+
+/**
+ * The rows of one stream's `files` with the payload columns `columns` (see `widenedColumns`)
+ * as text that holds each stored value exactly: a BIGINT's digits, a DOUBLE in DuckDB's
+ * shortest round-trip form (`1.5`, `5.0`, `1e+300`) or `NaN`/`Infinity`/`-Infinity`.
+ * `payloadBuilder` turns the text back into the value (see `exactNumber`). Files are grouped
+ * by the Parquet types they hold those columns in (from their footers) and each group read
+ * alone, so no group's values pass through the DOUBLE union.
+ */
+async function exactWidenedSource(connection: DuckDBConnection, files: readonly LakeFile[], localPath: (f: LakeFile) => string, list: (fs: readonly LakeFile[]) => string, columns: ReadonlySet<string>): Promise<string> {
+  const read = (fs: readonly LakeFile[]): string => `read_parquet(${list(fs)}, union_by_name = true, hive_partitioning = false)`;
+  const physical = new Map<string, Map<string, string>>();
+  const schema = await connection.runAndReadAll(`SELECT file_name, name, type FROM parquet_schema(${list(files)})`);
+  for (const [file, name, type] of schema.getRows()) {
+    if (!columns.has(String(name))) continue;
+    const types = physical.get(String(file)) ?? new Map<string, string>();
+    physical.set(String(file), types.set(String(name), String(type)));
+  }
+  const groups = new Map<string, { files: LakeFile[]; types: Map<string, string> }>();
+  for (const f of files) {
+    const types = physical.get(localPath(f)) ?? new Map<string, string>();
+    const key = JSON.stringify([...columns].map((c) => types.get(c) ?? ''));
+    groups.set(key, { files: [...(groups.get(key)?.files ?? []), f], types });
+  }
+  const parts = [...groups.values()].map(({ files: fs, types }) => {
+    const replace = [...types].map(([name, type]) => `${exactTextSql(ident(name), type)} AS ${ident(name)}`);
+    return `SELECT *${replace.length > 0 ? ` REPLACE (${replace.join(', ')})` : ''} FROM ${read(fs)}`;
+  });
+  return `(${parts.join(' UNION ALL BY NAME ')})`;
+}
+
+/** SQL: a BIGINT or DOUBLE column (Parquet INT64 or DOUBLE) as the text `exactNumber` reads. */
+function exactTextSql(column: string, parquetType: string): string {
+  if (parquetType !== 'DOUBLE' && parquetType !== 'FLOAT') return `CAST(${column} AS VARCHAR)`;
+  return `CASE WHEN isnan(${column}) THEN 'NaN' WHEN isinf(${column}) THEN (CASE WHEN ${column} > 0 THEN 'Infinity' ELSE '-Infinity' END) ELSE CAST(${column} AS VARCHAR) END`;
+}
+
+const DECIMAL_INTEGER = /^-?[0-9]+$/;
+
+/**
+ * A value of `exactTextSql` as the readers return numbers elsewhere: digits as an integer (its
+ * text beyond ±2^53, as `plainBigInt`), `NaN`/`Infinity`/`-Infinity` as that text (see
+ * duck.ts), any other text as the double it spells.
+ */
+function exactNumber(text: string): number | string {
+  if (DECIMAL_INTEGER.test(text)) return plainBigInt(BigInt(text));
+  return NON_FINITE_TEXTS.has(text) ? text : Number(text);
+}
+
+/**
  * SQL: a non-JSON column's value as JSON. DuckDB's to_json writes a DOUBLE's NaN and
  * ±infinity as bare `NaN`/`Infinity`/`-Infinity`, which is no JSON (parsing it failed the
  * query): they become the JSON strings `"NaN"`, `"Infinity"`, `"-Infinity"`, the text the
@@ -269,7 +340,7 @@ const ENVELOPE_FIELDS = ['event_id', 'entity_key', 'customer_id', 'tenant_id', '
  * `payload_<name>`, the envelope column of the same name, or `<field>__v<n>` after a
  * breaking change).
  */
-function payloadBuilder(history: StreamSchemaHistory): (row: Record<string, unknown>) => LakeRow {
+function payloadBuilder(history: StreamSchemaHistory, exact: ReadonlySet<string> = new Set()): (row: Record<string, unknown>) => LakeRow {
   const byVersion = new Map(history.versions.map((v) => [v.version, v.columns]));
   const latest = history.versions[history.versions.length - 1]?.columns ?? [];
   return (row) => {
@@ -279,7 +350,9 @@ function payloadBuilder(history: StreamSchemaHistory): (row: Record<string, unkn
     for (const c of columns) {
       if (!(c.column in row)) continue;
       const value = row[c.column];
-      payload[c.field] = value === undefined || value === null ? null : c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+      if (value === undefined || value === null) payload[c.field] = null;
+      else if (typeof value === 'string' && exact.has(c.column)) payload[c.field] = exactNumber(value);
+      else payload[c.field] = c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
     }
     const out: Record<string, unknown> = { payload };
     for (const f of ENVELOPE_FIELDS) out[f] = row[f] ?? null;
@@ -294,15 +367,38 @@ export interface StreamRowsQuery {
   tenant?: string;
 }
 
+/**
+ * A reader of one stream (optionally one tenant) for the library's reads, and the builder of
+ * its rows' payloads. Columns an integer → number widening left BIGINT in some files and
+ * DOUBLE in others are read exactly (see `openReader`). The history the builder uses is
+ * loaded after the reader's snapshot, so it holds the version of every row read; when it
+ * shows a widening the first load did not (committed meanwhile), the reader is opened again.
+ */
+async function openStreamReader(config: LakeConfig, stream: string, tenant: string | undefined): Promise<{ reader: LakeReader; build: (row: Record<string, unknown>) => LakeRow }> {
+  const loadHistory = async (store: LakeStore): Promise<StreamSchemaHistory> => loadSchemaHistory(store, stream).finally(() => store.close());
+  // A path that holds no lake is refused here, as `openLakeReader` refuses it.
+  let exact = widenedColumns(await loadHistory(await openExistingLake(config)));
+  for (;;) {
+    const reader = await openReader(config, { streams: [stream], ...(tenant !== undefined ? { tenant } : {}) }, exact);
+    try {
+      const history = await loadHistory(openStore(config));
+      const widened = widenedColumns(history);
+      if ([...widened].every((column) => exact.has(column))) return { reader, build: payloadBuilder(history, exact) };
+      exact = widened;
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+    await reader.close();
+  }
+}
+
 /** Every row of a stream (replayed duplicates would show here: tests count them). */
 export async function readStreamRows(rawConfig: LakeConfig | Record<string, unknown>, query: StreamRowsQuery): Promise<LakeRow[]> {
   const config = lakeConfig(rawConfig);
-  const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });
+  const { reader, build } = await openStreamReader(config, query.stream, query.tenant);
   try {
     if (!reader.streams.includes(query.stream)) return [];
-    const store: LakeStore = openStore(config);
-    const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
-    const build = payloadBuilder(history);
     // `events`, not the stream's own view (which it may lack, see VIEWS): the reader holds this stream only.
     return (await reader.queryRaw('SELECT * FROM events ORDER BY event_time, event_id')).map(build);
   } finally {
@@ -350,11 +446,9 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
   if (!Number.isFinite(asOfMs)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is not an ISO-8601 date-time` });
   if (!(Math.abs(asOfMs) <= MAX_TIME_MS)) throw new TributaryError('config', { userMessage: `as-of time ${JSON.stringify(query.asOf)} is outside the range of dates (±${MAX_TIME_MS} ms from 1970)` });
   const key = query.key ?? 'entity_key';
-  const reader = await openLakeReader(config, { streams: [query.stream], ...(query.tenant !== undefined ? { tenant: query.tenant } : {}) });
+  const { reader, build } = await openStreamReader(config, query.stream, query.tenant);
   try {
     if (!reader.streams.includes(query.stream)) return [];
-    const store = openStore(config);
-    const history = await loadSchemaHistory(store, query.stream).finally(() => store.close());
     const at = asOfTimestamp(asOfMs);
     // The reader holds this stream only: its rows are `events` (the stream may have no view of its own, see VIEWS).
     const keyFilter = query.keys !== undefined ? ` AND ${key} IN (${query.keys.length > 0 ? query.keys.map(literal).join(', ') : 'NULL'})` : '';
@@ -362,7 +456,6 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
       `SELECT * FROM (SELECT * FROM events WHERE event_time <= ${at}${keyFilter} ` +
       `QUALIFY row_number() OVER (PARTITION BY tenant_id, ${key} ORDER BY ${NEWEST_FIRST}) = 1)` +
       `${query.includeDeleted ? '' : " WHERE op <> 'delete'"} ORDER BY tenant_id, ${key}`;
-    const build = payloadBuilder(history);
     const latest = (await reader.queryRaw(sql)).map(build);
     await fillUnchanged(reader, at, latest, build);
     return latest;
