@@ -30,7 +30,16 @@ export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ 
 }
 
 export const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-export const literal = (value: string): string => `'${value.replace(/'/g, "''")}'`;
+/**
+ * SQL text of a string value. DuckDB's parser ends a quoted string at a NUL character, so a
+ * value holding one ("unterminated quoted string": a tenant id or a key with NUL made reads of
+ * it fail) is written as quoted pieces joined by `chr(0)`: an expression, fine wherever a
+ * value is expected, not where the grammar wants a literal (an ENUM's members, COPY options).
+ */
+export const literal = (value: string): string => {
+  const quoted = `'${value.replace(/'/g, "''")}'`;
+  return value.includes('\u0000') ? `(${quoted.split('\u0000').join("' || chr(0) || '")})` : quoted;
+};
 
 /**
  * SQL: the TIMESTAMP (microseconds) of `ms`, an SQL expression of epoch milliseconds as a

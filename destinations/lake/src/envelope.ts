@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { marksDeleted, nanosBelowMillisecond, parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
+import { hasLoneSurrogate, marksDeleted, nanosBelowMillisecond, parseDateTimeMs, stringifyJson, type RecordData } from '@tributary/core';
 import type { EnvelopeOp, StreamMapping } from './config.js';
 import { MAX_NAME_BYTES, tenantDirectoryTooLong } from './layout.js';
 
@@ -123,6 +123,26 @@ export function ownEventTimeMs(record: unknown, mapping: Pick<StreamMapping, 'ev
   return Math.abs(ms) <= MAX_EVENT_TIME_MS ? ms : undefined;
 }
 
+/** The tenant a record belongs to under `mapping`: the stream's constant tenant, else its tenant field's text, else the fallback (`default_tenant`). */
+export function tenantOf(record: RecordData, mapping: Pick<StreamMapping, 'tenant'>): string | undefined {
+  if ('constant' in mapping.tenant) return mapping.tenant.constant;
+  return envelopeText(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
+}
+
+/** Tenant ids `unstorableTenant` passed, so that the tenants repeating record after record are checked once (bounded: cleared when full). */
+const storableTenants = new Set<string>();
+const STORABLE_TENANTS_KEPT = 4096;
+
+/** Why a tenant id cannot be a partition of its own, if it cannot. */
+function unstorableTenant(tenantId: string): string | undefined {
+  // Its partition directory could not be created, failing the commit and every retry of it.
+  if (tenantDirectoryTooLong(tenantId)) return `tenant id is too long for a partition directory: "tenant_id=" and the percent-encoded id must fit in ${MAX_NAME_BYTES} bytes (id of ${tenantId.length} characters starting ${JSON.stringify(tenantId.slice(0, 20))})`;
+  // UTF-8 (Parquet strings, paths) has no form for an unpaired surrogate: each becomes U+FFFD,
+  // so `a\ud800b` and `a\udc00b` were stored as one tenant, in one partition.
+  if (hasLoneSurrogate(tenantId)) return `tenant id ${JSON.stringify(tenantId.slice(0, 40))} holds an unpaired UTF-16 surrogate, which UTF-8 cannot store: it would be stored as U+FFFD, the same tenant as any id differing only there`;
+  return undefined;
+}
+
 /** Why a CDC delete lacking its customer id or tenant is quarantined (see delete-attribution.ts). */
 const UNATTRIBUTED_DELETE =
   '; a CDC delete carries only the key columns under REPLICA IDENTITY DEFAULT, and no earlier row of its key is in the lake or this sync to take it from (REPLICA IDENTITY FULL sends every column)';
@@ -194,12 +214,14 @@ export function toEnvelope(record: RecordData, mapping: StreamMapping, ingestMs:
     }
   }
 
-  let tenantId: string | undefined;
-  if ('constant' in mapping.tenant) tenantId = mapping.tenant.constant;
-  else tenantId = envelopeText(record[mapping.tenant.field]) ?? mapping.tenant.fallback;
+  const tenantId = tenantOf(record, mapping);
   if (tenantId === undefined) return `no tenant id: field "${'field' in mapping.tenant ? mapping.tenant.field : ''}" is missing or empty (set default_tenant or streams.<stream>.tenant_id in the lake config)${op === 'delete' && rawOp !== undefined ? UNATTRIBUTED_DELETE : ''}`;
-  // Its partition directory could not be created, failing the commit and every retry of it.
-  if (tenantDirectoryTooLong(tenantId)) return `tenant id is too long for a partition directory: "tenant_id=" and the percent-encoded id must fit in ${MAX_NAME_BYTES} bytes (id of ${tenantId.length} characters starting ${JSON.stringify(tenantId.slice(0, 20))})`;
+  if (!storableTenants.has(tenantId)) {
+    const unfit = unstorableTenant(tenantId);
+    if (unfit !== undefined) return unfit;
+    if (storableTenants.size >= STORABLE_TENANTS_KEPT) storableTenants.clear();
+    storableTenants.add(tenantId);
+  }
 
   const customerId = envelopeText(record[mapping.customerIdField]);
   if (customerId === undefined) return `no customer id: field "${mapping.customerIdField}" is missing or empty${op === 'delete' && rawOp !== undefined ? UNATTRIBUTED_DELETE : ''}`;

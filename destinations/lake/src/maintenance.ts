@@ -542,8 +542,8 @@ async function expiredQuarantine(
       for await (const line of lines) {
         if (!line.trim()) continue;
         records++;
-        const parsed = JSON.parse(line) as { quarantined_at?: unknown; event_time?: unknown; record?: unknown };
-        const expired = quarantineRecordExpired(parsed, cutoff, file.stream, options.config) && (options.tenant === undefined || quarantinedTenant(options.config, file.stream, parsed.record) === options.tenant);
+        const parsed = JSON.parse(line) as { quarantined_at?: unknown; event_time?: unknown; tenant_id?: unknown; record?: unknown };
+        const expired = quarantineRecordExpired(parsed, cutoff, file.stream, options.config) && (options.tenant === undefined || quarantinedTenant(options.config, file.stream, parsed) === options.tenant);
         if (expired) {
           dropped++;
           continue;
@@ -571,12 +571,16 @@ async function expiredQuarantine(
 }
 
 /**
- * The tenant a quarantined record belongs to, as the sync derived it (see envelope.ts): the
- * stream's constant tenant, else its tenant field's text (a non-empty string or a number),
- * else `default_tenant`; undefined when none (a record quarantined for having no tenant).
- * Read with the retention's lake config: pass the sync's, whose mapping stored the records.
+ * The tenant a quarantined record belongs to, as the sync derived it (see `tenantOf`):
+ * undefined when none (a record quarantined for having no tenant). Lines carry it
+ * (`tenant_id`); for lines written before they did, it is derived again from the record with
+ * the retention's lake config (pass the sync's), looking the stream up by its key only — a
+ * sync that configured it by its bare name (`orders` for `public.orders`) had derived another
+ * tenant there, and one tenant's retention removed another tenant's records.
  */
-function quarantinedTenant(config: LakeConfig | undefined, stream: string, record: unknown): string | undefined {
+function quarantinedTenant(config: LakeConfig | undefined, stream: string, line: { tenant_id?: unknown; record?: unknown }): string | undefined {
+  if ('tenant_id' in line) return typeof line.tenant_id === 'string' ? line.tenant_id : undefined;
+  const record = line.record;
   const own = config?.streams?.[stream];
   if (own?.tenant_id !== undefined) return own.tenant_id;
   const value = typeof record === 'object' && record !== null ? (record as Record<string, unknown>)[own?.tenant_id_field ?? 'tenant_id'] : undefined;

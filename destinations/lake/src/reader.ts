@@ -118,7 +118,7 @@ async function openReader(rawConfig: LakeConfig | Record<string, unknown>, optio
     if (quarantine.length > 0) {
       const paths = quarantine.map((q) => local.get(q.path)!);
       await duck.connection.run(
-        `CREATE VIEW quarantine AS SELECT * FROM read_json([${paths.map(literal).join(', ')}], format = 'newline_delimited', columns = {stream: 'VARCHAR', reason: 'VARCHAR', quarantined_at: 'TIMESTAMP', record: 'JSON'})`,
+        `CREATE VIEW quarantine AS SELECT * FROM read_json([${paths.map(literal).join(', ')}], format = 'newline_delimited', columns = {stream: 'VARCHAR', reason: 'VARCHAR', quarantined_at: 'TIMESTAMP', tenant_id: 'VARCHAR', record: 'JSON'})`,
       );
     }
     const run = async (sql: string, parseJson: boolean): Promise<Record<string, unknown>[]> => {

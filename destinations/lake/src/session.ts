@@ -9,7 +9,7 @@ import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState,
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
 import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
-import { ownEventTimeMs } from './envelope.js';
+import { ownEventTimeMs, tenantOf } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
@@ -290,7 +290,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         // The record's own event time in whole ms (null: it has none), by which retention also expires it.
         const eventMs = ownEventTimeMs(q.record, stage.mapping);
         const eventTime = eventMs === undefined ? null : formatIsoMs(Math.floor(eventMs));
-        chunk += stringifyJson({ stream: key, reason: q.reason, quarantined_at: at, event_time: eventTime, record: q.record }) + '\n';
+        // The tenant as this sync derived it (null: none), by which `retention --tenant` expires it.
+        const tenant = typeof q.record === 'object' && q.record !== null && !Array.isArray(q.record) ? (tenantOf(q.record as RecordData, stage.mapping) ?? null) : null;
+        chunk += stringifyJson({ stream: key, reason: q.reason, quarantined_at: at, event_time: eventTime, tenant_id: tenant, record: q.record }) + '\n';
         if (chunk.length >= QUARANTINE_WRITE_CHARS) {
           await handle.write(chunk);
           chunk = '';
