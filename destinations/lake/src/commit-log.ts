@@ -184,6 +184,35 @@ export async function loadLakeState(store: LakeStore): Promise<LakeState> {
   return state;
 }
 
+/** The sequence number in a checkpoint's key (undefined for other keys). */
+function checkpointSeq(key: string): number | undefined {
+  const digits = key.slice(CHECKPOINT_PREFIX.length, -'.json'.length);
+  return key.startsWith(CHECKPOINT_PREFIX) && key.endsWith('.json') && /^[0-9]{20}$/.test(digits) ? Number(digits) : undefined;
+}
+
+/** How long a checkpoint stays once a newer one exists (see `pruneCheckpoints`). */
+export const DEFAULT_CHECKPOINT_RETENTION_MS = 60 * 60_000;
+
+/**
+ * Deletes the checkpoints that a newer one replaces and that were written at least
+ * `retentionMs` ago; the newest always stays. Each checkpoint holds the whole state (every
+ * visible file), and one is written every CHECKPOINT_EVERY commits: a sync committing every
+ * 5 s wrote ~350 a day, each as large as the lake's file list, and none was ever deleted.
+ * Opening the lake reads only the newest; one that listed an older checkpoint just before it
+ * went reads the log from its start instead (every entry stays: the log's conditional
+ * creates need each sequence number's entry to exist, or a writer that loaded its state long
+ * ago could create a number again, under a checkpoint that readers start after). Run by
+ * compaction and retention.
+ */
+export async function pruneCheckpoints(store: LakeStore, retentionMs = DEFAULT_CHECKPOINT_RETENTION_MS): Promise<number> {
+  const checkpoints = (await store.listDetailed(CHECKPOINT_PREFIX)).filter((c) => checkpointSeq(c.key) !== undefined);
+  const newest = Math.max(-1, ...checkpoints.map((c) => checkpointSeq(c.key)!));
+  const now = Date.now();
+  const replaced = checkpoints.filter((c) => checkpointSeq(c.key)! < newest && now - c.modifiedMs >= retentionMs).map((c) => c.key);
+  await store.delete(replaced);
+  return replaced.length;
+}
+
 /** Applies the log entries after `state.seq` to `state`; returns them. */
 async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PREFIX, state.seq)): Promise<LogEntry[]> {
   const applied: LogEntry[] = [];

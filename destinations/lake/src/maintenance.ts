@@ -13,6 +13,7 @@ import {
   LEASE_TTL_MS,
   leaseOwner,
   loadLakeState,
+  pruneCheckpoints,
   type EntryDraft,
   type LakeFile,
   type LakeState,
@@ -189,6 +190,8 @@ export interface CompactionOptions {
   graceMs?: number;
   /** Files no commit names (left by crashed sessions) are deleted once this old (default 1 h). */
   orphanAgeMs?: number;
+  /** Checkpoints a newer one replaces are deleted once this old (default 1 h, see `pruneCheckpoints`). */
+  checkpointRetentionMs?: number;
 }
 
 export interface CompactionResult {
@@ -199,6 +202,8 @@ export interface CompactionResult {
   duplicatesDropped: number;
   filesDeleted: number;
   orphansDeleted: number;
+  /** Commit log checkpoints deleted (see `pruneCheckpoints`). */
+  checkpointsDeleted: number;
 }
 
 /**
@@ -248,11 +253,12 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
   const work = join(tmpdir(), `tributary-lake-compact-${randomUUID()}`);
   await createOwnedTempDir(work);
   const duck = await openDuckDb(join(work, 'spill'));
-  const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0 };
+  const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0, checkpointsDeleted: 0 };
   try {
     const state = await loadLakeState(store);
     result.filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
     result.orphansDeleted = await deleteOrphans(store, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
+    result.checkpointsDeleted = await pruneCheckpoints(store, options.checkpointRetentionMs);
     const groups = new Map<string, LakeFile[]>();
     const histories = new Map<string, StreamSchemaHistory>();
     for (const f of state.files.values()) {
@@ -350,6 +356,8 @@ export interface RetentionOptions {
   stream?: string;
   tenant?: string;
   graceMs?: number;
+  /** Checkpoints a newer one replaces are deleted once this old (default 1 h, see `pruneCheckpoints`). */
+  checkpointRetentionMs?: number;
 }
 
 export interface RetentionResult {
@@ -371,6 +379,8 @@ export interface RetentionResult {
   quarantineRecordsRemoved: number;
   /** Quarantine files with expired records, of syncs that may still be replayed: left in place as `filesDeferred`. */
   quarantineFilesDeferred: number;
+  /** Commit log checkpoints deleted (see `pruneCheckpoints`). */
+  checkpointsDeleted: number;
 }
 
 /** Drops whole files (a tenant's day, with the default partitioning) whose events are all older than the cutoff. */
@@ -428,7 +438,7 @@ function allBefore(file: LakeFile, cutoff: number): boolean {
  * long as the newest stayed. With `tenant`, only that tenant's records are expired, read as
  * the sync read it (see `quarantinedTenant`).
  */
-export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs'> & { config?: LakeConfig }): Promise<RetentionResult> {
+export async function retireExpired(store: LakeStore, cutoff: number, options: Pick<RetentionOptions, 'stream' | 'tenant' | 'graceMs' | 'checkpointRetentionMs'> & { config?: LakeConfig }): Promise<RetentionResult> {
   const state = await loadLakeState(store);
   const filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
   const session = `retention-${randomUUID()}`;
@@ -476,6 +486,7 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
       quarantineFilesRewritten: removed ? rewritten.length : 0,
       quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) + rewritten.reduce((n, r) => n + r.dropped, 0) : 0,
       quarantineFilesDeferred: quarantineDeferred,
+      checkpointsDeleted: await pruneCheckpoints(store, options.checkpointRetentionMs),
     };
   } finally {
     await rm(work, { recursive: true, force: true });
