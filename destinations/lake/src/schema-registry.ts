@@ -283,15 +283,23 @@ function compatible(from: ColumnType, to: ColumnType): boolean {
 export type BreakingMode = 'fail' | 'new_column';
 
 /**
+ * Where the types of the columns handed to `evolve` come from: `declared` by the stream's
+ * JSON Schema, or `inferred` from the first value of a field it does not declare (see
+ * columnTypeOfValue), which is a guess.
+ */
+export type ColumnOrigin = 'declared' | 'inferred';
+
+/**
  * The next version when `wanted` differs from the latest one, else undefined. New fields
  * are added as optional columns (files written from now on have the wider schema; older
  * files read as NULL for them). Fields that disappear keep their column (NULL from now on).
  * A type change that readers cannot union is breaking: refused (`fail`) or mapped to a new
  * column `<field>__v<version>` (`new_column`); old rows keep the old column, never rewritten.
  * integer → number widens the column; integer wanted for a number column, or any type for a json
- * column, keeps the column as it is.
+ * column, keeps the column as it is. A type `inferred` for a field that already has a column
+ * keeps that column too, unless it widens integer → number: a guess is never a breaking change.
  */
-export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode): SchemaVersion | undefined {
+export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadColumn[], mode: BreakingMode, origin: ColumnOrigin): SchemaVersion | undefined {
   const latest = history.versions[history.versions.length - 1];
   const version = (latest?.version ?? 0) + 1;
   if (!latest) return { version, at: new Date().toISOString(), columns: [...wanted], jsonSchema: payloadJsonSchema(wanted), change: 'initial schema' };
@@ -309,6 +317,15 @@ export function evolve(history: StreamSchemaHistory, wanted: readonly PayloadCol
       columns.push(column);
       byField.set(w.field, column);
       changes.push(`added ${w.field} (${w.type})`);
+    } else if (origin === 'inferred' && !(have.type === 'integer' && w.type === 'number')) {
+      // A session infers types only for fields it has no column for (or widens one it knows
+      // to number, see StreamStage.widensToNumber): this field's column was registered by
+      // another session open at the same time, while this one guessed from its own first
+      // value (and lost the claim of the version, see claimVersion). A guess is no reason to
+      // fail the sync or to move the field to a new column: the column stays as it is, and
+      // the stage quarantines the values that do not fit it, with the reason it gives when it
+      // knows the column from the start (one session, or sessions one after another).
+      continue;
     } else if (have.type === w.type && isCarryMove(w.field, have.column, w.column)) {
       // Back to `payload_<name>`: that name may be another field's column by now (a field
       // literally named `payload_customer_id`), and two fields in one column failed the

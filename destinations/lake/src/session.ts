@@ -14,7 +14,7 @@ import { matchesPath, readFileStats } from './file-stats.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
-import { admitsIntegerText, CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
+import { admitsIntegerText, CDC_FIELDS, claimVersion, columnsOfSchema, evolve, loadSchemaHistory, saveSchemaHistory, type ColumnOrigin, type PayloadColumn, type StreamSchemaHistory } from './schema-registry.js';
 import type { LakeStore } from './storage/store.js';
 import { quarantineIdentity, slotColumn, StreamStage } from './stream-stage.js';
 import { createOwnedTempDir, removeStaleTempDirs } from './temp-dir.js';
@@ -143,11 +143,15 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
    * Evolves `stream`'s schema for `wanted` columns (see `evolve`) and claims the new version,
    * if one is needed: when another session claimed that version number first, its version
    * is loaded and the schema evolved on top of it (its columns kept, then `wanted`'s added).
+   * `origin`: whether `wanted` is the stream schema's columns or columns the stage inferred
+   * from records. An inferred type never changes the column the other session registered
+   * for that field (see `evolve`): the stage quarantines the records that do not fit it, as
+   * it does without concurrency, instead of the sync failing on a guess.
    */
-  const evolveClaimed = async (stream: string, wanted: readonly PayloadColumn[]): Promise<void> => {
+  const evolveClaimed = async (stream: string, wanted: readonly PayloadColumn[], origin: ColumnOrigin): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       const history = histories.get(stream)!;
-      const next = evolve(history, wanted, config.on_breaking_change ?? 'fail');
+      const next = evolve(history, wanted, config.on_breaking_change ?? 'fail', origin);
       if (next === undefined) return;
       if (await claimVersion(store, stream, next)) {
         history.versions.push(next);
@@ -178,7 +182,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const fields = attributedFields(mapping);
       if (fields) attributions.set(stream.key, fields);
       histories.set(stream.key, await loadSchemaHistory(store, stream.key));
-      await evolveClaimed(stream.key, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)));
+      await evolveClaimed(stream.key, columnsOfSchema(stream.jsonSchema, carriedFields(mapping)), 'declared');
       const history = histories.get(stream.key)!;
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
@@ -186,7 +190,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const replayWindow = await loadReplayWindow(duck.connection, store, replayableFiles(state, stream.key), tempDir, latest.columns);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, replayWindow, async (added: PayloadColumn[]) => {
-        await evolveClaimed(stream.key, added);
+        await evolveClaimed(stream.key, added, 'inferred');
         const h = histories.get(stream.key)!;
         const last = h.versions[h.versions.length - 1]!;
         return { version: last.version, columns: last.columns };

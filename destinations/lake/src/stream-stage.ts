@@ -298,7 +298,11 @@ export class StreamStage {
     private readonly validate: ((record: RecordData) => string | undefined) | undefined,
     /** Rows already committed by sessions that may be replayed (see LakeState.unclean). */
     private readonly replayWindow: ReplayWindow | undefined,
-    /** Called when records bring fields the schema does not have: returns the new version. */
+    /**
+     * Called when records bring fields the schema does not have: returns the new version. A
+     * field's column there may have another type than the one asked for (another session
+     * registered it first, see `evolve`): the records that do not fit it are quarantined.
+     */
     private readonly onNewColumns: (added: PayloadColumn[]) => Promise<{ version: number; columns: PayloadColumn[] }>,
     /** The stream declares CDC fields (`_tributary_op`…): stage them from the start. */
     cdc = false,
