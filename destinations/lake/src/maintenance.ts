@@ -22,7 +22,7 @@ import {
 } from './commit-log.js';
 import { ownEventTimeMs, parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { ident, literal, openDuckDb } from './duck.js';
+import { epochMsTimestampSql, ident, literal, openDuckDb } from './duck.js';
 import { streamDir } from './layout.js';
 import { loadSchemaHistory, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake } from './storage/open-store.js';
@@ -61,7 +61,7 @@ async function commitRemoval(
   state: LakeState,
   entry: EntryDraft | ((state: LakeState) => EntryDraft | undefined),
   validate?: (state: LakeState) => void,
-  lease?: CommitLease,
+  leases: readonly CommitLease[] = [],
 ): Promise<LogEntry | undefined> {
   let record: string | undefined;
   const dropRecord = async (): Promise<void> => {
@@ -82,8 +82,8 @@ async function commitRemoval(
         }
       },
       beforeWrite: async (draft) => {
-        // The file the entry adds was published under `lease`: not committed once it may have lapsed.
-        await lease?.keep();
+        // The files the entry adds were published under `leases`: not committed once one may have lapsed.
+        for (const lease of leases) await lease.keep();
         const previous = record;
         record = await trash(store, draft.remove ?? []);
         if (previous !== undefined) await store.delete([previous]).catch(() => undefined);
@@ -227,6 +227,64 @@ function bigintsWidenedLater(history: StreamSchemaHistory, version: number): str
     .join(',');
 }
 
+/** A file written to replace others (compaction's merge, retention's rewrite): published, no log entry names it yet. */
+interface Replacement {
+  file: LakeFile;
+  /** Held from before the file was published until the entry naming it is written (then `settled`, `release`). */
+  lease: CommitLease;
+}
+
+/**
+ * Writes the rows `select` gives (SQL over `source`: the rows of `inputs`, whose local copies
+ * are `locals`, read as stored, columns united by name) to one Parquet file, reads its stats,
+ * and publishes it in the first input's partition directory (same stream, tenant and
+ * partition: callers pass files of one partition) under a new lease. Named
+ * `compact-<uuid>.parquet`, the name an orphan sweep of any version knows as a lease owner's,
+ * so it leaves the file until the entry names it. The columns and their types are the
+ * inputs' (DuckDB copies them as stored: a BIGINT stays BIGINT); every envelope column, and
+ * `_tributary_ingest_seq`, is copied as it is. The caller commits it (`commitRemoval` with the
+ * lease), then settles and releases the lease.
+ */
+async function publishReplacement(
+  store: LakeStore,
+  duck: Awaited<ReturnType<typeof openDuckDb>>,
+  config: Partial<Pick<LakeConfig, 'compression' | 'row_group_size'>>,
+  work: string,
+  inputs: readonly LakeFile[],
+  locals: readonly string[],
+  select: (source: string) => Promise<string>,
+): Promise<Replacement> {
+  const first = inputs[0]!;
+  const id = `compact-${randomUUID()}`;
+  const dir = join(work, id);
+  await mkdir(dir, { recursive: true });
+  const out = join(dir, `${id}.parquet`);
+  const source = `read_parquet([${locals.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`;
+  await duck.connection.run(`COPY (${await select(source)}) TO ${literal(out)} (FORMAT parquet, COMPRESSION ${config.compression ?? 'zstd'}, ROW_GROUP_SIZE ${config.row_group_size ?? 122_880})`);
+  const stats = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, epoch_ms(min(event_time))::DOUBLE, epoch_ms(max(event_time))::DOUBLE, max(schema_version)::DOUBLE FROM read_parquet(${literal(out)})`)).getRows()[0]!;
+  const dirParts = first.path.split('/').slice(0, -1).join('/');
+  const key = `${dirParts}/${id}.parquet`;
+  if (!key.startsWith(`data/${streamDir(first.stream)}/`)) throw new TributaryError('fatal', { userMessage: `lake: unexpected file path ${first.path}` });
+  const file: LakeFile = {
+    path: key,
+    stream: first.stream,
+    tenant: first.tenant,
+    partition: first.partition,
+    rows: Number(stats[0]),
+    bytes: (await stat(out)).size,
+    schemaVersion: Number(stats[3]),
+    minEventTime: Number(stats[1]),
+    maxEventTime: Number(stats[2]),
+    sessions: [...new Set(inputs.flatMap((f) => f.sessions))],
+  };
+  // Published under a lease, so another run's orphan sweep leaves it until the entry names it.
+  const lease = new CommitLease(store, id);
+  await lease.keep();
+  await store.putFile(key, out);
+  await rm(dir, { recursive: true, force: true });
+  return { file, lease };
+}
+
 /**
  * Merges each partition's small files into one (per stream, tenant and day: never across
  * tenants; nor a file holding a BIGINT column with one where it was widened to DOUBLE, see
@@ -278,14 +336,8 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
     }
     for (const files of groups.values()) {
       if (files.length < (options.minFiles ?? 4)) continue;
-      const first = files[0]!;
-      const id = `compact-${randomUUID()}`;
-      const dir = join(work, id);
-      await mkdir(dir, { recursive: true });
       const locals: string[] = [];
       for (const f of files) locals.push(await store.localCopy(f.path, join(work, 'in')));
-      const out = join(dir, `${id}.parquet`);
-      const source = `read_parquet([${locals.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`;
       // A replay is the same record stored again: every column equal but the ingest time.
       // The last stored copy stays: it is the one point-in-time reads return (they order
       // equal rows by ingest time, newest first), so their answers do not change with a
@@ -293,43 +345,22 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
       // incremental cursor coarser than the source's changes (a row updated twice within one
       // `updated_at` value) gives two different changes one id and one time, and dropping the
       // later one changed point-in-time answers (the earlier value came back).
-      const columns = (await duck.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRows().map((r) => String(r[0]));
-      const identity = columns.filter((c) => c !== 'ingest_time').map(ident).join(', ');
-      await duck.connection.run(
-        `COPY (SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY ${identity} ORDER BY ingest_time DESC) = 1 ORDER BY event_time) TO ${literal(out)} ` +
-          `(FORMAT parquet, COMPRESSION ${config.compression ?? 'zstd'}, ROW_GROUP_SIZE ${config.row_group_size ?? 122_880})`,
-      );
-      const stats = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, epoch_ms(min(event_time))::DOUBLE, epoch_ms(max(event_time))::DOUBLE, max(schema_version)::DOUBLE FROM read_parquet(${literal(out)})`)).getRows()[0]!;
-      const rows = Number(stats[0]);
-      const dirParts = first.path.split('/').slice(0, -1).join('/');
-      const key = `${dirParts}/${id}.parquet`;
-      if (!key.startsWith(`data/${streamDir(first.stream)}/`)) throw new TributaryError('fatal', { userMessage: `lake: unexpected file path ${first.path}` });
-      const merged: LakeFile = {
-        path: key,
-        stream: first.stream,
-        tenant: first.tenant,
-        partition: first.partition,
-        rows,
-        bytes: (await stat(out)).size,
-        schemaVersion: Number(stats[3]),
-        minEventTime: Number(stats[1]),
-        maxEventTime: Number(stats[2]),
-        sessions: [...new Set(files.flatMap((f) => f.sessions))],
-      };
-      // Published under a lease, so another run's orphan sweep leaves it until the entry names it.
-      const lease = new CommitLease(store, id);
-      await lease.keep();
-      await store.putFile(key, out);
+      const { file: merged, lease } = await publishReplacement(store, duck, config, work, files, locals, async (source) => {
+        const columns = (await duck.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`)).getRows().map((r) => String(r[0]));
+        const identity = columns.filter((c) => c !== 'ingest_time').map(ident).join(', ');
+        return `SELECT * FROM ${source} QUALIFY row_number() OVER (PARTITION BY ${identity} ORDER BY ingest_time DESC) = 1 ORDER BY event_time`;
+      });
+      const rows = merged.rows;
       const removed = files.map((f) => f.path);
       await commitRemoval(
         store,
         state,
-        { session: id, kind: 'compact', add: [merged], remove: removed },
+        { session: lease.owner, kind: 'compact', add: [merged], remove: removed },
         (s: LakeState) => {
           const gone = removed.filter((p) => !s.files.has(p));
           if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
         },
-        lease,
+        [lease],
       );
       lease.settled();
       await lease.release();
@@ -351,7 +382,7 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
 export interface RetentionOptions {
   /** Keep events from this many days before now (UTC midnight boundary). */
   keepDays?: number;
-  /** Or: drop every file whose events are all before this time (ISO-8601, UTC when it has no offset; Date or epoch ms). */
+  /** Or: remove every row whose event is before this time (ISO-8601, UTC when it has no offset; Date or epoch ms). */
   before?: string | Date | number;
   stream?: string;
   tenant?: string;
@@ -361,15 +392,20 @@ export interface RetentionOptions {
 }
 
 export interface RetentionResult {
+  /** Files whose rows all expired: removed. */
   filesRemoved: number;
+  /** Files holding expired rows among others: replaced by a file of the others (same partition, columns and values). */
+  filesRewritten: number;
+  /** Expired rows removed, from removed and rewritten files. */
   rowsRemoved: number;
   filesDeleted: number;
   /**
-   * Expired files left in place because the sync that wrote them may still be replayed (it
-   * has not completed since: see LakeState.unclean); a run after that stream's sync
-   * completes removes them.
+   * Files holding expired rows left in place because the sync that wrote them may still be
+   * replayed (it has not completed since: see LakeState.unclean); a run after that stream's
+   * sync completes removes or rewrites them.
    */
   filesDeferred: number;
+  /** Expired rows in the deferred files. */
   rowsDeferred: number;
   /** Quarantine files removed: every record in them expired (and, with `tenant`, is that tenant's). */
   quarantineFilesRemoved: number;
@@ -383,7 +419,7 @@ export interface RetentionResult {
   checkpointsDeleted: number;
 }
 
-/** Drops whole files (a tenant's day, with the default partitioning) whose events are all older than the cutoff. */
+/** Removes every row whose event is before the cutoff: drops files wholly before it, rewrites files holding rows on both sides (see `retireExpired`). */
 export async function applyRetention(rawConfig: LakeConfig | Record<string, unknown>, options: RetentionOptions): Promise<RetentionResult> {
   const config = parseConfig(lakeConfigSchema, rawConfig, 'lake config');
   let cutoff: number;
@@ -407,27 +443,121 @@ export async function applyRetention(rawConfig: LakeConfig | Record<string, unkn
 
 /**
  * Whether every event of `file` is before `cutoff` (epoch ms, with a fraction when the cutoff
- * has digits below the millisecond). The log records a file's latest event time in whole
+ * has digits below the millisecond), by the log alone. The log records a file's latest event time in whole
  * milliseconds, cut toward 1970 (DuckDB's `epoch_ms`), while event times are stored to the
  * microsecond: the latest event is anywhere before the end of that millisecond, which must
  * not be after the cutoff. Compared by the recorded millisecond itself, a file whose latest
  * event came after the cutoff within its millisecond (`.000900` against `.000800`) was
- * dropped. A file whose events are all before the cutoff but in its millisecond stays.
+ * dropped. A file whose events are all before the cutoff but in its millisecond is read
+ * (`mayStraddle`).
  */
 function allBefore(file: LakeFile, cutoff: number): boolean {
   return file.maxEventTime + 1 <= cutoff;
 }
 
 /**
- * Retention on an open store (see `applyRetention`). The files to drop are chosen on the
- * log's latest state at the moment of committing: when another writer commits first (a
- * compaction that merged expired files into a new one), they are chosen again, so the
- * merged file is dropped too rather than left holding the expired rows.
+ * Whether `file` may hold a row before `cutoff` besides rows that are not (or rows in the
+ * cutoff's own millisecond): its earliest event's millisecond starts before the cutoff, and
+ * `allBefore` cannot tell. Which of its rows expired is read from the file (`planRowRetention`).
+ */
+function mayStraddle(file: LakeFile, cutoff: number): boolean {
+  return !allBefore(file, cutoff) && file.minEventTime < cutoff;
+}
+
+/** SQL: the row's event is before `cutoff` (epoch ms, with its fraction), to the microsecond; a row without an event time never expires. */
+const expiredRowSql = (cutoff: number): string => `coalesce(event_time < ${epochMsTimestampSql(`CAST(${String(cutoff)} AS DOUBLE)`)}, false)`;
+
+/** What retention does with a file that may straddle the cutoff, read from its rows (see `retireExpired`). */
+interface RowPlan {
+  rows: number;
+  /** Rows whose event is before the cutoff. */
+  expired: number;
+  /** The file of its other rows, published; made only for a file holding both, of a sync that cannot be replayed. */
+  rewrite?: Replacement;
+}
+
+/** The file holds expired rows among others: it is replaced by a file of the others. */
+const needsRewrite = (plan: RowPlan): boolean => plan.expired > 0 && plan.expired < plan.rows;
+
+/** The log changed under a retention run: it names a file the run has not read that may hold expired rows (see `retireExpired`). */
+class RetentionPlanStale extends Error {}
+
+/** How often a retention run reads files again after the log changed under it before it gives up (transient). */
+const RETENTION_ROUNDS = 10;
+
+/**
+ * Reads each of `files` that `plans` lacks (on S3 a downloaded copy): how many of its rows
+ * expired. For one holding expired rows among others that is `rewritable` (its sync cannot be
+ * replayed), writes and publishes the file of its other rows (`publishReplacement`, as
+ * compaction's merge: same partition directory, columns, types and envelope values, the rows in
+ * their stored order). A file planned earlier without its rewrite (its sync could be replayed
+ * then) gets it once rewritable.
+ */
+async function planRowRetention(
+  store: LakeStore,
+  duck: Awaited<ReturnType<typeof openDuckDb>>,
+  config: Partial<Pick<LakeConfig, 'compression' | 'row_group_size'>>,
+  work: string,
+  files: readonly LakeFile[],
+  cutoff: number,
+  rewritable: (file: LakeFile) => boolean,
+  plans: Map<string, RowPlan>,
+): Promise<void> {
+  const expired = expiredRowSql(cutoff);
+  try {
+    for (const file of files) {
+      const known = plans.get(file.path);
+      if (known !== undefined && (known.rewrite !== undefined || !needsRewrite(known) || !rewritable(file))) continue;
+      const local = await store.localCopy(file.path, join(work, 'in'));
+      let plan = known;
+      if (plan === undefined) {
+        const [rows, old] = (await duck.connection.runAndReadAll(`SELECT count(*)::DOUBLE, count(*) FILTER (WHERE ${expired})::DOUBLE FROM read_parquet(${literal(local)}, hive_partitioning = false)`)).getRows()[0]!;
+        plan = { rows: Number(rows), expired: Number(old) };
+      }
+      if (needsRewrite(plan) && rewritable(file)) {
+        // No ORDER BY: one file's rows keep their stored order (DuckDB preserves insertion order).
+        plan.rewrite = await publishReplacement(store, duck, config, work, [file], [local], async (source) => `SELECT * FROM ${source} WHERE NOT ${expired}`);
+        if (plan.rewrite.file.rows !== plan.rows - plan.expired) {
+          throw new TributaryError('fatal', { userMessage: `lake retention: the rewrite of ${file.path} holds ${plan.rewrite.file.rows} row(s), not ${plan.rows - plan.expired}` });
+        }
+      }
+      plans.set(file.path, plan);
+    }
+  } finally {
+    await rm(join(work, 'in'), { recursive: true, force: true });
+  }
+}
+
+/** Deletes published rewrites no entry names (best effort: an orphan sweep deletes one left), and their leases. */
+async function discardRewrites(store: LakeStore, rewrites: readonly Replacement[]): Promise<void> {
+  if (rewrites.length === 0) return;
+  await store.delete(rewrites.map((r) => r.file.path)).catch(() => undefined);
+  for (const { lease } of rewrites) {
+    lease.settled();
+    await lease.release();
+  }
+}
+
+/**
+ * Retention on an open store (see `applyRetention`): no row whose event is before the cutoff
+ * stays visible, in the run's streams and tenant. A file whose events are all before it
+ * (`allBefore`, or read so) is dropped; a file holding rows on both sides (a tenant's month,
+ * a file compaction merged, a cutoff inside a day) is replaced by a file of its later rows
+ * (`planRowRetention`), in the same log entry, whose trash record names the replaced files
+ * for the grace period. The files to drop are chosen on the log's latest state at the moment
+ * of committing: when another writer commits first (a compaction that merged expired files
+ * into a new one), they are chosen again, so the merged file is dropped too rather than left
+ * holding the expired rows. A rewrite replaces its source only while the log still has it;
+ * when the log names a file the run has not read that may hold expired rows (a compaction
+ * merged a straddling file), the entry is not written: the run reads the new files and
+ * commits again (at most RETENTION_ROUNDS times, then fails as transient). Rewrites are
+ * published under leases before the entry (so a concurrent orphan sweep leaves them), and
+ * deleted when no entry names them.
  *
  * Files of syncs that may still be replayed (not completed since their commit: a crash
- * after it, LakeState.unclean) stay, reported as deferred: the sync's resume reads their
- * event ids (and quarantined records) to drop the records it replays, and without them it
- * wrote the expired rows again.
+ * after it, LakeState.unclean) stay, reported as deferred, whether all or some of their rows
+ * expired: the sync's resume reads their event ids (and quarantined records) to drop the
+ * records it replays, and without them it wrote the expired rows again.
  *
  * Quarantined records expire as rows do, by event time, and also by the time they were
  * quarantined (see `quarantineRecordExpired`). A quarantine file whose records all expired
@@ -444,6 +574,8 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
   const session = `retention-${randomUUID()}`;
   const work = join(tmpdir(), `tributary-lake-retention-${randomUUID()}`);
   await createOwnedTempDir(work);
+  let duck: Awaited<ReturnType<typeof openDuckDb>> | undefined;
+  const plans = new Map<string, RowPlan>();
   try {
     const quarantine = await expiredQuarantine(store, state, cutoff, { ...options, session, work });
     const isReplayable = (current: LakeState, q: QuarantineFile): boolean => q.session !== undefined && current.unclean.get(q.stream)?.has(q.session) === true;
@@ -451,17 +583,31 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
     // When the commit fails they stay, invisible (no entry names them) and holding only kept records.
     const published = quarantine.rewrites.filter((r) => !isReplayable(state, r.source));
     for (const r of published) await store.putFile(r.file.path, r.localPath);
-    const inScope = (stream: string): boolean => options.stream === undefined || stream === options.stream;
+    const inScope = (f: LakeFile): boolean => (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant);
+    const replayable = (current: LakeState, f: LakeFile): boolean => f.sessions.some((s) => current.unclean.get(f.stream)?.has(s) === true);
+    const straddling = (current: LakeState): LakeFile[] => [...current.files.values()].filter((f) => inScope(f) && mayStraddle(f, cutoff));
+    // Read, and rewritten when it must be (a rewrite waits while its sync may be replayed).
+    const planned = (current: LakeState, f: LakeFile): boolean => {
+      const plan = plans.get(f.path);
+      return plan !== undefined && (plan.rewrite !== undefined || !needsRewrite(plan) || replayable(current, f));
+    };
     let expired: LakeFile[] = [];
     let deferred: LakeFile[] = [];
+    let partlyDeferred: LakeFile[] = [];
+    let rewrittenFiles: LakeFile[] = [];
     let quarantineExpired: QuarantineFile[] = [];
     let rewritten: QuarantineRewrite[] = [];
     let quarantineDeferred = 0;
-    const entry = await commitRemoval(store, state, (current) => {
-      const replayable = (stream: string, sessions: readonly string[]): boolean => sessions.some((s) => current.unclean.get(stream)?.has(s) === true);
-      const candidates = [...current.files.values()].filter((f) => allBefore(f, cutoff) && inScope(f.stream) && (options.tenant === undefined || f.tenant === options.tenant));
-      expired = candidates.filter((f) => !replayable(f.stream, f.sessions));
-      deferred = candidates.filter((f) => replayable(f.stream, f.sessions));
+    const draft = (current: LakeState): EntryDraft | undefined => {
+      const straddlers = straddling(current);
+      // Read from its rows: every row before the cutoff, the latest in the cutoff's own millisecond.
+      const wholly = straddlers.filter((f) => plans.get(f.path)!.expired === f.rows);
+      const candidates = [...[...current.files.values()].filter((f) => allBefore(f, cutoff) && inScope(f)), ...wholly];
+      expired = candidates.filter((f) => !replayable(current, f));
+      deferred = candidates.filter((f) => replayable(current, f));
+      const partly = straddlers.filter((f) => needsRewrite(plans.get(f.path)!));
+      rewrittenFiles = partly.filter((f) => !replayable(current, f));
+      partlyDeferred = partly.filter((f) => replayable(current, f));
       const quarantined = current.quarantine.filter((q) => quarantine.removable.has(q.path));
       quarantineExpired = quarantined.filter((q) => !isReplayable(current, q));
       // A rewrite replaces its source only while the log still has it (another run may have removed or rewritten it).
@@ -469,19 +615,59 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
       const rewrites = quarantine.rewrites.filter((r) => live.has(r.source.path));
       rewritten = rewrites.filter((r) => published.includes(r) && !isReplayable(current, r.source));
       quarantineDeferred = quarantined.length - quarantineExpired.length + rewrites.filter((r) => isReplayable(current, r.source)).length;
-      const remove = [...expired.map((f) => f.path), ...quarantineExpired.map((q) => q.path), ...rewritten.map((r) => r.source.path)];
+      const remove = [...expired.map((f) => f.path), ...rewrittenFiles.map((f) => f.path), ...quarantineExpired.map((q) => q.path), ...rewritten.map((r) => r.source.path)];
       if (remove.length === 0) return undefined;
-      return { session, kind: 'retention', remove, ...(rewritten.length > 0 ? { quarantine: rewritten.map((r) => r.file) } : {}) };
-    });
+      const add = rewrittenFiles.map((f) => plans.get(f.path)!.rewrite!.file);
+      return { session, kind: 'retention', remove, ...(add.length > 0 ? { add } : {}), ...(rewritten.length > 0 ? { quarantine: rewritten.map((r) => r.file) } : {}) };
+    };
+    let entry: LogEntry | undefined;
+    for (let round = 1; ; round++) {
+      const unread = straddling(state).filter((f) => !planned(state, f));
+      if (unread.length > 0) {
+        duck ??= await openDuckDb(join(work, 'spill'));
+        await planRowRetention(store, duck, options.config ?? {}, work, unread, cutoff, (f) => !replayable(state, f), plans);
+      }
+      const leases = [...plans.values()].flatMap((p) => (p.rewrite !== undefined ? [p.rewrite.lease] : []));
+      try {
+        entry = await commitRemoval(
+          store,
+          state,
+          draft,
+          (current) => {
+            if (straddling(current).some((f) => !planned(current, f))) throw new RetentionPlanStale();
+          },
+          leases,
+        );
+        break;
+      } catch (error) {
+        if (!(error instanceof RetentionPlanStale)) throw error;
+        if (round >= RETENTION_ROUNDS) throw new TributaryError('transient', { userMessage: `lake retention: the commit log kept changing under ${RETENTION_ROUNDS} runs; run retention again` });
+        // The log changed (`state` is its latest): rewrites of files it no longer names are of no use.
+        for (const [path, plan] of plans) {
+          if (state.files.has(path)) continue;
+          plans.delete(path);
+          if (plan.rewrite !== undefined) await discardRewrites(store, [plan.rewrite]);
+        }
+      }
+    }
     const removed = entry !== undefined;
     const unused = published.filter((r) => !removed || !rewritten.includes(r)).map((r) => r.file.path);
     if (unused.length > 0) await store.delete(unused).catch(() => undefined);
+    const used = new Set(removed ? rewrittenFiles.map((f) => f.path) : []);
+    const rewrites = [...plans].flatMap(([path, plan]) => (plan.rewrite !== undefined ? [{ path, rewrite: plan.rewrite }] : []));
+    await discardRewrites(store, rewrites.filter((r) => !used.has(r.path)).map((r) => r.rewrite));
+    for (const { rewrite } of rewrites.filter((r) => used.has(r.path))) {
+      rewrite.lease.settled();
+      await rewrite.lease.release();
+    }
+    const rowsExpired = (f: LakeFile): number => plans.get(f.path)!.expired;
     return {
       filesRemoved: removed ? expired.length : 0,
-      rowsRemoved: removed ? expired.reduce((n, f) => n + f.rows, 0) : 0,
+      filesRewritten: removed ? rewrittenFiles.length : 0,
+      rowsRemoved: removed ? expired.reduce((n, f) => n + f.rows, 0) + rewrittenFiles.reduce((n, f) => n + rowsExpired(f), 0) : 0,
       filesDeleted,
-      filesDeferred: deferred.length,
-      rowsDeferred: deferred.reduce((n, f) => n + f.rows, 0),
+      filesDeferred: deferred.length + partlyDeferred.length,
+      rowsDeferred: deferred.reduce((n, f) => n + f.rows, 0) + partlyDeferred.reduce((n, f) => n + rowsExpired(f), 0),
       quarantineFilesRemoved: removed ? quarantineExpired.length : 0,
       quarantineFilesRewritten: removed ? rewritten.length : 0,
       quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) + rewritten.reduce((n, r) => n + r.dropped, 0) : 0,
@@ -489,6 +675,7 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
       checkpointsDeleted: await pruneCheckpoints(store, options.checkpointRetentionMs),
     };
   } finally {
+    duck?.close();
     await rm(work, { recursive: true, force: true });
   }
 }
