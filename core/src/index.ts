@@ -47,5 +47,6 @@ export { formatIsoMs, nanosBelowMillisecond, parseDateTimeMs } from './util/iso-
 export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
 export { stringifyJson } from './util/json-text.js';
 export { marksDeleted } from './util/deletion-mark.js';
+export { movedFromKey } from './util/key-change.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';
 export { singleAttempt } from './connector/single-attempt.js';
