@@ -11,6 +11,7 @@ import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { ownEventTimeMs, tenantOf } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
+import { withKeyMoveDeletes } from './key-moves.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
@@ -438,15 +439,21 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       // batch is staged, so if either fails the runtime's retry stages the batch exactly once.
       if (stage.rows >= rowsPerFile) await seal(batch.stream, stage);
       if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
+      // Each update that moved its row to another key preceded by a delete of the old key
+      // (see key-moves.ts); the deletes then take the path of any CDC delete.
+      const moves = withKeyMoveDeletes(batch.records, stage.mapping);
       const fields = attributions.get(batch.stream);
-      const records = fields ? await attributeDeletes(batch.stream, stage, fields, batch.records) : batch.records;
+      const given = moves?.records ?? batch.records;
+      const records = fields ? await attributeDeletes(batch.stream, stage, fields, given) : given;
       // Each batch its own ingest time, so that rows of one ingest time are one batch, which
       // `_tributary_ingest_seq` orders (see row-order.ts): two batches in one millisecond
       // would tie on both.
       const ingestMs = Math.max(Date.now(), lastIngestMs + 1);
       lastIngestMs = ingestMs;
-      const rejected = await stage.append(records, ingestMs);
-      return rejected.length > 0 ? { rejected } : undefined;
+      const rejected = await stage.append(records, ingestMs, moves?.synthesized);
+      if (rejected.length === 0) return undefined;
+      // Indices into the runtime's batch (a synthesized delete is never among them).
+      return { rejected: moves ? rejected.map((r) => ({ ...r, index: moves.origin[r.index]! })) : rejected };
     },
     commit,
     async close({ completed }) {

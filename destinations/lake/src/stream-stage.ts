@@ -602,8 +602,12 @@ export class StreamStage {
    * appender), it becomes `fatal`, since a retry would store those records twice. The sync
    * then stops; the next one resumes from the last checkpoint, and what this session
    * committed of the batch is recognised as a replay.
+   *
+   * `dropIfRefused`: indices of records the session added to the batch (the deletes of
+   * moved keys, see key-moves.ts): one that cannot be stored is dropped, neither
+   * quarantined nor returned.
    */
-  async append(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
+  async append(records: readonly RecordData[], ingestMs: number, dropIfRefused?: ReadonlySet<number>): Promise<RejectedRecord[]> {
     // Looking for new fields walks every field of every record: skipped when validation already refuses them.
     const { added, cdc } = this.declaredFieldsOnly && this.validate ? { added: [], cdc: false } : this.scan(records);
     if (cdc) await this.addColumns(CDC_SLOTS.filter((slot) => !this.has(slot)).map((slot) => ({ slot })));
@@ -611,7 +615,7 @@ export class StreamStage {
     const rows = this.rows;
     const quarantined = this.quarantine.length + this.counts.requarantined;
     try {
-      return await this.stageBatch(records, ingestMs);
+      return await this.stageBatch(records, ingestMs, dropIfRefused);
     } catch (error) {
       if (this.rows === rows && this.quarantine.length + this.counts.requarantined === quarantined) throw error;
       throw new TributaryError('fatal', {
@@ -622,7 +626,7 @@ export class StreamStage {
   }
 
   /** `append` once the batch's new columns exist. */
-  private async stageBatch(records: readonly RecordData[], ingestMs: number): Promise<RejectedRecord[]> {
+  private async stageBatch(records: readonly RecordData[], ingestMs: number, dropIfRefused: ReadonlySet<number> | undefined): Promise<RejectedRecord[]> {
     const rejected: RejectedRecord[] = [];
     const layout = this.layout;
     const width = layout.length;
@@ -634,6 +638,7 @@ export class StreamStage {
     const { mapping } = this;
     const derivedCursor = this.derived.cursor !== undefined;
     const reject = (index: number, record: unknown, reason: string): void => {
+      if (dropIfRefused?.has(index) === true) return;
       const stored = quarantineForm(record, reason);
       rejected.push({ index, reason: stored.reason });
       // The identity of the stored form: what a later session reads back from the quarantine file.
