@@ -113,6 +113,15 @@ export interface StreamMapping {
    * an unknown tenant, not `defaultTenant` (`forEachWrite` rejects it).
    */
   readonly tenantFieldDeclared: boolean;
+  /**
+   * The fields whose values make the record's key, as `movedFromKey` takes them: a CDC update
+   * whose before-image holds other values there moved its row to another key, which the
+   * writer ends (`forEachWrite`). The entity id field, and the tenant field when the stream's
+   * primary key includes it: PostgreSQL's default replica identity sends the old primary
+   * key only, so a tenant outside it is not in every before-image (and `movedFromKey` needs
+   * each field it is given).
+   */
+  readonly keyFields: readonly (readonly string[])[];
   readonly eventTimeField: string;
   readonly group: string;
   /** 0 = the group never expires. */
@@ -153,6 +162,7 @@ export function resolveMapping(config: RedisConfig, stream: DestinationStream): 
     entityIdField,
     tenantField,
     tenantFieldDeclared: hasProperty(stream, tenantField),
+    keyFields: stream.primaryKey.some((path) => path.length === 1 && path[0] === tenantField) ? [[entityIdField], [tenantField]] : [[entityIdField]],
     eventTimeField,
     group: entry?.feature_group ?? stream.name.replace(/[:\s]/g, '_'),
     ttlMs: ttlSeconds * 1000,

@@ -216,11 +216,9 @@ export async function compareOnlineOffline(options: ParityOptions): Promise<Pari
     entityKeyHeads(prefix, mapping.entityType),
   );
   report.unmapped = rejected.length;
-  const rejectedIndexes = new Set(rejected.map((r) => r.index));
-  let op = 0;
-  for (let i = 0; i < rows.length; i++) {
-    if (rejectedIndexes.has(i)) continue;
-    const write = ops[op++]!;
+  // In row order; a row that moved its key (a CDC update with its before-image) has two writes.
+  for (const write of ops) {
+    const i = write.index;
     const record = rows[i]!.record;
     const entry: Expected = {
       tenant: write.tenant,

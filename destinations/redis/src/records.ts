@@ -1,4 +1,4 @@
-import { marksDeleted, parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
+import { marksDeleted, movedFromKey, parseDateTimeMs, type RecordData, type RejectedRecord } from '@tributary/core';
 import type { StreamMapping } from './config.js';
 import { decodeKeyPart, encodeKeyPart, encodeOrderSegment, lakeMicroseconds, MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, normalizeLsn, subMillisecondNanos } from './layout.js';
 
@@ -51,13 +51,23 @@ export function tenantOf(record: RecordData, mapping: StreamMapping): string | u
  * among the other changes of the entity either way. Nor does it carry a tenant field outside
  * the key: when the stream's records have one (`tenantFieldDeclared`), such a delete is
  * rejected — its tenant is unknown, and `default_tenant` is not it.
+ *
+ * A CDC update that moved its row to another key (`movedFromKey` on `mapping.keyFields`: a
+ * PostgreSQL `UPDATE … SET id = …`, whose `_tributary_before` holds the old key) also ends
+ * the old key: `each` is first called for it as for a delete (a tombstone) at the update's
+ * event time and order segment, with the same record and index, then for the update. The
+ * old key's tenant is the before-image's tenant field when it has one (REPLICA IDENTITY
+ * FULL, or a key that includes it), else the record's. The update is never rejected for its
+ * old key: one without a usable entity id or tenant (nothing was stored under it) is not
+ * ended; an update rejected for itself ends nothing.
  */
 export function forEachWrite(
   records: readonly RecordData[],
   mapping: StreamMapping,
   /** `entityKeyHeads(prefix, mapping.entityType)`. */
   keyHead: (tenant: string) => string,
-  each: (keyHead: string, keyTail: string, eventTimeMs: number, order: Buffer | undefined, deleted: boolean, record: RecordData, index: number) => void,
+  /** `tenant`: the key's tenant (`tenantOf` the record, or for a moved row's old key, see above). */
+  each: (keyHead: string, keyTail: string, eventTimeMs: number, order: Buffer | undefined, deleted: boolean, record: RecordData, index: number, tenant: string) => void,
 ): RejectedRecord[] {
   const rejected: RejectedRecord[] = [];
   for (let index = 0; index < records.length; index++) {
@@ -109,9 +119,27 @@ export function forEachWrite(
       continue;
     }
     const order = encodeOrderSegment(normalizeLsn(record._tributary_position), subMillisecondNanos(time));
-    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, order, deleted, record, index);
+    // Per record, for updates only: `movedFromKey`, which returns at once unless the record has a before-image.
+    if (op === 'u') {
+      const old = movedFrom(record, mapping, tenant);
+      if (old !== undefined && (old.entityId !== entityId || old.tenant !== tenant)) each(keyHead(old.tenant), encodeKeyPart(old.entityId), eventTime, order, true, record, index, old.tenant);
+    }
+    each(keyHead(tenant), encodeKeyPart(entityId), eventTime, order, deleted, record, index, tenant);
   }
   return rejected;
+}
+
+/**
+ * The tenant and entity id of the key a CDC update moved its row from (see `forEachWrite`),
+ * or undefined when it did not move it or the before-image gives no usable key. The caller
+ * still compares it with the record's key: `movedFromKey` tells 4 from "4", the key does not.
+ */
+function movedFrom(record: RecordData, mapping: StreamMapping, tenant: string): { tenant: string; entityId: string } | undefined {
+  const before = movedFromKey(record, mapping.keyFields);
+  if (before === undefined) return undefined;
+  const entityId = keyPart(before[mapping.entityIdField]);
+  const oldTenant = before[mapping.tenantField] === undefined ? tenant : tenantOf(before, mapping);
+  return entityId === undefined || oldTenant === undefined ? undefined : { tenant: oldTenant, entityId };
 }
 
 /** The feature values a record stores (every field, or the mapping's `features`), as the lookup API returns them: JSON values. */
@@ -123,8 +151,10 @@ export function featureValues(record: RecordData, features: readonly string[] | 
 
 /** One record's write as the parity check sees it: entity key, event time, feature values (none for a delete). */
 export interface MappedWrite {
+  /** The record's index in the batch: a CDC update that moved its row has two writes (its old key's tombstone, then its own). */
+  readonly index: number;
   readonly key: string;
-  /** The tenant and entity id of the key, as the writer took them from the record (`tenantOf`). */
+  /** The tenant and entity id of the key, as the writer took them from the record (`tenantOf`), or from its before-image for a moved row's old key. */
   readonly tenant: string;
   readonly entityId: string;
   readonly eventTimeMs: number;
@@ -142,10 +172,11 @@ export function toOps(
   keyHead: (tenant: string) => string,
 ): { ops: MappedWrite[]; rejected: RejectedRecord[] } {
   const ops: MappedWrite[] = [];
-  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, deleted, record) =>
+  const rejected = forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, deleted, record, index, tenant) =>
     ops.push({
+      index,
       key: head + tail,
-      tenant: tenantOf(record, mapping)!, // forEachWrite rejects records without one
+      tenant,
       entityId: decodeKeyPart(tail),
       eventTimeMs,
       order,
