@@ -262,6 +262,16 @@ describe('CDC deletes (online/offline parity, through runSync)', () => {
     expect(diverged.samples[0]).toMatchObject({ kind: 'missing_offline', tenant: 'acme', entityId: 'e1' });
   });
 
+  it('an update that moves the row to another key ends the old key in both stores, and parity agrees', async () => {
+    // PostgreSQL `UPDATE … SET id = 'e9' WHERE id = 'e1'` under the default replica identity: the old key in the before-image.
+    const synced = await syncBoth('moved', [change('c', '0/1A0', 1, 'pro'), { ...change('u', '0/2A0', 2, 'pro', 'e9'), _tributary_before: { id: 'e1' } }]);
+    expect(synced.lake).toEqual({ e9: 'pro' });
+    const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: 'moved' });
+    const online = await lookup.getMany({ tenant: 'acme', entityType: 'profile', entityIds: ['e1', 'e9'] }).finally(() => lookup.close());
+    expect(online.map((e) => [e.entityId, e.found])).toEqual([['e1', false], ['e9', true]]);
+    expect(synced.report).toMatchObject({ ok: true, offlineEntities: 1, onlineEntities: 1, matching: 1, deleted: 1 });
+  });
+
   it('an entity re-inserted after its delete is back in both stores', async () => {
     const synced = await syncBoth('reins', [change('c', '0/1A0', 1, 'pro'), remove('0/2A0', 2), change('c', '0/3A0', 3, 'back')]);
     expect(synced.lake).toEqual({ e1: 'back' });
