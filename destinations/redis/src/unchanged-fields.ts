@@ -28,6 +28,13 @@ export function omitsUnchanged(record: RecordData): boolean {
  * that version lacks too (or a delete, or no earlier version) stays absent. Records that do
  * not omit fields are returned as they are (the same objects); the others as copies.
  *
+ * An update that moved its row to another key (`forEachWrite`: it also ends the old key)
+ * updates the row the OLD key held, not the new key's (which PostgreSQL had no row under):
+ * its fields come from the old key's version just before the move — the version the move's
+ * tombstone follows — and only when the script applies that tombstone; when the old key's
+ * newest version is newer than the move or as new (a replay), or a delete, or there is
+ * none, the record stays as it is.
+ *
  * Contract: the caller must have had every earlier batch of the stream acknowledged, so the
  * stored value read here is the one the update follows (batches in flight would not be in
  * it yet). Another writer of the same entity and group between this read and the write can
@@ -42,26 +49,29 @@ export async function fillUnchangedFields(
   records: readonly RecordData[],
   shapes: { readonly registry: string; readonly table: ShapeTable },
 ): Promise<readonly RecordData[]> {
-  interface Version {
-    readonly index: number;
-    readonly order: VersionOrder;
-    readonly deleted: boolean;
-  }
-  // Every mapped record of the entities concerned, with its place in the version order.
-  const byKey = new Map<string, Version[]>();
+  // Every entity concerned: the key of each record that omits fields, and the old key of each such record that moved.
+  const keys = new Set<string>();
   forEachWrite(records, mapping, keyHead, (head, tail, _eventTimeMs, _order, deleted, record) => {
-    if (!deleted && omitsUnchanged(record) && !byKey.has(head + tail)) byKey.set(head + tail, []);
+    if (omitsUnchanged(record) && (!deleted || isMoveTombstone(record))) keys.add(head + tail);
   });
-  if (byKey.size === 0) return records;
+  if (keys.size === 0) return records;
+  const chains = new Map<string, VersionChain>();
+  for (const key of keys) chains.set(key, { versions: [], next: 0, current: undefined, busy: false });
+  /** The old key of each record that omits fields and moved its row, by the record's index. */
+  const movedFrom = new Map<number, string>();
+  let lastTombstone: { index: number; key: string } | undefined;
   forEachWrite(records, mapping, keyHead, (head, tail, eventTimeMs, order, deleted, record, index) => {
-    const versions = byKey.get(head + tail);
-    versions?.push({ index, order: { eventTimeMs, lsn: normalizeLsn(record._tributary_position), nanos: orderSegmentNanos(order) }, deleted });
+    const key = head + tail;
+    // A moved row's old key comes first, with the same index (`forEachWrite`).
+    if (deleted && isMoveTombstone(record)) lastTombstone = { index, key };
+    else if (lastTombstone?.index === index && omitsUnchanged(record)) movedFrom.set(index, lastTombstone.key);
+    chains.get(key)?.versions.push({ index, order: { eventTimeMs, lsn: normalizeLsn(record._tributary_position), nanos: orderSegmentNanos(order) }, deleted });
   });
 
-  // The stored value of each entity's group: the version the batch's first update follows.
-  const keys = [...byKey.keys()];
+  // The stored value of each entity's group: the version the batch's first write of it follows.
+  const keyList = [...chains.keys()];
   const field = groupField(mapping.group);
-  const replies = await connection.send(encodeCommands(keys.map((key) => ['HGET', key, field])), keys.length, { bytes: true });
+  const replies = await connection.send(encodeCommands(keyList.map((key) => ['HGET', key, field])), keyList.length, { bytes: true });
   const error = replies.find((r): r is RedisReplyError => r instanceof RedisReplyError);
   if (error) throw error;
   const stored = replies as (Buffer | null)[];
@@ -71,37 +81,98 @@ export async function fillUnchangedFields(
     shapes.table,
     stored.map((value) => (value === null ? [] : [field, value])),
   );
-
-  const out = records.slice();
-  keys.forEach((key, k) => {
-    let current: { order: VersionOrder; features: Record<string, unknown> | undefined } | undefined;
+  keyList.forEach((key, k) => {
+    const chain = chains.get(key)!;
     const value = stored[k];
     const decoded = value == null ? undefined : decodeGroupValue(value, shapes.table);
     const storedOrder = value == null ? undefined : versionOfValue(value);
-    if (decoded !== undefined && storedOrder !== undefined) current = { order: storedOrder, features: decoded.deleted ? undefined : decoded.features };
+    if (decoded !== undefined && storedOrder !== undefined) chain.current = { order: storedOrder, features: decoded.deleted ? undefined : decoded.features };
     // Oldest first (stable: among versions at one place in the order, the batch's order — the
     // later applied replaces the one before it, as in the script, unless it is a replay).
-    const versions = byKey.get(key)!.sort((a, b) => (isNewerVersion(a.order, b.order) ? 1 : isNewerVersion(b.order, a.order) ? -1 : 0));
-    for (const v of versions) {
-      // Older than what precedes it, or as new and not replacing it (the same CDC position
-      // again, see sameTimeReplaces): the script ignores it (a late event, a replay). As new
-      // and replacing it (a position where the stored version has none): it follows it.
-      if (current !== undefined && (isNewerVersion(current.order, v.order) || (!isNewerVersion(v.order, current.order) && !sameTimeReplaces(v.order, current.order)))) continue;
-      if (v.deleted) {
-        current = { order: v.order, features: undefined };
+    chain.versions.sort((a, b) => (isNewerVersion(a.order, b.order) ? 1 : isNewerVersion(b.order, a.order) ? -1 : 0));
+  });
+
+  const out = records.slice();
+  /** A moved row's old-key features just before its move, by the record's index: set when the script applies the move's tombstone. */
+  const beforeMove = new Map<number, Record<string, unknown>>();
+  /** Indexes of the moves whose old-key tombstone was walked past (applied or not). */
+  const tombstonesWalked = new Set<number>();
+
+  /**
+   * Walks `key`'s versions in order, keeping its current version as the script would, up to
+   * and including the tombstone that the move at `untilMove` (a record index) writes to it
+   * (to the end when undefined). A moved record's new-key version first walks its old key up
+   * to its tombstone. Chains at different keys are thus walked in step with the moves that
+   * link them; a chain already being walked (a cycle, which ordered versions do not make) is
+   * left as it is, and the record waiting on it unfilled.
+   */
+  const walk = (key: string, untilMove?: number): void => {
+    const chain = chains.get(key)!;
+    if (chain.busy || (untilMove !== undefined && tombstonesWalked.has(untilMove))) return;
+    chain.busy = true;
+    while (chain.next < chain.versions.length) {
+      const v = chain.versions[chain.next++]!;
+      const record = out[v.index]!;
+      const isTombstoneOfMove = v.deleted && isMoveTombstone(record);
+      if (isTombstoneOfMove) tombstonesWalked.add(v.index);
+      if (!replacesCurrent(chain.current, v.order)) {
+        if (isTombstoneOfMove && v.index === untilMove) break;
         continue;
       }
-      let record = out[v.index]!;
-      if (omitsUnchanged(record) && current?.features !== undefined) {
-        const filled: Record<string, unknown> = { ...record };
-        for (const name of record._tributary_unchanged as unknown[]) {
-          if (typeof name === 'string' && filled[name] === undefined && current.features[name] !== undefined) filled[name] = current.features[name];
-        }
-        record = filled as RecordData;
-        out[v.index] = record;
+      if (v.deleted) {
+        if (isTombstoneOfMove && omitsUnchanged(record) && chain.current?.features !== undefined) beforeMove.set(v.index, chain.current.features);
+        chain.current = { order: v.order, features: undefined };
+        if (isTombstoneOfMove && v.index === untilMove) break;
+        continue;
       }
-      current = { order: v.order, features: record };
+      let filled = record;
+      if (omitsUnchanged(record)) {
+        const oldKey = movedFrom.get(v.index);
+        if (oldKey !== undefined) walk(oldKey, v.index);
+        const previous = oldKey === undefined ? chain.current?.features : beforeMove.get(v.index);
+        if (previous !== undefined) {
+          filled = withUnchangedFrom(record, previous);
+          out[v.index] = filled;
+        }
+      }
+      chain.current = { order: v.order, features: filled };
     }
-  });
+    chain.busy = false;
+  };
+  for (const key of keyList) walk(key);
   return out;
+}
+
+/** One entity's versions (stored, then the batch's, oldest first) and how far `walk` got. */
+interface VersionChain {
+  readonly versions: { readonly index: number; readonly order: VersionOrder; readonly deleted: boolean }[];
+  next: number;
+  /** The newest version walked past that the script would keep: its place, and its features (none for a delete). */
+  current: { order: VersionOrder; features: Record<string, unknown> | undefined } | undefined;
+  busy: boolean;
+}
+
+/** True for the write `forEachWrite` makes as a delete from a CDC update: the tombstone of a moved row's old key. */
+function isMoveTombstone(record: RecordData): boolean {
+  return record._tributary_op === 'u';
+}
+
+/**
+ * True when the script applies a version at `order` over `current`: it is newer, or as new
+ * and replacing it (see `sameTimeReplaces`). Older, or the same CDC position again (a late
+ * event, a replay): ignored.
+ */
+function replacesCurrent(current: { order: VersionOrder } | undefined, order: VersionOrder): boolean {
+  if (current === undefined) return true;
+  if (isNewerVersion(current.order, order)) return false;
+  return isNewerVersion(order, current.order) || sameTimeReplaces(order, current.order);
+}
+
+/** A copy of `record` with each field it lists in `_tributary_unchanged` and lacks taken from `previous`, when that has it. */
+function withUnchangedFrom(record: RecordData, previous: Record<string, unknown>): RecordData {
+  const filled: Record<string, unknown> = { ...record };
+  for (const name of record._tributary_unchanged as unknown[]) {
+    if (typeof name === 'string' && filled[name] === undefined && previous[name] !== undefined) filled[name] = previous[name];
+  }
+  return filled as RecordData;
 }
