@@ -11,7 +11,9 @@
  * delete whose key has no such row is left as it came (and quarantined with that reason).
  *
  * Only streams with a primary key that leaves out the customer id field or the tenant field
- * can need this; for other streams nothing here runs.
+ * can need this; for other streams nothing here runs, unless a batch moves a row to another
+ * key: the same lookup then also finds the old key's latest row for the update, to fill the
+ * fields it left out (see key-moves.ts, `filledFromOldRow`).
  */
 import type { RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
@@ -44,10 +46,17 @@ export interface PendingDelete {
   position: string;
 }
 
-/** The customer id and tenant (envelope text) of the row a delete removes. */
+/** The customer id and tenant (envelope text) of the row a delete removes, and where that row is. */
 export interface Attribution {
   customer: string;
   tenant: string;
+  /** Index in the batch of the row, when it is an earlier record of the batch. */
+  from?: number;
+  /**
+   * The row's values by column (those `lookupSql` was asked for, and `unchanged_fields`),
+   * when it was looked up and the lookup asked for columns.
+   */
+  columns?: Record<string, unknown>;
 }
 
 function lacks(record: RecordData, fields: AttributedFields): boolean {
@@ -55,16 +64,19 @@ function lacks(record: RecordData, fields: AttributedFields): boolean {
 }
 
 /**
- * The deletes of `records` that lack a field of `fields` and carry their whole key, each
- * attributed from the latest earlier record of its key in the batch when there is one
- * (`resolved`, by index); the others are `lookups`. Undefined when the batch has no such
- * delete (the common case: one property test per record).
+ * The deletes of `records` that lack a field of `fields` (when given) or whose index is in
+ * `oldRowWanted` (deletes of moved keys whose update needs the old row, see key-moves.ts),
+ * and carry their whole key, each attributed from the latest earlier record of its key in
+ * the batch when there is one (`resolved`, by index); the others are `lookups`. Undefined
+ * when the batch has no such delete (the common case: one property test per record).
  */
-export function batchDeletes(records: readonly RecordData[], mapping: StreamMapping, fields: AttributedFields): { resolved: Map<number, Attribution>; lookups: PendingDelete[] } | undefined {
+export function batchDeletes(records: readonly RecordData[], mapping: StreamMapping, fields: AttributedFields | undefined, oldRowWanted?: ReadonlySet<number>): { resolved: Map<number, Attribution>; lookups: PendingDelete[] } | undefined {
+  // Called for deletes only (the op is tested first, inline).
+  const pending = (r: RecordData, i: number): boolean => (fields !== undefined && lacks(r, fields)) || oldRowWanted?.has(i) === true;
   let first = -1;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    if (typeof r === 'object' && r !== null && r._tributary_op === 'd' && lacks(r, fields)) {
+    if (typeof r === 'object' && r !== null && r._tributary_op === 'd' && pending(r, i)) {
       first = i;
       break;
     }
@@ -79,15 +91,16 @@ export function batchDeletes(records: readonly RecordData[], mapping: StreamMapp
     if (typeof record !== 'object' || record === null || Array.isArray(record)) continue;
     const key = entityKeyOf(record, mapping.primaryKey);
     if (key === undefined) continue;
-    if (i >= first && record._tributary_op === 'd' && lacks(record, fields)) {
+    if (i >= first && record._tributary_op === 'd' && pending(record, i)) {
       const known = seen.get(key);
       if (known) resolved.set(i, known);
       else lookups.push({ index: i, key, position: envelopeText(record._tributary_position) ?? '' });
-      continue;
+      // A delete lacking its customer id or tenant is no row to attribute another from.
+      if (fields !== undefined && lacks(record, fields)) continue;
     }
     const customer = envelopeText(record[mapping.customerIdField]);
     const tenant = 'field' in mapping.tenant ? envelopeText(record[mapping.tenant.field]) : mapping.tenant.constant;
-    if (customer !== undefined && tenant !== undefined) seen.set(key, { customer, tenant });
+    if (customer !== undefined && tenant !== undefined) seen.set(key, { customer, tenant, from: i });
   }
   return { resolved, lookups };
 }
@@ -100,18 +113,23 @@ export const LOOKUP_COLUMNS = `entity_key, customer_id, tenant_id, source_positi
  * included — see `withIngestSeq`: Parquet files, staged rows) returning, per delete of `deletes`, the customer id and tenant of the latest
  * row of its key (see NEWEST_FIRST) that precedes it: when both positions are CDC positions,
  * an earlier one (a row written after the delete, e.g. the key inserted again, is not the
- * deleted row); otherwise any. Rows: `k`, `p` (the delete's key and position), `customer_id`,
- * `tenant_id`.
+ * deleted row); otherwise any. Rows: `_tributary_k`, `_tributary_p` (the delete's key and
+ * position; no payload column has a `_tributary_` name), `customer_id`, `tenant_id`; with
+ * `columns` (payload columns), also `unchanged_fields` and those of `columns` that a source
+ * has (the sources' rows are then merged by name: a file or stage may lack a column).
  */
-export function lookupSql(sources: readonly string[], deletes: readonly PendingDelete[]): string {
+export function lookupSql(sources: readonly string[], deletes: readonly PendingDelete[], columns: readonly string[] = []): string {
   const keys = [...new Set(deletes.map((d) => d.key))].map(literal).join(', ');
   const wanted = [...new Map(deletes.map((d) => [`${d.key}\u0000${d.position}`, d])).values()].map((d) => `(${literal(d.key)}, ${literal(d.position)})`).join(', ');
-  const rows = sources.map((s) => `SELECT ${LOOKUP_COLUMNS} FROM ${s} WHERE entity_key IN (${keys}) AND customer_id IS NOT NULL AND tenant_id IS NOT NULL`).join(' UNION ALL ');
+  const withColumns = columns.length > 0;
+  const rows = sources.map((s) => `SELECT ${withColumns ? '*' : LOOKUP_COLUMNS} FROM ${s} WHERE entity_key IN (${keys}) AND customer_id IS NOT NULL AND tenant_id IS NOT NULL`).join(withColumns ? ' UNION ALL BY NAME ' : ' UNION ALL ');
+  // `unchanged_fields` is in every source, so the set is never empty (DuckDB refuses an empty one).
+  const picked = withColumns ? `, COLUMNS(c -> c IN (${['unchanged_fields', ...columns].map(literal).join(', ')}))` : '';
   return (
-    `WITH wanted(k, p) AS (VALUES ${wanted}), stored AS (${rows}) ` +
-    `SELECT k, p, customer_id, tenant_id FROM wanted JOIN stored ON entity_key = k ` +
-    `WHERE ${lsnOrder('p')} IS NULL OR ${lsnOrder('source_position')} IS NULL OR ${lsnOrder('source_position')} < ${lsnOrder('p')} ` +
-    `QUALIFY row_number() OVER (PARTITION BY k, p ORDER BY ${NEWEST_FIRST}) = 1`
+    `WITH wanted(_tributary_k, _tributary_p) AS (VALUES ${wanted}), stored AS (${rows}) ` +
+    `SELECT _tributary_k, _tributary_p, customer_id, tenant_id${picked} FROM wanted JOIN stored ON entity_key = _tributary_k ` +
+    `WHERE ${lsnOrder('_tributary_p')} IS NULL OR ${lsnOrder('source_position')} IS NULL OR ${lsnOrder('source_position')} < ${lsnOrder('_tributary_p')} ` +
+    `QUALIFY row_number() OVER (PARTITION BY _tributary_k, _tributary_p ORDER BY ${NEWEST_FIRST}) = 1`
   );
 }
 

@@ -17,6 +17,14 @@
  * A synthesized delete that cannot be stored (its old key has no earlier row to take a
  * tenant or customer id from: nothing live to end) is dropped without being quarantined or
  * reported: the runtime sent the update, which is stored or refused on its own.
+ *
+ * An update that moved its key may leave fields out (`_tributary_unchanged`: under
+ * REPLICA IDENTITY DEFAULT, PostgreSQL does not send a TOASTed column the update did not
+ * change). Reads fill such fields from earlier rows of the same key, but the new key has
+ * none: the value is in the old key's rows. So the update takes them from the latest
+ * earlier row of the old key, the row its delete's attribution finds (`filledFromOldRow`),
+ * and is stored complete. A replay finds the same row (it precedes the update's position),
+ * so the filled record, and its event id and fingerprint, are the same again.
  */
 import { movedFromKey, type RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
@@ -61,6 +69,61 @@ export function movedKeyDelete(update: RecordData, before: Record<string, unknow
     const id = envelopeText(update[mapping.eventIdField]);
     if (id !== undefined) define(mapping.eventIdField, id + MOVED_KEY_EVENT_ID_SUFFIX);
   }
+  return out;
+}
+
+/**
+ * Indices in `moves.records` of the synthesized deletes whose update (the next record) left
+ * fields out (`_tributary_unchanged`): those that need the old key's latest row. Runs over
+ * the moves only.
+ */
+export function oldRowsWanted(moves: KeyMoveBatch): Set<number> {
+  const wanted = new Set<number>();
+  for (const index of moves.synthesized) {
+    const unchanged = moves.records[index + 1]?._tributary_unchanged;
+    if (Array.isArray(unchanged) && unchanged.length > 0) wanted.add(index);
+  }
+  return wanted;
+}
+
+/**
+ * The old key's row as the fill sees it: `value(field)` is the field's value, or undefined
+ * when the row does not hold it (it lists the field as unchanged itself, or lacks it).
+ */
+export interface OldRow {
+  value(field: string): { value: unknown } | undefined;
+}
+
+/**
+ * The old row of a batch record: its own fields, but not those it left out itself.
+ */
+export function oldRowOfRecord(record: RecordData): OldRow {
+  const unchanged = Array.isArray(record._tributary_unchanged) ? (record._tributary_unchanged as unknown[]) : [];
+  return { value: (field) => (Object.hasOwn(record, field) && record[field] !== undefined && !unchanged.includes(field) ? { value: record[field] } : undefined) };
+}
+
+/**
+ * The update (`_tributary_unchanged` listing fields it left out) with those fields the old
+ * row holds set to its values, and only the others still listed (`_tributary_unchanged`
+ * removed when none is left); a copy (the batch is the runtime's), or the update itself
+ * when the old row holds none of them. A field the update does carry is left as it is.
+ */
+export function filledFromOldRow(update: RecordData, old: OldRow): RecordData {
+  const listed = update._tributary_unchanged;
+  if (!Array.isArray(listed)) return update;
+  const still: unknown[] = [];
+  const filled: Array<[string, unknown]> = [];
+  for (const field of listed) {
+    const found = typeof field === 'string' && !Object.hasOwn(update, field) ? old.value(field) : undefined;
+    if (found === undefined) still.push(field);
+    else filled.push([field as string, found.value]);
+  }
+  if (filled.length === 0) return update;
+  const out: RecordData = { ...update };
+  // Defined, not assigned: a field named `__proto__` would set the copy's prototype.
+  for (const [field, value] of filled) Object.defineProperty(out, field, { value, writable: true, enumerable: true, configurable: true });
+  if (still.length > 0) out._tributary_unchanged = still;
+  else delete out._tributary_unchanged;
   return out;
 }
 

@@ -11,7 +11,7 @@ import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { ownEventTimeMs, tenantOf } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
-import { withKeyMoveDeletes } from './key-moves.js';
+import { filledFromOldRow, oldRowOfRecord, oldRowsWanted, withKeyMoveDeletes, type OldRow } from './key-moves.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
@@ -349,20 +349,24 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
 
   /**
    * The batch with each CDC delete that lacks its customer id or tenant given those of the
-   * latest earlier row of its key (see delete-attribution.ts); the batch itself when none
-   * does. Deletes whose key has no earlier row are left as they came (quarantined).
+   * latest earlier row of its key (see delete-attribution.ts), and each update that moved
+   * its key and left fields out given them from that row of its old key (`oldRowWanted`:
+   * the indices of those updates' deletes, see key-moves.ts `filledFromOldRow`); the batch
+   * itself when nothing changes. Deletes whose key has no earlier row are left as they came
+   * (quarantined), and so are the updates whose old key has none.
    */
-  const attributeDeletes = async (key: string, stage: StreamStage, fields: AttributedFields, records: RecordData[]): Promise<RecordData[]> => {
-    const found = batchDeletes(records, stage.mapping, fields);
+  const resolveEarlierRows = async (key: string, stage: StreamStage, fields: AttributedFields | undefined, records: RecordData[], oldRowWanted: ReadonlySet<number> | undefined): Promise<RecordData[]> => {
+    const found = batchDeletes(records, stage.mapping, fields, oldRowWanted);
     if (found === undefined) return records;
     const { resolved, lookups: wanted } = found;
     if (wanted.length > 0) {
+      const columns = oldRowWanted ? unchangedColumns(stage, records, wanted.filter((d) => oldRowWanted.has(d.index)).map((d) => d.index)) : [];
       const byDelete = new Map<string, Attribution>();
       const query = async (committed: Iterable<LakeFile>): Promise<void> => {
         const sources = await storedRows(key, stage, committed);
         if (sources.length === 0) return;
-        for (const row of plainRows(await duck.connection.runAndReadAll(lookupSql(sources, wanted)))) {
-          byDelete.set(`${String(row.k)}\u0000${String(row.p)}`, { customer: String(row.customer_id), tenant: String(row.tenant_id) });
+        for (const row of plainRows(await duck.connection.runAndReadAll(lookupSql(sources, wanted, columns)))) {
+          byDelete.set(`${String(row._tributary_k)}\u0000${String(row._tributary_p)}`, { customer: String(row.customer_id), tenant: String(row.tenant_id), ...(columns.length > 0 ? { columns: row } : {}) });
         }
       };
       lookups++;
@@ -384,7 +388,14 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     }
     if (resolved.size === 0) return records;
     const out = records.slice();
-    for (const [index, a] of resolved) out[index] = attributed(records[index]!, fields, a, (field) => stage.typeOf(field));
+    // In batch order: an old row that is itself a moved update is filled before it fills another.
+    for (const index of [...resolved.keys()].sort((a, b) => a - b)) {
+      const a = resolved.get(index)!;
+      if (fields !== undefined) out[index] = attributed(records[index]!, fields, a, (field) => stage.typeOf(field));
+      if (oldRowWanted?.has(index) !== true) continue;
+      const old = a.from !== undefined ? oldRowOfRecord(out[a.from]!) : a.columns !== undefined ? oldRowOfColumns(stage, a.columns) : undefined;
+      if (old !== undefined) out[index + 1] = filledFromOldRow(out[index + 1]!, old);
+    }
     return out;
   };
 
@@ -444,7 +455,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const moves = withKeyMoveDeletes(batch.records, stage.mapping);
       const fields = attributions.get(batch.stream);
       const given = moves?.records ?? batch.records;
-      const records = fields ? await attributeDeletes(batch.stream, stage, fields, given) : given;
+      // The moved updates that left fields out take them from the old key's row (see key-moves.ts).
+      const oldRowWanted = moves ? oldRowsWanted(moves) : undefined;
+      const records = fields !== undefined || (oldRowWanted?.size ?? 0) > 0 ? await resolveEarlierRows(batch.stream, stage, fields, given, oldRowWanted) : given;
       // Each batch its own ingest time, so that rows of one ingest time are one batch, which
       // `_tributary_ingest_seq` orders (see row-order.ts): two batches in one millisecond
       // would tie on both.
@@ -477,6 +490,42 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
         // failed commit): neither needs the lease. Best effort; a sweep removes a stale one.
         await lease.release();
       }
+    },
+  };
+}
+
+/** Envelope columns a lookup returns anyway (see `lookupSql`): never asked for as payload columns. */
+const LOOKUP_ENVELOPE = new Set(['customer_id', 'tenant_id', 'unchanged_fields']);
+
+/**
+ * The payload columns of the fields that the updates after the deletes at `deleteIndices`
+ * left out (`_tributary_unchanged`), for the lookup of their old rows.
+ */
+function unchangedColumns(stage: StreamStage, records: readonly RecordData[], deleteIndices: readonly number[]): string[] {
+  const columns = new Set<string>();
+  for (const index of deleteIndices) {
+    const listed = records[index + 1]?._tributary_unchanged;
+    if (!Array.isArray(listed)) continue;
+    for (const field of listed) {
+      const column = typeof field === 'string' ? stage.payloadColumnOf(field) : undefined;
+      if (column !== undefined && !LOOKUP_ENVELOPE.has(column)) columns.add(column);
+    }
+  }
+  return [...columns];
+}
+
+/**
+ * A looked-up old row (see `lookupSql`: `unchanged_fields` and payload columns, as plain
+ * values) as the fill sees it: a field its own update left out, or whose column no source
+ * has, is not held.
+ */
+function oldRowOfColumns(stage: StreamStage, row: Record<string, unknown>): OldRow {
+  const unchanged = Array.isArray(row.unchanged_fields) ? (row.unchanged_fields as unknown[]) : [];
+  return {
+    value: (field) => {
+      const column = stage.payloadColumnOf(field);
+      if (column === undefined || LOOKUP_ENVELOPE.has(column) || !Object.hasOwn(row, column) || unchanged.includes(field)) return undefined;
+      return { value: row[column] };
     },
   };
 }

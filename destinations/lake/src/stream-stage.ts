@@ -503,6 +503,11 @@ export class StreamStage {
     return this.byField.get(field)?.type;
   }
 
+  /** The column name of a payload field, if it has a column. */
+  payloadColumnOf(field: string): string | undefined {
+    return this.byField.get(field)?.column;
+  }
+
   close(): void {
     try {
       this.appender?.closeSync();
