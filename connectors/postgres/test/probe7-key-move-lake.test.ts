@@ -26,21 +26,27 @@ let dir: string;
 beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'tributary-pg-lake-key-move-'))));
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
+/** The lake config for `table`'s stream, and a CDC sync of it into that lake through the runtime that fails the test unless it completes without rejecting a record. */
+async function lakeSyncOf(table: string): Promise<{ lake: Record<string, unknown>; sync: () => Promise<void> }> {
+  const config = cdcConfigFor(server, table);
+  const catalog = await catalogFor(config, [table]);
+  const store = memoryStateStore();
+  const lake = { path: join(dir, table), source_system: 'postgres' };
+  const sync = async (): Promise<void> => {
+    const result = await runSync({ connection: `pg-${table}`, source: postgresSource as unknown as Source, sourceConfig: config, destination: lakeDestination, destinationConfig: lake, catalog, stateStore: store });
+    expect(result.outcome, result.error?.userMessage).toBe('completed');
+    expect(result.streams.reduce((n, s) => n + s.rejected, 0)).toBe(0);
+  };
+  return { lake, sync };
+}
+
 for (const identity of ['DEFAULT', 'FULL'] as const) {
   it(`an update of the primary key leaves no row under the old key (REPLICA IDENTITY ${identity})`, async () => {
     const table = `moved_${identity.toLowerCase()}`;
     await sql.query(`CREATE TABLE ${table} (id int PRIMARY KEY, tenant_id text NOT NULL, customer_id text NOT NULL, v int)`);
     await sql.query(`ALTER TABLE ${table} REPLICA IDENTITY ${identity}`);
     await sql.query(`INSERT INTO ${table} VALUES (1, 'acme', 'c1', 1), (4, 'acme', 'c4', 4), (5, 'globex', 'c5', 5)`);
-    const config = cdcConfigFor(server, table);
-    const catalog = await catalogFor(config, [table]);
-    const store = memoryStateStore();
-    const lake = { path: join(dir, table), source_system: 'postgres' };
-    const sync = async (): Promise<void> => {
-      const result = await runSync({ connection: `pg-${table}`, source: postgresSource as unknown as Source, sourceConfig: config, destination: lakeDestination, destinationConfig: lake, catalog, stateStore: store });
-      expect(result.outcome, result.error?.userMessage).toBe('completed');
-      expect(result.streams.reduce((n, s) => n + s.rejected, 0)).toBe(0);
-    };
+    const { lake, sync } = await lakeSyncOf(table);
     await sync(); // snapshot
 
     await sql.query(`UPDATE ${table} SET id = 33 WHERE id = 4`);
@@ -82,15 +88,7 @@ it('a key update that leaves a TOASTed column out keeps its value under the new 
   await sql.query(`CREATE TABLE ${table} (id int PRIMARY KEY, tenant_id text NOT NULL, customer_id text NOT NULL, v int NOT NULL, big text)`);
   await sql.query(`ALTER TABLE ${table} ALTER COLUMN big SET STORAGE EXTERNAL`);
   for (const id of [1, 4, 5]) await sql.query(`INSERT INTO ${table} VALUES ($1, 'acme', $2, $1, $3)`, [id, `c${id}`, bigText()]);
-  const config = cdcConfigFor(server, table);
-  const catalog = await catalogFor(config, [table]);
-  const store = memoryStateStore();
-  const lake = { path: join(dir, table), source_system: 'postgres' };
-  const sync = async (): Promise<void> => {
-    const result = await runSync({ connection: `pg-${table}`, source: postgresSource as unknown as Source, sourceConfig: config, destination: lakeDestination, destinationConfig: lake, catalog, stateStore: store });
-    expect(result.outcome, result.error?.userMessage).toBe('completed');
-    expect(result.streams.reduce((n, s) => n + s.rejected, 0)).toBe(0);
-  };
+  const { lake, sync } = await lakeSyncOf(table);
   await sync(); // snapshot
 
   // The old key's row is in the lake (an earlier sync).
