@@ -464,42 +464,124 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
   }
 }
 
+/** A row to fill: the fields it still misses, and where the walk of its history continues. */
+interface FillTarget {
+  row: LakeRow;
+  missing: Set<string>;
+  /** The newest moved update (see `isMovedUpdate`) the walk passed while fields were missing: their values are in its old key's rows. */
+  moved: LakeRow | undefined;
+  /** Event ids of the old keys' deletes already followed (a key moved back and forth must not loop). */
+  followed: Set<string>;
+}
+
+const entityOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r.entity_key]);
+const sameRow = (a: LakeRow, b: LakeRow): boolean => a.event_id === b.event_id && a.event_time === b.event_time && a.ingest_time === b.ingest_time;
+
 /**
  * A CDC update that left TOASTed columns out (`unchanged_fields`) stored no value for them:
  * their value as of T is the one of the latest earlier row of the same entity (tenant and
  * `entity_key`, whatever `key` the read groups by: with `customer_id`, another entity of
- * the same customer holds other values) that had them. `reader` holds one stream (its
- * `events` view).
+ * the same customer holds other values) that had them. When the entity's rows do not hold
+ * them and one of those rows moved the row from another key, the old key's earlier rows
+ * are walked too (`fillAcrossKeyMoves`). `reader` holds one stream (its `events` view).
+ * Reads whose rows miss nothing run no query here.
  */
 async function fillUnchanged(reader: LakeReader, /** SQL TIMESTAMP (see asOfTimestamp) */ at: string, rows: LakeRow[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
   const partial = rows.filter((r) => (r.unchanged_fields?.length ?? 0) > 0);
   if (partial.length === 0) return;
-  const entityOf = (r: LakeRow): string => JSON.stringify([r.tenant_id, r.entity_key]);
-  const sameRow = (a: LakeRow, b: LakeRow): boolean => a.event_id === b.event_id && a.event_time === b.event_time && a.ingest_time === b.ingest_time;
-  // Per entity, the rows to fill, each with the fields it still misses and whether the walk
-  // below has reached it (only rows older than it may fill it). With `key: 'customer_id'`
-  // an entity that moved between customers can be the latest row of two of them.
-  const targets = new Map<string, Array<{ row: LakeRow; missing: Set<string>; reached: boolean }>>();
-  for (const r of partial) {
-    const list = targets.get(entityOf(r)) ?? [];
-    list.push({ row: r, missing: new Set(r.unchanged_fields), reached: false });
-    targets.set(entityOf(r), list);
-  }
+  // With `key: 'customer_id'` an entity that moved between customers can be the latest row of two of them.
+  const targets: FillTarget[] = partial.map((row) => ({ row, missing: new Set(row.unchanged_fields), moved: undefined, followed: new Set() }));
   const keys = [...new Set(partial.map((r) => r.entity_key))];
-  const history = (
-    await reader.queryRaw(`SELECT * FROM events WHERE event_time <= ${at} AND entity_key IN (${keys.map(literal).join(', ')}) ORDER BY ${NEWEST_FIRST}`)
-  ).map(build);
-  for (const older of history) {
-    for (const target of targets.get(entityOf(older)) ?? []) {
-      if (!target.reached) {
-        target.reached = sameRow(older, target.row);
-        continue;
-      }
+  const history = byEntity(
+    (await reader.queryRaw(`SELECT * FROM events WHERE event_time <= ${at} AND entity_key IN (${keys.map(literal).join(', ')}) ORDER BY ${NEWEST_FIRST}`)).map(build),
+  );
+  for (const target of targets) walkHistory(target, history.get(entityOf(target.row)) ?? [], target.row);
+  await fillAcrossKeyMoves(reader, at, targets, build);
+}
+
+/** Rows grouped by entity (tenant and `entity_key`), each group in the order of `rows`. */
+function byEntity(rows: LakeRow[]): Map<string, LakeRow[]> {
+  const groups = new Map<string, LakeRow[]>();
+  for (const r of rows) {
+    const group = groups.get(entityOf(r)) ?? [];
+    group.push(r);
+    groups.set(entityOf(r), group);
+  }
+  return groups;
+}
+
+/**
+ * Walks `rows` (one entity, NEWEST_FIRST) from `from` on: each older row fills the target's
+ * missing fields it does not list itself. Records in `target.moved` the newest moved update
+ * met (`from` included) while fields were missing.
+ */
+function walkHistory(target: FillTarget, rows: LakeRow[], from: LakeRow): void {
+  target.moved = undefined;
+  const start = rows.findIndex((r) => sameRow(r, from));
+  if (start < 0) return;
+  for (let i = start; i < rows.length && target.missing.size > 0; i++) {
+    const older = rows[i]!;
+    if (i > start) {
       for (const field of [...target.missing]) {
         if (older.unchanged_fields?.includes(field)) continue;
         target.row.payload[field] = older.payload[field] ?? null;
         target.missing.delete(field);
       }
+    }
+    if (target.missing.size > 0 && target.moved === undefined && isMovedUpdate(older)) target.moved = older;
+  }
+}
+
+/** A row that may be an update that moved its row from another key (key-moves.ts): a CDC update with a before-image. */
+function isMovedUpdate(row: LakeRow): boolean {
+  return row.op === 'update' && row.before_image !== null && row.source_position !== null;
+}
+
+/**
+ * Whether `row` is the delete the lake stored for the old key of the moved update `moved`
+ * (key-moves.ts `movedKeyDelete`): another key's delete at the update's position, txid and
+ * event time, in its tenant, with the same before-image.
+ */
+function isDeleteOfMove(row: LakeRow, moved: LakeRow): boolean {
+  return (
+    row.op === 'delete' &&
+    row.entity_key !== moved.entity_key &&
+    row.tenant_id === moved.tenant_id &&
+    row.source_position === moved.source_position &&
+    row.source_txid === moved.source_txid &&
+    row.event_time === moved.event_time &&
+    JSON.stringify(row.before_image) === JSON.stringify(moved.before_image)
+  );
+}
+
+/**
+ * Fields still missing after a target's own entity's rows, whose walk passed an update that
+ * moved the row from another key (an update that moved its key is filled at write time
+ * from the old key's latest row, but when that row listed the field too, the value is in an
+ * older row of the old key): the walk continues in the old key's rows older than its delete.
+ * Repeats for keys moved more than once (4 → 33 → 60); one query per step of such chains.
+ */
+async function fillAcrossKeyMoves(reader: LakeReader, at: string, targets: FillTarget[], build: (row: Record<string, unknown>) => LakeRow): Promise<void> {
+  for (;;) {
+    const pending = targets.filter((t) => t.missing.size > 0 && t.moved !== undefined);
+    if (pending.length === 0) return;
+    const positions = [...new Set(pending.map((t) => t.moved!.source_position!))];
+    // Every row (as of T) of the keys deleted at these positions: the old keys and their history.
+    const rows = (
+      await reader.queryRaw(
+        `SELECT * FROM events WHERE event_time <= ${at} AND entity_key IN ` +
+          `(SELECT entity_key FROM events WHERE op = 'delete' AND event_time <= ${at} AND source_position IN (${positions.map(literal).join(', ')})) ` +
+          `ORDER BY ${NEWEST_FIRST}`,
+      )
+    ).map(build);
+    const history = byEntity(rows);
+    for (const target of pending) {
+      const moved = target.moved!;
+      target.moved = undefined;
+      const deleted = rows.find((r) => isDeleteOfMove(r, moved));
+      if (deleted === undefined || target.followed.has(deleted.event_id)) continue;
+      target.followed.add(deleted.event_id);
+      walkHistory(target, history.get(entityOf(deleted)) ?? [], deleted);
     }
   }
 }
