@@ -151,6 +151,15 @@ export function clickStream(key = 'clicks'): DestinationStream {
   return keyedStream(key, { event_time: { type: 'string', format: 'date-time' } });
 }
 
+/** Stream-schema properties of the fields a CDC source adds (`_tributary_op`, position, commit time, before-image, unchanged TOASTed columns). */
+export const cdcFields = {
+  _tributary_op: { type: 'string' },
+  _tributary_position: { type: 'string' },
+  _tributary_commit_time: { type: 'string' },
+  _tributary_before: { type: ['object', 'null'] },
+  _tributary_unchanged: { type: ['array', 'null'] },
+};
+
 /** An incremental, deduplicated stream keyed by `id`, with `tenant_id`, `customer_id` and the `properties` given. */
 export function keyedStream(key: string, properties: Record<string, unknown> = {}, overrides: Partial<DestinationStream> = {}): DestinationStream {
   return {

@@ -11,20 +11,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RecordData } from '@tributary/core';
 import { queryLake, readLatestAsOf } from '../src/index.js';
-import { keyedStream, writeSession } from './helpers.js';
+import { cdcFields, keyedStream, writeSession } from './helpers.js';
 
 let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-key-move-toast-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const cdc = {
-  _tributary_op: { type: 'string' },
-  _tributary_position: { type: 'string' },
-  _tributary_commit_time: { type: 'string' },
-  _tributary_before: { type: ['object', 'null'] },
-  _tributary_unchanged: { type: ['array', 'null'] },
-};
-const stream = keyedStream('items', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdc });
+const stream = keyedStream('items', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdcFields });
 const owner = { tenant_id: 't1', customer_id: 'c1' };
 const big = 'x'.repeat(10_000);
 const doc = { a: [1, 2], b: 'é' };
@@ -88,7 +81,7 @@ it('a field the old key’s row does not hold either stays listed; an old key wi
 
 it('a stream whose deletes need no attribution (customer id = key, constant tenant) fills too', async () => {
   const config = { path: join(root, 'no-attribution'), streams: { plain: { tenant_id: 't1' } } };
-  const plain = { ...keyedStream('plain', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdc }), jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdc } } };
+  const plain = { ...keyedStream('plain', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdcFields }), jsonSchema: { type: 'object', properties: { id: { type: 'integer' }, v: { type: 'integer' }, big: { type: ['string', 'null'] }, doc: { type: ['object', 'null'] }, ...cdcFields } } };
   const strip = (r: RecordData): RecordData => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'tenant_id' && k !== 'customer_id'));
   expect(await writeSession(config, plain, [[strip(inserted(4, '0/1', '2026-01-01T00:00:00Z'))]])).toEqual([]);
   expect(await writeSession(config, plain, [[strip(updated(33, 4, '0/2', '2026-01-02T00:00:00Z'))]])).toEqual([]);

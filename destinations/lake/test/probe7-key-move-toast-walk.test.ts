@@ -10,20 +10,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RecordData } from '@tributary/core';
 import { readLatestAsOf } from '../src/index.js';
-import { keyedStream, writeSession } from './helpers.js';
+import { cdcFields, keyedStream, writeSession } from './helpers.js';
 
 let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-key-move-toast-walk-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-const cdc = {
-  _tributary_op: { type: 'string' },
-  _tributary_position: { type: 'string' },
-  _tributary_commit_time: { type: 'string' },
-  _tributary_before: { type: ['object', 'null'] },
-  _tributary_unchanged: { type: ['array', 'null'] },
-};
-const stream = keyedStream('items', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, ...cdc });
+const stream = keyedStream('items', { v: { type: 'integer' }, big: { type: ['string', 'null'] }, ...cdcFields });
 const owner = { tenant_id: 't1', customer_id: 'c1' };
 const big = 'x'.repeat(10_000);
 
