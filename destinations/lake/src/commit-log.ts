@@ -13,7 +13,8 @@ import type { LakeStore } from './storage/store.js';
  * wins, the other re-reads the log and retries with the next number (appends never
  * conflict; compaction checks that the files it replaces are still there). Every
  * CHECKPOINT_EVERY commits the whole state is also written to `_tributary/checkpoints/`,
- * so opening the lake reads one checkpoint plus the entries after it.
+ * so opening the lake reads one checkpoint plus the entries after it. Maintenance deletes
+ * the entries an hour-old checkpoint covers (see `pruneLog`).
  */
 export const LOG_PREFIX = '_tributary/log/';
 export const CHECKPOINT_PREFIX = '_tributary/checkpoints/';
@@ -162,26 +163,95 @@ function parse<T>(bytes: Uint8Array, key: string): T {
   }
 }
 
+/**
+ * When each state was last proven current (`performance.now()` at the start of the listing
+ * that found its last entry and applied every entry after it, or of the conditional create
+ * of its own newest entry). See `pruneLog` for why a writer needs this.
+ */
+const provenAt = new WeakMap<LakeState, number>();
+
+/**
+ * A state proven current less than this long ago may create its next entry directly; an
+ * older one reads the log first. Half of LOG_PRUNE_AGE_MS: the other half is the margin for
+ * a stalled process and for the clock of the store (by which entries age) and this
+ * machine's monotonic clock, the same margin as leases take (see LEASE_LAPSE_MS).
+ */
+const LOG_FRESH_MS = 30 * 60_000;
+
+/** Attempts at reading a consistent state while maintenance prunes the log, before giving up. */
+const LOAD_ATTEMPTS = 3;
+
 /** Reads the latest checkpoint and every log entry after it. */
 export async function loadLakeState(store: LakeStore): Promise<LakeState> {
   const state = emptyLakeState();
-  const checkpoints = await store.list(CHECKPOINT_PREFIX);
-  let after: string | undefined;
-  const last = checkpoints[checkpoints.length - 1];
-  if (last !== undefined) {
-    const bytes = await store.get(last);
-    if (bytes) {
-      const cp = parse<Checkpoint>(bytes, last);
-      state.seq = cp.seq;
-      for (const f of cp.files) state.files.set(f.path, f);
-      state.quarantine = cp.quarantine;
-      for (const [stream, sessions] of Object.entries(cp.unclean)) state.unclean.set(stream, new Set(sessions));
-      for (const [session, connection] of Object.entries(cp.connections ?? {})) state.connections.set(session, connection);
-      after = seqKey(LOG_PREFIX, cp.seq);
-    }
-  }
-  await catchUp(store, state, after);
+  await reload(store, state);
   return state;
+}
+
+/**
+ * Makes `state` the lake's current one: the newest checkpoint plus the entries after it
+ * (returned). A checkpoint or entry that goes between the listing and the read (pruned by
+ * maintenance meanwhile) makes it start again from a newer checkpoint.
+ */
+async function reload(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
+  let problem = '';
+  for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
+    const started = performance.now();
+    const fresh = emptyLakeState();
+    const last = (await store.list(CHECKPOINT_PREFIX)).filter((key) => checkpointSeq(key) !== undefined).pop();
+    if (last !== undefined) {
+      const bytes = await store.get(last);
+      if (bytes === undefined) {
+        problem = `its newest checkpoint ${last} went while it was being read`;
+        continue;
+      }
+      applyCheckpoint(fresh, parse<Checkpoint>(bytes, last));
+    }
+    const read = await readEntriesAfter(store, fresh);
+    if (Array.isArray(read)) {
+      Object.assign(state, fresh);
+      provenAt.set(state, started);
+      return read;
+    }
+    problem = read.problem;
+  }
+  throw new TributaryError('fatal', { userMessage: `The lake's commit log cannot be read: ${problem} (${LOAD_ATTEMPTS} attempts): the lake is damaged; restore it from a backup` });
+}
+
+function applyCheckpoint(state: LakeState, cp: Checkpoint): void {
+  state.seq = cp.seq;
+  for (const f of cp.files) state.files.set(f.path, f);
+  state.quarantine = cp.quarantine;
+  for (const [stream, sessions] of Object.entries(cp.unclean)) state.unclean.set(stream, new Set(sessions));
+  for (const [session, connection] of Object.entries(cp.connections ?? {})) state.connections.set(session, connection);
+}
+
+/** The sequence number in a log entry's key (undefined for other keys). */
+function logSeq(key: string): number | undefined {
+  const digits = key.slice(LOG_PREFIX.length, -'.json'.length);
+  return key.startsWith(LOG_PREFIX) && key.endsWith('.json') && /^[0-9]{20}$/.test(digits) ? Number(digits) : undefined;
+}
+
+/**
+ * Applies the log entries after `state.seq` to `state` and returns them; or says which entry
+ * the log no longer holds (pruned since this state was read, see `pruneLog`; or lost).
+ * Pruning keeps the entry of the checkpoint it prunes below, so an entry this state needs
+ * that was pruned always shows as a gap before a later entry.
+ */
+async function readEntriesAfter(store: LakeStore, state: LakeState): Promise<LogEntry[] | { problem: string }> {
+  const applied: LogEntry[] = [];
+  for (const key of await store.list(LOG_PREFIX, state.seq === 0 ? undefined : seqKey(LOG_PREFIX, state.seq))) {
+    const seq = logSeq(key);
+    if (seq === undefined || seq <= state.seq) continue;
+    if (seq !== state.seq + 1) return { problem: `entry ${state.seq + 1} is missing before entry ${seq}` };
+    const bytes = await store.get(key);
+    if (bytes === undefined) return { problem: `entry ${seq} went while it was being read` };
+    const entry = parse<LogEntry>(bytes, key);
+    if (entry.seq !== seq) throw new TributaryError('fatal', { userMessage: `The lake's commit log entry ${key} names sequence number ${entry.seq}: the lake is damaged; restore it from a backup` });
+    applyEntry(state, entry);
+    applied.push(entry);
+  }
+  return applied;
 }
 
 /** The sequence number in a checkpoint's key (undefined for other keys). */
@@ -199,10 +269,7 @@ export const DEFAULT_CHECKPOINT_RETENTION_MS = 60 * 60_000;
  * visible file), and one is written every CHECKPOINT_EVERY commits: a sync committing every
  * 5 s wrote ~350 a day, each as large as the lake's file list, and none was ever deleted.
  * Opening the lake reads only the newest; one that listed an older checkpoint just before it
- * went reads the log from its start instead (every entry stays: the log's conditional
- * creates need each sequence number's entry to exist, or a writer that loaded its state long
- * ago could create a number again, under a checkpoint that readers start after). Run by
- * compaction and retention.
+ * went lists them again. Run by compaction and retention, after `pruneLog`.
  */
 export async function pruneCheckpoints(store: LakeStore, retentionMs = DEFAULT_CHECKPOINT_RETENTION_MS): Promise<number> {
   const checkpoints = (await store.listDetailed(CHECKPOINT_PREFIX)).filter((c) => checkpointSeq(c.key) !== undefined);
@@ -213,21 +280,65 @@ export async function pruneCheckpoints(store: LakeStore, retentionMs = DEFAULT_C
   return replaced.length;
 }
 
-/** Applies the log entries after `state.seq` to `state`; returns them. */
-async function catchUp(store: LakeStore, state: LakeState, after = seqKey(LOG_PREFIX, state.seq)): Promise<LogEntry[]> {
-  const applied: LogEntry[] = [];
-  for (const key of await store.list(LOG_PREFIX, state.seq === 0 ? undefined : after)) {
-    const bytes = await store.get(key);
-    if (!bytes) continue;
-    const entry = parse<LogEntry>(bytes, key);
-    if (entry.seq <= state.seq) continue;
-    if (entry.seq !== state.seq + 1) {
-      throw new TributaryError('fatal', { userMessage: `The lake's commit log has a gap before entry ${entry.seq} (at ${state.seq}): the lake is damaged` });
-    }
-    applyEntry(state, entry);
-    applied.push(entry);
+/** Log entries stay until a checkpoint that covers them is this old (by the store's clock). Not configurable: writers rely on it (see LOG_FRESH_MS). */
+export const LOG_PRUNE_AGE_MS = 60 * 60_000;
+
+/**
+ * Deletes the log entries below the newest checkpoint written at least LOG_PRUNE_AGE_MS ago
+ * (`now`: this machine's clock, as the store's modification times are given); that
+ * checkpoint's own entry stays. Returns how many went. Without it the log kept one object
+ * per commit forever (a sync committing every 5 s adds ~17,000 a day), and opening a local
+ * lake listed them all.
+ *
+ * Why it is safe:
+ * - Readers and writers that read the lake since then start at a checkpoint at least as new,
+ *   so they need none of those entries.
+ * - A state read before may need them: it lists the log from its own last entry on (see
+ *   `readEntriesAfter`), finds an entry gone or a gap, and reads the lake again from the
+ *   newest checkpoint.
+ * - A writer could otherwise create a pruned sequence number again (its conditional create
+ *   only sees that the key is free) and commit under a checkpoint that readers start after:
+ *   its commit would be lost. Entries go only once they are an hour old, and a writer creates
+ *   its next entry only within half an hour of proving its state current (LOG_FRESH_MS), so
+ *   the number it creates was never taken and pruned.
+ * - Checkpoints are created only if absent, so no writer ever replaces one.
+ *
+ * Run by compaction and retention, before `pruneCheckpoints` (which deletes the checkpoints
+ * older than an hour that a newer one replaces, so that afterwards none of those would be
+ * left to prune below).
+ */
+export async function pruneLog(store: LakeStore, now = Date.now()): Promise<number> {
+  let anchor = -1;
+  for (const c of await store.listDetailed(CHECKPOINT_PREFIX)) {
+    const seq = checkpointSeq(c.key);
+    if (seq !== undefined && now - c.modifiedMs >= LOG_PRUNE_AGE_MS) anchor = Math.max(anchor, seq);
   }
-  return applied;
+  if (anchor < 0) return 0;
+  const covered = (await store.list(LOG_PREFIX)).filter((key) => {
+    const seq = logSeq(key);
+    return seq !== undefined && seq < anchor;
+  });
+  await store.delete(covered);
+  return covered.length;
+}
+
+/**
+ * Applies the log entries after `state.seq` to `state`; returns them. When the log no longer
+ * holds them (pruned meanwhile, see `pruneLog`), `state` becomes the lake's current state read
+ * from the newest checkpoint, and the entries after that checkpoint are returned.
+ */
+async function catchUp(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
+  const started = performance.now();
+  const read = await readEntriesAfter(store, state);
+  if (!Array.isArray(read)) return await reload(store, state);
+  provenAt.set(state, started);
+  return read;
+}
+
+/** Whether `state` may create its next log entry without reading the log first (see LOG_FRESH_MS). */
+function fresh(state: LakeState): boolean {
+  const at = provenAt.get(state);
+  return at !== undefined && performance.now() - at < LOG_FRESH_MS;
 }
 
 /** A log entry before the log gives it its sequence number and time. */
@@ -259,14 +370,22 @@ export async function commitEntry(store: LakeStore, state: LakeState, entry: Ent
     const draft = typeof entry === 'function' ? entry(state) : entry;
     if (draft === undefined) return undefined;
     await hooks.beforeWrite?.(draft);
-    const full: LogEntry = { ...draft, seq: state.seq + 1, at: new Date().toISOString() };
-    if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
-      applyEntry(state, full);
-      if (full.seq % CHECKPOINT_EVERY === 0) await writeCheckpoint(store, state);
-      return full;
+    // A state read long ago (or never) reads the log first: its next number may have been
+    // taken and pruned since (see pruneLog).
+    if (fresh(state)) {
+      const full: LogEntry = { ...draft, seq: state.seq + 1, at: new Date().toISOString() };
+      const attempted = performance.now();
+      if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
+        applyEntry(state, full);
+        // The number was free when it was created, and none after it can exist: current as of then.
+        provenAt.set(state, attempted);
+        if (full.seq % CHECKPOINT_EVERY === 0) await writeCheckpoint(store, state);
+        return full;
+      }
     }
-    // Another writer committed this sequence number first: read what it did, then retry —
-    // unless it was an earlier attempt of this very commit (see `LogEntry.commit`).
+    // Another writer committed this sequence number first (or the state is stale): read what
+    // happened, then retry — unless it was an earlier attempt of this very commit (see
+    // `LogEntry.commit`).
     const applied = await catchUp(store, state);
     const mine = draft.commit === undefined ? undefined : applied.find((e) => e.commit === draft.commit);
     if (mine) return mine;
@@ -282,8 +401,9 @@ async function writeCheckpoint(store: LakeStore, state: LakeState): Promise<void
     unclean: Object.fromEntries([...state.unclean].map(([k, v]) => [k, [...v]])),
     connections: Object.fromEntries(state.connections),
   };
-  // A checkpoint only shortens the next open; a failure to write one loses nothing.
-  await store.put(seqKey(CHECKPOINT_PREFIX, state.seq), JSON.stringify(cp)).catch(() => undefined);
+  // A checkpoint only shortens the next open; a failure to write one loses nothing. Created
+  // only if absent: a checkpoint, once written, is never replaced (see pruneLog).
+  await store.createIfAbsent(seqKey(CHECKPOINT_PREFIX, state.seq), JSON.stringify(cp)).catch(() => undefined);
 }
 
 /**

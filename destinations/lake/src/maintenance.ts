@@ -14,6 +14,7 @@ import {
   leaseOwner,
   loadLakeState,
   pruneCheckpoints,
+  pruneLog,
   type EntryDraft,
   type LakeFile,
   type LakeState,
@@ -202,6 +203,8 @@ export interface CompactionResult {
   duplicatesDropped: number;
   filesDeleted: number;
   orphansDeleted: number;
+  /** Commit log entries deleted: those a checkpoint an hour old covers (see `pruneLog`). */
+  logEntriesDeleted: number;
   /** Commit log checkpoints deleted (see `pruneCheckpoints`). */
   checkpointsDeleted: number;
 }
@@ -311,11 +314,12 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
   const work = join(tmpdir(), `tributary-lake-compact-${randomUUID()}`);
   await createOwnedTempDir(work);
   const duck = await openDuckDb(join(work, 'spill'));
-  const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0, checkpointsDeleted: 0 };
+  const result: CompactionResult = { partitions: 0, filesBefore: 0, filesAfter: 0, rows: 0, duplicatesDropped: 0, filesDeleted: 0, orphansDeleted: 0, logEntriesDeleted: 0, checkpointsDeleted: 0 };
   try {
     const state = await loadLakeState(store);
     result.filesDeleted = await emptyTrash(store, state, options.graceMs ?? DEFAULT_GRACE_MS);
     result.orphansDeleted = await deleteOrphans(store, options.orphanAgeMs ?? DEFAULT_ORPHAN_AGE_MS);
+    result.logEntriesDeleted = await pruneLog(store);
     result.checkpointsDeleted = await pruneCheckpoints(store, options.checkpointRetentionMs);
     const groups = new Map<string, LakeFile[]>();
     const histories = new Map<string, StreamSchemaHistory>();
@@ -415,6 +419,8 @@ export interface RetentionResult {
   quarantineRecordsRemoved: number;
   /** Quarantine files with expired records, of syncs that may still be replayed: left in place as `filesDeferred`. */
   quarantineFilesDeferred: number;
+  /** Commit log entries deleted: those a checkpoint an hour old covers (see `pruneLog`). */
+  logEntriesDeleted: number;
   /** Commit log checkpoints deleted (see `pruneCheckpoints`). */
   checkpointsDeleted: number;
 }
@@ -672,6 +678,8 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
       quarantineFilesRewritten: removed ? rewritten.length : 0,
       quarantineRecordsRemoved: removed ? quarantineExpired.reduce((n, q) => n + q.records, 0) + rewritten.reduce((n, r) => n + r.dropped, 0) : 0,
       quarantineFilesDeferred: quarantineDeferred,
+      // In this order: see pruneLog.
+      logEntriesDeleted: await pruneLog(store),
       checkpointsDeleted: await pruneCheckpoints(store, options.checkpointRetentionMs),
     };
   } finally {

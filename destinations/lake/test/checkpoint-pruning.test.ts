@@ -9,9 +9,8 @@ import { openStore } from '../src/storage/open-store.js';
 import { keyedStream } from './helpers.js';
 
 // Every 50th commit writes a checkpoint of the whole state (every visible file), and none was
-// ever deleted. Maintenance now deletes the checkpoints a newer one replaces; the log's entries
-// all stay (a writer that loaded its state long ago detects a concurrent commit only by the
-// existence of the entry it is about to create).
+// ever deleted. Maintenance now deletes the checkpoints a newer one replaces. (Log entries go
+// only below a checkpoint an hour old: see log-pruning.test.ts.)
 let root: string;
 beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-log-pruning-'))));
 afterAll(() => rm(root, { recursive: true, force: true }));

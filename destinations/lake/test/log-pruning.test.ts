@@ -1,0 +1,124 @@
+import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { createConnectorContext, parseConfig, type DestinationSession } from '@tributary/core';
+import { compactLake, lakeDestination, loadLakeState, readStreamRows, type LakeState } from '../src/index.js';
+import { pruneLog } from '../src/commit-log.js';
+import { lakeConfigSchema } from '../src/config.js';
+import { openStore } from '../src/storage/open-store.js';
+import { keyedStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+
+// The commit log kept one entry per commit forever. Maintenance now deletes the entries
+// below the newest checkpoint that is an hour old (keeping that checkpoint's own entry).
+// The danger is a session that read the log before: its next sequence number may have been
+// taken and pruned since, so a conditional create of it succeeds, under a checkpoint that
+// readers start after, and the commit vanishes. Such a session must read the log first.
+let root: string;
+let moto: MotoServer;
+const bucket = 'lake-log-pruning';
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'tributary-lake-log-pruning-'));
+  moto = await startMoto();
+  await moto.createBucket(bucket);
+}, 60_000);
+afterAll(async () => {
+  await moto?.stop();
+  await rm(root, { recursive: true, force: true });
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const HOUR = 60 * 60_000;
+const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
+const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
+
+async function open(config: Record<string, unknown>): Promise<DestinationSession> {
+  return lakeDestination.open(createConnectorContext({ connection: 'c' }), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+}
+
+async function commitOne(session: DestinationSession, id: number): Promise<void> {
+  await session.write({ stream: 'm', records: [record(id)], emittedAt: Date.now() });
+  await session.commit();
+}
+
+const storeOf = (config: Record<string, unknown>) => openStore(parseConfig(lakeConfigSchema, config));
+const stateOf = (config: Record<string, unknown>) => loadLakeState(storeOf(config));
+const seqName = (seq: number): string => `${String(seq).padStart(20, '0')}.json`;
+const sortedFiles = (state: LakeState) => [...state.files.values()].sort((a, b) => a.path.localeCompare(b.path));
+const storedIds = async (config: Record<string, unknown>): Promise<number[]> =>
+  (await readStreamRows(config, { stream: 'm' })).map((r) => Number(r.payload.id)).sort((a, b) => a - b);
+
+/** This process's monotonic clock, `ms` ahead from now on (what a session that waited that long sees). */
+function monotonicClockAhead(ms: number): void {
+  const real = performance.now.bind(performance);
+  vi.spyOn(performance, 'now').mockImplementation(() => real() + ms);
+}
+
+it('local: compaction deletes the entries an hour-old checkpoint covers, the lake reads the same, and a session that read the log before commits after them', async () => {
+  const config = { path: join(root, 'local') };
+  const early = await open(config);
+  await commitOne(early, 0); // entry 1: `early` has read the log up to here
+  const busy = await open(config);
+  for (let id = 1; id <= 109; id++) await commitOne(busy, id); // entries 2–110, checkpoints 50 and 100
+  await busy.close({ completed: true }); // entry 111
+  const before = await stateOf(config);
+  expect(before.seq).toBe(111);
+
+  const logDir = join(config.path, '_tributary', 'log');
+  const checkpointDir = join(config.path, '_tributary', 'checkpoints');
+  // Checkpoints younger than an hour cover nothing yet.
+  expect(await compactLake(config, { minFiles: 1_000_000 })).toMatchObject({ logEntriesDeleted: 0, checkpointsDeleted: 0 });
+  expect(await readdir(logDir)).toHaveLength(111);
+
+  // Two hours later (by the store's clock: the checkpoints' modification times).
+  const twoHoursAgo = new Date(Date.now() - 2 * HOUR);
+  for (const seq of [50, 100]) await utimes(join(checkpointDir, seqName(seq)), twoHoursAgo, twoHoursAgo);
+  expect(await compactLake(config, { minFiles: 1_000_000 })).toMatchObject({ logEntriesDeleted: 99, checkpointsDeleted: 1 });
+  expect((await readdir(logDir)).sort()).toEqual(Array.from({ length: 12 }, (_, i) => seqName(100 + i)));
+  expect(await readdir(checkpointDir)).toEqual([seqName(100)]);
+
+  const after = await stateOf(config);
+  expect(after.seq).toBe(111);
+  expect(sortedFiles(after)).toEqual(sortedFiles(before));
+  expect([...after.unclean]).toEqual([...before.unclean]);
+
+  // `early` last read the log two hours ago by its own clock: entry 2 is free again, and
+  // creating it would hide the commit under checkpoint 100. It reads the log first.
+  monotonicClockAhead(2 * HOUR);
+  await commitOne(early, 200);
+  await early.close({ completed: true });
+  expect((await stateOf(config)).seq).toBe(113);
+  expect(await readdir(logDir)).not.toContain(seqName(2));
+  expect(await storedIds(config)).toEqual([...Array.from({ length: 110 }, (_, i) => i), 200]);
+}, 180_000);
+
+it('S3: the entries an hour-old checkpoint covers are deleted, and a session that read the log before commits after them', async () => {
+  const config = motoLakeConfig(moto.endpoint, bucket);
+  const early = await open(config);
+  await commitOne(early, 0); // entry 1
+  const busy = await open(config);
+  for (let id = 1; id <= 50; id++) await commitOne(busy, id); // entries 2–51, checkpoint 50
+  await busy.close({ completed: true }); // entry 52
+  const before = await stateOf(config);
+  const store = storeOf(config);
+  try {
+    expect(await pruneLog(store)).toBe(0);
+    // As maintenance would two hours later (moto's modification times cannot be set back).
+    expect(await pruneLog(store, Date.now() + 2 * HOUR)).toBe(49);
+    const left = await store.list('_tributary/log/');
+    expect(left).toEqual([50, 51, 52].map((seq) => `_tributary/log/${seqName(seq)}`));
+  } finally {
+    store.close();
+  }
+  const after = await stateOf(config);
+  expect(after.seq).toBe(52);
+  expect(sortedFiles(after)).toEqual(sortedFiles(before));
+
+  monotonicClockAhead(2 * HOUR);
+  await commitOne(early, 200);
+  await early.close({ completed: true });
+  expect((await stateOf(config)).seq).toBe(54);
+  expect(await storedIds(config)).toEqual([...Array.from({ length: 51 }, (_, i) => i), 200]);
+}, 180_000);
