@@ -54,8 +54,9 @@ interface InFlight {
  * the later applied wins (as the later-ingested row does in the event lake), so batches
  * reach Redis in the order they were written, re-sends included (`settleOldest`). A CDC
  * delete (`_tributary_op` `d`) replaces the group with a tombstone, ordered the same way,
- * which lookups treat as absent; so does a CDC update that moved its row to another key, for
- * its old key (`forEachWrite` in records.ts).
+ * which lookups treat as absent; so does a CDC update that moved its row to another key, or
+ * (its before-image naming the old tenant) to another tenant, for its old key (`forEachWrite`
+ * in records.ts).
  *
  * Durability: `commit()` resolves once Redis acknowledged every write sent so far. That is
  * as durable as the Redis server is configured to be — with `appendonly yes` and

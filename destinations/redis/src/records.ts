@@ -60,6 +60,14 @@ export function tenantOf(record: RecordData, mapping: StreamMapping): string | u
  * FULL, or a key that includes it), else the record's. The update is never rejected for its
  * old key: one without a usable entity id or tenant (nothing was stored under it) is not
  * ended; an update rejected for itself ends nothing.
+ *
+ * A CDC update that changed only the tenant, on a stream whose key leaves the tenant out
+ * (`UPDATE … SET tenant_id = …` of a table keyed by `id`), moved the entity to another
+ * tenant's key just the same: when its before-image holds the tenant field (REPLICA IDENTITY
+ * FULL) and that tenant, as `tenantOf` stores it (an empty or null tenant is
+ * `default_tenant`, 7 and "7" one tenant), is not the record's, the old tenant's entity ends
+ * likewise. Under the default replica identity the before-image lacks the tenant (or is
+ * null: the key did not change), and nothing is ended.
  */
 export function forEachWrite(
   records: readonly RecordData[],
@@ -119,7 +127,9 @@ export function forEachWrite(
       continue;
     }
     const order = encodeOrderSegment(normalizeLsn(record._tributary_position), subMillisecondNanos(time));
-    // Per record, for updates only: `movedFromKey`, which returns at once unless the record has a before-image.
+    // Per record, for updates only: `movedFromKey`, which returns at once unless the record has
+    // a before-image; with one and the key unchanged, `tenantMovedFrom`: one read of its tenant
+    // field and, when present, one comparison of tenants (no allocation unless it moved).
     if (op === 'u') {
       const old = movedFrom(record, mapping, tenant);
       if (old !== undefined && (old.entityId !== entityId || old.tenant !== tenant)) each(keyHead(old.tenant), encodeKeyPart(old.entityId), eventTime, order, true, record, index, old.tenant);
@@ -135,11 +145,30 @@ export function forEachWrite(
  * still compares it with the record's key: `movedFromKey` tells 4 from "4", the key does not.
  */
 function movedFrom(record: RecordData, mapping: StreamMapping, tenant: string): { tenant: string; entityId: string } | undefined {
-  const before = movedFromKey(record, mapping.keyFields);
+  const before = movedFromKey(record, mapping.keyFields) ?? tenantMovedFrom(record, mapping, tenant);
   if (before === undefined) return undefined;
   const entityId = keyPart(before[mapping.entityIdField]);
   const oldTenant = before[mapping.tenantField] === undefined ? tenant : tenantOf(before, mapping);
   return entityId === undefined || oldTenant === undefined ? undefined : { tenant: oldTenant, entityId };
+}
+
+/**
+ * The before-image of a CDC update that `movedFromKey` did not see move but that changed the
+ * tenant (see `forEachWrite`): it holds the tenant field (REPLICA IDENTITY FULL: the whole
+ * old row) with another tenant than `tenant` (the record's), compared as the writer stores
+ * tenants (`tenantOf`); else undefined. `movedFromKey` compares the stream's key fields only,
+ * which need not include the tenant: the default replica identity sends the old primary key
+ * alone. Allocates nothing when the tenant did not change (every other update under FULL).
+ * Local to the Redis writer: the event lake's key moves (`withKeyMoveDeletes`) use
+ * `movedFromKey` alone.
+ */
+function tenantMovedFrom(record: RecordData, mapping: StreamMapping, tenant: string): Record<string, unknown> | undefined {
+  const before = record._tributary_before;
+  if (typeof before !== 'object' || before === null || Array.isArray(before)) return undefined;
+  const image = before as Record<string, unknown>;
+  if (image[mapping.tenantField] === undefined) return undefined;
+  const oldTenant = tenantOf(image, mapping);
+  return oldTenant === undefined || oldTenant === tenant ? undefined : image;
 }
 
 /** The feature values a record stores (every field, or the mapping's `features`), as the lookup API returns them: JSON values. */
