@@ -59,7 +59,8 @@ export interface Attribution {
   columns?: Record<string, unknown>;
 }
 
-function lacks(record: RecordData, fields: AttributedFields): boolean {
+/** Whether `record` lacks (no envelope text in) a field of `fields`: a delete that attribution would fill. */
+export function lacks(record: RecordData, fields: AttributedFields): boolean {
   return (fields.customer !== undefined && envelopeText(record[fields.customer]) === undefined) || (fields.tenant !== undefined && envelopeText(record[fields.tenant]) === undefined);
 }
 

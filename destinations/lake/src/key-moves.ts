@@ -14,9 +14,24 @@
  * within the one position the update is the later row (`_tributary_ingest_seq`): a read
  * keyed by customer id, whose old and new rows share one customer, returns the update.
  *
- * A synthesized delete that cannot be stored (its old key has no earlier row to take a
- * tenant or customer id from: nothing live to end) is dropped without being quarantined or
- * reported: the runtime sent the update, which is stored or refused on its own.
+ * A synthesized delete that cannot be stored because it still lacks its tenant or customer
+ * id (its before-image does not hold them and its old key has no earlier row to take them
+ * from: nothing live to end) is dropped without being quarantined or reported: the runtime
+ * sent the update, which is stored or refused on its own. Refused for any other reason (it
+ * fails the stream schema, a field does not fit its column, its tenant id is unusable…), it
+ * is quarantined, its reason saying that it is the delete synthesized for the key move of
+ * the update at that position, and counted among the stream's quarantined records, but not
+ * reported to the runtime as a rejected record: it has no index in the runtime's batch
+ * (see `addedRecordsOf`). Dropped, the old key would have stayed live in point-in-time reads
+ * with nothing saying why. A delete whose before-image holds its tenant and customer id
+ * (REPLICA IDENTITY FULL) needs no earlier row, so one refused is quarantined even when its
+ * old key had none.
+ *
+ * With `event_id_field` set, the delete's event id is made from the update's, deterministic
+ * (a replay gets it again) and not the update's own, in the form of the update's value so
+ * that the field's column takes it: an integer id `n` gives `−n − 1` (an integer column
+ * refused a string: the delete was lost), a text id the id plus `:moved-key-delete` (see
+ * `movedKeyEventId`).
  *
  * An update that moved its key may leave fields out (`_tributary_unchanged`: under
  * REPLICA IDENTITY DEFAULT, PostgreSQL does not send a TOASTed column the update did not
@@ -28,7 +43,8 @@
  */
 import { movedFromKey, type RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { envelopeText } from './envelope.js';
+import { entityKeyOf, envelopeText } from './envelope.js';
+import type { ColumnType } from './schema-registry.js';
 
 /** A batch with the deletes of moved keys inserted (see `withKeyMoveDeletes`). */
 export interface KeyMoveBatch {
@@ -41,19 +57,42 @@ export interface KeyMoveBatch {
 
 /**
  * Suffix of the event id a synthesized delete gets on a stream whose event ids come from a
- * record field (`event_id_field`): the update's id plus this, so that it is deterministic
- * and not the update's own.
+ * record text field (`event_id_field`): the update's id plus this, so that it is
+ * deterministic and not the update's own.
  */
 export const MOVED_KEY_EVENT_ID_SUFFIX = ':moved-key-delete';
+
+const DECIMAL_INTEGER = /^-?[0-9]+$/;
+
+/**
+ * The event-id field value of the delete synthesized for an update whose field holds `id`,
+ * on a stream whose event ids come from that field; undefined when `id` is no event id (the
+ * update is then refused for it too). Deterministic, and never `id` itself. It takes the
+ * form of `id`, so that the field's column stores it as it stores the update's:
+ * - a number `n` (an integer or number column): `−n − 1` (an integer stays one, and a
+ *   non-negative id gives a negative one, which no id of a sequence takes);
+ * - a bigint, or decimal text in an integer or number column (`columnType`; PostgreSQL's
+ *   int8 beyond ±2^53): `−n − 1` as the same kind (within a BIGINT's range whenever `n` is);
+ * - other text: the id plus MOVED_KEY_EVENT_ID_SUFFIX.
+ */
+export function movedKeyEventId(id: unknown, columnType: ColumnType | undefined): unknown {
+  if (envelopeText(id) === undefined) return undefined;
+  if (typeof id === 'number') return -id - 1;
+  if (typeof id === 'bigint') return -id - 1n;
+  const text = id as string;
+  if ((columnType === 'integer' || columnType === 'number') && DECIMAL_INTEGER.test(text)) return String(-BigInt(text) - 1n);
+  return text + MOVED_KEY_EVENT_ID_SUFFIX;
+}
 
 /**
  * The CDC delete that ends the key `update` moved its row away from: the before-image's
  * fields (the old key, or the whole old row under REPLICA IDENTITY FULL), the update's CDC
  * position, txid and commit time, and its event-time field when the stream maps one (the
  * old row's value there would date the delete at the old row's time, hiding the key from
- * reads as of times it was still live).
+ * reads as of times it was still live). With `event_id_field`, its event id is made from
+ * the update's (see `movedKeyEventId`; `typeOf`: the column type of a payload field).
  */
-export function movedKeyDelete(update: RecordData, before: Record<string, unknown>, mapping: Pick<StreamMapping, 'eventTimeField' | 'eventIdField'>): RecordData {
+export function movedKeyDelete(update: RecordData, before: Record<string, unknown>, mapping: Pick<StreamMapping, 'eventTimeField' | 'eventIdField'>, typeOf: (field: string) => ColumnType | undefined = () => undefined): RecordData {
   // Spread defines own properties: a column named `__proto__` stays a field.
   const out: RecordData = { ...before };
   const define = (field: string, value: unknown): void => {
@@ -66,8 +105,8 @@ export function movedKeyDelete(update: RecordData, before: Record<string, unknow
   out._tributary_before = before;
   if (mapping.eventTimeField !== undefined && Object.hasOwn(update, mapping.eventTimeField)) define(mapping.eventTimeField, update[mapping.eventTimeField]);
   if (mapping.eventIdField !== undefined) {
-    const id = envelopeText(update[mapping.eventIdField]);
-    if (id !== undefined) define(mapping.eventIdField, id + MOVED_KEY_EVENT_ID_SUFFIX);
+    const id = movedKeyEventId(update[mapping.eventIdField], typeOf(mapping.eventIdField));
+    if (id !== undefined) define(mapping.eventIdField, id);
   }
   return out;
 }
@@ -129,12 +168,13 @@ export function filledFromOldRow(update: RecordData, old: OldRow): RecordData {
 
 /**
  * `records` with, before each CDC update that moved its row to another primary key, the
- * delete of the old key (see `movedKeyDelete`); undefined when no record did (the common
- * case: then nothing is allocated). Per record: one `movedFromKey` call, which returns at
- * its first check (`_tributary_op !== 'u'`) for every record but an update, at its second
- * for an update without a before-image, and otherwise compares the key values.
+ * delete of the old key (see `movedKeyDelete`, `typeOf` as there); undefined when no
+ * record did (the common case: then nothing is allocated). Per record: one `movedFromKey`
+ * call, which returns at its first check (`_tributary_op !== 'u'`) for every record but an
+ * update, at its second for an update without a before-image, and otherwise compares the
+ * key values.
  */
-export function withKeyMoveDeletes(records: readonly RecordData[], mapping: StreamMapping): KeyMoveBatch | undefined {
+export function withKeyMoveDeletes(records: readonly RecordData[], mapping: StreamMapping, typeOf?: (field: string) => ColumnType | undefined): KeyMoveBatch | undefined {
   const primaryKey = mapping.primaryKey;
   if (primaryKey.length === 0) return undefined;
   let first = -1;
@@ -155,11 +195,49 @@ export function withKeyMoveDeletes(records: readonly RecordData[], mapping: Stre
     const before = i === first ? firstBefore : typeof record === 'object' && record !== null ? movedFromKey(record, primaryKey) : undefined;
     if (before !== undefined) {
       out.synthesized.add(out.records.length);
-      out.records.push(movedKeyDelete(record, before, mapping));
+      out.records.push(movedKeyDelete(record, before, mapping, typeOf));
       out.origin.push(-1);
     }
     out.records.push(record);
     out.origin.push(i);
   }
   return out;
+}
+
+/** What the stage does with a record the session added to a batch when it cannot be stored (see `StreamStage.append`). */
+export interface AddedRecord {
+  /** Dropped, neither quarantined nor reported (a delete of a key with no earlier row: nothing live to end). */
+  dropIfRefused: boolean;
+  /** Said before the reason it was refused for, in the quarantine. */
+  context: string;
+}
+
+/**
+ * The synthesized deletes of `moves`, by index in `records` (the batch as it is staged:
+ * `moves.records` after attribution), with what to do when one is refused: dropped when it
+ * still lacks its customer id or tenant (`unattributed`: its old key has no earlier row to
+ * take them from), else quarantined with a context naming the update it was made for. Runs
+ * over the moves only.
+ */
+export function addedRecordsOf(moves: KeyMoveBatch, records: readonly RecordData[], mapping: StreamMapping, unattributed: (record: RecordData) => boolean): Map<number, AddedRecord> {
+  const added = new Map<number, AddedRecord>();
+  for (const index of moves.synthesized) {
+    const record = records[index]!;
+    added.set(index, { dropIfRefused: unattributed(record), context: moveContext(record, records[index + 1]!, moves.origin[index + 1]!, mapping) });
+  }
+  return added;
+}
+
+/**
+ * How the quarantine names a synthesized delete: its old key and the update it was made
+ * for, by the update's CDC position (else its event id, else its index in the runtime's
+ * batch) and new key.
+ */
+function moveContext(deleted: RecordData, update: RecordData, updateIndex: number, mapping: StreamMapping): string {
+  const oldKey = entityKeyOf(deleted, mapping.primaryKey);
+  const newKey = entityKeyOf(update, mapping.primaryKey);
+  const position = envelopeText(update._tributary_position);
+  const eventId = mapping.eventIdField !== undefined ? envelopeText(update[mapping.eventIdField]) : undefined;
+  const at = position !== undefined ? `at position ${position}` : eventId !== undefined ? `with event id ${eventId}` : `at index ${updateIndex} of its batch`;
+  return `the delete of key ${oldKey ?? '(none)'} that the lake synthesized for the key move of the update ${at}${newKey !== undefined ? ` (to key ${newKey})` : ''}`;
 }

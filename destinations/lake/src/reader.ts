@@ -513,7 +513,12 @@ function byEntity(rows: LakeRow[]): Map<string, LakeRow[]> {
 /**
  * Walks `rows` (one entity, NEWEST_FIRST) from `from` on: each older row fills the target's
  * missing fields it does not list itself. Records in `target.moved` the newest moved update
- * met (`from` included) while fields were missing.
+ * met (`from` included) while fields were missing. Stops at a delete older than `from`: the
+ * rows before it are an earlier life of the key, whose values are not the row's. An update
+ * reaches one only when it moved the row onto the key (`4 → 33 → 4`: the delete of 4 at the
+ * first move), and the values it left out are then in the rows of the key it came from,
+ * which `fillAcrossKeyMoves` walks. Taken from the delete (whose row is its before-image,
+ * often the key alone), they were null.
  */
 function walkHistory(target: FillTarget, rows: LakeRow[], from: LakeRow): void {
   target.moved = undefined;
@@ -522,6 +527,7 @@ function walkHistory(target: FillTarget, rows: LakeRow[], from: LakeRow): void {
   for (let i = start; i < rows.length && target.missing.size > 0; i++) {
     const older = rows[i]!;
     if (i > start) {
+      if (older.op === 'delete') break;
       for (const field of [...target.missing]) {
         if (older.unchanged_fields?.includes(field)) continue;
         target.row.payload[field] = older.payload[field] ?? null;
@@ -540,13 +546,14 @@ function isMovedUpdate(row: LakeRow): boolean {
 /**
  * Whether `row` is the delete the lake stored for the old key of the moved update `moved`
  * (key-moves.ts `movedKeyDelete`): another key's delete at the update's position, txid and
- * event time, in its tenant, with the same before-image.
+ * event time, with the same before-image. In any tenant: an update that changed the key and
+ * the tenant together ends the old key in its old tenant (required to match, the walk did
+ * not find that delete, and the moved row's fields stayed null).
  */
 function isDeleteOfMove(row: LakeRow, moved: LakeRow): boolean {
   return (
     row.op === 'delete' &&
     row.entity_key !== moved.entity_key &&
-    row.tenant_id === moved.tenant_id &&
     row.source_position === moved.source_position &&
     row.source_txid === moved.source_txid &&
     row.event_time === moved.event_time &&

@@ -7,11 +7,11 @@ import { createInterface } from 'node:readline';
 import { formatIsoMs, stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
 import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
-import { attributed, attributedFields, batchDeletes, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
+import { attributed, attributedFields, batchDeletes, lacks, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
 import { ownEventTimeMs, tenantOf } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
-import { filledFromOldRow, oldRowOfRecord, oldRowsWanted, withKeyMoveDeletes, type OldRow } from './key-moves.js';
+import { addedRecordsOf, filledFromOldRow, oldRowOfRecord, oldRowsWanted, withKeyMoveDeletes, type OldRow } from './key-moves.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
 import { withIngestSeq } from './row-order.js';
 import { loadReplayWindow } from './replay-window.js';
@@ -452,7 +452,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
       // Each update that moved its row to another key preceded by a delete of the old key
       // (see key-moves.ts); the deletes then take the path of any CDC delete.
-      const moves = withKeyMoveDeletes(batch.records, stage.mapping);
+      const moves = withKeyMoveDeletes(batch.records, stage.mapping, (field) => stage.typeOf(field));
       const fields = attributions.get(batch.stream);
       const given = moves?.records ?? batch.records;
       // The moved updates that left fields out take them from the old key's row (see key-moves.ts).
@@ -463,7 +463,10 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       // would tie on both.
       const ingestMs = Math.max(Date.now(), lastIngestMs + 1);
       lastIngestMs = ingestMs;
-      const rejected = await stage.append(records, ingestMs, moves?.synthesized);
+      // A synthesized delete that cannot be stored is dropped when its old key has no earlier
+      // row (it still lacks the customer id or tenant attribution gives), else quarantined.
+      const added = moves ? addedRecordsOf(moves, records, stage.mapping, (record) => fields !== undefined && lacks(record, fields)) : undefined;
+      const rejected = await stage.append(records, ingestMs, added);
       if (rejected.length === 0) return undefined;
       // Indices into the runtime's batch (a synthesized delete is never among them).
       return { rejected: moves ? rejected.map((r) => ({ ...r, index: moves.origin[r.index]! })) : rejected };

@@ -4,6 +4,7 @@ import { replaceLoneSurrogates, stringifyJson, TributaryError, type RecordData, 
 import type { StreamMapping } from './config.js';
 import { epochMsTimestampSql, ident, literal } from './duck.js';
 import { emptyEnvelope, jsonText, jsonTextAllowingBigints, toEnvelope, type Envelope } from './envelope.js';
+import type { AddedRecord } from './key-moves.js';
 import { recordFingerprint, type ReplayWindow } from './replay-window.js';
 import { INGEST_SEQ_COLUMN } from './row-order.js';
 import { columnName, columnTypeOfValue, ENVELOPE_COLUMNS, isReservedField, NON_FINITE_TEXTS, type ColumnType, type PayloadColumn } from './schema-registry.js';
@@ -608,19 +609,20 @@ export class StreamStage {
    * then stops; the next one resumes from the last checkpoint, and what this session
    * committed of the batch is recognised as a replay.
    *
-   * `dropIfRefused`: indices of records the session added to the batch (the deletes of
-   * moved keys, see key-moves.ts): one that cannot be stored is dropped, neither
-   * quarantined nor returned.
+   * `added`: records the session added to the batch (the deletes of moved keys, see
+   * key-moves.ts `addedRecordsOf`), by index. One that cannot be stored is never returned
+   * (it has no index in the runtime's batch): it is dropped when `dropIfRefused`, else
+   * quarantined with its `context` before the reason and counted in `counts.quarantined`.
    */
-  async append(records: readonly RecordData[], ingestMs: number, dropIfRefused?: ReadonlySet<number>): Promise<RejectedRecord[]> {
+  async append(records: readonly RecordData[], ingestMs: number, added?: ReadonlyMap<number, AddedRecord>): Promise<RejectedRecord[]> {
     // Looking for new fields walks every field of every record: skipped when validation already refuses them.
-    const { added, cdc } = this.declaredFieldsOnly && this.validate ? { added: [], cdc: false } : this.scan(records);
+    const { added: newColumns, cdc } = this.declaredFieldsOnly && this.validate ? { added: [], cdc: false } : this.scan(records);
     if (cdc) await this.addColumns(CDC_SLOTS.filter((slot) => !this.has(slot)).map((slot) => ({ slot })));
-    if (added.length > 0) await this.widen(added);
+    if (newColumns.length > 0) await this.widen(newColumns);
     const rows = this.rows;
     const quarantined = this.quarantine.length + this.counts.requarantined;
     try {
-      return await this.stageBatch(records, ingestMs, dropIfRefused);
+      return await this.stageBatch(records, ingestMs, added);
     } catch (error) {
       if (this.rows === rows && this.quarantine.length + this.counts.requarantined === quarantined) throw error;
       throw new TributaryError('fatal', {
@@ -631,7 +633,7 @@ export class StreamStage {
   }
 
   /** `append` once the batch's new columns exist. */
-  private async stageBatch(records: readonly RecordData[], ingestMs: number, dropIfRefused: ReadonlySet<number> | undefined): Promise<RejectedRecord[]> {
+  private async stageBatch(records: readonly RecordData[], ingestMs: number, addedRecords: ReadonlyMap<number, AddedRecord> | undefined): Promise<RejectedRecord[]> {
     const rejected: RejectedRecord[] = [];
     const layout = this.layout;
     const width = layout.length;
@@ -642,13 +644,25 @@ export class StreamStage {
     const textOk = this.columns.map((c) => this.integerText.has(c.field));
     const { mapping } = this;
     const derivedCursor = this.derived.cursor !== undefined;
-    const reject = (index: number, record: unknown, reason: string): void => {
-      if (dropIfRefused?.has(index) === true) return;
-      const stored = quarantineForm(record, reason);
-      rejected.push({ index, reason: stored.reason });
+    /** Refused records the session added (see `append`) that were quarantined: counted, not returned. */
+    let addedQuarantined = 0;
+    const quarantine = (stored: QuarantinedRecord): void => {
       // The identity of the stored form: what a later session reads back from the quarantine file.
       if (this.quarantined?.has(quarantineIdentity(stored.record))) this.counts.requarantined++;
       else this.quarantine.push(stored);
+    };
+    // Runs for refused records only.
+    const reject = (index: number, record: unknown, reason: string): void => {
+      const added = addedRecords?.get(index);
+      if (added !== undefined) {
+        if (added.dropIfRefused) return;
+        quarantine(quarantineForm(record, `${added.context}: ${reason}`));
+        addedQuarantined++;
+        return;
+      }
+      const stored = quarantineForm(record, reason);
+      rejected.push({ index, reason: stored.reason });
+      quarantine(stored);
     };
     // Filled record after record (the stage copies its values out at once).
     const envelope = emptyEnvelope();
@@ -755,7 +769,7 @@ export class StreamStage {
     // Between batches the arrays hold no values: a row of large text (up to CHARS_PER_ROW)
     // is not kept alive until the next batch overwrites it.
     for (const col of cols) col.fill(undefined);
-    this.counts.quarantined += rejected.length;
+    this.counts.quarantined += rejected.length + addedQuarantined;
     return rejected;
   }
 }
