@@ -3,12 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { createConnectorContext, parseConfig, type DestinationSession } from '@tributary/core';
-import { compactLake, lakeDestination, loadLakeState, readStreamRows, type LakeState } from '../src/index.js';
+import { applyRetention, compactLake, lakeDestination, loadLakeState, readStreamRows, type LakeState } from '../src/index.js';
 import { pruneLog } from '../src/commit-log.js';
 import { lakeConfigSchema } from '../src/config.js';
 import { openStore } from '../src/storage/open-store.js';
 import { keyedStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
 
+// Every 50th commit writes a checkpoint of the whole state (every visible file), and none was
+// ever deleted; maintenance now deletes the checkpoints a newer one replaces.
 // The commit log kept one entry per commit forever. Maintenance now deletes the entries
 // below the newest checkpoint that is an hour old (keeping that checkpoint's own entry).
 // The danger is a session that read the log before: its next sequence number may have been
@@ -45,6 +47,7 @@ async function commitOne(session: DestinationSession, id: number): Promise<void>
 
 const storeOf = (config: Record<string, unknown>) => openStore(parseConfig(lakeConfigSchema, config));
 const stateOf = (config: Record<string, unknown>) => loadLakeState(storeOf(config));
+const keysUnder = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
 const seqName = (seq: number): string => `${String(seq).padStart(20, '0')}.json`;
 const sortedFiles = (state: LakeState) => [...state.files.values()].sort((a, b) => a.path.localeCompare(b.path));
 const storedIds = async (config: Record<string, unknown>): Promise<number[]> =>
@@ -122,3 +125,38 @@ it('S3: the entries an hour-old checkpoint covers are deleted, and a session tha
   expect((await stateOf(config)).seq).toBe(54);
   expect(await storedIds(config)).toEqual([...Array.from({ length: 51 }, (_, i) => i), 200]);
 }, 180_000);
+
+it('maintenance deletes the checkpoints a newer one replaces; the lake opens to the same state, and a session opened before them still commits', async () => {
+  const config = { path: join(root, 'checkpoints') };
+  const early = await open(config);
+  await commitOne(early, 0); // log entry 1: `early` knows the log up to here
+  const busy = await open(config);
+  for (let id = 1; id <= 109; id++) await commitOne(busy, id); // entries 2–110, checkpoints at 50 and 100
+  await busy.close({ completed: true }); // entry 111
+
+  const logDir = join(config.path, '_tributary', 'log');
+  const checkpointDir = join(config.path, '_tributary', 'checkpoints');
+  const checkpoint = (seq: number): string => `${String(seq).padStart(20, '0')}.json`;
+  expect(await keysUnder(checkpointDir)).toEqual([checkpoint(50), checkpoint(100)]);
+  const before = await stateOf(config);
+
+  // Within the retention (default 1 h) both stay; past it, the one the newest replaces goes.
+  expect(await compactLake(config, { minFiles: 1_000_000 })).toMatchObject({ checkpointsDeleted: 0 });
+  expect(await compactLake(config, { minFiles: 1_000_000, checkpointRetentionMs: 0 })).toMatchObject({ checkpointsDeleted: 1 });
+  expect(await keysUnder(checkpointDir)).toEqual([checkpoint(100)]);
+  expect(await keysUnder(logDir)).toHaveLength(111);
+  // The newest always stays.
+  expect(await applyRetention(config, { before: '2000-01-01T00:00:00Z', checkpointRetentionMs: 0 })).toMatchObject({ checkpointsDeleted: 0 });
+  expect(await keysUnder(checkpointDir)).toEqual([checkpoint(100)]);
+
+  const after = await stateOf(config);
+  expect(after.seq).toBe(before.seq);
+  expect([...after.files.values()].sort((a, b) => a.path.localeCompare(b.path))).toEqual([...before.files.values()].sort((a, b) => a.path.localeCompare(b.path)));
+
+  // `early` has seen entry 1 only: its commit finds entries 2–111 and commits as entry 112.
+  await commitOne(early, 200);
+  await early.close({ completed: true });
+  expect((await stateOf(config)).seq).toBe(113);
+  const rows = await readStreamRows(config, { stream: 'm' });
+  expect(rows.map((r) => r.payload.id).sort((a, b) => Number(a) - Number(b))).toEqual([...Array.from({ length: 110 }, (_, i) => i), 200]);
+}, 120_000);
