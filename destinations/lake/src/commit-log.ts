@@ -194,7 +194,7 @@ export async function loadLakeState(store: LakeStore): Promise<LakeState> {
  * maintenance meanwhile) makes it start again from a newer checkpoint.
  */
 async function reload(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
-  let problem = '';
+  let problem: LogProblem = { gap: false, text: '' };
   for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
     const started = performance.now();
     const fresh = emptyLakeState();
@@ -202,7 +202,7 @@ async function reload(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
     if (last !== undefined) {
       const bytes = await store.get(last);
       if (bytes === undefined) {
-        problem = `its newest checkpoint ${last} went while it was being read`;
+        problem = { gap: false, text: `its newest checkpoint ${last} went while it was being read` };
         continue;
       }
       applyCheckpoint(fresh, parse<Checkpoint>(bytes, last));
@@ -213,9 +213,11 @@ async function reload(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
       provenAt.set(state, started);
       return read;
     }
-    problem = read.problem;
+    problem = read;
   }
-  throw new TributaryError('fatal', { userMessage: `The lake's commit log cannot be read: ${problem} (${LOAD_ATTEMPTS} attempts): the lake is damaged; restore it from a backup` });
+  // A gap that remains after reading from the newest checkpoint is no pruning: entries are lost.
+  if (problem.gap) throw new TributaryError('fatal', { userMessage: `The lake's commit log has a gap: ${problem.text}: the lake is damaged; restore it from a backup` });
+  throw new TributaryError('transient', { userMessage: `The lake's commit log changed while it was being read (${LOAD_ATTEMPTS} times; last: ${problem.text}); retrying` });
 }
 
 function applyCheckpoint(state: LakeState, cp: Checkpoint): void {
@@ -224,6 +226,12 @@ function applyCheckpoint(state: LakeState, cp: Checkpoint): void {
   state.quarantine = cp.quarantine;
   for (const [stream, sessions] of Object.entries(cp.unclean)) state.unclean.set(stream, new Set(sessions));
   for (const [session, connection] of Object.entries(cp.connections ?? {})) state.connections.set(session, connection);
+}
+
+/** Why a read of the log found it incomplete: a gap before a later entry, or an object gone between its listing and its read. */
+interface LogProblem {
+  gap: boolean;
+  text: string;
 }
 
 /** The sequence number in a log entry's key (undefined for other keys). */
@@ -238,14 +246,14 @@ function logSeq(key: string): number | undefined {
  * Pruning keeps the entry of the checkpoint it prunes below, so an entry this state needs
  * that was pruned always shows as a gap before a later entry.
  */
-async function readEntriesAfter(store: LakeStore, state: LakeState): Promise<LogEntry[] | { problem: string }> {
+async function readEntriesAfter(store: LakeStore, state: LakeState): Promise<LogEntry[] | LogProblem> {
   const applied: LogEntry[] = [];
   for (const key of await store.list(LOG_PREFIX, state.seq === 0 ? undefined : seqKey(LOG_PREFIX, state.seq))) {
     const seq = logSeq(key);
     if (seq === undefined || seq <= state.seq) continue;
-    if (seq !== state.seq + 1) return { problem: `entry ${state.seq + 1} is missing before entry ${seq}` };
+    if (seq !== state.seq + 1) return { gap: true, text: `entry ${state.seq + 1} is missing before entry ${seq}` };
     const bytes = await store.get(key);
-    if (bytes === undefined) return { problem: `entry ${seq} went while it was being read` };
+    if (bytes === undefined) return { gap: false, text: `entry ${seq} went while it was being read` };
     const entry = parse<LogEntry>(bytes, key);
     if (entry.seq !== seq) throw new TributaryError('fatal', { userMessage: `The lake's commit log entry ${key} names sequence number ${entry.seq}: the lake is damaged; restore it from a backup` });
     applyEntry(state, entry);

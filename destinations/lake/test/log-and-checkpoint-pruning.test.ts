@@ -160,3 +160,12 @@ it('maintenance deletes the checkpoints a newer one replaces; the lake opens to 
   const rows = await readStreamRows(config, { stream: 'm' });
   expect(rows.map((r) => r.payload.id).sort((a, b) => Number(a) - Number(b))).toEqual([...Array.from({ length: 110 }, (_, i) => i), 200]);
 }, 120_000);
+
+it('a log entry lost where no checkpoint covers it is reported as damage, not read past', async () => {
+  const config = { path: join(root, 'gap') };
+  const session = await open(config);
+  for (let id = 1; id <= 4; id++) await commitOne(session, id); // entries 1–4
+  await session.close({ completed: true }); // entry 5
+  await rm(join(config.path, '_tributary', 'log', seqName(3)));
+  await expect(stateOf(config)).rejects.toMatchObject({ kind: 'fatal', message: expect.stringMatching(/commit log has a gap: entry 3 is missing before entry 4: the lake is damaged/) });
+}, 60_000);
