@@ -7,8 +7,8 @@
  * them into a NEW contact, and the source emits a deletion for each merged-away id). After the
  * second sync the lake's point-in-time read leaves out exactly the archived and merged-away
  * contacts (op `delete` with `includeDeleted`), Redis serves no features for them, and parity
- * finds both stores equal. (HubSpot's API has no restore of an archived record, nor has the
- * simulator, so a restore is not exercised here.)
+ * finds both stores equal. (A restore from the recycle bin — HubSpot's API has none; the
+ * simulator's `restore` stands for the UI's — is exercised in probe8-restore-into-stores.)
  *
  * Archiving does not bump `updatedAt` (the lake's and Redis's event time for the stream): with
  * `deleted_field: archivedAt` the deletion takes its event time from `archivedAt`, so a read as

@@ -9,7 +9,7 @@
  * the lake's point-in-time read leaves out exactly those two (and shows them as op `delete`
  * with `includeDeleted`), a read as of before the deletions still has every account, Redis
  * serves no features for the two, and parity finds both stores equal. REST and Bulk API 2.0
- * alike. (The simulator has no undelete, so a restored record is not exercised here.)
+ * alike. (A record undeleted from the recycle bin is exercised in probe8-restore-into-stores.)
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -19,7 +19,7 @@
  *
  * Limits default to HubSpot's documented ones for a Professional private app and are all
  * configurable so tests can use small windows. Fault injection (`throttle`, `failNext`,
- * `exhaustDaily`) and an in-process API (`create`, `update`, `archive`, `seed`) let tests
+ * `exhaustDaily`) and an in-process API (`create`, `update`, `archive`, `restore`, `seed`) let tests
  * write while a sync runs and stage 429 storms.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -117,6 +117,15 @@ export interface HubspotSimulator {
    * `indexDelayMs` overrides the random delay before search stops returning it.
    */
   archive(objectType: string, id: number, at?: number, indexDelayMs?: number): void;
+  /**
+   * Restores an archived object, as HubSpot's recycle bin does (up to 90 days after the
+   * archive; HubSpot's API has no restore endpoint, so this is a control operation of the
+   * simulator). Live again with its properties (list, read by id, and search once indexed),
+   * `archived: false` and no `archivedAt`; the modification date moves to the restore (`at`,
+   * default now), so incremental readers see it as a change. Refused, as in HubSpot, when a
+   * live object now holds one of its unique values (a contact's email).
+   */
+  restore(objectType: string, id: number, at?: number, indexDelayMs?: number): StoredObject;
   /**
    * Merges `idToMerge` into `primaryId` as HubSpot does (see `POST …/merge`): a new record
    * with a new id, both old ids gone (aliases, not archives), listed in its
@@ -276,6 +285,33 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     // Archiving does not bump the modification date, but it leaves the search index (which
     // lags it as it lags every write).
     t.reindex(row, Date.now(), searchLagMs, indexDelayMs);
+  }
+
+  /**
+   * A restore from the recycle bin. Sources: the knowledge base's "Restore deleted records"
+   * (records can be restored up to 90 days after deletion, from the UI; a contact whose email
+   * an active contact now holds cannot be restored), the API reference of archive ("Deleted
+   * contacts can be restored within 90 days of deletion"; no restore endpoint exists), the
+   * developer changelog "New subscription types for webhooks" (`*.restore`: "when an object is
+   * restored (opposite of delete)"), and HubSpot's answer on integrate.hubspot.com "Restoring
+   * recently deleted contacts" (after a restore "the modification date is set"): `updatedAt`
+   * and the modification property move to the restore, and the object re-enters the search
+   * index (with its lag, like any write).
+   */
+  function restoreRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number): StoredObject {
+    if (!row.archived) throw new Error(`${t.objectType} ${row.id} is not archived`);
+    const unique = [...t.definitions.values()].filter((d) => d.hasUniqueValue && d.name !== 'hs_object_id');
+    for (const d of unique) {
+      const value = row.properties[d.name];
+      const holder = value === undefined || value === null || value === '' ? undefined : t.findBy(d.name, value);
+      if (holder && holder.id !== row.id) throw new Error(`cannot restore ${t.objectType} ${row.id}: ${t.objectType} ${holder.id} holds its ${d.name}`);
+    }
+    row.archived = false;
+    delete row.archivedAt;
+    // Claim its unique values again (another row may have taken and released them meanwhile).
+    t.assign(row, Object.fromEntries(unique.map((d) => [d.name, row.properties[d.name] ?? null])));
+    touch(t, row, stamp(at), indexDelayMs);
+    return row;
   }
 
   /**
@@ -741,6 +777,12 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id}`);
       archiveRow(t, row, at, indexDelayMs);
+    },
+    restore(objectType, id, at, indexDelayMs) {
+      const t = table(objectType);
+      const row = t.rows.get(id);
+      if (!row) throw new Error(`no ${objectType} ${id} to restore (merged away, or never created)`);
+      return restoreRow(t, row, at, indexDelayMs);
     },
     merge(objectType, primaryId, idToMerge, at) {
       const t = table(objectType);

@@ -399,6 +399,30 @@ export function createOrg(options: OrgOptions) {
       }
     },
     /**
+     * Restores records from the recycle bin, as SOAP API `undelete()` (and Apex `undelete`) do:
+     * the REST API has no undelete resource, so this is a control operation of the simulator.
+     * Documented behaviour (SOAP API Developer Guide, "undelete()"; Apex Developer Guide,
+     * "Restoring Deleted Records"): only records still in the recycle bin can be restored
+     * (not purged ones, whose rows are gone here); the record is live again (IsDeleted =
+     * false, returned by query as well as queryAll) with the values it had. An undelete is a
+     * write by the user: SystemModstamp and LastModifiedDate move to its time, so replication
+     * (getUpdated, which goes by SystemModstamp) and SystemModstamp-ordered reads see it as a
+     * change. The delete log keeps its entry: the docs do not say that an undelete removes it,
+     * and a reader must not take a listed id for a deletion while queryAll shows it live.
+     */
+    undelete(object: string, ids: string[], writeOptions?: WriteOptions): void {
+      const table = tableOf(object);
+      const stamp = stampOf(writeOptions);
+      for (const id of ids) {
+        const row = table.rows.get(id);
+        if (!row) throw new Error(`no ${object} ${id} in the recycle bin (purged or never created)`);
+        if (row.IsDeleted !== true) throw new Error(`${object} ${id} is not deleted`);
+        row.IsDeleted = false;
+        row.SystemModstamp = stamp;
+        row.LastModifiedDate = stamp;
+      }
+    },
+    /**
      * Salesforce's delete-log cleanup (every two hours, once the log passes 15,000 entries per
      * license): entries logged before `before` are gone, and the `deleted` endpoint answers 400
      * INVALID_REPLICATION_DATE to a window starting before it.

@@ -137,6 +137,12 @@ export interface SalesforceSimulator {
   /** Moves records to the recycle bin: IsDeleted = true, visible to queryAll only. */
   softDelete(object: string, ids: string[], options?: WriteOptions): void;
   /**
+   * Restores records from the recycle bin (SOAP `undelete()`; the REST API has none): IsDeleted
+   * = false, SystemModstamp and LastModifiedDate moved to the undelete's time. Purged records
+   * cannot be restored.
+   */
+  undelete(object: string, ids: string[], options?: WriteOptions): void;
+  /**
    * Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them, with
    * the time of deletion `deletedAt` (ISO string or ms; default now, or when the record went to the recycle bin).
    */
@@ -672,6 +678,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     insert: org.insert,
     update: org.update,
     softDelete: org.softDelete,
+    undelete: org.undelete,
     purge: org.purge,
     truncateDeleteLog: org.truncateDeleteLog,
     records: org.records,
