@@ -40,10 +40,23 @@
  * earlier row of the old key, the row its delete's attribution finds (`filledFromOldRow`),
  * and is stored complete. A replay finds the same row (it precedes the update's position),
  * so the filled record, and its event id and fingerprint, are the same again.
+ *
+ * A row moves too when an update keeps its key but changes its tenant, the tenant field
+ * being outside the primary key (`UPDATE t SET tenant_id = 'beta' WHERE id = 4`, the stream
+ * keyed by `id`): the lake partitions and reads by tenant and key, so the old tenant's row
+ * of key 4 stayed live beside the new one. When the before-image holds the tenant field
+ * (REPLICA IDENTITY FULL: the whole old row) and the old tenant, derived as the lake derives
+ * a record's tenant (`tenantOf`: an empty or null tenant is `default_tenant`, `7` and `"7"`
+ * one tenant), differs from the update's, the update is a move of the same key from the old
+ * tenant (`tenantMovedFrom`), and takes the same path: the delete above, its event id
+ * derived from the same key at the same position with op `delete` (not the update's), the
+ * fill of fields the update left out from the key's latest earlier row (the old tenant's).
+ * Under the default replica identity the before-image is absent (or the key alone): the old
+ * tenant is unknown, and nothing is added. A constant tenant never moves.
  */
 import { movedFromKey, type RecordData } from '@tributary/core';
 import type { StreamMapping } from './config.js';
-import { entityKeyOf, envelopeText } from './envelope.js';
+import { entityKeyOf, envelopeText, tenantOf } from './envelope.js';
 import type { ColumnType } from './schema-registry.js';
 
 /** A batch with the deletes of moved keys inserted (see `withKeyMoveDeletes`). */
@@ -167,12 +180,61 @@ export function filledFromOldRow(update: RecordData, old: OldRow): RecordData {
 }
 
 /**
- * `records` with, before each CDC update that moved its row to another primary key, the
- * delete of the old key (see `movedKeyDelete`, `typeOf` as there); undefined when no
- * record did (the common case: then nothing is allocated). Per record: one `movedFromKey`
- * call, which returns at its first check (`_tributary_op !== 'u'`) for every record but an
- * update, at its second for an update without a before-image, and otherwise compares the
- * key values.
+ * The before-image of a CDC update that kept its primary key (`movedFromKey` saw no move)
+ * but moved its row to another tenant: the stream's tenant is a field, the image holds it
+ * (REPLICA IDENTITY FULL) and every key field, and the old tenant (`tenantOf` over the
+ * image: `default_tenant` applied, as to any record) is a tenant other than the update's
+ * own; else undefined. Undefined also when either tenant is none (no row was stored under
+ * the old one, or the update is refused for lacking one). A constant tenant never moves.
+ * Allocates nothing; for an update under FULL that kept its tenant: one property test of
+ * the image and two `tenantOf` reads.
+ */
+function tenantMovedFrom(record: RecordData, mapping: Pick<StreamMapping, 'tenant' | 'primaryKey'>): Record<string, unknown> | undefined {
+  if (!('field' in mapping.tenant)) return undefined;
+  const before = record._tributary_before;
+  if (typeof before !== 'object' || before === null || Array.isArray(before)) return undefined;
+  const image = before as Record<string, unknown>;
+  // Under the default replica identity the image is the old key alone: the old tenant is unknown.
+  const field = mapping.tenant.field;
+  if (!Object.hasOwn(image, field) || image[field] === undefined) return undefined;
+  const oldTenant = tenantOf(image, mapping);
+  const newTenant = tenantOf(record, mapping);
+  if (oldTenant === undefined || newTenant === undefined || oldTenant === newTenant) return undefined;
+  // The delete is the image as a row: it must name the key (FULL's image always does).
+  for (const path of mapping.primaryKey) {
+    const value = keyValueAt(image, path);
+    if (value === undefined || value === null) return undefined;
+  }
+  return image;
+}
+
+function keyValueAt(node: unknown, path: readonly string[]): unknown {
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/**
+ * The before-image of a CDC update that moved its row: to another primary key
+ * (`movedFromKey`), or to another tenant under the same key (`tenantMovedFrom`); else
+ * undefined. Returns at its first check for every record but an update.
+ */
+function movedFrom(record: RecordData, mapping: StreamMapping): Record<string, unknown> | undefined {
+  if (record._tributary_op !== 'u') return undefined;
+  return movedFromKey(record, mapping.primaryKey) ?? tenantMovedFrom(record, mapping);
+}
+
+/**
+ * `records` with, before each CDC update that moved its row to another primary key or (its
+ * key kept) to another tenant, the delete of the old key in the old tenant (see
+ * `movedKeyDelete`, `typeOf` as there); undefined when no record did (the common case:
+ * then nothing is allocated). Per record: one `movedFrom` call, which returns at its first
+ * check (`_tributary_op !== 'u'`) for every record but an update; for an update,
+ * `movedFromKey` (returns at once without a before-image, else compares the key values)
+ * and, when the key did not move, `tenantMovedFrom` (returns at once for a constant tenant
+ * or without a before-image; with one, a property test and two tenant reads).
  */
 export function withKeyMoveDeletes(records: readonly RecordData[], mapping: StreamMapping, typeOf?: (field: string) => ColumnType | undefined): KeyMoveBatch | undefined {
   const primaryKey = mapping.primaryKey;
@@ -182,7 +244,7 @@ export function withKeyMoveDeletes(records: readonly RecordData[], mapping: Stre
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
     if (typeof record !== 'object' || record === null) continue;
-    firstBefore = movedFromKey(record, primaryKey);
+    firstBefore = movedFrom(record, mapping);
     if (firstBefore !== undefined) {
       first = i;
       break;
@@ -192,7 +254,7 @@ export function withKeyMoveDeletes(records: readonly RecordData[], mapping: Stre
   const out: KeyMoveBatch = { records: records.slice(0, first), origin: Array.from({ length: first }, (_, i) => i), synthesized: new Set() };
   for (let i = first; i < records.length; i++) {
     const record = records[i]!;
-    const before = i === first ? firstBefore : typeof record === 'object' && record !== null ? movedFromKey(record, primaryKey) : undefined;
+    const before = i === first ? firstBefore : typeof record === 'object' && record !== null ? movedFrom(record, mapping) : undefined;
     if (before !== undefined) {
       out.synthesized.add(out.records.length);
       out.records.push(movedKeyDelete(record, before, mapping, typeOf));
@@ -231,7 +293,7 @@ export function addedRecordsOf(moves: KeyMoveBatch, records: readonly RecordData
 /**
  * How the quarantine names a synthesized delete: its old key and the update it was made
  * for, by the update's CDC position (else its event id, else its index in the runtime's
- * batch) and new key.
+ * batch) and new key; for an update that kept its key and changed its tenant, the tenants.
  */
 function moveContext(deleted: RecordData, update: RecordData, updateIndex: number, mapping: StreamMapping): string {
   const oldKey = entityKeyOf(deleted, mapping.primaryKey);
@@ -239,5 +301,10 @@ function moveContext(deleted: RecordData, update: RecordData, updateIndex: numbe
   const position = envelopeText(update._tributary_position);
   const eventId = mapping.eventIdField !== undefined ? envelopeText(update[mapping.eventIdField]) : undefined;
   const at = position !== undefined ? `at position ${position}` : eventId !== undefined ? `with event id ${eventId}` : `at index ${updateIndex} of its batch`;
+  const oldTenant = tenantOf(deleted, mapping);
+  const newTenant = tenantOf(update, mapping);
+  if (oldKey !== undefined && oldKey === newKey && oldTenant !== newTenant) {
+    return `the delete of key ${oldKey} in tenant ${oldTenant ?? '(none)'} that the lake synthesized for the tenant move of the update ${at} (to tenant ${newTenant ?? '(none)'})`;
+  }
   return `the delete of key ${oldKey ?? '(none)'} that the lake synthesized for the key move of the update ${at}${newKey !== undefined ? ` (to key ${newKey})` : ''}`;
 }

@@ -545,15 +545,17 @@ function isMovedUpdate(row: LakeRow): boolean {
 
 /**
  * Whether `row` is the delete the lake stored for the old key of the moved update `moved`
- * (key-moves.ts `movedKeyDelete`): another key's delete at the update's position, txid and
- * event time, with the same before-image. In any tenant: an update that changed the key and
- * the tenant together ends the old key in its old tenant (required to match, the walk did
- * not find that delete, and the moved row's fields stayed null).
+ * (key-moves.ts `movedKeyDelete`): another entity's delete (another key, or the same key in
+ * another tenant: an update that changed only the tenant, key-moves.ts `tenantMovedFrom`)
+ * at the update's position, txid and event time, with the same before-image. In any tenant:
+ * an update that changed the key and the tenant together ends the old key in its old tenant
+ * (required to match, the walk did not find that delete, and the moved row's fields stayed
+ * null).
  */
 function isDeleteOfMove(row: LakeRow, moved: LakeRow): boolean {
   return (
     row.op === 'delete' &&
-    row.entity_key !== moved.entity_key &&
+    (row.entity_key !== moved.entity_key || row.tenant_id !== moved.tenant_id) &&
     row.source_position === moved.source_position &&
     row.source_txid === moved.source_txid &&
     row.event_time === moved.event_time &&

@@ -450,8 +450,9 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       // batch is staged, so if either fails the runtime's retry stages the batch exactly once.
       if (stage.rows >= rowsPerFile) await seal(batch.stream, stage);
       if (stage.quarantine.length >= QUARANTINE_RECORDS_PER_FILE) await spillQuarantine(batch.stream, stage);
-      // Each update that moved its row to another key preceded by a delete of the old key
-      // (see key-moves.ts); the deletes then take the path of any CDC delete.
+      // Each update that moved its row to another key, or (its key kept) to another tenant,
+      // preceded by a delete of the old key in the old tenant (see key-moves.ts); the deletes
+      // then take the path of any CDC delete.
       const moves = withKeyMoveDeletes(batch.records, stage.mapping, (field) => stage.typeOf(field));
       const fields = attributions.get(batch.stream);
       const given = moves?.records ?? batch.records;

@@ -159,8 +159,8 @@ function movedFrom(record: RecordData, mapping: StreamMapping, tenant: string): 
  * tenants (`tenantOf`); else undefined. `movedFromKey` compares the stream's key fields only,
  * which need not include the tenant: the default replica identity sends the old primary key
  * alone. Allocates nothing when the tenant did not change (every other update under FULL).
- * Local to the Redis writer: the event lake's key moves (`withKeyMoveDeletes`) use
- * `movedFromKey` alone.
+ * The event lake detects the same moves (its `tenantMovedFrom` in key-moves.ts), each store
+ * comparing tenants as it stores them.
  */
 function tenantMovedFrom(record: RecordData, mapping: StreamMapping, tenant: string): Record<string, unknown> | undefined {
   const before = record._tributary_before;
