@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '@tributary/core';
+import { momentNow, msSince, type Moment } from './moment.js';
 import type { LakeStore } from './storage/store.js';
 
 /**
@@ -164,17 +165,17 @@ function parse<T>(bytes: Uint8Array, key: string): T {
 }
 
 /**
- * When each state was last proven current (`performance.now()` at the start of the listing
- * that found its last entry and applied every entry after it, or of the conditional create
- * of its own newest entry). See `pruneLog` for why a writer needs this.
+ * When each state was last proven current (the start of the listing that found its last
+ * entry and applied every entry after it, or of the conditional create of its own newest
+ * entry; on both clocks, see moment.ts). See `pruneLog` for why a writer needs this.
  */
-const provenAt = new WeakMap<LakeState, number>();
+const provenAt = new WeakMap<LakeState, Moment>();
 
 /**
  * A state proven current less than this long ago may create its next entry directly; an
  * older one reads the log first. Half of LOG_PRUNE_AGE_MS: the other half is the margin for
  * a stalled process and for the clock of the store (by which entries age) and this
- * machine's monotonic clock, the same margin as leases take (see LEASE_LAPSE_MS).
+ * machine's clocks, the same margin as leases take (see LEASE_LAPSE_MS).
  */
 const LOG_FRESH_MS = 30 * 60_000;
 
@@ -196,7 +197,7 @@ export async function loadLakeState(store: LakeStore): Promise<LakeState> {
 async function reload(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
   let problem: LogProblem = { gap: false, text: '' };
   for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
-    const started = performance.now();
+    const started = momentNow();
     const fresh = emptyLakeState();
     const last = (await store.list(CHECKPOINT_PREFIX)).filter((key) => checkpointSeq(key) !== undefined).pop();
     if (last !== undefined) {
@@ -336,7 +337,7 @@ export async function pruneLog(store: LakeStore, now = Date.now()): Promise<numb
  * from the newest checkpoint, and the entries after that checkpoint are returned.
  */
 async function catchUp(store: LakeStore, state: LakeState): Promise<LogEntry[]> {
-  const started = performance.now();
+  const started = momentNow();
   const read = await readEntriesAfter(store, state);
   if (!Array.isArray(read)) return await reload(store, state);
   provenAt.set(state, started);
@@ -346,7 +347,7 @@ async function catchUp(store: LakeStore, state: LakeState): Promise<LogEntry[]> 
 /** Whether `state` may create its next log entry without reading the log first (see LOG_FRESH_MS). */
 function fresh(state: LakeState): boolean {
   const at = provenAt.get(state);
-  return at !== undefined && performance.now() - at < LOG_FRESH_MS;
+  return at !== undefined && msSince(at) < LOG_FRESH_MS;
 }
 
 /** A log entry before the log gives it its sequence number and time. */
@@ -382,7 +383,7 @@ export async function commitEntry(store: LakeStore, state: LakeState, entry: Ent
     // taken and pruned since (see pruneLog).
     if (fresh(state)) {
       const full: LogEntry = { ...draft, seq: state.seq + 1, at: new Date().toISOString() };
-      const attempted = performance.now();
+      const attempted = momentNow();
       if (await store.createIfAbsent(seqKey(LOG_PREFIX, full.seq), JSON.stringify(full))) {
         applyEntry(state, full);
         // The number was free when it was created, and none after it can exist: current as of then.
@@ -424,9 +425,10 @@ async function writeCheckpoint(store: LakeStore, state: LakeState): Promise<void
  * object (the previous one is deleted after it): a sweep deletes only lease objects it saw
  * stale, so it never deletes a renewal it did not see.
  *
- * The writer judges its lease by its own monotonic clock (whatever the store's or this
- * machine's wall clock says): before each attempt to write its log entry, it checks that
- * its last renewal started less than LEASE_LAPSE_MS ago. Otherwise (the process stalled for
+ * The writer judges its lease by its own clocks (whatever the store's says; the larger of
+ * the monotonic and the wall clock's elapsed times, so that a suspended machine's lease is
+ * not taken for fresh, see moment.ts): before each attempt to write its log entry, it
+ * checks that its last renewal started less than LEASE_LAPSE_MS ago. Otherwise (the process stalled for
  * half an hour between publishing and committing) a sweep may have deleted its files, and
  * the commit fails instead of naming files that may be gone: nothing of it becomes visible,
  * and the runtime replays its records (it checkpoints only committed rows). The half hour
@@ -462,7 +464,7 @@ export function fileOwner(path: string): string | undefined {
  * published files no entry names yet.
  */
 export class CommitLease {
-  private renewedAt: number | undefined;
+  private renewedAt: Moment | undefined;
   /** The current lease object's key. */
   private key: string | undefined;
   /** Files were published under this lease and no log entry names them yet. */
@@ -479,12 +481,12 @@ export class CommitLease {
     if (this.holding) this.assertHeld();
     // Renewed when 5 minutes old: the sweep honours it for an hour, and `assertHeld`
     // counts from its last renewal, so a fresher one buys nothing (a write per commit saved).
-    if (this.renewedAt === undefined || performance.now() - this.renewedAt >= LEASE_RENEW_MS) await this.renew();
+    if (this.renewedAt === undefined || msSince(this.renewedAt) >= LEASE_RENEW_MS) await this.renew();
     this.holding = true;
   }
 
   private assertHeld(): void {
-    if (!this.holding || this.renewedAt === undefined || performance.now() - this.renewedAt < LEASE_LAPSE_MS) return;
+    if (!this.holding || this.renewedAt === undefined || msSince(this.renewedAt) < LEASE_LAPSE_MS) return;
     throw new TributaryError('fatal', {
       userMessage: `lake: the commit of ${this.owner} stalled for over ${LEASE_LAPSE_MS / 60_000} minutes between publishing its files and its log entry; a concurrent orphan sweep may have deleted them, so it is not committed (its records are replayed on the next run)`,
     });
@@ -504,7 +506,7 @@ export class CommitLease {
   private async renew(): Promise<void> {
     // One write at a time: files are published concurrently.
     this.renewal ??= (async () => {
-      const started = performance.now();
+      const started = momentNow();
       try {
         const key = `${LEASE_PREFIX}${this.owner}.${randomUUID()}.json`;
         await this.store.put(key, JSON.stringify({ owner: this.owner, at: new Date().toISOString() }));
