@@ -302,9 +302,9 @@ export const LOG_PRUNE_AGE_MS = 60 * 60_000;
  * Why it is safe:
  * - Readers and writers that read the lake since then start at a checkpoint at least as new,
  *   so they need none of those entries.
- * - A state read before may need them: it lists the log from its own last entry on (see
- *   `readEntriesAfter`), finds an entry gone or a gap, and reads the lake again from the
- *   newest checkpoint.
+ * - A state read before may need them: listing the log after its own last entry, it finds a
+ *   gap before the kept entry (or an entry gone before it is read: see `readEntriesAfter`),
+ *   and reads the lake again from the newest checkpoint.
  * - A writer could otherwise create a pruned sequence number again (its conditional create
  *   only sees that the key is free) and commit under a checkpoint that readers start after:
  *   its commit would be lost. Entries go only once they are an hour old, and a writer creates
