@@ -7,7 +7,8 @@ import { applyRetention, compactLake, lakeDestination, loadLakeState, readStream
 import { pruneLog } from '../src/commit-log.js';
 import { lakeConfigSchema } from '../src/config.js';
 import { openStore } from '../src/storage/open-store.js';
-import { keyedStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+import { motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+import { commitOne, HOUR, monotonicClockAhead, seqName, storedIds, stream } from './log-pruning-helpers.js';
 
 // Every 50th commit writes a checkpoint of the whole state (every visible file), and none was
 // ever deleted; maintenance now deletes the checkpoints a newer one replaces.
@@ -32,32 +33,17 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const HOUR = 60 * 60_000;
-const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
-const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
 
 async function open(config: Record<string, unknown>): Promise<DestinationSession> {
   return lakeDestination.open(createConnectorContext({ connection: 'c' }), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
 }
 
-async function commitOne(session: DestinationSession, id: number): Promise<void> {
-  await session.write({ stream: 'm', records: [record(id)], emittedAt: Date.now() });
-  await session.commit();
-}
 
 const storeOf = (config: Record<string, unknown>) => openStore(parseConfig(lakeConfigSchema, config));
 const stateOf = (config: Record<string, unknown>) => loadLakeState(storeOf(config));
 const keysUnder = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
-const seqName = (seq: number): string => `${String(seq).padStart(20, '0')}.json`;
 const sortedFiles = (state: LakeState) => [...state.files.values()].sort((a, b) => a.path.localeCompare(b.path));
-const storedIds = async (config: Record<string, unknown>): Promise<number[]> =>
-  (await readStreamRows(config, { stream: 'm' })).map((r) => Number(r.payload.id)).sort((a, b) => a - b);
 
-/** This process's monotonic clock, `ms` ahead from now on (what a session that waited that long sees). */
-function monotonicClockAhead(ms: number): void {
-  const real = performance.now.bind(performance);
-  vi.spyOn(performance, 'now').mockImplementation(() => real() + ms);
-}
 
 it('local: compaction deletes the entries an hour-old checkpoint covers, the lake reads the same, and a session that read the log before commits after them', async () => {
   const config = { path: join(root, 'local') };

@@ -1,15 +1,16 @@
-import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { createConnectorContext, parseConfig, type DestinationSession } from '@tributary/core';
-import { applyRetention, loadLakeState, readStreamRows, type LakeState, type LakeStore } from '../src/index.js';
+import { applyRetention, loadLakeState, type LakeState, type LakeStore } from '../src/index.js';
 import { CHECKPOINT_PREFIX, commitEntry, LOG_PREFIX, pruneCheckpoints, pruneLog } from '../src/commit-log.js';
 import { lakeConfigSchema, type LakeConfig } from '../src/config.js';
 import { compactStore, retireExpired } from '../src/maintenance.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
-import { keyedStream, motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+import { motoLakeConfig, startMoto, type MotoServer } from './helpers.js';
+import { ageCheckpoints, commitOne, HOUR, monotonicClockAhead, record, seqName, storedIds, stream } from './log-pruning-helpers.js';
 
 // Interleavings of commit-log pruning (pruneLog, pruneCheckpoints) with writers, readers and
 // maintenance, forced deterministically with store wrappers (a real store whose method runs
@@ -33,21 +34,13 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const HOUR = 60 * 60_000;
-const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
-const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
 const lakeConfig = (raw: Record<string, unknown>): LakeConfig => parseConfig(lakeConfigSchema, raw);
-const seqName = (seq: number): string => `${String(seq).padStart(20, '0')}.json`;
 const sortedPaths = (state: LakeState): string[] => [...state.files.keys()].sort();
 
 async function openOn(store: LakeStore, raw: Record<string, unknown>, connection = 'c'): Promise<DestinationSession> {
   return openLakeSession(createConnectorContext({ connection }), lakeConfig(raw), store, [stream]);
 }
 
-async function commitOne(session: DestinationSession, id: number): Promise<void> {
-  await session.write({ stream: 'm', records: [record(id)], emittedAt: Date.now() });
-  await session.commit();
-}
 
 /** `n` commits that change nothing visible (a `complete` of no stream), by another writer: they move the log on and write checkpoints. */
 async function otherCommits(store: LakeStore, n: number): Promise<void> {
@@ -55,23 +48,8 @@ async function otherCommits(store: LakeStore, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await commitEntry(store, state, { session: 'other-writer', kind: 'complete', streams: [] });
 }
 
-/** Every checkpoint of a local lake, aged by `ms` (the store's clock moved on). */
-async function ageCheckpoints(lakeDir: string, ms: number): Promise<void> {
-  const dir = join(lakeDir, '_tributary', 'checkpoints');
-  for (const name of await readdir(dir)) {
-    const { mtimeMs } = await stat(join(dir, name));
-    const at = new Date(mtimeMs - ms);
-    await utimes(join(dir, name), at, at);
-  }
-}
 
-/** This process's monotonic clock, `ms` ahead from now on. */
-function monotonicClockAhead(ms: number): void {
-  const real = performance.now.bind(performance);
-  vi.spyOn(performance, 'now').mockImplementation(() => real() + ms);
-}
 
-const storedIds = async (raw: Record<string, unknown>): Promise<number[]> => (await readStreamRows(raw, { stream: 'm' })).map((r) => Number(r.payload.id)).sort((a, b) => a - b);
 
 /** A store that runs `hook` once, the first time `when` matches a call (before or after the real call, as the hook decides). */
 function withListHook(store: LakeStore, when: (prefix: string, startAfter?: string) => boolean, afterList: () => Promise<void>): LakeStore {

@@ -9,7 +9,8 @@ import { pruneCheckpoints, pruneLog } from '../src/commit-log.js';
 import { lakeConfigSchema } from '../src/config.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
-import { keyedStream, repoRoot } from './helpers.js';
+import { repoRoot } from './helpers.js';
+import { HOUR, record, stream } from './log-pruning-helpers.js';
 
 // Writer sessions in separate processes race for the same sequence numbers (link(2) on one
 // local lake) while this process prunes the log and checkpoints under them, reads the lake,
@@ -29,9 +30,6 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const HOUR = 60 * 60_000;
-const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
-const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
 
 /** A child writer: one session committing ids first..first+count-1, one per commit, then completing. */
 const child = `

@@ -9,7 +9,7 @@ import { lakeConfigSchema } from '../src/config.js';
 import { compactStore } from '../src/maintenance.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
-import { keyedStream } from './helpers.js';
+import { record, stream } from './log-pruning-helpers.js';
 
 // Several writer sessions, a compaction, a log pruner and a reader run concurrently on one
 // local lake, in rounds of virtual time: between rounds (everyone idle) 20 minutes pass for
@@ -31,8 +31,6 @@ afterEach(() => {
 });
 
 const MINUTE = 60_000;
-const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
-const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
 
 it('writers, a sleeper, compaction, pruning and a reader in eight rounds of 20 virtual minutes: every commit is read once, no reader sees less than was committed', async () => {
   const raw = { path: join(root, 'rounds') };

@@ -2,13 +2,13 @@ import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationSession } from '@tributary/core';
+import { createConnectorContext, parseConfig } from '@tributary/core';
 import { compactLake, loadLakeState, readStreamRows, type LakeStore } from '../src/index.js';
 import { commitEntry, pruneLog } from '../src/commit-log.js';
 import { lakeConfigSchema } from '../src/config.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
-import { keyedStream } from './helpers.js';
+import { commitOne, HOUR, record, stream } from './log-pruning-helpers.js';
 
 // A writer judged whether its view of the log was recent enough to create its next entry
 // without reading the log (LOG_FRESH_MS), and whether its commit lease still held, by
@@ -34,14 +34,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const HOUR = 60 * 60_000;
-const stream = keyedStream('m', { updated_at: { type: 'string', format: 'date-time' } });
-const record = (id: number): Record<string, unknown> => ({ id, tenant_id: 't1', customer_id: `c${id}`, updated_at: '2026-03-01T10:00:00Z' });
 
-async function commitOne(session: DestinationSession, id: number): Promise<void> {
-  await session.write({ stream: 'm', records: [record(id)], emittedAt: Date.now() });
-  await session.commit();
-}
 
 it('a session whose machine was suspended for two hours (monotonic clock stood still, wall clock moved on) while maintenance pruned the log does not lose its next commit', async () => {
   const raw = { path: join(root, 'suspended') };
