@@ -3,7 +3,7 @@
 // store's (checkpoint ages) and the writer's monotonic clock.
 import { readdir, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
 import type { DestinationSession } from '@tributary/core';
 import { readStreamRows } from '../src/index.js';
 import { keyedStream } from './helpers.js';
@@ -39,4 +39,28 @@ export async function ageCheckpoints(lakeDir: string, ms: number): Promise<void>
 export function monotonicClockAhead(ms: number): void {
   const real = performance.now.bind(performance);
   vi.spyOn(performance, 'now').mockImplementation(() => real() + ms);
+}
+
+/**
+ * Virtual time for a local lake: the returned `passTime(ms)` moves this process's monotonic
+ * clock on by `ms` (a spy on performance.now, undone by vi.restoreAllMocks) and the store's
+ * clock too (every checkpoint aged by `ms`).
+ */
+export function virtualTime(lakeDir: string): (ms: number) => Promise<void> {
+  let offset = 0;
+  const real = performance.now.bind(performance);
+  vi.spyOn(performance, 'now').mockImplementation(() => real() + offset);
+  return async (ms) => {
+    offset += ms;
+    await ageCheckpoints(lakeDir, ms).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error; // no checkpoint directory yet
+    });
+  };
+}
+
+/** The lake holds rows 0 and 200 only at commit 112, and the pruned entry 2 was not created again (see probe8-log-pruning-suspend). */
+export async function expectNoGhostCommit(lakeDir: string, state: { seq: number }): Promise<void> {
+  expect(await readdir(join(lakeDir, '_tributary', 'log'))).not.toContain(seqName(2));
+  expect(state.seq).toBe(112);
+  expect(await storedIds({ path: lakeDir })).toEqual([0, 200]);
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
@@ -10,7 +10,7 @@ import { lakeConfigSchema } from '../src/config.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
 import { repoRoot } from './helpers.js';
-import { HOUR, record, stream } from './log-pruning-helpers.js';
+import { HOUR, record, stream, virtualTime } from './log-pruning-helpers.js';
 
 // Writer sessions in separate processes race for the same sequence numbers (link(2) on one
 // local lake) while this process prunes the log and checkpoints under them, reads the lake,
@@ -59,17 +59,7 @@ it('three writer processes per round race on one local lake while this process p
   const raw = { path: join(root, 'lake') };
   const lake = parseConfig(lakeConfigSchema, raw);
   const store = openStore(lake);
-  let offset = 0;
-  const realNow = performance.now.bind(performance);
-  vi.spyOn(performance, 'now').mockImplementation(() => realNow() + offset);
-  const checkpointDir = join(raw.path, '_tributary', 'checkpoints');
-  const passTime = async (ms: number): Promise<void> => {
-    offset += ms;
-    for (const name of await readdir(checkpointDir).catch(() => [] as string[])) {
-      const at = new Date((await stat(join(checkpointDir, name))).mtimeMs - ms);
-      await utimes(join(checkpointDir, name), at, at);
-    }
-  };
+  const passTime = virtualTime(raw.path);
 
   const own: DestinationSession = await openLakeSession(createConnectorContext({ connection: 'c' }), lake, store, [stream]);
   const expected: number[] = [];

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
@@ -9,7 +9,7 @@ import { lakeConfigSchema } from '../src/config.js';
 import { compactStore } from '../src/maintenance.js';
 import { openLakeSession } from '../src/session.js';
 import { openStore } from '../src/storage/open-store.js';
-import { record, stream } from './log-pruning-helpers.js';
+import { record, stream, virtualTime } from './log-pruning-helpers.js';
 
 // Several writer sessions, a compaction, a log pruner and a reader run concurrently on one
 // local lake, in rounds of virtual time: between rounds (everyone idle) 20 minutes pass for
@@ -36,17 +36,7 @@ it('writers, a sleeper, compaction, pruning and a reader in eight rounds of 20 v
   const raw = { path: join(root, 'rounds') };
   const lake = parseConfig(lakeConfigSchema, raw);
   const store = openStore(lake);
-  let offset = 0;
-  const realNow = performance.now.bind(performance);
-  vi.spyOn(performance, 'now').mockImplementation(() => realNow() + offset);
-  const checkpointDir = join(raw.path, '_tributary', 'checkpoints');
-  const passTime = async (ms: number): Promise<void> => {
-    offset += ms;
-    for (const name of await readdir(checkpointDir).catch(() => [] as string[])) {
-      const at = new Date((await stat(join(checkpointDir, name))).mtimeMs - ms);
-      await utimes(join(checkpointDir, name), at, at);
-    }
-  };
+  const passTime = virtualTime(raw.path);
 
   const open = (): Promise<DestinationSession> => openLakeSession(createConnectorContext({ connection: 'c' }), lake, store, [stream]);
   const writers = [await open(), await open(), await open()];
