@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { Redis } from 'ioredis';
-import { createFileStateStore, defineSource, parseConfig, runSync, type AirbyteStream, type Destination, type DestinationStream, type RecordData } from '@tributary/core';
+import { createConnectorContext, createFileStateStore, defineSource, parseConfig, runSync, type AirbyteStream, type Destination, type DestinationStream, type RecordData } from '@tributary/core';
 import { lakeDestination } from '@tributary/destination-lake';
-import { redisConfigSchema, redisDestination, resolveMapping, type StreamMapping } from '../src/index.js';
+import { compareOnlineOffline, createFeatureLookup, entityKey, redisConfigSchema, redisDestination, resolveMapping, type StreamMapping } from '../src/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';
 
 /** A redis-server and a client of it, started before the file's tests and stopped after them (read the fields inside tests). */
@@ -92,4 +92,31 @@ export async function syncIntoLakeAndRedis(options: { dir: string; port: number;
     expect(result.streams.find((s) => s.key === stream.name)?.rejected, `${destination.name} rejected records`).toBe(0);
   }
   return { lakeConfig, redisConfig };
+}
+
+/**
+ * A writer session on `stream` under key prefix `prefix` (fresh per test): each `write` is one
+ * batch, committed, returning the records refused; `get` is the lookup API's answer, `stored`
+ * an entity's whole stored hash, `parity` the store checked against `records` as offline rows
+ * (mapped as the writer mapped them).
+ */
+export async function openPrefixedStore(peer: { server: RedisServer; client: Redis }, prefix: string, stream: DestinationStream, extra: Record<string, unknown> = {}) {
+  const raw = { port: peer.server.port, key_prefix: prefix, ...extra };
+  const session = await redisDestination.open(createConnectorContext({}), parseConfig(redisDestination.spec.connectionSpecification, raw), [stream]);
+  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
+  return {
+    async write(records: RecordData[]) {
+      const result = await session.write({ stream: stream.key, records, emittedAt: Date.now() });
+      await session.commit();
+      return result?.rejected ?? [];
+    },
+    parity: (records: RecordData[]) =>
+      compareOnlineOffline({ client: peer.client, prefix, mapping: resolveMapping(parseConfig(redisConfigSchema, raw), stream), offline: records.map((record) => ({ record })) }),
+    get: (tenant: string, id: number | string) => lookup.get({ tenant, entityType: stream.name, entityId: String(id) }),
+    stored: (tenant: string, id: number | string) => peer.client.hgetallBuffer(entityKey(prefix, tenant, stream.name, String(id))),
+    async close() {
+      await session.close({ completed: true });
+      await lookup.close();
+    },
+  };
 }

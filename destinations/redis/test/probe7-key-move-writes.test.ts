@@ -8,36 +8,17 @@
  * tombstone. Real redis-server, real writer, real lookup.
  */
 import { describe, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { compareOnlineOffline, createFeatureLookup, decodeGroupValue, entityKey, redisConfigSchema, redisDestination, resolveMapping } from '../src/index.js';
-import { keyedStream, useRedisPeer } from './fixtures.js';
+import type { DestinationStream, RecordData } from '@tributary/core';
+import { decodeGroupValue } from '../src/index.js';
+import { keyedStream, openPrefixedStore, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 
 let prefixes = 0;
-/** A session on a fresh prefix: each `write` is one batch, committed; `get` is the lookup API's answer. */
+/** A session on a fresh prefix (see openPrefixedStore), its lookups defaulting as this file's tests use them. */
 async function openStore(stream: DestinationStream = keyedStream('t'), extra: Record<string, unknown> = {}) {
-  const prefix = `km${++prefixes}`;
-  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix, ...extra });
-  const session = await redisDestination.open(createConnectorContext({}), config, [stream]);
-  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
-  return {
-    async write(records: RecordData[]) {
-      const result = await session.write({ stream: stream.key, records, emittedAt: Date.now() });
-      await session.commit();
-      return result?.rejected ?? [];
-    },
-    /** The parity check of the store against `records` as offline rows, mapped as the writer mapped them. */
-    parity: (records: RecordData[]) =>
-      compareOnlineOffline({ client: peer.client, prefix, mapping: resolveMapping(parseConfig(redisConfigSchema, { port: peer.server.port, key_prefix: prefix, ...extra }), stream), offline: records.map((record) => ({ record })) }),
-    get: (id: number | string, tenant = 'acme') => lookup.get({ tenant, entityType: stream.name, entityId: String(id) }),
-    /** The whole stored hash of an entity. */
-    stored: (id: number | string, tenant = 'acme') => peer.client.hgetallBuffer(entityKey(prefix, tenant, stream.name, String(id))),
-    async close() {
-      await session.close({ completed: true });
-      await lookup.close();
-    },
-  };
+  const store = await openPrefixedStore(peer, `km${++prefixes}`, stream, extra);
+  return { ...store, get: (id: number | string, tenant = 'acme') => store.get(tenant, id), stored: (id: number | string, tenant = 'acme') => store.stored(tenant, id) };
 }
 
 /** The snapshot row of entity 4, as the Postgres source reads it. */

@@ -11,36 +11,17 @@
  * writer, real lookup.
  */
 import { describe, expect, it } from 'vitest';
-import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
-import { compareOnlineOffline, createFeatureLookup, decodeGroupValue, entityKey, redisConfigSchema, redisDestination, resolveMapping } from '../src/index.js';
-import { keyedStream, useRedisPeer } from './fixtures.js';
+import type { DestinationStream, RecordData } from '@tributary/core';
+import { decodeGroupValue } from '../src/index.js';
+import { keyedStream, openPrefixedStore, useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
 
 let prefixes = 0;
-/** A session on a fresh prefix: each `write` is one batch, committed; `get` is the lookup API's answer. */
+/** A session on a fresh prefix (see openPrefixedStore), its lookups defaulting as this file's tests use them. */
 async function openStore(extra: Record<string, unknown> = {}, stream: DestinationStream = keyedStream('t')) {
-  const prefix = `tm${++prefixes}`;
-  const config = parseConfig(redisDestination.spec.connectionSpecification, { port: peer.server.port, key_prefix: prefix, ...extra });
-  const session = await redisDestination.open(createConnectorContext({}), config, [stream]);
-  const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
-  return {
-    async write(records: RecordData[]) {
-      const result = await session.write({ stream: stream.key, records, emittedAt: Date.now() });
-      await session.commit();
-      return result?.rejected ?? [];
-    },
-    /** The parity check of the store against `records` as offline rows, mapped as the writer mapped them. */
-    parity: (records: RecordData[]) =>
-      compareOnlineOffline({ client: peer.client, prefix, mapping: resolveMapping(parseConfig(redisConfigSchema, { port: peer.server.port, key_prefix: prefix, ...extra }), stream), offline: records.map((record) => ({ record })) }),
-    get: (tenant: string, id: number | string = 4) => lookup.get({ tenant, entityType: stream.name, entityId: String(id) }),
-    /** The whole stored hash of an entity. */
-    stored: (tenant: string, id: number | string = 4) => peer.client.hgetallBuffer(entityKey(prefix, tenant, stream.name, String(id))),
-    async close() {
-      await session.close({ completed: true });
-      await lookup.close();
-    },
-  };
+  const store = await openPrefixedStore(peer, `tm${++prefixes}`, stream, extra);
+  return { ...store, get: (tenant: string, id: number | string = 4) => store.get(tenant, id), stored: (tenant: string, id: number | string = 4) => store.stored(tenant, id) };
 }
 
 /** A row of table t as the Postgres source reads it (its columns only). */
