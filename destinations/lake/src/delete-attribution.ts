@@ -9,6 +9,8 @@
  * of its key that precedes it: an earlier record of its batch, else a row this sync staged
  * or wrote, or one the lake holds (looked up with one query per batch that needs it). A
  * delete whose key has no such row is left as it came (and quarantined with that reason).
+ * A delete replayed after a crash takes the customer id and tenant its first write stored
+ * (`storedChangesSql`, see session.ts `storedAttributions`), not a new lookup's.
  *
  * Only streams with a primary key that leaves out the customer id field or the tenant field
  * can need this; for other streams nothing here runs, unless a batch moves a row to another
@@ -131,6 +133,37 @@ export function lookupSql(sources: readonly string[], deletes: readonly PendingD
     `SELECT _tributary_k, _tributary_p, customer_id, tenant_id${picked} FROM wanted JOIN stored ON entity_key = _tributary_k ` +
     `WHERE ${lsnOrder('_tributary_p')} IS NULL OR ${lsnOrder('source_position')} IS NULL OR ${lsnOrder('source_position')} < ${lsnOrder('_tributary_p')} ` +
     `QUALIFY row_number() OVER (PARTITION BY _tributary_k, _tributary_p ORDER BY ${NEWEST_FIRST}) = 1`
+  );
+}
+
+/** A change a sync may already have stored: the entity key, CDC position and op of one row (see `storedChangesSql`). */
+export interface StoredChange {
+  key: string;
+  position: string;
+  op: 'delete' | 'update';
+}
+
+/** Identity of a StoredChange (or of a row `storedChangesSql` returns). */
+export function storedChangeId(key: unknown, position: unknown, op: unknown): string {
+  return `${String(key)}\u0000${String(position)}\u0000${String(op)}`;
+}
+
+/**
+ * One query over `paths` (local Parquet files: a replay window's, see replay-window.ts)
+ * returning the rows stored for `changes`, matched on entity key, source position and op.
+ * Rows: `_tributary_k`, `_tributary_p`, `_tributary_o` (the change), `customer_id`,
+ * `tenant_id`, `unchanged_fields` and those of `columns` (payload columns) that a file has.
+ * A CDC position is distinct per change (see the PostgreSQL source's records.ts), so a row
+ * matching all three is what an earlier write of the very same change stored.
+ */
+export function storedChangesSql(paths: readonly string[], changes: readonly StoredChange[], columns: readonly string[] = []): string {
+  const wanted = [...new Map(changes.map((c) => [storedChangeId(c.key, c.position, c.op), c])).values()].map((c) => `(${literal(c.key)}, ${literal(c.position)}, ${literal(c.op)})`).join(', ');
+  const picked = ['unchanged_fields', ...columns].map(literal).join(', ');
+  return (
+    `WITH wanted(_tributary_k, _tributary_p, _tributary_o) AS (VALUES ${wanted}) ` +
+    `SELECT _tributary_k, _tributary_p, _tributary_o, customer_id, tenant_id, COLUMNS(c -> c IN (${picked})) ` +
+    `FROM wanted JOIN read_parquet([${paths.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false) ` +
+    `ON entity_key = _tributary_k AND source_position = _tributary_p AND CAST(op AS VARCHAR) = _tributary_o`
   );
 }
 

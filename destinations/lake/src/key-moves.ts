@@ -38,8 +38,9 @@
  * change). Reads fill such fields from earlier rows of the same key, but the new key has
  * none: the value is in the old key's rows. So the update takes them from the latest
  * earlier row of the old key, the row its delete's attribution finds (`filledFromOldRow`),
- * and is stored complete. A replay finds the same row (it precedes the update's position),
- * so the filled record, and its event id and fingerprint, are the same again.
+ * and is stored complete. A replay after a crash takes the fill its first write stored (the
+ * stored update's values, see session.ts `storedAttributions`): retention may have removed
+ * the old row since, and the record, its event id and fingerprint, are the same again.
  *
  * A row moves too when an update keeps its key but changes its tenant, the tenant field
  * being outside the primary key (`UPDATE t SET tenant_id = 'beta' WHERE id = 4`, the stream

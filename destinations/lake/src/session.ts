@@ -7,9 +7,9 @@ import { createInterface } from 'node:readline';
 import { formatIsoMs, stringifyJson, TributaryError, type ConnectorContext, type DestinationSession, type DestinationStream, type RecordData } from '@tributary/core';
 import { CommitLease, commitEntry, loadLakeState, type LakeFile, type LakeState, type QuarantineFile } from './commit-log.js';
 import { resolveMapping, type LakeConfig, type StreamMapping } from './config.js';
-import { attributed, attributedFields, batchDeletes, lacks, lookupSql, type Attribution, type AttributedFields } from './delete-attribution.js';
+import { attributed, attributedFields, batchDeletes, lacks, lookupSql, storedChangeId, storedChangesSql, type Attribution, type AttributedFields, type PendingDelete, type StoredChange } from './delete-attribution.js';
 import { ident, literal, openDuckDb, plainRows } from './duck.js';
-import { ownEventTimeMs, tenantOf } from './envelope.js';
+import { entityKeyOf, ownEventTimeMs, tenantOf } from './envelope.js';
 import { matchesPath, readFileStats } from './file-stats.js';
 import { addedRecordsOf, filledFromOldRow, oldRowOfRecord, oldRowsWanted, withKeyMoveDeletes, type OldRow } from './key-moves.js';
 import { MAX_STREAM_NAME_BYTES, parsePartitionPath, partitionColumn, streamDir } from './layout.js';
@@ -348,6 +348,63 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   };
 
   /**
+   * The attributions, by index in `records`, of the deletes of `wanted` that a sync which
+   * may be replayed (its files are the stream's replay window) already stored: the stored
+   * delete's customer id and tenant and, for a delete whose moved update wants its old row
+   * (`oldRowWanted`), the stored update's `columns` and `unchanged_fields` as that row (it
+   * holds what the fill gave it, and lists what it could not fill).
+   *
+   * A replay must reproduce what its first write stored, or the replay window does not
+   * recognise it (event id and content, see ReplayWindow). The lookup of the latest
+   * earlier row can find another row now, or none: retention between the crash and the
+   * resume removes expired rows of completed syncs (it defers only the replayable ones),
+   * and the replayed delete was then refused (quarantined though stored), the moved update
+   * stored a second time unfilled. A CDC position is distinct per change, so a stored row of
+   * the delete's key, position and op is that very change; deletes without a position are
+   * left to the lookup.
+   */
+  const storedAttributions = async (key: string, stage: StreamStage, records: readonly RecordData[], wanted: readonly PendingDelete[], oldRowWanted: ReadonlySet<number> | undefined, columns: readonly string[]): Promise<Map<number, Attribution>> => {
+    const out = new Map<number, Attribution>();
+    const changes: StoredChange[] = [];
+    const updateKeys = new Map<number, string>();
+    for (const d of wanted) {
+      if (d.position === '') continue;
+      changes.push({ key: d.key, position: d.position, op: 'delete' });
+      if (oldRowWanted?.has(d.index) !== true) continue;
+      const updateKey = entityKeyOf(records[d.index + 1]!, stage.mapping.primaryKey);
+      if (updateKey === undefined) continue;
+      updateKeys.set(d.index, updateKey);
+      changes.push({ key: updateKey, position: d.position, op: 'update' });
+    }
+    if (changes.length === 0) return out;
+    const query = async (files: readonly LakeFile[]): Promise<Record<string, unknown>[]> => {
+      if (files.length === 0) return [];
+      const paths: string[] = [];
+      for (const f of files) {
+        let local = lookupCopies.get(f.path);
+        if (local === undefined) lookupCopies.set(f.path, (local = await store.localCopy(f.path, lookupCache)));
+        paths.push(local);
+      }
+      return plainRows(await duck.connection.runAndReadAll(storedChangesSql(paths, changes, columns)));
+    };
+    const rows = await query(replayableFiles(state, key)).catch(async () => {
+      // Compacted elsewhere since this session read the log (see `resolveEarlierRows`).
+      lookupCopies.clear();
+      return query(replayableFiles(await loadLakeState(store), key));
+    });
+    const byChange = new Map<string, Record<string, unknown>>();
+    for (const row of rows) byChange.set(storedChangeId(row._tributary_k, row._tributary_p, row._tributary_o), row);
+    for (const d of wanted) {
+      const deleted = byChange.get(storedChangeId(d.key, d.position, 'delete'));
+      if (deleted === undefined) continue;
+      const updateKey = updateKeys.get(d.index);
+      const update = updateKey !== undefined ? byChange.get(storedChangeId(updateKey, d.position, 'update')) : undefined;
+      out.set(d.index, { customer: String(deleted.customer_id), tenant: String(deleted.tenant_id), ...(update !== undefined ? { columns: update } : {}) });
+    }
+    return out;
+  };
+
+  /**
    * The batch with each CDC delete that lacks its customer id or tenant given those of the
    * latest earlier row of its key (see delete-attribution.ts), and each update that moved
    * its key and left fields out given them from that row of its old key (`oldRowWanted`:
@@ -358,9 +415,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const resolveEarlierRows = async (key: string, stage: StreamStage, fields: AttributedFields | undefined, records: RecordData[], oldRowWanted: ReadonlySet<number> | undefined): Promise<RecordData[]> => {
     const found = batchDeletes(records, stage.mapping, fields, oldRowWanted);
     if (found === undefined) return records;
-    const { resolved, lookups: wanted } = found;
+    const { resolved } = found;
+    let wanted = found.lookups;
+    const columns = oldRowWanted && wanted.length > 0 ? unchangedColumns(stage, records, wanted.filter((d) => oldRowWanted.has(d.index)).map((d) => d.index)) : [];
+    if (wanted.length > 0 && stage.replayable) {
+      // A replayed change takes what its first write stored (see `storedAttributions`).
+      const stored = await storedAttributions(key, stage, records, wanted, oldRowWanted, columns);
+      for (const [index, a] of stored) resolved.set(index, a);
+      if (stored.size > 0) wanted = wanted.filter((d) => !stored.has(d.index));
+    }
     if (wanted.length > 0) {
-      const columns = oldRowWanted ? unchangedColumns(stage, records, wanted.filter((d) => oldRowWanted.has(d.index)).map((d) => d.index)) : [];
       const byDelete = new Map<string, Attribution>();
       const query = async (committed: Iterable<LakeFile>): Promise<void> => {
         const sources = await storedRows(key, stage, committed);
