@@ -134,6 +134,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   const stages = new Map<string, StreamStage>();
   /** Streams whose CDC deletes may lack the customer id or tenant (see delete-attribution.ts). */
   const attributions = new Map<string, AttributedFields>();
+  /** The files of each stream's replay window (see `storedAttributions`), as the session opened. */
+  const windowFiles = new Map<string, LakeFile[]>();
   let pending: PendingFile[] = [];
   /** The ingest time of the last batch staged (see `write`). */
   let lastIngestMs = 0;
@@ -188,7 +190,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       const latest = history.versions[history.versions.length - 1]!;
       const validate = config.validate_records !== false ? recordValidator(stream.key, stream.jsonSchema) : undefined;
       const properties = (stream.jsonSchema.properties ?? {}) as Record<string, unknown>;
-      const replayWindow = await loadReplayWindow(duck.connection, store, replayableFiles(state, stream.key), tempDir, latest.columns);
+      windowFiles.set(stream.key, replayableFiles(state, stream.key));
+      const replayWindow = await loadReplayWindow(duck.connection, store, windowFiles.get(stream.key)!, tempDir, latest.columns);
       const quarantined = await loadQuarantined(store, state, stream.key, tempDir);
       const stage = new StreamStage(duck.connection, index, mapping, latest.columns, latest.version, validate, replayWindow, async (added: PayloadColumn[]) => {
         await evolveClaimed(stream.key, added, 'inferred');
@@ -387,8 +390,10 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
       }
       return plainRows(await duck.connection.runAndReadAll(storedChangesSql(paths, changes, columns)));
     };
-    const rows = await query(replayableFiles(state, key)).catch(async () => {
-      // Compacted elsewhere since this session read the log (see `resolveEarlierRows`).
+    // The window's files as the session opened: its own commits since are no first writes.
+    const rows = await query(windowFiles.get(key) ?? []).catch(async () => {
+      // Compacted elsewhere since this session read the log (see `resolveEarlierRows`): the
+      // merged files hold the same sessions' rows (replayable files merge only among themselves).
       lookupCopies.clear();
       return query(replayableFiles(await loadLakeState(store), key));
     });

@@ -14,8 +14,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { RecordData } from '@tributary/core';
-import { applyRetention, readLatestAsOf, readStreamRows } from '../src/index.js';
+import { createConnectorContext, parseConfig, type RecordData } from '@tributary/core';
+import { applyRetention, compactLake, lakeDestination, readLatestAsOf, readStreamRows } from '../src/index.js';
 import { cdcFields, keyedStream, motoLakeConfig, startMoto, writeSession, type MotoServer } from './helpers.js';
 
 let root: string;
@@ -110,4 +110,31 @@ it('in the same resumed batch, a replayed delete takes its stored attribution an
     ['7', 't3', 'insert', '0/3', 1, null],
   ]);
   expect(await latest(config)).toEqual([]);
+});
+
+it('a resumed session whose replay window was compacted after it opened still takes the stored attribution', async () => {
+  const config = { path: join(root, 'window-compacted') };
+  expect(await writeSession(config, stream, [[inserted]])).toEqual([]);
+  // The crashed sync commits twice (two files in one partition), deleting 4 then updating nothing else.
+  const deleted: RecordData = { id: 4, _tributary_op: 'd', _tributary_position: '0/2', _tributary_commit_time: '2026-03-01T00:00:00Z', _tributary_before: { id: 4 } };
+  const other: RecordData = { id: 9, v: 9, _tributary_op: 'c', _tributary_position: '0/3', _tributary_commit_time: '2026-03-01T00:00:01Z', ...owner };
+  const crashed = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+  await crashed.write({ stream: 'items', records: [deleted], emittedAt: Date.now() });
+  await crashed.commit();
+  await crashed.write({ stream: 'items', records: [other], emittedAt: Date.now() });
+  await crashed.commit();
+  await crashed.close({ completed: false });
+  expect(await applyRetention(config, expireJanuary)).toMatchObject({ rowsRemoved: 1 });
+  // The resume opens (its replay window: the two files), then compaction merges them and a second run deletes them.
+  const resumed = await lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, config), [stream]);
+  expect(await compactLake(config, { minFiles: 2, graceMs: 0 })).toMatchObject({ filesBefore: 2, filesAfter: 1 });
+  // The next run empties the trash (files removed by a commit go after their grace period).
+  expect(await compactLake(config, { minFiles: 2, graceMs: 0 })).toMatchObject({ filesDeleted: 2 });
+  expect((await resumed.write({ stream: 'items', records: [deleted, other], emittedAt: Date.now() }))?.rejected ?? []).toEqual([]);
+  await resumed.commit();
+  await resumed.close({ completed: true });
+  expect(await storedRows(config)).toEqual([
+    ['4', 't1', 'delete', '0/2', null, null],
+    ['9', 't1', 'insert', '0/3', null, null],
+  ]);
 });
