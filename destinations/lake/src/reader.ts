@@ -468,7 +468,7 @@ export async function readLatestAsOf(rawConfig: LakeConfig | Record<string, unkn
 interface FillTarget {
   row: LakeRow;
   missing: Set<string>;
-  /** The newest moved update (see `isMovedUpdate`) the walk passed while fields were missing: their values are in its old key's rows. */
+  /** The moved update (see `isMovedUpdate`) that began the life of the entity the walk passed, when fields are still missing: their values are in its old key's rows. */
   moved: LakeRow | undefined;
   /** Event ids of the old keys' deletes already followed (a key moved back and forth must not loop). */
   followed: Set<string>;
@@ -512,30 +512,35 @@ function byEntity(rows: LakeRow[]): Map<string, LakeRow[]> {
 
 /**
  * Walks `rows` (one entity, NEWEST_FIRST) from `from` on: each older row fills the target's
- * missing fields it does not list itself. Records in `target.moved` the newest moved update
- * met (`from` included) while fields were missing. Stops at a delete older than `from`: the
- * rows before it are an earlier life of the key, whose values are not the row's. An update
+ * missing fields it does not list itself. Stops at a delete older than `from`: the rows
+ * before it are an earlier life of the key, whose values are not the row's. An update
  * reaches one only when it moved the row onto the key (`4 → 33 → 4`: the delete of 4 at the
  * first move), and the values it left out are then in the rows of the key it came from,
  * which `fillAcrossKeyMoves` walks. Taken from the delete (whose row is its before-image,
  * often the key alone), they were null.
+ *
+ * When fields are still missing, `target.moved` is the oldest row of the life walked (the
+ * last one, `from` included) if it may be a moved update: only the row that began the life
+ * can have moved the row onto the key. Not the newest update with a before-image: under
+ * REPLICA IDENTITY FULL every update has one, and a plain update's position has no delete
+ * of a move, so the walk ended there with the field null.
  */
 function walkHistory(target: FillTarget, rows: LakeRow[], from: LakeRow): void {
   target.moved = undefined;
   const start = rows.findIndex((r) => sameRow(r, from));
   if (start < 0) return;
-  for (let i = start; i < rows.length && target.missing.size > 0; i++) {
+  let oldest = rows[start]!;
+  for (let i = start + 1; i < rows.length && target.missing.size > 0; i++) {
     const older = rows[i]!;
-    if (i > start) {
-      if (older.op === 'delete') break;
-      for (const field of [...target.missing]) {
-        if (older.unchanged_fields?.includes(field)) continue;
-        target.row.payload[field] = older.payload[field] ?? null;
-        target.missing.delete(field);
-      }
+    if (older.op === 'delete') break;
+    oldest = older;
+    for (const field of [...target.missing]) {
+      if (older.unchanged_fields?.includes(field)) continue;
+      target.row.payload[field] = older.payload[field] ?? null;
+      target.missing.delete(field);
     }
-    if (target.missing.size > 0 && target.moved === undefined && isMovedUpdate(older)) target.moved = older;
   }
+  if (target.missing.size > 0 && isMovedUpdate(oldest)) target.moved = oldest;
 }
 
 /** A row that may be an update that moved its row from another key (key-moves.ts): a CDC update with a before-image. */
