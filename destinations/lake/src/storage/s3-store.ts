@@ -42,6 +42,17 @@ const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
 const CONFLICT_RETRIES = 16;
 const CONFLICT_BACKOFF_MS = 50;
 const MAX_PARTS = 10_000;
+/**
+ * Attempts at a GET whose answer broke off in its body. The SDK retries a request that
+ * fails before its answer's headers, but hands a GetObject's body over as a stream it does
+ * not read: a connection dropped mid-body failed the read at once, so one such drop among
+ * the log entries a session reads at open failed the whole sync (the runtime does not retry
+ * opening), and one during a reader's download failed its query.
+ */
+const BODY_ATTEMPTS = 3;
+/** Error codes of a connection lost while a body was read (Node gives `aborted` ECONNRESET): worth another GET. */
+const BODY_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT']);
+const bodyBrokeOff = (error: unknown): boolean => BODY_NETWORK_CODES.has(String((error as { code?: unknown } | null)?.code));
 
 /**
  * S3 error codes that no retry can fix although S3 answers them with HTTP 400 or 3xx: the
@@ -111,12 +122,20 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
   };
 
   const get = async (key: string): Promise<Uint8Array | undefined> => {
-    try {
-      const out = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
-      return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
-    } catch (error) {
-      if (error instanceof Error && error.name === 'NoSuchKey') return undefined;
-      throw toS3Error(error, `get ${key}`);
+    for (let attempt = 1; ; attempt++) {
+      let out: S3.GetObjectCommandOutput;
+      try {
+        out = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
+      } catch (error) {
+        if (error instanceof Error && error.name === 'NoSuchKey') return undefined;
+        throw toS3Error(error, `get ${key}`);
+      }
+      try {
+        return out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+      } catch (error) {
+        // The body broke off (see BODY_ATTEMPTS): a GET is safe to send again.
+        if (!bodyBrokeOff(error) || attempt >= BODY_ATTEMPTS) throw toS3Error(error, `get ${key}`);
+      }
     }
   };
 
@@ -247,9 +266,18 @@ export function createS3Store(options: S3StoreOptions): LakeStore {
     async localCopy(key, cacheDir) {
       const path = join(cacheDir, ...key.split('/'));
       await mkdir(join(path, '..'), { recursive: true });
-      const out = await call(`download ${key}`, () => client.send(new GetObjectCommand({ Bucket, Key: full(key) })));
-      await pipeline(out.Body as Readable, createWriteStream(path));
-      return path;
+      for (let attempt = 1; ; attempt++) {
+        const out = await call(`download ${key}`, () => client.send(new GetObjectCommand({ Bucket, Key: full(key) })));
+        try {
+          // Each attempt writes the file from its start.
+          await pipeline(out.Body as Readable, createWriteStream(path));
+          return path;
+        } catch (error) {
+          // The body broke off (see BODY_ATTEMPTS); a local write error (a full disk) is no S3 failure and is thrown as it is.
+          if (!bodyBrokeOff(error)) throw error;
+          if (attempt >= BODY_ATTEMPTS) throw toS3Error(error, `download ${key}`);
+        }
+      }
     },
     async check() {
       try {
