@@ -106,13 +106,16 @@ export interface DestinationDefinition<S extends ConfigSchema> {
   batching?: BatchingOptions;
   /** Applies to the destination's own context (`ctx.call`, `ctx.limiter`) and to every `write` and `commit` call. */
   rateLimit?: RateLimitPolicy;
-  /** Retry policy of `write` and `commit` (and of `ctx.call`). */
+  /** Retry policy of `open`, `write` and `commit` (and of `ctx.call`). */
   retry?: RetryPolicy;
   /** Proves the config works; throws a TributaryError of kind `config` or `auth` saying what to fix. */
   check(ctx: ConnectorContext, config: ConfigOf<S>): Promise<void>;
   /**
    * Opens one write session for a sync, with every configured stream, before the source is
-   * read. An error here fails the sync before anything is read (`runSync` rejects).
+   * read. A `transient` or `rate_limited` error is retried under the destination's `retry`
+   * policy, so an open that fails must release what it took (connections, locks, temp
+   * files); any other error, or the last attempt's, fails the sync before anything is read
+   * (`runSync` rejects).
    */
   open(ctx: ConnectorContext, config: ConfigOf<S>, streams: readonly DestinationStream[]): Promise<DestinationSession>;
 }

@@ -1,7 +1,7 @@
 import { parseConfig } from '../config/schema.js';
 import { collectSecrets, createRedactor, type Redactor } from '../config/secrets.js';
 import { createConnectorContext } from '../connector/create-context.js';
-import type { Destination, DestinationStream } from '../connector/destination.js';
+import type { Destination, DestinationSession, DestinationStream } from '../connector/destination.js';
 import type { Source } from '../connector/source.js';
 import { emptyState, withDescriptors, type SyncState } from '../connector/state.js';
 import { TributaryError, toTributaryError } from '../errors.js';
@@ -139,14 +139,26 @@ async function syncHoldingLock(options: SyncOptions): Promise<SyncResult> {
     logger.warn(`rate limited by the source's peer; pausing until ${new Date(until).toISOString()}`);
   });
 
+  /** One attempt at opening; an error that is no TributaryError is named after the destination. */
+  const openOnce = async (): Promise<DestinationSession> => {
+    try {
+      return await destination.open(destinationCtx, destinationConfig, streams);
+    } catch (error) {
+      if (TributaryError.is(error)) throw error;
+      const e = toTributaryError(error, `Destination "${destination.name}" could not open`);
+      throw new TributaryError(e.kind, { userMessage: `Destination "${destination.name}" could not open: ${e.internalMessage ?? e.userMessage}`, cause: error });
+    }
+  };
   let session;
   try {
-    session = await destination.open(destinationCtx, destinationConfig, streams);
+    // Retried like a write (the destination's retry policy): a transient failure at open (a
+    // dropped connection while a lake reads its commit log) failed the whole sync, though
+    // nothing had been read or written yet. A failed open releases what it took (contract).
+    session = await destinationCtx.call(openOnce);
   } catch (error) {
     unsubscribeRateLimit();
     options.signal?.removeEventListener('abort', onOuterAbort);
-    const e = toTributaryError(error, `Destination "${destination.name}" could not open`);
-    throw TributaryError.is(error) ? e : new TributaryError(e.kind, { userMessage: `Destination "${destination.name}" could not open: ${e.internalMessage ?? e.userMessage}`, cause: error });
+    throw toTributaryError(error, `Destination "${destination.name}" could not open`);
   }
   let result;
   try {
