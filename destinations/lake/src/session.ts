@@ -123,7 +123,11 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   // against 7.2–8.2 (see the README). A commit, which the sync waits for, uses every core.
   const cores = availableParallelism();
   const stagingThreads = Math.max(1, cores - 1);
-  const duck = await openDuckDb(join(tempDir, 'spill'), stagingThreads);
+  // A failed open leaves nothing behind (the runtime may open again at once).
+  const duck = await openDuckDb(join(tempDir, 'spill'), stagingThreads).catch(async (error: unknown) => {
+    await rm(tempDir, { recursive: true, force: true });
+    throw error;
+  });
   const partition = partitionColumn(config.partitioning ?? 'tenant_day', ident(slotColumn('event_time_ms')));
   const compression = config.compression ?? 'zstd';
   const rowsPerFile = config.rows_per_file ?? 125_000;
