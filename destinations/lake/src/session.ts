@@ -337,15 +337,16 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
   /** Local copies of committed files read by attribution lookups (files are immutable). */
   const lookupCopies = new Map<string, string>();
   const lookupCache = join(tempDir, 'lookup');
+  /** The local copy of a committed file, downloaded once. */
+  const lookupCopy = async (f: LakeFile): Promise<string> => {
+    let local = lookupCopies.get(f.path);
+    if (local === undefined) lookupCopies.set(f.path, (local = await store.localCopy(f.path, lookupCache)));
+    return local;
+  };
   /** The relations holding a stream's earlier rows: the lake's files, this session's written files, sealed and staged rows. */
   const storedRows = async (key: string, stage: StreamStage, committed: Iterable<LakeFile>): Promise<string[]> => {
     const paths: string[] = [];
-    for (const f of committed) {
-      if (f.stream !== key) continue;
-      let local = lookupCopies.get(f.path);
-      if (local === undefined) lookupCopies.set(f.path, (local = await store.localCopy(f.path, lookupCache)));
-      paths.push(local);
-    }
+    for (const f of committed) if (f.stream === key) paths.push(await lookupCopy(f));
     for (const p of pending) if ('file' in p && p.file.stream === key) paths.push(p.localPath);
     const sources = paths.length > 0 ? [withIngestSeq(`read_parquet([${paths.map(literal).join(', ')}], union_by_name = true, hive_partitioning = false)`)] : [];
     for (const job of sealed) if (job.stream === key) sources.push(`(SELECT ${job.select} FROM ${job.from})`);
@@ -387,11 +388,7 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     const query = async (files: readonly LakeFile[]): Promise<Record<string, unknown>[]> => {
       if (files.length === 0) return [];
       const paths: string[] = [];
-      for (const f of files) {
-        let local = lookupCopies.get(f.path);
-        if (local === undefined) lookupCopies.set(f.path, (local = await store.localCopy(f.path, lookupCache)));
-        paths.push(local);
-      }
+      for (const f of files) paths.push(await lookupCopy(f));
       return plainRows(await duck.connection.runAndReadAll(storedChangesSql(paths, changes, columns)));
     };
     // The window's files as the session opened: its own commits since are no first writes.
@@ -427,7 +424,8 @@ export async function openLakeSession(ctx: ConnectorContext, config: LakeConfig,
     const { resolved } = found;
     let wanted = found.lookups;
     const columns = oldRowWanted && wanted.length > 0 ? unchangedColumns(stage, records, wanted.filter((d) => oldRowWanted.has(d.index)).map((d) => d.index)) : [];
-    if (wanted.length > 0 && stage.replayable) {
+    // Only while the stream's replay window is open (files of syncs that may be replayed).
+    if (wanted.length > 0 && (windowFiles.get(key)?.length ?? 0) > 0) {
       // A replayed change takes what its first write stored (see `storedAttributions`).
       const stored = await storedAttributions(key, stage, records, wanted, oldRowWanted, columns);
       for (const [index, a] of stored) resolved.set(index, a);

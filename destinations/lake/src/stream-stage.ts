@@ -587,11 +587,6 @@ export class StreamStage {
     return undefined;
   }
 
-  /** Whether syncs that may be replayed stored rows of this stream (its replay window is open, see ReplayWindow). */
-  get replayable(): boolean {
-    return this.replayWindow !== undefined;
-  }
-
   /**
    * Whether a record whose event id the replay window holds is a replay: same content as a
    * stored row of that id. Runs only for such records (after a crash, the resume's replayed
