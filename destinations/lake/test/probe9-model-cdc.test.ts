@@ -1,9 +1,9 @@
 /**
  * A model-based randomized check of the lake under CDC histories with crashes and replays.
  *
- * Each seed generates (with its own deterministic PRNG) the change history of a simulated
- * PostgreSQL table `items (id integer primary key, tenant_id, customer_id, v integer, big
- * text)` in the Tributary change format (connectors/postgres/src/records.ts): an initial
+ * Each seed generates (`generateCdcHistory` of @tributary/conformance, conformance/src/cdc-model.ts)
+ * the change history of a simulated PostgreSQL table `items (id integer primary key,
+ * tenant_id, customer_id, v integer, big text)` in the Tributary change format (connectors/postgres/src/records.ts): an initial
  * snapshot, then transactions of inserts, updates (a large `big` the update does not change
  * is TOASTed: left out and listed in `_tributary_unchanged`), deletes, key moves (an update
  * changing `id`) and, while the table is under REPLICA IDENTITY FULL, tenant moves (an
@@ -11,7 +11,7 @@
  * identity a delete and a key move carry the old key alone. An in-memory copy of the table,
  * versioned by commit time, is the oracle.
  *
- * The history is delivered in random batches over several sessions with several commits
+ * The history is delivered (`planCdcDelivery`) in random batches over several sessions with several commits
  * each. A session may crash (closed with `completed: false`, its last batches staged but not
  * committed); the next one resumes from a random earlier point no earlier than the end of the
  * last completed session (a checkpoint), so it replays what was already stored. Compaction
@@ -31,7 +31,7 @@
  *
  * Seeds and sizes: PROBE9_SEEDS, PROBE9_FIRST_SEED, PROBE9_TRANSACTIONS,
  * PROBE9_RETENTION_SEEDS; PROBE9_DEBUG=1 prints each seed's delivery plan and records. The
- * defaults (8 model seeds, 3 retention seeds: about 25 s on two cores) keep the suite short;
+ * defaults (8 model seeds, 4 retention seeds: about 25 s on two cores) keep the suite short;
  * sweeps of 60–100 seeds in several variants passed when the test was written.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -40,6 +40,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createConnectorContext, createLogger, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
 import { applyRetention, compactLake, lakeDestination, readLatestAsOf, readStreamRows } from '../src/index.js';
+import {
+  CDC_MODEL_FIRST_COMMIT_MS,
+  CDC_MODEL_TENANTS,
+  cdcModelProperties,
+  generateCdcHistory,
+  modelRandom,
+  planCdcDelivery,
+  tableAsOf,
+  type CdcHistory,
+  type CdcModelRow,
+  type CdcSessionPlan,
+} from '@tributary/conformance';
 import { keyedStream } from './helpers.js';
 
 let root: string;
@@ -47,257 +59,27 @@ beforeAll(async () => (root = await mkdtemp(join(tmpdir(), 'tributary-lake-model
 afterAll(() => rm(root, { recursive: true, force: true }));
 
 /** The stream as the PostgreSQL source declares it: nullable columns and its change fields. */
-const stream: DestinationStream = keyedStream('items', {
-  tenant_id: { type: ['string', 'null'] },
-  customer_id: { type: ['string', 'null'] },
-  v: { type: ['integer', 'null'] },
-  big: { type: ['string', 'null'] },
-  _tributary_op: { type: 'string', enum: ['r', 'c', 'u', 'd', 't'] },
-  _tributary_position: { type: 'string' },
-  _tributary_txid: { type: ['integer', 'null'] },
-  _tributary_commit_time: { type: ['string', 'null'] },
-  _tributary_before: { type: ['object', 'null'] },
-  _tributary_unchanged: { type: 'array', items: { type: 'string' } },
-});
+const stream: DestinationStream = keyedStream('items', cdcModelProperties());
 
 /** What the seeds exercised (checked at the end, so that a change to the generator cannot quietly make it trivial). */
 const coverage = { crashes: 0, replayedRows: 0, mergedFiles: 0, keyMoves: 0, tenantMoves: 0, leftOut: 0, retentions: 0 };
 
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): { next(): number; int(n: number): number; chance(p: number): boolean; pick<T>(items: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, chance: (p) => next() < p, pick: (items) => items[int(items.length)]! };
-}
-
-interface Row {
-  id: number;
-  tenant_id: string;
-  customer_id: string;
-  v: number;
-  big: string | null;
-}
-
 /** A stored row as the checks compare it: [tenant, key, position, op, customer]. */
 type StoredRow = [string, string, string, string, string];
 
-/** The table after each transaction (by commit time), the changes, and the rows the lake must store. */
-interface History {
-  records: RecordData[];
-  /** The snapshot's rows (as of any time before the first commit). */
-  initial: Map<number, Row>;
-  /** The table after each transaction, in commit order. */
-  versions: Array<{ timeMs: number; table: Map<number, Row> }>;
-  expected: StoredRow[];
-  /** The event time of each of `expected` (a snapshot row's: -Infinity, as its ingest time is before every commit time). */
-  expectedTimes: number[];
-  /** Per live row: whether its `big` is held only by rows of another tenant (see the header, (d)). */
-  crossTenantBig: Array<{ timeMs: number; ids: Set<number> }>;
-}
+const TENANTS = CDC_MODEL_TENANTS;
 
-/** Longer than this, `big` is TOASTed: an update that does not change it leaves it out. */
-const TOAST_THRESHOLD = 100;
-const TENANTS = ['t1', 't2', 't3'];
-const CUSTOMERS = ['c1', 'c2', 'c3', 'c4'];
-const IDS = 12;
-const FIRST_COMMIT_MS = Date.parse('2031-03-01T00:00:00Z');
+/** The model history of a seed: the default replica identity and FULL, no `updated_at`. */
+const generateHistory = (seed: number, transactions: number): CdcHistory => generateCdcHistory(seed, { transactions, identities: ['default', 'full'] });
 
-/** Generates a history of `transactions` transactions after a snapshot (see the header). */
-function generateHistory(seed: number, transactions: number): History {
-  const r = prng(seed);
-  let bigs = 0;
-  const newBig = (): string | null => {
-    const kind = r.int(4);
-    if (kind === 0) return null;
-    const tag = `b${seed}-${++bigs}:`;
-    return kind === 1 ? tag : tag + 'x'.repeat(TOAST_THRESHOLD + r.int(50));
-  };
-  const toasted = (big: string | null): boolean => big !== null && big.length > TOAST_THRESHOLD;
-  let hi = 0;
-  let lo = 0x100;
-  const nextPosition = (): string => {
-    if (r.chance(0.05)) {
-      hi += 1;
-      lo = r.int(0x20);
-    }
-    lo += 1 + r.int(0x60);
-    return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
-  };
-  const table = new Map<number, Row>();
-  const records: RecordData[] = [];
-  const expected: StoredRow[] = [];
-  // Ids whose row's `big` only another tenant's rows hold (tenant move that left it out, nothing since sending it).
-  const crossTenant = new Set<number>();
-  const expectedTimes: number[] = [];
-  // The event time of the rows stored now: a snapshot row's is its ingest time, before any commit time.
-  let eventMs = -Infinity;
-  const store = (row: Row, position: string, op: string): void => {
-    expected.push([row.tenant_id, String(row.id), position, op, row.customer_id]);
-    expectedTimes.push(eventMs);
-  };
-
-  // The snapshot: every row at the slot's restart position.
-  const restart = nextPosition();
-  for (let i = 0, n = 2 + r.int(5); i < n; i++) {
-    const id = 1 + r.int(IDS);
-    if (table.has(id)) continue;
-    const row: Row = { id, tenant_id: r.pick(TENANTS), customer_id: r.pick(CUSTOMERS), v: r.int(1000), big: newBig() };
-    table.set(id, row);
-    records.push({ ...row, _tributary_op: 'r', _tributary_position: restart, _tributary_txid: null, _tributary_commit_time: null, _tributary_before: null });
-    store(row, restart, 'snapshot');
-  }
-  const initial = new Map(table);
-  const versions: History['versions'] = [];
-  const crossTenantBig: History['crossTenantBig'] = [];
-  let full = false;
-  let timeMs = FIRST_COMMIT_MS;
-  for (let t = 0; t < transactions; t++) {
-    if (r.chance(0.15)) full = !full; // ALTER TABLE items REPLICA IDENTITY FULL / DEFAULT
-    timeMs += r.chance(0.2) ? 20 * 3_600_000 + r.int(3_600_000) : 1000 + r.int(600_000);
-    const commitTime = new Date(timeMs).toISOString();
-    eventMs = timeMs;
-    const txid = 1000 + t;
-    const change = (fields: Record<string, unknown>, op: string, before: Record<string, unknown> | null, unchanged: string[], position: string): RecordData => ({
-      ...fields,
-      _tributary_op: op,
-      _tributary_position: position,
-      _tributary_txid: txid,
-      _tributary_commit_time: commitTime,
-      _tributary_before: before,
-      ...(unchanged.length > 0 ? { _tributary_unchanged: unchanged } : {}),
-    });
-    /** The new row as the update sends it: `big` left out when TOASTed and unchanged. */
-    const sent = (row: Row, bigChanged: boolean): { fields: Record<string, unknown>; unchanged: string[] } => {
-      if (!bigChanged && toasted(row.big)) {
-        const { big: _big, ...rest } = row;
-        return { fields: rest, unchanged: ['big'] };
-      }
-      return { fields: { ...row }, unchanged: [] };
-    };
-    const oldImage = (row: Row): Record<string, unknown> => (full ? { ...row } : { id: row.id });
-    for (let c = 0, n = 1 + r.int(3); c < n; c++) {
-      const position = nextPosition();
-      const live = [...table.keys()].sort((a, b) => a - b);
-      const free = Array.from({ length: IDS }, (_, i) => i + 1).filter((id) => !table.has(id));
-      const roll = r.int(100);
-      if (live.length === 0 || (roll < 20 && free.length > 0)) {
-        const row: Row = { id: r.pick(free), tenant_id: r.pick(TENANTS), customer_id: r.pick(CUSTOMERS), v: r.int(1000), big: newBig() };
-        table.set(row.id, row);
-        crossTenant.delete(row.id);
-        records.push(change({ ...row }, 'c', null, [], position));
-        store(row, position, 'insert');
-      } else if (roll < 60) {
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.3);
-        const row: Row = { ...old, v: old.v + 1 + r.int(10), customer_id: r.chance(0.1) ? r.pick(CUSTOMERS) : old.customer_id, big: bigChanged ? newBig() : old.big };
-        table.set(row.id, row);
-        const { fields, unchanged } = sent(row, bigChanged);
-        if (unchanged.length === 0) crossTenant.delete(row.id);
-        records.push(change(fields, 'u', full ? { ...old } : null, unchanged, position));
-        store(row, position, 'update');
-      } else if (roll < 75) {
-        const old = table.get(r.pick(live))!;
-        table.delete(old.id);
-        crossTenant.delete(old.id);
-        records.push(change(full ? { ...old } : { id: old.id }, 'd', oldImage(old), [], position));
-        store(old, position, 'delete');
-      } else if (roll < 90 && free.length > 0) {
-        // Key move (and sometimes the tenant with it): DEFAULT sends the old key alone.
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.2);
-        const row: Row = { ...old, id: r.pick(free), v: old.v + 1 + r.int(10), tenant_id: r.chance(0.2) ? r.pick(TENANTS) : old.tenant_id, big: bigChanged ? newBig() : old.big };
-        table.delete(old.id);
-        table.set(row.id, row);
-        const wasCross = crossTenant.delete(old.id);
-        const { fields, unchanged } = sent(row, bigChanged);
-        if (unchanged.length > 0 && (wasCross || row.tenant_id !== old.tenant_id)) crossTenant.add(row.id);
-        records.push(change(fields, 'u', oldImage(old), unchanged, position));
-        store(old, position, 'delete');
-        store(row, position, 'update');
-      } else if (full) {
-        // Tenant move under FULL: the whole old row as before-image.
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.2);
-        const row: Row = { ...old, v: old.v + 1 + r.int(10), tenant_id: r.pick(TENANTS.filter((x) => x !== old.tenant_id)), big: bigChanged ? newBig() : old.big };
-        table.set(row.id, row);
-        const { fields, unchanged } = sent(row, bigChanged);
-        if (unchanged.length > 0) crossTenant.add(row.id);
-        else crossTenant.delete(row.id);
-        records.push(change(fields, 'u', { ...old }, unchanged, position));
-        store(old, position, 'delete');
-        store(row, position, 'update');
-      } else {
-        c--;
-      }
-    }
-    versions.push({ timeMs, table: new Map(table) });
-    crossTenantBig.push({ timeMs, ids: new Set(crossTenant) });
-  }
-  return { records, initial, versions, expected, expectedTimes, crossTenantBig };
-}
-
-/** One session of the delivery plan: its records in batches, the batches after which it commits, and whether it completes. */
-interface SessionPlan {
-  batches: RecordData[][];
-  commitAfter: Set<number>;
-  completed: boolean;
-  compactAfter: boolean;
-}
-
-/**
- * The delivery of `records` (see the header): sessions from the last checkpoint on, random
- * batches and commits; a crashed session's staged tail is lost and the next session resumes
- * at a random point between the last completed session's end and what the crash committed.
- */
-function planDelivery(seed: number, records: readonly RecordData[]): SessionPlan[] {
-  const r = prng(seed ^ 0x9e3779b9);
-  const plans: SessionPlan[] = [];
-  let checkpoint = 0;
-  let next = 0;
-  /** The furthest record the crashed sessions since the last completed one committed. */
-  let reached = 0;
-  for (let s = 0; next < records.length || plans.length === 0 || !plans[plans.length - 1]!.completed; s++) {
-    const crash = s < 12 && r.chance(0.4);
-    const batches: RecordData[][] = [];
-    const commitAfter = new Set<number>();
-    let at = next;
-    let committed = next;
-    // A session reads a random stretch (all that is left when it completes the last time). One
-    // that completes reads at least what the crashed ones stored: the source has them again.
-    const stretch = Math.min(records.length, at + 1 + r.int(30));
-    const end = crash ? stretch : r.chance(0.5) ? Math.max(stretch, reached) : records.length;
-    while (at < end) {
-      const size = Math.min(end - at, 1 + r.int(8));
-      batches.push(records.slice(at, at + size));
-      at += size;
-      if (r.chance(0.5) || at === end) {
-        // A crash loses the batches after its last commit: sometimes the last ones are never committed.
-        if (crash && at === end && batches.length > 1 && r.chance(0.5)) break;
-        commitAfter.add(batches.length - 1);
-        committed = at;
-      }
-    }
-    plans.push({ batches, commitAfter, completed: !crash, compactAfter: r.chance(0.3) });
-    if (crash) {
-      reached = Math.max(reached, committed);
-      next = checkpoint + r.int(committed - checkpoint + 1);
-    } else {
-      checkpoint = at;
-      next = at;
-    }
-  }
-  return plans;
+/** The rows the lake must store, in change order, each with its event time (a snapshot row's: -Infinity, as its ingest time is before every commit time). */
+function expectedRows(history: CdcHistory): { expected: StoredRow[]; expectedTimes: number[] } {
+  const expected = history.changes.map(({ row, position, op }): StoredRow => [row.tenant_id, String(row.id), position, op, row.customer_id]);
+  return { expected, expectedTimes: history.changes.map((x) => x.commitMs) };
 }
 
 /** Runs one session; a refused record fails it, unless `refused` is given (then it collects them). */
-async function runSession(config: Record<string, unknown>, plan: SessionPlan, refused?: RecordData[]): Promise<void> {
+async function runSession(config: Record<string, unknown>, plan: CdcSessionPlan, refused?: RecordData[]): Promise<void> {
   const logger = createLogger((_level, message) => {
     const replays = /([0-9]+) replayed row\(s\)/.exec(message);
     if (replays) coverage.replayedRows += Number(replays[1]);
@@ -315,7 +97,7 @@ async function runSession(config: Record<string, unknown>, plan: SessionPlan, re
 }
 
 /** Delivers the plan into a fresh lake; returns its config. */
-async function deliver(name: string, plans: readonly SessionPlan[]): Promise<Record<string, unknown>> {
+async function deliver(name: string, plans: readonly CdcSessionPlan[]): Promise<Record<string, unknown>> {
   const config = { path: join(root, name) };
   for (const plan of plans) {
     await runSession(config, plan);
@@ -328,23 +110,12 @@ type LiveRow = [string, string, string, number, string | null];
 
 const sortRows = <T>(rows: T[]): T[] => rows.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 
-function tableAt(history: History, timeMs: number): { table: Map<number, Row>; cross: Set<number> } {
-  let table = history.initial;
-  let cross = new Set<number>();
-  for (const [i, v] of history.versions.entries()) {
-    if (v.timeMs > timeMs) break;
-    table = v.table;
-    cross = history.crossTenantBig[i]!.ids;
-  }
-  return { table, cross };
-}
-
-const liveOf = (table: Map<number, Row>): LiveRow[] => sortRows([...table.values()].map((row) => [row.tenant_id, String(row.id), row.customer_id, row.v, row.big]));
+const liveOf = (table: ReadonlyMap<number, CdcModelRow>): LiveRow[] => sortRows([...table.values()].map((row) => [row.tenant_id, String(row.id), row.customer_id, row.v, row.big]));
 
 /** The points in time the reads are checked at: the end, before the first commit, some commit times and times between. */
-function checkTimes(seed: number, history: History): number[] {
-  const r = prng(seed ^ 0x5bd1e995);
-  const times = [history.versions[history.versions.length - 1]!.timeMs + 3_600_000, FIRST_COMMIT_MS - 3_600_000];
+function checkTimes(seed: number, history: CdcHistory): number[] {
+  const r = modelRandom(seed ^ 0x5bd1e995);
+  const times = [history.endMs, CDC_MODEL_FIRST_COMMIT_MS - 3_600_000];
   for (let i = 0; i < 4; i++) {
     const v = r.pick(history.versions);
     times.push(r.chance(0.5) ? v.timeMs : v.timeMs + 500);
@@ -355,6 +126,7 @@ function checkTimes(seed: number, history: History): number[] {
 /** Runs one seed and returns the differences from the oracle (empty: none). */
 async function checkSeed(seed: number, transactions: number): Promise<string[]> {
   const history = generateHistory(seed, transactions);
+  const { expected } = expectedRows(history);
   for (const x of history.records) {
     if (Array.isArray(x._tributary_unchanged)) coverage.leftOut++;
     const before = x._tributary_before as Record<string, unknown> | null;
@@ -362,7 +134,7 @@ async function checkSeed(seed: number, transactions: number): Promise<string[]> 
     if (before.id !== x.id) coverage.keyMoves++;
     else if (before.tenant_id !== x.tenant_id) coverage.tenantMoves++;
   }
-  const plans = planDelivery(seed, history.records);
+  const plans = planCdcDelivery(seed, history.records);
   // For minimising a failing seed: its delivery plan and its records.
   if (process.env.PROBE9_DEBUG) {
     for (const p of plans) console.log(JSON.stringify({ completed: p.completed, compact: p.compactAfter, commits: [...p.commitAfter], batches: p.batches.map((b) => b.map((x) => `${x._tributary_op}${x.id}@${x._tributary_position}`)) }));
@@ -376,7 +148,7 @@ async function checkSeed(seed: number, transactions: number): Promise<string[]> 
   const twice = [...ids].filter(([, n]) => n > 1);
   if (twice.length > 0) problems.push(`event ids stored more than once: ${JSON.stringify(twice)}`);
   const got = sortRows(stored.map((row): StoredRow => [row.tenant_id, row.entity_key, String(row.source_position), row.op, row.customer_id]));
-  const want = sortRows([...history.expected]);
+  const want = sortRows([...expected]);
   if (JSON.stringify(got) !== JSON.stringify(want)) {
     const key = (x: StoredRow): string => JSON.stringify(x);
     const count = (rows: StoredRow[]): Map<string, number> => rows.reduce((m, x) => m.set(key(x), (m.get(key(x)) ?? 0) + 1), new Map<string, number>());
@@ -387,7 +159,7 @@ async function checkSeed(seed: number, transactions: number): Promise<string[]> 
     problems.push(`stored rows differ: extra ${extra.join(' ')}; missing ${missing.join(' ')}`);
   }
   for (const [n, timeMs] of checkTimes(seed, history).entries()) {
-    const { table, cross } = tableAt(history, timeMs);
+    const { table, bigFromOtherTenant: cross } = tableAsOf(history, timeMs);
     const asOf = new Date(timeMs).toISOString();
     const rows = await readLatestAsOf(config, { stream: 'items', asOf: timeMs });
     const read = sortRows(rows.map((row): LiveRow => [row.tenant_id, row.entity_key, row.customer_id, row.payload.v as number, (row.payload.big as string | null) ?? null]));
@@ -404,10 +176,10 @@ async function checkSeed(seed: number, transactions: number): Promise<string[]> 
     }
   }
   // With deletes: every (tenant, key) the lake ever stored, deleted unless live at the end.
-  const final = history.versions[history.versions.length - 1]!.table;
+  const final = history.final;
   const withDeleted = sortRows((await readLatestAsOf(config, { stream: 'items', includeDeleted: true, asOf: checkTimes(seed, history)[0]! })).map((row) => [row.tenant_id, row.entity_key, row.op === 'delete' ? 'deleted' : 'live']));
   const everKeys = sortRows(
-    [...new Set(history.expected.map(([tenant, key]) => JSON.stringify([tenant, key])))].map((x) => {
+    [...new Set(expected.map(([tenant, key]) => JSON.stringify([tenant, key])))].map((x) => {
       const [tenant, key] = JSON.parse(x) as [string, string];
       return [tenant, key, final.get(Number(key))?.tenant_id === tenant ? 'live' : 'deleted'];
     }),
@@ -417,7 +189,7 @@ async function checkSeed(seed: number, transactions: number): Promise<string[]> 
   // position the delete of the old key first), left out when it is a delete.
   const lsn = (position: string): bigint => position.split('/').reduce((n, part) => n * 2n ** 32n + BigInt(`0x${part}`), 0n);
   const latestByCustomer = new Map<string, StoredRow>();
-  const inOrder = history.expected.map((row, i) => ({ row, i })).sort((a, b) => (lsn(a.row[2]) < lsn(b.row[2]) ? -1 : lsn(a.row[2]) > lsn(b.row[2]) ? 1 : a.i - b.i));
+  const inOrder = expected.map((row, i) => ({ row, i })).sort((a, b) => (lsn(a.row[2]) < lsn(b.row[2]) ? -1 : lsn(a.row[2]) > lsn(b.row[2]) ? 1 : a.i - b.i));
   for (const { row } of inOrder) latestByCustomer.set(JSON.stringify([row[0], row[4]]), row);
   const byCustomer = sortRows([...latestByCustomer.values()].filter((row) => row[3] !== 'delete').map((row) => [row[0], row[4], row[1], row[2], row[3]]));
   const readByCustomer = sortRows((await readLatestAsOf(config, { stream: 'items', key: 'customer_id', asOf: checkTimes(seed, history)[0]! })).map((row) => [row.tenant_id, row.customer_id, row.entity_key, String(row.source_position), row.op]));
@@ -449,8 +221,9 @@ for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
  */
 async function checkSeedWithRetention(seed: number, transactions: number): Promise<string[]> {
   const history = generateHistory(seed, transactions);
-  const plans = planDelivery(seed, history.records);
-  const r = prng(seed ^ 0x2545f491);
+  const { expected, expectedTimes } = expectedRows(history);
+  const plans = planCdcDelivery(seed, history.records);
+  const r = modelRandom(seed ^ 0x2545f491);
   const config = { path: join(root, `retention-${seed}`) };
   const refused: RecordData[] = [];
   let cutoffMs = -Infinity;
@@ -487,8 +260,8 @@ async function checkSeedWithRetention(seed: number, transactions: number): Promi
     got.set(k, (got.get(k) ?? 0) + 1);
   }
   const entity = (x: StoredRow): string => key([x[0], x[1]]);
-  for (const [i, row] of history.expected.entries()) {
-    const at = history.expectedTimes[i]!;
+  for (const [i, row] of expected.entries()) {
+    const at = expectedTimes[i]!;
     const n = got.get(key(row)) ?? 0;
     got.delete(key(row));
     if (at < cutoffMs) {
@@ -496,16 +269,16 @@ async function checkSeedWithRetention(seed: number, transactions: number): Promi
       continue;
     }
     // A delete whose entity had no row from the cutoff until it: its earlier rows may have expired before it was written.
-    const orphan = row[3] === 'delete' && !history.expected.some((other, j) => j < i && entity(other) === entity(row) && history.expectedTimes[j]! >= cutoffMs);
+    const orphan = row[3] === 'delete' && !expected.some((other, j) => j < i && entity(other) === entity(row) && expectedTimes[j]! >= cutoffMs);
     if (n > 1 || (n === 0 && !orphan)) problems.push(`row stored ${n} times: ${key(row)}`);
   }
   if (got.size > 0) problems.push(`rows stored that no change made: ${[...got.keys()].join(' ')}`);
   const lastChange = new Map<string, number>();
-  for (const [i, row] of history.expected.entries()) lastChange.set(entity(row), history.expectedTimes[i]!);
-  const finalTime = history.versions[history.versions.length - 1]!.timeMs + 3_600_000;
+  for (const [i, row] of expected.entries()) lastChange.set(entity(row), expectedTimes[i]!);
+  const finalTime = history.endMs;
   const read = sortRows((await readLatestAsOf(config, { stream: 'items', asOf: finalTime })).map((row) => [row.tenant_id, row.entity_key, row.customer_id, row.payload.v]));
   const oracle = sortRows(
-    [...history.versions[history.versions.length - 1]!.table.values()]
+    [...history.final.values()]
       .filter((row) => lastChange.get(key([row.tenant_id, String(row.id)]))! >= cutoffMs)
       .map((row) => [row.tenant_id, String(row.id), row.customer_id, row.v]),
   );
@@ -514,7 +287,7 @@ async function checkSeedWithRetention(seed: number, transactions: number): Promi
   return problems.map((p) => `seed ${seed} (retention): ${p}`);
 }
 
-const RETENTION_SEEDS = Number(process.env.PROBE9_RETENTION_SEEDS ?? 3);
+const RETENTION_SEEDS = Number(process.env.PROBE9_RETENTION_SEEDS ?? 4);
 
 for (let seed = FIRST_SEED; seed < FIRST_SEED + RETENTION_SEEDS; seed++) {
   it(`seed ${seed}: retention between crashes and resumes removes expired rows only, and stores no replay twice`, async () => {

@@ -16,7 +16,8 @@
  * id and tenant alone: a delete then carries no `updated_at`, the writers date it by commit
  * time). The default replica identity (the old id alone) is left out: the Redis writer
  * rejects a delete without its tenant (README, "CDC deletes"), so the stores would differ by
- * design. The generator follows destinations/lake/test/probe9-model-cdc.test.ts.
+ * design. The generator and the delivery plans are those of the lake's model test
+ * (`generateCdcHistory`, `planCdcDelivery` of @tributary/conformance, conformance/src/cdc-model.ts).
  *
  * The history is delivered to the lake in random batches over several sessions with several
  * commits each. A session may crash (closed with `completed: false`: what the lake staged
@@ -50,6 +51,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createConnectorContext, parseConfig, type DestinationStream, type RecordData } from '@tributary/core';
 import { compactLake, lakeDestination, readLatestAsOf } from '@tributary/destination-lake';
 import { compareOnlineOffline, createFeatureLookup, decodeGroupValue, entityKey, offlineRowFromLake, redisConfigSchema, redisDestination, resolveMapping } from '../src/index.js';
+import { CDC_MODEL_IDS, CDC_MODEL_TENANTS, cdcModelProperties, generateCdcHistory, modelRandom, planCdcDelivery, type CdcHistory, type CdcSessionPlan } from '@tributary/conformance';
 import { useRedisPeer } from './fixtures.js';
 
 const peer = useRedisPeer();
@@ -65,188 +67,28 @@ const stream: DestinationStream = {
   destinationSyncMode: 'append_dedup',
   primaryKey: [['id']],
   cursorField: ['_tributary_position'],
-  jsonSchema: {
-    type: 'object',
-    properties: {
-      id: { type: 'integer' },
-      tenant_id: { type: ['string', 'null'] },
-      customer_id: { type: ['string', 'null'] },
-      v: { type: ['integer', 'null'] },
-      big: { type: ['string', 'null'] },
-      updated_at: { type: ['string', 'null'], format: 'date-time' },
-      _tributary_op: { type: 'string', enum: ['r', 'c', 'u', 'd', 't'] },
-      _tributary_position: { type: 'string' },
-      _tributary_txid: { type: ['integer', 'null'] },
-      _tributary_commit_time: { type: ['string', 'null'] },
-      _tributary_before: { type: ['object', 'null'] },
-      _tributary_unchanged: { type: 'array', items: { type: 'string' } },
-    },
-  },
+  jsonSchema: { type: 'object', properties: cdcModelProperties({ updatedAt: true }) },
   resuming: false,
 };
 
 /** What the seeds exercised (checked at the end, so that a change to the generator cannot quietly make it trivial). */
 const coverage = { crashes: 0, keyMoves: 0, tenantMoves: 0, leftOut: 0, deletes: 0, tombstones: 0, matching: 0, deletedOffline: 0 };
 
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): { next(): number; int(n: number): number; chance(p: number): boolean; pick<T>(items: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, chance: (p) => next() < p, pick: (items) => items[int(items.length)]! };
-}
-
-interface Row {
-  id: number;
-  tenant_id: string;
-  customer_id: string;
-  v: number;
-  big: string | null;
-  updated_at: string;
-}
-
-interface History {
-  records: RecordData[];
-  /** The table after the last transaction. */
-  final: Map<number, Row>;
-  /** After each transaction: the table, and the number of records up to it. */
-  versions: Array<{ table: Map<number, Row>; records: number }>;
-  /** The end of the history (after the last commit). */
-  endMs: number;
-}
-
-/** Longer than this, `big` is TOASTed: an update that does not change it leaves it out. */
-const TOAST_THRESHOLD = 100;
-const TENANTS = ['t1', 't2', 't3'];
-const CUSTOMERS = ['c1', 'c2', 'c3', 'c4'];
-const IDS = 12;
-const FIRST_COMMIT_MS = Date.parse('2031-03-01T00:00:00Z');
-
-/** Generates a history of `transactions` transactions after a snapshot (see the header). */
-function generateHistory(seed: number, transactions: number): History {
-  const r = prng(seed);
-  let bigs = 0;
-  const newBig = (): string | null => {
-    const kind = r.int(4);
-    if (kind === 0) return null;
-    const tag = `b${seed}-${++bigs}:`;
-    return kind === 1 ? tag : tag + 'x'.repeat(TOAST_THRESHOLD + r.int(50));
-  };
-  const toasted = (big: string | null): boolean => big !== null && big.length > TOAST_THRESHOLD;
-  let hi = 0;
-  let lo = 0x100;
-  const nextPosition = (): string => {
-    if (r.chance(0.05)) {
-      hi += 1;
-      lo = r.int(0x20);
-    }
-    // At least 2 apart: a snapshot taken between two changes gets a position between them (see lateSnapshot).
-    lo += 2 + r.int(0x5f);
-    return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
-  };
-  const table = new Map<number, Row>();
-  const records: RecordData[] = [];
-
-  // The snapshot: every row at the slot's restart position, updated before the first commit.
-  const restart = nextPosition();
-  for (let i = 0, n = 2 + r.int(5); i < n; i++) {
-    const id = 1 + r.int(IDS);
-    if (table.has(id)) continue;
-    const updatedAt = new Date(FIRST_COMMIT_MS - 86_400_000 - r.int(86_400_000)).toISOString();
-    const row: Row = { id, tenant_id: r.pick(TENANTS), customer_id: r.pick(CUSTOMERS), v: r.int(1000), big: newBig(), updated_at: updatedAt };
-    table.set(id, row);
-    records.push({ ...row, _tributary_op: 'r', _tributary_position: restart, _tributary_txid: null, _tributary_commit_time: null, _tributary_before: null });
-  }
-  const versions: History['versions'] = [];
-  let full = false;
-  let timeMs = FIRST_COMMIT_MS;
-  for (let t = 0; t < transactions; t++) {
-    if (r.chance(0.2)) full = !full; // ALTER TABLE items REPLICA IDENTITY FULL / USING INDEX items_id_tenant
-    timeMs += r.chance(0.2) ? 20 * 3_600_000 + r.int(3_600_000) : 1000 + r.int(600_000);
-    const commitTime = new Date(timeMs).toISOString();
-    const txid = 1000 + t;
-    const change = (fields: Record<string, unknown>, op: string, before: Record<string, unknown> | null, unchanged: string[], position: string): RecordData => ({
-      ...fields,
-      _tributary_op: op,
-      _tributary_position: position,
-      _tributary_txid: txid,
-      _tributary_commit_time: commitTime,
-      _tributary_before: before,
-      ...(unchanged.length > 0 ? { _tributary_unchanged: unchanged } : {}),
-    });
-    /** The new row as the update sends it: `big` left out when TOASTed and unchanged. */
-    const sent = (row: Row, bigChanged: boolean): { fields: Record<string, unknown>; unchanged: string[] } => {
-      if (!bigChanged && toasted(row.big)) {
-        const { big: _big, ...rest } = row;
-        return { fields: rest, unchanged: ['big'] };
-      }
-      return { fields: { ...row }, unchanged: [] };
-    };
-    /**
-     * `updated_at` of a row written now: usually the commit time; sometimes an update leaves
-     * it as it was, or the application back-dates it (the stores order versions by position).
-     */
-    const stamp = (old?: Row): string =>
-      old !== undefined && r.chance(0.25) ? old.updated_at : r.chance(0.1) ? new Date(timeMs - 86_400_000 - r.int(86_400_000)).toISOString() : commitTime;
-    /** The old row's replica identity: the whole row under FULL, else the index's columns. */
-    const oldImage = (row: Row): Record<string, unknown> => (full ? { ...row } : { id: row.id, tenant_id: row.tenant_id });
-    for (let c = 0, n = 1 + r.int(3); c < n; c++) {
-      const position = nextPosition();
-      const live = [...table.keys()].sort((a, b) => a - b);
-      const free = Array.from({ length: IDS }, (_, i) => i + 1).filter((id) => !table.has(id));
-      const roll = r.int(100);
-      if (live.length === 0 || (roll < 20 && free.length > 0)) {
-        const row: Row = { id: r.pick(free), tenant_id: r.pick(TENANTS), customer_id: r.pick(CUSTOMERS), v: r.int(1000), big: newBig(), updated_at: stamp() };
-        table.set(row.id, row);
-            records.push(change({ ...row }, 'c', null, [], position));
-      } else if (roll < 60) {
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.3);
-        const row: Row = { ...old, v: old.v + 1 + r.int(10), customer_id: r.chance(0.1) ? r.pick(CUSTOMERS) : old.customer_id, big: bigChanged ? newBig() : old.big, updated_at: stamp(old) };
-        table.set(row.id, row);
-        const { fields, unchanged } = sent(row, bigChanged);
-        records.push(change(fields, 'u', full ? { ...old } : null, unchanged, position));
-      } else if (roll < 75) {
-        const old = table.get(r.pick(live))!;
-        table.delete(old.id);
-        records.push(change(oldImage(old), 'd', oldImage(old), [], position));
-      } else if (roll < 90 && free.length > 0) {
-        // Key move, sometimes with the tenant.
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.2);
-        const row: Row = { ...old, id: r.pick(free), v: old.v + 1 + r.int(10), tenant_id: r.chance(0.2) ? r.pick(TENANTS) : old.tenant_id, big: bigChanged ? newBig() : old.big, updated_at: stamp(old) };
-        table.delete(old.id);
-        table.set(row.id, row);
-            const { fields, unchanged } = sent(row, bigChanged);
-        records.push(change(fields, 'u', oldImage(old), unchanged, position));
-      } else {
-        // Tenant move: the index identity's key changed too, so either identity sends the old tenant.
-        const old = table.get(r.pick(live))!;
-        const bigChanged = r.chance(0.2);
-        const row: Row = { ...old, v: old.v + 1 + r.int(10), tenant_id: r.pick(TENANTS.filter((x) => x !== old.tenant_id)), big: bigChanged ? newBig() : old.big, updated_at: stamp(old) };
-        table.set(row.id, row);
-            const { fields, unchanged } = sent(row, bigChanged);
-        records.push(change(fields, 'u', oldImage(old), unchanged, position));
-      }
-    }
-    versions.push({ table: new Map(table), records: records.length });
-  }
-  return { records, final: table, versions, endMs: timeMs + 3_600_000 };
-}
+/**
+ * The model history of a seed: REPLICA IDENTITY USING INDEX (id, tenant_id) and FULL (the
+ * default identity is left out, see the header), with `updated_at`, positions at least 2
+ * apart (a snapshot taken between two changes gets a position between them: lateSnapshot).
+ */
+const generateHistory = (seed: number, transactions: number): CdcHistory =>
+  generateCdcHistory(seed, { transactions, identities: ['index', 'full'], identitySwitchChance: 0.2, updatedAt: true, minPositionGap: 2 });
 
 /**
  * The records a sync that started later reads (its own replication slot, created after a random
  * transaction): the table as it was then as a snapshot (op `r`, every column, at a position
  * after that transaction's changes and before the next one's), then the changes after it.
  */
-function lateSnapshot(seed: number, history: History): RecordData[] {
-  const r = prng(seed ^ 0x3c6ef372);
+function lateSnapshot(seed: number, history: CdcHistory): RecordData[] {
+  const r = modelRandom(seed ^ 0x3c6ef372);
   const { table, records } = history.versions[r.int(history.versions.length - 1)]!;
   const last = String(history.records[records - 1]!._tributary_position);
   const [hi, lo] = last.split('/');
@@ -269,55 +111,6 @@ function touchedBy(records: readonly RecordData[]): Set<string> {
 /** How the Redis sync is fed: the lake's batches and crashes; its own; or its own, started later (see lateSnapshot). */
 type RedisFeed = 'same' | 'apart' | 'late';
 
-/** One session of the delivery plan: its records in batches, the batches after which it commits, and whether it completes. */
-interface SessionPlan {
-  batches: RecordData[][];
-  commitAfter: Set<number>;
-  completed: boolean;
-  compactAfter: boolean;
-}
-
-/**
- * The delivery of `records` (as in the lake's model test): sessions from the last checkpoint
- * on, random batches and commits; after a crash the next session resumes at a random point
- * between the last completed session's end and what the crash committed.
- */
-function planDelivery(seed: number, records: readonly RecordData[]): SessionPlan[] {
-  const r = prng(seed ^ 0x9e3779b9);
-  const plans: SessionPlan[] = [];
-  let checkpoint = 0;
-  let next = 0;
-  let reached = 0;
-  for (let s = 0; next < records.length || plans.length === 0 || !plans[plans.length - 1]!.completed; s++) {
-    const crash = s < 12 && r.chance(0.4);
-    const batches: RecordData[][] = [];
-    const commitAfter = new Set<number>();
-    let at = next;
-    let committed = next;
-    const stretch = Math.min(records.length, at + 1 + r.int(30));
-    const end = crash ? stretch : r.chance(0.5) ? Math.max(stretch, reached) : records.length;
-    while (at < end) {
-      const size = Math.min(end - at, 1 + r.int(8));
-      batches.push(records.slice(at, at + size));
-      at += size;
-      if (r.chance(0.5) || at === end) {
-        if (crash && at === end && batches.length > 1 && r.chance(0.5)) break;
-        commitAfter.add(batches.length - 1);
-        committed = at;
-      }
-    }
-    plans.push({ batches, commitAfter, completed: !crash, compactAfter: r.chance(0.3) });
-    if (crash) {
-      reached = Math.max(reached, committed);
-      next = checkpoint + r.int(committed - checkpoint + 1);
-    } else {
-      checkpoint = at;
-      next = at;
-    }
-  }
-  return plans;
-}
-
 type Session = Awaited<ReturnType<typeof lakeDestination.open>>;
 
 /**
@@ -327,7 +120,7 @@ type Session = Awaited<ReturnType<typeof lakeDestination.open>>;
  * inside a batch: with `cut`, a crashed session's last batch, when uncommitted, reaches the
  * store as a random prefix of it (possibly none).
  */
-async function runSession(name: string, open: () => Promise<Session>, plan: SessionPlan, cut?: (n: number) => number): Promise<void> {
+async function runSession(name: string, open: () => Promise<Session>, plan: CdcSessionPlan, cut?: (n: number) => number): Promise<void> {
   const session = await open();
   for (const [i, batch] of plan.batches.entries()) {
     const last = i === plan.batches.length - 1 && !plan.completed && !plan.commitAfter.has(i);
@@ -342,7 +135,7 @@ async function runSession(name: string, open: () => Promise<Session>, plan: Sess
 }
 
 /** Delivers `plans` into the lake at `lakeConfig`, compacting where planned. */
-async function deliverToLake(lakeConfig: Record<string, unknown>, plans: readonly SessionPlan[]): Promise<void> {
+async function deliverToLake(lakeConfig: Record<string, unknown>, plans: readonly CdcSessionPlan[]): Promise<void> {
   const open = (): Promise<Session> => lakeDestination.open(createConnectorContext({}), parseConfig(lakeDestination.spec.connectionSpecification, lakeConfig), [stream]);
   for (const plan of plans) {
     await runSession('lake', open, plan);
@@ -351,8 +144,8 @@ async function deliverToLake(lakeConfig: Record<string, unknown>, plans: readonl
 }
 
 /** Delivers `plans` into Redis under `redisConfig`; a crash may stop inside its last batch (see runSession). */
-async function deliverToRedis(seed: number, redisConfig: Record<string, unknown>, plans: readonly SessionPlan[]): Promise<void> {
-  const r = prng(seed ^ 0x27d4eb2f);
+async function deliverToRedis(seed: number, redisConfig: Record<string, unknown>, plans: readonly CdcSessionPlan[]): Promise<void> {
+  const r = modelRandom(seed ^ 0x27d4eb2f);
   const open = (): Promise<Session> => redisDestination.open(createConnectorContext({}), parseConfig(redisDestination.spec.connectionSpecification, redisConfig), [stream]);
   for (const plan of plans) await runSession('redis', open, plan, r.int);
 }
@@ -370,17 +163,17 @@ async function checkSeed(seed: number, transactions: number, feed: RedisFeed): P
     if (before.id !== x.id) coverage.keyMoves++;
     else if (before.tenant_id !== x.tenant_id) coverage.tenantMoves++;
   }
-  const plans = planDelivery(seed, history.records);
+  const plans = planCdcDelivery(seed, history.records);
   // Apart: the Redis sync runs on its own (its own batches, crashes and replication slot, so
   // its snapshot rows have another position, still before every change). Late: its slot was
   // created later, its snapshot reads the table as it was then.
   const redisRecords =
     feed === 'same' ? history.records : feed === 'apart' ? history.records.map((x) => (x._tributary_op === 'r' ? { ...x, _tributary_position: '0/80' } : x)) : lateSnapshot(seed, history);
-  const redisPlans = feed === 'same' ? plans : planDelivery(seed ^ 0x5a5a5a5a, redisRecords);
+  const redisPlans = feed === 'same' ? plans : planCdcDelivery(seed ^ 0x5a5a5a5a, redisRecords);
   const apart = feed !== 'same';
   // For minimising a failing seed: the delivery plans and the records.
   if (process.env.PROBE9_DEBUG) {
-    const show = (p: SessionPlan): string => JSON.stringify({ completed: p.completed, compact: p.compactAfter, commits: [...p.commitAfter], batches: p.batches.map((b) => b.map((x) => `${x._tributary_op}${x.id}@${x._tributary_position}`)) });
+    const show = (p: CdcSessionPlan): string => JSON.stringify({ completed: p.completed, compact: p.compactAfter, commits: [...p.commitAfter], batches: p.batches.map((b) => b.map((x) => `${x._tributary_op}${x.id}@${x._tributary_position}`)) });
     for (const p of plans) console.log(show(p));
     if (apart) for (const p of redisPlans) console.log(`redis: ${show(p)}`);
     if (feed === 'late') console.log(`redis snapshot: ${JSON.stringify(redisRecords.filter((x) => x._tributary_op === 'r')).replace(/x{20,}/g, 'x…')}`);
@@ -397,8 +190,8 @@ async function checkSeed(seed: number, transactions: number, feed: RedisFeed): P
   // (a) Redis against the oracle: the live rows served, every other touched (tenant, id) a tombstone.
   const lookup = createFeatureLookup({ port: peer.server.port, keyPrefix: prefix });
   try {
-    for (const tenant of TENANTS) {
-      const ids = Array.from({ length: IDS }, (_, i) => String(i + 1));
+    for (const tenant of CDC_MODEL_TENANTS) {
+      const ids = Array.from({ length: CDC_MODEL_IDS }, (_, i) => String(i + 1));
       const served = await lookup.getMany({ tenant, entityType: 'items', entityIds: ids });
       for (const entity of served) {
         const row = history.final.get(Number(entity.entityId));
