@@ -32,7 +32,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { loadLakeState, openStore, readLatestAsOf, lakeConfigSchema } from '@tributary/destination-lake';
 import { createFeatureLookup } from '@tributary/destination-redis';
-import { parseConfig } from '@tributary/core';
+import { parseConfig, seededRandom } from '@tributary/core';
 import { startRedisServer, type RedisServer } from '../../../destinations/redis/test/redis-server.js';
 import { usePostgres, type EmbeddedPostgresServer } from './support.js';
 
@@ -67,18 +67,8 @@ afterAll(async () => {
 // Seeded data
 // ---------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so data and changes are the same every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(20261128);
+/** Seeded (core's mulberry32), so data and changes are the same every run. */
+const random = seededRandom(20261128);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 
 /** Incompressible-looking text, different per call: a row's value tells which write made it. */
