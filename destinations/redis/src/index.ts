@@ -151,9 +151,11 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
    * batch in flight behind it, in their order, before any new batch: Redis must apply the
    * stream's records in the stream's order, since of two versions at the same place in the
    * order of versions the later applied wins (write-script.ts); the batches behind a failed
-   * one (a dropped connection) mostly failed too, and a new batch sent ahead of their
-   * re-send would be applied before them. Re-sending one that was applied changes nothing.
-   * Throws if the oldest fails again (it stays first in line).
+   * one (a dropped connection) failed too — the connection holds back every batch sent after
+   * a lost one (`ORDERED` in write-script.ts) until this re-send, even those sent on a new
+   * connection — and a new batch sent ahead of their re-send would be applied before them.
+   * Re-sending one that was applied changes nothing. Throws if the oldest fails again (it
+   * stays first in line).
    */
   const settleOldest = async (): Promise<void> => {
     const oldest = inFlight[0]!;
@@ -161,6 +163,7 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     if (error !== undefined) {
       ctx.logger.debug(`redis write failed, sending the batch again, and the ${inFlight.length - 1} behind it: ${String(error)}`);
       await Promise.all(inFlight.map((b) => b.settled));
+      connection.resumeOrdered();
       inFlight = inFlight.map((b) => send(b.target, b.hint, b.ops));
       error = await inFlight[0]!.settled;
       if (error !== undefined) {

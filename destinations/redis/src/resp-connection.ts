@@ -18,6 +18,13 @@ import type { RedisConnectionOptions } from './config.js';
  * message starts "Connection is closed" (classified `transient` by `toRedisError`); the next
  * `send` connects again. Nothing is re-sent here: the writer re-sends whole batches, which
  * is safe because its writes are idempotent.
+ *
+ * Ordered sends (`SendOptions.ordered`, the writer's batches) must reach Redis in the order
+ * they were sent, re-sends included: once one failed for want of a connection (lost with
+ * it unanswered, or not made), every later ordered send fails at once, without reaching
+ * Redis, until the owner calls `resumeOrdered()` — after which it re-sends the failed ones
+ * first. Else a later batch, sent on the next connection while an earlier one was lost
+ * before Redis ran it, would be applied ahead of that one's re-send.
  */
 
 /** A Redis error reply (`-NOSCRIPT …`, `-WRONGPASS …`): returned in a batch's replies, thrown by `call`. */
@@ -33,6 +40,8 @@ export interface RespConnection {
   send(payload: Buffer | readonly Buffer[], count: number, options?: SendOptions): Promise<RespReply[]>;
   /** One command; an error reply is thrown. */
   call(...args: string[]): Promise<RespReply>;
+  /** Lets ordered sends through again after one failed (see the failure contract above). */
+  resumeOrdered(): void;
   close(): Promise<void>;
 }
 
@@ -82,11 +91,14 @@ export function writeHeader(out: Buffer, offset: number, marker: number, n: numb
 export interface SendOptions {
   /** Bulk strings of the replies as Buffers (views of the received bytes) instead of UTF-8 text: for binary values. */
   bytes?: boolean;
+  /** One of a sequence Redis must apply in order: held back after an earlier one failed, until `resumeOrdered()` (see the failure contract above). */
+  ordered?: boolean;
 }
 
 interface Pending {
   readonly count: number;
   readonly bytes: boolean;
+  readonly ordered: boolean;
   readonly replies: RespReply[];
   readonly resolve: (replies: RespReply[]) => void;
   readonly reject: (error: Error) => void;
@@ -162,6 +174,8 @@ interface Link {
   readonly socket: Socket;
   pending: Pending[];
   unread: Buffer;
+  /** Its pending requests were failed (`failAll`): nothing more may wait on it. */
+  lost: boolean;
 }
 
 export interface RespTimeouts {
@@ -175,11 +189,15 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   let link: Link | undefined;
   let connecting: Promise<Link> | undefined;
   let closed = false;
+  /** An ordered send failed for want of a connection: later ones fail until `resumeOrdered()`. */
+  let holdOrdered = false;
 
   const failAll = (l: Link, error: Error): void => {
     const failed = l.pending;
+    l.lost = true;
     l.pending = [];
     l.unread = Buffer.alloc(0);
+    if (failed.some((p) => p.ordered)) holdOrdered = true;
     for (const p of failed) p.reject(error);
   };
 
@@ -210,9 +228,14 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
     l.unread = offset < buffer.length ? buffer.subarray(offset) : Buffer.alloc(0);
   };
 
-  const write = (l: Link, payload: Buffer | readonly Buffer[], count: number, bytes = false): Promise<RespReply[]> =>
+  const write = (l: Link, payload: Buffer | readonly Buffer[], count: number, bytes = false, ordered = false): Promise<RespReply[]> =>
     new Promise((resolve, reject) => {
-      l.pending.push({ count, bytes, replies: [], resolve, reject });
+      // A link whose requests were failed fails nothing more: this one would wait forever.
+      if (l.lost) {
+        if (ordered) holdOrdered = true;
+        return reject(connectionClosed(new Error('the connection was lost')));
+      }
+      l.pending.push({ count, bytes, ordered, replies: [], resolve, reject });
       if (Buffer.isBuffer(payload)) {
         l.socket.write(payload);
       } else {
@@ -239,7 +262,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
         resolve();
       });
     });
-    const l: Link = { socket: s, pending: [], unread: Buffer.alloc(0) };
+    const l: Link = { socket: s, pending: [], unread: Buffer.alloc(0), lost: false };
     s.on('data', (chunk: Buffer) => onData(l, chunk));
     // A peer that stops answering without closing (a partition, a frozen host): after
     // `replyTimeoutMs` without any traffic while replies are awaited, give up on the
@@ -271,6 +294,9 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   const ready = async (): Promise<Link> => {
     if (closed) throw connectionClosed(new Error('closed by its owner'));
     if (link && !link.socket.destroyed) return link;
+    // Destroyed, its 'close' (which fails what waits on it) not yet emitted: fail them now, before
+    // a new connection carries anything sent after them (see ordered sends above).
+    if (link) failAll(link, connectionClosed(new Error('the connection was lost')));
     connecting ??= open().then(
       (l) => {
         connecting = undefined;
@@ -290,9 +316,27 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
     return connecting;
   };
 
+  /** The error of an ordered send held back (see the failure contract above). */
+  const heldBack = (): Error => connectionClosed(new Error('an earlier ordered send was lost; held back until it is sent again'));
+
   return {
     async send(payload, count, options) {
-      return write(await ready(), payload, count, options?.bytes === true);
+      if (options?.ordered !== true) return write(await ready(), payload, count, options?.bytes === true);
+      if (holdOrdered) throw heldBack();
+      let l: Link;
+      try {
+        l = await ready();
+      } catch (error) {
+        holdOrdered = true;
+        throw error;
+      }
+      // An earlier ordered send may have failed while this one waited for the connection.
+      if (holdOrdered) throw heldBack();
+      return write(l, payload, count, options.bytes === true, true);
+    },
+
+    resumeOrdered() {
+      holdOrdered = false;
     },
 
     async call(...args) {

@@ -291,11 +291,21 @@ export async function loadWriteScript(runner: CommandRunner): Promise<void> {
 }
 
 /**
+ * The batches' commands are ordered sends (resp-connection.ts): once one was lost with its
+ * connection, later ones fail without reaching Redis until the caller re-sends (after
+ * `resumeOrdered()`) every batch not acknowledged, in order — else a later batch could be
+ * applied ahead of the re-send of an earlier one that Redis never ran.
+ */
+const ORDERED = { ordered: true } as const;
+
+/**
  * Applies the encoded ops: through the script (`runScript`), or — for a group without TTL
  * while create-first pays and the entity type's TTL registry was never seen — with plain
  * HSETNX first (`createGroups`). `hint` (kept per group by the caller) is updated from the
  * replies. Throws the first error reply; ops are idempotent, so the caller may send them all
- * again.
+ * again. A failure for want of a connection holds back the later batches on `connection`
+ * (`ORDERED`): the caller calls `connection.resumeOrdered()`, then sends again every batch
+ * not acknowledged, in their order.
  */
 export async function applyOps(connection: RespConnection, target: GroupTarget, ops: EncodedOps, nowMs: number, hint: WriteHint = { createFirst: false }): Promise<ApplyResult> {
   let result: ApplyResult;
@@ -389,7 +399,7 @@ function takeSendTurn(connection: RespConnection): SendTurn {
  * hint keeps later batches on the script.
  */
 async function createGroups(connection: RespConnection, ops: EncodedOps): Promise<{ created: number[]; existing: number[]; registryExists: boolean }> {
-  const replies = withPreamble(ops, await connection.send([ops.preamble, ops.createPayload], ops.preambleCount + ops.count + 1));
+  const replies = withPreamble(ops, await connection.send([ops.preamble, ops.createPayload], ops.preambleCount + ops.count + 1, ORDERED));
   const created: number[] = [];
   const existing: number[] = [];
   for (let i = 0; i <= ops.count; i++) {
@@ -424,7 +434,7 @@ async function runScript(connection: RespConnection, target: GroupTarget, ops: E
   let calls: (readonly number[])[] = [];
   for (let i = 0; i < all.length; i += RECORDS_PER_CALL) calls.push(all.slice(i, i + RECORDS_PER_CALL));
   for (let round = 0; calls.length > 0; round++) {
-    const replies = withPreamble(ops, await connection.send([ops.preamble, encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot)], ops.preambleCount + calls.length));
+    const replies = withPreamble(ops, await connection.send([ops.preamble, encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot)], ops.preambleCount + calls.length, ORDERED));
     const missing: (readonly number[])[] = [];
     for (let i = 0; i < calls.length; i++) {
       const reply = replies[i];
