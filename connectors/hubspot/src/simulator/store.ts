@@ -116,6 +116,8 @@ export function uniqueKey(property: string, value: string): string {
 interface PendingIndex {
   at: number;
   id: number;
+  /** Write order: of two versions of a row, the later write wins whenever each is indexed. */
+  seq: number;
   snapshot: StoredObject;
 }
 
@@ -125,6 +127,9 @@ export class ObjectTable {
   /** What search sees: snapshots of rows as of `lag` ago. */
   readonly indexed = new Map<number, StoredObject>();
   private pending: PendingIndex[] = [];
+  /** Writes queued so far; and per row, the write whose version the index holds. */
+  private writes = 0;
+  private readonly indexedSeq = new Map<number, number>();
 
   constructor(
     readonly objectType: string,
@@ -134,29 +139,36 @@ export class ObjectTable {
   /**
    * Queues a row's current version for the search index. Each write reaches the index after
    * its own delay, uniform in [0, lagMs]: writes become searchable out of order, as on
-   * HubSpot, so a reader that trusts "everything up to now is indexed" skips records.
+   * HubSpot, so a reader that trusts "everything up to now is indexed" skips records. The
+   * index is eventually consistent: once every write is due, it holds each row's latest
+   * version: a write that comes due after a later write of the same row is dropped, whatever
+   * the timestamps say (an archive does not move `updatedAt`; a restore or an update may share
+   * the millisecond of the write before it).
    */
   reindex(row: StoredObject, now: number, lagMs: number, exactDelayMs?: number): void {
     const snapshot = { ...row, properties: { ...row.properties } };
     const delay = exactDelayMs ?? (lagMs <= 0 ? 0 : Math.floor(Math.random() * lagMs));
+    const seq = ++this.writes;
     if (delay <= 0) {
-      this.indexed.set(row.id, snapshot);
+      this.index(row.id, seq, snapshot);
       return;
     }
-    this.pending.push({ at: now + delay, id: row.id, snapshot });
+    this.pending.push({ at: now + delay, id: row.id, seq, snapshot });
   }
 
-  /** Applies every queued index update due by `now`; a later version of a row wins. */
+  /** Applies every queued index update due by `now`; of two versions of a row, the later write wins. */
   catchUpIndex(now: number): void {
     if (this.pending.length === 0) return;
     const due = this.pending.filter((p) => p.at <= now);
     if (due.length === 0) return;
     this.pending = this.pending.filter((p) => p.at > now);
-    due.sort((a, b) => a.at - b.at);
-    for (const p of due) {
-      const current = this.indexed.get(p.id);
-      if (!current || current.updatedAt <= p.snapshot.updatedAt || p.snapshot.archived) this.indexed.set(p.id, p.snapshot);
-    }
+    for (const p of due) this.index(p.id, p.seq, p.snapshot);
+  }
+
+  private index(id: number, seq: number, snapshot: StoredObject): void {
+    if ((this.indexedSeq.get(id) ?? 0) > seq) return;
+    this.indexedSeq.set(id, seq);
+    this.indexed.set(id, snapshot);
   }
 
   /**
