@@ -438,10 +438,15 @@ export function createOrg(options: OrgOptions) {
       const at = purgeOptions?.deletedAt === undefined ? undefined : typeof purgeOptions.deletedAt === 'number' ? purgeOptions.deletedAt : Date.parse(purgeOptions.deletedAt);
       if (at !== undefined && !Number.isFinite(at)) throw new Error(`invalid deletedAt ${String(purgeOptions?.deletedAt)}`);
       for (const id of ids) {
-        if (!table.rows.has(id)) throw new Error(`no ${object} ${id}`);
+        const row = table.rows.get(id);
+        if (!row) throw new Error(`no ${object} ${id}`);
         table.rows.delete(id);
+        // getDeleted's deletedDate is when the record was deleted: for a record emptied from
+        // the recycle bin, when it went there; for a live record (hard-deleted directly), now.
+        // A live record's entry from an earlier delete that was undone (undelete) is not its
+        // deletion, and must not date this one back.
         if (at !== undefined) table.deletions.set(id, at);
-        else if (!table.deletions.has(id)) table.deletions.set(id, Date.now());
+        else if (row.IsDeleted !== true || !table.deletions.has(id)) table.deletions.set(id, Date.now());
       }
     },
     records(object: string, recordOptions?: { all?: boolean }): Array<Record<string, unknown>> {

@@ -137,20 +137,28 @@ export function whereAfter(position: Position | undefined, cursorField: string |
   return ` WHERE (${cursorField} > ${ts} OR (${cursorField} = ${ts} AND Id > ${soqlString(position.id)}))`;
 }
 
-/** Strict (cursor, Id) order; a position without id stands before its cursor's rows. */
 /**
- * Whether a row's cursor is not earlier than the server time the read started at
- * (`startedMs`, from the Date header). Both are whole seconds, so a row changed in the
- * query's own second counts too; so does a row committed just before the query in that
- * second, which only means it is read again by the next sync (which starts at or before
- * this read's start anyway).
+ * Whether a row may have changed while the read paged, so that it can sit out of place in
+ * the query's order: its cursor is not earlier than the read's horizon (`horizonMs`: the
+ * server time the read started at, from the Date header, minus the look-back window).
+ *
+ * A query locator serves rows changed after the query started with their new values in their
+ * old place. A write made during the read is stamped in or after the query's own second; a
+ * long transaction that started before the query and commits while it pages is stamped at
+ * its start, earlier than the query yet (as long as it ran shorter than the look-back) not
+ * earlier than the horizon. Either way the row now carries a later cursor than the rows served
+ * after it, so the position must not move to it: the checkpoint would claim the rows between
+ * its old and new place, not read yet, and a resume would skip them. Rows stamped before the
+ * horizon did not change during the read and are in order. The next sync starts at or before
+ * the horizon anyway, so a position held below it costs no extra rows.
  */
-function changedSinceStart(record: RecordData, cursorField: string | undefined, startedMs: number | undefined): boolean {
-  if (cursorField === undefined || startedMs === undefined) return false;
+function mayHaveMovedDuringRead(record: RecordData, cursorField: string | undefined, horizonMs: number | undefined): boolean {
+  if (cursorField === undefined || horizonMs === undefined) return false;
   const at = Date.parse(String(record[cursorField]));
-  return Number.isFinite(at) && at >= startedMs;
+  return Number.isFinite(at) && at >= horizonMs;
 }
 
+/** Strict (cursor, Id) order; a position without id stands before its cursor's rows. */
 function isAfter(record: RecordData, position: Position | undefined, cursorField: string | undefined): boolean {
   if (position === undefined) return true;
   const id = String(record.Id);
@@ -240,7 +248,7 @@ function prefetch<T>(start: () => Promise<T>): Promise<T> {
  * take a page) or when the same user opens an eleventh cursor (another integration); the
  * locator then answers 400 INVALID_QUERY_LOCATOR, for good. The query is run again from the
  * position reached, once per position: rows delivered after that position because they
- * changed during the read (see `changedSinceStart`) come again, with their newest values.
+ * changed during the read (see `mayHaveMovedDuringRead`) come again, with their newest values.
  */
 async function* restPages(reader: StreamReader, request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, soqlFrom: () => string, all: boolean, clock: { now?: number }): AsyncGenerator<RawPage> {
   const headers = { 'Sforce-Query-Options': `batchSize=${reader.settings.page_size}` };
@@ -510,7 +518,11 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
   }
 
   const clock: { now?: number } = {};
-  const horizon = (): string | undefined => (clock.now === undefined ? undefined : new Date(clock.now - settings.lookback_seconds * 1000).toISOString());
+  const horizonMs = (): number | undefined => (clock.now === undefined ? undefined : clock.now - settings.lookback_seconds * 1000);
+  const horizon = (): string | undefined => {
+    const ms = horizonMs();
+    return ms === undefined ? undefined : new Date(ms).toISOString();
+  };
   const stateOf = (position: Position | undefined, deletedThrough: string | undefined): StateBlob => {
     const state: StreamState = { ...(position ?? {}) };
     if (incremental) {
@@ -521,6 +533,13 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
     return state as StateBlob;
   };
 
+  const readsDeletions = incremental && settings.hard_deletes && cursorField !== undefined;
+  // Where the next sync reads the `deleted` endpoint from, while this read pages. A read that
+  // stops before its end (a crash, the daily limit) has delivered rows that can be purged
+  // before the sync that resumes it: that sync must ask for deletions from this read's horizon
+  // (when its query started, less the look-back), not take itself for a first sync, which
+  // asks for none because its rows cover what came before.
+  const deletionsFrom = (): string | undefined => saved.deleted_through ?? (readsDeletions ? horizon() : undefined);
   const convert = recordConverter(object, bulk);
   let position = start;
   let checkpointed = false;
@@ -538,19 +557,19 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
       // A row changed after the query started can be served with its new cursor value in its
       // old place in the order. It is emitted (its newest version), but the position does not
       // move to it: rows after it in the order may be older, and the next sync, which starts
-      // at or before this read's start, reads it again.
-      if (changedSinceStart(record, cursorField, clock.now)) continue;
+      // at or before this read's horizon, reads it again.
+      if (mayHaveMovedDuringRead(record, cursorField, horizonMs())) continue;
       if (!isAfter(record, position, cursorField)) {
         throw new TributaryError('fatal', { userMessage: `Salesforce returned ${name} rows out of (${cursorField ?? 'Id'}, Id) order`, stream: { name } });
       }
       position = cursorField ? { cursor: String(record[cursorField]), id: String(record.Id) } : { id: String(record.Id) };
     }
     yield recordPage(name, records);
-    yield checkpoint(name, stateOf(position, saved.deleted_through));
+    yield checkpoint(name, stateOf(position, deletionsFrom()));
     checkpointed = true;
   }
 
-  if (incremental && settings.hard_deletes && cursorField !== undefined) {
+  if (readsDeletions) {
     const { tombstones, covered } = await readPurged(reader.ctx.logger, request, object, cursorField, saved.deleted_through, clock.now ?? Date.now());
     if (tombstones.length > 0) yield recordPage(name, tombstones);
     // The rows above are what queryAll saw when the read started: a record deleted after that
@@ -562,5 +581,5 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
     checkpointed = true;
   }
   // Every stream checkpoints, even when nothing was new: the next sync needs a start.
-  if (!checkpointed) yield checkpoint(name, stateOf(position, saved.deleted_through));
+  if (!checkpointed) yield checkpoint(name, stateOf(position, deletionsFrom()));
 }
