@@ -43,6 +43,37 @@ export async function connect(config: PostgresConfig, replication = false): Prom
   return client;
 }
 
+/**
+ * Whether `error` means the connection to the server was lost — the socket dropped or reset,
+ * the server restarted or shutting down — rather than a refusal or a failed statement: a
+ * `transient` failure (run again later; nothing to fix in the configuration). pg reports a
+ * peer that went away as "Connection terminated unexpectedly" (no SQLSTATE), and every later
+ * query on that client as "… not queryable".
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  if (TributaryError.is(error)) return error.kind === 'transient';
+  const code = sqlState(error);
+  if (code && (code.startsWith('08') || code.startsWith('57P'))) return true;
+  if (code && /^E[A-Z]+$/.test(code)) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return /Connection terminated|ended the replication stream|ECONNRESET|EPIPE|server closed the connection|not queryable/i.test(message);
+}
+
+/**
+ * `error` as the `transient` TributaryError it is when it is a connection loss that reached
+ * no other handler (e.g. the snapshot's connection dropped mid-COPY): a raw pg error would
+ * otherwise be reported as an unexplained fatal failure. Other errors are returned as they are.
+ */
+export function lostConnectionError(error: unknown, config: PostgresConfig): unknown {
+  if (TributaryError.is(error) || !isConnectionLoss(error)) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new TributaryError('transient', {
+    userMessage: `The connection to PostgreSQL at ${config.host}:${config.port ?? 5432}/${config.database} was lost (${detail}). Nothing after the last committed checkpoint was confirmed: the next sync resumes from there.`,
+    internalMessage: detail,
+    cause: error,
+  });
+}
+
 /** SQLSTATE of a pg error, if any. */
 export function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -89,7 +120,9 @@ export function connectionError(error: unknown, config: PostgresConfig, replicat
       cause: error,
     });
   }
-  return new TributaryError(code?.startsWith('08') || code?.startsWith('57P') ? 'transient' : 'config', {
+  // A connection dropped while it was being set up (no SQLSTATE: the peer went away, or the
+  // connect timed out) is no configuration problem: run again later.
+  return new TributaryError(code?.startsWith('08') || code?.startsWith('57P') || (code === undefined && isConnectionLoss(error)) ? 'transient' : 'config', {
     userMessage: `Cannot connect to PostgreSQL at ${where}: ${detail}`,
     internalMessage: detail,
     cause: error,

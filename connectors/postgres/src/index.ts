@@ -12,7 +12,7 @@ import {
 } from '@tributary/core';
 import type pg from 'pg';
 import { postgresConfigSchema, type PostgresConfig } from './config.js';
-import { connect, ident, qualified } from './connection.js';
+import { connect, ident, lostConnectionError, qualified } from './connection.js';
 import { advanceSlot, assertCdcPrerequisites } from './cdc/slot.js';
 import { liveStream } from './cdc/live-streams.js';
 import { parseLsn } from './cdc/lsn.js';
@@ -104,6 +104,9 @@ async function* readAll(ctx: ConnectorContext, config: PostgresConfig, configure
       else yield* readIncremental(ctx, sql, c, table, types, config, saved);
     }
     if (cdcStreams.length > 0 && !ctx.signal.aborted) yield* readCdc({ ctx, config, sql, types, tables, streams: cdcStreams, state });
+  } catch (error) {
+    // A dropped connection (a snapshot's COPY cut short, a catalog query) is transient.
+    throw lostConnectionError(error, config);
   } finally {
     await sql.end().catch(() => undefined);
   }

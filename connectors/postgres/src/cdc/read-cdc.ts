@@ -11,7 +11,7 @@ import {
   type SyncState,
 } from '@tributary/core';
 import type { PostgresConfig } from '../config.js';
-import { connect, literal, sqlState } from '../connection.js';
+import { connect, isConnectionLoss, literal } from '../connection.js';
 import { readChunks, type ChunkPosition } from '../read/table-read.js';
 import { CHANGE_FIELDS, fieldSetter, snapshotFields, toRecord, type ChangeEvent, type RecordFormat, type Row } from '../records.js';
 import type { TableInfo } from '../schema/tables.js';
@@ -690,15 +690,6 @@ async function relationFiles(sql: pg.Client, table: TableInfo): Promise<Map<stri
 
 /** Connection losses the stream rides out by reconnecting (a server restart, a dropped socket). */
 const MAX_RECONNECTS = 10;
-
-function isConnectionLoss(error: unknown): boolean {
-  if (TributaryError.is(error)) return error.kind === 'transient';
-  const code = sqlState(error);
-  if (code && (code.startsWith('08') || code.startsWith('57P'))) return true;
-  if (code && /^E[A-Z]+$/.test(code)) return true;
-  const message = error instanceof Error ? error.message : String(error);
-  return /Connection terminated|ended the replication stream|ECONNRESET|EPIPE|server closed the connection/i.test(message);
-}
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
