@@ -7,7 +7,7 @@
 import { componentKeyOf as componentKey } from '../objects/fields.js';
 import { sfDateTime } from './format.js';
 import { seededRandom } from '@tributary/core';
-import { JsonNumber, compareDecimals, fitsDouble } from '../client/json.js';
+import { JsonNumber, canonicalDecimal, compareDecimals, fitsDouble } from '../client/json.js';
 import { defaultObjects, generateValue, type ExtraFieldSpec, type SimField, type SimObject } from './objects.js';
 import { SoqlError, compareValues, conditionFields, evaluate, parseSoql, type SoqlQuery } from './soql.js';
 
@@ -296,6 +296,29 @@ export function createOrg(options: OrgOptions) {
     return f.type === 'date' || f.type === 'datetime' ? 'INVALID_TYPE_ON_FIELD_IN_RECORD' : 'INVALID_FIELD_FOR_INSERT_UPDATE';
   }
 
+  /**
+   * The row `key` names, as the upsert matches external ids (matchesExternalId): without case
+   * for a unique case-insensitive field, as a decimal for a number field, exactly otherwise.
+   */
+  function identityOfKey(f: SimField, key: string): string {
+    if (NUMBER_TYPES.has(f.type)) return canonicalDecimal(key) ?? key;
+    return f.unique && !f.caseSensitive ? key.toLowerCase() : key;
+  }
+
+  /** The identities (identityOfKey) of the keys that more than one record of an upsert request carries. */
+  function repeatedKeys(ext: SimField, records: unknown[]): Set<string> {
+    const seen = new Set<string>();
+    const repeated = new Set<string>();
+    for (const raw of records) {
+      const rawKey = ((raw ?? {}) as Row)[ext.name];
+      if (rawKey === null || rawKey === undefined || rawKey === '' || (typeof rawKey === 'object' && !(rawKey instanceof JsonNumber))) continue;
+      const identity = identityOfKey(ext, String(rawKey));
+      if (seen.has(identity)) repeated.add(identity);
+      seen.add(identity);
+    }
+    return repeated;
+  }
+
   function upsertCollection(objectName: string, extName: string, body: unknown): UpsertOutcome[] {
     const table = tableOf(objectName);
     const ext = fieldOf(table, extName);
@@ -307,6 +330,7 @@ export function createOrg(options: OrgOptions) {
     }
     const stamp = secondsOf(Date.now());
     const fail = (statusCode: string, message: string, fields: string[] = []): UpsertOutcome => ({ success: false, errors: [{ statusCode, message, fields }] });
+    const repeated = repeatedKeys(ext, request.records);
     const planned: Array<{ outcome: UpsertOutcome; apply?: () => void }> = request.records.map((raw) => {
       const record = (raw ?? {}) as Row;
       const attributes = record.attributes as { type?: unknown } | undefined;
@@ -317,6 +341,8 @@ export function createOrg(options: OrgOptions) {
       // A number external id comes as a JSON number (a JsonNumber past a double's digits).
       const key = NUMBER_TYPES.has(ext.type) && (typeof rawKey === 'number' || rawKey instanceof JsonNumber) ? String(rawKey) : rawKey;
       if (typeof key !== 'string' || key === '') return { outcome: fail('MISSING_ARGUMENT', `${ext.name} not specified`, [ext.name]) };
+      // Salesforce upserts no record whose key is matched more than once in the request.
+      if (repeated.has(identityOfKey(ext, key))) return { outcome: fail('DUPLICATE_VALUE', `Duplicate external id specified: ${key}`, [ext.name]) };
       if (locked.has(key)) return { outcome: fail('UNABLE_TO_LOCK_ROW', 'unable to obtain exclusive access to this record') };
       const values: Row = {};
       for (const [name, value] of Object.entries(record)) {

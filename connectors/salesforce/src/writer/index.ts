@@ -140,6 +140,17 @@ export const salesforceWriter = defineWriter({
   rateLimit: { requests: 5, perMs: 1000, concurrency: 2 },
   retry: { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 },
   maxBatchSize: MAX_COLLECTION_SIZE,
+  /**
+   * Keys differing only in case name one row of a unique case-insensitive external id field
+   * (Salesforce's default for a unique text field), and Salesforce refuses every record of an
+   * upsert request whose key is matched more than once (DUPLICATE_VALUE, "Duplicate external
+   * id specified"). With this identity the runtime never puts `ABC-1` and `abc-1` in one
+   * request, nor two requests holding them in flight at once, so they land in input order.
+   * The describe is not at hand here (the identity must be pure): a case-sensitive field gets
+   * the same treatment, which only costs it batching (and lets a dry run report the second of
+   * two new keys differing in case `updated` rather than `created`).
+   */
+  keyIdentity: (_object, _idProperty, key) => key.toLowerCase(),
 
   check: checkSalesforce,
 
