@@ -52,6 +52,13 @@ export interface WriteAuditEntry {
   id?: string;
   /** For failures: whether a later attempt could succeed. */
   retryable?: boolean;
+  /**
+   * For failures: an attempt of the record's request was sent and failed without an answer
+   * that says whether the target applied it (a dropped connection, a 5xx, a timeout: a
+   * `transient` failure), so the target may hold the record's values although the record is
+   * reported failed. Writes are idempotent: running the input again settles it.
+   */
+  maybeApplied?: boolean;
   dryRun: boolean;
   /**
    * The request that carried the record (see `WriteIntent.request`); set when the run records
@@ -225,7 +232,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
   let halted: TributaryError | undefined;
 
   /** `request`: the id of the request that carried the record, when intents are recorded. */
-  function report(result: WriteResult, request?: string): void {
+  function report(result: WriteResult, request?: string, maybeApplied = false): void {
     counts[result.status]++;
     if (results) results.push(result);
     if (audit) {
@@ -241,13 +248,16 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
       if (result.reason !== undefined) entry.reason = result.reason;
       if (result.id !== undefined) entry.id = result.id;
       if (result.retryable !== undefined) entry.retryable = result.retryable;
+      if (maybeApplied) entry.maybeApplied = true;
       if (request !== undefined) entry.request = request;
       audit(entry);
     }
   }
 
-  function failAll(records: WriteRecord[], reason: string, retryable: boolean, request?: string): void {
-    for (const r of records) report({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'failed', reason, retryable }, request);
+  /** `maybeApplied`: an attempt was sent whose outcome is unknown (see WriteAuditEntry.maybeApplied); said in the reason too. */
+  function failAll(records: WriteRecord[], reason: string, retryable: boolean, request?: string, maybeApplied = false): void {
+    const text = maybeApplied ? `${reason}; an earlier attempt got no answer and may have been applied (run the input again to settle it)` : reason;
+    for (const r of records) report({ idempotencyKey: r.idempotencyKey, key: r.key, status: 'failed', reason: text, retryable }, request, maybeApplied);
   }
 
   /**
@@ -286,11 +296,18 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     /** Set when the run was halted before this request's next attempt could be sent. */
     let stoppedByHalt: TributaryError | undefined;
     let sent = false;
+    /** An attempt was sent and failed without saying whether the target applied it. */
+    let maybeApplied = false;
     try {
       const write = (): Promise<WriteResult[]> => {
         requests++;
         sent = true;
-        return session.write(request);
+        return session.write(request).catch((error: unknown) => {
+          // `transient`: a dropped connection, a 5xx, a timeout — the request may have been
+          // applied. The other kinds are refusals (429, auth, config) or the writer's own verdict.
+          if (toTributaryError(error).kind === 'transient') maybeApplied = true;
+          throw error;
+        });
       };
       /** An attempt (a retry, or one that waited for a slot) after another request halted the run is not sent. */
       const unlessHalted = <T>(task: () => Promise<T>): Promise<T> => {
@@ -327,7 +344,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
     } catch (thrown) {
       if (ctx.signal.aborted) throw thrown;
       if (stoppedByHalt) {
-        failAll(request.records, `${sent ? 'not retried' : 'not attempted'}: the run was halted (${stoppedByHalt.userMessage})`, false, requestId);
+        failAll(request.records, `${sent ? 'not retried' : 'not attempted'}: the run was halted (${stoppedByHalt.userMessage})`, false, requestId, maybeApplied);
         return;
       }
       const error = toTributaryError(thrown, `Writing to ${object} failed`);
@@ -335,7 +352,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         halted ??= error;
         ctx.logger.error(`write to ${object} failed (${error.kind}); halting the run`, { object, kind: error.kind });
       }
-      failAll(request.records, reasonOf(error), error.retryable, requestId);
+      failAll(request.records, reasonOf(error), error.retryable, requestId, maybeApplied);
       return;
     }
     matchResults(request, Array.isArray(answer) ? answer : [], requestId);
