@@ -26,14 +26,28 @@ export function omitsUnchanged(record: RecordData): boolean {
  * (`isNewerVersion`) — among the group's stored value and the batch's own records, filled
  * likewise, as the lake fills it from the latest earlier row that had the field. A field
  * that version lacks too (or a delete, or no earlier version) stays absent. Records that do
- * not omit fields are returned as they are (the same objects); the others as copies.
+ * not omit fields, or get none filled, are returned as they are (the same objects); the
+ * others as copies.
  *
  * An update that moved its row to another key (`forEachWrite`: it also ends the old key)
- * updates the row the OLD key held, not the new key's (which PostgreSQL had no row under):
- * its fields come from the old key's version just before the move — the version the move's
- * tombstone follows — and only when the script applies that tombstone; when the old key's
- * newest version is newer than the move or as new (a replay), or a delete, or there is
- * none, the record stays as it is.
+ * updates the row the OLD key held: its fields come first from the old key's version just
+ * before the move — the version the move's tombstone follows — and only when the script
+ * applies that tombstone (not when the old key's newest version is newer than the move or
+ * as new, a replay, nor from a delete). Fields that version leaves missing (the old key
+ * was never delivered, or its version lacks them) come from the new key's own version the
+ * update follows, when it is live: the event lake's reads likewise walk the key's own earlier rows
+ * back to its last delete (its reader's `walkHistory`), after the write-time fill from the
+ * old key. This is the case of a PostgreSQL snapshot resumed outside the slot's snapshot:
+ * it reads the moved row under its new key (an `r` at the committed position, with the
+ * TOASTed column), the old key never, and then replays the move on top. It cannot fill
+ * another row's value: PostgreSQL had no row under the new key when the move ran, so a row
+ * it held before was deleted earlier in the stream's order, and that delete — streamed in
+ * position order, in this batch or an acknowledged earlier one — made the new key's version
+ * a tombstone, which fills nothing. A version of the new key that is newer than the move is
+ * not one it follows: the script does not apply the move then, and nothing is filled.
+ * A snapshot row read after later changes of the row may hold a later value than the move
+ * did; those changes are replayed after the move and set it again, as for the row's other
+ * columns (the resumed snapshot converges on the table, not through its exact history).
  *
  * Contract: the caller must have had every earlier batch of the stream acknowledged, so the
  * stored value read here is the one the update follows (batches in flight would not be in
@@ -128,12 +142,15 @@ export async function fillUnchangedFields(
       let filled = record;
       if (omitsUnchanged(record)) {
         const oldKey = movedFrom.get(v.index);
-        if (oldKey !== undefined) walk(oldKey, v.index);
-        const previous = oldKey === undefined ? chain.current?.features : beforeMove.get(v.index);
-        if (previous !== undefined) {
-          filled = withUnchangedFrom(record, previous);
-          out[v.index] = filled;
+        // A move: the old key's version just before it first, then the key's own (see above).
+        if (oldKey !== undefined) {
+          walk(oldKey, v.index);
+          const before = beforeMove.get(v.index);
+          if (before !== undefined) filled = withUnchangedFrom(filled, before);
         }
+        const own = chain.current?.features;
+        if (own !== undefined) filled = withUnchangedFrom(filled, own);
+        if (filled !== record) out[v.index] = filled;
       }
       chain.current = { order: v.order, features: filled };
     }
@@ -168,11 +185,16 @@ function replacesCurrent(current: { order: VersionOrder } | undefined, order: Ve
   return isNewerVersion(order, current.order) || sameTimeReplaces(order, current.order);
 }
 
-/** A copy of `record` with each field it lists in `_tributary_unchanged` and lacks taken from `previous`, when that has it. */
+/**
+ * `record` with each field it lists in `_tributary_unchanged` and lacks taken from
+ * `previous`, when that has it: a copy, or `record` itself when `previous` holds none of them.
+ */
 function withUnchangedFrom(record: RecordData, previous: Record<string, unknown>): RecordData {
-  const filled: Record<string, unknown> = { ...record };
+  let filled: Record<string, unknown> | undefined;
   for (const name of record._tributary_unchanged as unknown[]) {
-    if (typeof name === 'string' && filled[name] === undefined && previous[name] !== undefined) filled[name] = previous[name];
+    if (typeof name !== 'string' || record[name] !== undefined || previous[name] === undefined) continue;
+    filled ??= { ...record };
+    filled[name] = previous[name];
   }
-  return filled as RecordData;
+  return (filled ?? record) as RecordData;
 }
