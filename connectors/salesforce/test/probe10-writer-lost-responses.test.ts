@@ -18,7 +18,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createConnectorContext, idempotencyKeyOf, parseConfig, runWriter, type WriteAuditEntry, type WriteIntent, type WriterRunSummary } from '@tributary/core';
+import { createConnectorContext, idempotencyKeyOf, parseConfig, runWriter, seededRandom, type WriteAuditEntry, type WriteIntent, type WriterRunSummary } from '@tributary/core';
 import { salesforceWriter, startSalesforceSimulator, type SalesforceSimulator } from '../src/index.js';
 
 function seedsFromEnv(): number[] {
@@ -28,18 +28,6 @@ function seedsFromEnv(): number[] {
     const [from, to] = part.split('-').map(Number);
     return to === undefined ? [from!] : Array.from({ length: to - from! + 1 }, (_, i) => from! + i);
   });
-}
-
-/** mulberry32: a small seeded generator, so a seed replays the same faults and input. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Fault = 'pass' | 'drop-after' | 'bad-gateway-after' | 'unavailable-before' | 'limit-before';
