@@ -7,7 +7,7 @@
  * them, so a record is identical whichever API read it.
  */
 import type { JsonSchemaObject, RecordData } from '@tributary/core';
-import { exactNumber } from '../client/json.js';
+import { canonicalDecimal, exactNumber } from '../client/json.js';
 
 /** The describe attributes of a field the connector uses. */
 export interface DescribedField {
@@ -191,11 +191,13 @@ export function recordConverter(object: DescribedObject, fromCsv: boolean): Reco
 /**
  * A JSON value of a wide-integer field (`isWideInteger`) as a record carries it. The client
  * parses a number a double cannot hold digit for digit into its exact decimal string (see
- * client/json.ts); a number it kept is exact, and past ±(2^53 − 1) becomes its decimal string
- * too (BigInt of an integer double is exact), so that the same value reads the same always.
+ * client/json.ts); a number it kept as a double is one whose shortest form is the decimal
+ * Salesforce sent, and past ±(2^53 − 1) becomes that decimal string, as the Bulk CSV's text
+ * does. Not the double's exact binary value: Salesforce's 97315873439065650 parses to the
+ * double 97315873439065648, whose shortest form is the text sent but whose BigInt is not.
  */
 function wideIntegerFromJson(v: unknown): RecordData[string] {
-  if (typeof v === 'number' && !Number.isSafeInteger(v) && Number.isInteger(v)) return BigInt(v).toString();
+  if (typeof v === 'number' && !Number.isSafeInteger(v) && Number.isInteger(v)) return canonicalDecimal(String(v)) ?? String(v);
   return v === undefined ? null : (v as RecordData[string]);
 }
 

@@ -33,8 +33,11 @@ export function toSalesforceValue(field: DescribedField, value: unknown): unknow
 function decimalOf(value: unknown): string {
   if (typeof value === 'number') {
     if (Number.isSafeInteger(value) || !Number.isFinite(value)) return String(value);
-    // An integer double past 2^53 prints rounded (2^60 as 1152921504606847000): BigInt prints it exactly.
-    return canonicalDecimal(Number.isInteger(value) ? BigInt(value).toString() : String(value)) ?? String(value);
+    // The shortest decimal of the double: what JSON carries for it both ways (the request
+    // writes it so; an answer's decimal parses to a double only when it is that form). Not
+    // its exact binary value: "97315873439065650" parses to 97315873439065648, and comparing
+    // that would call a stored 97315873439065648 unchanged and never send the change.
+    return canonicalDecimal(String(value)) ?? String(value);
   }
   const text = String(value);
   return canonicalDecimal(text) ?? text;
