@@ -14,6 +14,36 @@ import {
   type DuckDBValueConverter,
   type JS,
 } from '@duckdb/node-api';
+import { createRequire } from 'node:module';
+
+/**
+ * @duckdb/node-api decodes every VARCHAR it reads with one shared `new TextDecoder()`, which
+ * drops a leading U+FEFF (byte order mark): a stored string starting with one read back
+ * without it, in every reader and in the replay window (whose content check then took a
+ * replayed record for a new one and stored it twice). Its decoder is swapped for one that
+ * keeps the mark, once per process; the Parquet files always held it. The module is the
+ * package's own file (it has no exports map); a version that moved it leaves this a no-op,
+ * and probe10-value-fidelity.test.ts fails on it.
+ */
+function keepByteOrderMarks(): void {
+  try {
+    const accessors = createRequire(import.meta.url)('@duckdb/node-api/lib/vectors/dataAccessors.js') as { textDecoder?: unknown };
+    if (accessors.textDecoder instanceof TextDecoder) accessors.textDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  } catch {
+    // Not this layout of the package: see above.
+  }
+}
+keepByteOrderMarks();
+
+/**
+ * Sets `key` as an own, enumerable property of `target`. A plain assignment of `__proto__`
+ * sets the object's prototype instead, so a column, record field or JSON key of that name was
+ * lost (or became an inherited property that JSON.stringify skips).
+ */
+export function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  else target[key] = value;
+}
 
 /** A private in-process DuckDB (in memory, spilling to `tempDir` when given; `threads` default: one per core). */
 export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
@@ -141,17 +171,16 @@ export function plainBigInt(v: bigint): number | string {
  */
 export function plainRows(result: DuckDBResultReader, parseJson = true): Record<string, unknown>[] {
   const types = result.columnTypes();
+  // Rows as arrays, made objects here: the node API's row objects assign each column, which lost a column named `__proto__` (see setOwn).
   const names = result.columnNames();
-  const json = new Set(parseJson ? names.filter((_, i) => types[i]!.alias === 'JSON') : []);
-  return result.convertRowObjects(plainConverter).map((row) => {
+  const json = names.map((_, i) => parseJson && types[i]!.alias === 'JSON');
+  return result.convertRows(plainConverter).map((row) => {
     const out: Record<string, unknown> = {};
-    for (const name of names) {
-      const v = row[name] as unknown;
-      if (v === null || v === undefined) out[name] = null;
-      else if (typeof v === 'bigint') out[name] = plainBigInt(v);
-      else if (v instanceof Date) out[name] = v.toISOString();
-      else if (json.has(name) && typeof v === 'string') out[name] = JSON.parse(v) as unknown;
-      else out[name] = v;
+    for (let i = 0; i < names.length; i++) {
+      // Of two columns of one name, the first (as the node API's row objects held it).
+      if (Object.hasOwn(out, names[i]!)) continue;
+      const v = row[i] as unknown;
+      setOwn(out, names[i]!, v === null || v === undefined ? null : typeof v === 'bigint' ? plainBigInt(v) : v instanceof Date ? v.toISOString() : json[i] && typeof v === 'string' ? (JSON.parse(v) as unknown) : v);
     }
     return out;
   });

@@ -7,7 +7,7 @@ import { parseConfig, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows } from './duck.js';
+import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows, setOwn } from './duck.js';
 import { NEWEST_FIRST, withIngestSeq } from './row-order.js';
 import { loadSchemaHistory, NON_FINITE_TEXTS, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
@@ -300,7 +300,7 @@ function plainValue(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(plainValue);
   if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = plainValue(x);
+    for (const [k, x] of Object.entries(v)) setOwn(out, k, plainValue(x));
     return out;
   }
   return v;
@@ -348,11 +348,11 @@ function payloadBuilder(history: StreamSchemaHistory, exact: ReadonlySet<string>
     const columns = byVersion.get(version) ?? latest;
     const payload: Record<string, unknown> = {};
     for (const c of columns) {
-      if (!(c.column in row)) continue;
+      if (!Object.hasOwn(row, c.column)) continue; // not `in`: every object has `__proto__`
       const value = row[c.column];
-      if (value === undefined || value === null) payload[c.field] = null;
-      else if (typeof value === 'string' && exact.has(c.column)) payload[c.field] = exactNumber(value);
-      else payload[c.field] = c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+      if (value === undefined || value === null) setOwn(payload, c.field, null);
+      else if (typeof value === 'string' && exact.has(c.column)) setOwn(payload, c.field, exactNumber(value));
+      else setOwn(payload, c.field, c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value);
     }
     const out: Record<string, unknown> = { payload };
     for (const f of ENVELOPE_FIELDS) out[f] = row[f] ?? null;

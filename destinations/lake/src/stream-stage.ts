@@ -709,7 +709,9 @@ export class StreamStage {
       let error: string | undefined;
       for (let c = 0; c < payloadCount; c++) {
         const column = this.columns[c]!;
-        const v = stageValue(record[column.field], column.type, textOk[c]!);
+        const raw = record[column.field];
+        // A record without a field named `__proto__` reads Object.prototype there: it has no value (one pointer comparison per value; JSON never makes that object).
+        const v = stageValue(raw === Object.prototype && !Object.hasOwn(record, column.field) ? undefined : raw, column.type, textOk[c]!);
         if (v !== null && typeof v === 'object') {
           error = `field "${column.field}": ${v.error}`;
           break;
