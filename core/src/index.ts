@@ -43,6 +43,7 @@ export * from './fs/atomic-file.js';
 export * from './runtime/writer-destination.js';
 export * from './docs/spec-table.js';
 export { seededRandom } from './util/seeded-random.js';
+export { setOwnField } from './util/own-field.js';
 export { formatIsoMs, nanosBelowMillisecond, parseDateTimeMs } from './util/iso-time.js';
 export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
 export { stringifyJson } from './util/json-text.js';

@@ -1,4 +1,4 @@
-import type { RecordData } from '@tributary/core';
+import { setOwnField, type RecordData } from '@tributary/core';
 import type { JsonValue } from './schema/values.js';
 
 /**
@@ -26,15 +26,13 @@ export type ChangeOp = 'r' | 'c' | 'u' | 'd' | 't';
 export type Row = Record<string, JsonValue>;
 
 /**
- * Sets `row[name]` as an own, enumerable data property. A column may be named `__proto__`:
- * a plain assignment (or an object literal key) of that name sets the object's prototype
- * instead, so the column vanished from records and schemas. Every place that builds a row or
- * a schema from column names goes through this (or `assignField`, chosen once per table with
- * `fieldSetter`) or through a literal with computed keys.
+ * Sets `row[name]` as an own, enumerable data property (core's `setOwnField`). A column may be
+ * named `__proto__`: a plain assignment (or an object literal key) of that name sets the
+ * object's prototype instead, so the column vanished from records and schemas. Every place
+ * that builds a row or a schema from column names goes through this (or `assignField`, chosen
+ * once per table with `fieldSetter`) or through a literal with computed keys.
  */
-export function defineField<T>(row: Record<string, T>, name: string, value: T): void {
-  Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
-}
+export const defineField: <T>(row: Record<string, T>, name: string, value: T) => void = setOwnField;
 
 /** A plain assignment: what `defineField` does for every name except `__proto__`. */
 export function assignField<T>(row: Record<string, T>, name: string, value: T): void {

@@ -15,6 +15,7 @@ import {
   type JS,
 } from '@duckdb/node-api';
 import { createRequire } from 'node:module';
+import { setOwnField } from '@tributary/core';
 
 /**
  * @duckdb/node-api decodes every VARCHAR it reads with one shared `new TextDecoder()`, which
@@ -34,16 +35,6 @@ function keepByteOrderMarks(): void {
   }
 }
 keepByteOrderMarks();
-
-/**
- * Sets `key` as an own, enumerable property of `target`. A plain assignment of `__proto__`
- * sets the object's prototype instead, so a column, record field or JSON key of that name was
- * lost (or became an inherited property that JSON.stringify skips).
- */
-export function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
-  else target[key] = value;
-}
 
 /** A private in-process DuckDB (in memory, spilling to `tempDir` when given; `threads` default: one per core). */
 export async function openDuckDb(tempDir?: string, threads?: number): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
@@ -171,7 +162,7 @@ export function plainBigInt(v: bigint): number | string {
  */
 export function plainRows(result: DuckDBResultReader, parseJson = true): Record<string, unknown>[] {
   const types = result.columnTypes();
-  // Rows as arrays, made objects here: the node API's row objects assign each column, which lost a column named `__proto__` (see setOwn).
+  // Rows as arrays, made objects here: the node API's row objects assign each column, which lost a column named `__proto__` (see setOwnField in core).
   const names = result.columnNames();
   const json = names.map((_, i) => parseJson && types[i]!.alias === 'JSON');
   return result.convertRows(plainConverter).map((row) => {
@@ -180,7 +171,7 @@ export function plainRows(result: DuckDBResultReader, parseJson = true): Record<
       // Of two columns of one name, the first (as the node API's row objects held it).
       if (Object.hasOwn(out, names[i]!)) continue;
       const v = row[i] as unknown;
-      setOwn(out, names[i]!, v === null || v === undefined ? null : typeof v === 'bigint' ? plainBigInt(v) : v instanceof Date ? v.toISOString() : json[i] && typeof v === 'string' ? (JSON.parse(v) as unknown) : v);
+      setOwnField(out, names[i]!, v === null || v === undefined ? null : typeof v === 'bigint' ? plainBigInt(v) : v instanceof Date ? v.toISOString() : json[i] && typeof v === 'string' ? (JSON.parse(v) as unknown) : v);
     }
     return out;
   });

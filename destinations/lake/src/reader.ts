@@ -3,11 +3,11 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { parseConfig, TributaryError } from '@tributary/core';
+import { parseConfig, setOwnField, TributaryError } from '@tributary/core';
 import { loadLakeState, type LakeFile, type LakeState } from './commit-log.js';
 import { parseTimeMs } from './envelope.js';
 import { lakeConfigSchema, type LakeConfig } from './config.js';
-import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows, setOwn } from './duck.js';
+import { epochMsTimestampSql, ident, literal, openDuckDb, plainBigInt, plainRows } from './duck.js';
 import { NEWEST_FIRST, withIngestSeq } from './row-order.js';
 import { loadSchemaHistory, NON_FINITE_TEXTS, type StreamSchemaHistory } from './schema-registry.js';
 import { openExistingLake, openStore } from './storage/open-store.js';
@@ -300,7 +300,7 @@ function plainValue(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(plainValue);
   if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) setOwn(out, k, plainValue(x));
+    for (const [k, x] of Object.entries(v)) setOwnField(out, k, plainValue(x));
     return out;
   }
   return v;
@@ -350,9 +350,9 @@ function payloadBuilder(history: StreamSchemaHistory, exact: ReadonlySet<string>
     for (const c of columns) {
       if (!Object.hasOwn(row, c.column)) continue; // not `in`: every object has `__proto__`
       const value = row[c.column];
-      if (value === undefined || value === null) setOwn(payload, c.field, null);
-      else if (typeof value === 'string' && exact.has(c.column)) setOwn(payload, c.field, exactNumber(value));
-      else setOwn(payload, c.field, c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value);
+      if (value === undefined || value === null) setOwnField(payload, c.field, null);
+      else if (typeof value === 'string' && exact.has(c.column)) setOwnField(payload, c.field, exactNumber(value));
+      else setOwnField(payload, c.field, c.type === 'json' && typeof value === 'string' ? (JSON.parse(value) as unknown) : value);
     }
     const out: Record<string, unknown> = { payload };
     for (const f of ENVELOPE_FIELDS) out[f] = row[f] ?? null;
