@@ -132,8 +132,7 @@ export function createOrg(options: OrgOptions) {
   function matchesExternalId(f: SimField, stored: unknown, key: string): boolean {
     // A number external id (Number(18,0)) matches the same decimal, digit for digit.
     if (NUMBER_TYPES.has(f.type)) return (typeof stored === 'number' || stored instanceof JsonNumber) && compareDecimals(String(stored), key) === 0;
-    if (typeof stored !== 'string') return false;
-    return f.unique && !f.caseSensitive ? stored.toLowerCase() === key.toLowerCase() : stored === key;
+    return typeof stored === 'string' && identityOfKey(f, stored) === identityOfKey(f, key);
   }
 
   function fieldOf(table: Table, name: string): SimField {
