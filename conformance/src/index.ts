@@ -24,5 +24,5 @@ export {
 } from './destination-conformance.js';
 export { writerConformance, writerCases, type WriterConformanceOptions, type WriterCase, type WriterCaseName } from './writer-conformance.js';
 export { runtimeCrashConformance, findCli, type RuntimeCrashOptions } from './runtime-crash.js';
-export { freePort, parseStraceCalls, runCli, straceRuns, type CliResult, type TracedCall } from './test-support.js';
+export { freePort, parseStraceCalls, runCli, seedList, straceRuns, type CliResult, type TracedCall } from './test-support.js';
 export { generateCdcHistory, planCdcDelivery, tableAsOf, modelRandom, cdcModelProperties, CDC_MODEL_TENANTS, CDC_MODEL_CUSTOMERS, CDC_MODEL_IDS, CDC_MODEL_TOAST_THRESHOLD, CDC_MODEL_FIRST_COMMIT_MS, type CdcHistory, type CdcHistoryOptions, type CdcModelRow, type CdcReplicaIdentity, type CdcTableVersion, type CdcEntityChange, type CdcSessionPlan, type ModelRandom } from './cdc-model.js';

@@ -89,3 +89,16 @@ export function parseStraceCalls(text: string): TracedCall[] {
       return [{ name, paths: [...strings, ...fdPaths], ok: !result.startsWith('-1'), creates: args.includes('O_CREAT') }];
     });
 }
+
+/**
+ * The seeds a randomized test runs: `spec` (an environment variable such as PROBE10_SEEDS) as
+ * a comma-separated list of seeds and ranges (`3,7,9`, `1-40`, `1-5,9`), or `defaults` when it
+ * is unset or empty.
+ */
+export function seedList(spec: string | undefined, defaults: readonly number[]): number[] {
+  if (spec === undefined || spec === '') return [...defaults];
+  return spec.split(',').flatMap((part) => {
+    const [from, to] = part.split('-').map(Number);
+    return to === undefined ? [from!] : Array.from({ length: to - from! + 1 }, (_, i) => from! + i);
+  });
+}

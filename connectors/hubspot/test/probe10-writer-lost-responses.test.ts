@@ -25,17 +25,9 @@ import { createConnectorContext, parseConfig, runWriter, seededRandom, type Writ
 import { hubspotWriter } from '../src/index.js';
 import type { HubspotSimulator } from '../src/simulator/index.js';
 import { useSimulators } from './support.js';
+import { seedList } from '@tributary/conformance';
 
 const simulator = useSimulators();
-
-function seedsFromEnv(): number[] {
-  const text = process.env.PROBE10_SEEDS;
-  if (!text) return [1, 2, 3];
-  return text.split(',').flatMap((part) => {
-    const [a, b] = part.split('-').map(Number);
-    return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i);
-  });
-}
 
 type Fault = 'pass' | 'throttle' | 'drop' | 'gateway' | 'crash';
 
@@ -384,7 +376,7 @@ async function probe(seed: number): Promise<void> {
 }
 
 describe('hubspot writer: lost responses, seeded (probe10)', () => {
-  for (const seed of seedsFromEnv()) {
+  for (const seed of seedList(process.env.PROBE10_SEEDS, [1, 2, 3])) {
     it(`seed ${seed}: no duplicates, no lost writes, results and audit agree with HubSpot`, { timeout: 120_000 }, async () => {
       await probe(seed);
     });

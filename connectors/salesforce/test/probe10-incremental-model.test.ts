@@ -23,20 +23,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TributaryError, createFileStateStore, defineDestination, runSync, seededRandom, type RecordData, type StateStore } from '@tributary/core';
 import { salesforceSource, type SalesforceSimulator } from '../src/index.js';
 import { catalogOf, credentials, useOrgs } from './helpers.js';
+import { seedList } from '@tributary/conformance';
 
 const org = useOrgs();
 
 const PROBE10_DEFAULT_SEEDS = [1, 2, 3];
-
-function seedsFromEnv(text: string | undefined): number[] {
-  if (!text) return PROBE10_DEFAULT_SEEDS;
-  const seeds: number[] = [];
-  for (const part of text.split(',')) {
-    const [from, to] = part.split('-').map(Number);
-    for (let s = from!; s <= (to ?? from!); s++) seeds.push(s);
-  }
-  return seeds;
-}
 
 /** The fields compared per object (besides Id, IsDeleted and SystemModstamp). */
 const VALUE_FIELDS: Record<string, string[]> = { Account: ['Name', 'NumberOfEmployees'], Contact: ['LastName', 'Email'] };
@@ -358,7 +349,7 @@ afterEach(async () => {
 });
 
 describe('salesforce source: randomized incremental model (probe10)', () => {
-  for (const seed of seedsFromEnv(process.env.PROBE10_SEEDS)) {
+  for (const seed of seedList(process.env.PROBE10_SEEDS, PROBE10_DEFAULT_SEEDS)) {
     it(`seed ${seed}: the destination ends equal to the org`, async () => {
       await runScenario(seed);
     }, 60_000);

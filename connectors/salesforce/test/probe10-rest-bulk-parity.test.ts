@@ -15,6 +15,7 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom, type RecordData } from '@tributary/core';
 import { catalogOf, credentials, readAll, upsertAccounts, useOrgs } from './helpers.js';
+import { seedList } from '@tributary/conformance';
 
 const org = useOrgs();
 
@@ -101,23 +102,13 @@ function expectedOf(field: (typeof FIELDS)[number], value: unknown): unknown {
   return value;
 }
 
-function seeds(): number[] {
-  const spec = process.env.PROBE10_SEEDS;
-  if (!spec) return [1, 2, 3];
-  return spec.split(',').flatMap((part) => {
-    const [from, to] = part.split('-').map(Number);
-    if (to === undefined) return [from!];
-    return Array.from({ length: to - from! + 1 }, (_, i) => from! + i);
-  });
-}
-
 /** The fuzzed fields of each record, by Id. */
 function byId(records: RecordData[]): Map<string, Record<string, unknown>> {
   return new Map(records.map((r) => [String(r.Id), Object.fromEntries(FIELDS.map((f) => [f.name, r[f.name]]))]));
 }
 
 describe('REST and Bulk API 2.0 read the same records (seeded differential fuzz)', () => {
-  for (const seed of seeds()) {
+  for (const seed of seedList(process.env.PROBE10_SEEDS, [1, 2, 3])) {
     it(`seed ${seed}`, async () => {
       const random = seededRandom(seed);
       const sim = await org({ extraFields: { Account: FIELDS } });

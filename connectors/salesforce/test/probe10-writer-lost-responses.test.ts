@@ -20,15 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorContext, idempotencyKeyOf, parseConfig, runWriter, seededRandom, type WriteAuditEntry, type WriteIntent, type WriterRunSummary } from '@tributary/core';
 import { salesforceWriter, startSalesforceSimulator, type SalesforceSimulator } from '../src/index.js';
-
-function seedsFromEnv(): number[] {
-  const spec = process.env.PROBE10_SEEDS;
-  if (!spec) return [1, 2, 3];
-  return spec.split(',').flatMap((part) => {
-    const [from, to] = part.split('-').map(Number);
-    return to === undefined ? [from!] : Array.from({ length: to - from! + 1 }, (_, i) => from! + i);
-  });
-}
+import { seedList } from '@tributary/conformance';
 
 type Fault = 'pass' | 'drop-after' | 'bad-gateway-after' | 'unavailable-before' | 'limit-before';
 
@@ -378,7 +370,7 @@ async function probe(seed: number): Promise<string[]> {
 }
 
 describe('probe10: Salesforce writer under lost answers, crashes and re-runs', () => {
-  for (const seed of seedsFromEnv()) {
+  for (const seed of seedList(process.env.PROBE10_SEEDS, [1, 2, 3])) {
     it(`seed ${seed}: one row per external id, results and audit consistent with the org`, async () => {
       expect(await probe(seed)).toEqual([]);
     }, 60_000);

@@ -15,6 +15,7 @@ import {
 } from '@tributary/core';
 import { lakeDestination, queryLake, readLatestAsOf, readStreamRows } from '../src/index.js';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { seedList } from '@tributary/conformance';
 
 // Seeded value-fidelity fuzz. Per seed: one stream whose payload fields are of random kinds
 // (declared by the stream schema, or not declared at all so the lake infers each column from
@@ -523,16 +524,7 @@ async function runSeed(seed: number): Promise<string[]> {
   return problems;
 }
 
-function seedsToRun(): number[] {
-  const spec = process.env.PROBE10_SEEDS;
-  if (spec === undefined || spec === '') return [1, 2, 3];
-  return spec.split(',').flatMap((part) => {
-    const [a, b] = part.split('-').map(Number);
-    return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i);
-  });
-}
-
-for (const seed of seedsToRun()) {
+for (const seed of seedList(process.env.PROBE10_SEEDS, [1, 2, 3])) {
   it(`seed ${seed}: every value read back through every read path is the record's, or the record is quarantined with a reason`, async () => {
     const problems = await runSeed(seed);
     const plan = plans.get(seed)!;
