@@ -100,19 +100,31 @@ function inListQueries(prefix: string, literals: readonly string[], objectName: 
 }
 
 /**
+ * The number a key denotes when written to a numeric external id field, as its canonical
+ * decimal (`canonicalDecimal`: `1`, `1.0`, `"1.00"`, `1e0` are all `1`), every digit kept;
+ * undefined for a key that is no finite number (sent as it is). The other keys JavaScript's
+ * Number reads (`0x10`, spaces only) denote the number it reads, as `keyValue` sends them.
+ */
+function numberOfKey(key: string): string | undefined {
+  const value = Number(key);
+  if (!Number.isFinite(value)) return undefined;
+  return canonicalDecimal(key) ?? canonicalDecimal(String(value));
+}
+
+/**
  * The key as Salesforce expects the external id: numbers for numeric external id fields, with
  * every digit (a Number(18,0) key past 2^53 would otherwise arrive rounded, and upsert another
  * row than the record's).
  */
 function keyValue(field: DescribedField, key: string): string | number | JsonNumber {
-  if (!NUMERIC_TYPES.has(field.type) || !Number.isFinite(Number(key))) return key;
-  const decimal = canonicalDecimal(key);
-  return decimal === undefined || fitsDouble(key) ? Number(key) : new JsonNumber(decimal);
+  const decimal = NUMERIC_TYPES.has(field.type) ? numberOfKey(key) : undefined;
+  if (decimal === undefined) return key;
+  return fitsDouble(decimal) ? Number(decimal) : new JsonNumber(decimal);
 }
 
 /** A numeric key as a SOQL literal, every digit kept; `NaN` (refused by Salesforce) for a key that is no number, as before. */
 function numericLiteral(key: string): string {
-  return Number.isFinite(Number(key)) ? (canonicalDecimal(key) ?? String(Number(key))) : String(Number(key));
+  return numberOfKey(key) ?? String(Number(key));
 }
 
 /**
@@ -122,7 +134,7 @@ function numericLiteral(key: string): string {
  */
 function matchKeyOf(idField: DescribedField): (key: string) => string {
   // Numbers match as the decimals they are (`1.0` is the row of `1`), digit for digit.
-  if (NUMERIC_TYPES.has(idField.type)) return (key) => canonicalDecimal(key) ?? key;
+  if (NUMERIC_TYPES.has(idField.type)) return (key) => numberOfKey(key) ?? key;
   return idField.unique === true && idField.caseSensitive === false ? (key) => key.toLowerCase() : (key) => key;
 }
 
@@ -142,15 +154,19 @@ export const salesforceWriter = defineWriter({
   maxBatchSize: MAX_COLLECTION_SIZE,
   /**
    * Keys differing only in case name one row of a unique case-insensitive external id field
-   * (Salesforce's default for a unique text field), and Salesforce refuses every record of an
-   * upsert request whose key is matched more than once (DUPLICATE_VALUE, "Duplicate external
-   * id specified"). With this identity the runtime never puts `ABC-1` and `abc-1` in one
-   * request, nor two requests holding them in flight at once, so they land in input order.
-   * The describe is not at hand here (the identity must be pure): a case-sensitive field gets
-   * the same treatment, which only costs it batching (and lets a dry run report the second of
-   * two new keys differing in case `updated` rather than `created`).
+   * (Salesforce's default for a unique text field), keys of one number in different decimal
+   * forms (`1`, `1.0`, `"1.00"`; `1e2` and `100`) one row of a Number external id field, and
+   * Salesforce refuses every record of an upsert request whose key is matched more than once
+   * (DUPLICATE_VALUE, "Duplicate external id specified"). With this identity — the canonical
+   * number of a key that is one, else the key without case — the runtime never puts `ABC-1`
+   * and `abc-1`, nor `1` and `1.0`, in one request, nor two requests holding them in flight at
+   * once, so they land in input order. The describe is not at hand here (the identity must be
+   * pure, and gets only the object and field names): a case-sensitive field, and a text field
+   * holding `1` and `1.0` (two rows there), get the same treatment, which only costs them
+   * batching (and lets a dry run report the second of two such new keys `updated` rather
+   * than `created`). Per record: `Number(key)`, and for a numeric key one regular expression (`canonicalDecimal`).
    */
-  keyIdentity: (_object, _idProperty, key) => key.toLowerCase(),
+  keyIdentity: (_object, _idProperty, key) => numberOfKey(key) ?? key.toLowerCase(),
 
   check: checkSalesforce,
 
