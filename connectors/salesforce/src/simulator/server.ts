@@ -19,7 +19,9 @@
  * - sObject collections upsert by external id: at most 200 records, `allOrNone`, one result
  *   per record; every record of one request shares one SystemModstamp (one transaction).
  * - Bulk API 2.0 query jobs (UploadComplete → InProgress → JobComplete) with CSV results
- *   paged by `Sforce-Locator` (the string `null` on the last page).
+ *   paged by `Sforce-Locator` (the string `null` on the last page): a quoted header row, then
+ *   every value quoted and null as an empty cell, columns in the order of the query, the
+ *   job's `columnDelimiter` (default COMMA) and `lineEnding` (default LF).
  * - `Sforce-Limit-Info: api-usage=USED/MAX` on every answer; past the daily limit, 403
  *   `REQUEST_LIMIT_EXCEEDED`. Errors are arrays of `{ message, errorCode }`.
  *
@@ -30,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { csvValue, sfDateTime } from './format.js';
+import { CSV_COLUMN_DELIMITERS, CSV_LINE_ENDINGS, csvValue, sfDateTime } from './format.js';
 import { JsonNumber, parseJson, stringifyJson } from '../client/json.js';
 import type { ExtraFieldSpec, SimField } from './objects.js';
 import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type Table, type WriteOptions } from './org.js';
@@ -219,6 +221,9 @@ interface BulkJob {
   state: 'UploadComplete' | 'InProgress' | 'JobComplete' | 'Aborted';
   rows?: Row[];
   createdDate: number;
+  /** The job's `columnDelimiter` and `lineEnding` (their names: COMMA, LF…). */
+  columnDelimiter: string;
+  lineEnding: string;
 }
 
 const ORG_ID = '00D000000000001AAA';
@@ -320,16 +325,26 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     return { start, end, covered };
   }
 
+  /** A job option among its documented values, or its default when the request leaves it out. */
+  function jobOption(value: unknown, name: string, allowed: Readonly<Record<string, string>>, fallback: string): string {
+    if (value === undefined || value === null) return fallback;
+    // Salesforce documents the values, not the error for others: a 400 naming the option.
+    if (typeof value !== 'string' || !Object.hasOwn(allowed, value)) throw new ApiProblem(400, 'INVALIDJOB', `${name} must be one of ${Object.keys(allowed).join(', ')}`);
+    return value;
+  }
+
   function createJob(body: unknown): BulkJob {
-    const request = body as { operation?: unknown; query?: unknown } | null;
+    const request = body as { operation?: unknown; query?: unknown; columnDelimiter?: unknown; lineEnding?: unknown } | null;
     const operation = request?.operation;
     if (operation !== 'query' && operation !== 'queryAll') throw new ApiProblem(400, 'INVALIDJOB', "operation must be 'query' or 'queryAll'");
+    const columnDelimiter = jobOption(request?.columnDelimiter, 'columnDelimiter', CSV_COLUMN_DELIMITERS, 'COMMA');
+    const lineEnding = jobOption(request?.lineEnding, 'lineEnding', CSV_LINE_ENDINGS, 'LF');
     const query = parse(typeof request?.query === 'string' ? request.query : null);
     if (query.count) throw new ApiProblem(400, 'INVALIDJOB', 'Aggregate queries are not supported by Bulk API 2.0');
     const { table, fields } = select({ ...query, limit: 0 }, false);
     const compound = fields.find((f) => f.type === 'address' || f.type === 'location');
     if (compound) throw new ApiProblem(400, 'API_ERROR', `Compound fields are not supported by Bulk API 2.0 queries: ${compound.name}`);
-    const job: BulkJob = { id: `750${randomBytes(6).toString('hex').toUpperCase()}`, operation, query, table, fields, polls: 0, state: 'UploadComplete', createdDate: Date.now() };
+    const job: BulkJob = { id: `750${randomBytes(6).toString('hex').toUpperCase()}`, operation, query, table, fields, polls: 0, state: 'UploadComplete', createdDate: Date.now(), columnDelimiter, lineEnding };
     jobs.set(job.id, job);
     return job;
   }
@@ -346,8 +361,8 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
       concurrencyMode: 'Parallel',
       contentType: 'CSV',
       apiVersion: Number(version),
-      lineEnding: 'LF',
-      columnDelimiter: 'COMMA',
+      lineEnding: job.lineEnding,
+      columnDelimiter: job.columnDelimiter,
       ...(job.rows ? { numberRecordsProcessed: job.rows.length, retries: 0, totalProcessingTime: 1 } : {}),
     };
   }
@@ -375,7 +390,11 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     if (!Number.isInteger(max) || max < 1) throw new ApiProblem(400, 'INVALID_MAX_RECORDS', 'maxRecords must be a positive integer');
     const slice = job.rows.slice(offset, offset + Math.min(max, bulkPageSize));
     const end = offset + slice.length;
-    const lines = [job.query.fields.map(csvValue).join(',')];
+    // Get Results for a Query Job: a header row, then one row per record, columns in the
+    // order the query names them (API 50.0 and later), in the job's delimiter and line ending.
+    const delimiter = CSV_COLUMN_DELIMITERS[job.columnDelimiter]!;
+    const lineEnding = CSV_LINE_ENDINGS[job.lineEnding]!;
+    const lines = [job.query.fields.map(csvValue).join(delimiter)];
     for (const row of slice) {
       lines.push(
         job.fields
@@ -383,14 +402,14 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
             const value = row[f.name] ?? null;
             return csvValue(f.type === 'datetime' && typeof value === 'number' ? sfDateTime(value) : value);
           })
-          .join(','),
+          .join(delimiter),
       );
     }
     if (cutBulkPages > 0 && lines.length > 1) {
       cutBulkPages--;
       lines.pop();
     }
-    return { csv: lines.join('\n') + '\n', locator: end < job.rows.length ? Buffer.from(String(end)).toString('base64url') : 'null', rows: slice.length };
+    return { csv: lines.join(lineEnding) + lineEnding, locator: end < job.rows.length ? Buffer.from(String(end)).toString('base64url') : 'null', rows: slice.length };
   }
 
   // ---- HTTP ----
