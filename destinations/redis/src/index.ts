@@ -66,7 +66,9 @@ interface InFlight {
  *
  * Failures: a lost connection is a `transient` error (the session re-sends the failed batch
  * once on a new connection; if that fails too, the runtime retries the write or commit and,
- * since writes are idempotent, unacknowledged batches are simply sent again). Records without entity id, tenant or event time are rejected with the reason.
+ * since writes are idempotent, unacknowledged batches are simply sent again). So is an error
+ * reply Redis gives while it cannot serve (`LOADING`, `BUSY`, …), and a batch refused with
+ * any error reply is re-sent the same way, in order (`settleOldest`). Records without entity id, tenant or event time are rejected with the reason.
  */
 export const redisDestination = defineDestination({
   name: 'redis',
@@ -151,11 +153,13 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
    * batch in flight behind it, in their order, before any new batch: Redis must apply the
    * stream's records in the stream's order, since of two versions at the same place in the
    * order of versions the later applied wins (write-script.ts); the batches behind a failed
-   * one (a dropped connection) failed too — the connection holds back every batch sent after
-   * a lost one (`ORDERED` in write-script.ts) until this re-send, even those sent on a new
-   * connection — and a new batch sent ahead of their re-send would be applied before them.
-   * Re-sending one that was applied changes nothing. Throws if the oldest fails again (it
-   * stays first in line).
+   * one (a dropped connection, an error reply) failed too — the connection holds back every
+   * batch sent after a lost or refused one (`ORDERED` in write-script.ts) until this re-send,
+   * even those sent on a new connection — and a new batch sent ahead of their re-send would
+   * be applied before them. The script is loaded first: a restarted Redis (the connection
+   * lost) or a flushed script cache (`NOSCRIPT`) lacks it. Re-sending one that was applied
+   * changes nothing. Throws if the oldest fails again (it stays first in line), or if loading
+   * the script fails (nothing was sent again).
    */
   const settleOldest = async (): Promise<void> => {
     const oldest = inFlight[0]!;
@@ -163,6 +167,11 @@ function openSession(ctx: ConnectorContext, config: RedisConfig, streams: readon
     if (error !== undefined) {
       ctx.logger.debug(`redis write failed, sending the batch again, and the ${inFlight.length - 1} behind it: ${String(error)}`);
       await Promise.all(inFlight.map((b) => b.settled));
+      try {
+        await loadWriteScript(connection);
+      } catch (loadError) {
+        throw toRedisError(loadError, 'write');
+      }
       connection.resumeOrdered();
       inFlight = inFlight.map((b) => send(b.target, b.hint, b.ops));
       error = await inFlight[0]!.settled;

@@ -82,11 +82,6 @@ export async function closeRedisClient(client: Redis): Promise<void> {
 const TRANSIENT_REPLIES = ['LOADING', 'BUSY', 'MASTERDOWN', 'READONLY', 'TRYAGAIN', 'CLUSTERDOWN'];
 const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
 
-/** True for the reply Redis gives when a script is not in its cache (e.g. after a restart). */
-export function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
-}
-
 /**
  * Classifies a client error: a lost or refused connection, a Redis loading its data after
  * a restart or a busy script is `transient` (retry); refused credentials are `auth`; any

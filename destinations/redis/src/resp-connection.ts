@@ -20,14 +20,19 @@ import type { RedisConnectionOptions } from './config.js';
  * is safe because its writes are idempotent.
  *
  * Ordered sends (`SendOptions.ordered`, the writer's batches) must reach Redis in the order
- * they were sent, re-sends included: once one failed for want of a connection (lost with
- * it unanswered, or not made), every later ordered send fails at once, without reaching
- * Redis, until the owner calls `resumeOrdered()` — after which it re-sends the failed ones
- * first. Else a later batch, sent on the next connection while an earlier one was lost
- * before Redis ran it, would be applied ahead of that one's re-send.
+ * they were sent, re-sends included: once one failed — for want of a connection (lost with
+ * it unanswered, or not made), or answered with an error reply by Redis (`-BUSY`,
+ * `-LOADING`, `-NOSCRIPT`, any: its owner sends it again) — every later ordered send fails at
+ * once, without reaching Redis, until the owner calls `resumeOrdered()`, after which it
+ * re-sends the failed ones first. Else a later batch, sent on the next connection while an
+ * earlier one was lost before Redis ran it, or sent once Redis took commands again after
+ * refusing an earlier one, would be applied ahead of that one's re-send. An error reply
+ * holds back the ordered sends made after the connection read it; commands already sent
+ * behind the refused one (pipelined, on their way) are not recalled: Redis runs them if it
+ * stopped refusing meanwhile.
  */
 
-/** A Redis error reply (`-NOSCRIPT …`, `-WRONGPASS …`): returned in a batch's replies, thrown by `call`. */
+/** A Redis error reply (`-NOSCRIPT …`, `-WRONGPASS …`): returned in a batch's replies (holding back later ordered sends, see above), thrown by `call`. */
 export class RedisReplyError extends Error {
   override readonly name = 'RedisReplyError';
 }
@@ -40,7 +45,7 @@ export interface RespConnection {
   send(payload: Buffer | readonly Buffer[], count: number, options?: SendOptions): Promise<RespReply[]>;
   /** One command; an error reply is thrown. */
   call(...args: string[]): Promise<RespReply>;
-  /** Lets ordered sends through again after one failed (see the failure contract above). */
+  /** Lets ordered sends through again after one failed, lost or refused (see the failure contract above). */
   resumeOrdered(): void;
   close(): Promise<void>;
 }
@@ -91,13 +96,19 @@ export function writeHeader(out: Buffer, offset: number, marker: number, n: numb
 export interface SendOptions {
   /** Bulk strings of the replies as Buffers (views of the received bytes) instead of UTF-8 text: for binary values. */
   bytes?: boolean;
-  /** One of a sequence Redis must apply in order: held back after an earlier one failed, until `resumeOrdered()` (see the failure contract above). */
+  /** One of a sequence Redis must apply in order: held back after an earlier one failed (lost, or an error reply), until `resumeOrdered()` (see the failure contract above). */
   ordered?: boolean;
 }
 
-interface Pending {
-  readonly count: number;
+/** What parsing a batch's replies needs from the batch: how to return bulk strings, and what to do on an error reply. */
+interface ReplySink {
   readonly bytes: boolean;
+  /** Called for each error reply parsed (only there: the replies' common path pays nothing). */
+  readonly onErrorReply: () => void;
+}
+
+interface Pending extends ReplySink {
+  readonly count: number;
   readonly ordered: boolean;
   readonly replies: RespReply[];
   readonly resolve: (replies: RespReply[]) => void;
@@ -125,7 +136,7 @@ function lineEnd(buffer: Buffer, offset: number): number {
   return -1;
 }
 
-function parseReply(buffer: Buffer, offset: number, bytes: boolean): [RespReply, number] | typeof NEED_MORE {
+function parseReply(buffer: Buffer, offset: number, sink: ReplySink): [RespReply, number] | typeof NEED_MORE {
   const end = lineEnd(buffer, offset);
   if (end === -1) return NEED_MORE;
   const type = buffer[offset];
@@ -135,13 +146,14 @@ function parseReply(buffer: Buffer, offset: number, bytes: boolean): [RespReply,
     case 43: // '+'
       return [line, end + 2];
     case 45: // '-'
+      sink.onErrorReply();
       return [new RedisReplyError(buffer.toString('utf8', offset + 1, end)), end + 2];
     case 36: {
       // '$'
       const length = Number(line);
       if (length < 0) return [null, end + 2];
       if (buffer.length < end + 2 + length + 2) return NEED_MORE;
-      return [bytes ? buffer.subarray(end + 2, end + 2 + length) : buffer.toString('utf8', end + 2, end + 2 + length), end + 2 + length + 2];
+      return [sink.bytes ? buffer.subarray(end + 2, end + 2 + length) : buffer.toString('utf8', end + 2, end + 2 + length), end + 2 + length + 2];
     }
     case 42: {
       // '*'
@@ -150,7 +162,7 @@ function parseReply(buffer: Buffer, offset: number, bytes: boolean): [RespReply,
       const items: RespReply[] = [];
       let next = end + 2;
       for (let i = 0; i < count; i++) {
-        const item = parseReply(buffer, next, bytes);
+        const item = parseReply(buffer, next, sink);
         if (item === NEED_MORE) return NEED_MORE;
         items.push(item[0]);
         next = item[1];
@@ -189,8 +201,13 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   let link: Link | undefined;
   let connecting: Promise<Link> | undefined;
   let closed = false;
-  /** An ordered send failed for want of a connection: later ones fail until `resumeOrdered()`. */
+  /** An ordered send failed (no connection, or an error reply): later ones fail until `resumeOrdered()`. */
   let holdOrdered = false;
+  /** `onErrorReply` of an ordered send: set as the reply is parsed, before any code can send again. */
+  const holdLaterOrdered = (): void => {
+    holdOrdered = true;
+  };
+  const ignoreErrorReply = (): void => undefined;
 
   const failAll = (l: Link, error: Error): void => {
     const failed = l.pending;
@@ -212,7 +229,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
       }
       let parsed: [RespReply, number] | typeof NEED_MORE;
       try {
-        parsed = parseReply(buffer, offset, head.bytes);
+        parsed = parseReply(buffer, offset, head);
       } catch (error) {
         l.socket.destroy(error as Error);
         return;
@@ -235,7 +252,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
         if (ordered) holdOrdered = true;
         return reject(connectionClosed(new Error('the connection was lost')));
       }
-      l.pending.push({ count, bytes, ordered, replies: [], resolve, reject });
+      l.pending.push({ count, bytes, ordered, onErrorReply: ordered ? holdLaterOrdered : ignoreErrorReply, replies: [], resolve, reject });
       if (Buffer.isBuffer(payload)) {
         l.socket.write(payload);
       } else {
@@ -317,7 +334,7 @@ export function createRespConnection(options: RedisConnectionOptions, { connectT
   };
 
   /** The error of an ordered send held back (see the failure contract above). */
-  const heldBack = (): Error => connectionClosed(new Error('an earlier ordered send was lost; held back until it is sent again'));
+  const heldBack = (): Error => connectionClosed(new Error('an earlier ordered send was lost or refused; held back until it is sent again'));
 
   return {
     async send(payload, count, options) {

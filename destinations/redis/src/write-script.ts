@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type { EncodedOps } from './encoded-ops.js';
 import { encodeTimeSlot, groupField, ORDER_MARK, TIME_SLOT_WIDTH } from './layout.js';
 import { copyBytes } from './value-codec.js';
-import { isNoScript } from './redis-client.js';
 import { RedisReplyError, writeBulk, writeHeader, type RespConnection, type RespReply } from './resp-connection.js';
 
 /**
@@ -292,9 +291,9 @@ export async function loadWriteScript(runner: CommandRunner): Promise<void> {
 
 /**
  * The batches' commands are ordered sends (resp-connection.ts): once one was lost with its
- * connection, later ones fail without reaching Redis until the caller re-sends (after
- * `resumeOrdered()`) every batch not acknowledged, in order — else a later batch could be
- * applied ahead of the re-send of an earlier one that Redis never ran.
+ * connection or refused with an error reply, later ones fail without reaching Redis until
+ * the caller re-sends (after `resumeOrdered()`) every batch not acknowledged, in order — else
+ * a later batch could be applied ahead of the re-send of an earlier one that Redis never ran.
  */
 const ORDERED = { ordered: true } as const;
 
@@ -302,8 +301,9 @@ const ORDERED = { ordered: true } as const;
  * Applies the encoded ops: through the script (`runScript`), or — for a group without TTL
  * while create-first pays and the entity type's TTL registry was never seen — with plain
  * HSETNX first (`createGroups`). `hint` (kept per group by the caller) is updated from the
- * replies. Throws the first error reply; ops are idempotent, so the caller may send them all
- * again. A failure for want of a connection holds back the later batches on `connection`
+ * replies. Throws the first error reply (`NOSCRIPT` included: the caller loads the script
+ * and sends the batch again); ops are idempotent, so the caller may send them all again. Any
+ * failure — no connection, or an error reply — holds back the later batches on `connection`
  * (`ORDERED`): the caller calls `connection.resumeOrdered()`, then sends again every batch
  * not acknowledged, in their order.
  */
@@ -350,8 +350,8 @@ export async function applyOps(connection: RespConnection, target: GroupTarget, 
  *   only a group that is absent, and those calls are for groups that existed), and its
  *   script calls once every earlier batch sent all its commands.
  * Batches of one kind in a row thus stay pipelined; a wait happens only where a batch
- * through the script follows a create-first one. (A call answered NOSCRIPT is re-sent after
- * the script is loaded again, behind whatever was sent meanwhile.)
+ * through the script follows a create-first one. (A batch that failed — a call answered
+ * NOSCRIPT too — is sent again by the caller, ahead of any later batch: `ORDERED`.)
  */
 interface SendTurn {
   readonly earlierFirstSent: Promise<void>;
@@ -423,33 +423,26 @@ function withPreamble(ops: EncodedOps, replies: RespReply[]): RespReply[] {
  * Sends the ops (those at `indexes`, or all) as EVALSHA calls of up to RECORDS_PER_CALL
  * records, in one write, and waits for every reply. `mode` is the script's ARGV[4]: '0'
  * general, '1' create-first, '2' repair. The expiry of a TTL'd group is `nowMs` + its TTL.
- * Calls answered NOSCRIPT (Redis restarted or its script cache was flushed) are sent again
- * once after reloading the script. Throws the first other error.
+ * Throws the first error reply — NOSCRIPT too (Redis restarted, or its script cache was
+ * flushed): re-sending the calls here, once the script is loaded again, would put them behind
+ * later batches; the connection holds those back instead (`ORDERED`) until the caller has
+ * loaded the script and sent this batch again.
  */
 async function runScript(connection: RespConnection, target: GroupTarget, ops: EncodedOps, indexes: readonly number[] | undefined, nowMs: number, mode: '0' | '1' | '2'): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, created: 0, ignored: 0 };
   const head = [String(nowMs), groupField(target.group), String(target.ttlMs), mode];
   const expirySlot = target.ttlMs > 0 ? Buffer.from(encodeTimeSlot(nowMs + target.ttlMs), 'latin1') : undefined;
   const all = indexes ?? Array.from({ length: ops.count }, (_, i) => i);
-  let calls: (readonly number[])[] = [];
+  const calls: (readonly number[])[] = [];
   for (let i = 0; i < all.length; i += RECORDS_PER_CALL) calls.push(all.slice(i, i + RECORDS_PER_CALL));
-  for (let round = 0; calls.length > 0; round++) {
-    const replies = withPreamble(ops, await connection.send([ops.preamble, encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot)], ops.preambleCount + calls.length, ORDERED));
-    const missing: (readonly number[])[] = [];
-    for (let i = 0; i < calls.length; i++) {
-      const reply = replies[i];
-      if (reply instanceof RedisReplyError) {
-        if (isNoScript(reply) && round === 0) missing.push(calls[i]!);
-        else throw reply;
-      } else {
-        const [applied, created] = reply as [number, number];
-        result.applied += applied;
-        result.created += created;
-        result.ignored += calls[i]!.length - applied;
-      }
-    }
-    if (missing.length > 0) await loadWriteScript(connection);
-    calls = missing;
+  const replies = withPreamble(ops, await connection.send([ops.preamble, encodeScriptCalls(ops, calls, target.ttlRegistry, head, expirySlot)], ops.preambleCount + calls.length, ORDERED));
+  for (let i = 0; i < calls.length; i++) {
+    const reply = replies[i];
+    if (reply instanceof RedisReplyError) throw reply;
+    const [applied, created] = reply as [number, number];
+    result.applied += applied;
+    result.created += created;
+    result.ignored += calls[i]!.length - applied;
   }
   return result;
 }
