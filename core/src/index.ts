@@ -47,6 +47,7 @@ export { setOwnField } from './util/own-field.js';
 export { formatIsoMs, nanosBelowMillisecond, parseDateTimeMs } from './util/iso-time.js';
 export { hasLoneSurrogate, replaceLoneSurrogates } from './util/unicode.js';
 export { stringifyJson } from './util/json-text.js';
+export { CANONICAL_DECIMAL_PATTERN, canonicalDecimal, exactNumber, fitsDouble } from './util/decimal-text.js';
 export { marksDeleted } from './util/deletion-mark.js';
 export { movedFromKey } from './util/key-change.js';
 export { createMetricsRegistry, type Metrics, type MetricsRegistry, type MetricSample } from './metrics/metrics.js';

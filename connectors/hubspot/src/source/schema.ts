@@ -3,13 +3,22 @@
  * wire) -> typed JSON. Unknown types are kept as strings rather than refused: HubSpot adds
  * property types over time, and a string never loses information.
  */
-import type { JsonSchemaObject, RecordData } from '@tributary/core';
+import { CANONICAL_DECIMAL_PATTERN, type JsonSchemaObject, type RecordData } from '@tributary/core';
 import type { ApiObject, ApiProperty } from '../api/client.js';
+import { numberPropertyValue } from './numbers.js';
 
+/**
+ * A property value's schema inside `properties` (and a writable field's). A `number` is a
+ * JSON number, or its exact decimal text where a double would change it (see `numberPropertyValue`).
+ */
 export function propertySchema(property: ApiProperty): JsonSchemaObject {
   switch (property.type) {
     case 'number':
-      return { type: ['number', 'null'] };
+      return {
+        type: ['number', 'string', 'null'],
+        pattern: CANONICAL_DECIMAL_PATTERN,
+        description: 'a number, or its exact decimal text where a double would change it (integers beyond ±2^53, fractions of more digits than a double holds)',
+      };
     case 'bool':
       return { type: ['boolean', 'null'] };
     case 'datetime':
@@ -57,15 +66,26 @@ export function unflattened(names: Iterable<string>, fields: ReadonlyMap<string,
 }
 
 /**
+ * The schema of a property's top-level field (`property_columns`): the property's, but a
+ * `number` is a number only, the nearest double (see `toRecord`). That field is a typed
+ * column, and a column holding doubles or decimal text would be JSON in the lake (and,
+ * declared so, break the DOUBLE column an existing lake has for it): the exact value stays
+ * in `properties`.
+ */
+export function propertyFieldSchema(property: ApiProperty): JsonSchemaObject {
+  return property.type === 'number' ? { type: ['number', 'null'] } : propertySchema(property);
+}
+
+/**
  * An object stream's JSON Schema. `fields` (from `propertyFields`, with `property_columns`)
- * adds each property's top-level field with the same schema as the property has inside
- * `properties` (every record carries them, see `toRecord`; not required, as inside `properties`).
+ * adds each property's top-level field with the schema of `propertyFieldSchema` (every
+ * record carries them, see `toRecord`; not required, as inside `properties`).
  */
 export function objectSchema(properties: readonly ApiProperty[], fields?: ReadonlyMap<string, string>): JsonSchemaObject {
   const propertyFieldSchemas: Record<string, JsonSchemaObject> = {};
   if (fields) for (const p of properties) {
     const field = fields.get(p.name);
-    if (field !== undefined) propertyFieldSchemas[field] = propertySchema(p);
+    if (field !== undefined) propertyFieldSchemas[field] = propertyFieldSchema(p);
   }
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -96,10 +116,8 @@ function toIso(text: string): string | null {
 export function convertValue(type: string | undefined, raw: string | null | undefined): string | number | boolean | null {
   if (raw === null || raw === undefined || raw === '') return null;
   switch (type) {
-    case 'number': {
-      const n = Number(raw);
-      return Number.isFinite(n) ? n : null;
-    }
+    case 'number':
+      return numberPropertyValue(raw);
     case 'bool':
       return raw === 'true' ? true : raw === 'false' ? false : null;
     case 'datetime':
@@ -117,12 +135,21 @@ export function convertValue(type: string | undefined, raw: string | null | unde
  * One object as a record. With `fields` (`property_columns`), every property that has a
  * field there is repeated as that top-level field, with the very value `properties` holds,
  * or null when `properties` lacks it (a merged-away id's deletion has no properties): each
- * record carries every declared field, as a columnar destination reads it back. Per record
- * this adds one assignment per flattened property.
+ * record carries every declared field, as a columnar destination reads it back. A number
+ * property that `properties` holds as exact decimal text (see `numberPropertyValue`) is the nearest
+ * double in its field (see `propertyFieldSchema`). Per record this adds one assignment per
+ * flattened property, and one comparison per property.
  */
 export function toRecord(object: ApiObject, types: ReadonlyMap<string, string>, fields?: ReadonlyMap<string, string>): RecordData {
   const properties: Record<string, string | number | boolean | null> = {};
-  for (const [name, raw] of Object.entries(object.properties)) properties[name] = convertValue(types.get(name), raw);
+  /** Number properties held as decimal text (rare: see numberPropertyValue). */
+  let decimalTexts: string[] | undefined;
+  for (const [name, raw] of Object.entries(object.properties)) {
+    const type = types.get(name);
+    const value = convertValue(type, raw);
+    properties[name] = value;
+    if (type === 'number' && typeof value === 'string') (decimalTexts ??= []).push(name);
+  }
   const record: RecordData = {
     id: object.id,
     createdAt: object.createdAt,
@@ -131,6 +158,18 @@ export function toRecord(object: ApiObject, types: ReadonlyMap<string, string>, 
     archivedAt: object.archivedAt ?? null,
     properties,
   };
-  if (fields !== undefined) for (const [name, field] of fields) record[field] = properties[name] ?? null;
+  if (fields !== undefined) {
+    for (const [name, field] of fields) record[field] = properties[name] ?? null;
+    if (decimalTexts !== undefined) for (const name of decimalTexts) {
+      const field = fields.get(name);
+      if (field !== undefined) record[field] = nearestDouble(properties[name] as string);
+    }
+  }
   return record;
+}
+
+/** A decimal text as the nearest double; null past the range of a double. */
+function nearestDouble(text: string): number | null {
+  const n = Number(text);
+  return Number.isFinite(n) ? n : null;
 }

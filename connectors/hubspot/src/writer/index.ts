@@ -39,11 +39,15 @@ function isReadOnly(p: ApiProperty): boolean {
   return p.calculated === true || p.modificationMetadata?.readOnlyValue === true;
 }
 
-/** HubSpot takes every property value as a string; null clears a value. */
+/**
+ * HubSpot takes every property value as a string; null clears a value. A number is its
+ * shortest decimal (what JSON writes for it), a bigint (an in-process source's integer
+ * beyond ±2^53) its digits: `JSON.stringify` throws on a bigint.
+ */
 function wireValue(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   return JSON.stringify(value);
 }
 

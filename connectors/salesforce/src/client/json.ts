@@ -13,6 +13,11 @@
  * loses digits has at least 16 significant digits, and the check for a value starting with a
  * run of 16 digits (or dots) is one regular expression over the text.
  */
+import { canonicalDecimal, fitsDouble } from '@tributary/core';
+
+// The decimal helpers are core's (the HubSpot connector, whose API sends every number as
+// text, shares them); re-exported for this package's modules.
+export { canonicalDecimal, exactNumber, fitsDouble } from '@tributary/core';
 
 /** A number in JSON text, kept as its decimal text: written bare by `stringifyJson`. */
 export class JsonNumber {
@@ -20,62 +25,6 @@ export class JsonNumber {
   toString(): string {
     return this.text;
   }
-}
-
-const DECIMAL = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
-
-/** Exponents past this are not expanded into digits (no Salesforce number comes close). */
-const MAX_EXPONENT = 400;
-
-/**
- * The decimal `text` (`-12.50`, `1.2345678E7`, `+007`) in plain notation without redundant
- * zeros (`-12.5`, `12345678`, `7`; zero is `0`): two texts of the same number give the same
- * result. `undefined` when `text` is no decimal number.
- */
-export function canonicalDecimal(text: string): string | undefined {
-  const match = DECIMAL.exec(text.trim());
-  if (!match) return undefined;
-  const [, sign, whole = '', fraction = '', exponent = '0'] = match;
-  if (whole === '' && fraction === '') return undefined;
-  const shift = Number(exponent);
-  if (Math.abs(shift) > MAX_EXPONENT) return undefined;
-  let digits = whole + fraction;
-  // Where the decimal point stands in `digits`.
-  let point = whole.length + shift;
-  let first = 0;
-  while (first < digits.length && digits[first] === '0') first++;
-  let last = digits.length;
-  while (last > first && digits[last - 1] === '0') last--;
-  if (first === last) return '0';
-  point -= first;
-  digits = digits.slice(first, last);
-  let body: string;
-  if (point <= 0) body = `0.${'0'.repeat(-point)}${digits}`;
-  else if (point >= digits.length) body = digits + '0'.repeat(point - digits.length);
-  else body = `${digits.slice(0, point)}.${digits.slice(point)}`;
-  return sign === '-' ? `-${body}` : body;
-}
-
-/** Whether `Number(text)` holds the decimal `text` digit for digit (its shortest form is the same number). */
-export function fitsDouble(text: string): boolean {
-  const value = Number(text);
-  return Number.isFinite(value) && canonicalDecimal(String(value)) === canonicalDecimal(text);
-}
-
-/**
- * A decimal text as a JSON value: a number when the double holds it digit for digit and is a
- * safe integer or a fraction, else its exact decimal text (`canonicalDecimal`). Integers
- * beyond ±(2^53 − 1) are always text, even the few a double holds exactly, so that a
- * consumer never meets an integer number it cannot trust. Texts that are no number come back
- * as `Number(text)` would have them (`NaN` for garbage).
- */
-export function exactNumber(text: string): number | string {
-  const value = Number(text);
-  if (Number.isSafeInteger(value) || (text.length < 16 && !/[eE]/.test(text))) return value;
-  const canonical = canonicalDecimal(text);
-  if (canonical === undefined) return value;
-  if (!canonical.includes('.')) return canonical;
-  return canonicalDecimal(String(value)) === canonical ? value : canonical;
 }
 
 function nonceMarker(): string {
