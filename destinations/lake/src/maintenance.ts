@@ -56,6 +56,11 @@ async function trash(store: LakeStore, paths: readonly string[]): Promise<string
  * snapshot. The grace period so counts from just before the attempt that wrote the entry.
  * A record whose entry was never written (nothing left to commit, or a crash before it)
  * names files still in the log, which `emptyTrash` leaves alone.
+ *
+ * A failure thrown before an attempt of the entry was handed to the store (refused by
+ * `validate`, or failed in `beforeWrite`; every earlier attempt lost its race) leaves no
+ * entry in the log: `entryNotStored` tells so. Any other may have stored it although the
+ * call failed (a conditional write whose answer was lost).
  */
 async function commitRemoval(
   store: LakeStore,
@@ -70,17 +75,14 @@ async function commitRemoval(
     if (record !== undefined) await store.delete([record]).catch(() => undefined);
     record = undefined;
   };
-  let refused = false;
+  // An attempt of the entry is being written: from the end of `beforeWrite` until the next `validate` (after a lost race).
+  let writing = false;
   let committed: LogEntry | undefined;
   try {
     committed = await commitEntry(store, state, entry, {
       validate: (current) => {
-        try {
-          validate?.(current);
-        } catch (error) {
-          refused = true;
-          throw error;
-        }
+        writing = false;
+        validate?.(current);
       },
       beforeWrite: async (draft) => {
         // The files the entry adds were published under `leases`: not committed once one may have lapsed.
@@ -88,17 +90,27 @@ async function commitRemoval(
         const previous = record;
         record = await trash(store, draft.remove ?? []);
         if (previous !== undefined) await store.delete([previous]).catch(() => undefined);
+        writing = true;
       },
     });
   } catch (error) {
-    // Refused by `validate` after a lost race: no attempt of this entry was written. Any
-    // other error keeps the record: the entry may have been written although its answer was lost.
-    if (refused) await dropRecord();
+    // No attempt of this entry was written: its record goes. Any other error keeps the
+    // record: the entry may have been written although its answer was lost.
+    if (!writing) {
+      await dropRecord();
+      if (typeof error === 'object' && error !== null) unstoredEntries.add(error);
+    }
     throw error;
   }
   if (committed === undefined) await dropRecord();
   return committed;
 }
+
+/** Errors of `commitRemoval` thrown before any attempt of its entry reached the store. */
+const unstoredEntries = new WeakSet<object>();
+
+/** Whether `error`, thrown by `commitRemoval`, left its entry out of the log for certain (see there); false when it may be in it. */
+const entryNotStored = (error: unknown): boolean => typeof error === 'object' && error !== null && unstoredEntries.has(error);
 
 /**
  * Deletes files removed from the log more than `graceMs` ago; returns how many. A path the
@@ -246,7 +258,8 @@ interface Replacement {
  * so it leaves the file until the entry names it. The columns and their types are the
  * inputs' (DuckDB copies them as stored: a BIGINT stays BIGINT); every envelope column, and
  * `_tributary_ingest_seq`, is copied as it is. The caller commits it (`commitRemoval` with the
- * lease), then settles and releases the lease.
+ * lease), then settles and releases the lease; when that commit fails, `abandonReplacements`.
+ * A failed publish deletes the file (if stored after all) and releases the lease itself.
  */
 async function publishReplacement(
   store: LakeStore,
@@ -283,9 +296,16 @@ async function publishReplacement(
   // Published under a lease, so another run's orphan sweep leaves it until the entry names it.
   const lease = new CommitLease(store, id);
   await lease.keep();
-  await store.putFile(key, out);
+  const replacement: Replacement = { file, lease };
+  try {
+    await store.putFile(key, out);
+  } catch (error) {
+    // No entry names it, nor ever will: deleted (if it was stored after all), its lease released.
+    await discardReplacements(store, [replacement]);
+    throw error;
+  }
   await rm(dir, { recursive: true, force: true });
-  return { file, lease };
+  return replacement;
 }
 
 /**
@@ -356,16 +376,21 @@ export async function compactStore(store: LakeStore, config: LakeConfig, options
       });
       const rows = merged.rows;
       const removed = files.map((f) => f.path);
-      await commitRemoval(
-        store,
-        state,
-        { session: lease.owner, kind: 'compact', add: [merged], remove: removed },
-        (s: LakeState) => {
-          const gone = removed.filter((p) => !s.files.has(p));
-          if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
-        },
-        [lease],
-      );
+      try {
+        await commitRemoval(
+          store,
+          state,
+          { session: lease.owner, kind: 'compact', add: [merged], remove: removed },
+          (s: LakeState) => {
+            const gone = removed.filter((p) => !s.files.has(p));
+            if (gone.length > 0) throw new TributaryError('transient', { userMessage: `lake compaction: ${gone.length} input file(s) were removed by a concurrent commit; run compaction again` });
+          },
+          [lease],
+        );
+      } catch (error) {
+        await abandonReplacements(store, [{ file: merged, lease }], !entryNotStored(error));
+        throw error;
+      }
       lease.settled();
       await lease.release();
       const before = files.reduce((n, f) => n + f.rows, 0);
@@ -524,6 +549,7 @@ async function planRowRetention(
         // No ORDER BY: one file's rows keep their stored order (DuckDB preserves insertion order).
         plan.rewrite = await publishReplacement(store, duck, config, work, [file], [local], async (source) => `SELECT * FROM ${source} WHERE NOT ${expired}`);
         if (plan.rewrite.file.rows !== plan.rows - plan.expired) {
+          await discardReplacements(store, [plan.rewrite]);
           throw new TributaryError('fatal', { userMessage: `lake retention: the rewrite of ${file.path} holds ${plan.rewrite.file.rows} row(s), not ${plan.rows - plan.expired}` });
         }
       }
@@ -534,11 +560,27 @@ async function planRowRetention(
   }
 }
 
-/** Deletes published rewrites no entry names (best effort: an orphan sweep deletes one left), and their leases. */
-async function discardRewrites(store: LakeStore, rewrites: readonly Replacement[]): Promise<void> {
-  if (rewrites.length === 0) return;
-  await store.delete(rewrites.map((r) => r.file.path)).catch(() => undefined);
-  for (const { lease } of rewrites) {
+/** Deletes published replacements no entry names (best effort: an orphan sweep deletes one left), and releases their leases. */
+async function discardReplacements(store: LakeStore, replacements: readonly Replacement[]): Promise<void> {
+  if (replacements.length === 0) return;
+  await store.delete(replacements.map((r) => r.file.path)).catch(() => undefined);
+  for (const { lease } of replacements) {
+    lease.settled();
+    await lease.release();
+  }
+}
+
+/**
+ * After the commit of the entry naming `replacements` failed: their leases are released, so
+ * the next orphan sweep takes a file no entry names at once (a held lease kept it for
+ * LEASE_TTL_MS). The files are deleted first, unless the entry may be in the log
+ * (`mayBeStored`: an attempt of it reached the store, whose answer was lost, see
+ * `entryNotStored`): then they stay and the log decides, as a sweep deletes only files no
+ * entry names.
+ */
+async function abandonReplacements(store: LakeStore, replacements: readonly Replacement[], mayBeStored: boolean): Promise<void> {
+  if (!mayBeStored) return discardReplacements(store, replacements);
+  for (const { lease } of replacements) {
     lease.settled();
     await lease.release();
   }
@@ -586,9 +628,9 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
     const quarantine = await expiredQuarantine(store, state, cutoff, { ...options, session, work });
     const isReplayable = (current: LakeState, q: QuarantineFile): boolean => q.session !== undefined && current.unclean.get(q.stream)?.has(q.session) === true;
     // Published before the entry that names them; one the entry leaves out is deleted after it.
-    // When the commit fails they stay, invisible (no entry names them) and holding only kept records.
+    // When the run fails they are deleted, unless its entry may be in the log (then they stay:
+    // holding only kept records, and invisible unless the entry names them).
     const published = quarantine.rewrites.filter((r) => !isReplayable(state, r.source));
-    for (const r of published) await store.putFile(r.file.path, r.localPath);
     const inScope = (f: LakeFile): boolean => (options.stream === undefined || f.stream === options.stream) && (options.tenant === undefined || f.tenant === options.tenant);
     const replayable = (current: LakeState, f: LakeFile): boolean => f.sessions.some((s) => current.unclean.get(f.stream)?.has(s) === true);
     const straddling = (current: LakeState): LakeFile[] => [...current.files.values()].filter((f) => inScope(f) && mayStraddle(f, cutoff));
@@ -627,41 +669,56 @@ export async function retireExpired(store: LakeStore, cutoff: number, options: P
       return { session, kind: 'retention', remove, ...(add.length > 0 ? { add } : {}), ...(rewritten.length > 0 ? { quarantine: rewritten.map((r) => r.file) } : {}) };
     };
     let entry: LogEntry | undefined;
-    for (let round = 1; ; round++) {
-      const unread = straddling(state).filter((f) => !planned(state, f));
-      if (unread.length > 0) {
-        duck ??= await openDuckDb(join(work, 'spill'));
-        await planRowRetention(store, duck, options.config ?? {}, work, unread, cutoff, (f) => !replayable(state, f), plans);
-      }
-      const leases = [...plans.values()].flatMap((p) => (p.rewrite !== undefined ? [p.rewrite.lease] : []));
-      try {
-        entry = await commitRemoval(
-          store,
-          state,
-          draft,
-          (current) => {
-            if (straddling(current).some((f) => !planned(current, f))) throw new RetentionPlanStale();
-          },
-          leases,
-        );
-        break;
-      } catch (error) {
-        if (!(error instanceof RetentionPlanStale)) throw error;
-        if (round >= RETENTION_ROUNDS) throw new TributaryError('transient', { userMessage: `lake retention: the commit log kept changing under ${RETENTION_ROUNDS} runs; run retention again` });
-        // The log changed (`state` is its latest): rewrites of files it no longer names are of no use.
-        for (const [path, plan] of plans) {
-          if (state.files.has(path)) continue;
-          plans.delete(path);
-          if (plan.rewrite !== undefined) await discardRewrites(store, [plan.rewrite]);
+    // A failure that may have left the entry in the log although the run failed (its answer lost).
+    let mayBeStored = false;
+    try {
+      for (const r of published) await store.putFile(r.file.path, r.localPath);
+      for (let round = 1; ; round++) {
+        const unread = straddling(state).filter((f) => !planned(state, f));
+        if (unread.length > 0) {
+          duck ??= await openDuckDb(join(work, 'spill'));
+          await planRowRetention(store, duck, options.config ?? {}, work, unread, cutoff, (f) => !replayable(state, f), plans);
+        }
+        const leases = [...plans.values()].flatMap((p) => (p.rewrite !== undefined ? [p.rewrite.lease] : []));
+        try {
+          entry = await commitRemoval(
+            store,
+            state,
+            draft,
+            (current) => {
+              if (straddling(current).some((f) => !planned(current, f))) throw new RetentionPlanStale();
+            },
+            leases,
+          );
+          break;
+        } catch (error) {
+          if (!(error instanceof RetentionPlanStale)) {
+            mayBeStored = !entryNotStored(error);
+            throw error;
+          }
+          if (round >= RETENTION_ROUNDS) throw new TributaryError('transient', { userMessage: `lake retention: the commit log kept changing under ${RETENTION_ROUNDS} runs; run retention again` });
+          // The log changed (`state` is its latest): rewrites of files it no longer names are of no use.
+          for (const [path, plan] of plans) {
+            if (state.files.has(path)) continue;
+            plans.delete(path);
+            if (plan.rewrite !== undefined) await discardReplacements(store, [plan.rewrite]);
+          }
         }
       }
+    } catch (error) {
+      // Every rewrite's lease released (an orphan sweep may take a file no entry names at
+      // once); the files deleted when no entry can name them (see abandonReplacements).
+      const rewrites = [...plans.values()].flatMap((p) => (p.rewrite !== undefined ? [p.rewrite] : []));
+      await abandonReplacements(store, rewrites, mayBeStored);
+      if (!mayBeStored && published.length > 0) await store.delete(published.map((r) => r.file.path)).catch(() => undefined);
+      throw error;
     }
     const removed = entry !== undefined;
     const unused = published.filter((r) => !removed || !rewritten.includes(r)).map((r) => r.file.path);
     if (unused.length > 0) await store.delete(unused).catch(() => undefined);
     const used = new Set(removed ? rewrittenFiles.map((f) => f.path) : []);
     const rewrites = [...plans].flatMap(([path, plan]) => (plan.rewrite !== undefined ? [{ path, rewrite: plan.rewrite }] : []));
-    await discardRewrites(store, rewrites.filter((r) => !used.has(r.path)).map((r) => r.rewrite));
+    await discardReplacements(store, rewrites.filter((r) => !used.has(r.path)).map((r) => r.rewrite));
     for (const { rewrite } of rewrites.filter((r) => used.has(r.path))) {
       rewrite.lease.settled();
       await rewrite.lease.release();
