@@ -17,9 +17,14 @@ export type ConfigOf<S> = [ConfigSchema] extends [S] ? Record<string, unknown> :
 // ajv-formats is CommonJS; under NodeNext its default import is the module object.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv;
 
-/** One Ajv instance for the whole process: schemas compile once and are cached by identity. */
+/**
+ * One Ajv instance for the whole process: schemas compile once and are cached by identity.
+ * `addUsedSchema: false`: a compiled schema's `$id`s (its own, nested ones) are not
+ * registered in the instance, which would refuse a second schema object using one of them
+ * ("schema with key or id … already exists"); a schema's `$ref`s to its own ids still resolve.
+ */
 export function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, allowUnionTypes: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, allowUnionTypes: true, addUsedSchema: false });
   addFormats(ajv);
   // Airbyte's UI keywords are annotations, not assertions.
   for (const keyword of ['airbyte_secret', 'airbyte_hidden', 'order', 'group', 'always_show', 'multiline']) {

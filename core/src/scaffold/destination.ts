@@ -195,11 +195,8 @@ function validatorOf(stream: DestinationStream): ReturnType<typeof compileSchema
   let validate = validators.get(stream.jsonSchema);
   if (validate === undefined) {
     // Schema drift (case \`newColumn\`): fields the schema does not declare are kept, so
-    // only the declared ones are checked. Without \`$id\`: ajv registers schemas by id, and
-    // a second schema with the same one would be refused.
-    const schema: Record<string, unknown> = { ...stream.jsonSchema, additionalProperties: true };
-    delete schema.$id;
-    validate = compileSchema(schema);
+    // only the declared ones are checked.
+    validate = compileSchema({ ...stream.jsonSchema, additionalProperties: true });
     validators.set(stream.jsonSchema, validate);
   }
   return validate;

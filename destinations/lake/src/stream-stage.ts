@@ -642,6 +642,12 @@ export class StreamStage {
     const payloadCount = this.columns.length;
     const payload: unknown[] = new Array<unknown>(payloadCount);
     const textOk = this.columns.map((c) => this.integerText.has(c.field));
+    /**
+     * Columns of fields named as Object.prototype's members (`__proto__`, `constructor`,
+     * `toString`, …): a record without such a field reads the inherited member there (JSON
+     * never makes it a value), which is no value. Decided per column, so other fields pay nothing.
+     */
+    const inheritedName = this.columns.map((c) => c.field in Object.prototype);
     const { mapping } = this;
     const derivedCursor = this.derived.cursor !== undefined;
     /** Refused records the session added (see `append`) that were quarantined: counted, not returned. */
@@ -709,9 +715,8 @@ export class StreamStage {
       let error: string | undefined;
       for (let c = 0; c < payloadCount; c++) {
         const column = this.columns[c]!;
-        const raw = record[column.field];
-        // A record without a field named `__proto__` reads Object.prototype there: it has no value (one pointer comparison per value; JSON never makes that object).
-        const v = stageValue(raw === Object.prototype && !Object.hasOwn(record, column.field) ? undefined : raw, column.type, textOk[c]!);
+        const raw = inheritedName[c] && !Object.hasOwn(record, column.field) ? undefined : record[column.field];
+        const v = stageValue(raw, column.type, textOk[c]!);
         if (v !== null && typeof v === 'object') {
           error = `field "${column.field}": ${v.error}`;
           break;

@@ -15,7 +15,11 @@ const addFormats = ((addFormatsModule as unknown as { default?: unknown }).defau
  * never fills in defaults: a record is stored as it came.
  */
 function validatorEngine(Engine: typeof Ajv, ownProperties: boolean): Ajv {
-  const engine = new Engine({ allErrors: false, strict: false, allowUnionTypes: true, ownProperties });
+  // `addUsedSchema: false`: a compiled schema's `$id` is not registered in the engine, which
+  // refused a second schema object with the same `$id` ("schema with key or id … already
+  // exists": two streams sharing one, or a stream's schema compiled again by a later session
+  // of the process); a schema's `$ref`s to its own `$id` still resolve.
+  const engine = new Engine({ allErrors: false, strict: false, allowUnionTypes: true, ownProperties, addUsedSchema: false });
   addFormats(engine, { mode: 'fast' });
   for (const keyword of ['airbyte_secret', 'airbyte_hidden', 'order', 'group', 'always_show', 'multiline', 'airbyte_type']) {
     if (!engine.getKeyword(keyword)) engine.addKeyword({ keyword });
@@ -52,25 +56,34 @@ function draftOf(stream: string, schema: JsonSchemaObject): { draft: Draft; sche
   if (uri === 'json-schema.org/draft/2020-12/schema') return { draft: '2020-12', schema };
   const { $schema: _declared, ...rest } = schema;
   if (uri === 'json-schema.org/draft-06/schema') return { draft: 'draft-07', schema: rest };
-  if (uri === 'json-schema.org/draft-04/schema') return { draft: 'draft-07', schema: draft04Bounds(rest) as JsonSchemaObject };
+  if (uri === 'json-schema.org/draft-04/schema') return { draft: 'draft-07', schema: draft04AsDraft07(rest) as JsonSchemaObject };
   throw new TributaryError('config', {
     userMessage: `lake: stream "${stream}" declares its JSON schema as ${JSON.stringify(declared)}, which record validation does not know (draft-04, -06, -07, 2019-09, 2020-12); set validate_records: false to store its records unvalidated`,
   });
 }
 
-/** A draft-04 schema with its boolean `exclusiveMinimum`/`exclusiveMaximum` in draft-07's numeric form (a copy; nested schemas too). */
-function draft04Bounds(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(draft04Bounds);
+/**
+ * A draft-04 schema in draft-07's form (a copy; nested schemas too): boolean
+ * `exclusiveMinimum`/`exclusiveMaximum` become draft-07's numeric ones, and the identifier
+ * keyword `id` (a string: in `properties` and the other maps a field named `id` holds a
+ * schema) becomes `$id`, which ajv refused ("NOT SUPPORTED: keyword \"id\"").
+ */
+function draft04AsDraft07(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(draft04AsDraft07);
   if (typeof node !== 'object' || node === null) return node;
   const out: Record<string, unknown> = {};
-  // Values, not schemas: left as they are.
-  for (const [key, value] of Object.entries(node)) out[key] = key === 'enum' || key === 'const' || key === 'default' || key === 'examples' ? value : draft04Bounds(value);
+  // Values, not schemas: left as they are. Keys stay own fields (a property named `__proto__` too).
+  for (const [key, value] of Object.entries(node)) setOwnField(out, key, key === 'enum' || key === 'const' || key === 'default' || key === 'examples' ? value : draft04AsDraft07(value));
   for (const [flag, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
     if (typeof out[flag] !== 'boolean') continue;
     if (out[flag] === true && typeof out[bound] === 'number') {
       out[flag] = out[bound];
       delete out[bound];
     } else delete out[flag];
+  }
+  if (typeof out.id === 'string' && !Object.hasOwn(out, '$id')) {
+    out.$id = out.id;
+    delete out.id;
   }
   return out;
 }

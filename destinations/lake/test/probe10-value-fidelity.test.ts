@@ -220,9 +220,8 @@ function makePlan(seed: number): Plan {
       if (!declared && field.kind === 'integer' && !Number.isSafeInteger(value)) value = 7;
       // An undeclared JSON field starts with an object or an array (a scalar would type its column).
       if (!declared && field.kind === 'json' && !firstSeen.has(field.name) && (value === null || typeof value !== 'object')) value = [value];
-      // Not into a declared `__proto__`: ajv (8.20) checks no property of that name, so the lake
-      // stores such a value as sent (its JSON column takes any value) instead of refusing it.
-      if (firsts.length === 0 && random() < 0.03 && !(declared && field.name === '__proto__')) {
+      // A declared `__proto__` too: validation checks it as any field (see probe11-proto-validation).
+      if (firsts.length === 0 && random() < 0.03) {
         const bad = misfitValue(random, field.kind);
         if (bad !== undefined) {
           value = bad;
