@@ -8,6 +8,13 @@
  * `unchanged`. The ledger keeps, per row (key identity), the fields the run's earlier records
  * gave it, and judges the later records of the row against them instead.
  *
+ * A row is its key identity (`keyIdentity`, by which the runtime groups requests), and its
+ * `idProperty` field is not one of the compared fields: a real run matches a record to its
+ * row by that field and compares the others (the Salesforce, HubSpot, sample and http-crm
+ * writers all leave the match field out of their compare-before-write). So `abc-1` after
+ * `ABC-1`, or `"1.0"` after `1` of a number id, with the same other values is `unchanged`,
+ * whatever text the id field holds.
+ *
  * Applies to `upsert` and `update` requests (the upserts of a `mirror` run included). A
  * repeated key of an `insert` or `delete` run is reported as the writer judged it: what the
  * target answers to inserting an existing row or deleting a missing one is the writer's own.
@@ -20,11 +27,12 @@ import { canonicalJson } from './reverse-etl.js';
 
 export interface DryRunLedger {
   /**
-   * The result a real run would report for `record` (of a request of `mode`), given the
-   * writer's dry-run `result` for it. `identity` is the row it names (`keyIdentity`). Must be
-   * called in input order for the records of one row, which `runWriter` guarantees.
+   * The result a real run would report for `record` (of `request`: its mode and idProperty
+   * are read), given the writer's dry-run `result` for it. `identity` is the row it names
+   * (`keyIdentity`). Must be called in input order for the records of one row, which
+   * `runWriter` guarantees.
    */
-  judge(identity: string, mode: WriteRequest['mode'], record: WriteRecord, result: WriteResult): WriteResult;
+  judge(identity: string, request: Pick<WriteRequest, 'mode' | 'idProperty'>, record: WriteRecord, result: WriteResult): WriteResult;
 }
 
 interface VirtualRow {
@@ -39,16 +47,16 @@ const APPLIED = new Set<WriteResult['status']>(['created', 'updated', 'unchanged
 export function createDryRunLedger(): DryRunLedger {
   const rows = new Map<string, VirtualRow>();
   return {
-    judge(identity, mode, record, result) {
-      if ((mode !== 'upsert' && mode !== 'update') || !APPLIED.has(result.status)) return result;
+    judge(identity, request, record, result) {
+      if ((request.mode !== 'upsert' && request.mode !== 'update') || !APPLIED.has(result.status)) return result;
       const row = rows.get(identity);
       if (row === undefined) {
-        rows.set(identity, { existed: result.status !== 'created', fields: canonicalFields(record) });
+        rows.set(identity, { existed: result.status !== 'created', fields: canonicalFields(record, request.idProperty) });
         return result;
       }
       let differs = false;
       let unknown = false;
-      const fields = canonicalFields(record);
+      const fields = canonicalFields(record, request.idProperty);
       for (const [name, value] of fields) {
         const known = row.fields.get(name);
         if (known === undefined) unknown = true;
@@ -64,6 +72,9 @@ export function createDryRunLedger(): DryRunLedger {
   };
 }
 
-function canonicalFields(record: WriteRecord): Map<string, string> {
-  return new Map(Object.entries(record.fields).map(([name, value]) => [name, canonicalJson(value)]));
+/** The record's fields but `idProperty` (the row's match, not a value of it), as canonical JSON. */
+function canonicalFields(record: WriteRecord, idProperty: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const [name, value] of Object.entries(record.fields)) if (name !== idProperty) fields.set(name, canonicalJson(value));
+  return fields;
 }

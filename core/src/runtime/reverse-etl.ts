@@ -379,7 +379,7 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` }, requestId);
       } else {
         const matched: WriteResult = { ...result, idempotencyKey: record.idempotencyKey, key: record.key };
-        report(ledger ? ledger.judge(identityOf(record.key), request.mode, record, matched) : matched, requestId);
+        report(ledger ? ledger.judge(identityOf(record.key), request, record, matched) : matched, requestId);
       }
     }
     strays += byKey.size;
