@@ -11,5 +11,6 @@ export {
   type SalesforceSimulatorOptions,
   type ServedRequest,
   type SimulatorStats,
+  type SimTransaction,
   type WriteOptions,
 } from './simulator/server.js';

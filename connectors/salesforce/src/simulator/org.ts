@@ -82,6 +82,18 @@ export interface OrgOptions {
   extraFields?: Partial<Record<string, ExtraFieldSpec[]>>;
 }
 
+/** A transaction started by the test API (see the org's `beginTransaction`). */
+export interface SimTransaction {
+  /** Its start (ISO): the SystemModstamp of its writes. */
+  readonly stamp: string;
+  /** Inserts records when the transaction commits. */
+  insert(object: string, records: Array<Record<string, unknown>>): void;
+  /** Updates a record when the transaction commits. */
+  update(object: string, id: string, changes: Record<string, unknown>): void;
+  /** Applies the writes, stamped with the transaction's start, and ends it; returns the ids inserted. */
+  commit(): string[];
+}
+
 export interface UpsertOutcome {
   id?: string;
   success: boolean;
@@ -107,6 +119,17 @@ export function createOrg(options: OrgOptions) {
 
   /** External ids whose rows another transaction holds (UNABLE_TO_LOCK_ROW). */
   const locked = new Set<string>();
+
+  /** Start stamps (ms) of the transactions still running (see `beginTransaction`). */
+  const openTransactions = new Map<number, number>();
+  let transactionCounter = 0;
+
+  /** When the earliest transaction still running started (ms), if any runs. */
+  function earliestOpenTransaction(): number | undefined {
+    let earliest: number | undefined;
+    for (const stamp of openTransactions.values()) if (earliest === undefined || stamp < earliest) earliest = stamp;
+    return earliest;
+  }
 
   function tableOf(name: string, status = 404): Table {
     const table = tables.get(name.toLowerCase());
@@ -447,6 +470,41 @@ export function createOrg(options: OrgOptions) {
         row.LastModifiedDate = stamp;
       }
     },
+    /**
+     * Starts a transaction that runs until `commit()` — a long one, such as batch processing.
+     * Its writes are invisible until it commits and are then stamped with its start (`stamp`,
+     * default now), as SystemModstamp-ordered readers see a late commit. While it runs, the
+     * `updated` endpoint's `latestDateCovered` is no later than its start: "If Salesforce
+     * executes a long-running transaction on your instance, the value in this field is the
+     * start time of that long-running transaction until it completes" (SOAP API Developer
+     * Guide, GetUpdatedResult; the REST `sObject Get Updated` resource answers the same field).
+     */
+    beginTransaction(writeOptions?: WriteOptions): SimTransaction {
+      const stamp = stampOf(writeOptions);
+      const key = ++transactionCounter;
+      openTransactions.set(key, stamp);
+      const writes: Array<() => string[]> = [];
+      return {
+        stamp: new Date(stamp).toISOString(),
+        insert(object, records) {
+          tableOf(object);
+          writes.push(() => records.map((values) => insertRow(tableOf(object), values, stamp).Id as string));
+        },
+        update(object, id, changes) {
+          writes.push(() => {
+            const row = tableOf(object).rows.get(id);
+            if (!row) throw new Error(`no ${object} ${id}`);
+            updateRow(tableOf(object), row, changes, stamp);
+            return [];
+          });
+        },
+        commit() {
+          if (!openTransactions.delete(key)) throw new Error('the transaction is not running');
+          return writes.flatMap((write) => write());
+        },
+      };
+    },
+    earliestOpenTransaction,
     /**
      * Salesforce's delete-log cleanup (every two hours, once the log passes 15,000 entries per
      * license): entries logged before `before` are gone, and the `deleted` endpoint answers 400

@@ -35,10 +35,10 @@ import type { AddressInfo, Socket } from 'node:net';
 import { CSV_COLUMN_DELIMITERS, CSV_LINE_ENDINGS, csvValue, sfDateTime } from './format.js';
 import { JsonNumber, parseJson, stringifyJson } from '../client/json.js';
 import type { ExtraFieldSpec, SimField } from './objects.js';
-import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type Table, type WriteOptions } from './org.js';
+import { ApiProblem, COLLECTION_SIZE, createOrg, type Row, type SimTransaction, type Table, type WriteOptions } from './org.js';
 import type { SoqlQuery } from './soql.js';
 
-export type { WriteOptions } from './org.js';
+export type { SimTransaction, WriteOptions } from './org.js';
 
 /** Salesforce's documented limits, the simulator's defaults. */
 export const SALESFORCE_LIMITS = {
@@ -144,6 +144,12 @@ export interface SalesforceSimulator {
    * cannot be restored.
    */
   undelete(object: string, ids: string[], options?: WriteOptions): void;
+  /**
+   * Starts a long transaction (batch processing, say) that began at `stamp` (default now): its
+   * writes stay invisible until `commit()`, then carry that stamp, and while it runs the
+   * `updated` endpoint's `latestDateCovered` is no later than its start, as Salesforce documents.
+   */
+  beginTransaction(options?: WriteOptions): SimTransaction;
   /**
    * Hard-deletes: gone from queryAll too; only the `deleted` endpoint still reports them, with
    * the time of deletion `deletedAt` (ISO string or ms; default now, or when the record went to the recycle bin).
@@ -531,7 +537,10 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
         const ids = [...table.rows.values()]
           .filter((row) => row.IsDeleted !== true && (row.SystemModstamp as number) >= start && (row.SystemModstamp as number) < covered)
           .map((row) => row.Id as string);
-        return { status: 200, body: { ids, latestDateCovered: sfDateTime(covered) } };
+        // Changes of a transaction still running are not covered: the answer covers no later than its start.
+        const running = org.earliestOpenTransaction();
+        const latest = running === undefined ? covered : Math.min(covered, running);
+        return { status: 200, body: { ids, latestDateCovered: sfDateTime(latest) } };
       }
       if (method === 'GET' && parts[2] === 'deleted' && parts.length === 3) {
         const { start, covered } = replicationWindow(params);
@@ -698,6 +707,7 @@ export async function startSalesforceSimulator(options: SalesforceSimulatorOptio
     update: org.update,
     softDelete: org.softDelete,
     undelete: org.undelete,
+    beginTransaction: org.beginTransaction,
     purge: org.purge,
     truncateDeleteLog: org.truncateDeleteLog,
     records: org.records,

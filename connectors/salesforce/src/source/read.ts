@@ -9,7 +9,9 @@
  *
  * Late commits. Salesforce stamps a row when its transaction starts, so a long transaction
  * can commit rows behind a position a reader already passed. Every state also records the
- * read's horizon: the server's time when the read started, minus `lookback_seconds`. Rows
+ * read's horizon: the server's time when the read started, minus `lookback_seconds` — or
+ * earlier, the start of a transaction still running then, which the `updated` endpoint's
+ * `latestDateCovered` reports (see runningTransactionStart), however long it runs. Rows
  * stamped before the horizon were all committed when the read started; the next sync
  * resumes from the earlier of the position and the horizon, and keyed destinations absorb
  * the repeats of the window.
@@ -145,9 +147,10 @@ export function whereAfter(position: Position | undefined, cursorField: string |
  * A query locator serves rows changed after the query started with their new values in their
  * old place. A write made during the read is stamped in or after the query's own second; a
  * long transaction that started before the query and commits while it pages is stamped at
- * its start, earlier than the query yet (as long as it ran shorter than the look-back) not
- * earlier than the horizon. Either way the row now carries a later cursor than the rows served
- * after it, so the position must not move to it: the checkpoint would claim the rows between
+ * its start, earlier than the query yet not earlier than the horizon (at or before the start
+ * of a transaction that was running when the read started, see runningTransactionStart).
+ * Either way the row now carries a later cursor than the rows served after it, so the
+ * position must not move to it: the checkpoint would claim the rows between
  * its old and new place, not read yet, and a resume would skip them. Rows stamped before the
  * horizon did not change during the read and are in order. The next sync starts at or before
  * the horizon anyway, so a position held below it costs no extra rows.
@@ -331,6 +334,50 @@ async function* bulkPages(reader: StreamReader, request: (r: SalesforceRequest) 
     if (chunk.length > 0 || first) yield { rows: chunk, ...(first ? total : {}) };
     first = false;
   }
+}
+
+/**
+ * The `updated` window asked for only to learn its `latestDateCovered`: this long on either
+ * side of our clock (the window may end in the future: Salesforce covers up to its own now),
+ * so that a clock a few minutes off from Salesforce's still asks for a valid window, while the
+ * ids it lists stay those of a few minutes of changes — fewer than the look-back re-reads.
+ */
+const COVERAGE_WINDOW_MS = 5 * 60_000;
+
+/**
+ * When the earliest transaction still running started (ms), as the `updated` endpoint's
+ * `latestDateCovered` tells: "If Salesforce executes a long-running transaction on your
+ * instance, the value in this field is the start time of that long-running transaction until
+ * it completes", and a next call should start from it "to capture the changes that started
+ * after this date but did not complete before the endDate" (SOAP API Developer Guide,
+ * GetUpdatedResult; REST API Developer Guide, sObject Get Updated). A transaction stamps its
+ * rows no earlier than its start, so every row committed after this call is stamped at or
+ * after the value, however long its transaction runs.
+ *
+ * Without a running transaction the value is the start of Salesforce's current minute (the
+ * endpoint counts whole minutes, DELETED_WINDOW_UNIT_MS): only a value before that minute
+ * tells of one, and undefined is answered otherwise — a transaction younger than a minute is
+ * the look-back window's to cover, as before. Asked before the read's query starts. Undefined,
+ * with a warning, when Salesforce refuses the window (a clock minutes off from Salesforce's:
+ * INVALID_REPLICATION_DATE; more than 600,000 ids changed in the last five minutes:
+ * EXCEEDED_ID_LIMIT): the read then relies on the look-back window alone.
+ */
+async function runningTransactionStart(request: (r: SalesforceRequest) => Promise<SalesforceResponse<unknown>>, logger: ConnectorContext['logger'], objectName: string): Promise<number | undefined> {
+  const now = Date.now();
+  const window = `start=${encodeURIComponent(new Date(now - COVERAGE_WINDOW_MS).toISOString())}&end=${encodeURIComponent(new Date(now + COVERAGE_WINDOW_MS).toISOString())}`;
+  let response: SalesforceResponse<{ latestDateCovered?: unknown }>;
+  try {
+    response = (await request({ method: 'GET', path: `/sobjects/${encodeURIComponent(objectName)}/updated/?${window}` })) as SalesforceResponse<{ latestDateCovered?: unknown }>;
+  } catch (error) {
+    const code = salesforceErrorCode(error);
+    if (code !== 'INVALID_REPLICATION_DATE' && code !== 'EXCEEDED_ID_LIMIT') throw error;
+    logger.warn(`${objectName}: Salesforce did not say whether a long transaction is running (${code}); rows of a transaction running longer than lookback_seconds can be missed by this sync`);
+    return undefined;
+  }
+  const covered = response.body?.latestDateCovered;
+  const ms = typeof covered === 'string' ? Date.parse(isoDateTime(covered)) : NaN;
+  const currentMinute = Math.floor(serverTime(response) / DELETED_WINDOW_UNIT_MS) * DELETED_WINDOW_UNIT_MS;
+  return Number.isFinite(ms) && ms < currentMinute ? ms : undefined;
 }
 
 /** The earlier of two instants; an undefined one does not count. */
@@ -517,8 +564,13 @@ export async function* readObject(reader: StreamReader, name: string, syncMode: 
     bulk = (body.totalSize ?? 0) >= settings.bulk_threshold;
   }
 
+  // Set while a transaction that started before this minute runs: it can commit rows stamped
+  // `running` at any time, before the next sync or while this read pages.
+  const running = incremental ? await runningTransactionStart(request, reader.ctx.logger, object.name) : undefined;
   const clock: { now?: number } = {};
-  const horizonMs = (): number | undefined => (clock.now === undefined ? undefined : clock.now - settings.lookback_seconds * 1000);
+  // The read's horizon: the look-back before its query started, or earlier, where Salesforce
+  // says a transaction still running started (its rows may commit behind a position read).
+  const horizonMs = (): number | undefined => (clock.now === undefined ? undefined : Math.min(clock.now - settings.lookback_seconds * 1000, running ?? Number.POSITIVE_INFINITY));
   const horizon = (): string | undefined => {
     const ms = horizonMs();
     return ms === undefined ? undefined : new Date(ms).toISOString();
