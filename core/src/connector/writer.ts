@@ -70,6 +70,25 @@ export interface WriteResult {
    * reported as a rejected record with its `reason`.
    */
   retryable?: boolean;
+  /**
+   * Optional, read only in dry runs (of `upsert` and `update` requests): the values the record
+   * would leave in the row, as the writer's compare-before-write sees them. One entry per field
+   * the record sets but `idProperty`, named as the target knows the field (`Name` for a record's
+   * `name` where names are case-insensitive), holding a text that two values of the field share
+   * exactly when that comparison finds them equal (the writer's normalized form, e.g. `"1000"`
+   * for both `1000` and `"1000.0"` of a number field). Give it on every `created`, `updated`
+   * and `unchanged` result of a dry run, or on none.
+   *
+   * A dry run judges the later records of a row against what its earlier records would have
+   * written (see `createDryRunLedger`): by these texts when given, else by the records' fields
+   * as canonical JSON under their names as written — where a value equal to the stored one
+   * only by the target's rules (a number and its decimal text, a field name in other case)
+   * counts as a change, and the dry run reports `updated` where the real run reports
+   * `unchanged`. Exact when a row written with a value compares equal to that value afterwards
+   * (what makes a replayed batch `unchanged`). The runtime does not pass it on (the run's
+   * results and audit entries leave it out).
+   */
+  comparedValues?: Record<string, string>;
 }
 
 /**

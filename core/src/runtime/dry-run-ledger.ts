@@ -15,11 +15,16 @@
  * `ABC-1`, or `"1.0"` after `1` of a number id, with the same other values is `unchanged`,
  * whatever text the id field holds.
  *
+ * Fields are compared as the writer's compare-before-write compares them when its results
+ * say so (`WriteResult.comparedValues`: per field, by the target's name of it, a text equal
+ * for values the writer finds equal), so `"1000.0"` after `1000` of a number field is
+ * `unchanged` as in the real run; otherwise as canonical JSON by the names the records use.
+ *
  * Applies to `upsert` and `update` requests (the upserts of a `mirror` run included). A
  * repeated key of an `insert` or `delete` run is reported as the writer judged it: what the
  * target answers to inserting an existing row or deleting a missing one is the writer's own.
- * Memory: one entry per row the dry run created or changed, holding its fields as canonical
- * JSON; nothing is kept outside dry runs.
+ * Memory: one entry per row the dry run created or changed, holding its fields as compared
+ * texts; nothing is kept outside dry runs.
  */
 import type { WriteRecord, WriteRequest, WriteResult } from '../connector/writer.js';
 // A cycle with reverse-etl.ts, which is harmless: canonicalJson is only called, never read at load time.
@@ -38,7 +43,7 @@ export interface DryRunLedger {
 interface VirtualRow {
   /** The row existed before the run (the writer did not answer `created` for its first record). */
   existed: boolean;
-  /** Field → canonical JSON of the value the run's records last gave it. */
+  /** Field → the compared text (`fieldsOf`) of the value the run's records last gave it. */
   fields: Map<string, string>;
 }
 
@@ -51,12 +56,12 @@ export function createDryRunLedger(): DryRunLedger {
       if ((request.mode !== 'upsert' && request.mode !== 'update') || !APPLIED.has(result.status)) return result;
       const row = rows.get(identity);
       if (row === undefined) {
-        rows.set(identity, { existed: result.status !== 'created', fields: canonicalFields(record, request.idProperty) });
+        rows.set(identity, { existed: result.status !== 'created', fields: fieldsOf(record, request.idProperty, result) });
         return result;
       }
       let differs = false;
       let unknown = false;
-      const fields = canonicalFields(record, request.idProperty);
+      const fields = fieldsOf(record, request.idProperty, result);
       for (const [name, value] of fields) {
         const known = row.fields.get(name);
         if (known === undefined) unknown = true;
@@ -72,8 +77,12 @@ export function createDryRunLedger(): DryRunLedger {
   };
 }
 
-/** The record's fields but `idProperty` (the row's match, not a value of it), as canonical JSON. */
-function canonicalFields(record: WriteRecord, idProperty: string): Map<string, string> {
+/**
+ * The record's fields but `idProperty` (the row's match, not a value of it), each as the text
+ * it is compared by: the writer's `comparedValues` when it gave them, else canonical JSON.
+ */
+function fieldsOf(record: WriteRecord, idProperty: string, result: WriteResult): Map<string, string> {
+  if (result.comparedValues !== undefined) return new Map(Object.entries(result.comparedValues));
   const fields = new Map<string, string>();
   for (const [name, value] of Object.entries(record.fields)) if (name !== idProperty) fields.set(name, canonicalJson(value));
   return fields;

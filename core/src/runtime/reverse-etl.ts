@@ -148,6 +148,12 @@ export interface RunWriterOptions {
 const STATUSES: readonly WriteStatus[] = ['created', 'updated', 'unchanged', 'deleted', 'failed'];
 const MAX_REASON = 500;
 
+/** The result without the writer's `comparedValues`, which are for the dry-run ledger only. */
+function withoutComparedValues(result: WriteResult): WriteResult {
+  const { comparedValues: _comparedValues, ...reported } = result;
+  return reported;
+}
+
 /** JSON with object keys sorted at every level; stable for equal values. */
 export function canonicalJson(value: unknown): string {
   if (value === null || value === undefined) return 'null';
@@ -379,7 +385,8 @@ export async function runWriter(options: RunWriterOptions): Promise<WriterRunSum
         report({ idempotencyKey: record.idempotencyKey, key: record.key, status: 'failed', reason: `writer returned an unknown status ${JSON.stringify(result.status)}` }, requestId);
       } else {
         const matched: WriteResult = { ...result, idempotencyKey: record.idempotencyKey, key: record.key };
-        report(ledger ? ledger.judge(identityOf(record.key), request, record, matched) : matched, requestId);
+        const judged = ledger ? ledger.judge(identityOf(record.key), request, record, matched) : matched;
+        report(judged.comparedValues === undefined ? judged : withoutComparedValues(judged), requestId);
       }
     }
     strays += byKey.size;

@@ -63,10 +63,24 @@ function problemOf(properties: ReadonlyMap<string, ApiProperty>, name: string, v
   return undefined;
 }
 
+/**
+ * A property's value as the "already applied?" comparison sees it (`sameValue`): HubSpot's
+ * text of it (null and '' both clear it), emails without regard to case. Also a dry run's
+ * `comparedValues`, so that the runtime judges a contact's later records as this does.
+ */
+function comparedText(name: string, value: string | null | undefined): string {
+  const text = value ?? '';
+  return name === 'email' ? text.toLowerCase() : text;
+}
+
 /** Values as HubSpot stores them, for the "already applied?" comparison. */
 function sameValue(name: string, stored: string | null | undefined, wanted: string): boolean {
-  const a = stored ?? '';
-  return name === 'email' ? a.toLowerCase() === wanted.toLowerCase() : a === wanted;
+  return comparedText(name, stored) === comparedText(name, wanted);
+}
+
+/** What a record leaves in the contact (its wire values), as `sameValue` compares it. */
+function comparedValuesOf(values: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, comparedText(name, value)]));
 }
 
 const RETRYABLE_CATEGORIES = new Set(['RATE_LIMIT', 'INTERNAL_ERROR']);
@@ -185,7 +199,7 @@ async function writeBatch(api: HubspotApi, properties: ReadonlyMap<string, ApiPr
   const toSend: Pending[] = [];
   for (const pending of valid) {
     const found = lookup(pending.record.key);
-    const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key };
+    const base = { idempotencyKey: pending.record.idempotencyKey, key: pending.record.key, ...(request.dryRun ? { comparedValues: comparedValuesOf(pending.values) } : {}) };
     if (found && Object.entries(pending.values).every(([name, value]) => sameValue(name, found.properties[name], value))) {
       results.push({ ...base, status: 'unchanged', id: found.id });
     } else if (request.dryRun) {

@@ -29,7 +29,7 @@ import { writerSpec } from '../config.js';
 import { describeObject, listObjects } from '../objects/describe.js';
 import { jsonSchemaOf, type DescribedField, type DescribedObject } from '../objects/fields.js';
 import { JsonNumber, canonicalDecimal, fitsDouble } from '../client/json.js';
-import { differs, toSalesforceValue, valueProblem } from './values.js';
+import { comparedText, differs, toSalesforceValue, valueProblem } from './values.js';
 
 /** sObject collections take at most 200 records per request. */
 export const MAX_COLLECTION_SIZE = 200;
@@ -186,6 +186,14 @@ export const salesforceWriter = defineWriter({
     let client: SalesforceClient | undefined;
     const described = new Map<string, Promise<DescribedObject>>();
     const share = config.max_api_usage;
+    /**
+     * Dry runs: the rows (object, external id field, matchKeyOf the key) this session's dry
+     * runs reported `created`. Nothing is written, so a later record of such a row finds no
+     * row; a real run finds the row the first record created, and neither asks it for the
+     * fields required on create nor answers `created` again. One entry per row a dry run
+     * would create; empty outside dry runs.
+     */
+    const createdByDryRun = new Set<string>();
 
     async function clientOf(): Promise<SalesforceClient> {
       client ??= await openSalesforce(single, config);
@@ -283,13 +291,22 @@ export const salesforceWriter = defineWriter({
           const fields = [...new Set(valid.flatMap((v) => Object.keys(v.values)))];
           const current = await currentRows(object, idField, valid.map((v) => v.record.key), fields);
           const matchKey = matchKeyOf(idField);
+          // A dry run's results say what each record leaves in the row as `differs` compares
+          // it, so that the runtime judges the row's later records as the real run would.
+          const comparedValuesOf = (values: Record<string, unknown>): Record<string, string> =>
+            Object.fromEntries(Object.entries(values).map(([name, value]) => [name, comparedText(byName.get(name.toLowerCase())!, value)]));
+          const createdRowOf = (key: string): string => `${object.name}\n${idField.name}\n${matchKey(key)}`;
           const toSend: typeof valid = [];
           for (const item of valid) {
             const row = current.get(matchKey(item.record.key));
-            const base = { idempotencyKey: item.record.idempotencyKey, key: item.record.key };
-            const missing = row === undefined ? requiredOnCreate.filter((name) => name !== idField.name && (item.values[name] === undefined || item.values[name] === null)) : [];
+            const base = { idempotencyKey: item.record.idempotencyKey, key: item.record.key, ...(request.dryRun ? { comparedValues: comparedValuesOf(item.values) } : {}) };
+            const createdEarlier = request.dryRun && row === undefined && createdByDryRun.has(createdRowOf(item.record.key));
+            const missing = row === undefined && !createdEarlier ? requiredOnCreate.filter((name) => name !== idField.name && (item.values[name] === undefined || item.values[name] === null)) : [];
             if (missing.length > 0) {
               results.set(item.record.idempotencyKey, failed(item.record, `REQUIRED_FIELD_MISSING: Required fields are missing: [${missing.join(', ')}]`));
+            } else if (createdEarlier) {
+              // Its values are compared with the earlier records' by the runtime (comparedValues).
+              results.set(item.record.idempotencyKey, { ...base, status: 'updated' });
             } else if (row === undefined) {
               if (request.dryRun) results.set(item.record.idempotencyKey, { ...base, status: 'created' });
               else toSend.push(item);
@@ -310,6 +327,9 @@ export const salesforceWriter = defineWriter({
               if (status === 'created' || status === 'updated') results.set(record.idempotencyKey, rolledBack(record));
             }
             toSend.length = 0;
+          }
+          if (request.dryRun) {
+            for (const { record } of valid) if (results.get(record.idempotencyKey)?.status === 'created') createdByDryRun.add(createdRowOf(record.key));
           }
           if (toSend.length > 0) {
             const body = {

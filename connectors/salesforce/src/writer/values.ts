@@ -66,6 +66,15 @@ export function differs(field: DescribedField, wanted: unknown, stored: unknown)
 }
 
 /**
+ * The value as `differs` compares it, as text: two values of `field` have the same text
+ * exactly when `differs` finds them equal (a dry run's `comparedValues`). `normalized` gives
+ * a primitive (string, finite number, boolean or null), whose JSON keeps its type apart.
+ */
+export function comparedText(field: DescribedField, value: unknown): string {
+  return JSON.stringify(normalized(field, value));
+}
+
+/**
  * Why Salesforce would refuse `value` for `field` (its statusCode and message), judged from
  * describe alone — so that a dry run reports the failures the real run will meet. Rules the
  * describe cannot show (validation rules, triggers, locks) still surface from the real run.
