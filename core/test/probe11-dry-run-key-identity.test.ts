@@ -7,18 +7,8 @@
  * for a target whose ids are numbers or case-insensitive text, to show the runtime alone.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  defineWriter,
-  dryRunStateStore,
-  runSync,
-  runWriter,
-  writerDestination,
-  type SourceMessage,
-  type WriteAuditEntry,
-  type WriteResult,
-  type WriterRunSummary,
-} from '@tributary/core';
-import { itemsSource, useTempStateStore } from './support/sync-fixtures.js';
+import { defineWriter, runWriter, type WriteResult, type WriterRunSummary } from '@tributary/core';
+import { dryRunSyncOf, useTempStateStore } from './support/sync-fixtures.js';
 
 /** A key's row: the number it denotes when it is one (`1`, `1.0`, `1e0`), else its text without case. */
 const rowOf = (key: string): string => (key.trim() !== '' && Number.isFinite(Number(key)) ? String(Number(key)) : key.toLowerCase());
@@ -120,23 +110,9 @@ describe('probe11: a dry run judges records of one key identity in different key
 
   it('a dry-run sync: a key form that comes back in a later batch is judged as the real run does', async () => {
     const target = keyedTarget(SEED);
-    const audit: WriteAuditEntry[] = [];
-    const source = itemsSource('things', async function* (): AsyncGenerator<SourceMessage> {
-      for (const data of INPUT) yield { kind: 'record', stream: 'items', data };
-      yield { kind: 'checkpoint', stream: 'items', state: { done: true } };
-    });
-    const result = await runSync({
-      connection: 'dry',
-      source,
-      sourceConfig: {},
-      destination: writerDestination(target.writer, { object: 'things', mode: 'upsert', idProperty: 'id', dryRun: true, audit: (e) => audit.push(e) }),
-      destinationConfig: {},
-      catalog: { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }, sync_mode: 'incremental', destination_sync_mode: 'append' }] },
-      stateStore: dryRunStateStore(temp.store),
-      // Two records per batch: some of a row's later forms arrive in a later `write`.
-      batching: { maxRecords: 2 },
-    });
-    expect(result.outcome).toBe('completed');
+    // Two records per batch: some of a row's later forms arrive in a later `write`.
+    const { outcome, audit } = await dryRunSyncOf({ writer: target.writer, object: 'things', idProperty: 'id', records: INPUT, store: temp.store, recordsPerBatch: 2 });
+    expect(outcome).toBe('completed');
     expect([...target.rows.values()]).toEqual(SEED);
     expect(byRow(audit)).toEqual(REAL);
   });

@@ -8,18 +8,8 @@
  * and Salesforce's case-insensitive names are), to show the runtime alone.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  defineWriter,
-  dryRunStateStore,
-  runSync,
-  runWriter,
-  writerDestination,
-  type SourceMessage,
-  type WriteAuditEntry,
-  type WriteResult,
-  type WriterRunSummary,
-} from '@tributary/core';
-import { itemsSource, useTempStateStore } from './support/sync-fixtures.js';
+import { defineWriter, runWriter, type WriteAuditEntry, type WriteResult, type WriterRunSummary } from '@tributary/core';
+import { dryRunSyncOf, useTempStateStore } from './support/sync-fixtures.js';
 
 /** How the target holds a field: by its name without case, as text. */
 const fieldName = (name: string): string => name.toLowerCase();
@@ -113,23 +103,9 @@ describe('probe11: a dry run compares a row\'s values as the writer does when th
 
   it('a dry-run sync: a row whose values come back in other forms in a later batch is judged as the real run does', async () => {
     const target = textTarget(SEED, true);
-    const audit: WriteAuditEntry[] = [];
-    const source = itemsSource('things', async function* (): AsyncGenerator<SourceMessage> {
-      for (const data of INPUT) yield { kind: 'record', stream: 'items', data };
-      yield { kind: 'checkpoint', stream: 'items', state: { done: true } };
-    });
-    const result = await runSync({
-      connection: 'dry',
-      source,
-      sourceConfig: {},
-      destination: writerDestination(target.writer, { object: 'things', mode: 'upsert', idProperty: 'id', dryRun: true, audit: (e) => audit.push(e) }),
-      destinationConfig: {},
-      catalog: { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }, sync_mode: 'incremental', destination_sync_mode: 'append' }] },
-      stateStore: dryRunStateStore(temp.store),
-      // Two records per batch: some of a row's later records arrive in a later `write`.
-      batching: { maxRecords: 2 },
-    });
-    expect(result.outcome).toBe('completed');
+    // Two records per batch: some of a row's later records arrive in a later `write`.
+    const { outcome, audit } = await dryRunSyncOf({ writer: target.writer, object: 'things', idProperty: 'id', records: INPUT, store: temp.store, recordsPerBatch: 2 });
+    expect(outcome).toBe('completed');
     expect(target.rows.get('new')).toBeUndefined();
     expect(byKey(audit)).toEqual(REAL);
     expect(audit.filter((e) => 'comparedValues' in e)).toEqual([]);

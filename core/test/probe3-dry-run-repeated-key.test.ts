@@ -8,9 +8,9 @@
  * real writer (undici client).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { dryRunStateStore, parseConfig, runSync, runWriter, writerDestination, type SourceMessage, type WriteAuditEntry } from '@tributary/core';
+import { parseConfig, runWriter } from '@tributary/core';
 import { httpCrmWriter, startSimulator, type CrmSimulator } from '@tributary/example-http-crm';
-import { itemsSource, useTempStateStore } from './support/sync-fixtures.js';
+import { dryRunSyncOf, useTempStateStore } from './support/sync-fixtures.js';
 
 const running: CrmSimulator[] = [];
 afterEach(async () => {
@@ -80,23 +80,9 @@ describe('a dry run with a key twice in its input reports what a real run would'
   it('a dry-run sync reports the real statuses in its audit trail when the key comes back in a later batch', async () => {
     const sim = await seeded();
     const before = sim.contacts();
-    const audit: WriteAuditEntry[] = [];
-    const source = itemsSource('people', async function* (): AsyncGenerator<SourceMessage> {
-      for (const data of INPUT) yield { kind: 'record', stream: 'items', data };
-      yield { kind: 'checkpoint', stream: 'items', state: { done: true } };
-    });
-    const result = await runSync({
-      connection: 'dry',
-      source,
-      sourceConfig: {},
-      destination: writerDestination(httpCrmWriter, { object: 'contacts', mode: 'upsert', idProperty: 'email', dryRun: true, audit: (e) => audit.push(e) }),
-      destinationConfig: { base_url: sim.url, api_token: sim.token },
-      catalog: { streams: [{ stream: { name: 'items', json_schema: { type: 'object' }, supported_sync_modes: ['incremental'] }, sync_mode: 'incremental', destination_sync_mode: 'append' }] },
-      stateStore: dryRunStateStore(temp.store),
-      // Three records per batch: each key's second record is in a later `write` than its first, or in the same.
-      batching: { maxRecords: 3 },
-    });
-    expect(result.outcome).toBe('completed');
+    // Three records per batch: each key's second record is in a later `write` than its first, or in the same.
+    const { outcome, audit } = await dryRunSyncOf({ writer: httpCrmWriter, writerConfig: { base_url: sim.url, api_token: sim.token }, object: 'contacts', idProperty: 'email', records: INPUT, store: temp.store, recordsPerBatch: 3 });
+    expect(outcome).toBe('completed');
     expect(sim.contacts()).toEqual(before);
     const byKey: Record<string, string[]> = {};
     for (const e of audit) (byKey[e.key] ??= []).push(e.status);
