@@ -26,6 +26,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { searchObjects, type SearchRequest } from './search.js';
+import { WebhookEmitter, type ChangeSource, type SimulatorWebhooks, type WebhookOptions } from './webhook-emitter.js';
 import {
   DEFAULT_PROPERTIES,
   ObjectTable,
@@ -79,6 +80,13 @@ export interface SimulatorOptions {
   latencyMs?: number;
   /** Object types served (default contacts, companies, deals). */
   objectTypes?: string[];
+  /**
+   * A webhook subscription (default none): every change the simulator applies — API writes
+   * (batch create, update, upsert, archive, merge) and control operations (`create`,
+   * `update`, `archive`, `restore`, `merge`, `associate`) — is sent to `targetUrl` as
+   * HubSpot's events, in signed batches, retried as HubSpot retries (see webhook-emitter.ts).
+   */
+  webhooks?: WebhookOptions;
 }
 
 export interface ServedRequest {
@@ -105,6 +113,8 @@ export interface HubspotSimulator {
   readonly token: string;
   readonly limits: Readonly<SimulatorLimits>;
   readonly stats: SimulatorStats;
+  /** The webhook subscription's emitted events and delivery stats; undefined without `options.webhooks`. */
+  readonly webhooks: SimulatorWebhooks | undefined;
   /**
    * Creates a live object now (bypassing HTTP and limits); `at` overrides its timestamps,
    * `indexDelayMs` the random delay before search sees it.
@@ -230,6 +240,9 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
   /** `from|to` -> from id -> set of to ids (both directions are stored). */
   const associations = new Map<string, Map<number, Set<number>>>();
   let nextId = 1000;
+  const webhooks = options.webhooks ? new WebhookEmitter(options.webhooks) : undefined;
+  /** Properties a client may write: only these are sent for `*.propertyChange` subscriptions without a propertyName. */
+  const writableIn = (t: ObjectTable) => (name: string): boolean => t.definitions.get(name)?.readOnly !== true;
 
   const stats: SimulatorStats = { requests: 0, byStatus: {}, maxInWindow: 0, acceptedAt: [] };
   const listeners = new Set<(request: ServedRequest) => void>();
@@ -262,29 +275,37 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     t.reindex(row, Date.now(), searchLagMs, indexDelayMs);
   }
 
-  function createRow(t: ObjectTable, properties: Record<string, string | null>, at?: number, indexDelayMs?: number): StoredObject {
+  /** `source` null: no webhook event (a merge's new record is announced by the merge event). */
+  function createRow(t: ObjectTable, properties: Record<string, string | null>, at?: number, indexDelayMs?: number, source: ChangeSource | null = 'API'): StoredObject {
     const when = stamp(at);
     const id = nextId++;
     const row: StoredObject = { id, properties: {}, createdAt: when, updatedAt: when, archived: false };
     t.assign(row, { ...properties, hs_object_id: String(id), createdate: iso(when) });
     t.rows.set(id, row);
     touch(t, row, when, indexDelayMs);
+    if (source) webhooks?.onCreate(t.objectType, id, properties, when, source, writableIn(t));
     return row;
   }
 
-  function updateRow(t: ObjectTable, row: StoredObject, properties: Record<string, string | null>, at?: number, indexDelayMs?: number): StoredObject {
+  function updateRow(t: ObjectTable, row: StoredObject, properties: Record<string, string | null>, at?: number, indexDelayMs?: number, source: ChangeSource = 'API'): StoredObject {
+    // HubSpot sends a property change only for a value that moved ('' and null both mean no value).
+    const valueOf = (value: string | null | undefined): string | null => (value === undefined || value === '' ? null : value);
+    const changes = webhooks ? Object.fromEntries(Object.entries(properties).filter(([name, value]) => valueOf(row.properties[name]) !== valueOf(value))) : {};
     t.assign(row, properties);
-    touch(t, row, stamp(at), indexDelayMs);
+    const when = stamp(at);
+    touch(t, row, when, indexDelayMs);
+    webhooks?.onPropertyChanges(t.objectType, row.id, changes, when, source, writableIn(t));
     return row;
   }
 
-  function archiveRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number): void {
+  function archiveRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number, source: ChangeSource = 'API'): void {
     if (row.archived) return;
     row.archived = true;
     row.archivedAt = at ?? Date.now();
     // Archiving does not bump the modification date, but it leaves the search index (which
     // lags it as it lags every write).
     t.reindex(row, Date.now(), searchLagMs, indexDelayMs);
+    webhooks?.onDelete(t.objectType, row.id, row.archivedAt, source);
   }
 
   /**
@@ -298,7 +319,7 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
    * and the modification property move to the restore, and the object re-enters the search
    * index (with its lag, like any write).
    */
-  function restoreRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number): StoredObject {
+  function restoreRow(t: ObjectTable, row: StoredObject, at?: number, indexDelayMs?: number, source: ChangeSource = 'CRM_UI'): StoredObject {
     if (!row.archived) throw new Error(`${t.objectType} ${row.id} is not archived`);
     const unique = [...t.definitions.values()].filter((d) => d.hasUniqueValue && d.name !== 'hs_object_id');
     for (const d of unique) {
@@ -310,7 +331,9 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     delete row.archivedAt;
     // Claim its unique values again (another row may have taken and released them meanwhile).
     t.assign(row, Object.fromEntries(unique.map((d) => [d.name, row.properties[d.name] ?? null])));
-    touch(t, row, stamp(at), indexDelayMs);
+    const when = stamp(at);
+    touch(t, row, when, indexDelayMs);
+    webhooks?.onRestore(t.objectType, row.id, when, source);
     return row;
   }
 
@@ -323,7 +346,7 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
    * being archived, and stay aliases: a read by id returns the new record. Associations of
    * either move to the new record.
    */
-  function mergeRows(t: ObjectTable, primary: StoredObject, secondary: StoredObject, at?: number): StoredObject {
+  function mergeRows(t: ObjectTable, primary: StoredObject, secondary: StoredObject, at?: number, source: ChangeSource = 'API'): StoredObject {
     const olds = [primary, secondary];
     const mergedIds = new Set<string>();
     for (const old of olds) {
@@ -335,6 +358,8 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     for (const old of [secondary, primary]) {
       for (const [name, value] of Object.entries(old.properties)) if (!system.has(name) && value !== null && value !== '') values[name] = value;
     }
+    // The values the new record takes from the merged-away record (the primary has none of its own there).
+    const moved = Object.keys(values).filter((name) => values[name] !== primary.properties[name]).length;
     for (const old of olds) {
       t.rows.delete(old.id);
       // Release its unique values (email, domain) for the new record, and leave the index.
@@ -342,7 +367,8 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       t.assign(old, Object.fromEntries(unique.map((d) => [d.name, null])));
       t.reindex({ ...old, archived: true }, Date.now(), searchLagMs);
     }
-    const row = createRow(t, { ...values, hs_merged_object_ids: [...mergedIds].join(';') }, at);
+    const row = createRow(t, { ...values, hs_merged_object_ids: [...mergedIds].join(';') }, at, undefined, null);
+    webhooks?.onMerge(t.objectType, primary.id, secondary.id, row.id, moved, row.createdAt, source);
     for (const old of olds) {
       for (const [alias, target] of t.mergedInto) if (target === old.id) t.mergedInto.set(alias, row.id);
       t.mergedInto.set(old.id, row.id);
@@ -765,35 +791,38 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
     token,
     limits,
     stats,
-    create: (objectType, properties, at, indexDelayMs) => createRow(table(objectType), properties, at, indexDelayMs),
+    webhooks,
+    // Control operations stand for changes made in HubSpot's UI: their events say `CRM_UI`.
+    create: (objectType, properties, at, indexDelayMs) => createRow(table(objectType), properties, at, indexDelayMs, 'CRM_UI'),
     update(objectType, id, properties, at, indexDelayMs) {
       const t = table(objectType);
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id}`);
-      return updateRow(t, row, properties, at, indexDelayMs);
+      return updateRow(t, row, properties, at, indexDelayMs, 'CRM_UI');
     },
     archive(objectType, id, at, indexDelayMs) {
       const t = table(objectType);
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id}`);
-      archiveRow(t, row, at, indexDelayMs);
+      archiveRow(t, row, at, indexDelayMs, 'CRM_UI');
     },
     restore(objectType, id, at, indexDelayMs) {
       const t = table(objectType);
       const row = t.rows.get(id);
       if (!row) throw new Error(`no ${objectType} ${id} to restore (merged away, or never created)`);
-      return restoreRow(t, row, at, indexDelayMs);
+      return restoreRow(t, row, at, indexDelayMs, 'CRM_UI');
     },
     merge(objectType, primaryId, idToMerge, at) {
       const t = table(objectType);
       const primary = t.rows.get(primaryId);
       const other = t.rows.get(idToMerge);
       if (!primary || !other || primary === other) throw new Error(`cannot merge ${objectType} ${idToMerge} into ${primaryId}`);
-      return mergeRows(t, primary, other, at);
+      return mergeRows(t, primary, other, at, 'CRM_UI');
     },
     associate(fromType, fromId, toType, toId) {
       const forward = assoc(fromType, toType);
       if (!forward.has(fromId)) forward.set(fromId, new Set());
+      if (!forward.get(fromId)!.has(toId)) webhooks?.onAssociation(fromType, fromId, toType, toId, false, Date.now(), 'CRM_UI');
       forward.get(fromId)!.add(toId);
       const backward = assoc(toType, fromType);
       if (!backward.has(toId)) backward.set(toId, new Set());
@@ -829,6 +858,7 @@ export async function startHubspotSimulator(options: SimulatorOptions = {}): Pro
       return () => listeners.delete(listener);
     },
     close() {
+      webhooks?.close();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -68,16 +68,28 @@ export function signDelivery(clientSecret: string, targetUrl: string, events: re
   };
 }
 
-/** POSTs a signed (or forged) request to `url`; resolves with the answer. */
-export function postDelivery(url: string, signed: SignedRequest): Promise<Delivery> {
+/**
+ * POSTs a signed (or forged) request to `url`; resolves with the answer. With `timeoutMs`,
+ * an answer not complete by then rejects (the request is aborted), as HubSpot gives up on a
+ * delivery after its timeout.
+ */
+export function postDelivery(url: string, signed: SignedRequest, options: { timeoutMs?: number } = {}): Promise<Delivery> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', headers: { ...signed.headers, 'content-length': Buffer.byteLength(signed.body) } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, body: text });
+      });
+      res.on('error', reject);
     });
-    req.on('error', reject);
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
     req.end(signed.body);
   });
 }

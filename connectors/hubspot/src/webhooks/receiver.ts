@@ -163,6 +163,12 @@ export interface Receiver {
   markYielded(deliveries: Delivery[], seq: number): void;
   /** The runtime committed checkpoint `seq`: answer 2xx to every delivery it covers. */
   ackUpTo(seq: number): void;
+  /**
+   * The runtime never received the checkpoints after `seq` (the read was stopped between a
+   * page and its checkpoint): no ack will ever cover their deliveries, so they are answered
+   * 503 now (HubSpot retries them) instead of holding the stop for `drainMs`.
+   */
+  abandonAfter(seq: number): void;
   /** The recent event identities to keep in the next checkpoint (committed or in it), oldest first; at most `dedupeWindow`. */
   recent(): string[];
   /** Stops accepting; answers 503 to queued deliveries; gives yielded ones `drainMs` to be acked. */
@@ -372,6 +378,12 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     ackUpTo(seq) {
       while (yielded.length > 0 && (yielded[0]!.seq ?? Infinity) <= seq) {
         release(yielded.shift()!, true, 200, 'stored');
+      }
+    },
+    abandonAfter(seq) {
+      for (let i = yielded.length - 1; i >= 0; i--) {
+        if ((yielded[i]!.seq ?? Infinity) <= seq) continue;
+        release(yielded.splice(i, 1)[0]!, false, 503, 'read stopped before the checkpoint of these events; retry');
       }
     },
     recent() {

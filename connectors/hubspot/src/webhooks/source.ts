@@ -181,6 +181,8 @@ export const hubspotWebhookSource = defineSource({
     running.set(id, { receiver, acked: 0 });
     ctx.logger.info(`receiving HubSpot webhooks on ${receiver.url}`);
     let seq = 0;
+    /** The last checkpoint handed to the runtime: only those can be committed and acked. */
+    let checkpointed = 0;
     const idleMs = config.stop_after_idle_seconds === undefined ? undefined : config.stop_after_idle_seconds * 1000;
     try {
       yield streamStatus(WEBHOOK_STREAM, 'RUNNING');
@@ -192,10 +194,16 @@ export const hubspotWebhookSource = defineSource({
         seq++;
         receiver.markYielded(batch.deliveries, seq);
         yield recordPage(WEBHOOK_STREAM, batch.events);
+        // Reached only when the runtime asks for the next message, which is this checkpoint. A
+        // runtime that stops reading after the page (on SIGTERM) never gets it: see `finally`.
+        checkpointed = seq;
         yield checkpoint(WEBHOOK_STREAM, { receiver: id, seq, recent: receiver.recent() });
       }
     } finally {
-      // Not awaited: deliveries already yielded are answered by the ack of the runtime's
+      // Deliveries of a page whose checkpoint was never handed over cannot be acked: answered
+      // 503 now (they held the stop for drainMs, answering every delivery 503, port held).
+      receiver.abandonAfter(checkpointed);
+      // Not awaited: deliveries already checkpointed are answered by the ack of the runtime's
       // final commit, which comes after this block; stop() waits for it, then closes.
       void receiver.stop().finally(() => running.delete(id));
     }
