@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
-import { configureCatalog, createFileStateStore, runSync, type Destination, type RecordData, type SyncResult } from '@tributary/core';
+import { configureCatalog, createFileStateStore, runSync, type Destination, type RecordData, type Source, type SyncResult } from '@tributary/core';
 import { freePort } from '@tributary/conformance';
 import { localFilesDestination } from '@tributary/destination-local';
 import { hubspotWebhookSource, WEBHOOK_STREAM } from '../src/index.js';
@@ -46,6 +46,10 @@ export interface WebhookSyncOptions<K> {
   dedupeWindow?: number;
   /** Holds every commit of records until openGate(). */
   gated?: boolean;
+  /** The receiver's port (default: a free one), e.g. to restart on the port of a stopped sync. */
+  port?: number;
+  /** Wraps the webhook source (`abort` stops the sync as `stop()` does), e.g. to stop at a chosen message. */
+  wrapSource?: (source: Source, abort: () => void) => Source;
 }
 
 /**
@@ -54,7 +58,7 @@ export interface WebhookSyncOptions<K> {
  * observes writes and commits (and holds commits while `gated`).
  */
 export async function startWebhookSync<K>(options: WebhookSyncOptions<K>): Promise<WebhookSync<K>> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const committed = new Set<K>();
   const seen = new Set<K>();
   let open: () => void = () => {};
@@ -102,7 +106,7 @@ export async function startWebhookSync<K>(options: WebhookSyncOptions<K>): Promi
   const ready = new Promise<void>((r) => (listening = r));
   const done = runSync({
     connection: options.connection ?? 'hubspot-webhooks',
-    source: hubspotWebhookSource,
+    source: options.wrapSource ? options.wrapSource(hubspotWebhookSource as unknown as Source, () => controller.abort()) : hubspotWebhookSource,
     sourceConfig,
     destination,
     destinationConfig: { directory: join(options.workDir, 'out') },

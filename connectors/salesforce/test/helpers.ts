@@ -17,7 +17,7 @@ import {
   type SyncResult,
   type SyncState,
 } from '@tributary/core';
-import { afterEach } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { salesforceSource, salesforceWriter, startSalesforceSimulator, type SalesforceSimulator, type SalesforceSimulatorOptions } from '../src/index.js';
 
 export function credentials(sim: SalesforceSimulator): Record<string, unknown> {
@@ -164,4 +164,22 @@ export function upsertAccounts(sim: SalesforceSimulator, records: Array<Record<s
     records,
     ...(options.dryRun ? { dryRun: true } : {}),
   });
+}
+
+type UpsertSummary = Awaited<ReturnType<typeof upsertAccounts>>;
+
+/** Per input record, in the order of the results: [key, status or failure reason]. */
+export const outcomes = (summary: UpsertSummary): Array<[string, string]> => (summary.results ?? []).map((r) => [r.key, r.reason ?? r.status]);
+
+/**
+ * `records` upserted into Account twice: as a dry run, which must leave the org's accounts as
+ * they were (checked here), then for real. Returns both summaries, for a test to check that
+ * the dry run reports what the real run does.
+ */
+export async function dryRunThenReal(sim: SalesforceSimulator, records: Array<Record<string, unknown>>, options: { idProperty?: string } = {}): Promise<{ dry: UpsertSummary; real: UpsertSummary }> {
+  const before = JSON.stringify(sim.records('Account'));
+  const dry = await upsertAccounts(sim, records, { ...options, dryRun: true });
+  expect(JSON.stringify(sim.records('Account'))).toBe(before);
+  const real = await upsertAccounts(sim, records, options);
+  return { dry, real };
 }

@@ -8,7 +8,7 @@
  * against the simulator over HTTP with jsforce.
  */
 import { describe, expect, it } from 'vitest';
-import { upsertAccounts, useOrgs } from './helpers.js';
+import { dryRunThenReal, outcomes, upsertAccounts, useOrgs } from './helpers.js';
 import type { SalesforceSimulator } from '../src/index.js';
 
 const org = useOrgs();
@@ -18,12 +18,6 @@ function numberIdOrg(): Promise<SalesforceSimulator> {
   return org({ extraFields: { Account: [{ name: 'Legacy_Number__c', type: 'double', precision: 18, scale: 0, externalId: true, unique: true, idLookup: true }] } });
 }
 
-type Summary = Awaited<ReturnType<typeof upsertAccounts>>;
-
-/** Per input record, in input order of results: [key, status or failure reason]. */
-const outcomes = (summary: Summary): Array<[string, string]> => (summary.results ?? []).map((r) => [r.key, r.reason ?? r.status]);
-
-const accounts = (sim: SalesforceSimulator) => sim.records('Account').map((r) => [r.Legacy_Number__c ?? r.External_Id__c, r.Name]);
 
 describe('probe11: a dry run judges records of one row in different key forms as the real run does', () => {
   it('Number external id: 1, "1.0", "1e0" (and a row that existed, keyed 3.0 and 3e0)', async () => {
@@ -38,10 +32,7 @@ describe('probe11: a dry run judges records of one row in different key forms as
       { Legacy_Number__c: '3.0', Name: 'three' },
       { Legacy_Number__c: '3e0', Name: 'three' },
     ];
-    const before = accounts(sim);
-    const dry = await upsertAccounts(sim, records, { idProperty: 'Legacy_Number__c', dryRun: true });
-    expect(accounts(sim)).toEqual(before);
-    const real = await upsertAccounts(sim, records, { idProperty: 'Legacy_Number__c' });
+    const { dry, real } = await dryRunThenReal(sim, records, { idProperty: 'Legacy_Number__c' });
     expect(outcomes(real)).toEqual([
       ['1', 'created'],
       ['1.0', 'unchanged'],
@@ -65,10 +56,7 @@ describe('probe11: a dry run judges records of one row in different key forms as
       { External_Id__c: 'Xyz-9', Name: 'x' },
       { External_Id__c: 'ABC-1', Name: 'a2' },
     ];
-    const before = accounts(sim);
-    const dry = await upsertAccounts(sim, records, { dryRun: true });
-    expect(accounts(sim)).toEqual(before);
-    const real = await upsertAccounts(sim, records);
+    const { dry, real } = await dryRunThenReal(sim, records);
     expect(outcomes(real)).toEqual([
       ['ABC-1', 'created'],
       ['abc-1', 'unchanged'],

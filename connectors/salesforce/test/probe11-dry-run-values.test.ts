@@ -11,17 +11,10 @@
  * through the runtime and the writer, against the simulator over HTTP with jsforce.
  */
 import { describe, expect, it } from 'vitest';
-import { upsertAccounts, useOrgs } from './helpers.js';
-import type { SalesforceSimulator } from '../src/index.js';
+import { dryRunThenReal, outcomes, upsertAccounts, useOrgs } from './helpers.js';
 
 const org = useOrgs();
 
-type Summary = Awaited<ReturnType<typeof upsertAccounts>>;
-
-/** Per input record, in input order of results: [key, status or failure reason]. */
-const outcomes = (summary: Summary): Array<[string, string]> => (summary.results ?? []).map((r) => [r.key, r.reason ?? r.status]);
-
-const accounts = (sim: SalesforceSimulator) => sim.records('Account').map((r) => [r.External_Id__c, r.Name, r.AnnualRevenue, r.Active__c, r.Tier__c]);
 
 const RECORDS = [
   // A new row, then its values again in other forms: unchanged in the real run.
@@ -39,10 +32,7 @@ describe('probe11: a dry run judges values of one row in different forms as the 
   it('currency, checkbox, multi-select picklist values and field names in other forms', async () => {
     const sim = await org();
     await upsertAccounts(sim, [{ External_Id__c: 'old-1', Name: 'before', AnnualRevenue: 5, Active__c: true }]);
-    const before = accounts(sim);
-    const dry = await upsertAccounts(sim, RECORDS, { dryRun: true });
-    expect(accounts(sim)).toEqual(before);
-    const real = await upsertAccounts(sim, RECORDS);
+    const { dry, real } = await dryRunThenReal(sim, RECORDS);
     expect(outcomes(real)).toEqual([
       ['new-1', 'created'],
       ['new-1', 'unchanged'],
@@ -66,9 +56,7 @@ describe('probe11: a dry run judges values of one row in different forms as the 
       { External_Id__c: 'new-2', AnnualRevenue: 2 },
       { External_Id__c: 'new-3', AnnualRevenue: 3 },
     ];
-    const dry = await upsertAccounts(sim, records, { dryRun: true });
-    expect(accounts(sim)).toEqual([]);
-    const real = await upsertAccounts(sim, records);
+    const { dry, real } = await dryRunThenReal(sim, records);
     expect(outcomes(real)).toEqual([
       ['new-2', 'created'],
       ['new-2', 'unchanged'],
